@@ -1,0 +1,173 @@
+"""The `twin` command line (Typer). Thin: every command parses, delegates, prints.
+
+User mistakes (bad YAML, unknown parts, a run directory that exists) print one message per
+problem on stderr and exit with code 2 — never a traceback. Exit code 1 is reserved for bugs.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from twin.errors import SpecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="AI Inference Refinery digital twin: simulate, query and render the surge.")
+catalogue_app = typer.Typer(no_args_is_help=True, help="Browse the parts and models catalogue.")
+app.add_typer(catalogue_app, name="catalogue")
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def fail(lines: list[str] | str, code: int = 2) -> None:
+    """Print user-facing problems and exit non-zero."""
+    for line in [lines] if isinstance(lines, str) else lines:
+        err.print(f"[bold red]error:[/] {line}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load_scenario_or_exit(path: Path, seed: int | None = None):
+    from twin.scenario import load_scenario
+    try:
+        return load_scenario(path, seed=seed)
+    except SpecError as exc:
+        fail([f"{path}: {p}" if not p.startswith(str(path)) else p for p in exc.problems])
+
+
+@app.command()
+def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scenarios/surge.yaml")],
+        out_dir: Annotated[Optional[Path], typer.Option("-o", "--out", help="Run directory (default runs/<scenario name>)")] = None,
+        seed: Annotated[Optional[int], typer.Option(help="Override simulation.seed")] = None,
+        force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing run directory")] = False,
+        stage: Annotated[bool, typer.Option("--stage/--no-stage", help="Also write the USD stage")] = True,
+        stage_sample_s: Annotated[Optional[float], typer.Option(help="Seconds between stage time samples")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False) -> None:
+    """Simulate SCENARIO and write telemetry (Parquet), a manifest and the USD stage."""
+    from twin.engine import simulate
+    from twin.runner import default_run_dir, write_run
+    from twin.telemetry import RunExistsError
+
+    sc = load_scenario_or_exit(scenario, seed)
+    target = out_dir or default_run_dir(sc.name)
+    if target.exists() and not force:
+        fail(f"{target} already exists; pass --force to replace it or -o to choose another directory")
+    result = _with_progress(f"simulating {sc.name}", lambda cb: simulate(sc, progress=cb), quiet)
+    stage_fn = None
+    if stage:
+        from scenes import build_stage
+
+        def stage_fn(tmp: Path) -> dict:
+            return _with_progress("writing USD stage", lambda cb: build_stage(
+                tmp, stage_sample_s=stage_sample_s, progress=lambda msg, frac: cb(frac, {"msg": msg})), quiet)
+    try:
+        man = write_run(result, target, force=force, stage=stage_fn)
+    except RunExistsError as exc:
+        fail(str(exc))
+    print_summary(man, target)
+
+
+def _with_progress(label: str, fn, quiet: bool):
+    if quiet:
+        return fn(None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(label, total=1.0, info="")
+
+        def cb(frac: float, info: dict) -> None:
+            text = f"t={info['t_s']:.0f} s" if "t_s" in info else str(info.get("msg", ""))
+            bar.update(task, completed=frac, info=text)
+        return fn(cb)
+
+
+def _fmt(value, unit: str = "", digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    return f"{value:,}{unit}"
+
+
+def print_summary(man: dict, run_dir: Path) -> None:
+    s = man["summary"]
+    t = Table(title=f"{man['scenario']['name']} (seed {man['scenario']['seed']}) -> {run_dir}", show_header=False)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    drops = ", ".join(f"{k} {v:,}" for k, v in s.get("drop_reasons", {}).items()) or "none"
+    rows = [
+        ("requests arrived / completed", f"{s['requests_arrived']:,} / {s['requests_completed']:,}"),
+        ("dropped", f"{s['requests_dropped']:,} ({drops})"),
+        ("still queued / in flight at end", f"{s['requests_queued']:,} / {s['requests_in_flight']:,}"),
+        ("TTFT p50 / p99", f"{_fmt(s['ttft_p50_s'], ' s', 2)} / {_fmt(s['ttft_p99_s'], ' s', 2)}"),
+        ("latency p50 / p99", f"{_fmt(s['latency_p50_s'], ' s', 1)} / {_fmt(s['latency_p99_s'], ' s', 1)}"),
+        ("nodes ignited / peak on / peak serving", f"{s['nodes_ignited']} units / {s['peak_nodes_on']} / {s['peak_nodes_serving']}"),
+        ("peak IT (wall) power", _fmt(s["peak_it_power_w"] / 1e3, " kW")),
+        ("peak facility power", _fmt(s["peak_facility_power_w"] / 1e3, " kW")),
+        ("energy IT / facility", f"{_fmt(s['it_energy_kwh'], ' kWh')} / {_fmt(s['facility_energy_kwh'], ' kWh')}"),
+        ("PUE (energy-weighted)", _fmt(s["pue"], "", 2)),
+        ("peak GPU temperature", _fmt(s["peak_gpu_temp_c"], " °C")),
+        ("throttled GPU-seconds", _fmt(s["throttled_gpu_s"], " s", 0)),
+        ("thermal shutdowns", str(s.get("thermal_shutdowns", 0))),
+        ("wall time", _fmt(man.get("wall_time_s"), " s")),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
+
+
+@app.command()
+def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML to check")]) -> None:
+    """Check SCENARIO and print every problem with its field path (exit 2 if any)."""
+    sc = load_scenario_or_exit(scenario)
+    topo = sc.spec.topology
+    out.print(f"{scenario}: ok — {sc.name}: {topo.rows * topo.racks_per_row} racks, "
+              f"{topo.rows * topo.racks_per_row * topo.nodes_per_rack} nodes, {len(sc.spec.pools)} pool(s), "
+              f"{sc.spec.simulation.duration_s:g} s, seed {sc.seed}")
+
+
+@catalogue_app.command("list")
+def catalogue_list(kind: Annotated[Optional[str], typer.Argument(help="gpus, models, nodes, ... (default: all)")] = None) -> None:
+    """List catalogue entries."""
+    from twin.catalogue import KINDS, load_catalogue
+    cat = load_catalogue()
+    kinds = [kind] if kind else list(KINDS)
+    for k in kinds:
+        if k not in KINDS:
+            fail(f"unknown catalogue kind {k!r}; choose one of {', '.join(KINDS)}")
+        out.print(f"[bold]{k}[/]: " + ", ".join(cat.names(k)))
+
+
+@catalogue_app.command("show")
+def catalogue_show(name: Annotated[str, typer.Argument(help="Entry name, e.g. rtx-pro-4500-blackwell")]) -> None:
+    """Show one entry with its numbers and sources."""
+    import yaml
+
+    from twin.catalogue import load_catalogue
+    from twin.errors import suggest
+    cat = load_catalogue()
+    for kind, entries in cat.entries.items():
+        if name in entries:
+            out.print(f"# {kind}")
+            out.print(yaml.safe_dump(entries[name].model_dump(mode="json"), sort_keys=False), end="")
+            return
+    every = [n for e in cat.entries.values() for n in e]
+    fail(f"no catalogue entry {name!r}{suggest(name, every)}")
+
+
+# Commands contributed by other modules: each exposes register(app).
+for _mod in ("twin.cli_scene", "twin.cli_tools"):
+    try:
+        importlib.import_module(_mod).register(app)
+    except ModuleNotFoundError as _exc:  # not written yet in this checkout
+        if _exc.name != _mod:
+            raise
+
+
+def main() -> None:
+    app()

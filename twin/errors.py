@@ -1,0 +1,54 @@
+"""User-facing errors: every problem with its field path, all at once."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+from pydantic import ValidationError
+
+
+class SpecError(ValueError):
+    """Invalid scenario or catalogue input. `problems` holds one line per problem."""
+
+    def __init__(self, problems: Iterable[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def loc_to_path(loc: tuple) -> str:
+    """('racks', 3, 'nodes') -> 'racks[3].nodes'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean X?)' when a close match exists, else ''."""
+    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def format_validation_error(exc: ValidationError, fields_at: dict[str, list[str]] | None = None) -> list[str]:
+    """Turn pydantic's errors into 'path: message' lines, with did-you-mean for unknown keys.
+
+    `fields_at` maps a dotted parent path (no indices) to its allowed keys, for suggestions.
+    """
+    lines = []
+    for err in exc.errors(include_url=False):
+        path = loc_to_path(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            parent = ".".join(str(p) for p in err["loc"][:-1] if not isinstance(p, int))
+            hint = suggest(key, (fields_at or {}).get(parent, []))
+            msg = f"unknown field{hint}"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        lines.append(f"{path}: {msg}" if path else msg)
+    return lines

@@ -1,0 +1,358 @@
+"""Scenario YAML -> validated, frozen specs.
+
+`load_scenario(path)` reads with ``yaml.safe_load`` (size-limited), validates every section
+with pydantic (unknown keys, types, ranges), then cross-checks against the catalogue (part
+names, models fitting VRAM, parallelism vs GPUs per node). All problems are collected and
+raised together as one :class:`SpecError`, each line naming its field path.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from twin.catalogue import Catalogue, load_catalogue
+from twin.errors import SpecError, format_validation_error, suggest
+
+MAX_SCENARIO_BYTES = 1_000_000
+
+Pos = Annotated[float, Field(gt=0)]
+NonNeg = Annotated[float, Field(ge=0)]
+Frac = Annotated[float, Field(ge=0, le=1)]
+PosInt = Annotated[int, Field(ge=1)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SimulationSpec(Section):
+    duration_s: Pos = 3600.0
+    dt_s: Pos = 1.0
+    sample_s: Pos = 1.0
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _steps(self) -> "SimulationSpec":
+        if self.dt_s > self.duration_s:
+            raise ValueError(f"dt_s ({self.dt_s}) must not exceed duration_s ({self.duration_s})")
+        ratio = self.sample_s / self.dt_s
+        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            raise ValueError(f"sample_s ({self.sample_s}) must be a whole multiple of dt_s ({self.dt_s})")
+        if self.duration_s / self.dt_s > 2_000_000:
+            raise ValueError("duration_s / dt_s exceeds 2,000,000 ticks; raise dt_s")
+        return self
+
+
+class FacilitySpec(Section):
+    supply_air_c: Annotated[float, Field(ge=5, le=40)] = 20.0  # CRAH supply (hardware.md: 18-22 C)
+    plenum_airflow_per_rack_m3_s: Pos = 0.45  # perforated tiles in front of a rack (~950 CFM, one high-flow grate; estimate)
+    cooling_capacity_kw: Pos = 400.0
+    cooling_cop: Pos = 2.5  # heat removed per unit cooling electrical power (chiller + CRAH fans); gives PUE ~1.5 (Uptime surveys 1.56-1.58)
+    electrical_loss_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.08  # UPS + distribution
+    fixed_overhead_kw: NonNeg = 5.0  # lighting, controls, security
+    air_density_kg_m3: Pos = 1.20  # standard air, 20 C, sea level (hardware.md)
+    recirculation_top_bias: Annotated[float, Field(ge=0, le=1)] = 0.5  # share of extra recirculation at the top
+    room_heat_capacity_j_per_k: Pos = 5.0e6  # room air + rack/floor thermal mass (estimate)
+    supply_recovery_s: Pos = 300.0  # time constant for supply air to return to set point
+
+
+class TopologySpec(Section):
+    rows: Annotated[int, Field(ge=1, le=26)] = 2
+    racks_per_row: Annotated[int, Field(ge=1, le=99)] = 8
+    nodes_per_rack: PosInt = 10
+    node_type: str = "refinery-node"
+    rack_units: PosInt = 42
+    first_node_u: PosInt = 3
+    rack_width_m: Pos = 0.6
+    rack_depth_m: Pos = 1.2
+    cold_aisle_m: Pos = 1.2
+
+
+class PoolSpec(Section):
+    name: str
+    model: str
+    quantisation: str
+    engine: str = "vllm"
+    tp: PosInt = 1
+    pp: PosInt = 1
+    nodes: PosInt  # nodes assigned to this pool (in topology order after earlier pools)
+    max_batch: PosInt | None = None  # per replica; default: the engine's
+    memory_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.92  # share of VRAM the engine may use
+    mix: Frac = 1.0  # share of arriving requests asking for this pool's model
+    kv_bytes: Annotated[float, Field(gt=0, le=4)] | None = None  # KV-cache bytes per element (1 = FP8 KV); default: the quantisation's
+
+
+class LengthSpec(Section):
+    """Lognormal token-count distribution, truncated to [min, max]."""
+    median: Pos
+    sigma: Annotated[float, Field(ge=0, le=4)] = 1.0
+    min: PosInt = 1
+    max: PosInt = 32768
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "LengthSpec":
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class SurgeSpec(Section):
+    start_s: NonNeg = 600.0
+    ramp_s: NonNeg = 300.0
+    peak_multiplier: Annotated[float, Field(ge=1)] = 12.0
+    plateau_s: NonNeg = 1200.0
+    decay_s: NonNeg = 600.0
+
+
+class ArrivalSpec(Section):
+    process: Literal["gamma", "poisson"] = "gamma"
+    shape: Annotated[float, Field(gt=0, le=100)] = 0.5  # Gamma shape k; CV = 1/sqrt(k) (BurstGPT: 0.25-0.5)
+
+
+class WorkloadSpec(Section):
+    base_rate_per_s: Pos = 10.0
+    arrival: ArrivalSpec = ArrivalSpec()
+    prompt_tokens: LengthSpec = LengthSpec(median=1020, sigma=1.0, max=8192)  # Azure 2023 conversation
+    output_tokens: LengthSpec = LengthSpec(median=129, sigma=0.9, max=2048)
+    surge: SurgeSpec = SurgeSpec()
+    timeout_s: Pos = 120.0  # a request still queued after this is dropped (queue_timeout)
+
+
+class SchedulerSpec(Section):
+    policy: str = "cascade"
+    warm_pool_nodes: Annotated[int, Field(ge=0)] = 10  # nodes kept WARM (ready) beyond demand
+    initial_on_nodes: Annotated[int, Field(ge=0)] = 10  # nodes already WARM at t=0
+    max_concurrent_boots: PosInt = 16
+    target_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.7
+    interval_s: Pos = 10.0
+    scale_down_delay_s: NonNeg = 300.0
+    hysteresis: Annotated[float, Field(ge=0, le=1)] = 0.2
+    max_ramp_kw_per_min: Pos = 60.0  # power_ramp_limited policy
+    power_off_idle: bool = True  # scaled-down nodes go OFF (else stay WARM)
+
+
+class FabricSectionSpec(Section):
+    enabled: bool = True
+    spines: PosInt = 2
+    oversubscription: Pos = 1.0
+    switch_latency_s: Pos = 0.7e-6
+    load_from: Literal["nvme", "network"] = "nvme"
+    storage_targets: Annotated[int, Field(ge=0)] = 1
+    storage_gb_s: Pos = 46.0
+
+
+class FaultSpec(Section):
+    at_s: NonNeg
+    kind: Literal["node_crash", "fan_failure", "psu_failure", "cooling_failure",
+                  "cooling_capacity", "power_cap", "link_down", "switch_down"]
+    target: str | int | None = None
+    duration_s: Pos | None = None
+    value: float | None = None
+
+
+class ScenarioSpec(Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
+    description: str = ""
+    catalogue: list[str] = []
+    simulation: SimulationSpec = SimulationSpec()
+    facility: FacilitySpec = FacilitySpec()
+    topology: TopologySpec = TopologySpec()
+    pools: Annotated[list[PoolSpec], Field(min_length=1)]
+    workload: WorkloadSpec = WorkloadSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    fabric: FabricSectionSpec = FabricSectionSpec()
+    faults: list[FaultSpec] = []
+
+
+def _fields_at(model: type[BaseModel], prefix: str = "", out: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Allowed keys per dotted section path, for did-you-mean suggestions."""
+    out = {} if out is None else out
+    out[prefix] = list(model.model_fields)
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        args = getattr(ann, "__args__", ())
+        for cand in (ann, *args):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                _fields_at(cand, f"{prefix}.{name}" if prefix else name, out)
+    return out
+
+
+FIELDS_AT = _fields_at(ScenarioSpec)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario plus the catalogue it resolves against."""
+    spec: ScenarioSpec
+    catalogue: Catalogue
+    text: str
+    sha256: str
+    source_path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def seed(self) -> int:
+        return self.spec.simulation.seed
+
+
+def parse_yaml(text: str, origin: str = "<scenario>") -> dict[str, Any]:
+    if len(text.encode()) > MAX_SCENARIO_BYTES:
+        raise SpecError([f"{origin}: larger than {MAX_SCENARIO_BYTES // 1000} kB; refusing to parse"])
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError([f"{origin}: malformed YAML{where}: {problem}"]) from None
+    if not isinstance(doc, dict):
+        raise SpecError([f"{origin}: top level must be a mapping with keys like name, pools, workload"])
+    return doc
+
+
+def load_scenario(path: Path | str, *, seed: int | None = None,
+                  overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read, validate and cross-check a scenario file. Raises SpecError with every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError([f"{path}: no such scenario file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"{path}: cannot read ({exc})"]) from None
+    return scenario_from_text(text, origin=str(path), base_dir=path.parent, seed=seed, overrides=overrides)
+
+
+def _set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    node = doc
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise SpecError([f"{dotted}: cannot set inside a non-mapping"])
+    node[parts[-1]] = value
+
+
+def scenario_from_text(text: str, *, origin: str = "<scenario>", base_dir: Path | None = None,
+                       seed: int | None = None, overrides: dict[str, Any] | None = None) -> Scenario:
+    doc = parse_yaml(text, origin)
+    if seed is not None:
+        doc.setdefault("simulation", {})
+        if isinstance(doc["simulation"], dict):
+            doc["simulation"]["seed"] = seed
+    for key, value in (overrides or {}).items():
+        _set_dotted(doc, key, value)
+    try:
+        spec = ScenarioSpec.model_validate(doc)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, FIELDS_AT)) from None
+    base_dir = base_dir or Path.cwd()
+    extra = [(base_dir / p) if not Path(p).is_absolute() else Path(p) for p in spec.catalogue]
+    problems = [f"catalogue[{i}]: no such file {str(p)!r}" for i, p in enumerate(extra) if not p.exists()]
+    if problems:
+        raise SpecError(problems)
+    catalogue = load_catalogue(extra)
+    problems = check_against_catalogue(spec, catalogue)
+    if problems:
+        raise SpecError(problems)
+    canonical = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=True)
+    return Scenario(spec=spec, catalogue=catalogue, text=text,
+                    sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+                    source_path=None)
+
+
+def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
+    """Cross-field checks that need the catalogue: names exist, models fit, parallelism fits."""
+    from twin.scheduler import POLICIES  # registry of ignition policies
+    from twin.serving import replica_memory_plan
+
+    problems: list[str] = []
+
+    def known(kind: str, name: str, path: str) -> bool:
+        if name in cat.entries.get(kind, {}):
+            return True
+        problems.append(f"{path}: unknown {kind[:-1]} {name!r}{suggest(name, cat.names(kind))}")
+        return False
+
+    topo = spec.topology
+    node_ok = known("nodes", topo.node_type, "topology.node_type")
+    if spec.scheduler.policy not in POLICIES:
+        problems.append(f"scheduler.policy: unknown policy {spec.scheduler.policy!r}"
+                        f"{suggest(spec.scheduler.policy, POLICIES)}; choose one of {', '.join(sorted(POLICIES))}")
+    total_nodes = topo.rows * topo.racks_per_row * topo.nodes_per_rack
+    used = sum(p.nodes for p in spec.pools)
+    if used > total_nodes:
+        problems.append(f"pools: assign {used} nodes but the topology has {total_nodes} "
+                        f"({topo.rows} rows x {topo.racks_per_row} racks x {topo.nodes_per_rack} nodes)")
+    names = [p.name for p in spec.pools]
+    for i, pool in enumerate(spec.pools):
+        path = f"pools[{i}]"
+        if names.count(pool.name) > 1:
+            problems.append(f"{path}.name: duplicate pool name {pool.name!r}")
+        ok = known("models", pool.model, f"{path}.model") & known("quantisations", pool.quantisation, f"{path}.quantisation")
+        ok &= known("engines", pool.engine, f"{path}.engine")
+        if not (ok and node_ok):
+            continue
+        model, node = cat.model(pool.model), cat.node(topo.node_type)
+        gpu = cat.gpu(node.gpu)
+        if pool.quantisation not in model.quantisations:
+            problems.append(f"{path}.quantisation: {pool.model} is not offered in {pool.quantisation!r}; "
+                            f"choose one of {', '.join(model.quantisations)}")
+        gpus = pool.tp * pool.pp
+        if model.attention_heads and model.attention_heads % pool.tp:
+            problems.append(f"{path}.tp: tensor parallel {pool.tp} must divide {pool.model}'s "
+                            f"{model.attention_heads} attention heads")
+        elif model.kv_heads and model.kv_heads % pool.tp and pool.tp % model.kv_heads:
+            problems.append(f"{path}.tp: tensor parallel {pool.tp} and {pool.model}'s {model.kv_heads} KV heads "
+                            f"must divide one another (vLLM shards or replicates whole KV heads)")
+        if pool.pp > model.layers:
+            problems.append(f"{path}.pp: {pool.pp} pipeline stages exceed {pool.model}'s {model.layers} layers")
+        if pool.tp > node.gpu_count:
+            problems.append(f"{path}.tp: tensor parallel {pool.tp} exceeds the {node.gpu_count} GPUs of one "
+                            f"{node.name}; use pipeline parallel (pp) across nodes")
+        if gpus > node.gpu_count and gpus % node.gpu_count:
+            problems.append(f"{path}: tp x pp = {gpus} GPUs must be a multiple of {node.gpu_count} "
+                            f"(GPUs per node) when a replica spans nodes")
+        if gpus <= node.gpu_count and node.gpu_count % gpus:
+            problems.append(f"{path}: tp x pp = {gpus} GPUs does not divide the {node.gpu_count} GPUs per node")
+        nodes_per_replica = max(1, gpus // node.gpu_count)
+        if pool.nodes % nodes_per_replica:
+            problems.append(f"{path}.nodes: {pool.nodes} is not a multiple of the {nodes_per_replica} nodes "
+                            f"one replica spans")
+        plan = replica_memory_plan(model, cat.quant(pool.quantisation), gpu, gpus, pool.memory_utilisation,
+                                   pool.kv_bytes)
+        if plan.kv_budget_gb <= 0:
+            problems.append(
+                f"{path}: {pool.model} in {pool.quantisation} needs {plan.weights_gb:.1f} GB of weights but a "
+                f"replica of {gpus} x {gpu.name} has {plan.usable_gb:.1f} GB usable "
+                f"({gpus} x {gpu.memory_gb:g} GB x {pool.memory_utilisation:g}); raise tp/pp or pick a smaller quantisation")
+    mixes = sum(p.mix for p in spec.pools)
+    if mixes <= 0:
+        problems.append("pools: at least one pool needs mix > 0")
+    n_units = sum(p.nodes for p in spec.pools)
+    if spec.scheduler.initial_on_nodes > n_units:
+        problems.append(f"scheduler.initial_on_nodes: {spec.scheduler.initial_on_nodes} exceeds the "
+                        f"{n_units} nodes in pools")
+    for i, f in enumerate(spec.faults):
+        if f.at_s > spec.simulation.duration_s:
+            problems.append(f"faults[{i}].at_s: {f.at_s} is after the end of the run ({spec.simulation.duration_s} s)")
+        if f.kind in ("node_crash", "fan_failure", "psu_failure", "gpu_failure"):
+            if not isinstance(f.target, int) or not 0 <= f.target < total_nodes:
+                problems.append(f"faults[{i}].target: {f.kind} needs a node id 0..{total_nodes - 1}")
+        if f.kind == "power_cap" and (f.value is None or f.value <= 0):
+            problems.append(f"faults[{i}].value: power_cap needs a positive per-GPU limit in W")
+        if f.kind == "cooling_capacity" and (f.value is None or f.value <= 0):
+            problems.append(f"faults[{i}].value: cooling_capacity needs a positive capacity in kW")
+        if f.kind == "cooling_failure" and f.value is not None and not 0 <= f.value <= 1:
+            problems.append(f"faults[{i}].value: cooling_failure value is the remaining airflow fraction 0..1")
+        if f.kind in ("link_down", "switch_down") and not isinstance(f.target, str):
+            problems.append(f"faults[{i}].target: {f.kind} needs a switch or link name, e.g. 'spine:0'")
+    return problems
