@@ -1,0 +1,25 @@
+"""Shared fixtures: a real tiny run (engine end to end) and scenario text helpers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+
+
+@pytest.fixture(scope="session")
+def tiny_result():
+    from twin.engine import simulate
+    from twin.scenario import load_scenario
+    return simulate(load_scenario(SCENARIOS / "tiny.yaml"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_result) -> Path:
+    """The tiny scenario written as a run directory (telemetry + manifest, no stage)."""
+    from twin.runner import write_run
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    write_run(tiny_result, run_dir)
+    return run_dir

@@ -1,0 +1,40 @@
+"""The run command end to end through Typer's CliRunner."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from twin.cli import app
+
+TINY = Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml"
+runner = CliRunner()
+
+
+def test_run_writes_a_run_directory_and_prints_the_summary(tmp_path):
+    out = tmp_path / "tiny"
+    result = runner.invoke(app, ["run", str(TINY), "-o", str(out), "--no-stage", "-q"])
+    assert result.exit_code == 0, result.output
+    for word in ("requests arrived", "TTFT p50", "peak IT (wall) power", "PUE", "throttled GPU-seconds"):
+        assert word in result.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["scenario"]["name"] == "tiny" and man["scenario"]["seed"] == 7
+    assert len(man["scenario"]["sha256"]) == 64
+    assert man["tables"]["gpus"] == 120 * 12  # 600 s / 5 s samples x 12 GPUs
+    assert (out / "scenario.yaml").read_text() == TINY.read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp dirs left behind"
+    again = runner.invoke(app, ["run", str(TINY), "-o", str(out), "--no-stage", "-q"])
+    assert again.exit_code == 2 and "already exists" in again.output
+    forced = runner.invoke(app, ["run", str(TINY), "-o", str(out), "--no-stage", "-q", "--force", "--seed", "3"])
+    assert forced.exit_code == 0
+    assert json.loads((out / "manifest.json").read_text())["scenario"]["seed"] == 3
+
+
+def test_catalogue_list_and_show():
+    result = runner.invoke(app, ["catalogue", "list", "gpus"])
+    assert result.exit_code == 0 and "rtx-pro-4500-blackwell" in result.output
+    show = runner.invoke(app, ["catalogue", "show", "rtx-pro-4500-blackwell"])
+    assert show.exit_code == 0 and "memory_bandwidth_gb_s: 896" in show.output
+    bad = runner.invoke(app, ["catalogue", "show", "rtx-pro-4500"])
+    assert bad.exit_code == 2 and "did you mean" in bad.output

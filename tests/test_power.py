@@ -1,0 +1,55 @@
+"""Power physics against published or hand-computed values."""
+import numpy as np
+import pytest
+
+from twin import power as pw
+from twin.catalogue import load_catalogue
+
+CAT = load_catalogue()
+PSU = CAT.psu("dark-power-pro-13-1600w")
+GPU = CAT.gpu("rtx-pro-4500-blackwell")
+
+
+@pytest.mark.parametrize("load, eff", [(0.10, 0.90), (0.20, 0.94), (0.50, 0.96), (1.00, 0.94)])
+def test_psu_efficiency_hits_the_80plus_titanium_points(load, eff):
+    assert pw.psu_efficiency(np.array([load]), PSU)[0] == pytest.approx(eff)
+
+
+def test_psu_efficiency_interpolates_between_points():
+    # 35 % is halfway between 20 % (0.94) and 50 % (0.96)
+    assert pw.psu_efficiency(np.array([0.35]), PSU)[0] == pytest.approx(0.95)
+    # 5 % is halfway between no load (0.60, estimate) and 10 % (0.90)
+    assert pw.psu_efficiency(np.array([0.05]), PSU)[0] == pytest.approx(0.75)
+
+
+def test_wall_power_at_half_load_is_dc_over_96_percent():
+    assert pw.wall_power_w(np.array([800.0]), PSU)[0] == pytest.approx(800 / 0.96)
+    assert pw.wall_power_w(np.array([0.0]), PSU)[0] == pytest.approx(PSU.standby_w)
+
+
+def test_fan_cube_law_half_speed_is_one_eighth_power():
+    assert pw.fan_power_w(2.5, np.array([1000.0]), 2000.0)[0] == pytest.approx(2.5 / 8)
+    assert pw.fan_airflow_m3_s(0.02, np.array([1000.0]), 2000.0)[0] == pytest.approx(0.01)
+
+
+def test_gpu_power_spans_idle_to_board_power():
+    assert pw.gpu_power_w(15, 200, np.array([0.0]), np.array([1.0]))[0] == 15
+    assert pw.gpu_power_w(15, 200, np.array([1.0]), np.array([1.0]))[0] == 200
+    # activity 0.5 at 80 % clock: 15 + 185 * 0.5 * 0.512 = 62.36 W
+    assert pw.gpu_power_w(15, 200, np.array([0.5]), np.array([0.8]))[0] == pytest.approx(62.36)
+
+
+def test_clock_for_power_cap_inverts_the_cube_law():
+    c = pw.clock_for_power_cap(150.0, 15, 200, np.array([1.0]))
+    assert c[0] == pytest.approx((135 / 185) ** (1 / 3))
+    assert pw.gpu_power_w(15, 200, np.array([1.0]), c)[0] == pytest.approx(150.0)
+
+
+def test_facility_power_and_pue_by_hand():
+    total, cooling, overhead = pw.facility_power_w(np.array([100e3]), 200e3, 2.5, 0.08, 5e3)
+    assert cooling[0] == pytest.approx(40e3)
+    assert overhead[0] == pytest.approx(13e3)
+    assert total[0] / 100e3 == pytest.approx(1.53)
+    # cooling is capped at its capacity: the excess heat is not removed
+    _, cooling, _ = pw.facility_power_w(np.array([300e3]), 200e3, 2.5, 0.0, 0.0)
+    assert cooling[0] == pytest.approx(80e3)
