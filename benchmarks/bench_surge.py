@@ -1,0 +1,43 @@
+"""Benchmark: the default one-hour, 160-node surge at full scale.
+
+Prints simulated seconds per wall second, requests per wall second and peak memory (RSS).
+Target on a 2-core machine: <= 60 s wall (>= 60x real time) and < 2 GB. Not a test: numbers only.
+
+    python benchmarks/bench_surge.py [SCENARIO] [--fabric off]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+from twin.engine import simulate
+from twin.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", nargs="?", default=str(ROOT / "scenarios" / "surge.yaml"))
+    ap.add_argument("--fabric", choices=["on", "off", "both"], default="both")
+    args = ap.parse_args()
+    modes = ["off", "on"] if args.fabric == "both" else [args.fabric]
+    for mode in modes:
+        sc = load_scenario(args.scenario, overrides={"fabric.enabled": mode == "on"})
+        t0 = time.perf_counter()
+        res = simulate(sc)
+        wall = time.perf_counter() - t0
+        dur = sc.spec.simulation.duration_s
+        n_req = res.summary["requests_arrived"]
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{sc.name} fabric={mode}: {dur:.0f} simulated s in {wall:.2f} wall s = "
+              f"{dur / wall:.0f}x real time; {n_req:,} requests = {n_req / wall:,.0f} requests/wall s; "
+              f"peak RSS {rss_mb:.0f} MB", flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
