@@ -1,0 +1,62 @@
+"""twin.compare on two synthetic runs; expectations from tests/synthetic_run.py formulas.
+
+A: 20 samples of 10 s; B: 64 samples. 12 nodes, node power 200 + 10n + 5k W, facility = 1.5 x IT,
+10 requests per sample (ttft 0.2 s, latency 2 s, 100 output tokens), GPU temp 30 + k + n + i.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from synthetic_run import make_synthetic_run
+from twin.compare import METRICS, compare, summarise, to_dict
+from twin.run import load_run
+
+
+def it_energy_j(samples: int, sample_s: float = 10.0) -> float:
+    return sum((200 + 10 * n + 5 * k) * sample_s for n in range(12) for k in range(samples))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("c")
+    return load_run(make_synthetic_run(base / "a")), load_run(make_synthetic_run(base / "b", samples=64))
+
+
+def test_summary_from_tables_matches_hand_values(runs):
+    s = summarise(runs[0])
+    assert it_energy_j(20) == 726_000
+    assert s["it_energy_kwh"] == pytest.approx(726_000 / 3.6e6)
+    assert s["facility_energy_kwh"] == pytest.approx(1.5 * 726_000 / 3.6e6)
+    assert s["pue"] == pytest.approx(1.5)
+    assert s["peak_it_power_kw"] == pytest.approx(4.2)   # 12*295 + 10*66 W at k=19
+    assert s["peak_facility_power_kw"] == pytest.approx(6.3)
+    assert (s["requests_arrived"], s["requests_completed"], s["requests_dropped"]) == (200, 200, 0)
+    assert s["ttft_p99_s"] == pytest.approx(0.2) and s["latency_p99_s"] == pytest.approx(2.0)
+    assert s["output_tokens_per_s"] == pytest.approx(200 * 100 / 200.0)
+    assert s["wh_per_1k_tokens"] == pytest.approx(1.5 * 726_000 / 3600 / 20)  # Wh / (20 x 1k tokens)
+    assert s["peak_gpu_temp_c"] == 62.0
+    assert s["throttled_gpu_s"] == 0.0
+    assert s["peak_nodes_on"] == 12
+
+
+def test_compare_rows_give_absolute_and_percent_differences(runs):
+    rows = {r.key: r for r in compare(*runs)}
+    assert set(rows) == {m.key for m in METRICS}
+    e = rows["it_energy_kwh"]
+    assert e.b == pytest.approx(it_energy_j(64) / 3.6e6)
+    assert e.delta == pytest.approx((it_energy_j(64) - it_energy_j(20)) / 3.6e6)
+    assert e.pct == pytest.approx(100 * (it_energy_j(64) / it_energy_j(20) - 1))
+    # B throttles: GPU (n, i) above 90 °C for 3 + n + i samples of 10 s; A never -> no percentage
+    t = rows["throttled_gpu_s"]
+    assert (t.a, t.b, t.delta, t.pct) == (0.0, 3420.0, 3420.0, None)
+    assert rows["pue"].delta == pytest.approx(0.0)
+
+
+def test_json_form_is_serialisable(runs):
+    payload = to_dict(*runs, compare(*runs))
+    text = json.dumps(payload)
+    back = json.loads(text)
+    assert back["a"]["scenario"] == "synthetic"
+    assert [m["key"] for m in back["metrics"]] == [m.key for m in METRICS]
