@@ -60,3 +60,16 @@ def test_json_form_is_serialisable(runs):
     back = json.loads(text)
     assert back["a"]["scenario"] == "synthetic"
     assert [m["key"] for m in back["metrics"]] == [m.key for m in METRICS]
+
+
+def test_table_summary_agrees_with_the_engines_manifest_summary(tiny_run):
+    """An independent check: the engine computes its own summary when it writes the run."""
+    run = load_run(tiny_run)
+    ours, engine = summarise(run), run.manifest["summary"]
+    for key in ("it_energy_kwh", "facility_energy_kwh", "pue", "peak_gpu_temp_c", "throttled_gpu_s"):
+        assert ours[key] == pytest.approx(engine[key], rel=1e-6, abs=1e-9), key
+    for key in ("requests_dropped", "requests_completed", "peak_nodes_on"):
+        assert ours[key] == engine[key], key
+    assert ours["peak_it_power_kw"] == pytest.approx(engine["peak_it_power_w"] / 1e3, rel=1e-6)
+    # percentiles: the engine and DuckDB interpolate slightly differently
+    assert ours["latency_p99_s"] == pytest.approx(engine["latency_p99_s"], rel=1e-3)
