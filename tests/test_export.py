@@ -138,3 +138,15 @@ def test_output_is_atomic_and_errors_are_tool_errors(run, tmp_path):
         export(run, tmp_path / "x.om", "xml")
     export(run, tmp_path / "ok.om")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.om"]  # no temp files left behind
+
+
+@pytest.mark.skipif(__import__("shutil").which("promtool") is None, reason="promtool not installed")
+def test_promtool_accepts_the_export(run, tmp_path):
+    import subprocess
+
+    out = tmp_path / "run.om"
+    export(run, out)
+    proc = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(out), str(tmp_path / "db")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert str(EXPECTED_SAMPLES) in proc.stdout  # NUM SAMPLES column of the block table
