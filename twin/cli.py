@@ -161,7 +161,7 @@ def catalogue_show(name: Annotated[str, typer.Argument(help="Entry name, e.g. rt
 
 
 # Commands contributed by other modules: each exposes register(app).
-for _mod in ("twin.cli_scene", "twin.cli_tools"):
+for _mod in ("twin.cli_scene", "twin.cli_tools", "twin.cli_predict", "twin.cli_plan"):
     try:
         importlib.import_module(_mod).register(app)
     except ModuleNotFoundError as _exc:  # not written yet in this checkout
