@@ -48,6 +48,7 @@ GPU_FAN_TAU_S = 3.0       # estimate: blower spin-up lag
 CHASSIS_FAN_TAU_S = 5.0   # estimate: chassis fan controller + spin-up lag
 LOADING_GPU_ACTIVITY = 0.10  # estimate: H2D weight copies + allocator warm-up
 CPU_UTIL_WARM = 0.05      # estimate: engine polling, OS housekeeping
+P2P_HOP_LATENCY_S = 5e-6  # estimate: PCIe P2P copy launch + sync per intra-node pipeline hop
 DIMM_ACTIVE_UTIL = {POWERING_ON: 0.0, BOOTING: 1.0, LOADING: 1.0, WARM: 0.0, SERVING: 0.5, DRAINING: 0.5}
 
 
@@ -187,10 +188,16 @@ class _Sim:
         self.events: list[tuple] = []
         self.low_since = [-1.0] * len(spec.pools)
         self.ramp_hist: deque = deque()
+        # RDMA latency of a replica's cross-node hops: 2 NIC traversals + one leaf switch per hop
+        # until the fabric knows the real paths (hardware.md "Fabric")
+        self.rep_cross_lat_s = self.rep_hops_cross * (2 * self.nic.latency_s + spec.fabric.switch_latency_s)
+        self.unit_cut = np.zeros(topo.n_units, dtype=bool)  # powered but unreachable over the fabric
         self.fabric = None
-        if spec.fabric.enabled and (self.rep_hops_cross.any() or spec.fabric.load_from == "network"):
-            from twin.fabric_link import FabricModel  # networkx stays behind twin.fabric
+        fabric_faults = any(f.kind in ("link_down", "switch_down") for f in spec.faults)
+        if spec.fabric.enabled and (self.rep_hops_cross.any() or spec.fabric.load_from == "network" or fabric_faults):
+            from twin.fabric import FabricModel  # networkx stays behind twin.fabric
             self.fabric = FabricModel(scenario, topo, self)
+            self.rep_cross_lat_s = self.fabric.rep_cross_latency_s
         self.node_inlet = np.full(N, fac.supply_air_c)
         self.node_nic_gb_s = np.zeros(N)
         self.rep_nic_gb_s = np.full(nr, self.nic.achievable_gb_s)
@@ -303,7 +310,7 @@ class _Sim:
             warm_units = math.ceil(sched.warm_pool_nodes * pool.nodes / total_nodes / nodes_per_unit)
             needed = min(len(units), math.ceil(need_reps / reps_per_unit) + warm_units)
             first = self.state[[int(self.unit_nodes[u][0]) for u in units]]
-            alive = ~self.unit_failed[units] & (first != OFF) & (first != FAILED)
+            alive = ~self.unit_failed[units] & ~self.unit_cut[units] & (first != OFF) & (first != FAILED)
             active = units[alive & ~self.unit_draining[units]]
             delta = units_to_change(len(active), needed, sched.hysteresis)
             if delta > 0:
@@ -396,7 +403,12 @@ class _Sim:
             if self.fabric is None:
                 return None
             self.fabric.fail(str(f.target))
-            return lambda: self.fabric.restore(str(f.target))
+            self._fabric_connectivity(f"{f.kind} {f.target}")
+
+            def restore():
+                self.fabric.restore(str(f.target))
+                self._fabric_connectivity(f"{f.kind} {f.target} cleared")
+            return restore
         return None
 
     def _fail_node(self, nd: int, why: str) -> None:
@@ -500,7 +512,7 @@ class _Sim:
 
     def _admit(self, t0: float) -> None:
         """Route queue heads to the ready replica with least outstanding work (FCFS, head-of-line)."""
-        ready_unit = self.unit_ready & ~self.unit_draining & ~self.unit_failed
+        ready_unit = self.unit_ready & ~self.unit_draining & ~self.unit_failed & ~self.unit_cut
         for k, q in enumerate(self.queues):
             if not q:
                 continue
@@ -555,13 +567,12 @@ class _Sim:
             return
         r = self.replica[ids]
         # hop cost of one token's activations across the pipeline
-        hid = np.array([self.perf[p].hidden_size for p in self.rep_pool], dtype=float)
-        tok_bytes = hid * sv.ACTIVATION_BYTES
+        tok_bytes = self.rep_hidden_bytes
         p2p = self.node_spec.pcie_p2p_gb_s
         nic = self.rep_nic_gb_s
         hop_per_tok_s = (self.rep_hops_intra * tok_bytes / (p2p * sv.GB)
                          + self.rep_hops_cross * tok_bytes / (nic * sv.GB))
-        hop_lat_s = self.rep_hops_intra * 5e-6 + self.rep_hops_cross * (self.nic.latency_s * 2 + 0.7e-6)
+        hop_lat_s = self.rep_hops_intra * P2P_HOP_LATENCY_S + self.rep_cross_lat_s
         p_cost = self.rep_prefill_s_per_tok / np.maximum(rep_clock, 1e-3) + hop_per_tok_s
         # ---- prefill: FIFO per replica, starting no earlier than the request's arrival in this tick
         pf_mask = self.prefill_left[ids] > 0
@@ -598,7 +609,7 @@ class _Sim:
             self.first_token_s[done_ids] = t0 + end[done]
             self.generated[done_ids] = 1
             self.network_s[rid] += used / p_cost[rr] * (self.rep_hops_cross[rr] * tok_bytes[rr] / (nic[rr] * sv.GB))
-            self.network_s[done_ids] += self.rep_hops_cross[rr[done]] * (self.nic.latency_s * 2 + 0.7e-6)
+            self.network_s[done_ids] += self.rep_cross_lat_s[rr[done]]
             first_done[pidx[done]] = True
             dec_start[pidx[done]] = end[done]
             self.rep_prefill_tok_s = np.bincount(rr, weights=used / p_cost[rr], minlength=nr) / dt
@@ -638,8 +649,8 @@ class _Sim:
             step = np.minimum(tokens, left)
             self.decode_left[did] = np.where(fin, 0.0, left - tokens)
             self.generated[did] += step
-            self.network_s[did] += step * self.rep_hops_cross[rd] * (tok_bytes[rd] / (nic[rd] * sv.GB)
-                                                                     + self.nic.latency_s * 2 + 0.7e-6)
+            self.network_s[did] += step * (self.rep_hops_cross[rd] * tok_bytes[rd] / (nic[rd] * sv.GB)
+                                           + self.rep_cross_lat_s[rd])
             fin_ids = did[fin]
             self.done_s[fin_ids] = np.maximum(t_fin[fin], self.first_token_s[fin_ids])
             self.status[fin_ids] = DONE
@@ -782,6 +793,19 @@ class _Sim:
             rate = np.full(self.N, local)
         self.load_left = np.where(loading, np.maximum(self.load_left - rate * self.dt, 0.0), self.load_left)
 
+    def _fabric_connectivity(self, why: str) -> None:
+        """After a fabric change: units that lost their path to the spines stop taking requests and
+        their in-flight requests go back to the queue (retried elsewhere); reconnected units return."""
+        self.rep_cross_lat_s = self.fabric.rep_cross_latency_s
+        ok = self.fabric.unit_connected()
+        for u in np.flatnonzero(~ok & ~self.unit_cut):
+            self.unit_cut[u] = True
+            self.event("unit_disconnected", int(self.unit_nodes[u][0]), -1, f"unit {u}: {why}")
+            self._requeue_replicas(self.unit_reps[u])
+        for u in np.flatnonzero(ok & self.unit_cut):
+            self.unit_cut[u] = False
+            self.event("unit_reconnected", int(self.unit_nodes[u][0]), -1, f"unit {u}: {why}")
+
     def _fabric_step(self) -> None:
         loading = np.flatnonzero(self.state == LOADING) if self.spec.fabric.load_from == "network" else np.zeros(0, int)
         active = np.flatnonzero(self.rep_inflight > 0) if self.n_rep else np.zeros(0, int)
@@ -816,7 +840,16 @@ class _Sim:
         self.acc_fac = np.zeros(4)
         self.throttled_gpu_s = 0.0
         self.s_links: list[tuple] = []
+        # (replica, node) pairs for spreading per-replica quantities onto nodes without loops
+        self.pair_rep = np.array([r.replica_id for r in self.topo.replicas for _ in r.node_ids], dtype=np.int64)
+        self.pair_node = np.array([n for r in self.topo.replicas for n in r.node_ids], dtype=np.int64)
+        self.rep_n_nodes = np.bincount(self.pair_rep, minlength=self.n_rep).astype(float)
+        self.rep_hidden_bytes = np.array([self.perf[p].hidden_size for p in self.rep_pool], dtype=float) * sv.ACTIVATION_BYTES
         self.unit_peak_w = np.array([len(n) for n in self.unit_nodes], dtype=float) * self._node_peak_wall_w()
+
+    def _per_node(self, pair_values: np.ndarray) -> np.ndarray:
+        """Sum values given per (replica, node) pair onto nodes."""
+        return np.bincount(self.pair_node, weights=pair_values, minlength=self.N)
 
     def _node_peak_wall_w(self) -> float:
         node, gpu = self.node_spec, self.gpu
@@ -836,18 +869,11 @@ class _Sim:
         # intra-node pipeline traffic and NIC traffic: tokens/s x activation bytes x hops
         if self.n_rep:
             tok = self.rep_tokens_s + self.rep_prefill_tok_s
-            hid = np.array([self.perf[p].hidden_size for p in self.rep_pool], dtype=float) * sv.ACTIVATION_BYTES
-            intra = tok * hid * self.rep_hops_intra / sv.GB
-            cross = tok * hid * self.rep_hops_cross / sv.GB
-            n_nodes = np.array([len(self.topo.replicas[r].node_ids) for r in range(self.n_rep)], dtype=float)
-            first_nodes = np.array([self.topo.replicas[r].node_ids[0] for r in range(self.n_rep)])
-            p2p = np.zeros(self.N)
-            nic = np.zeros(self.N)
-            for r in np.flatnonzero(tok > 0):
-                nodes = list(self.topo.replicas[r].node_ids)
-                p2p[nodes] += intra[r] / n_nodes[r]
-                nic[nodes] += 2 * cross[r] / n_nodes[r]  # each hop leaves one node and enters another
-            del first_nodes
+            intra = tok * self.rep_hidden_bytes * self.rep_hops_intra / sv.GB
+            cross = tok * self.rep_hidden_bytes * self.rep_hops_cross / sv.GB
+            # spread over the replica's nodes; each cross hop leaves one node and enters another
+            p2p = self._per_node((intra / self.rep_n_nodes)[self.pair_rep])
+            nic = self._per_node((2 * cross / self.rep_n_nodes)[self.pair_rep])
             if self.fabric is not None and self.spec.fabric.load_from == "network":
                 nic += self.fabric.node_load_gb_s
             self.acc_p2p += p2p
@@ -884,12 +910,7 @@ class _Sim:
         nd["p2p_gb_s"][s] = self.acc_p2p / n
         nd["nic_gb_s"][s] = self.acc_nic / n
         nd["state"][s] = self.state
-        act = np.zeros(self.N, dtype=np.int64)
-        if self.n_rep:
-            per_rep = self.rep_inflight
-            for r in np.flatnonzero(per_rep > 0):
-                act[list(self.topo.replicas[r].node_ids)] += per_rep[r]
-        nd["active_requests"][s] = act
+        nd["active_requests"][s] = self._per_node(self.rep_inflight[self.pair_rep]) if self.n_rep else 0
         rack = topo.node_rack
         rk["power_w"][s] = np.bincount(rack, weights=self.acc_node_w / n, minlength=self.R)
         rk["inlet_c"][s] = np.bincount(rack, weights=self.node_inlet, minlength=self.R) / topo.nodes_per_rack
