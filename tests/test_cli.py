@@ -38,3 +38,16 @@ def test_catalogue_list_and_show():
     assert show.exit_code == 0 and "memory_bandwidth_gb_s: 896" in show.output
     bad = runner.invoke(app, ["catalogue", "show", "rtx-pro-4500"])
     assert bad.exit_code == 2 and "did you mean" in bad.output
+
+
+def test_set_overrides_a_field_and_bad_sets_exit_2(tmp_path):
+    out = tmp_path / "tiny"
+    result = runner.invoke(app, ["run", str(TINY), "-o", str(out), "--no-stage", "-q",
+                                 "--set", "simulation.duration_s=120", "--set", "scheduler.policy=spread"])
+    assert result.exit_code == 0, result.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["simulation"]["duration_s"] == 120 and man["tables"]["facility"] == 24
+    typo = runner.invoke(app, ["validate", str(TINY), "--set", "scheduler.polcy=spread"])
+    assert typo.exit_code == 2 and "scheduler.polcy: unknown field (did you mean 'policy'?)" in typo.output
+    malformed = runner.invoke(app, ["validate", str(TINY), "--set", "scheduler"])
+    assert malformed.exit_code == 2 and "expected FIELD=VALUE" in malformed.output

@@ -32,10 +32,29 @@ def fail(lines: list[str] | str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def load_scenario_or_exit(path: Path, seed: int | None = None):
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a scenario field, e.g. --set fabric.oversubscription=8 (repeatable)")]
+
+
+def parse_sets(sets: list[str] | None) -> dict:
+    """['a.b=1', 'c=x'] -> {'a.b': 1, 'c': 'x'}; values are YAML scalars (yaml.safe_load)."""
+    import yaml
+    out = {}
+    for item in sets or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            fail(f"--set {item!r}: expected FIELD=VALUE, e.g. --set workload.surge.peak_multiplier=20")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            fail(f"--set {item!r}: value is not a YAML scalar")
+    return out
+
+
+def load_scenario_or_exit(path: Path, seed: int | None = None, sets: list[str] | None = None):
     from twin.scenario import load_scenario
     try:
-        return load_scenario(path, seed=seed)
+        return load_scenario(path, seed=seed, overrides=parse_sets(sets))
     except SpecError as exc:
         fail([f"{path}: {p}" if not p.startswith(str(path)) else p for p in exc.problems])
 
@@ -44,6 +63,7 @@ def load_scenario_or_exit(path: Path, seed: int | None = None):
 def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scenarios/surge.yaml")],
         out_dir: Annotated[Optional[Path], typer.Option("-o", "--out", help="Run directory (default runs/<scenario name>)")] = None,
         seed: Annotated[Optional[int], typer.Option(help="Override simulation.seed")] = None,
+        sets: SetOption = None,
         force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing run directory")] = False,
         stage: Annotated[bool, typer.Option("--stage/--no-stage", help="Also write the USD stage")] = True,
         stage_sample_s: Annotated[Optional[float], typer.Option(help="Seconds between stage time samples")] = None,
@@ -53,7 +73,7 @@ def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scena
     from twin.runner import default_run_dir, write_run
     from twin.telemetry import RunExistsError
 
-    sc = load_scenario_or_exit(scenario, seed)
+    sc = load_scenario_or_exit(scenario, seed, sets)
     target = out_dir or default_run_dir(sc.name)
     if target.exists() and not force:
         fail(f"{target} already exists; pass --force to replace it or -o to choose another directory")
@@ -122,9 +142,10 @@ def print_summary(man: dict, run_dir: Path) -> None:
 
 
 @app.command()
-def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML to check")]) -> None:
+def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML to check")],
+             sets: SetOption = None) -> None:
     """Check SCENARIO and print every problem with its field path (exit 2 if any)."""
-    sc = load_scenario_or_exit(scenario)
+    sc = load_scenario_or_exit(scenario, sets=sets)
     topo = sc.spec.topology
     out.print(f"{scenario}: ok — {sc.name}: {topo.rows * topo.racks_per_row} racks, "
               f"{topo.rows * topo.racks_per_row * topo.nodes_per_rack} nodes, {len(sc.spec.pools)} pool(s), "

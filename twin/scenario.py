@@ -353,6 +353,27 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
             problems.append(f"faults[{i}].value: cooling_capacity needs a positive capacity in kW")
         if f.kind == "cooling_failure" and f.value is not None and not 0 <= f.value <= 1:
             problems.append(f"faults[{i}].value: cooling_failure value is the remaining airflow fraction 0..1")
-        if f.kind in ("link_down", "switch_down") and not isinstance(f.target, str):
-            problems.append(f"faults[{i}].target: {f.kind} needs a switch or link name, e.g. 'spine:0'")
+        if f.kind in ("link_down", "switch_down"):
+            problems.extend(_fabric_target_problems(f"faults[{i}].target", f.kind, f.target, spec))
     return problems
+
+
+def _fabric_target_problems(path: str, kind: str, target: Any, spec: ScenarioSpec) -> list[str]:
+    """A link/switch fault must name an element of the fabric this scenario builds."""
+    from twin.fabric import element_names, parse_element
+    from twin.topology import rack_names
+
+    example = "e.g. 'spine:0', 'leaf:A01', 'node:3' (its NIC) or a cable 'leaf:A01-spine:0'"
+    parsed = parse_element(target) if isinstance(target, str) else None
+    if parsed is None:
+        return [f"{path}: {kind} needs a fabric element, {example}"]
+    t, fab = spec.topology, spec.fabric
+    known = element_names(rack_names(t.rows, t.racks_per_row), t.rows * t.racks_per_row * t.nodes_per_rack,
+                          fab.spines, fab.storage_targets if fab.load_from == "network" else 0)
+    ends = parsed[1].split("-", 1) if parsed[0] == "link" else [parsed[1]]
+    bad = [e for e in ends if e not in known]
+    if bad:
+        return [f"{path}: unknown fabric element {bad[0]!r}{suggest(bad[0], sorted(known))}; {example}"]
+    if not fab.enabled:
+        return [f"{path}: {kind} needs fabric.enabled: true"]
+    return []

@@ -66,6 +66,11 @@ class Topology:
         return chr(ord("A") + int(self.rack_row[self.node_rack[node]]))
 
 
+def rack_names(rows: int, racks_per_row: int) -> tuple[str, ...]:
+    """'A01', 'A02', ... 'B08': row letter + 1-based position in the row, in rack-id order."""
+    return tuple(f"{chr(ord('A') + r)}{i + 1:02d}" for r in range(rows) for i in range(racks_per_row))
+
+
 def build_topology(scenario: Scenario) -> Topology:
     spec, cat = scenario.spec, scenario.catalogue
     t = spec.topology
@@ -87,7 +92,7 @@ def build_topology(scenario: Scenario) -> Topology:
     z = FLOOR_TO_U1_M + (node_u - 1 + node_spec.height_u / 2) * RACK_UNIT_M
     node_xyz = np.stack([rack_x[node_rack], rack_y[node_rack], z], axis=1)
     height = node_slot / max(1, t.nodes_per_rack - 1)
-    names = tuple(f"{chr(ord('A') + r)}{i + 1:02d}" for r, i in zip(rack_row, rack_in_row))
+    names = rack_names(t.rows, t.racks_per_row)
 
     node_pool = np.full(n, -1)
     node_unit = np.full(n, -1)
