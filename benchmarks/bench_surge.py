@@ -25,17 +25,21 @@ def main() -> None:
     ap.add_argument("--fabric", choices=["on", "off", "both"], default="both")
     args = ap.parse_args()
     modes = ["off", "on"] if args.fabric == "both" else [args.fabric]
+    walls = {}
     for mode in modes:
         sc = load_scenario(args.scenario, overrides={"fabric.enabled": mode == "on"})
         t0 = time.perf_counter()
         res = simulate(sc)
         wall = time.perf_counter() - t0
+        walls[mode] = wall
         dur = sc.spec.simulation.duration_s
         n_req = res.summary["requests_arrived"]
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{sc.name} fabric={mode}: {dur:.0f} simulated s in {wall:.2f} wall s = "
               f"{dur / wall:.0f}x real time; {n_req:,} requests = {n_req / wall:,.0f} requests/wall s; "
               f"peak RSS {rss_mb:.0f} MB", flush=True)
+    if len(walls) == 2:
+        print(f"fabric on / off wall time: {walls['on'] / walls['off']:.2f}x (target <= 1.5x)")
     sys.exit(0)
 
 
