@@ -131,6 +131,7 @@ def test_predict_cli_json_and_gpu_override():
      "--tp: tensor parallel 3 must divide llama-3.1-8b's 32 attention heads"),
     (["-m", "llama-3.1-8b", "-q", "bf16", "--concurrency", "1,x"], "--concurrency: expected comma-separated integers"),
     (["-m", "llama-3.1-8b", "-q", "int4"], "--quant: unknown quantisation 'int4'"),
+    (["-m", "llama-3.1-8b", "-q", "bf16", "--kv-bytes", "8"], "--kv-bytes: Input should be less than or equal to 4"),
 ])
 def test_predict_cli_bad_input_exits_2_naming_the_option(args, message):
     r = runner.invoke(app, ["predict", *args, "--burn-s", "10"])

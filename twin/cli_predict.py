@@ -18,7 +18,9 @@ from twin.errors import SpecError, suggest
 BURN_SAMPLES_S = (1, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
 OPTION_OF = {"pools[0].tp": "--tp", "pools[0].pp": "--pp", "pools[0].model": "--model",
              "pools[0].quantisation": "--quant", "pools[0].engine": "--engine", "pools[0].nodes": "--tp/--pp",
-             "pools[0]": "--model", "topology.node_type": "--node"}
+             "pools[0]": "--model", "topology.node_type": "--node",
+             # range errors raised while building the pool itself carry the bare field name
+             "kv_bytes": "--kv-bytes", "max_batch": "--max-batch", "memory_utilisation": "--memory-utilisation"}
 
 
 def _as_option(problem: str) -> str:
@@ -34,6 +36,9 @@ def _box(cat, node: str, gpu: str | None, gpus: int | None, model: str, quant: s
     """Resolve and validate the box through the scenario's own cross-checks, or exit 2."""
     from twin.catalogue import Catalogue
     from twin.predict import resolve_box
+    from pydantic import ValidationError
+
+    from twin.errors import format_validation_error
     from twin.scenario import PoolSpec, ScenarioSpec, TopologySpec, check_against_catalogue
 
     if node not in cat.entries.get("nodes", {}):
@@ -50,8 +55,8 @@ def _box(cat, node: str, gpu: str | None, gpus: int | None, model: str, quant: s
                                             pp=pp, nodes=1, memory_utilisation=memory_utilisation,
                                             max_batch=max_batch, kv_bytes=kv_bytes)],
                             scheduler={"initial_on_nodes": 1})
-    except ValueError as exc:  # pydantic range errors on the numeric options
-        fail(str(exc).splitlines()[-2].strip() if "\n" in str(exc) else str(exc))
+    except ValidationError as exc:  # range errors on the numeric options, e.g. --kv-bytes 8
+        fail([_as_option(p) for p in format_validation_error(exc)])
     problems = check_against_catalogue(spec, Catalogue(entries))
     if problems:
         fail([_as_option(p) for p in problems])
