@@ -103,6 +103,11 @@ def test_power_cap_holds_board_power_at_the_cap(cat):
     assert burn_test(box, duration_s=60, power_cap_w=600.0).gpu_power_w[-1, 0] == pytest.approx(575.0)
 
 
+def test_a_replica_larger_than_the_box_is_refused(cat):
+    with pytest.raises(ValueError, match="tp x pp = 6 GPUs exceeds the 3 GPUs of one refinery-node"):
+        resolve_box(cat, "refinery-node", "llama-3.3-70b", "awq-int4", pp=6)
+
+
 def test_predict_cli_prints_every_section():
     r = runner.invoke(app, ["predict", "--node", "dual-3090-desktop", "-m", "llama-3.3-70b", "-q", "awq-int4",
                             "--tp", "2", "--burn-s", "300", "--concurrency", "1,8"])
@@ -131,6 +136,7 @@ def test_predict_cli_json_and_gpu_override():
      "--tp: tensor parallel 3 must divide llama-3.1-8b's 32 attention heads"),
     (["-m", "llama-3.1-8b", "-q", "bf16", "--concurrency", "1,x"], "--concurrency: expected comma-separated integers"),
     (["-m", "llama-3.1-8b", "-q", "int4"], "--quant: unknown quantisation 'int4'"),
+    (["-m", "llama-3.3-70b", "-q", "awq-int4", "--pp", "6"], "--tp/--pp: tp x pp = 6 GPUs exceeds the 3 GPUs"),
     (["-m", "llama-3.1-8b", "-q", "bf16", "--kv-bytes", "8"], "--kv-bytes: Input should be less than or equal to 4"),
 ])
 def test_predict_cli_bad_input_exits_2_naming_the_option(args, message):

@@ -47,6 +47,9 @@ def _box(cat, node: str, gpu: str | None, gpus: int | None, model: str, quant: s
         fail(f"--gpu: unknown gpu {gpu!r}{suggest(gpu, cat.names('gpus'))}")
     base = cat.node(node)
     custom = base.model_copy(update={"gpu": gpu or base.gpu, "gpu_count": gpus or base.gpu_count})
+    if tp * pp > custom.gpu_count:
+        fail(f"--tp/--pp: tp x pp = {tp * pp} GPUs exceeds the {custom.gpu_count} GPUs of one {node}; "
+             "predict models a single box (write a scenario for replicas that span nodes)")
     entries = {**cat.entries, "nodes": {**cat.entries["nodes"], node: custom}}
     try:
         spec = ScenarioSpec(name="predict", topology=TopologySpec(rows=1, racks_per_row=1, nodes_per_rack=1,

@@ -69,6 +69,9 @@ def resolve_box(cat: Catalogue, node: str, model: str, quantisation: str, engine
     if gpu is not None or gpu_count is not None:
         n = n.model_copy(update={"gpu": gpu or n.gpu, "gpu_count": gpu_count or n.gpu_count,
                                  "name": f"{n.name}+{gpu_count or n.gpu_count}x{gpu or n.gpu}"})
+    if tp * pp > n.gpu_count:
+        raise ValueError(f"tp x pp = {tp * pp} GPUs exceeds the {n.gpu_count} GPUs of one {n.name}; "
+                         "predict models a single box")
     return Box(node=n, gpu=cat.gpu(n.gpu), cpu=cat.cpu(n.cpu), psu=cat.psu(n.psu), nic=cat.nic(n.nic),
                fan=cat.fan(n.chassis_fan), model=cat.model(model), quant=cat.quant(quantisation),
                engine=cat.engine(engine), tp=tp, pp=pp, memory_utilisation=memory_utilisation,
