@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from twin.errors import SpecError, format_validation_error
 
@@ -74,11 +74,16 @@ class GpuSpec(Spec):
         return self.dense_tflops["fp16"]
 
 
+PriceDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")]  # YYYY-MM the list price applied
+
+
 class CpuSpec(Spec):
     name: str
     cores: Annotated[int, Field(ge=1)]
-    tdp_w: Pos
+    tdp_w: Pos  # package power at full load (AMD desktop: PPT)
     idle_power_w: Pos
+    price_usd: NonNeg | None = None
+    price_date: PriceDate | None = None
     source: str
 
 
@@ -90,6 +95,8 @@ class PsuSpec(Spec):
     efficiency_points: list[Annotated[float, Field(gt=0, le=1)]]
     efficiency_at_zero_load: Annotated[float, Field(gt=0, le=1)] = 0.7
     standby_w: NonNeg = 3.0
+    price_usd: NonNeg | None = None
+    price_date: PriceDate | None = None
     source: str
 
     @model_validator(mode="after")
@@ -109,6 +116,14 @@ class NicSpec(Spec):
     power_w: Pos
     latency_s: Pos
     source: str
+
+    @model_validator(mode="after")
+    def _units(self) -> "NicSpec":
+        # a common slip: achievable throughput typed in Gbit/s instead of GB/s
+        if self.achievable_gb_s > self.line_rate_gbit_s / 8:
+            raise ValueError(f"achievable_gb_s ({self.achievable_gb_s:g} GB/s) exceeds line_rate_gbit_s / 8 "
+                             f"({self.line_rate_gbit_s / 8:g} GB/s); give achievable_gb_s in GB/s, not Gbit/s")
+        return self
 
 
 class FanSpec(Spec):
@@ -162,6 +177,14 @@ class QuantSpec(Spec):
     kv_bytes: Pos = 2.0
     source: str
 
+    @field_validator("bytes_per_param")
+    @classmethod
+    def _bytes_not_bits(cls, v: float) -> float:
+        if v > 4:
+            raise ValueError(f"{v:g} bytes per parameter is more than FP32; looks like bits per weight "
+                             f"(give bytes: bits / 8 = {v / 8:g})")
+        return v
+
 
 class ModelSpec(Spec):
     """An LLM's shape. KV bytes/token = 2 * attention_layers * kv_heads * head_dim * kv_bytes."""
@@ -179,6 +202,13 @@ class ModelSpec(Spec):
     max_context: Annotated[int, Field(ge=1)] = 131072
     quantisations: list[str]
     source: str
+
+    @field_validator("total_params_b", "active_params_b")
+    @classmethod
+    def _billions(cls, v: float) -> float:
+        if v > 100_000:
+            raise ValueError(f"{v:g} billion parameters is implausible; give the count in billions (70.6, not 70.6e9)")
+        return v
 
     @model_validator(mode="after")
     def _shape(self) -> "ModelSpec":

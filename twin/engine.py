@@ -124,6 +124,7 @@ class _Sim:
                                                self.perf[p].prefill_tflops, self.perf[p].eta_fl))
             for p in self.rep_pool])
         self.pool_reps = [np.flatnonzero(self.rep_pool == k) for k in range(len(spec.pools))]
+        self.rep_cont_batching = np.array([self.perf[p].continuous_batching for p in self.rep_pool], dtype=bool)
         self.unit_reps = [np.flatnonzero(self.rep_unit == u) for u in range(topo.n_units)]
         self.unit_nodes = [np.array(u, dtype=np.int64) for u in topo.unit_nodes]
         self.unit_pool = topo.unit_pool
@@ -578,7 +579,9 @@ class _Sim:
         pf_mask = self.prefill_left[ids] > 0
         decoding0 = ~pf_mask
         n_dec0 = np.bincount(r[decoding0], minlength=nr)
-        budget = np.where(n_dec0 > 0, PREFILL_SHARE_MAX, 1.0) * dt
+        # Without continuous batching (llama.cpp --no-cont-batching: prompts are batched only
+        # `if (cont_batching || batch.n_tokens == 0)`), a new prompt waits until no slot decodes.
+        budget = np.where(n_dec0 > 0, np.where(self.rep_cont_batching, PREFILL_SHARE_MAX, 0.0), 1.0) * dt
         first_done = np.zeros(len(ids), dtype=bool)
         dec_start = np.zeros(len(ids))
         prefill_used = np.zeros(nr)
