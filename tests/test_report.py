@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from synthetic_run import make_synthetic_run
 from twin.cli_tools import register
 from twin.plots import DPI, FIGSIZE_IN, PLOTS
-from twin.report import ReportOptions, column_heading, render_html, summary_rows, write_report
+from twin.report import ReportOptions, column_decimals, column_heading, render_html, summary_rows, write_report
 from twin.run import ToolError, load_run
 
 runner = CliRunner()
@@ -147,10 +147,23 @@ def test_recipe_tables_match_parquet(report, tiny_run):
     sample_s = json.loads((tiny_run / "manifest.json").read_text())["simulation"]["sample_s"]
     energy_kwh = sum(p * sample_s for p in racks["power_w"]) / 3.6e6  # one rack in the tiny scenario
     by_rack = [r for r in page.rows if r[:2] == ["0", "A01"]]
-    assert by_rack and by_rack[0][2] == f"{energy_kwh:.4g}" and by_rack[0][3] == "100"  # share %
+    # a column shows 4 significant digits at its largest value: 0.40 kWh -> 4 decimals
+    assert 0.1 < energy_kwh < 1 and by_rack and by_rack[0][2] == f"{energy_kwh:.4f}"
+    assert by_rack[0][3] == "100"  # share %: the only rack
     gpus = pq.read_table(tiny_run / "telemetry" / "gpus.parquet").to_pydict()
     hottest = max(gpus["temp_c"])
-    assert any(r[4] == f"{hottest:.4g}" for r in page.rows if len(r) == 6)  # hottest-gpus max_temp_c
+    assert 10 < hottest < 100  # -> 2 decimals
+    hot_rows = [r for r in page.rows if len(r) == 6 and r[2] == "A01"]
+    assert hot_rows[0][4] == f"{hottest:.2f}"  # hottest-gpus first row, max_temp_c
+
+
+def test_column_decimals_line_up():
+    assert column_decimals([6.314, 3.1, 2.124]) == 3          # 6.314 has 4 significant digits
+    assert column_decimals([12.43, 4.29]) == 2
+    assert column_decimals([6314.2, 3100.0]) == 0
+    assert column_decimals([0.0004027]) == 6                  # capped at 6 decimals
+    assert column_decimals([1, 2, None, float("nan")]) == 0   # whole numbers and gaps
+    assert column_decimals(["A01", True]) == 0
 
 
 def test_headings_carry_units(report):

@@ -71,8 +71,23 @@ def fmt_number(value: Any) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
+def column_decimals(values: list[Any], significant: int = 4) -> int:
+    """Decimals that give the column's largest magnitude `significant` digits (0 if all
+    values are whole), so a table column lines up: 6.314, 3.100 rather than 6.314, 3.1."""
+    numbers = [abs(float(v)) for v in values
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and not _is_missing(v)]
+    if not numbers or all(n.is_integer() for n in numbers):
+        return 0
+    biggest = max(numbers)
+    if biggest == 0:
+        return 0
+    return min(6, max(0, significant - 1 - math.floor(math.log10(biggest))))
+
+
 def _drop_reasons(value: Any) -> str:
-    if not isinstance(value, dict) or not value:
+    if isinstance(value, dict) and not value:
+        return "none"
+    if not isinstance(value, dict):
         return "—"
     return ", ".join(f"{reason} {int(count):,}" for reason, count in sorted(value.items()))
 
@@ -173,13 +188,16 @@ def _html_table(table, recipe_name: str, run_path: Path, max_rows: int) -> str:
         label, unit = column_heading(name)
         unit_html = f'<br><span class="unit">{html.escape(unit)}</span>' if unit else ""
         head.append(f'<th title="{html.escape(name)}">{html.escape(label)}{unit_html}</th>')
+    shown = table.slice(0, max_rows)
+    formats = {name: fmt_fixed(column_decimals(shown.column(name).to_pylist())) for name in shown.column_names}
     body = []
-    for row in table.slice(0, max_rows).to_pylist():
+    for row in shown.to_pylist():
         cells = []
-        for value in row.values():
+        for name, value in row.items():
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            text = formats[name](value) if numeric else fmt_number(value)
             cls = ' class="num"' if numeric or _is_missing(value) else ""
-            cells.append(f"<td{cls}>{html.escape(fmt_number(value))}</td>")
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     more = ""
     if table.num_rows > max_rows:
