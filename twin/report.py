@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from twin.export import _atomic_output  # temp file + rename, ToolError if the directory is missing
-from twin.plots import PLOTS, PlotOptions, png_bytes
+from twin.plots import DPI, FIGSIZE_IN, PLOTS, PlotOptions, png_bytes
 from twin.query import RECIPES
 from twin.run import Run
 
@@ -279,10 +279,14 @@ def _hottest_time_s(tables: dict[str, Any]) -> float | None:
     return None if _is_missing(value) else float(value)
 
 
+# pixel size of every chart, so the browser lays the page out before decoding the images
+_IMG_W, _IMG_H = int(FIGSIZE_IN[0] * DPI), int(FIGSIZE_IN[1] * DPI)
+
+
 def _figure(kind: str, png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (f'<figure id="plot-{html.escape(kind)}"><img src="data:image/png;base64,{data}" '
-            f'alt="{html.escape(kind)}: {html.escape(caption)}" width="1200">'
+            f'alt="{html.escape(kind)}: {html.escape(caption)}" width="{_IMG_W}" height="{_IMG_H}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
