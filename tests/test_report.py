@@ -212,13 +212,13 @@ def test_partial_or_missing_summary_still_reports(tmp_path):
     assert "No rows" in text and "… 7 more rows (10 total)" in text
 
 
-def test_report_is_deterministic_and_written_atomically(tiny_run, tmp_path):
-    a, b = tmp_path / "a.html", tmp_path / "b.html"
-    write_report(load_run(tiny_run), a)
-    write_report(load_run(tiny_run), b)
-    assert a.read_bytes() == b.read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.html", "b.html"]  # no temp files
-    assert os.stat(a).st_mode & 0o777 == 0o644  # shareable, not mkstemp's 0600
+def test_report_is_deterministic_and_written_atomically(report, tiny_run, tmp_path):
+    first, _, _ = report  # written by the CLI in the fixture
+    again = tmp_path / "again.html"
+    write_report(load_run(tiny_run), again)
+    assert again.read_bytes() == first.read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["again.html"]  # no temp files left
+    assert os.stat(again).st_mode & 0o777 == 0o644  # shareable, not mkstemp's 0600
     with pytest.raises(ToolError, match="does not exist"):
         write_report(load_run(tiny_run), tmp_path / "missing" / "r.html")
 

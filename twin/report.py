@@ -23,7 +23,7 @@ from typing import Any, Callable
 from twin.export import _atomic_output  # temp file + rename, ToolError if the directory is missing
 from twin.plots import DPI, FIGSIZE_IN, PLOTS, PlotOptions, png_bytes
 from twin.query import RECIPES
-from twin.run import Run
+from twin.run import Run, ToolError
 
 
 @dataclass(frozen=True)
@@ -319,14 +319,16 @@ def render_html(run: Run, opts: ReportOptions | None = None) -> str:
     parts.append(_kv_table(run_rows(run), ("field", "value", "unit"), numeric=False))
     parts.append("</section></div>")
 
+    # the heatmap first: a bad --at fails before the other charts are drawn
+    pngs = {kind: png_bytes(run, kind, PlotOptions(at_s=heatmap_at) if kind == "heatmap" else None)
+            for kind in sorted(PLOTS, key=lambda k: k != "heatmap")}
     parts.append('<h2 id="plots">Plots</h2>')
     for kind, spec in PLOTS.items():
-        plot_opts = PlotOptions(at_s=heatmap_at) if kind == "heatmap" else PlotOptions()
         caption = spec.description.replace("--at SECONDS", "")
         if kind == "heatmap" and heatmap_at is not None:
             source = "requested" if opts.heatmap_at_s is not None else "when the hottest GPU peaked"
             caption = f"{caption} t ≈ {fmt_number(heatmap_at)} s ({source})"
-        parts.append(_figure(kind, png_bytes(run, kind, plot_opts), f"{kind}: {caption.strip()}"))
+        parts.append(_figure(kind, pngs[kind], f"{kind}: {caption.strip()}"))
 
     parts.append('<h2 id="tables">Tables</h2>')
     for t in REPORT_TABLES:
@@ -351,6 +353,8 @@ def write_report(run: Run, out: Path, opts: ReportOptions | None = None) -> Path
     Raises ToolError when `out`'s directory does not exist; nothing is left behind on failure.
     """
     out = Path(out)
+    if not out.parent.is_dir():  # fail before the seconds spent rendering
+        raise ToolError(f"{out.parent}: output directory does not exist")
     page = render_html(run, opts).encode("utf-8")  # render first: a failure writes nothing
 
     def write(fh) -> int:
