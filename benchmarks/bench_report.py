@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from twin.plots import PLOTS, png_bytes
-from twin.query import RECIPES
 from twin.report import REPORT_TABLES, write_report
 from twin.run import load_run
 
@@ -45,8 +44,8 @@ def main() -> None:
             print(f"  plot  {kind:18s} {time.perf_counter() - t0:5.2f} s  {size / 1e3:6.0f} kB PNG")
         for t in REPORT_TABLES:
             t0 = time.perf_counter()
-            rows = run.sql(RECIPES[t.recipe].sql).num_rows
-            print(f"  table {t.recipe:18s} {time.perf_counter() - t0:5.2f} s  {rows:6,} rows")
+            rows = run.sql(t.query).num_rows
+            print(f"  table {t.key:18s} {time.perf_counter() - t0:5.2f} s  {rows:6,} rows")
         out = Path(tmp) / "report.html"
         t0 = time.perf_counter()
         write_report(run, out)

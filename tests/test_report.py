@@ -7,12 +7,16 @@ power of 4893.879 W must appear as "4.89" in the kW row.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import os
 import re
+import shlex
+import shutil
 from html.parser import HTMLParser
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
@@ -259,3 +263,36 @@ def test_real_twin_cli_has_report():
 
     result = runner.invoke(app, ["report", "--help"])
     assert result.exit_code == 0 and "self-contained" in result.stdout
+
+
+def test_events_tables_count_kinds_and_list_faults_escaped(tiny_run, tmp_path):
+    """Add eight fault-like events to a copy of the tiny run; the page lists them in time order,
+    escaped, cut at --rows with the twin query command, and counts every kind as Parquet does."""
+    copy = tmp_path / "faulty"
+    shutil.copytree(tiny_run, copy)
+    path = copy / "telemetry" / "events.parquet"
+    events = pq.read_table(path)
+    n = 8
+    extra = pa.table({"time_s": [100.0 + 10 * i for i in range(n)],
+                      "kind": ["fault", "throttle_start"] + ["fault"] * (n - 2),
+                      "node_id": [2, 1] + [-1] * (n - 2), "rack_id": [0, 0] + [-1] * (n - 2),
+                      "replica_id": [-1] * n,
+                      "detail": ["fan <b>stuck</b> & slow", "gpu 4"] + ["cooling"] * (n - 2)}, schema=events.schema)
+    pq.write_table(pa.concat_tables([events, extra]), path)
+    kinds = pq.read_table(path).column("kind").to_pylist()
+    text = render_html(load_run(copy), ReportOptions(max_table_rows=6))
+    page = Page(text)
+    by_kind = {r[0]: r[1] for r in page.rows if len(r) == 4 and r[0] != "kind"}
+    assert by_kind == {k: str(kinds.count(k)) for k in set(kinds)}  # 6 kinds: fits in 6 rows
+    # tiny: node 0 WARM->SERVING + 3 ignited nodes x 5 transitions (OFF->...->SERVING) = 16
+    assert by_kind["fault"] == "7" and by_kind["state_change"] == "16"
+    notable = [r for r in page.rows if len(r) == 6 and r[1] in ("fault", "throttle_start")]
+    assert notable[:2] == [["100", "fault", "2", "0", "-1", "fan <b>stuck</b> & slow"],
+                           ["110", "throttle_start", "1", "0", "-1", "gpu 4"]]
+    assert len(notable) == 6 and "… 2 more rows (8 total)" in text
+    assert "fan &lt;b&gt;stuck&lt;/b&gt; &amp; slow" in text
+    # the twin query command that prints all rows, pasteable into a shell
+    cmd = next(c for c in re.findall(r"<code>(.*?)</code>", text) if "FROM events WHERE" in c)
+    argv = shlex.split(html.unescape(cmd))
+    assert argv[:3] == ["twin", "query", str(copy)] and argv[3].startswith("SELECT time_s, kind")
+    assert load_run(copy).sql(argv[3]).num_rows == 8

@@ -4,7 +4,8 @@ The page works offline and can be attached to a ticket: every plot is a PNG rend
 by :mod:`twin.plots` and embedded as a ``data:image/png;base64`` URI, the CSS is inline, there
 is no JavaScript and no external URL. Nothing is computed here that another module already
 computes: the summary is the manifest's ``summary`` (docs/telemetry.md, "manifest summary
-keys"), the tables are :data:`twin.query.RECIPES`, the charts are :data:`twin.plots.PLOTS`.
+keys"), the tables are :data:`twin.query.RECIPES` (plus two views of the events table),
+the charts are :data:`twin.plots.PLOTS`.
 
 Every string that comes from the run (scenario name and text, rack names, SQL results) goes
 through :func:`html.escape`. The page is deterministic: the same run gives the same bytes
@@ -16,6 +17,7 @@ import base64
 import html
 import math
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +35,7 @@ class ReportOptions:
     Attributes:
         heatmap_at_s: simulation time (s) of the floor heatmap; None = the sample at which the
             hottest GPU peaked (first row of the ``hottest-gpus`` recipe), else the last sample.
-        max_table_rows: rows shown per recipe table; the rest are counted with a hint to
+        max_table_rows: rows shown per table; the rest are counted with a hint to
             ``twin query``.
     """
 
@@ -140,13 +142,13 @@ def summary_rows(manifest: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(r.label, r.fmt(summary[r.key]), r.unit) for r in SUMMARY_ROWS if r.key in summary]
 
 
-# ------------------------------------------------------------------ recipe tables
+# ------------------------------------------------------------------ tables
 
 # Column-name suffix -> unit, longest first (the query layer names columns with their unit).
 _SUFFIX_UNITS: tuple[tuple[str, str], ...] = (
     ("_kwh", "kWh"), ("_pct", "%"), ("_per_s", "1/s"), ("_kw", "kW"), ("_w", "W"), ("_c", "°C"), ("_s", "s"),
 )
-_NAMED_UNITS = {"pue": "facility / IT", "completed": "requests"}
+_NAMED_UNITS = {"pue": "facility / IT", "completed": "requests", "events": "count"}
 _ID_COLUMNS = ("_id", "_index", "_name")
 
 
@@ -164,11 +166,42 @@ def column_heading(name: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class ReportTable:
-    """A recipe rendered in the page."""
+    """A table in the page: a named recipe (``sql`` empty) or report-only SQL over the run.
 
-    recipe: str
+    Attributes:
+        key: the recipe name, or a slug for report-only SQL (also the HTML anchor).
+        title: heading, with the units of its columns.
+        sql: DuckDB SQL over the run's views; empty = ``twin.query.RECIPES[key]``.
+        description: one line under the heading; empty = the recipe's description.
+    """
+
+    key: str
     title: str
+    sql: str = ""
+    description: str = ""
 
+    @property
+    def query(self) -> str:
+        return self.sql or RECIPES[self.key].sql
+
+    @property
+    def about(self) -> str:
+        return self.description or RECIPES[self.key].description
+
+    def command(self, run_path: Path) -> str:
+        """The `twin query` command line that prints the whole table."""
+        if not self.sql:
+            return f"twin query {shlex.quote(str(run_path))} --recipe {self.key}"
+        sql = " ".join(self.sql.split())
+        # SQL quotes strings with ' so shell double quotes read best, when nothing in it expands
+        quoted = f'"{sql}"' if not any(c in sql for c in '"$`\\!') else shlex.quote(sql)
+        return f"twin query {shlex.quote(str(run_path))} {quoted}"
+
+
+# Event kinds that narrate the normal ignition story; everything else (faults, drains, throttle
+# start/end, thermal shutdowns, retries, ...) is what a reader of a shared report looks for.
+ROUTINE_EVENT_KINDS = ("initial", "state_change", "ignite", "ready")
+_ROUTINE_SQL = ", ".join(f"'{k}'" for k in ROUTINE_EVENT_KINDS)
 
 REPORT_TABLES: tuple[ReportTable, ...] = (
     ReportTable("peak-power", "Peak facility power (W)"),
@@ -176,10 +209,18 @@ REPORT_TABLES: tuple[ReportTable, ...] = (
     ReportTable("hottest-gpus", "Hottest GPUs (°C)"),
     ReportTable("throttling", "Throttled GPUs (s, °C)"),
     ReportTable("ignition-timeline", "Ignition timeline (s)"),
+    ReportTable("events-by-kind", "Events by kind (count, s)",
+                "SELECT kind, count(*) AS events, min(time_s) AS first_s, max(time_s) AS last_s "
+                "FROM events GROUP BY kind ORDER BY first_s, kind",
+                "every event kind in the events table: how many, first and last time"),
+    ReportTable("notable-events", "Faults, throttling and other notable events (s)",
+                "SELECT time_s, kind, node_id, rack_id, replica_id, detail FROM events "
+                f"WHERE kind NOT IN ({_ROUTINE_SQL}) ORDER BY time_s, kind, node_id",
+                f"events other than {', '.join(ROUTINE_EVENT_KINDS)}, in time order (-1 = not applicable)"),
 )
 
 
-def _html_table(table, recipe_name: str, run_path: Path, max_rows: int) -> str:
+def _html_table(table, spec: ReportTable, run_path: Path, max_rows: int) -> str:
     """An escaped HTML table of a pyarrow result, headings carrying units."""
     if table.num_rows == 0:
         return '<p class="note">No rows (nothing matched).</p>'
@@ -201,7 +242,7 @@ def _html_table(table, recipe_name: str, run_path: Path, max_rows: int) -> str:
         body.append("<tr>" + "".join(cells) + "</tr>")
     more = ""
     if table.num_rows > max_rows:
-        cmd = f"twin query {run_path} --recipe {recipe_name}"
+        cmd = spec.command(run_path)
         more = (f'<p class="note">… {table.num_rows - max_rows:,} more rows ({table.num_rows:,} total): '
                 f"<code>{html.escape(cmd)}</code></p>")
     return (f"<table><thead><tr>{''.join(head)}</tr></thead>"
@@ -293,7 +334,7 @@ def _figure(kind: str, png: bytes, caption: str) -> str:
 def render_html(run: Run, opts: ReportOptions | None = None) -> str:
     """The whole report page for `run` as an HTML string (no I/O besides reading the run)."""
     opts = opts or ReportOptions()
-    tables = {t.recipe: run.sql(RECIPES[t.recipe].sql) for t in REPORT_TABLES}
+    tables = {t.key: run.sql(t.query) for t in REPORT_TABLES}
     heatmap_at = opts.heatmap_at_s if opts.heatmap_at_s is not None else _hottest_time_s(tables)
     description = run.manifest.get("scenario", {}).get("description") or ""
 
@@ -332,10 +373,10 @@ def render_html(run: Run, opts: ReportOptions | None = None) -> str:
 
     parts.append('<h2 id="tables">Tables</h2>')
     for t in REPORT_TABLES:
-        parts.append(f'<h3 id="table-{html.escape(t.recipe)}">{html.escape(t.title)}</h3>')
-        parts.append(f'<p class="note">{html.escape(RECIPES[t.recipe].description)} '
-                     f"(<code>--recipe {html.escape(t.recipe)}</code>)</p>")
-        parts.append(_html_table(tables[t.recipe], t.recipe, run.path, opts.max_table_rows))
+        parts.append(f'<h3 id="table-{html.escape(t.key)}">{html.escape(t.title)}</h3>')
+        source = "" if t.sql else f" (<code>--recipe {html.escape(t.key)}</code>)"
+        parts.append(f'<p class="note">{html.escape(t.about)}{source}</p>')
+        parts.append(_html_table(tables[t.key], t, run.path, opts.max_table_rows))
 
     scenario_yaml = run.path / "scenario.yaml"
     if scenario_yaml.is_file():
