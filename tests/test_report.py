@@ -107,6 +107,9 @@ def test_page_is_self_contained(report):
         if attr == "src":
             assert value.startswith("data:"), (tag, value[:40])
     assert "script" not in page.tags and "link" not in page.tags  # no JS, no external stylesheet
+    ids = set(re.findall(r'id="([^"]+)"', text))
+    anchors = [v for tag, attr, v in page.links if attr == "href"]
+    assert anchors and all(a.startswith("#") and a[1:] in ids for a in anchors)  # in-page links only
     assert "@import" not in text and "url(" not in text
 
 
@@ -211,6 +214,8 @@ def test_partial_or_missing_summary_still_reports(tmp_path):
     assert summary_rows(run.manifest) == []
     text = render_html(run, ReportOptions(max_table_rows=3))
     assert "manifest has no summary" in text
+    # the synthetic run has no scenario.yaml: no section and no link to it
+    assert not (run.path / "scenario.yaml").exists() and 'href="#scenario"' not in text
     assert len(Page(text).images) == len(PLOTS)
     # throttling is empty on the cool synthetic run; ignition has 1 node; hottest-gpus 10 -> 3 + note
     assert "No rows" in text and "… 7 more rows (10 total)" in text

@@ -264,7 +264,8 @@ th{background:#f3f3f3;text-align:left}td.num{text-align:right;font-variant-numer
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:.9em}
 pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}
-@media print{figure{break-inside:avoid}h2{break-after:avoid}}
+nav{font-size:.88em;color:#666;margin:.6em 0}nav a{color:#2a5db0;text-decoration:none;white-space:nowrap}
+@media print{figure{break-inside:avoid}h2{break-after:avoid}nav{display:none}}
 """
 
 
@@ -348,6 +349,14 @@ def render_html(run: Run, opts: ReportOptions | None = None) -> str:
     ]
     if description:
         parts.append(f'<p class="sub">{html.escape(description)}</p>')
+    links = [("summary", "summary"), ("run", "run"), ("plots", "plots")]
+    links += [(f"plot-{k}", k) for k in PLOTS] + [("tables", "tables")]
+    links += [(f"table-{t.key}", t.key) for t in REPORT_TABLES]
+    scenario_yaml = run.path / "scenario.yaml"
+    if scenario_yaml.is_file():
+        links.append(("scenario", "scenario"))
+    parts.append("<nav>" + " · ".join(f'<a href="#{html.escape(a)}">{html.escape(label)}</a>'
+                                      for a, label in links) + "</nav>")
 
     summary = summary_rows(run.manifest)
     parts.append('<div class="grid"><section><h2 id="summary">Summary</h2>')
@@ -378,7 +387,6 @@ def render_html(run: Run, opts: ReportOptions | None = None) -> str:
         parts.append(f'<p class="note">{html.escape(t.about)}{source}</p>')
         parts.append(_html_table(tables[t.key], t, run.path, opts.max_table_rows))
 
-    scenario_yaml = run.path / "scenario.yaml"
     if scenario_yaml.is_file():
         parts.append('<h2 id="scenario">Scenario</h2><details><summary>scenario.yaml as run</summary>')
         parts.append(f"<pre>{html.escape(scenario_yaml.read_text(errors='replace'))}</pre></details>")
