@@ -198,9 +198,10 @@ class ReportTable:
         return f"twin query {shlex.quote(str(run_path))} {quoted}"
 
 
-# Event kinds that narrate the normal ignition story; everything else (faults, drains, throttle
-# start/end, thermal shutdowns, retries, ...) is what a reader of a shared report looks for.
-ROUTINE_EVENT_KINDS = ("initial", "state_change", "ignite", "ready")
+# Event kinds that narrate the normal ignition story, plus per-request retries (thousands in a
+# fault run; counted in events-by-kind). Everything else (faults, drains, throttling, thermal
+# shutdowns, disconnects, ...) is what a reader of a shared report looks for.
+ROUTINE_EVENT_KINDS = ("initial", "state_change", "ignite", "ready", "request_retry")
 _ROUTINE_SQL = ", ".join(f"'{k}'" for k in ROUTINE_EVENT_KINDS)
 
 REPORT_TABLES: tuple[ReportTable, ...] = (
