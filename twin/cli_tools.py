@@ -1,4 +1,4 @@
-"""`twin query | plot | compare | export`: engineers' tools over a finished run.
+"""`twin query | plot | compare | export | report`: engineers' tools over a finished run.
 
 Thin Typer commands: parse, delegate to twin.query / plots / compare / export, print.
 User errors (missing run, bad SQL, unknown recipe or kind, bad option) print one line
@@ -195,9 +195,30 @@ def export(
     typer.echo(f"wrote {n:,} samples to {out} ({out.stat().st_size / 1e6:,.1f} MB) in {dt:.1f} s")
 
 
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="HTML file to write")],
+    at: Annotated[Optional[float], typer.Option("--at", help="Floor heatmap time in seconds, as in twin plot "
+                                                "(default: when the hottest GPU peaked)")] = None,
+    rows: Annotated[int, typer.Option(help="Rows shown per table")] = 20,
+) -> None:
+    """Write one self-contained HTML page (summary, plots, tables) for sharing; works offline."""
+    from twin.report import ReportOptions, write_report
+
+    if rows < 1:
+        _fail(f"--rows must be at least 1 (got {rows})")
+    with _user_errors():
+        run = _load(run_dir)
+        t0 = time.perf_counter()
+        write_report(run, out, ReportOptions(heatmap_at_s=at, max_table_rows=rows))
+    dt = time.perf_counter() - t0
+    typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:,.2f} MB) in {dt:.1f} s")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the query, plot, compare and export commands to `app`."""
+    """Add the query, plot, compare, export and report commands to `app`."""
     app.command("query")(query)
     app.command("plot")(plot)
     app.command("compare")(compare)
     app.command("export")(export)
+    app.command("report")(report)

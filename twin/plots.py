@@ -8,6 +8,7 @@ Kinds (``PLOTS``): power, rack-power, gpu-temp, latency, ignition, heatmap.
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from dataclasses import dataclass
@@ -242,16 +243,23 @@ def figure(run: Run, kind: str, opts: PlotOptions | None = None) -> Figure:
     return fig
 
 
+def png_bytes(run: Run, kind: str, opts: PlotOptions | None = None) -> bytes:
+    """Plot `kind` of `run` as PNG bytes in memory (for embedding, e.g. in `twin report`)."""
+    buf = io.BytesIO()
+    figure(run, kind, opts).savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
 def plot(run: Run, kind: str, out: Path, opts: PlotOptions | None = None) -> Path:
     """Draw plot `kind` of `run` and save it as PNG to `out` (temp file + rename)."""
     out = Path(out)
     if not out.parent.is_dir():
         raise ToolError(f"{out.parent}: output directory does not exist")
-    fig = figure(run, kind, opts)
+    data = png_bytes(run, kind, opts)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=DPI)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
