@@ -299,12 +299,16 @@ def fan() -> str:
             pts.append((r * math.cos(a + da), y, r * math.sin(a + da)))
         rotor.poly(pts)
         rotor.poly(list(reversed(pts)))     # two-sided
-    body = "\n".join([
-        mesh_usda("Housing", housing, (0.05, 0.05, 0.05), bind("Fan")),
-        f'    def Xform "Rotor"\n    {{\n'
-        + mesh_usda("Blades", rotor, (0.15, 0.15, 0.16), bind("Fan"), indent=2) + "\n    }",
-    ])
-    return asset("Fan", "120 mm fan, axis along Y: Housing (static) and Rotor (hub + 7 blades)", body, kind="subcomponent")
+    # Housing and Rotor are referenced on their own (</Fan/Housing>, </Fan/Rotor>), and a binding
+    # to a material outside the referenced prim is dropped by USD, so each carries its own Looks.
+    def part(name: str, mesh: str, m: MeshBuilder, colour: tuple[float, float, float]) -> str:
+        inner = looks("Fan").replace("\n    ", "\n        ").replace("    def Scope", "        def Scope", 1)
+        return (f'    def Xform "{name}"\n    {{\n' + inner
+                + mesh_usda(mesh, m, colour, f"/Fan/{name}/Looks/{DC}", indent=2) + "\n    }")
+    body = "\n".join([part("Housing", "Frame", housing, (0.05, 0.05, 0.05)),
+                      part("Rotor", "Blades", rotor, (0.15, 0.15, 0.16))])
+    return asset("Fan", "120 mm fan, axis along Y: Housing (static) and Rotor (hub + 7 blades), "
+                 "each with its own Looks so they can be referenced separately", body, kind="subcomponent")
 
 
 def psu() -> str:
