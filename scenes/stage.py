@@ -212,9 +212,9 @@ def _author_cameras_lights(stage: Usd.Stage, layout: lay.Layout) -> None:
     over.CreateClippingRangeAttr(Gf.Vec2f(0.1, 500.0))
     (x0, y0), (x1, y1) = layout.extent_min, layout.extent_max
     span = max(x1 - x0, y1 - y0)
-    # from the -Y side, up and back, pitched down 35 degrees, looking along +Y at the room centre
-    over.AddTranslateOp().Set(Gf.Vec3d((x0 + x1) / 2, y0 - 0.6 * span, 0.7 * span))
-    over.AddRotateXYZOp().Set(Gf.Vec3f(55.0, 0.0, 0.0))
+    # from beyond the -X end, above the first cold aisle, pitched 35 degrees down, looking along +X
+    over.AddTranslateOp().Set(Gf.Vec3d(x0 - 0.6 * span, lay.aisle_ys(layout)[0], 1.0 + 0.6 * span))
+    over.AddRotateXYZOp().Set(Gf.Vec3f(55.0, 0.0, -90.0))
     stage.DefinePrim(f"{lay.ROOT}/Lights", "Scope")
     sun = UsdLux.DistantLight.Define(stage, f"{lay.ROOT}/Lights/Key")
     sun.CreateIntensityAttr(2.5)
