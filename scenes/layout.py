@@ -154,9 +154,10 @@ def aisle_ys(layout: Layout) -> list[float]:
 
 
 def hero_camera_path(layout: Layout, n_keys: int = 2) -> np.ndarray:
-    """(n_keys, 3) eye positions walking down the first cold aisle from one end to the other."""
+    """(n_keys, 3) eye positions walking the first cold aisle from outside its -X end to its middle
+    (the camera looks along +X, so the second half of both rows stays in view to the end)."""
     y = aisle_ys(layout)[0]
-    xs = np.linspace(layout.extent_min[0] + 0.3, layout.extent_max[0] - 0.3, n_keys)
+    xs = np.linspace(layout.extent_min[0] - 1.0, (layout.extent_min[0] + layout.extent_max[0]) / 2, n_keys)
     return np.stack([xs, np.full(n_keys, y), np.full(n_keys, CAMERA_EYE_Z_M)], axis=1)
 
 

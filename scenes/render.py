@@ -21,6 +21,7 @@ from pathlib import Path
 DEFAULT_SIZE = (480, 270)
 DEFAULT_SAMPLES = 16
 GLOW_STRENGTH = 0.6   # emission strength of the heat colour (visual only)
+GLASS_ALPHA = 0.12    # rack door glass coverage (materials.usda Glass has opacity 0.25)
 
 
 class RenderError(RuntimeError):
@@ -75,6 +76,15 @@ def _heat_material(bpy):
     return mat
 
 
+def _glass_material(bpy):
+    mat = bpy.data.materials.new("TwinGlass")
+    mat.use_nodes = True
+    bsdf = mat.node_tree.nodes.get("Principled BSDF")
+    bsdf.inputs["Base Color"].default_value = (0.55, 0.7, 0.75, 1.0)
+    bsdf.inputs["Alpha"].default_value = GLASS_ALPHA
+    return mat
+
+
 def _child(job: dict) -> dict:
     try:
         import bpy
@@ -87,12 +97,13 @@ def _child(job: dict) -> dict:
     if not scene.frame_start <= job["frame"] <= scene.frame_end:
         raise RenderError(f"--frame {job['frame']}: outside the stage's frames "
                           f"{scene.frame_start}..{scene.frame_end}")
-    mat = _heat_material(bpy)
+    mat, glass = _heat_material(bpy), _glass_material(bpy)
     coloured = 0
     for obj in bpy.data.objects:
         if obj.type == "MESH" and "displayColor" in obj.data.attributes:
             obj.data.materials.clear()
-            obj.data.materials.append(mat)
+            # the rack doors' Glass look is lost on import too: keep them see-through
+            obj.data.materials.append(glass if obj.name.startswith("GlassDoor") else mat)
             coloured += 1
     cam = bpy.data.objects.get(job["camera"])
     if cam is None or cam.type != "CAMERA":

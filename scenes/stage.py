@@ -32,6 +32,8 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 ROOT_NAME = "refinery.usda"
 TELEMETRY_NAME = "telemetry.usdc"
 TIMECODES_PER_SECOND = 24.0
+HERO_YAW_DEG = 25.0            # hero camera turned from the aisle axis towards row A
+HERO_PITCH_DEG = 12.0          # and tilted down so the whole rack height is in view
 P2P_FULL_SCALE_GB_S = 28.0   # PCIe 5.0 P2P achievable between RTX PRO cards (hardware.md: ~20-28 GB/s)
 P2P_WIDTH_M = (0.002, 0.012)  # P2P arc width at zero and full-scale traffic
 P2P_STEPS = 16                # quantisation of P2P width/opacity
@@ -206,7 +208,8 @@ def _author_cameras_lights(stage: Usd.Stage, layout: lay.Layout) -> None:
     hero.CreateFocalLengthAttr(18.0)        # mm on the default 20.955 mm aperture: a wide aisle view
     hero.CreateClippingRangeAttr(Gf.Vec2f(0.05, 200.0))
     hero.AddTranslateOp()                   # animated: walks the cold aisle (telemetry.usdc)
-    hero.AddRotateXYZOp().Set(Gf.Vec3f(90.0, 0.0, -90.0))   # camera -Z -> world +X, camera +Y -> +Z
+    # camera -Z -> world +X turned 25 degrees towards row A (-Y) so its fronts face the lens; +Y -> +Z
+    hero.AddRotateXYZOp().Set(Gf.Vec3f(90.0 - HERO_PITCH_DEG, 0.0, -90.0 - HERO_YAW_DEG))
     over = UsdGeom.Camera.Define(stage, f"{lay.ROOT}/Cameras/Overview")
     over.CreateFocalLengthAttr(20.0)
     over.CreateClippingRangeAttr(Gf.Vec2f(0.1, 500.0))
@@ -215,6 +218,12 @@ def _author_cameras_lights(stage: Usd.Stage, layout: lay.Layout) -> None:
     # from beyond the -X end, above the first cold aisle, pitched 35 degrees down, looking along +X
     over.AddTranslateOp().Set(Gf.Vec3d(x0 - 0.6 * span, lay.aisle_ys(layout)[0], 1.0 + 0.6 * span))
     over.AddRotateXYZOp().Set(Gf.Vec3f(55.0, 0.0, -90.0))
+    # facing the first row's fronts square-on from the far side of the aisle: every node visible
+    front = UsdGeom.Camera.Define(stage, f"{lay.ROOT}/Cameras/Front")
+    front.CreateFocalLengthAttr(12.0)
+    front.CreateClippingRangeAttr(Gf.Vec2f(0.05, 200.0))
+    front.AddTranslateOp().Set(Gf.Vec3d((x0 + x1) / 2, lay.aisle_ys(layout)[0] + 0.55, 1.05))
+    front.AddRotateXYZOp().Set(Gf.Vec3f(90.0, 0.0, 180.0))   # camera -Z -> world -Y
     stage.DefinePrim(f"{lay.ROOT}/Lights", "Scope")
     sun = UsdLux.DistantLight.Define(stage, f"{lay.ROOT}/Lights/Key")
     sun.CreateIntensityAttr(2.5)

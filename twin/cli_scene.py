@@ -61,7 +61,7 @@ def render(run_dir: Annotated[Path, typer.Argument(help="A run directory with a 
            width: Annotated[int, typer.Option(help="Image width, px")] = 480,
            height: Annotated[int, typer.Option(help="Image height, px")] = 270,
            samples: Annotated[int, typer.Option(help="Cycles samples per pixel")] = 16,
-           camera: Annotated[str, typer.Option(help="Stage camera: Hero (walks the aisle) or Overview")] = "Hero",
+           camera: Annotated[str, typer.Option(help="Stage camera: Hero (walks the aisle), Front (row A square-on) or Overview")] = "Hero",
            ) -> None:
     """Render one frame of RUN_DIR's stage with Blender Cycles on the CPU (needs the bpy package)."""
     from scenes.render import RenderError, render_frame
