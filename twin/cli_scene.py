@@ -66,15 +66,15 @@ def render(run_dir: Annotated[Path, typer.Argument(help="A run directory with a 
     """Render one frame of RUN_DIR's stage with Blender Cycles on the CPU (needs the bpy package)."""
     from scenes.render import RenderError, render_frame
 
-    root = run_dir / "stage" / "refinery.usda"
-    if not root.is_file():
-        _fail(f"{root}: no stage (run `twin scene {run_dir}` first)")
     if width < 16 or height < 16 or samples < 1:
         _fail("--width/--height must be >= 16 px and --samples >= 1")
     if out.suffix.lower() != ".png":
         _fail(f"-o {out}: the output must be a .png file")
     if not out.resolve().parent.is_dir():
         _fail(f"{out.parent}: output directory does not exist")
+    root = run_dir / "stage" / "refinery.usda"
+    if not root.is_file():
+        _fail(f"{root}: no stage (run `twin scene {run_dir}` first)")
     tmp = out.with_name(f".{out.stem}.tmp.png")   # render to a temp name, rename when complete
     try:
         render_frame(root, frame, tmp, size=(width, height), samples=samples, camera=camera)
