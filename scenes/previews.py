@@ -107,7 +107,7 @@ def write_floor_heatmap(path: Path, fr: StageFrames) -> Path:
         img = Image.new("RGB", (W, H), BG)
         d = ImageDraw.Draw(img)
         for n, (x0, y0, x1, y1) in enumerate(rects):
-            d.rectangle([x0, y0 + 20, x1 - 1, y1 + 20], fill=pal[idx[k, n]])
+            d.rectangle([x0, y0 + 20, x1 - 2, y1 + 20], fill=pal[idx[k, n]])   # 2-px gap between racks
         d.text((6, 3), f"{fr.manifest.get('scenario', {}).get('name', '')}  {_clock(fr.times[k])}",
                fill=(235, 235, 235), font=f)
         _draw_legend(img, 8, h + 24, min(220, W - 200))
