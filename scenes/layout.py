@@ -176,9 +176,13 @@ def endpoint_positions(layout: Layout, names: set[str], n_spines: int, n_storage
         kind, _, key = name.partition(":")
         if kind == "node":
             i = int(key)
+            if not 0 <= i < layout.n_nodes:
+                raise ValueError(f"links: endpoint {name!r} names no node in topology.parquet")
             rack = layout.racks[layout.node_rack_index[i]]
             out[name] = rack_to_world(rack, layout.node_local[i] + np.array([0.07, -0.30, 0.03]))
         elif kind == "leaf":
+            if key not in by_name:
+                raise ValueError(f"links: endpoint {name!r} names no rack in topology.parquet")
             rack = by_name[key]
             out[name] = np.array([rack.xy[0], rack.xy[1], RACK_HEIGHT_M + TOR_HEIGHT_M / 2])
         elif kind == "spine":

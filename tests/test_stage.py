@@ -231,3 +231,23 @@ def test_real_tiny_run_stage(tiny_run, tmp_path):
     n2 = stage.GetPrimAtPath("/Refinery/Row_A/Rack_A01/Node_03")
     assert n2.GetAttribute("telemetry:state").Get(60) == row["state"][0].as_py()
     assert n2.GetAttribute("telemetry:gpu_temp_max_c").Get(60) == pytest.approx(row["gpu_temp_max_c"][0].as_py())
+
+
+def test_same_run_gives_byte_identical_stage(syn, tmp_path):
+    run = syn[0]
+    for i in range(2):
+        build_stage(run, out_dir=tmp_path / f"s{i}")
+    for name in ("refinery.usda", "telemetry.usdc", "previews/floor_heatmap.gif", "previews/colour_ramp.png"):
+        assert (tmp_path / "s0" / name).read_bytes() == (tmp_path / "s1" / name).read_bytes(), name
+
+
+def test_unknown_link_endpoint_is_a_clear_error(tmp_path):
+    import pyarrow.parquet as pq
+    from twin.telemetry import to_table, write_table
+    run = make_synthetic_run(tmp_path / "syn")
+    t = pq.read_table(run / "telemetry" / "nodes.parquet", columns=["time_s"]).column("time_s").to_numpy()[:1]
+    write_table(to_table("links", {"time_s": t, "link_id": [0], "src": ["leaf:Z09"], "dst": ["spine:0"],
+                                   "kind": ["leaf-spine"], "bytes": [0.0], "utilisation": [0.5],
+                                   "active_flows": [1]}), run / "telemetry" / "links.parquet")
+    with pytest.raises(ValueError, match=r"links: endpoint 'leaf:Z09' names no rack"):
+        build_stage(run, previews=False)
