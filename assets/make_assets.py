@@ -269,10 +269,12 @@ def gpu() -> str:
     w, d, h = 0.040, 0.267, 0.111
     card = MeshBuilder()
     card.box((-w / 2, -d / 2, -h / 2), (w / 2, d / 2, h / 2))
+    # a blower card breathes in at its tail and exhausts through its bracket: with the node's
+    # intake fans at the front (+Y) the bracket faces the rear (-Y) and the blower the front
     bracket = MeshBuilder()
-    bracket.box((-w / 2, d / 2, -h / 2 - 0.01), (w / 2, d / 2 + 0.002, h / 2 + 0.005))
+    bracket.box((-w / 2, -d / 2 - 0.002, -h / 2 - 0.01), (w / 2, -d / 2, h / 2 + 0.005))
     blower = MeshBuilder()
-    blower.cylinder_y(0.0, 0.0, 0.032, -d / 2 - 0.002, -d / 2, 20)
+    blower.cylinder_y(0.0, 0.0, 0.032, d / 2, d / 2 + 0.002, 20)
     body = "\n".join([
         mesh_usda("Shroud", card, (0.12, 0.12, 0.13), bind("Gpu")),
         mesh_usda("Bracket", bracket, (0.6, 0.6, 0.62), bind("Gpu")),
