@@ -14,7 +14,7 @@ node_shell.usda    4U chassis shell 0.44 W x 0.80 D x 0.176 H with a mesh (grill
 node_internals     board, 3 GPU cards, PSU, NIC and 3 fan housings inside the shell
 gpu.usda           dual-slot PCIe card 0.040 W x 0.267 D x 0.111 H with a blower shroud
 fan.usda           120 x 120 x 25 mm fan: /Fan/Housing (static) and /Fan/Rotor (7 blades)
-psu.usda           CRPS power supply 0.074 W x 0.185 D x 0.040 H
+psu.usda           ATX 1600 W power supply 0.150 W x 0.200 D x 0.086 H (Dark Power Pro 13)
 nic.usda           low-profile NIC 0.069 W x 0.168 D x 0.015 H with two QSFP cages
 floor_tile.usda    0.60 x 0.60 m perforated grille tile (25 % open area)
 cable_tray.usda    0.60 m overhead ladder tray segment, 0.30 W x 0.10 H
@@ -231,6 +231,7 @@ def rack() -> str:
 
 # ---------------------------------------------------------------------------------- node shell
 NODE_W, NODE_D, NODE_H = 0.44, 0.80, 4 * U - 0.002
+PSU_W, PSU_D, PSU_H = 0.150, 0.200, 0.086
 
 
 def node_shell() -> str:
@@ -268,10 +269,12 @@ def gpu() -> str:
     w, d, h = 0.040, 0.267, 0.111
     card = MeshBuilder()
     card.box((-w / 2, -d / 2, -h / 2), (w / 2, d / 2, h / 2))
+    # a blower card breathes in at its tail and exhausts through its bracket: with the node's
+    # intake fans at the front (+Y) the bracket faces the rear (-Y) and the blower the front
     bracket = MeshBuilder()
-    bracket.box((-w / 2, d / 2, -h / 2 - 0.01), (w / 2, d / 2 + 0.002, h / 2 + 0.005))
+    bracket.box((-w / 2, -d / 2 - 0.002, -h / 2 - 0.01), (w / 2, -d / 2, h / 2 + 0.005))
     blower = MeshBuilder()
-    blower.cylinder_y(0.0, 0.0, 0.032, -d / 2 - 0.002, -d / 2, 20)
+    blower.cylinder_y(0.0, 0.0, 0.032, d / 2, d / 2 + 0.002, 20)
     body = "\n".join([
         mesh_usda("Shroud", card, (0.12, 0.12, 0.13), bind("Gpu")),
         mesh_usda("Bracket", bracket, (0.6, 0.6, 0.62), bind("Gpu")),
@@ -299,22 +302,28 @@ def fan() -> str:
             pts.append((r * math.cos(a + da), y, r * math.sin(a + da)))
         rotor.poly(pts)
         rotor.poly(list(reversed(pts)))     # two-sided
-    body = "\n".join([
-        mesh_usda("Housing", housing, (0.05, 0.05, 0.05), bind("Fan")),
-        f'    def Xform "Rotor"\n    {{\n'
-        + mesh_usda("Blades", rotor, (0.15, 0.15, 0.16), bind("Fan"), indent=2) + "\n    }",
-    ])
-    return asset("Fan", "120 mm fan, axis along Y: Housing (static) and Rotor (hub + 7 blades)", body, kind="subcomponent")
+    # Housing and Rotor are referenced on their own (</Fan/Housing>, </Fan/Rotor>), and a binding
+    # to a material outside the referenced prim is dropped by USD, so each carries its own Looks.
+    def part(name: str, mesh: str, m: MeshBuilder, colour: tuple[float, float, float]) -> str:
+        inner = looks("Fan").replace("\n    ", "\n        ").replace("    def Scope", "        def Scope", 1)
+        return (f'    def Xform "{name}"\n    {{\n' + inner
+                + mesh_usda(mesh, m, colour, f"/Fan/{name}/Looks/{DC}", indent=2) + "\n    }")
+    body = "\n".join([part("Housing", "Frame", housing, (0.05, 0.05, 0.05)),
+                      part("Rotor", "Blades", rotor, (0.15, 0.15, 0.16))])
+    return asset("Fan", "120 mm fan, axis along Y: Housing (static) and Rotor (hub + 7 blades), "
+                 "each with its own Looks so they can be referenced separately", body, kind="subcomponent")
 
 
 def psu() -> str:
+    # be quiet! Dark Power Pro 13 1600 W (hardware.md): ATX, 150 W x 200 D x 86 H mm (vendor spec)
+    w, d, h = PSU_W, PSU_D, PSU_H
     m = MeshBuilder()
-    m.box((-0.037, -0.0925, -0.02), (0.037, 0.0925, 0.02))
-    grill = MeshBuilder()
-    grill.cylinder_y(0.0, 0.0, 0.016, -0.0935, -0.0925, 16)
-    body = "\n".join([mesh_usda("Case", m, (0.45, 0.45, 0.48), bind("Psu")),
-                      mesh_usda("FanGrill", grill, (0.05, 0.05, 0.05), bind("Psu"))])
-    return asset("Psu", "CRPS power supply 0.074 x 0.185 x 0.040 m", body, kind="subcomponent")
+    m.box((-w / 2, -d / 2, -h / 2), (w / 2, d / 2, h / 2))
+    grill = MeshBuilder()                          # rear exhaust grille
+    grill.cylinder_y(0.0, 0.0, 0.035, -d / 2 - 0.001, -d / 2, 20)
+    body = "\n".join([mesh_usda("Case", m, (0.08, 0.08, 0.09), bind("Psu")),
+                      mesh_usda("FanGrill", grill, (0.02, 0.02, 0.02), bind("Psu"))])
+    return asset("Psu", "ATX 1600 W power supply 0.150 x 0.200 x 0.086 m", body, kind="subcomponent")
 
 
 def nic() -> str:
@@ -356,15 +365,17 @@ def node_internals() -> str:
         lines.append(f'    def Xform "FanHousing_{i + 1}" (\n        prepend references = @./fan.usda@</Fan/Housing>\n    )\n    {{\n'
                      f'        double3 xformOp:translate = ({_f(fx)}, {_f(FAN_Y)}, 0)\n'
                      f'        uniform token[] xformOpOrder = ["xformOp:translate"]\n    }}')
-    for i, px in enumerate((0.12, 0.18)):
-        lines.append(f'    def Xform "Psu_{i + 1}" (\n        prepend references = @./psu.usda@\n    )\n    {{\n'
-                     f'        double3 xformOp:translate = ({_f(px)}, -0.30, {_f(-NODE_H / 2 + 0.03)})\n'
-                     f'        uniform token[] xformOpOrder = ["xformOp:translate"]\n    }}')
+    # one PSU on the board, rear left (x < 0): clear of the DIMMs, CPU cooler and NIC on the right
+    # and behind the GPU cards (which end at y = -0.11)
+    psu_z = -NODE_H / 2 + 0.008 + PSU_H / 2
+    lines.append(f'    def Xform "Psu" (\n        prepend references = @./psu.usda@\n    )\n    {{\n'
+                 f'        double3 xformOp:translate = (-0.13, {_f(-NODE_D / 2 + 0.004 + PSU_D / 2)}, {_f(psu_z)})\n'
+                 f'        uniform token[] xformOpOrder = ["xformOp:translate"]\n    }}')
     lines.append(f'    def Xform "Nic" (\n        prepend references = @./nic.usda@\n    )\n    {{\n'
                  f'        double3 xformOp:translate = (0.07, -0.30, 0.03)\n'
                  f'        double3 xformOp:rotateXYZ = (0, 0, 180)\n'
                  f'        uniform token[] xformOpOrder = ["xformOp:translate", "xformOp:rotateXYZ"]\n    }}')
-    return asset("NodeInternals", "Node internals: board, 3 GPUs, 2 PSUs, NIC, 3 fan housings", "\n".join(lines),
+    return asset("NodeInternals", "Node internals: board, 3 GPUs, PSU, NIC, 3 fan housings", "\n".join(lines),
                  kind="subcomponent")
 
 

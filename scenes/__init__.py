@@ -1,0 +1,11 @@
+"""USD stage generator: reads a finished run's telemetry + assets/ and writes stage/ (see docs/stage.md)."""
+from __future__ import annotations
+
+
+def build_stage(run_dir, stage_sample_s=None, progress=None, **kwargs) -> dict:
+    """Write run_dir/stage (refinery.usda + telemetry.usdc + previews); see scenes.stage.build_stage."""
+    from scenes.stage import build_stage as _build   # pxr imported lazily: `twin run --no-stage` stays light
+    return _build(run_dir, stage_sample_s=stage_sample_s, progress=progress, **kwargs)
+
+
+__all__ = ["build_stage"]

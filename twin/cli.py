@@ -84,7 +84,8 @@ def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scena
 
         def stage_fn(tmp: Path) -> dict:
             return _with_progress("writing USD stage", lambda cb: build_stage(
-                tmp, stage_sample_s=stage_sample_s, progress=lambda msg, frac: cb(frac, {"msg": msg})), quiet)
+                tmp, stage_sample_s=stage_sample_s,
+                progress=(lambda msg, frac: cb(frac, {"msg": msg})) if cb else None), quiet)  # cb is None with -q
     try:
         man = write_run(result, target, force=force, stage=stage_fn)
     except RunExistsError as exc:

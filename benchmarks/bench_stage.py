@@ -1,0 +1,62 @@
+"""Benchmark: write the USD stage of the full default surge (1 h, 160 nodes) from its telemetry.
+
+Target on a 2-core machine: <= 30 s wall and telemetry.usdc <= 150 MB. Prints samples written
+per second for the Sdf fast path and the time of each phase. Not a test: numbers only.
+
+    python benchmarks/bench_stage.py [RUN_DIR] [--links] [--stage-sample-s 5]
+
+Without RUN_DIR the surge is simulated first (no stage) into /tmp/scenes-bench/surge.
+--links adds synthetic fabric rows (tests/stage_links.py: 2 spines, 1 storage) so the Fabric
+curves are timed too while the engine's fabric is not merged.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scenes import build_stage  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dir", nargs="?")
+    ap.add_argument("--links", action="store_true")
+    ap.add_argument("--stage-sample-s", type=float, default=None)
+    args = ap.parse_args()
+    run_dir = Path(args.run_dir) if args.run_dir else Path("/tmp/scenes-bench/surge")
+    if not args.run_dir:
+        from twin.engine import simulate
+        from twin.runner import write_run
+        from twin.scenario import load_scenario
+        t0 = time.perf_counter()
+        # the engine fabric is optional here: the stage benchmark needs nodes/gpus telemetry
+        res = simulate(load_scenario(ROOT / "scenarios" / "surge.yaml", overrides={"fabric.enabled": False}))
+        write_run(res, run_dir, force=True)
+        print(f"simulated + wrote telemetry in {time.perf_counter() - t0:.1f} s -> {run_dir}", flush=True)
+    if args.links:
+        from tests.stage_links import add_synthetic_links
+        print(f"synthetic links: {add_synthetic_links(run_dir)}", flush=True)
+    out = Path("/tmp/scenes-bench/stage")
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    info = build_stage(run_dir, stage_sample_s=args.stage_sample_s, out_dir=out)
+    wall = time.perf_counter() - t0
+    sec = info["seconds"]
+    mb = info["telemetry_bytes"] / 1e6
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"stage: {info['frames']} frames x {info['prims']['nodes']} nodes, {info['prims']['links']} links, "
+          f"{info['samples']:,} samples in {wall:.2f} s wall (layout {sec['layout']:.2f} s, samples "
+          f"{sec['samples']:.2f} s = {info['samples'] / max(sec['samples'], 1e-9):,.0f} samples/s, previews "
+          f"{sec['total'] - sec['layout'] - sec['samples']:.2f} s); telemetry.usdc {mb:.1f} MB; peak RSS {rss_mb:.0f} MB")
+    print(f"targets: wall <= 30 s {'OK' if wall <= 30 else 'MISSED'}; usdc <= 150 MB {'OK' if mb <= 150 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""`twin run` (with stage), `twin scene` and `twin render` through Typer's CliRunner."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from twin.cli import app
+
+pytest.importorskip("pxr")
+TINY = Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml"
+runner = CliRunner()
+
+
+def test_run_writes_the_stage_and_records_it(tmp_path):
+    out = tmp_path / "tiny"
+    result = runner.invoke(app, ["run", str(TINY), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    man = json.loads((out / "manifest.json").read_text())
+    st = man["stage"]
+    assert st["root"] == "stage/refinery.usda" and st["telemetry"] == "stage/telemetry.usdc"
+    assert st["frames"] == 120 and st["prims"]["nodes"] == 4 and st["samples"] > 0
+    for rel in [st["root"], st["telemetry"], *st["previews"]]:
+        assert (out / rel).is_file(), rel
+    assert (out / "stage" / "assets" / "rack.usda").is_file()   # the stage opens without the repo
+
+
+def test_scene_regenerates_atomically_with_force(tmp_path, tiny_run):
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    first = runner.invoke(app, ["scene", str(run), "--no-previews"])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["scene", str(run)])
+    assert again.exit_code == 2 and "already exists" in again.output and "--force" in again.output
+    forced = runner.invoke(app, ["scene", str(run), "--force", "--stage-sample-s", "20"])
+    assert forced.exit_code == 0, forced.output
+    man = json.loads((run / "manifest.json").read_text())
+    # 600 s at 20-s frames = 30 frames; paths relative to the run, no temp dirs left behind
+    assert man["stage"]["frames"] == 30 and man["stage"]["root"] == "stage/refinery.usda"
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["scene", "{missing}"], "not a twin run directory"),
+    (["scene", "{run}", "--force", "--stage-sample-s", "0"], "--stage-sample-s: must be a positive"),
+    (["render", "{run}", "-o", "{tmp}/x.jpg"], "must be a .png"),
+    (["render", "{missing}"], "no stage"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, tiny_run, args, message):
+    subs = {"missing": str(tmp_path / "nope"), "run": str(tiny_run), "tmp": str(tmp_path)}
+    result = runner.invoke(app, [a.format(**subs) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
+    assert "Traceback" not in result.output
