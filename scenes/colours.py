@@ -6,12 +6,17 @@ GPU temperature ramp (node shell ``primvars:displayColor``; also burned into the
  temp °C    RGB (linear 0..1)   meaning
 =========  ==================  =========================================================
    25       (0.05, 0.20, 0.85)  idle blue: powered, no load (at/below supply-air + ~5 K)
-   45       (0.05, 0.65, 0.80)  teal: light load
-   60       (0.35, 0.80, 0.25)  green: steady serving
-   75       (1.00, 0.75, 0.05)  amber: heavy load
-   85       (1.00, 0.40, 0.05)  orange: approaching the slowdown band
-   92       (0.90, 0.10, 0.05)  orange-red: at the RTX PRO 4500 slowdown estimate (92 °C)
+   40       (0.05, 0.65, 0.80)  teal: light load
+   55       (0.35, 0.80, 0.25)  green: steady light serving
+   65       (1.00, 0.75, 0.05)  amber: serving
+   75       (1.00, 0.40, 0.05)  orange: heavy serving
+   84       (0.90, 0.10, 0.05)  orange-red: at the fan target (blowers at full, hardware.md)
+   92       (0.60, 0.00, 0.10)  deep red: at the RTX PRO 4500 slowdown estimate (92 °C)
 =========  ==================  =========================================================
+
+The stops are anchored to physical marks (idle, the 84 °C fan target, the 92 °C slowdown) so a
+colour means the same temperature in every run; the band where serving GPUs live (60-80 °C)
+gets most of the hue change, so the surge reads blue -> amber -> orange-red.
 
 Below the first stop the colour is the first stop; above the last, the last. ``primvars:heat``
 is the same temperature mapped linearly to 0..1 between the first and last stop.
@@ -29,7 +34,7 @@ import numpy as np
 from twin.telemetry import NODE_STATES
 
 # (temperature °C, linear RGB) stops of the GPU temperature ramp
-TEMP_STOPS_C = np.array([25.0, 45.0, 60.0, 75.0, 85.0, 92.0])
+TEMP_STOPS_C = np.array([25.0, 40.0, 55.0, 65.0, 75.0, 84.0, 92.0])
 TEMP_STOP_RGB = np.array([
     [0.05, 0.20, 0.85],
     [0.05, 0.65, 0.80],
@@ -37,6 +42,7 @@ TEMP_STOP_RGB = np.array([
     [1.00, 0.75, 0.05],
     [1.00, 0.40, 0.05],
     [0.90, 0.10, 0.05],
+    [0.60, 0.00, 0.10],
 ])
 RAMP_STEPS = 256                       # quantisation of the ramp (0.26 K per step over 25..92 °C)
 PULSE_FRAMES = 4                       # a boot pulse lasts 4 stage frames (20 s of simulation at 5 s)

@@ -10,9 +10,11 @@ from twin.telemetry import NODE_STATES
 
 
 def test_ramp_hits_its_stops_and_interpolates_linearly():
-    assert colours.ramp_rgb(np.array([25.0, 92.0])) == pytest.approx(np.array([[0.05, 0.20, 0.85], [0.90, 0.10, 0.05]]))
-    # halfway between the 45 °C teal (0.05, 0.65, 0.80) and 60 °C green (0.35, 0.80, 0.25)
-    assert colours.ramp_rgb(np.array(52.5)) == pytest.approx([0.20, 0.725, 0.525])
+    assert colours.ramp_rgb(np.array([25.0, 92.0])) == pytest.approx(np.array([[0.05, 0.20, 0.85], [0.60, 0.00, 0.10]]))
+    # halfway between the 40 °C teal (0.05, 0.65, 0.80) and 55 °C green (0.35, 0.80, 0.25)
+    assert colours.ramp_rgb(np.array(47.5)) == pytest.approx([0.20, 0.725, 0.525])
+    # the fan target (84 °C) is orange-red, the slowdown (92 °C) deep red
+    assert colours.ramp_rgb(np.array(84.0)) == pytest.approx([0.90, 0.10, 0.05])
     assert colours.ramp_rgb(np.array([10.0, 120.0])) == pytest.approx(colours.ramp_rgb(np.array([25.0, 92.0])))
     # heat: 25 °C -> 0, 92 °C -> 1, (58.5 - 25) / 67 = 0.5
     assert colours.heat_fraction(np.array([25.0, 58.5, 92.0, 200.0])) == pytest.approx([0, 0.5, 1, 1])

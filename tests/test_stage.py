@@ -116,18 +116,21 @@ def test_node_telemetry_values(syn):
 def test_shell_colour_heat_and_pulse(syn):
     _, _, stage, _ = syn
     shell = node(stage, "A02", 3).GetChild("Shell")
-    # SERVING at 44 °C: ramp 25 °C (0.05, 0.20, 0.85) -> 45 °C (0.05, 0.65, 0.80), f = 19/20 = 0.95
-    # -> (0.05, 0.2 + 0.95*0.45, 0.85 - 0.95*0.05) = (0.05, 0.6275, 0.8025); palette step 67 K / 255
+    # SERVING at 44 °C -> palette step rint(19/67 * 255) = 72 = 25 + 72*67/255 = 43.918 °C, on the
+    # ramp between 40 °C (0.05, 0.65, 0.80) and 55 °C (0.35, 0.80, 0.25): f = 3.918/15 = 0.26118
+    # -> (0.05 + 0.3f, 0.65 + 0.15f, 0.80 - 0.55f) = (0.12835, 0.68918, 0.65635)
     rgb = shell.GetAttribute("primvars:displayColor").Get(8)[0]
-    assert tuple(rgb) == pytest.approx((0.05, 0.6275, 0.8025), abs=0.003)
+    assert tuple(rgb) == pytest.approx((0.12835, 0.68918, 0.65635), abs=0.001)
     assert shell.GetAttribute("primvars:heat").Get(8) == pytest.approx((44 - 25) / (92 - 25), abs=1 / 255)
     s0 = node(stage).GetChild("Shell").GetAttribute("primvars:displayColor")
     assert tuple(s0.Get(1)[0]) == pytest.approx((0.03, 0.03, 0.035))        # OFF: near black
     # BOOTING at frame index 2 (time code 3): pulse brightness PULSE_LEVELS[2 % 4] = 0.3 of the
-    # 34 °C colour (f = 9/20): (0.05, 0.2 + 0.45*0.45, 0.85 - 0.45*0.05) * 0.3
-    assert tuple(s0.Get(3)[0]) == pytest.approx((0.015, 0.12075, 0.24825), abs=0.002)
-    # frame index 3: brightness 0.6 of the 35 °C colour (f = 0.5): (0.05, 0.425, 0.825) * 0.6
-    assert tuple(s0.Get(4)[0]) == pytest.approx((0.03, 0.255, 0.495), abs=0.002)
+    # 34 °C colour: step rint(9/67 * 255) = 34 = 33.933 °C, f = 8.933/15 = 0.59556 between 25 °C
+    # (0.05, 0.20, 0.85) and 40 °C (0.05, 0.65, 0.80): (0.05, 0.46800, 0.82022) * 0.3
+    assert tuple(s0.Get(3)[0]) == pytest.approx((0.015, 0.14040, 0.24607), abs=0.001)
+    # frame index 3: brightness 0.6 of the 35 °C colour: step 38 = 34.984 °C, f = 0.66562:
+    # (0.05, 0.49953, 0.81672) * 0.6
+    assert tuple(s0.Get(4)[0]) == pytest.approx((0.03, 0.29972, 0.49003), abs=0.001)
 
 
 def test_fan_spin_is_accumulated_rotation(syn):
