@@ -49,14 +49,11 @@ def _write_text(text: str, out: Path | None) -> None:
     if out is None:
         sys.stdout.write(text)
         return
-    import tempfile, os  # noqa: E401 - local: only needed when writing a file
+    from twin.telemetry import atomic_write
 
     if not out.parent.is_dir():
         _fail(f"{out.parent}: output directory does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, out)
+    atomic_write(out, lambda fh: fh.write(text.encode()))
 
 
 def _cell(value: Any) -> str:

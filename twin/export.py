@@ -18,8 +18,6 @@ per sample.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -28,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from twin.telemetry import atomic_write
 from twin.query import batches
 from twin.run import Run, ToolError
 
@@ -232,15 +231,7 @@ def _atomic_output(path: Path, write: Callable[[BinaryIO], int]) -> int:
     path = Path(path)
     if not path.parent.is_dir():
         raise ToolError(f"{path.parent}: output directory does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-            count = write(fh)
-        os.replace(tmp, path)
-        return count
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return atomic_write(path, write)
 
 
 def _epoch(start_epoch: float) -> float:

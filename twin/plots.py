@@ -9,8 +9,6 @@ Kinds (``PLOTS``): power, rack-power, gpu-temp, latency, ignition, heatmap.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from twin.run import Run, ToolError, unknown_name
+from twin.telemetry import atomic_write
 
 FIGSIZE_IN = (10.0, 5.5)
 DPI = 120
@@ -256,12 +255,5 @@ def plot(run: Run, kind: str, out: Path, opts: PlotOptions | None = None) -> Pat
     if not out.parent.is_dir():
         raise ToolError(f"{out.parent}: output directory does not exist")
     data = png_bytes(run, kind, opts)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(out, lambda fh: fh.write(data))
     return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -407,10 +406,5 @@ def write_report(run: Run, out: Path, opts: ReportOptions | None = None) -> Path
         raise ToolError(f"{out.parent}: output directory does not exist")
     page = render_html(run, opts).encode("utf-8")  # render first: a failure writes nothing
 
-    def write(fh) -> int:
-        # mkstemp creates 0600; a report is for sharing, so make it readable like a normal file
-        os.fchmod(fh.fileno(), 0o644)
-        return fh.write(page)
-
-    _atomic_output(out, write)
+    _atomic_output(out, lambda fh: fh.write(page))
     return out

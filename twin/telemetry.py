@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Callable, Mapping, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -130,6 +130,7 @@ class AtomicDir:
             raise RunExistsError(f"{self.final} already exists; pass --force to replace it")
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".tmp", dir=self.final.parent))
+        os.chmod(self.tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a run directory is an ordinary one
 
     def __enter__(self) -> Path:
         return self.tmp
@@ -149,17 +150,38 @@ class AtomicDir:
         return False
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON via a temp file + rename so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+T = TypeVar("T")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path | str, write: Callable[[BinaryIO], T]) -> T:
+    """Call write(fh) on a temp file beside `path`, then rename it into place; return its result.
+
+    Readers never see half a file and a failure (or Ctrl-C) leaves nothing behind. The file gets
+    an ordinary file's mode (0666 minus the umask), not mkstemp's private 0600.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True, default=_json_default)
-            fh.write("\n")
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+            result = write(fh)
         os.replace(tmp, path)
+        return result
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON via a temp file + rename so readers never see half a file."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def _json_default(value: Any) -> Any:
