@@ -48,6 +48,7 @@ class GpuSpec(Spec):
     pcie_gen: int = 5
     price_usd: NonNeg | None = None
     price_date: str | None = None
+    price_source: str | None = None  # where price_usd comes from (list, reseller, estimate)
     source: str
 
     @model_validator(mode="after")
