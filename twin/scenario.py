@@ -155,6 +155,28 @@ class FaultSpec(Section):
     value: float | None = None
 
 
+class EconomicsSpec(Section):
+    """Prices for run economics (twin.economics); override per site."""
+    # US EIA Electric Power Monthly, Table 5.3: average commercial-sector retail price
+    # ~12.7-13.1 US cents/kWh in 2023-2024.
+    electricity_usd_per_kwh: NonNeg = 0.13
+    # Straight-line server depreciation: Amazon 2025 10-K, servers 5 years (shortened from 6).
+    amortisation_years: Pos = 5.0
+    node_price_usd: NonNeg | None = None  # default: the catalogue node's price_usd
+
+
+class DesignSpec(Section):
+    """Limits for the validation-time design checks (twin.checks)."""
+    # Keep the node's all-parts-at-limit DC power this far below the PSU rating (warning beyond,
+    # error above the rating). Estimate: common sizing practice keeps sustained PSU load <= 90 %.
+    psu_headroom_frac: Annotated[float, Field(ge=0, lt=1)] = 0.10
+    # Rack feed: 3-phase 400 V 32 A = sqrt(3) x 400 x 32 = 22.2 kW (IEC 60309 32 A); continuous
+    # load kept to 80 % of the breaker (NEC 210.20(A) practice) -> warning above 17.7 kW.
+    rack_feed_kw: Pos = 22.2
+    rack_feed_continuous_frac: Annotated[float, Field(gt=0, le=1)] = 0.8
+    strict: bool = True  # False: envelope violations become warnings, so the what-if still runs
+
+
 class ScenarioSpec(Section):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
     description: str = ""
@@ -167,6 +189,8 @@ class ScenarioSpec(Section):
     scheduler: SchedulerSpec = SchedulerSpec()
     fabric: FabricSectionSpec = FabricSectionSpec()
     faults: list[FaultSpec] = []
+    economics: EconomicsSpec = EconomicsSpec()
+    design: DesignSpec = DesignSpec()
 
 
 def _fields_at(model: type[BaseModel], prefix: str = "", out: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
