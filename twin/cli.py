@@ -54,9 +54,12 @@ def parse_sets(sets: list[str] | None) -> dict:
 def load_scenario_or_exit(path: Path, seed: int | None = None, sets: list[str] | None = None):
     from twin.scenario import load_scenario
     try:
-        return load_scenario(path, seed=seed, overrides=parse_sets(sets))
+        sc = load_scenario(path, seed=seed, overrides=parse_sets(sets))
     except SpecError as exc:
         fail([f"{path}: {p}" if not p.startswith(str(path)) else p for p in exc.problems])
+    for line in sc.warnings:  # design checks that do not stop the run (twin.checks)
+        err.print(f"[bold yellow]warning:[/] {path}: {line}", markup=True, soft_wrap=True)
+    return sc
 
 
 @app.command()

@@ -217,6 +217,7 @@ class Scenario:
     text: str
     sha256: str
     source_path: Path | None = None
+    warnings: tuple[str, ...] = ()  # design-check findings that do not stop the run (twin.checks)
 
     @property
     def name(self) -> str:
@@ -288,9 +289,11 @@ def scenario_from_text(text: str, *, origin: str = "<scenario>", base_dir: Path 
     if problems:
         raise SpecError(problems)
     canonical = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=True)
+    from twin.checks import design_findings
+    warnings = tuple(f.message for f in design_findings(spec, catalogue) if f.level == "warning")
     return Scenario(spec=spec, catalogue=catalogue, text=text,
                     sha256=hashlib.sha256(canonical.encode()).hexdigest(),
-                    source_path=None)
+                    source_path=None, warnings=warnings)
 
 
 def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
@@ -358,6 +361,9 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
                 f"{path}: {pool.model} in {pool.quantisation} needs {plan.weights_gb:.1f} GB of weights but a "
                 f"replica of {gpus} x {gpu.name} has {plan.usable_gb:.1f} GB usable "
                 f"({gpus} x {gpu.memory_gb:g} GB x {pool.memory_utilisation:g}); raise tp/pp or pick a smaller quantisation")
+    if node_ok:  # node peak vs PSU, rack vs feed (twin.checks); warnings go on Scenario.warnings
+        from twin.checks import design_findings
+        problems.extend(f.message for f in design_findings(spec, cat) if f.level == "error")
     mixes = sum(p.mix for p in spec.pools)
     if mixes <= 0:
         problems.append("pools: at least one pool needs mix > 0")
