@@ -257,13 +257,25 @@ def load_scenario(path: Path | str, *, seed: int | None = None,
 
 
 def _set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
-    node = doc
+    """Set `dotted` (e.g. "scheduler.policy", "pools.0.nodes": digits index a list) to `value`."""
+    node: Any = doc
     parts = dotted.split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
+    for i, p in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list) and p.isdigit():
+            if int(p) >= len(node):
+                raise SpecError([f"{dotted}: index {p} is past the end of a list of {len(node)}"])
+            if last:
+                node[int(p)] = value
+            else:
+                node = node[int(p)]
+        elif isinstance(node, dict):
+            if last:
+                node[p] = value
+            else:
+                node = node.setdefault(p, {})
+        else:
             raise SpecError([f"{dotted}: cannot set inside a non-mapping"])
-    node[parts[-1]] = value
 
 
 def scenario_from_text(text: str, *, origin: str = "<scenario>", base_dir: Path | None = None,
