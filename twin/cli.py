@@ -139,6 +139,17 @@ def print_summary(man: dict, run_dir: Path) -> None:
         ("thermal shutdowns", str(s.get("thermal_shutdowns", 0))),
         ("wall time", _fmt(man.get("wall_time_s"), " s")),
     ]
+    if "tokens_served" in s:  # economics keys (twin.economics); absent in older runs
+        rows[-1:-1] = [
+            ("tokens served / per facility kWh", f"{s['tokens_served']:,} / {_fmt(s['tokens_per_kwh'], '', 0)}"),
+            ("energy cost / amortised capex", f"{_fmt(s['energy_cost_usd'], ' USD', 2)} / "
+                                              f"{_fmt(s['amortised_capex_usd'], ' USD', 2)}"),
+            ("USD per Mtok energy / total", f"{_fmt(s['cost_per_mtok_energy_usd'], '', 3)} / "
+                                            f"{_fmt(s['cost_per_mtok_usd'], '', 3)}"),
+            ("GPU-hours serving / warm / booting+loading",
+             f"{_fmt(s['gpu_hours_serving'])} / {_fmt(s['gpu_hours_warm'])} / "
+             f"{_fmt(s['gpu_hours_booting'] + s['gpu_hours_loading'])}"),
+        ]
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)

@@ -57,7 +57,7 @@ def _print_result(result, target: Path, meta: dict) -> None:
     axes = list(spec.axes)
     t = Table(title=f"{spec.name} -> {target}")
     for col in ["variant", *axes, "status", spec.plot.x, spec.plot.y]:
-        t.add_column(col, justify="left" if col in ("variant", "status") else "right")
+        t.add_column(col, justify="left" if col in ("variant", "status") else "right", overflow="fold")
     for r in result.rows:
         xy = [r.get(spec.plot.x), r.get(spec.plot.y)]
         t.add_row(r["variant"], *[str(r.get(a)) for a in axes], r["status"],
