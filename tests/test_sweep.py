@@ -109,3 +109,13 @@ def test_cli_sweep_writes_the_directory_and_reports_errors(tmp_path):
     res = CliRunner().invoke(app, ["sweep", str(bad), "-o", str(tmp_path / "o2")])
     assert res.exit_code == 2 and "axes.scheduler.polcy: unknown field" in res.output
     assert "Traceback" not in res.output and not (tmp_path / "o2").exists()
+
+
+def test_sweep_on_an_existing_scheduler_address(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    plan = plan_sweep(spec_file(tmp_path, "axes:\n  simulation.seed: [5, 6]\n"))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        result = run_sweep(plan, scheduler=cluster.scheduler_address)
+    assert result.executor == {"kind": "dask", "scheduler": cluster.scheduler_address, "workers": 1}
+    assert to_table(result).equals(to_table(run_sweep(plan, workers=0)))
