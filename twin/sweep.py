@@ -140,7 +140,8 @@ def check_field_path(dotted: str) -> str | None:
             where = ".".join(parts[:i]) or "the scenario"
             return f"unknown field {part!r} in {where}{suggest(part, model.model_fields)}"
         model = _model_of(model.model_fields[part].annotation) or model.model_fields[part].annotation
-    if isinstance(model, type) and issubclass(model, BaseModel) or get_origin(model) is list:
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        # a whole-section value would reset the base scenario's other fields in it to defaults
         return "names a whole section; sweep one of its fields"
     return None
 
