@@ -119,3 +119,9 @@ def test_sweep_on_an_existing_scheduler_address(tmp_path):
         result = run_sweep(plan, scheduler=cluster.scheduler_address)
     assert result.executor == {"kind": "dask", "scheduler": cluster.scheduler_address, "workers": 1}
     assert to_table(result).equals(to_table(run_sweep(plan, workers=0)))
+
+
+@pytest.mark.parametrize("spec", sorted((SCENARIOS / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_sweep_specs_plan_cleanly(spec):
+    plan = plan_sweep(spec)
+    assert plan.variants and plan.base_path.is_file()
