@@ -48,6 +48,7 @@ class GpuSpec(Spec):
     pcie_gen: int = 5
     price_usd: NonNeg | None = None
     price_date: str | None = None
+    price_source: str | None = None  # where price_usd comes from (list, reseller, estimate)
     source: str
 
     @model_validator(mode="after")
@@ -167,6 +168,8 @@ class NodeSpec(Spec):
     cpu_util_loading: Frac = 0.3
     gpu_preheat_frac: Frac = 0.5  # share of CPU/platform heat that warms the GPUs' intake air
     price_usd: NonNeg | None = None
+    price_date: str | None = None
+    price_source: str | None = None  # where price_usd comes from (quote, sum of parts, estimate)
     source: str
 
 

@@ -54,9 +54,12 @@ def parse_sets(sets: list[str] | None) -> dict:
 def load_scenario_or_exit(path: Path, seed: int | None = None, sets: list[str] | None = None):
     from twin.scenario import load_scenario
     try:
-        return load_scenario(path, seed=seed, overrides=parse_sets(sets))
+        sc = load_scenario(path, seed=seed, overrides=parse_sets(sets))
     except SpecError as exc:
         fail([f"{path}: {p}" if not p.startswith(str(path)) else p for p in exc.problems])
+    for line in sc.warnings:  # design checks that do not stop the run (twin.checks)
+        err.print(f"[bold yellow]warning:[/] {path}: {line}", markup=True, soft_wrap=True)
+    return sc
 
 
 @app.command()
@@ -137,6 +140,17 @@ def print_summary(man: dict, run_dir: Path) -> None:
         ("thermal shutdowns", str(s.get("thermal_shutdowns", 0))),
         ("wall time", _fmt(man.get("wall_time_s"), " s")),
     ]
+    if "tokens_served" in s:  # economics keys (twin.economics); absent in older runs
+        rows[-1:-1] = [
+            ("tokens served / per facility kWh", f"{s['tokens_served']:,} / {_fmt(s['tokens_per_kwh'], '', 0)}"),
+            ("energy cost / amortised capex", f"{_fmt(s['energy_cost_usd'], ' USD', 2)} / "
+                                              f"{_fmt(s['amortised_capex_usd'], ' USD', 2)}"),
+            ("USD per Mtok energy / total", f"{_fmt(s['cost_per_mtok_energy_usd'], '', 3)} / "
+                                            f"{_fmt(s['cost_per_mtok_usd'], '', 3)}"),
+            ("GPU-hours serving / warm / booting+loading",
+             f"{_fmt(s['gpu_hours_serving'])} / {_fmt(s['gpu_hours_warm'])} / "
+             f"{_fmt(s['gpu_hours_booting'] + s['gpu_hours_loading'])}"),
+        ]
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)

@@ -244,9 +244,7 @@ def figure(run: Run, kind: str, opts: PlotOptions | None = None) -> Figure:
 
 def png_bytes(run: Run, kind: str, opts: PlotOptions | None = None) -> bytes:
     """Plot `kind` of `run` as PNG bytes in memory (for embedding, e.g. in `twin report`)."""
-    buf = io.BytesIO()
-    figure(run, kind, opts).savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
+    return _png(figure(run, kind, opts))
 
 
 def plot(run: Run, kind: str, out: Path, opts: PlotOptions | None = None) -> Path:
@@ -254,6 +252,41 @@ def plot(run: Run, kind: str, out: Path, opts: PlotOptions | None = None) -> Pat
     out = Path(out)
     if not out.parent.is_dir():
         raise ToolError(f"{out.parent}: output directory does not exist")
-    data = png_bytes(run, kind, opts)
+    return _save_png(figure(run, kind, opts), out)
+
+
+def sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, y_label: str, group_label: str,
+                  title: str, out: Path) -> Path:
+    """Scatter of sweep variants, one point per variant, coloured by the first axis's value.
+
+    `points`: (variant id, x, y, group value). Axis labels are summary keys (units in their names).
+    """
+    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    groups = list(dict.fromkeys(str(p[3]) for p in points))
+    cmap = colormaps["tab10"]
+    for gi, group in enumerate(groups):
+        sel = [p for p in points if str(p[3]) == group]
+        ax.scatter([p[1] for p in sel], [p[2] for p in sel], color=cmap(gi % 10), label=f"{group_label} = {group}",
+                   s=36, zorder=3)
+        for vid, x, y, _ in sel:
+            ax.annotate(vid, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save_png(fig, Path(out))
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def _save_png(fig: Figure, out: Path) -> Path:
+    """Save `fig` to `out` via a temp file + rename, so readers never see half a PNG."""
+    data = _png(fig)
     atomic_write(out, lambda fh: fh.write(data))
     return out

@@ -46,6 +46,22 @@ def _pct(values: np.ndarray, q: float) -> float | None:
     return float(v[min(v.size - 1, int(math.ceil(q / 100 * v.size)) - 1)])
 
 
+def _economics(sim: "_Sim", state_counts: dict[str, np.ndarray], completed: np.ndarray, it_kwh: float,
+               fac_kwh: float) -> dict:
+    """Economics summary keys (twin.economics): costs, tokens per kWh, GPU-hours by state."""
+    from twin.economics import gpu_hours_by_state, run_economics
+
+    eco = sim.spec.economics
+    return run_economics(
+        facility_energy_kwh=fac_kwh, it_energy_kwh=it_kwh,
+        output_tokens=float(sim.req.output_tokens[completed].sum()),
+        prompt_tokens=float(sim.req.prompt_tokens[completed].sum()),
+        duration_s=sim.n_samples * sim.spec.simulation.sample_s, n_nodes=sim.N,
+        node_capex=eco.node_price_usd if eco.node_price_usd is not None else sim.node_spec.price_usd,
+        electricity_usd_per_kwh=eco.electricity_usd_per_kwh, amortisation_years=eco.amortisation_years,
+        gpu_hours=gpu_hours_by_state(state_counts, sim.topo.gpus_per_node, sim.spec.simulation.sample_s))
+
+
 def collect(sim: "_Sim", wall_time_s: float) -> "SimResult":
     from twin.engine import DONE, DROP_REASONS, DROPPED, INFLIGHT, QUEUED, STATUS_NAMES, SimResult
 
@@ -158,6 +174,7 @@ def collect(sim: "_Sim", wall_time_s: float) -> "SimResult":
         "thermal_shutdowns": int(sum(1 for e in ev if e[1] == "thermal_shutdown")),
         "peak_arrival_rate_per_s": float((arrivals / sample_s).max()) if S else 0.0,
     }
+    summary.update(_economics(sim, count, completed, it_kwh, fac_kwh))
     thresholds = {"gpu_slowdown_c": sim.gpu.slowdown_temp_c, "gpu_shutdown_c": sim.gpu.shutdown_temp_c,
                   "gpu_fan_target_c": sim.gpu.fan_target_c}
     return SimResult(scenario=sim.sc, topology=topo, columns=cols, summary=summary, wall_time_s=wall_time_s,

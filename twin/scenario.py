@@ -155,6 +155,28 @@ class FaultSpec(Section):
     value: float | None = None
 
 
+class EconomicsSpec(Section):
+    """Prices for run economics (twin.economics); override per site."""
+    # US EIA Electric Power Monthly, Table 5.3: average commercial-sector retail price
+    # ~12.7-13.1 US cents/kWh in 2023-2024.
+    electricity_usd_per_kwh: NonNeg = 0.13
+    # Straight-line server depreciation: Amazon 2025 10-K, servers 5 years (shortened from 6).
+    amortisation_years: Pos = 5.0
+    node_price_usd: NonNeg | None = None  # default: the catalogue node's price_usd
+
+
+class DesignSpec(Section):
+    """Limits for the validation-time design checks (twin.checks)."""
+    # Keep the node's all-parts-at-limit DC power this far below the PSU rating (warning beyond,
+    # error above the rating). Estimate: common sizing practice keeps sustained PSU load <= 90 %.
+    psu_headroom_frac: Annotated[float, Field(ge=0, lt=1)] = 0.10
+    # Rack feed: 3-phase 400 V 32 A = sqrt(3) x 400 x 32 = 22.2 kW (IEC 60309 32 A); continuous
+    # load kept to 80 % of the breaker (NEC 210.20(A) practice) -> warning above 17.7 kW.
+    rack_feed_kw: Pos = 22.2
+    rack_feed_continuous_frac: Annotated[float, Field(gt=0, le=1)] = 0.8
+    strict: bool = True  # False: envelope violations become warnings, so the what-if still runs
+
+
 class ScenarioSpec(Section):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
     description: str = ""
@@ -167,6 +189,8 @@ class ScenarioSpec(Section):
     scheduler: SchedulerSpec = SchedulerSpec()
     fabric: FabricSectionSpec = FabricSectionSpec()
     faults: list[FaultSpec] = []
+    economics: EconomicsSpec = EconomicsSpec()
+    design: DesignSpec = DesignSpec()
 
 
 def _fields_at(model: type[BaseModel], prefix: str = "", out: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
@@ -193,6 +217,7 @@ class Scenario:
     text: str
     sha256: str
     source_path: Path | None = None
+    warnings: tuple[str, ...] = ()  # design-check findings that do not stop the run (twin.checks)
 
     @property
     def name(self) -> str:
@@ -232,13 +257,25 @@ def load_scenario(path: Path | str, *, seed: int | None = None,
 
 
 def _set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
-    node = doc
+    """Set `dotted` (e.g. "scheduler.policy", "pools.0.nodes": digits index a list) to `value`."""
+    node: Any = doc
     parts = dotted.split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
+    for i, p in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list) and p.isdigit():
+            if int(p) >= len(node):
+                raise SpecError([f"{dotted}: index {p} is past the end of a list of {len(node)}"])
+            if last:
+                node[int(p)] = value
+            else:
+                node = node[int(p)]
+        elif isinstance(node, dict):
+            if last:
+                node[p] = value
+            else:
+                node = node.setdefault(p, {})
+        else:
             raise SpecError([f"{dotted}: cannot set inside a non-mapping"])
-    node[parts[-1]] = value
 
 
 def scenario_from_text(text: str, *, origin: str = "<scenario>", base_dir: Path | None = None,
@@ -264,9 +301,11 @@ def scenario_from_text(text: str, *, origin: str = "<scenario>", base_dir: Path 
     if problems:
         raise SpecError(problems)
     canonical = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=True)
+    from twin.checks import design_findings
+    warnings = tuple(f.message for f in design_findings(spec, catalogue) if f.level == "warning")
     return Scenario(spec=spec, catalogue=catalogue, text=text,
                     sha256=hashlib.sha256(canonical.encode()).hexdigest(),
-                    source_path=None)
+                    source_path=None, warnings=warnings)
 
 
 def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
@@ -334,6 +373,9 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
                 f"{path}: {pool.model} in {pool.quantisation} needs {plan.weights_gb:.1f} GB of weights but a "
                 f"replica of {gpus} x {gpu.name} has {plan.usable_gb:.1f} GB usable "
                 f"({gpus} x {gpu.memory_gb:g} GB x {pool.memory_utilisation:g}); raise tp/pp or pick a smaller quantisation")
+    if node_ok:  # node peak vs PSU, rack vs feed (twin.checks); warnings go on Scenario.warnings
+        from twin.checks import design_findings
+        problems.extend(f.message for f in design_findings(spec, cat) if f.level == "error")
     mixes = sum(p.mix for p in spec.pools)
     if mixes <= 0:
         problems.append("pools: at least one pool needs mix > 0")
