@@ -64,10 +64,11 @@ def test_blender_imports_racks_nodes_and_animated_colour(syn_stage):
     assert out["nodes"] == 12
     assert out["shell_offset_m"] < 1e-3          # placed where the stage says
     assert {"Hero", "Front", "Overview"} <= set(out["cameras"])
-    # node 0: OFF at time code 1 -> (0.03, 0.03, 0.035); SERVING at 10 (k=9, 41 °C: f = 16/20)
-    # -> (0.05, 0.2 + 0.8*0.45, 0.85 - 0.8*0.05) = (0.05, 0.56, 0.81)
+    # node 0: OFF at time code 1 -> (0.03, 0.03, 0.035); SERVING at 10 (k=9, 41 °C -> palette step
+    # rint(16/67 * 255) = 61 = 41.027 °C, f = 1.027/15 = 0.0685 between 40 °C (0.05, 0.65, 0.80)
+    # and 55 °C (0.35, 0.80, 0.25)) -> (0.05 + 0.3f, 0.65 + 0.15f, 0.80 - 0.55f) = (0.0705, 0.6603, 0.7623)
     assert out["shell_colours"][0] == pytest.approx([0.03, 0.03, 0.035], abs=0.002)
-    assert out["shell_colours"][1] == pytest.approx([0.05, 0.56, 0.81], abs=0.005)
+    assert out["shell_colours"][1] == pytest.approx([0.0705, 0.6603, 0.7623], abs=0.005)
 
 
 def test_twin_render_shows_heat_colours(syn_stage, tmp_path):
