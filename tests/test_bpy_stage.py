@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("pxr")
 from scenes import build_stage  # noqa: E402
 from scenes.render import bpy_available  # noqa: E402
-from tests.synthetic_run import make_synthetic_run  # noqa: E402
+from synthetic_run import make_synthetic_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OK, WHY = bpy_available()

@@ -58,7 +58,7 @@ def test_keep_mask_keeps_run_ends():
 def test_floor_plan_strips(tmp_path):
     from scenes.frames import load_frames
     from scenes.previews import PX_PER_M, plan_rects
-    from tests.synthetic_run import make_synthetic_run
+    from synthetic_run import make_synthetic_run
     fr = load_frames(make_synthetic_run(tmp_path / "syn"))
     rects, (w, h) = plan_rects(fr)
     # racks 0.6 m wide at 60 px/m = 36 px; 3 nodes split the 1.2 m depth into 24-px strips

@@ -15,8 +15,8 @@ pxr = pytest.importorskip("pxr")
 from pxr import Kind, Sdf, Usd, UsdGeom, UsdValidation  # noqa: E402
 
 from scenes import build_stage  # noqa: E402
-from tests.stage_links import add_synthetic_links  # noqa: E402
-from tests.synthetic_run import make_synthetic_run  # noqa: E402
+from stage_links import add_synthetic_links  # noqa: E402
+from synthetic_run import make_synthetic_run  # noqa: E402
 
 N_NODES = 12
 
