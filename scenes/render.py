@@ -89,7 +89,8 @@ def _child(job: dict) -> dict:
     try:
         import bpy
     except ImportError as exc:
-        raise RenderError(f"bpy (Blender as a Python module) is not installed: {exc}") from exc
+        raise RenderError(f"bpy (Blender as a Python module) is not installed: {exc}; install it with "
+                          f"pip install --no-deps 'bpy==5.0.1' (CPython 3.11; --no-deps keeps numpy 2)") from exc
     bpy.ops.wm.read_factory_settings(use_empty=True)
     if "FINISHED" not in bpy.ops.wm.usd_import(filepath=job["stage"], set_frame_range=True):
         raise RenderError(f"{job['stage']}: Blender could not import the stage")
