@@ -156,6 +156,9 @@ class _Sim:
                             + stpt[self.req.pool])
         self.max_ctx = np.array([m.max_context for m in self.models])[self.req.pool]
         self.queues = [deque() for _ in spec.pools]
+        # requests retried after a fault wait in their own per-pool line, served before new arrivals
+        # (they were admitted once already); each line stays ordered by enqueued_s for _timeouts
+        self.retry_queues = [deque() for _ in spec.pools]
         self.next_arrival = 0
         self.inflight = np.zeros(0, dtype=np.int64)
         self.rep_inflight = np.zeros(nr, dtype=np.int64)
@@ -315,7 +318,7 @@ class _Sim:
                 continue
             reps_per_unit = len(self.unit_reps[units[0]])
             nodes_per_unit = len(self.unit_nodes[units[0]])
-            load = len(self.queues[k]) + int(self.rep_inflight[self.pool_reps[k]].sum())
+            load = len(self.queues[k]) + len(self.retry_queues[k]) + int(self.rep_inflight[self.pool_reps[k]].sum())
             need_reps = replicas_needed(load, self.pool_req_per_replica[k], sched.target_utilisation)
             warm_units = math.ceil(sched.warm_pool_nodes * pool.nodes / total_nodes / nodes_per_unit)
             needed = min(len(units), math.ceil(need_reps / reps_per_unit) + warm_units)
@@ -451,11 +454,11 @@ class _Sim:
             if self.fabric is None:
                 return None
             self.fabric.fail(str(f.target))
-            self._fabric_connectivity(f"{f.kind} {f.target}")
+            self._fabric_connectivity(f"{reason} {f.target}")
 
             def restore():
                 self.fabric.restore(str(f.target))
-                self._fabric_connectivity(f"{f.kind} {f.target} cleared")
+                self._fabric_connectivity(f"{reason} {f.target} cleared")
             return restore
         return None
 
@@ -522,7 +525,7 @@ class _Sim:
         self.admitted_s[ids] = np.nan
         self.generated[ids] = 0
         for i in ids:
-            self.queues[self.req.pool[i]].append(int(i))
+            self.retry_queues[self.req.pool[i]].append(int(i))
         self.inflight = self.inflight[~lost]
 
     # ------------------------------------------------------------------ the tick
@@ -575,7 +578,7 @@ class _Sim:
     def _timeouts(self, t0: float) -> None:
         limit = self.spec.workload.timeout_s
         reason = DROP_REASONS.index("queue_timeout")
-        for q in self.queues:
+        for q in (*self.retry_queues, *self.queues):
             while q and self.enqueued_s[q[0]] + limit <= t0:
                 i = q.popleft()
                 self.status[i] = DROPPED
@@ -585,11 +588,11 @@ class _Sim:
     def _admit(self, t0: float) -> None:
         """Route queue heads to the ready replica with least outstanding work (FCFS, head-of-line)."""
         ready_unit = self.unit_ready & ~self.unit_draining & ~self.unit_failed & ~self.unit_cut
-        for k, q in enumerate(self.queues):
-            if not q:
+        for k, main_q in enumerate(self.queues):
+            if not (main_q or self.retry_queues[k]):
                 continue
             reps = self.pool_reps[k]
-            reps = reps[ready_unit[self.rep_unit[reps]]]
+            reps = reps[ready_unit[self.rep_unit[reps]] & ~self.rep_lost[reps]]
             if not len(reps):
                 continue
             work = self.rep_busy[reps] + self.rep_inflight[reps] * 1e-3
@@ -597,7 +600,11 @@ class _Sim:
             heapq.heapify(heap)
             p_cost = self.rep_prefill_s_per_tok
             admitted = []
-            while q and heap:
+            # retries first (they were admitted once already), then new arrivals; FCFS within each
+            q = self.retry_queues[k] if self.retry_queues[k] else main_q
+            while heap and (q or (q is not main_q and main_q)):
+                if not q:
+                    q = main_q
                 i = q[0]
                 w, r = heap[0]
                 if (self.rep_inflight[r] >= self.rep_max_batch[r]
@@ -970,7 +977,7 @@ class _Sim:
         for u in np.flatnonzero(~ok & ~self.unit_cut):
             self.unit_cut[u] = True
             self.event("unit_disconnected", int(self.unit_nodes[u][0]), -1, f"unit {u}: {why}")
-            self._requeue_replicas(self.unit_reps[u])
+            self._requeue_replicas(self.unit_reps[u], why)
         for u in np.flatnonzero(ok & self.unit_cut):
             self.unit_cut[u] = False
             self.event("unit_reconnected", int(self.unit_nodes[u][0]), -1, f"unit {u}: {why}")
@@ -1093,7 +1100,7 @@ class _Sim:
         mean = self.acc_fac / n
         fc["it_power_w"][s], fc["cooling_power_w"][s], fc["overhead_power_w"][s], fc["facility_power_w"][s] = mean
         fc["supply_c"][s] = self.supply_c
-        fc["queued"][s] = sum(len(q) for q in self.queues)
+        fc["queued"][s] = sum(len(q) for q in (*self.queues, *self.retry_queues))
         fc["in_flight"][s] = len(self.inflight)
         if self.fabric is not None:
             self.s_links.append(self.fabric.sample((k + 1) * self.dt, n))
