@@ -22,6 +22,8 @@ def loc_to_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not str(part).isidentifier():  # a user's odd key ('a b', '-', '') stays readable
+            out += f"[{str(part)!r}]"
         else:
             out += ("." if out else "") + str(part)
     return out
@@ -42,7 +44,7 @@ def format_validation_error(exc: ValidationError, fields_at: dict[str, list[str]
     merged: dict[str, int] = {}  # path -> index in lines, for union members of one field
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        union = bool(loc) and _is_union_tag(loc[-1])
+        union = bool(loc) and err["type"] != "extra_forbidden" and _is_union_tag(loc[-1])
         if union:  # 'target.int' / 'target.str': one field that accepts several types
             loc = loc[:-1]
         path = loc_to_path(loc)
@@ -73,6 +75,7 @@ def _is_union_tag(part: object) -> bool:
     """pydantic names union members in `loc` ('int', 'str', 'list[int]', 'function-after[...]').
 
     Field names here are snake_case identifiers, so a tag is one of the scalar type names or
-    contains '[' or '-'.
+    a schema name with brackets.
     """
-    return isinstance(part, str) and (part in {"int", "str", "float", "bool", "none"} or "[" in part or "-" in part)
+    return isinstance(part, str) and (part in {"int", "str", "float", "bool", "none"}
+                                      or re.fullmatch(r"[a-z-]+\[.*\]", part) is not None)

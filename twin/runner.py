@@ -55,7 +55,7 @@ def write_run(result: SimResult, run_dir: Path, *, force: bool = False,
     manifest also records wall time and versions, which naturally differ between machines.
     """
     tables = {name: to_table(name, cols) for name, cols in result.columns.items()}
-    with AtomicDir(Path(run_dir), force=force) as tmp:
+    with AtomicDir(Path(run_dir), force=force, marker="manifest.json") as tmp:
         rows = write_tables(tmp, tables)
         man = manifest(result, rows)
         man["wall_time_s"] = round(result.wall_time_s, 3)
