@@ -136,6 +136,31 @@ def test_a_node_comes_back_after_its_fault_is_cleared():
     assert events(res, "fault_cleared")[0][0] == 210
 
 
+PP6 = TINY.replace("tp: 1, pp: 3, nodes: 4", "tp: 1, pp: 6, nodes: 4") + "fabric: {enabled: false}\n"  # 2-node units
+
+
+def test_a_crash_during_a_multi_node_ignition_aborts_it_and_the_unit_returns_after_repair():
+    # unit 1 = nodes 2 and 3, ignited at t=75 s and still booting at 100 s
+    res = run(PP6, ["{at_s: 100, kind: node_crash, target: 3, duration_s: 100}"])
+    assert_conserved(res)
+    changes = [(t, n, d) for t, _, n, _, d in events(res, "state_change") if n in (2, 3)]
+    assert (100, 3, "BOOTING->FAILED") in changes
+    assert (100, 2, "BOOTING->FAILED") in changes and (100, 2, "FAILED->OFF") in changes, "the healthy node is freed"
+    assert (200, 3, "FAILED->OFF") in changes
+    # the abandoned ignition never resumes; the unit is ignited again only after the repair
+    assert not any(100 < t < 200 for t, _, _ in changes)
+    again = [e for e in events(res, "ignite") if e[4].startswith("unit 1 ")]
+    assert again and again[0][0] >= 200 and "replaces unit 1" in again[0][4]
+    assert any(e[4] == "unit 1" and e[0] > 200 for e in events(res, "ready"))
+
+
+def test_a_fault_on_a_powered_off_node_keeps_it_from_being_ignited_until_repaired():
+    res = run(PP6, ["{at_s: 60, kind: node_crash, target: 3, duration_s: 100}"])  # before unit 1's ignition
+    changes = [(t, n, d) for t, _, n, _, d in events(res, "state_change") if n == 3]
+    assert changes[0] == (60, 3, "OFF->FAILED") and (160, 3, "FAILED->OFF") in changes
+    assert min(e[0] for e in events(res, "ignite") if e[4].startswith("unit 1")) >= 160
+
+
 def test_cooling_failure_cuts_plenum_airflow_and_inlets_rise():
     base = simulate(scenario_from_text(TINY_1S))
     res = run(TINY_1S, ["{at_s: 150, kind: cooling_failure, value: 0.2}"])

@@ -177,6 +177,7 @@ class _Sim:
         self.unit_draining = np.zeros(topo.n_units, dtype=bool)
         self.unit_failed = np.zeros(topo.n_units, dtype=bool)
         self.unit_busy_since = np.full(topo.n_units, -1.0)
+        self.unit_gen = np.zeros(topo.n_units, dtype=np.int64)  # bumped when a unit is lost mid-ignition
         self.load_left = np.zeros(N)
         fac = spec.facility
         self.supply_c = fac.supply_air_c
@@ -268,31 +269,32 @@ class _Sim:
     def _ignite(self, u: int, why: str = ""):
         env, ns = self.env, self.node_spec
         nodes = self.unit_nodes[u]
+        gen = int(self.unit_gen[u])  # a loss bumps it: this ignition is then abandoned at its next step
         self.event("ignite", int(nodes[0]), -1, f"unit {u} {why}".strip())
         for nd in nodes:
             self.set_state(int(nd), POWERING_ON)
         yield env.timeout(ns.power_on_s)
-        if self.unit_failed[u]:
+        if self.unit_gen[u] != gen:
             return
         for nd in nodes:
             self.set_state(int(nd), BOOTING)
         jitter = self.boot_rng.normal(0.0, ns.boot_jitter_frac, size=len(nodes))
         boot_s = (ns.post_s + ns.os_boot_s) * np.clip(1.0 + jitter, 0.5, 2.0)
-        procs = [env.process(self._boot_and_load(int(nd), float(b), u)) for nd, b in zip(nodes, boot_s)]
+        procs = [env.process(self._boot_and_load(int(nd), float(b), u, gen)) for nd, b in zip(nodes, boot_s)]
         yield simpy.AllOf(env, procs)
-        if self.unit_failed[u]:
+        if self.unit_gen[u] != gen:
             return
         yield env.timeout(self.sc.catalogue.engine(self.spec.pools[self.unit_pool[u]].engine).warmup_s)
-        if self.unit_failed[u]:
+        if self.unit_gen[u] != gen:
             return
         for nd in nodes:
             self.set_state(int(nd), WARM)
         self.unit_ready[u] = True
         self.event("ready", int(nodes[0]), -1, f"unit {u}")
 
-    def _boot_and_load(self, nd: int, boot_s: float, u: int):
+    def _boot_and_load(self, nd: int, boot_s: float, u: int, gen: int):
         yield self.env.timeout(boot_s)
-        if self.state[nd] == FAILED:
+        if self.unit_gen[u] != gen or self.state[nd] != BOOTING:
             return
         self.set_state(nd, LOADING)
         self.load_left[nd] = self.unit_load_bytes_per_node[u]
@@ -392,13 +394,10 @@ class _Sim:
             self.event("fault_cleared", nd, -1, f"faults[{i}] {f.kind}")
 
     def _repair_node(self, nd: int) -> None:
-        """A repaired node returns to OFF; its unit may be ignited again once all its nodes are OFF."""
+        """A repaired node returns to OFF (the tick returns its unit to service once all of it is OFF)."""
         if self.state[nd] == FAILED:
             self.state[nd] = OFF
             self.event("state_change", nd, -1, "FAILED->OFF")
-        u = self.topo.node_unit[nd]
-        if u >= 0 and all(self.state[x] == OFF for x in self.unit_nodes[u]) and not self.rep_lost[self.unit_reps[u]].any():
-            self.unit_failed[u] = False
 
     def _apply_fault(self, f, reason: str):
         """Apply fault `f`; return a function that undoes it (called when its duration ends)."""
@@ -464,12 +463,17 @@ class _Sim:
 
     def _fail_node(self, nd: int, why: str) -> None:
         """A node stops: its unit's replicas are lost; their in-flight requests go back to the queue."""
-        if self.state[nd] in (OFF, FAILED):
+        if self.state[nd] == FAILED:
             return
-        self.set_state(nd, FAILED)
+        was_on = self.state[nd] != OFF
+        if was_on:
+            self.set_state(nd, FAILED)
+        else:  # broken while powered off: it must not be ignited until repaired (not a state-machine step)
+            self.state[nd] = FAILED
+            self.event("state_change", nd, -1, "OFF->FAILED")
         u = int(self.topo.node_unit[nd])
         if u >= 0:
-            self._lose_unit(u, f"{why} on node {nd}")
+            self._lose_unit(u, f"{why} on node {nd}", was_on)
 
     def _fail_gpu(self, g: int, why: str) -> None:
         """One GPU dies: its replica is lost (requests retried elsewhere); the node keeps its other replicas."""
@@ -484,25 +488,30 @@ class _Sim:
         self._requeue_replicas(np.array([r]), f"{why} on gpu {g}")
         u = int(self.rep_unit[r])
         if self.rep_lost[self.unit_reps[u]].all() and not self.unit_failed[u]:
-            self._lose_unit(u, f"{why} on gpu {g}")  # nothing left to serve: take the unit out of service
+            self._lose_unit(u, f"{why} on gpu {g}", was_on=self.state[nd] != OFF)  # nothing left to serve: take the unit out of service
 
-    def _lose_unit(self, u: int, why: str) -> None:
-        """An ignition unit can no longer serve: stop it, retry its requests, ask for a replacement."""
+    def _lose_unit(self, u: int, why: str, was_on: bool = True) -> None:
+        """An ignition unit can no longer serve: stop it, retry its requests, ask for a replacement
+        (if it was on: a unit lost while OFF only stops being a candidate for ignition)."""
         self.unit_failed[u] = True
         self.unit_ready[u] = False
         self.unit_draining[u] = False
+        self.unit_gen[u] += 1
         for other in self.unit_nodes[u]:
             if self.state[other] not in (OFF, FAILED):
                 # the rest of a broken pipeline cannot serve: power it down through DRAINING
                 if self.state[other] in (WARM, SERVING):
                     self.set_state(int(other), DRAINING)
                 elif self.state[other] in (POWERING_ON, BOOTING, LOADING):
+                    # abort the boot: the state machine has no BOOTING->OFF, so through FAILED
                     self.set_state(int(other), FAILED)
+                    self._repair_node(int(other))
         self._requeue_replicas(self.unit_reps[u], why)
         self.event("unit_lost", int(self.unit_nodes[u][0]), -1, f"unit {u}: {why}")
-        self.replacing[int(self.unit_pool[u])].append(f"unit {u} ({why})")
-        # react now rather than at the next scheduler interval: lost capacity is urgent
-        self._autoscale(POLICIES[self.spec.scheduler.policy])
+        if was_on:
+            self.replacing[int(self.unit_pool[u])].append(f"unit {u} ({why})")
+            # react now rather than at the next scheduler interval: lost capacity is urgent
+            self._autoscale(POLICIES[self.spec.scheduler.policy])
 
     def _requeue_replicas(self, reps: np.ndarray, why: str) -> None:
         """Requests in flight on `reps` go back to their pool's queue, each with a request_retry event."""
@@ -864,6 +873,9 @@ class _Sim:
             else:
                 self.set_state(int(nd), WARM)
         for u in np.flatnonzero(self.unit_draining | self.unit_failed):
+            if (self.unit_failed[u] and all(self.state[x] == OFF for x in self.unit_nodes[u])
+                    and not self.rep_lost[self.unit_reps[u]].any()):
+                self.unit_failed[u] = False  # repaired (or only collateral): the scheduler may ignite it again
             if all(self.state[x] in (OFF, FAILED, WARM) for x in self.unit_nodes[u]) and not u_busy[u]:
                 if self.unit_draining[u]:
                     self.unit_draining[u] = False
