@@ -171,6 +171,8 @@ def print_summary(man: dict, run_dir: Path) -> None:
         ("peak GPU temperature", _fmt(s["peak_gpu_temp_c"], " °C")),
         ("throttled GPU-seconds", _fmt(s["throttled_gpu_s"], " s", 0)),
         ("thermal shutdowns", str(s.get("thermal_shutdowns", 0))),
+        ("faults / units lost / request retries",
+         f"{s.get('faults', 0)} / {s.get('units_lost', 0)} / {s.get('request_retries', 0):,}"),
         ("wall time", _fmt(man.get("wall_time_s"), " s")),
     ]
     if "tokens_served" in s:  # economics keys (twin.economics); absent in older runs
