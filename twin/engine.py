@@ -42,7 +42,7 @@ FUTURE, QUEUED, INFLIGHT, DONE, DROPPED = range(5)
 STATUS_NAMES = ("queued", "queued", "in_flight", "completed", "dropped")
 DROP_REASONS = ("", "queue_timeout", "context_too_long", "no_capacity", "replica_lost")
 
-CAP_BISECT_STEPS = 16     # facility cap: 200 W / 2^16 = 0.003 W per GPU resolution
+CAP_BISECT_STEPS = 12     # facility cap: 200 W / 2^12 = 0.05 W per GPU (the cap side: never over)
 PREFILL_SHARE_MAX = 0.6   # estimate: chunked-prefill token budget keeps >= 40 % of a step for decode
 FAN_START_C = 45.0        # estimate: blower/chassis fan curves start rising above ~45 C
 GPU_FAN_TAU_S = 3.0       # estimate: blower spin-up lag
