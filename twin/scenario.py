@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, m
 
 from twin.catalogue import Catalogue, load_catalogue
 from twin.errors import SpecError, format_validation_error, suggest
+from twin.safe_yaml import load_yaml
 
 MAX_SCENARIO_BYTES = 1_000_000
-MAX_YAML_VALUES = 200_000  # after alias expansion: a 1 MB file can otherwise expand to 10^9 values
 
 Pos = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
@@ -239,54 +239,10 @@ class Scenario:
 
 
 def parse_yaml(text: str, origin: str = "<scenario>") -> dict[str, Any]:
-    if len(text.encode()) > MAX_SCENARIO_BYTES:
-        raise SpecError([f"{origin}: larger than {MAX_SCENARIO_BYTES // 1000} kB; refusing to parse"])
-    try:
-        problems = _yaml_shape_problems(yaml.compose(text, Loader=yaml.SafeLoader), origin)
-        if problems:
-            raise SpecError(problems)
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError([f"{origin}: malformed YAML{where}: {problem}"]) from None
-    except RecursionError:
-        raise SpecError([f"{origin}: YAML nested too deeply"]) from None
+    doc = load_yaml(text, origin, MAX_SCENARIO_BYTES)
     if not isinstance(doc, dict):
         raise SpecError([f"{origin}: top level must be a mapping with keys like name, pools, workload"])
     return doc
-
-
-def _yaml_shape_problems(root: yaml.Node | None, origin: str) -> list[str]:
-    """Problems safe_load would hide: duplicate keys (the last silently wins) and alias bombs.
-
-    Walks the composed node graph once per distinct node (aliases share nodes), counting the
-    values the document expands to.
-    """
-    problems: list[str] = []
-    size: dict[int, int] = {}
-
-    def walk(node: yaml.Node) -> int:
-        if id(node) in size:
-            return size[id(node)]
-        size[id(node)] = 1  # a self-referencing alias counts once (pydantic rejects the cycle later)
-        n = 1
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for k, v in node.value:
-                if isinstance(k, yaml.ScalarNode) and k.value in seen:
-                    problems.append(f"{origin}: duplicate key {k.value!r} at line {k.start_mark.line + 1}")
-                seen.add(k.value if isinstance(k, yaml.ScalarNode) else "")
-                n += walk(k) + walk(v)
-        elif isinstance(node, yaml.SequenceNode):
-            n += sum(walk(v) for v in node.value)
-        size[id(node)] = n
-        return n
-
-    if root is not None and walk(root) > MAX_YAML_VALUES:
-        problems.append(f"{origin}: anchors and aliases expand to more than {MAX_YAML_VALUES:,} values; refusing to load")
-    return problems
 
 
 def load_scenario(path: Path | str, *, seed: int | None = None,
