@@ -161,6 +161,32 @@ def test_a_fault_on_a_powered_off_node_keeps_it_from_being_ignited_until_repaire
     assert min(e[0] for e in events(res, "ignite") if e[4].startswith("unit 1")) >= 160
 
 
+def test_redundant_psus_carry_the_node_until_the_last_one_fails(tmp_path):
+    import yaml
+
+    from twin.catalogue import load_catalogue
+    from twin.power import psu_efficiency
+    node = load_catalogue().node("refinery-node").model_dump(mode="json")
+    node.update(name="refinery-node-2psu", psu_count=2)
+    (tmp_path / "two_psus.yaml").write_text(yaml.safe_dump({"nodes": [node]}))
+    text = TINY_1S.replace("name: tiny", f"name: tiny\ncatalogue: [{tmp_path / 'two_psus.yaml'}]").replace(
+        "nodes_per_rack: 4}", "nodes_per_rack: 4, node_type: refinery-node-2psu}")
+    res = run(text, ["{at_s: 150, kind: psu_failure, target: 0}", "{at_s: 300, kind: psu_failure, target: 0}"])
+    assert_conserved(res)
+    assert [e[4] for e in events(res, "psu_degraded")] == ["1 of 2 PSUs left"]
+    changes = [(t, d) for t, _, n, _, d in events(res, "state_change") if n == 0]
+    assert not [c for c in changes if 150 <= c[0] < 300 and c[1].endswith("FAILED")], "one PSU carries the node"
+    assert (300, "SERVING->FAILED") in changes
+    # wall power = DC / efficiency(DC / (1600 W x PSUs working)): the curve point moves when one fails
+    nd = res.columns["nodes"]
+    t, nid = np.array(nd["time_s"]), np.array(nd["node_id"])
+    psu = load_catalogue().psu(node["psu"])
+    for when, working in ((140, 2), (200, 2 - 1)):
+        row = (t == when) & (nid == 0)
+        dc, wall = float(np.array(nd["dc_power_w"])[row][0]), float(np.array(nd["power_w"])[row][0])
+        assert wall == pytest.approx(dc / float(psu_efficiency(dc / (psu.rated_w * working), psu)), rel=2e-3)
+
+
 def test_cooling_failure_cuts_plenum_airflow_and_inlets_rise():
     base = simulate(scenario_from_text(TINY_1S))
     res = run(TINY_1S, ["{at_s: 150, kind: cooling_failure, value: 0.2}"])
@@ -278,3 +304,41 @@ def test_bad_faults_are_reported_with_their_field_path(fault, message):
     with pytest.raises(SpecError) as exc:
         scenario_from_text(TINY + f"faults:\n  - {fault}\n")
     assert any(message in p for p in exc.value.problems), exc.value.problems
+
+
+# ---------------------------------------------------------------- property: any valid fault list
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SHORT = TINY.replace("duration_s: 600", "duration_s: 240")
+NODE_KINDS = ("node_crash", "gpu_failure", "fan_failure", "psu_failure")
+VALUE = {"cooling_failure": lambda x: x / 1000, "cooling_capacity": lambda x: x / 100,  # 0..1, kW
+         "power_cap": lambda x: 20 + x / 5, "facility_power_cap": lambda x: x / 200}   # W per GPU, kW
+
+
+@st.composite
+def valid_fault(draw) -> dict:
+    kind = draw(st.sampled_from([k for k in FAULT_KINDS if k not in ("link_down", "switch_down")]))
+    f = {"at_s": draw(st.integers(0, 240)), "kind": kind}
+    if duration := draw(st.sampled_from([None, 1, 30, 120])):
+        f["duration_s"] = duration
+    if kind in NODE_KINDS:
+        f["target"] = draw(st.integers(0, 3)) * (3 if kind == "gpu_failure" else 1) + (kind == "gpu_failure") * draw(
+            st.integers(0, 2))
+    if kind in VALUE:
+        f["value"] = VALUE[kind](draw(st.integers(1, 1000)))
+    return f
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(valid_fault(), min_size=1, max_size=5))
+def test_any_valid_list_of_faults_simulates_and_conserves_requests(faults):
+    import yaml
+    res = simulate(scenario_from_text(SHORT + yaml.safe_dump({"faults": faults}, default_flow_style=None)))
+    assert_conserved(res)
+    assert len(events(res, "fault")) == len(faults)
+    caps = [f for f in faults if f["kind"] == "facility_power_cap"]
+    if len(caps) == 1 and "duration_s" not in caps[0] and not events(res, "power_cap_infeasible"):
+        fac = res.columns["facility"]
+        t, fw = np.array(fac["time_s"]), np.array(fac["facility_power_w"], float)
+        assert np.all(fw[t > caps[0]["at_s"] + 5] <= caps[0]["value"] * 1e3 * (1 + 1e-6))
