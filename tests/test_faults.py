@@ -216,6 +216,8 @@ def test_cooling_capacity_loss_warms_the_supply_air_by_the_excess_heat():
     assert np.all(it_w[window] > 1500)
     rise = np.sum(it_w[window] - 1500.0) * 1.0 / 5.0e6
     assert supply[t == 400][0] - 20.0 == pytest.approx(rise, rel=1e-3)
+    (overload,) = events(res, "cooling_overload")
+    assert overload[0] == 150 and "cooling 1.5 kW" in overload[4]
 
 
 HOT = (TINY_1S.replace("facility: {plenum_airflow_per_rack_m3_s: 0.3, cooling_capacity_kw: 50",

@@ -194,6 +194,7 @@ class _Sim:
         self.fac_cap_gpu_w = math.inf                 # per-GPU limit the cap controller currently applies
         self.fac_cap_state = ""                       # "", "binding" or "infeasible": for transition events
         self.fac_floor_w = 0.0                        # facility power with every GPU at its lowest clock
+        self.cooling_short = False                    # IT heat above the cooling available (room heating)
         self.replacing: list[deque] = [deque() for _ in spec.pools]  # lost units awaiting a replacement
         self.rack_exhaust = np.full(R, fac.supply_air_c)
         self.plenum_frac = 1.0
@@ -855,6 +856,12 @@ class _Sim:
             fac.fixed_overhead_kw * 1e3)
         self.supply_c = th.room_supply_c(self.supply_c, fac.supply_air_c, self.it_w - self.cooling_available_w,
                                          fac.room_heat_capacity_j_per_k, fac.supply_recovery_s, dt)
+        short = self.it_w > self.cooling_available_w
+        if short != self.cooling_short:  # the room starts / stops heating up: worth a line in the story
+            self.cooling_short = short
+            self.event("cooling_overload" if short else "cooling_recovered", -1, -1,
+                       f"IT {self.it_w / 1e3:.1f} kW vs cooling {self.cooling_available_w / 1e3:.1f} kW; "
+                       f"supply air {self.supply_c:.1f} C")
         # ---- serving <-> warm follows traffic; drained units power down when empty
         u_busy = np.zeros(self.topo.n_units, dtype=bool)
         if self.n_rep:
