@@ -55,7 +55,7 @@ def test_an_existing_run_needs_force(tmp_path, tiny_result):
 
 
 @pytest.mark.parametrize("make", ["file", "folder"])
-def test_force_never_replaces_something_that_is_not_a_run(tmp_path, make):
+def test_force_never_replaces_something_that_is_not_a_run(tmp_path, make, monkeypatch):
     target = tmp_path / "precious"
     if make == "file":
         target.write_text("thesis")
@@ -64,6 +64,11 @@ def test_force_never_replaces_something_that_is_not_a_run(tmp_path, make):
         (target / "thesis.tex").write_text("thesis")
     with pytest.raises(RunExistsError, match="not a twin run directory"):
         AtomicDir(target, force=True, marker="manifest.json")
+    import twin.engine
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("the refusal must come before the simulation")
+    monkeypatch.setattr(twin.engine, "simulate", no_simulation)
     result = runner.invoke(app, ["run", str(TINY), "-o", str(target), "--no-stage", "-q", "--force"])
     assert result.exit_code == 2 and "refusing to replace" in result.output
     assert "Traceback" not in result.output

@@ -75,12 +75,17 @@ def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scena
         stage_sample_s: Annotated[Optional[float], typer.Option(help="Seconds between stage time samples")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False) -> None:
     """Simulate SCENARIO and write telemetry (Parquet), a manifest and the USD stage."""
-    from twin.runner import default_run_dir
+    from twin.runner import RUN_MARKER, default_run_dir
+    from twin.telemetry import RunExistsError, check_replaceable
 
     sc = load_scenario_or_exit(scenario, seed, sets)
     target = out_dir or default_run_dir(sc.name)
     if target.exists() and not force:
         fail(f"{target} already exists; pass --force to replace it or -o to choose another directory")
+    try:  # before simulating: a refusal should not cost the user the whole run
+        check_replaceable(target, force, marker=RUN_MARKER)
+    except RunExistsError as exc:
+        fail(str(exc))
     with _interruptible(target):
         _run(sc, target, force, stage, stage_sample_s, quiet)
 

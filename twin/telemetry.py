@@ -128,13 +128,7 @@ class AtomicDir:
     def __init__(self, final: Path, force: bool = False, marker: str | None = None):
         self.final = Path(final)
         self.force = force
-        if self.final.exists() and not force:
-            raise RunExistsError(f"{self.final} already exists; pass --force to replace it")
-        if marker and self.final.exists() and not _replaceable(self.final, marker):
-            # --force must never turn `-o ~` into rm -rf ~: only what we wrote (it holds `marker`) or
-            # an empty directory may go
-            raise RunExistsError(f"{self.final} exists and is not a twin run directory (no {marker}); "
-                                 f"refusing to replace it even with --force")
+        check_replaceable(self.final, force, marker)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         # a name fixed before mkdir (see __enter__); mkdir's mode honours the umask like any directory
         stem = f".{self.final.name}.{os.getpid()}.{id(self):x}"
@@ -170,6 +164,20 @@ class AtomicDir:
         except BaseException:
             os.replace(self.old, self.final)  # put the previous run back
             raise
+
+
+def check_replaceable(path: Path, force: bool, marker: str | None = None) -> None:
+    """Raise RunExistsError unless `path` is free, or `force` is given and it may be replaced.
+
+    --force must never turn `-o ~` into rm -rf ~: with a `marker` only what we wrote (a directory
+    holding `marker`, e.g. a run's manifest.json) or an empty directory may go.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise RunExistsError(f"{path} already exists; pass --force to replace it")
+    if marker and path.exists() and not _replaceable(path, marker):
+        raise RunExistsError(f"{path} exists and is not a twin run directory (no {marker}); "
+                             f"refusing to replace it even with --force")
 
 
 def _replaceable(path: Path, marker: str) -> bool:
