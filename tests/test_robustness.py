@@ -154,19 +154,29 @@ def start_run(scenario: Path, out: Path) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used (Linux /proc): a load-independent clock for 'is it simulating yet'."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def assert_nothing_written(out: Path) -> None:
     assert not out.exists(), "no run directory"
     if out.parent.exists():
         assert [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")] == [], "no temporaries"
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc for CPU time")
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupting_the_simulation_leaves_no_run_directory(tmp_path, sig, code):
-    long = tmp_path / "long.yaml"  # ~5 s of simulation: the signal lands well inside it
+    long = tmp_path / "long.yaml"  # ~5 CPU s of simulation: the signal lands well inside it
     long.write_text(TINY_TEXT.replace("duration_s: 600", "duration_s: 7200"))
     out = tmp_path / "runs" / "long"
     proc = start_run(long, out)
-    time.sleep(3.0)  # interpreter start + imports take about 1 s here
+    # start-up and imports take < 1 CPU s; wait on CPU time, not wall time, so a busy machine cannot
+    # make the signal land during the imports
+    while proc.poll() is None and cpu_seconds(proc.pid) < 2.0:
+        time.sleep(0.05)
     assert proc.poll() is None, "still simulating"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
