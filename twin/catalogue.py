@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from twin.errors import SpecError, format_validation_error
+from twin.safe_yaml import load_yaml
 
 DATA_DIR = Path(__file__).parent / "data" / "catalogue"
 
@@ -274,13 +274,10 @@ def _parse_file(path: Path, entries: dict[str, dict[str, Spec]], problems: list[
     except OSError as exc:
         problems.append(f"{path}: cannot read ({exc.strerror})")
         return
-    if len(text) > 2_000_000:
-        problems.append(f"{path}: larger than 2 MB; refusing to parse")
-        return
-    try:
-        doc = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        problems.append(f"{path}: malformed YAML: {exc}")
+    try:  # size limit, alias bombs, duplicate keys, one-line messages (twin.safe_yaml)
+        doc = load_yaml(text, str(path), 2_000_000) or {}
+    except SpecError as exc:
+        problems.extend(exc.problems)
         return
     if not isinstance(doc, dict):
         problems.append(f"{path}: top level must be a mapping of kinds ({', '.join(KINDS)})")

@@ -5,8 +5,11 @@ problem on stderr and exit with code 2 — never a traceback. Exit code 1 is res
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -72,14 +75,47 @@ def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scena
         stage_sample_s: Annotated[Optional[float], typer.Option(help="Seconds between stage time samples")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False) -> None:
     """Simulate SCENARIO and write telemetry (Parquet), a manifest and the USD stage."""
-    from twin.engine import simulate
-    from twin.runner import default_run_dir, write_run
-    from twin.telemetry import RunExistsError
+    from twin.runner import RUN_MARKER, default_run_dir
+    from twin.telemetry import RunExistsError, check_replaceable
 
     sc = load_scenario_or_exit(scenario, seed, sets)
     target = out_dir or default_run_dir(sc.name)
     if target.exists() and not force:
         fail(f"{target} already exists; pass --force to replace it or -o to choose another directory")
+    try:  # before simulating: a refusal should not cost the user the whole run
+        check_replaceable(target, force, marker=RUN_MARKER)
+    except RunExistsError as exc:
+        fail(str(exc))
+    with _interruptible(target):
+        _run(sc, target, force, stage, stage_sample_s, quiet)
+
+
+@contextlib.contextmanager
+def _interruptible(target: Path):
+    """Ctrl-C (exit 130) or SIGTERM (exit 143): one line, no traceback. The run directory is built
+    atomically (twin.telemetry.AtomicDir), so unwinding through it leaves nothing behind."""
+    got: list[int] = []
+
+    def on_term(signum, frame):
+        got.append(signum)
+        raise KeyboardInterrupt  # unwinds like Ctrl-C, through AtomicDir's cleanup
+
+    main = threading.current_thread() is threading.main_thread()  # signal handlers only there
+    previous = signal.signal(signal.SIGTERM, on_term) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        fail(f"interrupted; no partial run written to {target}", code=143 if got else 130)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | None, quiet: bool) -> None:
+    from twin.engine import simulate
+    from twin.runner import write_run
+    from twin.telemetry import RunExistsError
+
     result = _with_progress(f"simulating {sc.name}", lambda cb: simulate(sc, progress=cb), quiet)
     stage_fn = None
     if stage:
@@ -93,6 +129,8 @@ def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scena
         man = write_run(result, target, force=force, stage=stage_fn)
     except RunExistsError as exc:
         fail(str(exc))
+    except OSError as exc:  # -o under a read-only or full file system: a user-side problem
+        fail(f"cannot write {target}: {exc.strerror or exc}")
     print_summary(man, target)
 
 
@@ -138,6 +176,8 @@ def print_summary(man: dict, run_dir: Path) -> None:
         ("peak GPU temperature", _fmt(s["peak_gpu_temp_c"], " °C")),
         ("throttled GPU-seconds", _fmt(s["throttled_gpu_s"], " s", 0)),
         ("thermal shutdowns", str(s.get("thermal_shutdowns", 0))),
+        ("faults / units lost / request retries",
+         f"{s.get('faults', 0)} / {s.get('units_lost', 0)} / {s.get('request_retries', 0):,}"),
         ("wall time", _fmt(man.get("wall_time_s"), " s")),
     ]
     if "tokens_served" in s:  # economics keys (twin.economics); absent in older runs

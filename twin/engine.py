@@ -42,6 +42,7 @@ FUTURE, QUEUED, INFLIGHT, DONE, DROPPED = range(5)
 STATUS_NAMES = ("queued", "queued", "in_flight", "completed", "dropped")
 DROP_REASONS = ("", "queue_timeout", "context_too_long", "no_capacity", "replica_lost")
 
+CAP_BISECT_STEPS = 12     # facility cap: 200 W / 2^12 = 0.05 W per GPU (the cap side: never over)
 PREFILL_SHARE_MAX = 0.6   # estimate: chunked-prefill token budget keeps >= 40 % of a step for decode
 FAN_START_C = 45.0        # estimate: blower/chassis fan curves start rising above ~45 C
 GPU_FAN_TAU_S = 3.0       # estimate: blower spin-up lag
@@ -155,6 +156,9 @@ class _Sim:
                             + stpt[self.req.pool])
         self.max_ctx = np.array([m.max_context for m in self.models])[self.req.pool]
         self.queues = [deque() for _ in spec.pools]
+        # requests retried after a fault wait in their own per-pool line, served before new arrivals
+        # (they were admitted once already); each line stays ordered by enqueued_s for _timeouts
+        self.retry_queues = [deque() for _ in spec.pools]
         self.next_arrival = 0
         self.inflight = np.zeros(0, dtype=np.int64)
         self.rep_inflight = np.zeros(nr, dtype=np.int64)
@@ -173,6 +177,7 @@ class _Sim:
         self.unit_draining = np.zeros(topo.n_units, dtype=bool)
         self.unit_failed = np.zeros(topo.n_units, dtype=bool)
         self.unit_busy_since = np.full(topo.n_units, -1.0)
+        self.unit_gen = np.zeros(topo.n_units, dtype=np.int64)  # bumped when a unit is lost mid-ignition
         self.load_left = np.zeros(N)
         fac = spec.facility
         self.supply_c = fac.supply_air_c
@@ -182,6 +187,15 @@ class _Sim:
         self.gpu_cap_w = np.full(G, np.inf)
         self.fan_rpm = np.zeros(N)
         self.fan_ok = np.ones(N, dtype=bool)
+        self.gpu_ok = np.ones(G, dtype=bool)          # gpu_failure: a dead GPU draws nothing, serves nothing
+        self.rep_lost = np.zeros(nr, dtype=bool)      # replica lost with one of its GPUs
+        self.psu_ok = np.full(N, node.psu_count, dtype=np.int64)  # working PSUs per node (psu_failure)
+        self.fac_cap_w = math.inf                     # facility_power_cap (W at the utility meter)
+        self.fac_cap_gpu_w = math.inf                 # per-GPU limit the cap controller currently applies
+        self.fac_cap_state = ""                       # "", "binding" or "infeasible": for transition events
+        self.fac_floor_w = 0.0                        # facility power with every GPU at its lowest clock
+        self.cooling_short = False                    # IT heat above the cooling available (room heating)
+        self.replacing: list[deque] = [deque() for _ in spec.pools]  # lost units awaiting a replacement
         self.rack_exhaust = np.full(R, fac.supply_air_c)
         self.plenum_frac = 1.0
         self.cooling_capacity_w = fac.cooling_capacity_kw * 1e3
@@ -253,34 +267,35 @@ class _Sim:
                     self.event("initial", int(nd), -1, "WARM")
                 self.unit_ready[u] = True
 
-    def _ignite(self, u: int):
+    def _ignite(self, u: int, why: str = ""):
         env, ns = self.env, self.node_spec
         nodes = self.unit_nodes[u]
-        self.event("ignite", int(nodes[0]), -1, f"unit {u}")
+        gen = int(self.unit_gen[u])  # a loss bumps it: this ignition is then abandoned at its next step
+        self.event("ignite", int(nodes[0]), -1, f"unit {u} {why}".strip())
         for nd in nodes:
             self.set_state(int(nd), POWERING_ON)
         yield env.timeout(ns.power_on_s)
-        if self.unit_failed[u]:
+        if self.unit_gen[u] != gen:
             return
         for nd in nodes:
             self.set_state(int(nd), BOOTING)
         jitter = self.boot_rng.normal(0.0, ns.boot_jitter_frac, size=len(nodes))
         boot_s = (ns.post_s + ns.os_boot_s) * np.clip(1.0 + jitter, 0.5, 2.0)
-        procs = [env.process(self._boot_and_load(int(nd), float(b), u)) for nd, b in zip(nodes, boot_s)]
+        procs = [env.process(self._boot_and_load(int(nd), float(b), u, gen)) for nd, b in zip(nodes, boot_s)]
         yield simpy.AllOf(env, procs)
-        if self.unit_failed[u]:
+        if self.unit_gen[u] != gen:
             return
         yield env.timeout(self.sc.catalogue.engine(self.spec.pools[self.unit_pool[u]].engine).warmup_s)
-        if self.unit_failed[u]:
+        if self.unit_gen[u] != gen:
             return
         for nd in nodes:
             self.set_state(int(nd), WARM)
         self.unit_ready[u] = True
         self.event("ready", int(nodes[0]), -1, f"unit {u}")
 
-    def _boot_and_load(self, nd: int, boot_s: float, u: int):
+    def _boot_and_load(self, nd: int, boot_s: float, u: int, gen: int):
         yield self.env.timeout(boot_s)
-        if self.state[nd] == FAILED:
+        if self.unit_gen[u] != gen or self.state[nd] != BOOTING:
             return
         self.set_state(nd, LOADING)
         self.load_left[nd] = self.unit_load_bytes_per_node[u]
@@ -306,7 +321,7 @@ class _Sim:
                 continue
             reps_per_unit = len(self.unit_reps[units[0]])
             nodes_per_unit = len(self.unit_nodes[units[0]])
-            load = len(self.queues[k]) + int(self.rep_inflight[self.pool_reps[k]].sum())
+            load = len(self.queues[k]) + len(self.retry_queues[k]) + int(self.rep_inflight[self.pool_reps[k]].sum())
             need_reps = replicas_needed(load, self.pool_req_per_replica[k], sched.target_utilisation)
             warm_units = math.ceil(sched.warm_pool_nodes * pool.nodes / total_nodes / nodes_per_unit)
             needed = min(len(units), math.ceil(need_reps / reps_per_unit) + warm_units)
@@ -330,8 +345,11 @@ class _Sim:
                     chosen = policy.limit(policy.order(off, ctx), ctx)
                     take = min(delta, boot_slots // nodes_per_unit)
                     for u in chosen[:take]:
+                        if not self._cap_allows_ignition(int(u)):
+                            break
                         self.ramp_hist.append((now, float(ctx.unit_peak_w[u])))
-                        self.env.process(self._ignite(int(u)))
+                        why = f"replaces {self.replacing[k].popleft()}" if self.replacing[k] else ""
+                        self.env.process(self._ignite(int(u), why))
                         boot_slots -= nodes_per_unit
             elif delta < 0:
                 if self.low_since[k] < 0:
@@ -364,33 +382,58 @@ class _Sim:
 
     def _fault_proc(self, i: int, f):
         yield self.env.timeout(f.at_s)
-        undo = self._apply_fault(f, on=True)
-        self.event("fault", int(f.target) if isinstance(f.target, int) else -1, -1,
-                   f"{f.kind} {f.target if f.target is not None else ''} {f.value if f.value is not None else ''}".strip())
+        target = f.target if f.target is not None else ""
+        nd = (int(f.target) // self.gpn if f.kind == "gpu_failure" else int(f.target)) \
+            if isinstance(f.target, int) else -1
+        # the fault event comes first so that the reactions it causes follow it in the table
+        self.event("fault", nd, -1, f"faults[{i}] {f.kind} {target} {f.value if f.value is not None else ''}".strip())
+        undo = self._apply_fault(f, f"{f.kind} faults[{i}]")
         if f.duration_s is not None:
             yield self.env.timeout(f.duration_s)
             if undo:
                 undo()
-            self.event("fault_cleared", int(f.target) if isinstance(f.target, int) else -1, -1, f.kind)
+            self.event("fault_cleared", nd, -1, f"faults[{i}] {f.kind}")
 
-    def _apply_fault(self, f, on: bool):
-        if f.kind in ("node_crash", "psu_failure"):
+    def _repair_node(self, nd: int) -> None:
+        """A repaired node returns to OFF (the tick returns its unit to service once all of it is OFF)."""
+        if self.state[nd] == FAILED:
+            self.state[nd] = OFF
+            self.event("state_change", nd, -1, "FAILED->OFF")
+
+    def _apply_fault(self, f, reason: str):
+        """Apply fault `f`; return a function that undoes it (called when its duration ends)."""
+        if f.kind == "node_crash" or (f.kind == "psu_failure" and self.psu_ok[int(f.target)] <= 1):
             nd = int(f.target)
-            self._fail_node(nd, f.kind)
+            self.psu_ok[nd] -= f.kind == "psu_failure"
+            self._fail_node(nd, reason)
 
             def repair():
-                if self.state[nd] == FAILED:
-                    self.state[nd] = OFF
-                    self.event("state_change", nd, -1, "FAILED->OFF")
-                    u = self.topo.node_unit[nd]
-                    if u >= 0 and all(self.state[x] in (OFF,) for x in self.unit_nodes[u]):
-                        self.unit_failed[u] = False
+                self.psu_ok[nd] = self.node_spec.psu_count
+                self._repair_node(nd)
             return repair
+        if f.kind == "psu_failure":  # redundant supplies: the others carry the load (checked each tick)
+            nd = int(f.target)
+            self.psu_ok[nd] -= 1
+            self.event("psu_degraded", nd, -1, f"{int(self.psu_ok[nd])} of {self.node_spec.psu_count} PSUs left")
+            return lambda: self.psu_ok.__setitem__(nd, self.node_spec.psu_count)
+        if f.kind == "gpu_failure":
+            g = int(f.target)
+            self._fail_gpu(g, reason)
+
+            def replace_gpu():
+                self.gpu_ok[g] = True
+                r = int(self.gpu_rep[g])
+                if r >= 0 and self.gpu_ok[self.rep_gpus[r][self.rep_gpus[r] < self.G]].all():
+                    self.rep_lost[r] = False
+                self._repair_node(int(self.topo.gpu_node[g]))
+            return replace_gpu
         if f.kind == "fan_failure":
             nd = int(f.target)
             self.fan_ok[nd] = False
             return lambda: self.fan_ok.__setitem__(nd, True)
         if f.kind == "cooling_failure":
+            # CRAH units lost: their share of plenum airflow AND of coil capacity goes (both scale
+            # with plenum_frac in _power_thermal); default 0.3 = most of the room's CRAHs down
             self.plenum_frac = 0.3 if f.value is None else float(f.value)
             return lambda: setattr(self, "plenum_frac", 1.0)
         if f.kind == "cooling_capacity":
@@ -400,39 +443,79 @@ class _Sim:
         if f.kind == "power_cap":
             self.gpu_cap_w[:] = float(f.value)
             return lambda: self.gpu_cap_w.__setitem__(slice(None), np.inf)
+        if f.kind == "facility_power_cap":
+            self.fac_cap_w = float(f.value) * 1e3
+
+            def lift():
+                self.fac_cap_w = math.inf
+                self._cap_transition("", "cap lifted")
+            return lift
         if f.kind in ("link_down", "switch_down"):
             if self.fabric is None:
                 return None
             self.fabric.fail(str(f.target))
-            self._fabric_connectivity(f"{f.kind} {f.target}")
+            self._fabric_connectivity(f"{reason} {f.target}")
 
             def restore():
                 self.fabric.restore(str(f.target))
-                self._fabric_connectivity(f"{f.kind} {f.target} cleared")
+                self._fabric_connectivity(f"{reason} {f.target} cleared")
             return restore
         return None
 
     def _fail_node(self, nd: int, why: str) -> None:
         """A node stops: its unit's replicas are lost; their in-flight requests go back to the queue."""
-        if self.state[nd] in (OFF, FAILED):
+        if self.state[nd] == FAILED:
             return
-        self.set_state(nd, FAILED)
+        was_on = self.state[nd] != OFF
+        if was_on:
+            self.set_state(nd, FAILED)
+        else:  # broken while powered off: it must not be ignited until repaired (not a state-machine step)
+            self.state[nd] = FAILED
+            self.event("state_change", nd, -1, "OFF->FAILED")
         u = int(self.topo.node_unit[nd])
-        if u < 0:
+        if u >= 0:
+            self._lose_unit(u, f"{why} on node {nd}", was_on)
+
+    def _fail_gpu(self, g: int, why: str) -> None:
+        """One GPU dies: its replica is lost (requests retried elsewhere); the node keeps its other replicas."""
+        if not self.gpu_ok[g]:
             return
+        self.gpu_ok[g] = False
+        nd, r = int(self.topo.gpu_node[g]), int(self.gpu_rep[g])
+        if r < 0 or self.rep_lost[r]:
+            return
+        self.rep_lost[r] = True
+        self.event("replica_lost", nd, r, f"{why} on gpu {g}")
+        self._requeue_replicas(np.array([r]), f"{why} on gpu {g}")
+        u = int(self.rep_unit[r])
+        if self.rep_lost[self.unit_reps[u]].all() and not self.unit_failed[u]:
+            self._lose_unit(u, f"{why} on gpu {g}", was_on=self.state[nd] != OFF)  # nothing left to serve: take the unit out of service
+
+    def _lose_unit(self, u: int, why: str, was_on: bool = True) -> None:
+        """An ignition unit can no longer serve: stop it, retry its requests, ask for a replacement
+        (if it was on: a unit lost while OFF only stops being a candidate for ignition)."""
         self.unit_failed[u] = True
         self.unit_ready[u] = False
         self.unit_draining[u] = False
+        self.unit_gen[u] += 1
         for other in self.unit_nodes[u]:
-            if other != nd and self.state[other] not in (OFF, FAILED):
+            if self.state[other] not in (OFF, FAILED):
                 # the rest of a broken pipeline cannot serve: power it down through DRAINING
                 if self.state[other] in (WARM, SERVING):
                     self.set_state(int(other), DRAINING)
                 elif self.state[other] in (POWERING_ON, BOOTING, LOADING):
+                    # abort the boot: the state machine has no BOOTING->OFF, so through FAILED
                     self.set_state(int(other), FAILED)
-        self._requeue_replicas(self.unit_reps[u])
+                    self._repair_node(int(other))
+        self._requeue_replicas(self.unit_reps[u], why)
+        self.event("unit_lost", int(self.unit_nodes[u][0]), -1, f"unit {u}: {why}")
+        if was_on:
+            self.replacing[int(self.unit_pool[u])].append(f"unit {u} ({why})")
+            # react now rather than at the next scheduler interval: lost capacity is urgent
+            self._autoscale(POLICIES[self.spec.scheduler.policy])
 
-    def _requeue_replicas(self, reps: np.ndarray) -> None:
+    def _requeue_replicas(self, reps: np.ndarray, why: str) -> None:
+        """Requests in flight on `reps` go back to their pool's queue, each with a request_retry event."""
         if not len(self.inflight):
             return
         lost = np.isin(self.replica[self.inflight], reps)
@@ -442,7 +525,8 @@ class _Sim:
             r = self.replica[i]
             self.rep_inflight[r] -= 1
             self.rep_kv_reserved[r] -= self.reservation[i]
-            self.event("request_retry", -1, int(r), f"request {int(i)}")
+            self.event("request_retry", int(self.topo.replicas[r].node_ids[0]), int(r),
+                       f"request {int(i)}; reason {why}")
         self.status[ids] = QUEUED
         self.replica[ids] = -1
         self.retries[ids] += 1
@@ -451,7 +535,7 @@ class _Sim:
         self.admitted_s[ids] = np.nan
         self.generated[ids] = 0
         for i in ids:
-            self.queues[self.req.pool[i]].append(int(i))
+            self.retry_queues[self.req.pool[i]].append(int(i))
         self.inflight = self.inflight[~lost]
 
     # ------------------------------------------------------------------ the tick
@@ -504,7 +588,7 @@ class _Sim:
     def _timeouts(self, t0: float) -> None:
         limit = self.spec.workload.timeout_s
         reason = DROP_REASONS.index("queue_timeout")
-        for q in self.queues:
+        for q in (*self.retry_queues, *self.queues):
             while q and self.enqueued_s[q[0]] + limit <= t0:
                 i = q.popleft()
                 self.status[i] = DROPPED
@@ -514,11 +598,11 @@ class _Sim:
     def _admit(self, t0: float) -> None:
         """Route queue heads to the ready replica with least outstanding work (FCFS, head-of-line)."""
         ready_unit = self.unit_ready & ~self.unit_draining & ~self.unit_failed & ~self.unit_cut
-        for k, q in enumerate(self.queues):
-            if not q:
+        for k, main_q in enumerate(self.queues):
+            if not (main_q or self.retry_queues[k]):
                 continue
             reps = self.pool_reps[k]
-            reps = reps[ready_unit[self.rep_unit[reps]]]
+            reps = reps[ready_unit[self.rep_unit[reps]] & ~self.rep_lost[reps]]
             if not len(reps):
                 continue
             work = self.rep_busy[reps] + self.rep_inflight[reps] * 1e-3
@@ -526,7 +610,11 @@ class _Sim:
             heapq.heapify(heap)
             p_cost = self.rep_prefill_s_per_tok
             admitted = []
-            while q and heap:
+            # retries first (they were admitted once already), then new arrivals; FCFS within each
+            q = self.retry_queues[k] if self.retry_queues[k] else main_q
+            while heap and (q or (q is not main_q and main_q)):
+                if not q:
+                    q = main_q
                 i = q[0]
                 w, r = heap[0]
                 if (self.rep_inflight[r] >= self.rep_max_batch[r]
@@ -696,9 +784,8 @@ class _Sim:
         c_cap = np.where(np.isfinite(self.gpu_cap_w),
                          pw.clock_for_power_cap(np.where(np.isfinite(self.gpu_cap_w), self.gpu_cap_w, 1e9),
                                                 gpu.idle_power_w, gpu.board_power_w, activity, extra), 1.0)
-        self.gpu_clock = np.where(powered, np.minimum(c_th, c_cap), 1.0)
-        g_pow = np.where(powered, pw.gpu_power_w(gpu.idle_power_w, gpu.board_power_w, activity, self.gpu_clock, extra), 0.0)
-        self.gpu_power = g_pow
+        powered &= self.gpu_ok  # a failed GPU has dropped off the bus
+        clock0 = np.where(powered, np.minimum(c_th, c_cap), 1.0)
         # CPU, memory, platform, NIC per node state
         cpu_util = np.select([st == POWERING_ON, st == BOOTING, st == LOADING, st == WARM, st == SERVING, st == DRAINING],
                              [0.1, node.cpu_util_booting, node.cpu_util_loading, CPU_UTIL_WARM, node.cpu_util_serving,
@@ -709,7 +796,6 @@ class _Sim:
         dimm_w = np.where(on, node.dimms * (node.dimm_idle_w + (node.dimm_power_w - node.dimm_idle_w) * dimm_act), 0.0)
         plat_w = np.where(on, node.platform_power_w, 0.0)
         nic_w = np.where(on & (st != POWERING_ON), self.nic.power_w, 0.0)
-        gpu_node_w = np.bincount(topo.gpu_node, weights=g_pow, minlength=self.N)
         # chassis fans: full speed during power-on (POST fan test), else follow the hottest GPU
         gmax = self.gpu_temp.reshape(self.N, self.gpn).max(axis=1)
         rpm_target = self.fan.min_rpm + (self.fan.max_rpm - self.fan.min_rpm) * np.clip(
@@ -718,9 +804,18 @@ class _Sim:
         rpm_target = np.where(on & self.fan_ok, rpm_target, 0.0)
         self.fan_rpm = th.first_order_lag(self.fan_rpm, rpm_target, CHASSIS_FAN_TAU_S, dt)
         fan_w = node.chassis_fan_count * pw.fan_power_w(self.fan.max_power_w, self.fan_rpm, self.fan.max_rpm)
-        self.node_dc = gpu_node_w + cpu_w + dimm_w + plat_w + nic_w + fan_w
+        other_dc = cpu_w + dimm_w + plat_w + nic_w + fan_w
+        # GPU power last, so that a facility cap can be solved for against everything else this tick
+        self.gpu_clock = self._facility_cap_clock(clock0, powered, activity, extra, other_dc)
+        g_pow = np.where(powered, pw.gpu_power_w(gpu.idle_power_w, gpu.board_power_w, activity, self.gpu_clock, extra), 0.0)
+        self.gpu_power = g_pow
+        gpu_node_w = np.bincount(topo.gpu_node, weights=g_pow, minlength=self.N)
+        self.node_dc = gpu_node_w + other_dc
         self.node_gpu_w = gpu_node_w
-        self.node_wall = pw.wall_power_w(self.node_dc, self.psu, node.psu_count)
+        self.node_wall = pw.wall_power_w(self.node_dc, self.psu, np.maximum(self.psu_ok, 1))
+        # redundant PSUs: the survivors trip when the node asks for more than they are rated for
+        for nd in np.flatnonzero(on & (self.psu_ok < node.psu_count) & (self.node_dc > self.psu_ok * self.psu.rated_w)):
+            self._fail_node(int(nd), f"psu_overload ({self.node_dc[nd]:.0f} W on {int(self.psu_ok[nd])} PSUs)")
         # ---- air: node airflow (chassis fans + GPU blowers), rack recirculation, inlets
         blower = gpu.blower_airflow_m3_s * self.gpu_fan.reshape(self.N, self.gpn).sum(axis=1)
         chassis = node.chassis_fan_count * pw.fan_airflow_m3_s(self.fan.max_airflow_m3_s, self.fan_rpm, self.fan.max_rpm)
@@ -757,10 +852,16 @@ class _Sim:
         # ---- facility
         self.it_w = float(self.node_wall.sum())
         self.fac_w, self.cool_w, self.over_w = pw.facility_power_w(
-            np.float64(self.it_w), self.cooling_capacity_w, fac.cooling_cop, fac.electrical_loss_fraction,
+            np.float64(self.it_w), self.cooling_available_w, fac.cooling_cop, fac.electrical_loss_fraction,
             fac.fixed_overhead_kw * 1e3)
-        self.supply_c = th.room_supply_c(self.supply_c, fac.supply_air_c, self.it_w - self.cooling_capacity_w,
+        self.supply_c = th.room_supply_c(self.supply_c, fac.supply_air_c, self.it_w - self.cooling_available_w,
                                          fac.room_heat_capacity_j_per_k, fac.supply_recovery_s, dt)
+        short = self.it_w > self.cooling_available_w
+        if short != self.cooling_short:  # the room starts / stops heating up: worth a line in the story
+            self.cooling_short = short
+            self.event("cooling_overload" if short else "cooling_recovered", -1, -1,
+                       f"IT {self.it_w / 1e3:.1f} kW vs cooling {self.cooling_available_w / 1e3:.1f} kW; "
+                       f"supply air {self.supply_c:.1f} C")
         # ---- serving <-> warm follows traffic; drained units power down when empty
         u_busy = np.zeros(self.topo.n_units, dtype=bool)
         if self.n_rep:
@@ -779,10 +880,101 @@ class _Sim:
             else:
                 self.set_state(int(nd), WARM)
         for u in np.flatnonzero(self.unit_draining | self.unit_failed):
+            if (self.unit_failed[u] and all(self.state[x] == OFF for x in self.unit_nodes[u])
+                    and not self.rep_lost[self.unit_reps[u]].any()):
+                self.unit_failed[u] = False  # repaired (or only collateral): the scheduler may ignite it again
             if all(self.state[x] in (OFF, FAILED, WARM) for x in self.unit_nodes[u]) and not u_busy[u]:
                 if self.unit_draining[u]:
                     self.unit_draining[u] = False
                     self.unit_ready[u] = bool(all(self.state[x] == WARM for x in self.unit_nodes[u]))
+
+    @property
+    def cooling_available_w(self) -> float:
+        """Heat the plant can remove now: capacity x share of CRAH units running (cooling_failure)."""
+        return self.cooling_capacity_w * self.plenum_frac
+
+    def _facility_w(self, it_w: float) -> float:
+        fac = self.spec.facility
+        return float(pw.facility_power_w(np.float64(it_w), self.cooling_available_w, fac.cooling_cop,
+                                         fac.electrical_loss_fraction, fac.fixed_overhead_kw * 1e3)[0])
+
+    def _facility_cap_clock(self, clock0: np.ndarray, powered: np.ndarray, activity: np.ndarray,
+                            extra: np.ndarray, other_dc_w: np.ndarray) -> np.ndarray:
+        """GPU clocks that keep facility power <= facility_power_cap this tick (one uniform per-GPU limit).
+
+        Facility power rises monotonically with the per-GPU limit (cube law -> PSU curve -> cooling
+        and losses), so bisection finds the largest limit that fits; everything else on the nodes
+        (CPU, memory, fans) is taken as given this tick. If even the lowest clock does not fit,
+        GPUs run at that floor and the scheduler stops igniting (see _cap_allows_ignition).
+        """
+        if not math.isfinite(self.fac_cap_w):
+            return clock0
+        gpu, topo = self.gpu, self.topo
+        psus = np.maximum(self.psu_ok, 1)
+
+        def fac_at(limit_w: float) -> tuple[float, np.ndarray]:
+            c = np.minimum(clock0, pw.clock_for_power_cap(limit_w, gpu.idle_power_w, gpu.board_power_w, activity, extra))
+            g = np.where(powered, pw.gpu_power_w(gpu.idle_power_w, gpu.board_power_w, activity, c, extra), 0.0)
+            dc = np.bincount(topo.gpu_node, weights=g, minlength=self.N) + other_dc_w
+            return self._facility_w(float(pw.wall_power_w(dc, self.psu, psus).sum())), c
+
+        lo, hi = 0.0, float(gpu.board_power_w)  # limit 0 W -> the clock floor of clock_for_power_cap
+        floor_w, clock = fac_at(lo)
+        self.fac_floor_w = floor_w  # what capping cannot remove: the scheduler's ignition budget
+        full_w, _ = fac_at(hi)
+        if full_w <= self.fac_cap_w:
+            self.fac_cap_gpu_w = math.inf
+            self._cap_transition("", f"facility {full_w / 1e3:.1f} kW under cap {self.fac_cap_w / 1e3:.1f} kW")
+            return clock0
+        if floor_w > self.fac_cap_w:
+            self.fac_cap_gpu_w = lo
+            self._cap_transition("infeasible", f"facility {floor_w / 1e3:.1f} kW at lowest GPU clocks > cap "
+                                               f"{self.fac_cap_w / 1e3:.1f} kW")
+            return clock
+        for _ in range(CAP_BISECT_STEPS):
+            mid = 0.5 * (lo + hi)
+            if fac_at(mid)[0] <= self.fac_cap_w:
+                lo = mid
+            else:
+                hi = mid
+        _, clock = fac_at(lo)
+        self.fac_cap_gpu_w = lo
+        self._cap_transition("binding", f"GPUs limited to {lo:.0f} W to hold facility <= {self.fac_cap_w / 1e3:.1f} kW "
+                                        f"(uncapped {full_w / 1e3:.1f} kW)")
+        return clock
+
+    def _cap_transition(self, new: str, detail: str) -> None:
+        """Record the facility cap controller's reactions when its regime changes (not every tick)."""
+        if new == self.fac_cap_state:
+            return
+        kind = {"": "power_cap_released", "binding": "power_cap_engaged", "infeasible": "power_cap_infeasible"}[new]
+        self.fac_cap_state = new
+        self.event(kind, -1, -1, detail)
+
+    def _cap_allows_ignition(self, u: int) -> bool:
+        """Under a facility cap, ignite a unit only if the facility would still fit with every GPU at its
+        lowest clock (the controller can then absorb the newcomer by capping clocks further)."""
+        if not math.isfinite(self.fac_cap_w):
+            return True
+        fac = self.spec.facility
+        per_it_w = 1.0 + 1.0 / fac.cooling_cop + fac.electrical_loss_fraction  # facility W per IT W (marginal)
+        add_w = len(self.unit_nodes[u]) * self._node_floor_wall_w() * per_it_w
+        if self.fac_floor_w + add_w <= self.fac_cap_w:
+            self.fac_floor_w += add_w
+            return True
+        self.event("ignition_delayed", int(self.unit_nodes[u][0]), -1,
+                   f"unit {u}: facility_power_cap {self.fac_cap_w / 1e3:.1f} kW (floor {self.fac_floor_w / 1e3:.1f} kW "
+                   f"+ {add_w / 1e3:.1f} kW)")
+        return False
+
+    def _node_floor_wall_w(self) -> float:
+        """Wall power of a node that is loading weights with its GPUs at idle: what capping cannot remove."""
+        node, gpu = self.node_spec, self.gpu
+        dc = (node.gpu_count * (gpu.idle_power_w + gpu.loaded_idle_extra_w)
+              + float(pw.cpu_power_w(self.cpu.idle_power_w, self.cpu.tdp_w, node.cpu_util_loading))
+              + node.dimms * node.dimm_power_w + node.platform_power_w + self.nic.power_w
+              + node.chassis_fan_count * self.fan.max_power_w)
+        return float(pw.wall_power_w(np.float64(dc), self.psu, node.psu_count))
 
     def _loading_progress(self) -> None:
         loading = self.state == LOADING
@@ -804,7 +996,7 @@ class _Sim:
         for u in np.flatnonzero(~ok & ~self.unit_cut):
             self.unit_cut[u] = True
             self.event("unit_disconnected", int(self.unit_nodes[u][0]), -1, f"unit {u}: {why}")
-            self._requeue_replicas(self.unit_reps[u])
+            self._requeue_replicas(self.unit_reps[u], why)
         for u in np.flatnonzero(ok & self.unit_cut):
             self.unit_cut[u] = False
             self.event("unit_reconnected", int(self.unit_nodes[u][0]), -1, f"unit {u}: {why}")
@@ -927,7 +1119,7 @@ class _Sim:
         mean = self.acc_fac / n
         fc["it_power_w"][s], fc["cooling_power_w"][s], fc["overhead_power_w"][s], fc["facility_power_w"][s] = mean
         fc["supply_c"][s] = self.supply_c
-        fc["queued"][s] = sum(len(q) for q in self.queues)
+        fc["queued"][s] = sum(len(q) for q in (*self.queues, *self.retry_queues))
         fc["in_flight"][s] = len(self.inflight)
         if self.fabric is not None:
             self.s_links.append(self.fabric.sample((k + 1) * self.dt, n))

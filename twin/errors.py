@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Iterable
 
 from pydantic import ValidationError
@@ -21,6 +22,8 @@ def loc_to_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not str(part).isidentifier():  # a user's odd key ('a b', '-', '') stays readable
+            out += f"[{str(part)!r}]"
         else:
             out += ("." if out else "") + str(part)
     return out
@@ -37,10 +40,22 @@ def format_validation_error(exc: ValidationError, fields_at: dict[str, list[str]
 
     `fields_at` maps a dotted parent path (no indices) to its allowed keys, for suggestions.
     """
-    lines = []
+    lines: list[str] = []
+    merged: dict[str, int] = {}  # path -> index in lines, for union members of one field
     for err in exc.errors(include_url=False):
-        path = loc_to_path(tuple(err["loc"]))
+        loc = tuple(err["loc"])
+        union = bool(loc) and err["type"] != "extra_forbidden" and _is_union_tag(loc[-1])
+        if union:  # 'target.int' / 'target.str': one field that accepts several types
+            loc = loc[:-1]
+        path = loc_to_path(loc)
         msg = err["msg"]
+        if err["type"] == "literal_error":
+            choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+            msg = f"{msg}{suggest(str(err.get('input')), choices)}"
+        if union and path in merged:
+            i = merged[path]
+            lines[i] += f"; or {msg[0].lower()}{msg[1:]}"
+            continue
         if err["type"] == "extra_forbidden":
             key = str(err["loc"][-1])
             parent = ".".join(str(p) for p in err["loc"][:-1] if not isinstance(p, int))
@@ -50,5 +65,17 @@ def format_validation_error(exc: ValidationError, fields_at: dict[str, list[str]
             msg = "required field is missing"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        if union:
+            merged[path] = len(lines)
         lines.append(f"{path}: {msg}" if path else msg)
     return lines
+
+
+def _is_union_tag(part: object) -> bool:
+    """pydantic names union members in `loc` ('int', 'str', 'list[int]', 'function-after[...]').
+
+    Field names here are snake_case identifiers, so a tag is one of the scalar type names or
+    a schema name with brackets.
+    """
+    return isinstance(part, str) and (part in {"int", "str", "float", "bool", "none"}
+                                      or re.fullmatch(r"[a-z-]+\[.*\]", part) is not None)

@@ -172,6 +172,9 @@ def collect(sim: "_Sim", wall_time_s: float) -> "SimResult":
         "peak_nodes_serving": int(count["SERVING"].max()) if S else 0,
         "nodes_ignited": int(sum(1 for e in ev if e[1] == "ignite")),
         "thermal_shutdowns": int(sum(1 for e in ev if e[1] == "thermal_shutdown")),
+        "faults": int(sum(1 for e in ev if e[1] == "fault")),
+        "units_lost": int(sum(1 for e in ev if e[1] == "unit_lost")),
+        "request_retries": int(sim.retries.sum()),
         "peak_arrival_rate_per_s": float((arrivals / sample_s).max()) if S else 0.0,
     }
     summary.update(_economics(sim, count, completed, it_kwh, fac_kwh))

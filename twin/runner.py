@@ -15,6 +15,7 @@ from twin.engine import SimResult
 from twin.telemetry import AtomicDir, to_table, write_json_atomic, write_tables
 
 RUNS_DIR = Path("runs")
+RUN_MARKER = "manifest.json"  # what makes a directory a run that --force may replace
 
 
 def default_run_dir(scenario_name: str) -> Path:
@@ -55,7 +56,7 @@ def write_run(result: SimResult, run_dir: Path, *, force: bool = False,
     manifest also records wall time and versions, which naturally differ between machines.
     """
     tables = {name: to_table(name, cols) for name, cols in result.columns.items()}
-    with AtomicDir(Path(run_dir), force=force) as tmp:
+    with AtomicDir(Path(run_dir), force=force, marker=RUN_MARKER) as tmp:
         rows = write_tables(tmp, tables)
         man = manifest(result, rows)
         man["wall_time_s"] = round(result.wall_time_s, 3)

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from twin.catalogue import Catalogue, load_catalogue
 from twin.errors import SpecError, format_validation_error, suggest
+from twin.safe_yaml import load_yaml
 
 MAX_SCENARIO_BYTES = 1_000_000
 
@@ -27,14 +28,16 @@ PosInt = Annotated[int, Field(ge=1)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: `.inf`/`.nan` are valid YAML floats but meaningless for any field here
+    # (an infinite airflow or a NaN temperature would silently poison the physics)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class SimulationSpec(Section):
     duration_s: Pos = 3600.0
     dt_s: Pos = 1.0
     sample_s: Pos = 1.0
-    seed: int = 42
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 42  # numpy SeedSequence rejects negatives
 
     @model_validator(mode="after")
     def _steps(self) -> "SimulationSpec":
@@ -146,12 +149,19 @@ class FabricSectionSpec(Section):
     storage_gb_s: Pos = 46.0
 
 
+FAULT_KINDS = ("node_crash", "gpu_failure", "fan_failure", "psu_failure", "cooling_failure",
+               "cooling_capacity", "power_cap", "facility_power_cap", "link_down", "switch_down")
+NODE_FAULTS = ("node_crash", "gpu_failure", "fan_failure", "psu_failure")
+
+
 class FaultSpec(Section):
+    """One scheduled fault (docs/faults.md): what breaks, when, for how long, how badly."""
     at_s: NonNeg
-    kind: Literal["node_crash", "fan_failure", "psu_failure", "cooling_failure",
-                  "cooling_capacity", "power_cap", "link_down", "switch_down"]
-    target: str | int | None = None
-    duration_s: Pos | None = None
+    kind: Literal[FAULT_KINDS]  # type: ignore[valid-type]
+    # node id (int), GPU id for gpu_failure, or a fabric name ('spine:0'); StrictInt so that
+    # `target: true` or `target: 1.0` are errors rather than node 1
+    target: StrictInt | str | None = None
+    duration_s: Pos | None = None  # None: the fault lasts until the end of the run
     value: float | None = None
 
 
@@ -229,15 +239,7 @@ class Scenario:
 
 
 def parse_yaml(text: str, origin: str = "<scenario>") -> dict[str, Any]:
-    if len(text.encode()) > MAX_SCENARIO_BYTES:
-        raise SpecError([f"{origin}: larger than {MAX_SCENARIO_BYTES // 1000} kB; refusing to parse"])
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError([f"{origin}: malformed YAML{where}: {problem}"]) from None
+    doc = load_yaml(text, origin, MAX_SCENARIO_BYTES)
     if not isinstance(doc, dict):
         raise SpecError([f"{origin}: top level must be a mapping with keys like name, pools, workload"])
     return doc
@@ -386,11 +388,15 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
     for i, f in enumerate(spec.faults):
         if f.at_s > spec.simulation.duration_s:
             problems.append(f"faults[{i}].at_s: {f.at_s} is after the end of the run ({spec.simulation.duration_s} s)")
-        if f.kind in ("node_crash", "fan_failure", "psu_failure", "gpu_failure"):
-            if not isinstance(f.target, int) or not 0 <= f.target < total_nodes:
-                problems.append(f"faults[{i}].target: {f.kind} needs a node id 0..{total_nodes - 1}")
+        n_targets = total_nodes * cat.node(topo.node_type).gpu_count if (f.kind == "gpu_failure" and node_ok) \
+            else total_nodes
+        if f.kind in NODE_FAULTS and (not isinstance(f.target, int) or not 0 <= f.target < n_targets):
+            what = "a GPU id" if f.kind == "gpu_failure" else "a node id"
+            problems.append(f"faults[{i}].target: {f.kind} needs {what} 0..{n_targets - 1}")
         if f.kind == "power_cap" and (f.value is None or f.value <= 0):
             problems.append(f"faults[{i}].value: power_cap needs a positive per-GPU limit in W")
+        if f.kind == "facility_power_cap" and (f.value is None or f.value <= 0):
+            problems.append(f"faults[{i}].value: facility_power_cap needs a positive facility limit in kW")
         if f.kind == "cooling_capacity" and (f.value is None or f.value <= 0):
             problems.append(f"faults[{i}].value: cooling_capacity needs a positive capacity in kW")
         if f.kind == "cooling_failure" and f.value is not None and not 0 <= f.value <= 1:

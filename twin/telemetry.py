@@ -120,34 +120,70 @@ class AtomicDir:
 
     Use as a context manager; on an exception (including KeyboardInterrupt) the temporary
     directory is removed and nothing appears at `final`. With `force`, an existing `final`
-    is replaced only after the new one is complete.
+    is replaced only after the new one is complete, and only if it is a run directory (or empty).
+    The temporary name is known before it is created, so a Ctrl-C landing anywhere between
+    mkdir and the with-block still cleans it up.
     """
 
-    def __init__(self, final: Path, force: bool = False):
+    def __init__(self, final: Path, force: bool = False, marker: str | None = None):
         self.final = Path(final)
         self.force = force
-        if self.final.exists() and not force:
-            raise RunExistsError(f"{self.final} already exists; pass --force to replace it")
+        check_replaceable(self.final, force, marker)
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", suffix=".tmp", dir=self.final.parent))
-        os.chmod(self.tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a run directory is an ordinary one
+        # a name fixed before mkdir (see __enter__); mkdir's mode honours the umask like any directory
+        stem = f".{self.final.name}.{os.getpid()}.{id(self):x}"
+        self.tmp = self.final.with_name(f"{stem}.tmp")
+        self.old = self.final.with_name(f"{stem}.old")
 
     def __enter__(self) -> Path:
+        try:
+            self.tmp.mkdir()
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None:
+        try:
+            if exc_type is None:
+                self._commit()
+        finally:
+            # success, failure or a second Ctrl-C during the commit: no temporaries stay behind
             shutil.rmtree(self.tmp, ignore_errors=True)
-            return False
-        if self.final.exists():
-            old = self.final.with_name(f".{self.final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.final, old)
-            os.replace(self.tmp, self.final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.final)
+            if self.final.exists():
+                shutil.rmtree(self.old, ignore_errors=True)
         return False
+
+    def _commit(self) -> None:
+        if not self.final.exists():
+            os.replace(self.tmp, self.final)
+            return
+        os.replace(self.final, self.old)
+        try:
+            os.replace(self.tmp, self.final)
+        except BaseException:
+            os.replace(self.old, self.final)  # put the previous run back
+            raise
+
+
+def check_replaceable(path: Path, force: bool, marker: str | None = None) -> None:
+    """Raise RunExistsError unless `path` is free, or `force` is given and it may be replaced.
+
+    --force must never turn `-o ~` into rm -rf ~: with a `marker` only what we wrote (a directory
+    holding `marker`, e.g. a run's manifest.json) or an empty directory may go.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise RunExistsError(f"{path} already exists; pass --force to replace it")
+    if marker and path.exists() and not _replaceable(path, marker):
+        raise RunExistsError(f"{path} exists and is not a twin run directory (no {marker}); "
+                             f"refusing to replace it even with --force")
+
+
+def _replaceable(path: Path, marker: str) -> bool:
+    """An existing path --force may replace: a directory holding `marker` (e.g. a run's
+    manifest.json) or an empty directory; never a file or a symlink."""
+    return path.is_dir() and not path.is_symlink() and ((path / marker).is_file() or not any(path.iterdir()))
 
 
 T = TypeVar("T")

@@ -1,0 +1,212 @@
+"""Robustness: mutated scenarios never crash the loader or the CLI; Ctrl-C never leaves a partial run.
+
+The property tests (hypothesis) mutate scenarios/tiny.yaml — values swapped for wrong types and
+out-of-range numbers, keys deleted, misspelt or invented, fault entries made up, raw text
+damaged — and assert the loader answers with a valid spec or a SpecError whose every line
+names a field path or the file, and the CLI exits 0 or 2 without a traceback.
+The interrupt tests send SIGINT/SIGTERM to a real `twin run` subprocess.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from twin.cli import app
+from twin.errors import SpecError
+from twin.scenario import FAULT_KINDS, Scenario, scenario_from_text
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_TEXT = (ROOT / "scenarios" / "tiny.yaml").read_text()
+TINY = yaml.safe_load(TINY_TEXT)
+runner = CliRunner()
+
+
+def paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every key/index path in a parsed YAML document (containers and leaves)."""
+    out = [prefix] if prefix else []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += paths(v, prefix + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += paths(v, prefix + (i,))
+    return out
+
+
+def parent_of(doc: Any, path: tuple) -> Any:
+    for p in path[:-1]:
+        doc = doc[p]
+    return doc
+
+
+junk = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-10**12, max_value=10**12),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.sampled_from(["", "-1", "1e309", "nan", "llama-3.3-70B", "spine:0", "cascade", "bf16"]),
+    st.lists(st.integers(-3, 3), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+fault = st.fixed_dictionaries({"at_s": junk | st.floats(0, 700), "kind": st.sampled_from(FAULT_KINDS) | junk},
+                              optional={"target": junk | st.integers(-2, 20), "value": junk | st.floats(-1, 500),
+                                        "duration_s": junk | st.floats(0, 500)})
+
+
+@st.composite
+def mutated(draw) -> dict:
+    doc = copy.deepcopy(TINY)
+    for _ in range(draw(st.integers(1, 4))):
+        where = paths(doc)
+        op = draw(st.sampled_from(["replace", "delete", "typo", "invent", "fault"]))
+        if op == "fault":
+            doc.setdefault("faults", [])
+            if isinstance(doc["faults"], list):
+                doc["faults"].append(draw(fault))
+            continue
+        if not where:
+            break
+        path = draw(st.sampled_from(where))
+        parent, key = parent_of(doc, path), path[-1]
+        if op == "replace":
+            parent[key] = draw(junk)
+        elif op == "delete":
+            del parent[key]
+        elif op == "typo" and isinstance(key, str) and len(key) > 1:
+            i = draw(st.integers(0, len(key) - 1))
+            parent[key[:i] + key[i + 1:]] = parent.pop(key)
+        elif op == "invent" and isinstance(parent, dict):
+            parent[draw(st.text(min_size=1, max_size=8))] = draw(junk)
+    return doc
+
+
+def load(text: str) -> Scenario | list[str]:
+    """The loader's only two outcomes: a Scenario, or SpecError problems (anything else propagates)."""
+    try:
+        return scenario_from_text(text)
+    except SpecError as exc:
+        return exc.problems
+
+
+def assert_clean(outcome: Scenario | list[str]) -> None:
+    if isinstance(outcome, Scenario):
+        return
+    assert outcome, "a SpecError names at least one problem"
+    for line in outcome:
+        assert line and "\n" not in line and "Traceback" not in line
+        # every line starts with a field path ('pools[0].model: ...', "['a b']: ...") or the origin
+        assert ": " in line and not line.startswith((":", " ")), line
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_mutated_scenarios_give_a_valid_spec_or_a_clean_error(doc):
+    assert_clean(load(yaml.safe_dump(doc, sort_keys=False)))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pos=st.integers(0, len(TINY_TEXT)), cut=st.integers(0, 20),
+       insert=st.text(alphabet=st.sampled_from(list(":-[]{}&*!|>#'\"%@`,? \n\t0x.e~")) | st.characters(), max_size=8))
+def test_damaged_yaml_text_gives_a_valid_spec_or_a_clean_error(pos, cut, insert):
+    assert_clean(load(TINY_TEXT[:pos] + insert + TINY_TEXT[pos + cut:]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(mutated())
+def test_the_cli_answers_mutated_scenarios_with_exit_0_or_2(tmp_path, doc):
+    path = tmp_path / "mutated.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code in (0, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi")), "anchors and aliases expand to more than"),
+    ("[" * 3000 + "]" * 3000, "nested too deeply"),
+    (TINY_TEXT + "name: again\n", "duplicate key 'name' at line"),
+    ("x" * 1_000_001, "larger than 1000 kB"),
+    (TINY_TEXT.replace("seed: 7", "seed: -1"), "simulation.seed: Input should be greater than or equal to 0"),
+    (TINY_TEXT.replace("duration_s: 600", "duration_s: .inf"), "simulation.duration_s: Input should be a finite number"),
+])
+def test_hostile_yaml_is_refused_with_a_reason(text, message):
+    problems = load(text)
+    assert isinstance(problems, list) and any(message in p for p in problems), problems
+
+
+# ---------------------------------------------------------------- interrupting a real `twin run`
+
+def start_run(scenario: Path, out: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "twin", "run", str(scenario), "-o", str(out), "--no-stage", "-q"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used (Linux /proc): a load-independent clock for 'is it simulating yet'."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def assert_nothing_written(out: Path) -> None:
+    assert not out.exists(), "no run directory"
+    if out.parent.exists():
+        assert [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")] == [], "no temporaries"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc for CPU time")
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupting_the_simulation_leaves_no_run_directory(tmp_path, sig, code):
+    long = tmp_path / "long.yaml"  # ~5 CPU s of simulation: the signal lands well inside it
+    long.write_text(TINY_TEXT.replace("duration_s: 600", "duration_s: 7200"))
+    out = tmp_path / "runs" / "long"
+    proc = start_run(long, out)
+    # start-up and imports take < 1 CPU s; wait on CPU time, not wall time, so a busy machine cannot
+    # make the signal land during the imports
+    while proc.poll() is None and cpu_seconds(proc.pid) < 2.0:
+        time.sleep(0.05)
+    assert proc.poll() is None, "still simulating"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "interrupted; no partial run written" in err and "Traceback" not in err
+    assert_nothing_written(out)
+
+
+def test_interrupting_the_writing_leaves_no_run_directory(tmp_path):
+    """SIGINT the moment the temporary run directory appears (writing takes ~50 ms for tiny)."""
+    interrupted = 0
+    for attempt in range(5):
+        out = tmp_path / f"runs{attempt}" / "tiny"
+        out.parent.mkdir()
+        proc = start_run(ROOT / "scenarios" / "tiny.yaml", out)
+        while proc.poll() is None:
+            if any(p.name.startswith(".tiny.") for p in out.parent.iterdir()):
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.0005)
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode == 0:  # lost the race: the run finished first, and must then be whole
+            assert (out / "manifest.json").is_file() and (out / "telemetry" / "events.parquet").is_file()
+            continue
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        if out.exists():  # the signal landed after the final rename: a complete run is fine
+            assert (out / "manifest.json").is_file()
+        assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
+        interrupted += not out.exists()
+        if interrupted:
+            break
+    assert interrupted, "no attempt caught the writer in the act"
