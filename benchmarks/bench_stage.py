@@ -5,9 +5,9 @@ per second for the Sdf fast path and the time of each phase. Not a test: numbers
 
     python benchmarks/bench_stage.py [RUN_DIR] [--links] [--stage-sample-s 5]
 
-Without RUN_DIR the surge is simulated first (no stage) into /tmp/scenes-bench/surge.
---links adds synthetic fabric rows (tests/stage_links.py: 2 spines, 1 storage) so the Fabric
-curves are timed too while the engine's fabric is not merged.
+Without RUN_DIR the default surge (fabric on, so its real `links` rows become Fabric curves) is
+simulated first (no stage) into /tmp/scenes-bench/surge. --links replaces the links table with
+synthetic rows (tests/stage_links.py: 2 spines, 1 storage) for a run that has none.
 """
 from __future__ import annotations
 
@@ -36,8 +36,7 @@ def main() -> None:
         from twin.runner import write_run
         from twin.scenario import load_scenario
         t0 = time.perf_counter()
-        # the engine fabric is optional here: the stage benchmark needs nodes/gpus telemetry
-        res = simulate(load_scenario(ROOT / "scenarios" / "surge.yaml", overrides={"fabric.enabled": False}))
+        res = simulate(load_scenario(ROOT / "scenarios" / "surge.yaml"))
         write_run(res, run_dir, force=True)
         print(f"simulated + wrote telemetry in {time.perf_counter() - t0:.1f} s -> {run_dir}", flush=True)
     if args.links:
