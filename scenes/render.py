@@ -117,7 +117,9 @@ def _child(job: dict) -> dict:
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = job["samples"]
-    scene.cycles.use_denoising = False
+    # OpenImageDenoise (CPU) turns a 16-sample frame from speckle into a readable still for ~1 s more
+    scene.cycles.use_denoising = True
+    scene.cycles.denoiser = "OPENIMAGEDENOISE"
     scene.render.resolution_x, scene.render.resolution_y = job["size"]
     scene.render.resolution_percentage = 100
     scene.render.image_settings.file_format = "PNG"
