@@ -178,7 +178,7 @@ def print_summary(man: dict, run_dir: Path) -> None:
         ("thermal shutdowns", str(s.get("thermal_shutdowns", 0))),
         ("faults / units lost / request retries",
          f"{s.get('faults', 0)} / {s.get('units_lost', 0)} / {s.get('request_retries', 0):,}"),
-        ("wall time", _fmt(man.get("wall_time_s"), " s")),
+        ("simulation wall time", _fmt(man.get("wall_time_s"), " s")),
     ]
     if "tokens_served" in s:  # economics keys (twin.economics); absent in older runs
         rows[-1:-1] = [

@@ -60,7 +60,14 @@ def _cell(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        # a readable table (--format csv/json/parquet keep full precision): kW-scale powers as
+        # whole watts with separators, everyday magnitudes to 2 decimals, small ones to 3 digits
+        mag = abs(value)
+        if value != value or mag == float("inf") or mag == 0:
+            return f"{value:g}"
+        if mag >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.2f}" if mag >= 1 else f"{value:.3g}"
     return str(value)
 
 
