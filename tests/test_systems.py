@@ -76,8 +76,10 @@ def test_dual_3090_70b_awq_tp2_throughput_vs_the_planned_50_to_70_tok_s():
     assert ideal_tok_s < 50                         # so the plan cannot mean one stream
     one, busy = concurrency_table(box, [1, 16], 1020, 129)
     assert one.stream_tok_s < ideal_tok_s
-    # Explained deviation: a single stream decodes at ~32 tok/s (eta_bw 0.8 + step and all-reduce time).
-    assert one.stream_tok_s == pytest.approx(32.4, abs=1.0)
+    # Explained deviation: a single stream decodes at ~27 tok/s: 27.0 ms of weight streaming at eta_bw
+    # 0.8, 2 ms vLLM step, 160 all-reduces x ~52 us without GeForce P2P (8.3 ms). Public check:
+    # vllm-project/vllm#6955 measured 30 tok/s for 70B AWQ TP2 on 3090 Ti (1,008 vs 936 GB/s).
+    assert one.stream_tok_s == pytest.approx(26.9, abs=1.0)
     # With ~10 concurrent requests (the KV budget's limit) the box delivers the planned range.
     assert 50 <= busy.aggregate_tok_s <= 70
 

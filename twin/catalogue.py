@@ -159,6 +159,10 @@ class NodeSpec(Spec):
     nvme_read_gb_s: Pos
     pcie_h2d_gb_s: Pos
     pcie_p2p_gb_s: Pos
+    # per TP all-reduce call: launch + sync (+ host bounce without P2P). Estimate: ~20 us with
+    # PCIe P2P; ~50 us on GeForce (P2P off), fitted to vllm-project/vllm#6955 (4x3090 Ti, 70B AWQ:
+    # TP2 30 tok/s, TP4 46 tok/s single stream => ~10 ms fixed per token over 160 all-reduces)
+    tp_allreduce_latency_s: Pos = 20e-6
     power_on_s: Pos   # PSU + fans spin-up until POST starts
     post_s: Pos       # BIOS POST incl. memory training
     os_boot_s: Pos    # OS + container start
@@ -231,6 +235,10 @@ class EngineSpec(Spec):
     eta_bandwidth: Annotated[float, Field(gt=0, le=1)]
     eta_flops: Annotated[float, Field(gt=0, le=1)]
     continuous_batching: bool
+    tensor_parallel: bool = True  # False: multi-GPU splits layers (pipeline), e.g. llama.cpp's default
+    # False: pipeline stages work in turn on one batch (llama.cpp layer split), so a prompt is
+    # prefilled at one stage's speed; True: micro-batches keep every stage busy (vLLM PP)
+    pipeline_overlap: bool = True
     default_max_batch: Annotated[int, Field(ge=1)]
     warmup_s: NonNeg  # CUDA graphs, compile, allocator warm-up after weights are in VRAM
     step_overhead_s: NonNeg = 0.0  # fixed per decode iteration (scheduler, sampling, launch)

@@ -120,9 +120,12 @@ class _Sim:
             self.rep_hops_intra[r.replica_id] = pp - 1 - cross
         self.rep_kv_cap = np.array([self.perf[p].kv_capacity_bytes for p in self.rep_pool])
         self.rep_max_batch = np.array([self.perf[p].max_batch for p in self.rep_pool], dtype=np.int64)
+        # compute-bound prefill plus the TP all-reduce traffic each prompt token adds
         self.rep_prefill_s_per_tok = np.array([
-            float(sv.prefill_seconds_per_token(self.perf[p].active_params, self.perf[p].n_gpus,
+            float(sv.prefill_seconds_per_token(self.perf[p].active_params, self.perf[p].prefill_gpus,
                                                self.perf[p].prefill_tflops, self.perf[p].eta_fl))
+            + sv.tp_prefill_s_per_token(self.perf[p].layers, self.perf[p].hidden_size, self.perf[p].tp,
+                                        node.pcie_p2p_gb_s)
             for p in self.rep_pool])
         self.pool_reps = [np.flatnonzero(self.rep_pool == k) for k in range(len(spec.pools))]
         self.rep_cont_batching = np.array([self.perf[p].continuous_batching for p in self.rep_pool], dtype=bool)
@@ -718,7 +721,8 @@ class _Sim:
                 continue
             b = batch[reps]
             micro = np.minimum(pf.pp, np.maximum(b, 1.0))
-            tp_s = sv.tp_allreduce_s(np.maximum(b, 1.0) / micro, pf.layers, pf.hidden_size, pf.tp, p2p)
+            tp_s = sv.tp_allreduce_s(np.maximum(b, 1.0) / micro, pf.layers, pf.hidden_size, pf.tp, p2p,
+                                     self.node_spec.tp_allreduce_latency_s)
             hop_s = hop_per_tok_s[reps] * np.maximum(b, 1.0) / micro + hop_lat_s[reps]
             interval[reps] = sv.decode_token_interval_s(
                 b, kv_tok[reps], weights_bytes=pf.weights_bytes, active_fraction=pf.active_fraction,

@@ -97,7 +97,7 @@ def decode_interval_s(box: Box, batch: float, context_tokens: float) -> float:
     b = max(float(batch), 1.0)
     per_micro = b / min(pf.pp, b)
     hop_s = (pf.pp - 1) * float(sv.pipeline_hop_s(per_micro, pf.hidden_size, p2p, INTRA_NODE_HOP_LATENCY_S))
-    tp_s = float(sv.tp_allreduce_s(per_micro, pf.layers, pf.hidden_size, pf.tp, p2p))
+    tp_s = float(sv.tp_allreduce_s(per_micro, pf.layers, pf.hidden_size, pf.tp, p2p, box.node.tp_allreduce_latency_s))
     return float(sv.decode_token_interval_s(
         np.array([b]), np.array([b * context_tokens]), weights_bytes=pf.weights_bytes,
         active_fraction=pf.active_fraction, active_params=pf.active_params,
@@ -108,9 +108,11 @@ def decode_interval_s(box: Box, batch: float, context_tokens: float) -> float:
 
 
 def prefill_tokens_per_s(box: Box) -> float:
-    """Prompt tokens/s of one replica (compute-bound roofline, serving.prefill_seconds_per_token)."""
+    """Prompt tokens/s of one replica: compute-bound roofline (serving.prefill_seconds_per_token)
+    plus the TP all-reduce traffic per token (serving.tp_prefill_s_per_token), as in the engine."""
     pf = box.perf
-    return 1.0 / float(sv.prefill_seconds_per_token(pf.active_params, pf.n_gpus, pf.prefill_tflops, pf.eta_fl))
+    return 1.0 / (float(sv.prefill_seconds_per_token(pf.active_params, pf.prefill_gpus, pf.prefill_tflops, pf.eta_fl))
+                  + sv.tp_prefill_s_per_token(pf.layers, pf.hidden_size, pf.tp, box.node.pcie_p2p_gb_s))
 
 
 def kv_fit_sequences(box: Box, tokens_per_seq: float) -> int:

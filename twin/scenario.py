@@ -348,6 +348,9 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
             problems.append(f"{path}.quantisation: {pool.model} is not offered in {pool.quantisation!r}; "
                             f"choose one of {', '.join(model.quantisations)}")
         gpus = pool.tp * pool.pp
+        if pool.tp > 1 and not cat.engine(pool.engine).tensor_parallel:
+            problems.append(f"{path}.tp: {pool.engine} splits a model across GPUs by layers (pipeline), not "
+                            f"tensor parallel; use pp: {pool.tp * pool.pp} with tp: 1")
         if model.attention_heads and model.attention_heads % pool.tp:
             problems.append(f"{path}.tp: tensor parallel {pool.tp} must divide {pool.model}'s "
                             f"{model.attention_heads} attention heads")

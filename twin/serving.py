@@ -22,7 +22,6 @@ from twin.catalogue import EngineSpec, GpuSpec, ModelSpec, QuantSpec
 
 GB = 1e9
 ACTIVATION_BYTES = 2.0      # BF16 activations between pipeline stages / in all-reduces
-ALLREDUCE_LATENCY_S = 10e-6  # estimate: PCIe P2P all-reduce launch + sync per call
 # GPU activity by phase (fraction of the way from idle to board power), hardware.md:
 ACTIVITY_PREFILL = 0.95      # prefill 0.9-1.0
 ACTIVITY_DECODE_B1 = 0.45    # decode batch 1: 0.35-0.55
@@ -110,12 +109,24 @@ def pipeline_hop_s(tokens: np.ndarray | float, hidden_size: int, link_gb_s: floa
     return np.asarray(tokens, dtype=float) * hidden_size * ACTIVATION_BYTES / (link_gb_s * GB) + latency_s
 
 
-def tp_allreduce_s(tokens: np.ndarray | float, layers: int, hidden_size: int, tp: int, p2p_gb_s: float) -> np.ndarray:
-    """Two ring all-reduces per layer over PCIe P2P: 2 * layers * (latency + 2(tp-1)/tp * bytes / bw)."""
+def tp_allreduce_s(tokens: np.ndarray | float, layers: int, hidden_size: int, tp: int, p2p_gb_s: float,
+                   latency_s: float) -> np.ndarray:
+    """Two ring all-reduces per layer over PCIe: 2 * layers * (latency + 2(tp-1)/tp * bytes / bw).
+
+    `latency_s` is the node's per-call cost (catalogue NodeSpec.tp_allreduce_latency_s).
+    Megatron-style TP: one all-reduce after attention, one after the MLP (Shoeybi et al. 2019).
+    """
     if tp <= 1:
         return np.zeros_like(np.asarray(tokens, dtype=float))
     bytes_ = np.asarray(tokens, dtype=float) * hidden_size * ACTIVATION_BYTES * 2 * (tp - 1) / tp
-    return 2 * layers * (ALLREDUCE_LATENCY_S + bytes_ / (p2p_gb_s * GB))
+    return 2 * layers * (latency_s + bytes_ / (p2p_gb_s * GB))
+
+
+def tp_prefill_s_per_token(layers: int, hidden_size: int, tp: int, p2p_gb_s: float) -> float:
+    """All-reduce traffic a prompt token adds to prefill under TP, s (bandwidth term of
+    tp_allreduce_s; the per-call latency is amortised over a whole prompt chunk). vLLM does not
+    overlap it with compute by default, so it adds to the compute-bound prefill time."""
+    return float(tp_allreduce_s(1.0, layers, hidden_size, tp, p2p_gb_s, 0.0))
 
 
 def decode_activity(batch: np.ndarray) -> np.ndarray:
@@ -139,6 +150,7 @@ class ReplicaPerf:
     tp: int
     pp: int
     n_gpus: int
+    prefill_gpus: int          # GPUs working on a prompt at once: tp x pp, or tp without pipeline overlap
     bandwidth_gb_s: float
     decode_tflops: float
     prefill_tflops: float
@@ -159,21 +171,9 @@ def replica_perf(model: ModelSpec, quant: QuantSpec, gpu: GpuSpec, engine: Engin
         weights_bytes=plan.weights_gb * GB, active_fraction=model.active_params_b / model.total_params_b,
         active_params=model.active_params_b * 1e9, kv_bytes_per_token=plan.kv_bytes_per_token,
         state_bytes_per_seq=plan.state_bytes_per_seq, kv_capacity_bytes=max(0.0, plan.kv_budget_gb) * GB,
-        tp=tp, pp=pp, n_gpus=tp * pp, bandwidth_gb_s=gpu.memory_bandwidth_gb_s, decode_tflops=flops,
+        tp=tp, pp=pp, n_gpus=tp * pp, prefill_gpus=tp * (pp if engine.pipeline_overlap else 1),
+        bandwidth_gb_s=gpu.memory_bandwidth_gb_s, decode_tflops=flops,
         prefill_tflops=flops, eta_bw=engine.eta_bandwidth, eta_fl=engine.eta_flops,
         step_overhead_s=engine.step_overhead_s, max_batch=max_batch or engine.default_max_batch,
         hidden_size=model.hidden_size, layers=model.layers, continuous_batching=engine.continuous_batching,
     )
-
-
-def single_stream_tokens_per_s(perf: ReplicaPerf, context_tokens: float, hop_s: float = 0.0) -> float:
-    """Decode tokens/s of one sequence alone on the replica (handy for checks and `twin predict`)."""
-    tp_s = tp_allreduce_s(1.0, perf.layers, perf.hidden_size, perf.tp, 24.0)
-    dt = decode_token_interval_s(
-        np.array([1.0]), np.array([context_tokens]), weights_bytes=perf.weights_bytes,
-        active_fraction=perf.active_fraction, active_params=perf.active_params,
-        kv_bytes_per_token=perf.kv_bytes_per_token, state_bytes_per_seq=perf.state_bytes_per_seq,
-        tp=perf.tp, pp=perf.pp, bandwidth_gb_s=perf.bandwidth_gb_s, dense_tflops=perf.decode_tflops,
-        eta_bw=perf.eta_bw, eta_fl=perf.eta_fl, clock=np.array([1.0]), step_overhead_s=perf.step_overhead_s,
-        hop_s=hop_s, tp_comm_s=tp_s)
-    return float(1.0 / dt[0])
