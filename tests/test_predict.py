@@ -73,8 +73,12 @@ def test_idle_and_peak_power_are_the_sums_of_the_parts(dual_3090):
     fans_min = 4 * 1.56 * (300 / 1500) ** 3                  # affinity law at minimum rpm
     idle_dc = 2 * 20 + 30 + 4 * 2.0 + 35 + 1.5 + fans_min     # GPUs, CPU, DIMMs, board, NIC, fans
     assert idle_power(dual_3090).dc_w == pytest.approx(idle_dc)
-    eff = 0.60 + (0.92 - 0.60) * (idle_dc / 1200) / 0.20      # below 20 % load: towards 60 % at zero
-    assert idle_power(dual_3090).wall_w == pytest.approx(idle_dc / eff)
+    # below the first 80 PLUS point (20 %): losses a + b x through 20 % (92 %) and 50 % (94 %), x rated
+    loss20, loss50 = 0.2 * (1 / 0.92 - 1), 0.5 * (1 / 0.94 - 1)
+    b = (loss50 - loss20) / 0.3
+    a = loss20 - 0.2 * b                                      # 0.00771 x 1,200 W = 9.3 W fixed
+    x = idle_dc / 1200
+    assert idle_power(dual_3090).wall_w == pytest.approx(idle_dc * (x + a + b * x) / x)
     peak_dc = 2 * 350 + 230 + 4 * 4.0 + 35 + 1.5 + 4 * 1.56   # every part at its maximum
     assert peak_power(dual_3090).dc_w == pytest.approx(peak_dc)
     assert psu_headroom_frac(dual_3090, peak_dc) == pytest.approx(1 - peak_dc / 1200)

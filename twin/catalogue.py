@@ -94,7 +94,6 @@ class PsuSpec(Spec):
     rated_w: Pos
     efficiency_load_points: list[Frac]
     efficiency_points: list[Annotated[float, Field(gt=0, le=1)]]
-    efficiency_at_zero_load: Annotated[float, Field(gt=0, le=1)] = 0.7
     standby_w: NonNeg = 3.0
     price_usd: NonNeg | None = None
     price_date: PriceDate | None = None

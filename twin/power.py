@@ -14,16 +14,25 @@ from twin.catalogue import PsuSpec
 def psu_efficiency(load_frac: np.ndarray, psu: PsuSpec) -> np.ndarray:
     """AC->DC efficiency at a fraction of rated output.
 
-    Linear interpolation between the 80 PLUS test points (10/20/50/100 % load, 230 V internal);
-    below the first point it falls linearly towards ``psu.efficiency_at_zero_load``; above 100 %
-    it holds the last point. Source: 80 PLUS Titanium requirements (90/94/96/94 %).
+    Between the 80 PLUS test points (10/20/50/100 % load, 230 V internal): linear interpolation;
+    above 100 %: the last point. Below the first point the *losses* are extrapolated as fixed plus
+    proportional, L(x) = a + b x through the first two points, and efficiency = x / (x + L(x)):
+    a supply's fixed losses (controller, fan, magnetising, switching) dominate at light load, so
+    efficiency falls off as 1/(1 + a/x) rather than along a straight line (the standard converter
+    loss model, Erickson & Maksimovic, Fundamentals of Power Electronics, ch. 3).
+    Source: 80 PLUS requirement points (Titanium 90/94/96/94 %).
     """
-    x = np.asarray(load_frac, dtype=float)
+    x = np.clip(np.asarray(load_frac, dtype=float), 0.0, None)
     pts = np.asarray(psu.efficiency_load_points, dtype=float)
     eff = np.asarray(psu.efficiency_points, dtype=float)
-    xs = np.concatenate([[0.0], pts]) if pts[0] > 0 else pts
-    ys = np.concatenate([[psu.efficiency_at_zero_load], eff]) if pts[0] > 0 else eff
-    return np.interp(np.clip(x, 0.0, None), xs, ys)
+    inside = np.interp(x, pts, eff)
+    loss = pts[:2] * (1.0 / eff[:2] - 1.0)          # losses at the first two points, x rated
+    b = (loss[1] - loss[0]) / (pts[1] - pts[0])
+    a = loss[0] - b * pts[0]
+    if a < 0:  # curve rising too steeply for a fixed loss: purely proportional losses instead
+        a, b = 0.0, loss[0] / pts[0]
+    light = np.divide(x, x + a + b * x, out=np.zeros_like(x), where=x > 0)
+    return np.where(x < pts[0], light, inside)
 
 
 def wall_power_w(dc_power_w: np.ndarray, psu: PsuSpec, psu_count: int = 1) -> np.ndarray:
@@ -33,7 +42,8 @@ def wall_power_w(dc_power_w: np.ndarray, psu: PsuSpec, psu_count: int = 1) -> np
     """
     dc = np.asarray(dc_power_w, dtype=float)
     eff = psu_efficiency(dc / (psu.rated_w * psu_count), psu)
-    return np.where(dc > 0, dc / eff, psu.standby_w * psu_count)
+    wall = np.divide(dc, eff, out=np.zeros_like(eff, dtype=float), where=dc > 0)
+    return np.where(dc > 0, wall, psu.standby_w * psu_count)
 
 
 def gpu_power_w(idle_power_w: float, board_power_w: float, activity: np.ndarray, clock_frac: np.ndarray,
