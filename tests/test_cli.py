@@ -51,3 +51,13 @@ def test_set_overrides_a_field_and_bad_sets_exit_2(tmp_path):
     assert typo.exit_code == 2 and "scheduler.polcy: unknown field (did you mean 'policy'?)" in typo.output
     malformed = runner.invoke(app, ["validate", str(TINY), "--set", "scheduler"])
     assert malformed.exit_code == 2 and "expected FIELD=VALUE" in malformed.output
+
+
+def test_set_accepts_the_bracket_spelling_of_error_messages_and_bad_stage_spacing_fails_first(tmp_path):
+    bracket = runner.invoke(app, ["validate", str(TINY), "--set", "pools[0].model=llama-3.3-70B"])
+    assert bracket.exit_code == 2
+    assert "pools[0].model: unknown model 'llama-3.3-70B' (did you mean 'llama-3.3-70b'?)" in bracket.output
+    for bad in ("-1", "0"):
+        r = runner.invoke(app, ["run", str(TINY), "-o", str(tmp_path / "x"), "-q", "--stage-sample-s", bad])
+        assert r.exit_code == 2 and "--stage-sample-s: must be a positive number of seconds" in r.output
+        assert not (tmp_path / "x").exists()

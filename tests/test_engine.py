@@ -116,3 +116,14 @@ def test_heat_throttles_gpus_and_slows_serving():
     clocks = np.array(hot.columns["gpus"]["clock_factor"])
     assert clocks.min() < 1.0
     assert hot.summary["latency_p99_s"] > base.summary["latency_p99_s"]
+
+
+def test_a_node_off_for_a_whole_interval_draws_exactly_psu_standby(tiny_run):
+    """OFF = no DC load: the wall sees only the PSU's standby (catalogue: 3 W for the 1,600 W unit),
+    even while the chassis fans are still coasting down after shutdown."""
+    nodes = tab(tiny_run, "nodes")
+    state = np.array(nodes["state"]).reshape(-1, 4)
+    power = np.array(nodes["power_w"]).reshape(-1, 4)
+    off_twice = (state[1:] == "OFF") & (state[:-1] == "OFF")   # OFF at both ends of the interval
+    assert off_twice.any()
+    assert np.all(power[1:][off_twice] == pytest.approx(3.0))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
+import re
 import signal
 import threading
 from pathlib import Path
@@ -45,6 +46,7 @@ def parse_sets(sets: list[str] | None) -> dict:
     out = {}
     for item in sets or []:
         key, eq, value = item.partition("=")
+        key = re.sub(r"\[(\d+)\]", r".\1", key)  # the error messages' pools[0].model spelling works too
         if not eq or not key.strip():
             fail(f"--set {item!r}: expected FIELD=VALUE, e.g. --set workload.surge.peak_multiplier=20")
         try:
@@ -78,6 +80,8 @@ def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scena
     from twin.runner import RUN_MARKER, default_run_dir
     from twin.telemetry import RunExistsError, check_replaceable
 
+    if stage_sample_s is not None and not stage_sample_s > 0:  # before the simulation, not after it
+        fail(f"--stage-sample-s: must be a positive number of seconds, got {stage_sample_s:g}")
     sc = load_scenario_or_exit(scenario, seed, sets)
     target = out_dir or default_run_dir(sc.name)
     if target.exists() and not force:

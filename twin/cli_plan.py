@@ -29,7 +29,7 @@ def sweep(spec: Annotated[Path, typer.Argument(help="Sweep spec YAML, e.g. scena
     try:
         plan = plan_sweep(spec)
     except SpecError as exc:
-        fail([f"{spec}: {p}" for p in exc.problems])
+        fail([p if p.startswith(str(spec)) else f"{spec}: {p}" for p in exc.problems])
     target = out_dir or Path("runs") / "sweeps" / plan.spec.name
     if target.exists() and not force:
         fail(f"{target} already exists; pass --force to replace it or -o to choose another directory")

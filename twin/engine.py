@@ -389,7 +389,8 @@ class _Sim:
         nd = (int(f.target) // self.gpn if f.kind == "gpu_failure" else int(f.target)) \
             if isinstance(f.target, int) else -1
         # the fault event comes first so that the reactions it causes follow it in the table
-        self.event("fault", nd, -1, f"faults[{i}] {f.kind} {target} {f.value if f.value is not None else ''}".strip())
+        words = (f"faults[{i}]", f.kind, str(target), "" if f.value is None else f"{f.value:g}")
+        self.event("fault", nd, -1, " ".join(w for w in words if w))
         undo = self._apply_fault(f, f"{f.kind} faults[{i}]")
         if f.duration_s is not None:
             yield self.env.timeout(f.duration_s)
@@ -807,7 +808,10 @@ class _Sim:
         rpm_target = np.where(st == POWERING_ON, self.fan.max_rpm, rpm_target)
         rpm_target = np.where(on & self.fan_ok, rpm_target, 0.0)
         self.fan_rpm = th.first_order_lag(self.fan_rpm, rpm_target, CHASSIS_FAN_TAU_S, dt)
-        fan_w = node.chassis_fan_count * pw.fan_power_w(self.fan.max_power_w, self.fan_rpm, self.fan.max_rpm)
+        # only driven fans draw power: an unpowered or dead fan coasts down without any
+        # (otherwise an OFF node's DC load would be a vanishing cube of rpm instead of exactly 0)
+        fan_w = np.where(on & self.fan_ok, node.chassis_fan_count
+                         * pw.fan_power_w(self.fan.max_power_w, self.fan_rpm, self.fan.max_rpm), 0.0)
         other_dc = cpu_w + dimm_w + plat_w + nic_w + fan_w
         # GPU power last, so that a facility cap can be solved for against everything else this tick
         self.gpu_clock = self._facility_cap_clock(clock0, powered, activity, extra, other_dc)
