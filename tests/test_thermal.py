@@ -52,3 +52,26 @@ def test_throttle_and_fan_curves():
 def test_heatsink_resistance_grows_as_the_fan_slows():
     assert th.gpu_thermal_resistance_k_per_w(0.25, np.array([1.0]))[0] == pytest.approx(0.25)
     assert th.gpu_thermal_resistance_k_per_w(0.25, np.array([0.5]))[0] == pytest.approx(0.25 * 2 ** 0.8)
+
+
+def test_two_node_ladder_steady_state_is_ambient_plus_power_times_both_resistances():
+    die, sink = np.array([20.0]), np.array([20.0])
+    for _ in range(200):  # 200 x 60 s >> both time constants
+        die, sink = th.rc2_step_c(die, sink, np.array([25.0]), np.array([200.0]), 0.05, np.array([0.20]),
+                                  300.0, 500.0, 60.0)
+    assert sink[0] == pytest.approx(25 + 200 * 0.20)          # 65 C
+    assert die[0] == pytest.approx(25 + 200 * (0.05 + 0.20))  # 75 C
+
+
+def test_two_node_ladder_steps_compose_exactly_and_match_a_single_rc_when_the_sink_is_huge():
+    args = (np.array([25.0]), np.array([150.0]), 0.05, np.array([0.20]), 300.0, 500.0)
+    one = th.rc2_step_c(np.array([30.0]), np.array([28.0]), *args, 10.0)
+    half = th.rc2_step_c(np.array([30.0]), np.array([28.0]), *args, 5.0)
+    two = th.rc2_step_c(half[0], half[1], *args, 5.0)
+    assert np.allclose(one, two, rtol=0, atol=1e-10)
+    # a heatsink of enormous mass stays put: the die is a first-order RC (R_die C_die = 15 s) on top
+    # of it, so after one time constant it has covered 1 - 1/e of its P R_die = 10 K rise
+    die, sink = th.rc2_step_c(np.array([40.0]), np.array([40.0]), np.array([40.0]), np.array([200.0]), 0.05,
+                              np.array([0.20]), 300.0, 1e12, 15.0)
+    assert sink[0] == pytest.approx(40.0, abs=1e-6)
+    assert die[0] == pytest.approx(40 + 10 * (1 - np.exp(-1)), rel=1e-6)

@@ -184,7 +184,8 @@ class _Sim:
         self.load_left = np.zeros(N)
         fac = spec.facility
         self.supply_c = fac.supply_air_c
-        self.gpu_temp = np.full(G, fac.supply_air_c)
+        self.gpu_temp = np.full(G, fac.supply_air_c)   # die
+        self.gpu_sink = np.full(G, fac.supply_air_c)   # heatsink (thermal.rc2_step_c)
         self.gpu_fan = np.zeros(G)
         self.gpu_clock = np.ones(G)
         self.gpu_cap_w = np.full(G, np.inf)
@@ -843,8 +844,7 @@ class _Sim:
         other_w = cpu_w + dimm_w + plat_w
         preheat = th.exhaust_c(0.0, node.gpu_preheat_frac * other_w, self.node_airflow, rho)
         g_amb = (self.node_inlet + preheat)[topo.gpu_node]
-        r_k_w = th.gpu_thermal_resistance_k_per_w(gpu.thermal_resistance_k_per_w, np.maximum(self.gpu_fan, gpu.min_fan_frac * 0.2))
-        self.gpu_temp = th.rc_step_c(self.gpu_temp, g_amb, g_pow, r_k_w, gpu.heat_capacity_j_per_k, dt)
+        self.gpu_temp, self.gpu_sink = th.gpu_step_c(self.gpu_temp, self.gpu_sink, g_amb, g_pow, self.gpu_fan, gpu, dt)
         fan_target = np.where(powered, th.fan_curve_frac(self.gpu_temp, gpu.min_fan_frac, FAN_START_C, gpu.fan_target_c), 0.0)
         self.gpu_fan = th.first_order_lag(self.gpu_fan, fan_target, GPU_FAN_TAU_S, dt)
         throttled = powered & (self.gpu_temp > gpu.slowdown_temp_c)

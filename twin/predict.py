@@ -257,7 +257,8 @@ def burn_test(box: Box, ambient_c: float = 25.0, duration_s: float = 1800.0, dt_
     n, gpu, cpu, fan = box.node, box.gpu, box.cpu, box.fan
     steps = int(math.floor(duration_s / dt_s + 1e-9))
     G = n.gpu_count
-    temp = np.full(G, float(ambient_c))
+    temp = np.full(G, float(ambient_c))   # die
+    sink = temp.copy()                   # heatsink
     blower = np.zeros(G)
     rpm = float(fan.min_rpm)
     out = {k: np.zeros((steps, G)) for k in ("p", "t", "c")}
@@ -277,9 +278,7 @@ def burn_test(box: Box, ambient_c: float = 25.0, duration_s: float = 1800.0, dt_
         airflow = (n.chassis_fan_count * float(pw.fan_airflow_m3_s(fan.max_airflow_m3_s, rpm, fan.max_rpm))
                    + gpu.blower_airflow_m3_s * float(blower.sum()))
         intake = ambient_c + float(th.exhaust_c(0.0, n.gpu_preheat_frac * other_w, airflow))
-        r = th.gpu_thermal_resistance_k_per_w(gpu.thermal_resistance_k_per_w,
-                                              np.maximum(blower, gpu.min_fan_frac * 0.2))
-        temp = th.rc_step_c(temp, intake, p_gpu, r, gpu.heat_capacity_j_per_k, dt_s)
+        temp, sink = th.gpu_step_c(temp, sink, intake, p_gpu, blower, gpu, dt_s)
         blower = th.first_order_lag(blower, th.fan_curve_frac(temp, gpu.min_fan_frac, FAN_START_C, gpu.fan_target_c),
                                     GPU_FAN_TAU_S, dt_s)
         out["p"][k], out["t"][k], out["c"][k] = p_gpu, temp, clock

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from twin.catalogue import GpuSpec
+
 CP_AIR_J_PER_KG_K = 1006.0   # specific heat of air at ~20 C (hardware.md)
 RHO_AIR_KG_M3 = 1.20         # standard air, 20 C, sea level (hardware.md)
 CFM_M3_S = 4.719474e-4       # 1 cubic foot per minute in m^3/s
@@ -67,6 +69,52 @@ def rc_step_c(temp_c: np.ndarray, ambient_c: np.ndarray, power_w: np.ndarray, r_
     """
     t_inf = np.asarray(ambient_c) + np.asarray(power_w) * r_k_per_w
     return t_inf + (np.asarray(temp_c) - t_inf) * np.exp(-dt_s / (np.asarray(r_k_per_w) * c_j_per_k))
+
+
+def rc2_step_c(die_c: np.ndarray, sink_c: np.ndarray, ambient_c: np.ndarray, power_w: np.ndarray,
+               r_die_k_per_w: np.ndarray | float, r_sink_k_per_w: np.ndarray, c_die_j_per_k: float,
+               c_sink_j_per_k: float, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact step of a two-node ladder, die -> heatsink -> air, with inputs held over dt.
+
+        C_d dT_d/dt = P - (T_d - T_s)/R_d
+        C_s dT_s/dt = (T_d - T_s)/R_d - (T_s - T_a)/R_s
+
+    Steady state T_s = T_a + P R_s, T_d = T_s + P R_d. Deviations x from it obey x' = A x, solved
+    exactly with the 2x2 matrix exponential (Sylvester's formula; the ladder's eigenvalues are real
+    and negative), so any dt is stable. A die heats within seconds while the heatsink's thermal
+    mass sets the minutes-long creep to the plateau (a Cauer RC network, as in JEDEC JESD51-14).
+    """
+    p = np.asarray(power_w, dtype=float)
+    r_s = np.asarray(r_sink_k_per_w, dtype=float)
+    sink_ss = np.asarray(ambient_c, dtype=float) + p * r_s
+    die_ss = sink_ss + p * r_die_k_per_w
+    xd = np.asarray(die_c, dtype=float) - die_ss
+    xs = np.asarray(sink_c, dtype=float) - sink_ss
+    a = -1.0 / (r_die_k_per_w * c_die_j_per_k)
+    b = 1.0 / (r_die_k_per_w * c_die_j_per_k)
+    c = 1.0 / (r_die_k_per_w * c_sink_j_per_k)
+    d = -(1.0 / r_die_k_per_w + 1.0 / r_s) / c_sink_j_per_k
+    half_tr = (a + d) / 2.0
+    disc = np.sqrt(half_tr ** 2 - (a * d - b * c))
+    l1, l2 = half_tr + disc, half_tr - disc
+    e1, e2 = np.exp(l1 * dt_s), np.exp(l2 * dt_s)
+    k = 1.0 / (l1 - l2)
+    new_xd = k * ((e1 * (a - l2) - e2 * (a - l1)) * xd + (e1 - e2) * b * xs)
+    new_xs = k * ((e1 - e2) * c * xd + (e1 * (d - l2) - e2 * (d - l1)) * xs)
+    return die_ss + new_xd, sink_ss + new_xs
+
+
+def gpu_step_c(die_c: np.ndarray, sink_c: np.ndarray, ambient_c: np.ndarray, power_w: np.ndarray,
+               fan_frac: np.ndarray, gpu: GpuSpec, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """One tick of a GPU board's die and heatsink temperatures (the engine's and `twin predict`'s).
+
+    Die-to-heatsink resistance is fixed (TIM, vapour chamber); heatsink-to-air resistance follows
+    the blower speed (R / f^0.8, gpu_thermal_resistance_k_per_w). Figures: catalogue GpuSpec.
+    """
+    r_sink = gpu_thermal_resistance_k_per_w(gpu.sink_resistance_k_per_w,
+                                            np.maximum(fan_frac, gpu.min_fan_frac * 0.2))
+    return rc2_step_c(die_c, sink_c, ambient_c, power_w, gpu.die_resistance_k_per_w, r_sink,
+                      gpu.heat_capacity_j_per_k, gpu.heatsink_heat_capacity_j_per_k, dt_s)
 
 
 def fan_curve_frac(temp_c: np.ndarray, min_frac: float, start_c: float, target_c: float) -> np.ndarray:
