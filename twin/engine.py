@@ -108,17 +108,18 @@ class _Sim:
         self.gpu_rep = np.full(G, -1, dtype=np.int64)
         for r in reps:
             self.gpu_rep[list(r.gpu_ids)] = r.replica_id
-        # pipeline hops: intra-node (PCIe P2P) and cross-node (NIC) per traversal
-        self.rep_hops_intra = np.zeros(nr)
-        self.rep_hops_cross = np.zeros(nr)
+        # pipeline hops per traversal: (src, dst) node pairs that cross the NIC (the fabric's flows),
+        # the rest stay inside a node on PCIe P2P
+        self.rep_cross_hops: list[list[tuple[int, int]]] = []
         for r in reps:
-            pp = spec.pools[r.pool_id].pp
-            tp = spec.pools[r.pool_id].tp
-            stage_nodes = [r.gpu_ids[s * tp] // self.gpn for s in range(pp)]
-            cross = sum(1 for a, b in zip(stage_nodes, stage_nodes[1:]) if a != b)
-            self.rep_hops_cross[r.replica_id] = cross
-            self.rep_hops_intra[r.replica_id] = pp - 1 - cross
-        self.rep_kv_cap = np.array([self.perf[p].kv_capacity_bytes for p in self.rep_pool])
+            pool = spec.pools[r.pool_id]
+            stage_nodes = [r.gpu_ids[s * pool.tp] // self.gpn for s in range(pool.pp)]
+            self.rep_cross_hops.append([(a, b) for a, b in zip(stage_nodes, stage_nodes[1:]) if a != b])
+        self.rep_hops_cross = np.array([len(h) for h in self.rep_cross_hops], dtype=float)
+        self.rep_hops_intra = np.array([spec.pools[r.pool_id].pp - 1 for r in reps], dtype=float) - self.rep_hops_cross
+        self.rep_hidden_bytes = np.array([self.perf[p].hidden_size for p in self.rep_pool], dtype=float) * sv.ACTIVATION_BYTES
+        self.pool_kv_cap = np.array([pf.kv_capacity_bytes for pf in self.perf])
+        self.rep_kv_cap = self.pool_kv_cap[self.rep_pool]
         self.rep_max_batch = np.array([self.perf[p].max_batch for p in self.rep_pool], dtype=np.int64)
         # compute-bound prefill plus the TP all-reduce traffic each prompt token adds
         self.rep_prefill_s_per_tok = np.array([
@@ -575,7 +576,7 @@ class _Sim:
         ids = np.arange(j, end)
         self.next_arrival = end
         too_long = ((self.req.prompt_tokens[ids] + self.req.output_tokens[ids] > self.max_ctx[ids])
-                    | (self.reservation[ids] > self.rep_kv_cap_pool[self.req.pool[ids]]))
+                    | (self.reservation[ids] > self.pool_kv_cap[self.req.pool[ids]]))
         bad = ids[too_long]
         self.status[bad] = DROPPED
         self.drop_reason[bad] = DROP_REASONS.index("context_too_long")
@@ -585,10 +586,6 @@ class _Sim:
         pools = self.req.pool[good]
         for k in range(len(self.queues)):
             self.queues[k].extend(good[pools == k].tolist())
-
-    @property
-    def rep_kv_cap_pool(self) -> np.ndarray:
-        return np.array([pf.kv_capacity_bytes for pf in self.perf])
 
     def _timeouts(self, t0: float) -> None:
         limit = self.spec.workload.timeout_s
@@ -1047,7 +1044,6 @@ class _Sim:
         self.pair_rep = np.array([r.replica_id for r in self.topo.replicas for _ in r.node_ids], dtype=np.int64)
         self.pair_node = np.array([n for r in self.topo.replicas for n in r.node_ids], dtype=np.int64)
         self.rep_n_nodes = np.bincount(self.pair_rep, minlength=self.n_rep).astype(float)
-        self.rep_hidden_bytes = np.array([self.perf[p].hidden_size for p in self.rep_pool], dtype=float) * sv.ACTIVATION_BYTES
         self.unit_peak_w = np.array([len(n) for n in self.unit_nodes], dtype=float) * self._node_peak_wall_w()
 
     def _per_node(self, pair_values: np.ndarray) -> np.ndarray:

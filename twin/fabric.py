@@ -193,7 +193,9 @@ class _FlowSet:
 class FabricModel:
     """Runtime fabric state for the engine: flows each tick, link accumulators, failures.
 
-    Arrays the engine reads after `step`: rep_nic_gb_s (R_rep,) bandwidth a replica's pipeline
+    Built from the engine's `sim` (its replicas' cross-node hops `rep_cross_hops`, `rep_hops_cross`,
+    activation bytes per token `rep_hidden_bytes`, NIC, node spec, tick). Arrays the engine reads
+    after `step`: rep_nic_gb_s (R_rep,) bandwidth a replica's pipeline
     hop sees, rep_cross_latency_s (R_rep,) RDMA latency of all its cross-node hops,
     loading_rate_gb_s (N,) network weight-load rate, node_load_gb_s (N,), node_nic_gb_s (N,).
     """
@@ -213,14 +215,10 @@ class FabricModel:
         self.down_links: set[int] = set()
         self.down_elements: set[str] = set()
         self._paths: dict[tuple[str, str], tuple[int, ...] | None] = {}
-        # cross-node pipeline hops of every replica, in stage order
-        self.rep_hops: list[list[tuple[int, int]]] = []
-        for r in topo.replicas:
-            pool = scenario.spec.pools[r.pool_id]
-            stage_nodes = [r.gpu_ids[s * pool.tp] // topo.gpus_per_node for s in range(pool.pp)]
-            self.rep_hops.append([(a, b) for a, b in zip(stage_nodes, stage_nodes[1:]) if a != b])
-        self.rep_hidden_bytes = np.array([scenario.catalogue.model(scenario.spec.pools[r.pool_id].model).hidden_size
-                                          for r in topo.replicas], dtype=float) * 2.0  # BF16 activations
+        # cross-node pipeline hops of every replica in stage order, and activation bytes per token
+        self.rep_hops = sim.rep_cross_hops
+        self.rep_has_hops = sim.rep_hops_cross > 0
+        self.rep_hidden_bytes = sim.rep_hidden_bytes
         self.unit_nodes = [list(u) for u in topo.unit_nodes]
         self.n_rep = len(topo.replicas)
         self.rep_nic_gb_s = np.full(self.n_rep, self.nic_gb_s)
@@ -343,9 +341,8 @@ class FabricModel:
         self.loading_rate_gb_s = np.zeros(self.N)
         self.node_load_gb_s = np.zeros(self.N)
         self.node_nic_gb_s = np.zeros(self.N)
-        fs = self._flow_set(np.asarray(active_reps, dtype=np.int64)[[bool(self.rep_hops[r]) for r in active_reps]]
-                            if len(active_reps) else np.zeros(0, np.int64),
-                            np.asarray(loading_nodes, dtype=np.int64))
+        active = np.asarray(active_reps, dtype=np.int64)
+        fs = self._flow_set(active[self.rep_has_hops[active]], np.asarray(loading_nodes, dtype=np.int64))
         if fs is None:
             return
         tok = getattr(sim, "rep_tokens_s", None)
