@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from twin.export import _atomic_output  # temp file + rename, ToolError if the directory is missing
 from twin.plots import DPI, FIGSIZE_IN, PLOTS, PlotOptions, png_bytes
 from twin.query import RECIPES
 from twin.run import Run, ToolError
+from twin.telemetry import atomic_write
 
 
 @dataclass(frozen=True)
@@ -406,5 +406,5 @@ def write_report(run: Run, out: Path, opts: ReportOptions | None = None) -> Path
         raise ToolError(f"{out.parent}: output directory does not exist")
     page = render_html(run, opts).encode("utf-8")  # render first: a failure writes nothing
 
-    _atomic_output(out, lambda fh: fh.write(page))
+    atomic_write(out, lambda fh: fh.write(page))  # the directory was checked above
     return out
