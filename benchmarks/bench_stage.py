@@ -32,9 +32,9 @@ def main() -> None:
     args = ap.parse_args()
     run_dir = Path(args.run_dir) if args.run_dir else Path("/tmp/scenes-bench/surge")
     if not args.run_dir:
-        from twin.engine import simulate
-        from twin.runner import write_run
-        from twin.scenario import load_scenario
+        from twin.model.validate import load_scenario
+        from twin.sim.engine import simulate
+        from twin.telemetry.write import write_run
         t0 = time.perf_counter()
         res = simulate(load_scenario(ROOT / "scenarios" / "surge.yaml"))
         write_run(res, run_dir, force=True)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.telemetry import NODE_STATES
+from twin.telemetry.schema import NODE_STATES
 
 # (temperature °C, linear RGB) stops of the GPU temperature ramp
 TEMP_STOPS_C = np.array([25.0, 40.0, 55.0, 65.0, 75.0, 84.0, 92.0])

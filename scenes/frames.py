@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from twin.telemetry import NODE_STATES, read_manifest
+from twin.telemetry.schema import NODE_STATES
+from twin.telemetry.read import read_manifest
 
 DEFAULT_STAGE_SAMPLE_S = 5.0
 FAN_MAX_DEG_PER_FRAME = 90.0   # visual fan spin is slowed so the fastest fan turns <= 90° per frame

@@ -26,7 +26,7 @@ from scenes.animate import attr_spec, write_float_series, write_palette_series, 
 from scenes.fabric import author_fabric, sample_fabric
 from scenes.frames import StageFrames, load_frames
 from scenes.prims import group, ref, xform
-from twin.telemetry import NODE_STATES
+from twin.telemetry.schema import NODE_STATES
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 ROOT_NAME = "refinery.usda"

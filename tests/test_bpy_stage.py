@@ -74,7 +74,7 @@ def test_blender_imports_racks_nodes_and_animated_colour(syn_stage):
 def test_twin_render_shows_heat_colours(syn_stage, tmp_path):
     from PIL import Image
     from typer.testing import CliRunner
-    from twin.cli import app
+    from twin.cli.main import app
     png = tmp_path / "frame.png"
     result = CliRunner().invoke(app, ["render", str(syn_stage), "--frame", "10", "--camera", "Front",
                                       "--width", "160", "--height", "90", "--samples", "4", "-o", str(png)])

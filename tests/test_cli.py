@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from twin.cli import app
+from twin.cli.main import app
 
 TINY = Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml"
 runner = CliRunner()

@@ -13,9 +13,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from synthetic_run import make_synthetic_run
-from twin.cli_tools import register
-from twin.plots import PLOTS
-from twin.query import RECIPES
+from twin.cli.tools import register
+from twin.tools.plots import PLOTS
+from twin.tools.query import RECIPES
 
 runner = CliRunner()
 
@@ -137,7 +137,7 @@ def test_export_openmetrics_parses(app, run_dir, tmp_path):
 
 
 def test_real_twin_cli_has_the_tools():
-    from twin.cli import app as real_app
+    from twin.cli.main import app as real_app
 
     result = runner.invoke(real_app, ["query", "--list"])
     assert result.exit_code == 0 and "energy-by-rack" in result.stdout

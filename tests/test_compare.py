@@ -10,8 +10,8 @@ import json
 import pytest
 
 from synthetic_run import make_synthetic_run
-from twin.compare import METRICS, compare, summarise, to_dict
-from twin.run import load_run
+from twin.tools.compare import METRICS, compare, summarise, to_dict
+from twin.telemetry.read import load_run
 
 
 def it_energy_j(samples: int, sample_s: float = 10.0) -> float:

@@ -15,8 +15,9 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from synthetic_run import make_synthetic_run
-from twin.export import DEFAULT_START_EPOCH, export
-from twin.run import ToolError, load_run
+from twin.tools.export import DEFAULT_START_EPOCH, export
+from twin.errors import ToolError
+from twin.telemetry.read import load_run
 
 GPUS, NODES, RACKS, S = 36, 12, 4, 20
 # 4 GPU families + 2 node + 2 rack + 11 facility + node-state (7 series)

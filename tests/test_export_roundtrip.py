@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from twin.export import DEFAULT_START_EPOCH, export
-from twin.run import load_run
+from twin.tools.export import DEFAULT_START_EPOCH, export
+from twin.telemetry.read import load_run
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from synthetic_run import make_synthetic_run
-from twin.plots import DPI, FIGSIZE_IN, PLOTS, PlotOptions, figure, plot
-from twin.run import ToolError, load_run
+from twin.tools.plots import DPI, FIGSIZE_IN, PLOTS, PlotOptions, figure, plot
+from twin.errors import ToolError
+from twin.telemetry.read import load_run
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from twin.catalogue import load_catalogue
-from twin.cli import app
-from twin.predict import (Box, burn_test, concurrency_table, decode_interval_s, idle_power, kv_fit_sequences,
-                          model_load_s, peak_power, prefill_tokens_per_s, psu_headroom_frac, resolve_box)
+from twin.spec.catalogue import load_catalogue
+from twin.cli.main import app
+from twin.tools.predict import (Box, burn_test, concurrency_table, decode_interval_s, idle_power, kv_fit_sequences, model_load_s, peak_power, prefill_tokens_per_s, psu_headroom_frac, resolve_box)
 
 runner = CliRunner()
 

@@ -24,10 +24,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from synthetic_run import make_synthetic_run
-from twin.cli_tools import register
-from twin.plots import DPI, FIGSIZE_IN, PLOTS
-from twin.report import ReportOptions, column_decimals, column_heading, render_html, summary_rows, write_report
-from twin.run import ToolError, load_run
+from twin.cli.tools import register
+from twin.tools.plots import DPI, FIGSIZE_IN, PLOTS
+from twin.tools.report import (ReportOptions, column_decimals, column_heading, render_html, summary_rows, write_report)
+from twin.errors import ToolError
+from twin.telemetry.read import load_run
 
 runner = CliRunner()
 PNG_PREFIX = "data:image/png;base64,"
@@ -264,7 +265,7 @@ def test_bad_input_is_one_line_exit_2(tiny_run, tmp_path, args, needle):
 
 
 def test_real_twin_cli_has_report():
-    from twin.cli import app
+    from twin.cli.main import app
 
     result = runner.invoke(app, ["report", "--help"])
     assert result.exit_code == 0 and "self-contained" in result.stdout

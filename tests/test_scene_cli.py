@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from twin.cli import app
+from twin.cli.main import app
 
 pytest.importorskip("pxr")
 TINY = Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml"

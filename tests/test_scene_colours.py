@@ -6,7 +6,7 @@ import pytest
 
 from scenes import colours
 from scenes.frames import frame_rows, window_mean
-from twin.telemetry import NODE_STATES
+from twin.model.states import NODE_STATES
 
 
 def test_ramp_hits_its_stops_and_interpolates_linearly():

@@ -228,7 +228,7 @@ def test_real_tiny_run_stage(tiny_run, tmp_path):
     nodes = [p for p in stage.Traverse() if p.GetName().startswith("Node_")]
     assert len(nodes) == 4
     import pyarrow.compute as pc
-    from twin.telemetry import read_table
+    from twin.telemetry.read import read_table
     t = read_table(tiny_run, "nodes")
     row = t.filter(pc.and_(pc.equal(t["node_id"], 2), pc.equal(t["time_s"], 300.0)))
     n2 = stage.GetPrimAtPath("/Refinery/Row_A/Rack_A01/Node_03")
@@ -246,7 +246,8 @@ def test_same_run_gives_byte_identical_stage(syn, tmp_path):
 
 def test_unknown_link_endpoint_is_a_clear_error(tmp_path):
     import pyarrow.parquet as pq
-    from twin.telemetry import to_table, write_table
+    from twin.telemetry.schema import to_table
+    from twin.telemetry.write import write_table
     run = make_synthetic_run(tmp_path / "syn")
     t = pq.read_table(run / "telemetry" / "nodes.parquet", columns=["time_s"]).column("time_s").to_numpy()[:1]
     write_table(to_table("links", {"time_s": t, "link_id": [0], "src": ["leaf:Z09"], "dst": ["spine:0"],

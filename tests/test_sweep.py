@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from twin.cli import app
-from twin.engine import simulate
+from twin.cli.main import app
+from twin.sim.engine import simulate
 from twin.errors import SpecError
-from twin.scenario import load_scenario
-from twin.sweep import plan_sweep, run_sweep, to_table, write_sweep
+from twin.model.validate import load_scenario
+from twin.tools.sweep import plan_sweep, run_sweep, to_table, write_sweep
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 TINY = SCENARIOS / "tiny.yaml"

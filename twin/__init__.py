@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers and IDEs only
-    from twin.run import Run, load_run
+    from twin.telemetry.read import Run, load_run
 
 __all__ = ["Run", "load_run"]
 
-_LAZY = {"Run": "twin.run", "load_run": "twin.run"}
+_LAZY = {"Run": "twin.telemetry.read", "load_run": "twin.telemetry.read"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,191 @@
+"""The `twin` command line (Typer). Thin: every command parses, delegates, prints.
+
+User mistakes (bad YAML, unknown parts, a run directory that exists) print one message per
+problem on stderr and exit with code 2 — never a traceback. Exit code 1 is reserved for bugs.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from twin.cli.common import SetOption, _with_progress, fail, load_scenario_or_exit, out
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="AI Inference Refinery digital twin: simulate, query and render the surge.")
+catalogue_app = typer.Typer(no_args_is_help=True, help="Browse the parts and models catalogue.")
+app.add_typer(catalogue_app, name="catalogue")
+
+@app.command()
+def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scenarios/surge.yaml")],
+        out_dir: Annotated[Optional[Path], typer.Option("-o", "--out", help="Run directory (default runs/<scenario name>)")] = None,
+        seed: Annotated[Optional[int], typer.Option(help="Override simulation.seed")] = None,
+        sets: SetOption = None,
+        force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing run directory")] = False,
+        stage: Annotated[bool, typer.Option("--stage/--no-stage", help="Also write the USD stage")] = True,
+        stage_sample_s: Annotated[Optional[float], typer.Option(help="Seconds between stage time samples")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False) -> None:
+    """Simulate SCENARIO and write telemetry (Parquet), a manifest and the USD stage."""
+    from twin.telemetry.atomic import RunExistsError, check_replaceable
+    from twin.telemetry.write import RUN_MARKER, default_run_dir
+
+    if stage_sample_s is not None and not stage_sample_s > 0:  # before the simulation, not after it
+        fail(f"--stage-sample-s: must be a positive number of seconds, got {stage_sample_s:g}")
+    sc = load_scenario_or_exit(scenario, seed, sets)
+    target = out_dir or default_run_dir(sc.name)
+    if target.exists() and not force:
+        fail(f"{target} already exists; pass --force to replace it or -o to choose another directory")
+    try:  # before simulating: a refusal should not cost the user the whole run
+        check_replaceable(target, force, marker=RUN_MARKER)
+    except RunExistsError as exc:
+        fail(str(exc))
+    with _interruptible(target):
+        _run(sc, target, force, stage, stage_sample_s, quiet)
+
+
+@contextlib.contextmanager
+def _interruptible(target: Path):
+    """Ctrl-C (exit 130) or SIGTERM (exit 143): one line, no traceback. The run directory is built
+    atomically (twin.telemetry.AtomicDir), so unwinding through it leaves nothing behind."""
+    got: list[int] = []
+
+    def on_term(signum, frame):
+        got.append(signum)
+        raise KeyboardInterrupt  # unwinds like Ctrl-C, through AtomicDir's cleanup
+
+    main = threading.current_thread() is threading.main_thread()  # signal handlers only there
+    previous = signal.signal(signal.SIGTERM, on_term) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        fail(f"interrupted; no partial run written to {target}", code=143 if got else 130)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | None, quiet: bool) -> None:
+    from twin.sim.engine import simulate
+    from twin.telemetry.atomic import RunExistsError
+    from twin.telemetry.write import write_run
+
+    result = _with_progress(f"simulating {sc.name}", lambda cb: simulate(sc, progress=cb), quiet)
+    stage_fn = None
+    if stage:
+        from scenes import build_stage
+
+        def stage_fn(tmp: Path) -> dict:
+            return _with_progress("writing USD stage", lambda cb: build_stage(
+                tmp, stage_sample_s=stage_sample_s,
+                progress=(lambda msg, frac: cb(frac, {"msg": msg})) if cb else None), quiet)  # cb is None with -q
+    try:
+        man = write_run(result, target, force=force, stage=stage_fn)
+    except RunExistsError as exc:
+        fail(str(exc))
+    except OSError as exc:  # -o under a read-only or full file system: a user-side problem
+        fail(f"cannot write {target}: {exc.strerror or exc}")
+    print_summary(man, target)
+
+
+def _fmt(value, unit: str = "", digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    return f"{value:,}{unit}"
+
+
+def print_summary(man: dict, run_dir: Path) -> None:
+    s = man["summary"]
+    t = Table(title=f"{man['scenario']['name']} (seed {man['scenario']['seed']}) -> {run_dir}", show_header=False)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    drops = ", ".join(f"{k} {v:,}" for k, v in s.get("drop_reasons", {}).items()) or "none"
+    rows = [
+        ("requests arrived / completed", f"{s['requests_arrived']:,} / {s['requests_completed']:,}"),
+        ("dropped", f"{s['requests_dropped']:,} ({drops})"),
+        ("still queued / in flight at end", f"{s['requests_queued']:,} / {s['requests_in_flight']:,}"),
+        ("TTFT p50 / p99", f"{_fmt(s['ttft_p50_s'], ' s', 2)} / {_fmt(s['ttft_p99_s'], ' s', 2)}"),
+        ("latency p50 / p99", f"{_fmt(s['latency_p50_s'], ' s', 1)} / {_fmt(s['latency_p99_s'], ' s', 1)}"),
+        ("nodes ignited / peak on / peak serving", f"{s['nodes_ignited']} units / {s['peak_nodes_on']} / {s['peak_nodes_serving']}"),
+        ("peak IT (wall) power", _fmt(s["peak_it_power_w"] / 1e3, " kW")),
+        ("peak facility power", _fmt(s["peak_facility_power_w"] / 1e3, " kW")),
+        ("energy IT / facility", f"{_fmt(s['it_energy_kwh'], ' kWh')} / {_fmt(s['facility_energy_kwh'], ' kWh')}"),
+        ("PUE (energy-weighted)", _fmt(s["pue"], "", 2)),
+        ("peak GPU temperature", _fmt(s["peak_gpu_temp_c"], " °C")),
+        ("throttled GPU-seconds", _fmt(s["throttled_gpu_s"], " s", 0)),
+        ("thermal shutdowns", str(s.get("thermal_shutdowns", 0))),
+        ("faults / units lost / request retries",
+         f"{s.get('faults', 0)} / {s.get('units_lost', 0)} / {s.get('request_retries', 0):,}"),
+        ("simulation wall time", _fmt(man.get("wall_time_s"), " s")),
+    ]
+    if "tokens_served" in s:  # economics keys (twin.economics); absent in older runs
+        rows[-1:-1] = [
+            ("tokens served / per facility kWh", f"{s['tokens_served']:,} / {_fmt(s['tokens_per_kwh'], '', 0)}"),
+            ("energy cost / amortised capex", f"{_fmt(s['energy_cost_usd'], ' USD', 2)} / "
+                                              f"{_fmt(s['amortised_capex_usd'], ' USD', 2)}"),
+            ("USD per Mtok energy / total", f"{_fmt(s['cost_per_mtok_energy_usd'], '', 3)} / "
+                                            f"{_fmt(s['cost_per_mtok_usd'], '', 3)}"),
+            ("GPU-hours serving / warm / booting+loading",
+             f"{_fmt(s['gpu_hours_serving'])} / {_fmt(s['gpu_hours_warm'])} / "
+             f"{_fmt(s['gpu_hours_booting'] + s['gpu_hours_loading'])}"),
+        ]
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
+
+
+@app.command()
+def validate(scenario: Annotated[Path, typer.Argument(help="Scenario YAML to check")],
+             sets: SetOption = None) -> None:
+    """Check SCENARIO and print every problem with its field path (exit 2 if any)."""
+    sc = load_scenario_or_exit(scenario, sets=sets)
+    topo = sc.spec.topology
+    out.print(f"{scenario}: ok — {sc.name}: {topo.rows * topo.racks_per_row} racks, "
+              f"{topo.rows * topo.racks_per_row * topo.nodes_per_rack} nodes, {len(sc.spec.pools)} pool(s), "
+              f"{sc.spec.simulation.duration_s:g} s, seed {sc.seed}")
+
+
+@catalogue_app.command("list")
+def catalogue_list(kind: Annotated[Optional[str], typer.Argument(help="gpus, models, nodes, ... (default: all)")] = None) -> None:
+    """List catalogue entries."""
+    from twin.spec.catalogue import KINDS, load_catalogue
+    cat = load_catalogue()
+    kinds = [kind] if kind else list(KINDS)
+    for k in kinds:
+        if k not in KINDS:
+            fail(f"unknown catalogue kind {k!r}; choose one of {', '.join(KINDS)}")
+        out.print(f"[bold]{k}[/]: " + ", ".join(cat.names(k)))
+
+
+@catalogue_app.command("show")
+def catalogue_show(name: Annotated[str, typer.Argument(help="Entry name, e.g. rtx-pro-4500-blackwell")]) -> None:
+    """Show one entry with its numbers and sources."""
+    import yaml
+
+    from twin.errors import suggest
+    from twin.spec.catalogue import load_catalogue
+    cat = load_catalogue()
+    for kind, entries in cat.entries.items():
+        if name in entries:
+            out.print(f"# {kind}")
+            out.print(yaml.safe_dump(entries[name].model_dump(mode="json"), sort_keys=False), end="")
+            return
+    every = [n for e in cat.entries.values() for n in e]
+    fail(f"no catalogue entry {name!r}{suggest(name, every)}")
+
+
+# Commands contributed by other modules: each exposes register(app).
+for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.plan"):
+    importlib.import_module(_mod).register(app)
+
+
+def main() -> None:
+    app()
