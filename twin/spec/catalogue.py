@@ -225,6 +225,7 @@ class ModelSpec(Spec):
     hidden_size: Annotated[int, Field(ge=1)]
     state_mb_per_seq: NonNeg = 0.0  # fixed recurrent (Mamba) state per sequence
     max_context: Annotated[int, Field(ge=1)] = 131072
+    vocab_size: Annotated[int, Field(ge=0)] = 0  # tokenizer vocabulary; training logits memory (0: unknown, omitted)
     quantisations: list[str]
     source: str
 

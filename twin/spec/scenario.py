@@ -74,7 +74,18 @@ class TopologySpec(Section):
     cold_aisle_m: Pos = 1.2
 
 
-class PoolSpec(Section):
+class PoolPlacement(Section):
+    """Where a pool runs when it shares nodes (issue 20): several pools per node, GPU subsets,
+    GPU memory shares, CPU-only pools pinned to cores. Inherited by PoolSpec; all optional."""
+    colocate: str | None = None  # name of another pool whose nodes this pool shares (takes no nodes of its own)
+    device: Literal["gpu", "cpu"] = "gpu"  # cpu: a CPU-only engine (llama.cpp) on `cores` and `ram_gb`
+    gpus: list[Annotated[int, Field(ge=0)]] | None = None  # GPU indices of each node this pool uses (default: all)
+    gpu_memory_share: Annotated[float, Field(gt=0, le=1)] | None = None  # share of each GPU's memory (vLLM gpu_memory_utilization); replaces memory_utilisation
+    cores: PosInt | None = None  # CPU cores pinned to this pool (taskset / llama.cpp --threads)
+    ram_gb: Pos | None = None  # system RAM reserved for this pool (CPU-only weights + KV, or offloaded layers)
+
+
+class PoolSpec(PoolPlacement):
     name: str
     model: str
     quantisation: str
@@ -185,6 +196,47 @@ class DesignSpec(Section):
     strict: bool = True  # False: envelope violations become warnings, so the what-if still runs
 
 
+TRAINING_METHODS = ("full", "lora", "qlora")
+OPTIMIZER_NAMES = ("adamw", "adamw_fp32", "adamw_bf16", "adamw_8bit", "sgd")
+
+
+class TrainingJobSpec(Section):
+    """One training job (twin.model.training): what trains, how, on which GPUs of which node."""
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
+    model: str
+    method: Literal[TRAINING_METHODS] = "lora"  # type: ignore[valid-type]
+    trainer: str = "torchtune"  # efficiency profile (twin.model.training.TRAINERS)
+    batch: PosInt = 16  # sequences per optimizer step, all GPUs together
+    micro_batch: PosInt = 4  # sequences per GPU per forward/backward (gradient accumulation makes up the batch)
+    seq_len: PosInt = 2048  # tokens per sequence (packed)
+    steps: PosInt | None = None  # optimizer steps to run ...
+    tokens: Pos | None = None  # ... or training tokens to process (give one)
+    lora_rank: PosInt = 16
+    lora_targets: Literal["qv", "attention", "all_linear"] = "all_linear"
+    optimizer: Literal[OPTIMIZER_NAMES] = "adamw"  # type: ignore[valid-type]
+    recompute: bool = True  # activation checkpointing (full recompute)
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # fsdp shards weights, grads and optimizer states over the GPUs
+    optimizer_offload: bool = False  # optimizer states paged to system RAM
+    node: Annotated[int, Field(ge=0)] = 0  # node id (topology order)
+    gpus: list[Annotated[int, Field(ge=0)]] | None = None  # GPU indices on that node (default: all)
+    start_s: NonNeg = 0.0
+    preemptible: bool = True  # yields GPU time to inference pools on the same GPUs (training.policy)
+
+    @model_validator(mode="after")
+    def _length(self) -> "TrainingJobSpec":
+        if (self.steps is None) == (self.tokens is None):
+            raise ValueError("give exactly one of steps or tokens")
+        return self
+
+
+class TrainingSpec(Section):
+    """Training jobs beside the inference traffic, and how they share GPUs with it."""
+    # inference_first: a preemptible job runs only in GPU time inference leaves idle;
+    # time_slice: jobs and engines get equal time slices of a shared GPU (CUDA default without MPS)
+    policy: Literal["inference_first", "time_slice"] = "inference_first"
+    jobs: list[TrainingJobSpec] = []
+
+
 class ScenarioSpec(Section):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
     description: str = ""
@@ -199,6 +251,7 @@ class ScenarioSpec(Section):
     faults: list[FaultSpec] = []
     economics: EconomicsSpec = EconomicsSpec()
     design: DesignSpec = DesignSpec()
+    training: TrainingSpec = TrainingSpec()
 
 
 def _fields_at(model: type[BaseModel], prefix: str = "", out: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
