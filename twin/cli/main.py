@@ -183,7 +183,7 @@ def catalogue_show(name: Annotated[str, typer.Argument(help="Entry name, e.g. rt
 
 
 # Commands contributed by other modules: each exposes register(app).
-for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.plan"):
+for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.plan", "twin.cli.train"):
     importlib.import_module(_mod).register(app)
 
 

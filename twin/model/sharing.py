@@ -9,7 +9,8 @@ Pure functions of numbers and arrays; no SimPy, no I/O.
   per-instance limit"). llama.cpp allocates weights + KV cache + compute buffers; the twin gives
   it a share the same way. A training job needs what twin.model.training computes.
 - **CPU and RAM.** Pools pinned to cores (``taskset``, llama.cpp ``--threads``) split the
-  package; their RAM reservations must fit the node's memory.
+  package; their RAM reservations must fit the node's memory. What the pinned cores achieve
+  (their share of memory bandwidth and FLOPs) is the serving model's (twin/model/offload.py).
 - **Time slicing.** Without MPS, kernels of different processes do not run concurrently: the GPU
   time-slices between CUDA contexts (NVIDIA MPS overview, "without MPS ... scheduled in a
   time-sliced manner"). An engine that alone would keep the GPU busy a fraction d of the time
@@ -98,12 +99,3 @@ def oversubscription(shares: dict[str, float], capacity_gb: float, label: str) -
     return (f"{label} is oversubscribed: {terms} = {total:.2f} of {capacity_gb:g} GB "
             f"({total * capacity_gb:.1f} GB > {capacity_gb:g} GB)")
 
-
-def core_bandwidth_share(cores: int, total_cores: int) -> float:
-    """Share of the socket's memory bandwidth a pool pinned to `cores` of `total_cores` draws.
-
-    Linear in cores (each core's load/store queues and the CCDs' fabric links scale with the cores
-    in use); an upper bound once the channels saturate, which on 8-channel DDR5 parts happens
-    with roughly half the cores streaming (estimate; see docs/validation.md).
-    """
-    return min(1.0, max(0, cores) / max(1, total_cores))

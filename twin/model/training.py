@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from twin.spec.catalogue import GpuSpec, ModelSpec
+from twin.spec.catalogue import Catalogue, GpuSpec, ModelSpec, NodeSpec
 
 GB = 1e9
 METHODS = ("full", "lora", "qlora")
@@ -265,6 +265,11 @@ def mfu(s: TrainingSetup, st: StepTime) -> float:
     return st.flops_per_token * st.tokens_per_s / (s.n_gpus * s.gpu.tflops("fp16") * 1e12)
 
 
+def _count(n: float) -> str:
+    """4.19e6 -> '4.2 M', 6.74e9 -> '6.74 B' (parameter counts in messages)."""
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.1f} M"
+
+
 def memory_refusal(s: TrainingSetup, usable_gb: float, where: str) -> str | None:
     """One line with the arithmetic when the job does not fit `usable_gb` per GPU, else None."""
     m = training_memory(s)
@@ -275,6 +280,25 @@ def memory_refusal(s: TrainingSetup, usable_gb: float, where: str) -> str | None
             if s.method == "full" else "use qlora, fsdp, recompute or a smaller micro_batch")
     return (f"{where}: {s.model.name} {s.method} needs {m.total_gb:.1f} GB per GPU but {s.gpu.name} has "
             f"{usable_gb:.1f} GB: weights {m.weights_gb:.1f} + grads {m.grads_gb:.1f} + optimizer "
-            f"{m.optimizer_gb:.1f} ({s.optimizer}: {opt.state:g} B/param x {trainable_params(s) / 1e9:.2f} B "
+            f"{m.optimizer_gb:.1f} ({s.optimizer}: {opt.state:g} B/param x {_count(trainable_params(s))} "
             f"trainable) + activations {m.activations_gb:.1f} + logits {m.logits_gb:.1f} + context "
             f"{m.context_gb:.1f}; {hint}")
+
+
+def setup_for_job(job, cat: Catalogue, node: NodeSpec) -> TrainingSetup:
+    """A scenario's TrainingJobSpec resolved on a node type (names already checked by validation)."""
+    model = cat.model(job.model)
+    n_gpus = len(job.gpus) if job.gpus is not None else node.gpu_count
+    return TrainingSetup(model=model, gpu=cat.gpu(node.gpu), n_gpus=n_gpus, method=job.method, batch=job.batch,
+                         micro_batch=job.micro_batch, seq_len=job.seq_len, optimizer=job.optimizer,
+                         lora_rank=job.lora_rank, lora_targets=job.lora_targets, recompute=job.recompute,
+                         parallel=job.parallel, optimizer_offload=job.optimizer_offload, trainer=job.trainer,
+                         vocab_size=model.vocab_size, p2p_gb_s=node.pcie_p2p_gb_s, h2d_gb_s=node.pcie_h2d_gb_s)
+
+
+def job_steps(job, s: TrainingSetup) -> int:
+    """Optimizer steps a job runs: `steps`, or `tokens` / tokens per step rounded up."""
+    if job.steps is not None:
+        return int(job.steps)
+    per_step = s.accumulation * s.micro_batch * s.seq_len * s.n_gpus
+    return max(1, math.ceil(job.tokens / per_step))

@@ -84,6 +84,11 @@ class PoolPlacement(Section):
     cores: PosInt | None = None  # CPU cores pinned to this pool (taskset / llama.cpp --threads)
     ram_gb: Pos | None = None  # system RAM reserved for this pool (CPU-only weights + KV, or offloaded layers)
 
+    @property
+    def memory_fraction(self) -> float:
+        """Share of each of its GPUs' memory the pool may use: gpu_memory_share, else memory_utilisation."""
+        return self.gpu_memory_share if self.gpu_memory_share is not None else self.memory_utilisation  # type: ignore[attr-defined]
+
 
 class PoolSpec(PoolPlacement):
     name: str

@@ -1,0 +1,90 @@
+"""Several engines on one GPU / node (twin.model.sharing, twin.spec.topology), hand-computed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twin.model import serving as sv
+from twin.model import sharing
+from twin.model.validate import scenario_from_text
+from twin.spec.catalogue import load_catalogue
+from twin.spec.topology import build_topology
+
+CAT = load_catalogue()
+THREE = """
+name: share
+topology: {rows: 1, racks_per_row: 1, nodes_per_rack: 2, node_type: rtx5090-server}
+pools:
+  - {name: gpu-a, model: llama-3.1-8b, quantisation: gguf-q4_k_m, engine: llama.cpp, nodes: 2, gpu_memory_share: 0.3}
+  - {name: gpu-b, model: llama-3.1-8b, quantisation: fp8, engine: vllm, nodes: 1, colocate: gpu-a, gpu_memory_share: 0.6}
+  - {name: cpu, model: llama-3.1-8b, quantisation: gguf-q8_0, engine: llama.cpp, nodes: 2, colocate: gpu-a,
+     device: cpu, cores: 12, ram_gb: 96, mix: 0.1}
+scheduler: {initial_on_nodes: 1}
+fabric: {enabled: false}
+"""
+
+
+def test_memory_split_on_one_gpu_by_hand():
+    gpu = CAT.gpu("rtx-5090")
+    llama, vllm = (sv.replica_memory_plan(CAT.model("llama-3.1-8b"), CAT.quant(q), gpu, 1, share)
+                   for q, share in (("gguf-q4_k_m", 0.3), ("fp8", 0.6)))
+    # 0.3 x 32 GB = 9.6 GB - 8.03e9 x 0.606 B (4.87 GB) = 4.73 GB of KV; 0.6 x 32 = 19.2 - 8.03 = 11.17 GB
+    assert llama.kv_budget_gb == pytest.approx(9.6 - 8.03 * 0.606)
+    assert vllm.kv_budget_gb == pytest.approx(19.2 - 8.03)
+    assert sharing.oversubscription({"a": 0.3, "b": 0.6}, 32, "GPU 0") is None
+    msg = sharing.oversubscription({"a": 0.3, "b": 0.8}, 32, "GPU 0")
+    assert msg == "GPU 0 is oversubscribed: a 0.30 + b 0.80 = 1.10 of 32 GB (35.2 GB > 32 GB)"
+
+
+def test_contention_halves_each_engines_decode_speed_at_equal_load():
+    gpu = CAT.gpu("rtx-5090")
+    alone = float(sv.decode_token_interval_s(
+        np.array([1.0]), np.array([1020.0]), weights_bytes=8.03e9 * 0.606, active_fraction=1.0, active_params=8.03e9,
+        kv_bytes_per_token=131072, state_bytes_per_seq=0.0, tp=1, pp=1, bandwidth_gb_s=gpu.memory_bandwidth_gb_s,
+        dense_tflops=209.5, eta_bw=0.7, eta_fl=0.8, clock=np.array([1.0]), step_overhead_s=0.0008)[0])
+    # two engines that always have work on GPU 0: time slices of 1/2 each
+    share = sharing.gpu_time_shares(np.array([1.0, 1.0]), np.array([0, 0]))
+    assert share.tolist() == [0.5, 0.5]
+    speed = sharing.slowdown(np.array([1.0, 1.0]), share)
+    assert (1.0 / (alone / speed)).tolist() == pytest.approx([0.5 / alone, 0.5 / alone])
+    # the same two engines on different GPUs do not contend
+    assert sharing.gpu_time_shares(np.array([1.0, 1.0]), np.array([0, 1])).tolist() == [1.0, 1.0]
+
+
+def test_water_filling_gives_a_light_engine_all_it_needs():
+    share = sharing.fair_shares(np.array([0.2, 1.0, 1.0]))
+    assert share.tolist() == pytest.approx([0.2, 0.4, 0.4])
+    assert sharing.slowdown(np.array([0.2, 1.0, 1.0]), share).tolist() == pytest.approx([1.0, 0.4, 0.4])
+    assert sharing.fair_shares(np.array([0.3, 0.3])).tolist() == pytest.approx([0.3, 0.3])   # no contention
+
+
+def test_inference_first_leaves_training_the_idle_time():
+    # inference busy 70 % of the time (class 0), a training job that would use the whole GPU (class 1)
+    share = sharing.priority_shares(np.array([0.7, 1.0]), np.array([0, 1]))
+    assert share.tolist() == pytest.approx([0.7, 0.3])
+    assert sharing.priority_shares(np.array([1.0, 1.0]), np.array([0, 1])).tolist() == [1.0, 0.0]
+
+
+def test_topology_puts_three_pools_on_one_node():
+    sc = scenario_from_text(THREE)
+    topo = build_topology(sc)
+    assert topo.node_pools == ((0, 1, 2), (0, 2))
+    assert topo.unit_pools == ((0, 1, 2), (0, 2))
+    reps = [(r.pool_id, r.node_ids, r.gpu_ids, r.device) for r in topo.replicas]
+    assert reps == [(0, (0,), (0,), "gpu"), (1, (0,), (0,), "gpu"), (2, (0,), (), "cpu"),
+                    (0, (1,), (1,), "gpu"), (2, (1,), (), "cpu")]
+    assert topo.node_pool.tolist() == [0, 0]       # the host pool stays the node's pool
+
+
+def test_gpu_subsets_split_a_four_gpu_box():
+    text = """
+name: split
+topology: {rows: 1, racks_per_row: 1, nodes_per_rack: 1, node_type: ws-4x4090-tr}
+pools:
+  - {name: a, model: llama-3.1-8b, quantisation: bf16, nodes: 1, tp: 2, gpus: [0, 1]}
+  - {name: b, model: llama-3.1-8b, quantisation: bf16, nodes: 1, gpus: [2, 3], colocate: a}
+scheduler: {initial_on_nodes: 1}
+fabric: {enabled: false}
+"""
+    topo = build_topology(scenario_from_text(text))
+    assert [(r.pool_id, r.gpu_ids) for r in topo.replicas] == [(0, (0, 1)), (1, (2,)), (1, (3,))]
