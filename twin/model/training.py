@@ -276,8 +276,12 @@ def memory_refusal(s: TrainingSetup, usable_gb: float, where: str) -> str | None
     if m.total_gb <= usable_gb:
         return None
     opt = OPTIMIZERS[s.optimizer]
-    hint = ("use fsdp, an 8-bit optimizer, optimizer_offload, LoRA/QLoRA or fewer micro_batch"
-            if s.method == "full" else "use qlora, fsdp, recompute or a smaller micro_batch")
+    if m.activations_gb + m.logits_gb > m.weights_gb + m.grads_gb + m.optimizer_gb:
+        hint = "use a smaller micro_batch (gradient accumulation keeps the batch)" + ("" if s.recompute else " or recompute")
+    elif s.method == "full":
+        hint = "use fsdp, an 8-bit optimizer, optimizer_offload or LoRA/QLoRA"
+    else:
+        hint = "use qlora, fsdp or a smaller micro_batch"
     return (f"{where}: {s.model.name} {s.method} needs {m.total_gb:.1f} GB per GPU but {s.gpu.name} has "
             f"{usable_gb:.1f} GB: weights {m.weights_gb:.1f} + grads {m.grads_gb:.1f} + optimizer "
             f"{m.optimizer_gb:.1f} ({s.optimizer}: {opt.state:g} B/param x {_count(trainable_params(s))} "
