@@ -88,3 +88,18 @@ fabric: {enabled: false}
 """
     topo = build_topology(scenario_from_text(text))
     assert [(r.pool_id, r.gpu_ids) for r in topo.replicas] == [(0, (0, 1)), (1, (2,)), (1, (3,))]
+
+
+def test_cpu_pool_load_and_package_temperature_by_hand():
+    from twin.model.cpu_load import cpu_temp_step_c, cpu_util
+    from twin.model.power import cpu_power_w
+    # GPU-serving baseline 0.2 + a 12-core llama.cpp pool decoding all tick on a 32-core package
+    u = cpu_util(np.array([0.2]), np.array([[12.0]]), np.array([[1.0]]), 32)
+    assert u.tolist() == pytest.approx([0.2 + 12 / 32])
+    cpu = CAT.cpu("threadripper-pro-7975wx")
+    p = float(cpu_power_w(cpu.idle_power_w, cpu.tdp_w, u)[0])          # 75 + 275 x 0.575 = 233.1 W
+    assert p == pytest.approx(75 + 275 * 0.575)
+    # steady state 24 C inlet + 233.1 W x 0.17 K/W = 63.6 C; after one time constant (122.4 s) 63.2 % there
+    t = cpu_temp_step_c(np.array([24.0]), np.array([24.0]), np.array([p]), 0.17 * 720)
+    assert t[0] == pytest.approx(24 + p * 0.17 * (1 - np.exp(-1)))
+    assert cpu_temp_step_c(np.array([24.0]), np.array([24.0]), np.array([p]), 1e6)[0] == pytest.approx(24 + p * 0.17)
