@@ -50,15 +50,18 @@ from twin.model.states import (
     WARM,
 )
 from twin.model.workload import generate_requests, mean_tokens
+from twin.sim.events import EventLog, Kind
 from twin.sim.result import (
     DONE,
     DROP_REASONS,
     DROPPED,
     INFLIGHT,
     QUEUED,
+    RequestRecord,
     SimResult,
     collect,  # table assembly lives next door to keep this file about dynamics
 )
+from twin.sim.sampler import Sampler, SamplerLayout
 from twin.spec.scenario import Scenario
 from twin.spec.topology import build_topology
 
@@ -210,7 +213,7 @@ class _Sim:
         self.plenum_frac = 1.0
         self.cooling_capacity_w = fac.cooling_capacity_kw * 1e3
         self.gpu_throttled = np.zeros(G, dtype=bool)
-        self.events: list[tuple] = []
+        self.log = EventLog(topo.node_rack, lambda: self.env.now)
         self.low_since = [-1.0] * len(spec.pools)
         self.ramp_hist: deque = deque()
         # RDMA latency of a replica's cross-node hops: 2 NIC traversals + one leaf switch per hop
@@ -241,8 +244,7 @@ class _Sim:
             step_overhead_s=pf.step_overhead_s)[0])
 
     def event(self, kind: str, node: int = -1, replica: int = -1, detail: str = "") -> None:
-        rack = int(self.topo.node_rack[node]) if node >= 0 else -1
-        self.events.append((self.env.now, kind, node, rack, replica, detail))
+        self.log.emit(Kind(kind), node, replica, detail)
 
     def set_state(self, node: int, new: int) -> None:
         old = int(self.state[node])
@@ -1022,40 +1024,21 @@ class _Sim:
 
     # ------------------------------------------------------------------ telemetry
     def _alloc_samples(self) -> None:
-        S, N, G, R = self.n_samples, self.N, self.G, self.R
-        f32 = np.float32
-        self.s_gpu = {k: np.zeros((S, G), f32) for k in ("power_w", "temp_c", "util", "clock_factor", "fan_frac", "memory_used_gb")}
-        self.s_gpu["throttled"] = np.zeros((S, G), bool)
-        self.s_node = {k: np.zeros((S, N), f32) for k in ("power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm",
-                                                          "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w", "p2p_gb_s", "nic_gb_s")}
-        self.s_node["state"] = np.zeros((S, N), np.int8)
-        self.s_node["active_requests"] = np.zeros((S, N), np.int32)
-        self.s_rack = {k: np.zeros((S, R), f32) for k in ("power_w", "inlet_c", "exhaust_c", "airflow_demand_m3_s",
-                                                          "airflow_supply_m3_s", "recirculation_frac")}
-        self.s_rack["nodes_on"] = np.zeros((S, R), np.int32)
-        self.s_rack["nodes_serving"] = np.zeros((S, R), np.int32)
-        self.s_fac = {k: np.zeros(S, np.float64) for k in ("it_power_w", "cooling_power_w", "overhead_power_w",
-                                                           "facility_power_w", "supply_c", "queued", "in_flight")}
-        # interval-mean accumulators (float64 so that energy integrates exactly)
-        self.acc_gpu_w = np.zeros(G)
-        self.acc_node_w = np.zeros(N)
-        self.acc_node_dc = np.zeros(N)
-        self.acc_node_gpu = np.zeros(N)
-        self.acc_p2p = np.zeros(N)
-        self.acc_nic = np.zeros(N)
-        self.acc_util = np.zeros(G)
-        self.acc_fac = np.zeros(4)
-        self.throttled_gpu_s = 0.0
-        self.s_links: list[tuple] = []
+        reps = self.topo.replicas
         # (replica, node) pairs for spreading per-replica quantities onto nodes without loops
-        self.pair_rep = np.array([r.replica_id for r in self.topo.replicas for _ in r.node_ids], dtype=np.int64)
-        self.pair_node = np.array([n for r in self.topo.replicas for n in r.node_ids], dtype=np.int64)
-        self.rep_n_nodes = np.bincount(self.pair_rep, minlength=self.n_rep).astype(float)
+        pair_rep = np.array([r.replica_id for r in reps for _ in r.node_ids], dtype=np.int64)
+        pair_node = np.array([n for r in reps for n in r.node_ids], dtype=np.int64)
+        self.sampler = Sampler(SamplerLayout(
+            gpu_node=self.topo.gpu_node, gpu_rep=self.gpu_rep, node_rack=self.topo.node_rack,
+            nodes_per_rack=self.topo.nodes_per_rack, gpus_per_node=self.gpn, n_racks=self.R,
+            pair_rep=pair_rep, pair_node=pair_node,
+            rep_n_nodes=np.bincount(pair_rep, minlength=self.n_rep).astype(float),
+            rep_hidden_bytes=self.rep_hidden_bytes, rep_hops_intra=self.rep_hops_intra,
+            rep_hops_cross=self.rep_hops_cross,
+            rep_weights_per_gpu_b=np.array([self.perf[p].weights_bytes / self.perf[p].n_gpus for p in self.rep_pool]),
+            rep_n_gpus=np.array([self.perf[p].n_gpus for p in self.rep_pool], dtype=float)),
+            self.n_samples, self.ticks_per_sample, self.dt)
         self.unit_peak_w = np.array([len(n) for n in self.unit_nodes], dtype=float) * self._node_peak_wall_w()
-
-    def _per_node(self, pair_values: np.ndarray) -> np.ndarray:
-        """Sum values given per (replica, node) pair onto nodes."""
-        return np.bincount(self.pair_node, weights=pair_values, minlength=self.N)
 
     def _node_peak_wall_w(self) -> float:
         node, gpu = self.node_spec, self.gpu
@@ -1066,77 +1049,25 @@ class _Sim:
         return float(pw.wall_power_w(np.float64(dc), self.psu, node.psu_count))
 
     def _accumulate(self, k: int) -> None:
-        topo = self.topo
-        self.acc_gpu_w += self.gpu_power
-        self.acc_util += self.gpu_util
-        self.acc_node_w += self.node_wall
-        self.acc_node_dc += self.node_dc
-        self.acc_node_gpu += self.node_gpu_w
-        # intra-node pipeline traffic and NIC traffic: tokens/s x activation bytes x hops
-        if self.n_rep:
-            tok = self.rep_tokens_s + self.rep_prefill_tok_s
-            intra = tok * self.rep_hidden_bytes * self.rep_hops_intra / sv.GB
-            cross = tok * self.rep_hidden_bytes * self.rep_hops_cross / sv.GB
-            # spread over the replica's nodes; each cross hop leaves one node and enters another
-            p2p = self._per_node((intra / self.rep_n_nodes)[self.pair_rep])
-            nic = self._per_node((2 * cross / self.rep_n_nodes)[self.pair_rep])
-            if self.fabric is not None and self.spec.fabric.load_from == "network":
-                nic += self.fabric.node_load_gb_s
-            self.acc_p2p += p2p
-            self.acc_nic += nic
-        self.acc_fac += (self.it_w, float(self.cool_w), float(self.over_w), float(self.fac_w))
-        self.throttled_gpu_s += float(self.gpu_throttled.sum()) * self.dt
-        if (k + 1) % self.ticks_per_sample:
+        net = self.fabric is not None and self.spec.fabric.load_from == "network"
+        sm = self.sampler
+        sm.accumulate(gpu_power_w=self.gpu_power, gpu_util=self.gpu_util, node_wall_w=self.node_wall,
+                      node_dc_w=self.node_dc, node_gpu_w=self.node_gpu_w, rep_tokens_s=self.rep_tokens_s,
+                      rep_prefill_tok_s=self.rep_prefill_tok_s,
+                      node_load_gb_s=self.fabric.node_load_gb_s if net else None, it_w=self.it_w,
+                      cooling_w=self.cool_w, overhead_w=self.over_w, facility_w=self.fac_w,
+                      gpu_throttled=self.gpu_throttled)
+        if not sm.closes_interval(k):
             return
-        s = (k + 1) // self.ticks_per_sample - 1
-        n = self.ticks_per_sample
-        g, nd, rk, fc = self.s_gpu, self.s_node, self.s_rack, self.s_fac
-        g["power_w"][s] = self.acc_gpu_w / n
-        g["temp_c"][s] = self.gpu_temp
-        g["util"][s] = self.acc_util / n
-        g["clock_factor"][s] = self.gpu_clock
-        g["fan_frac"][s] = self.gpu_fan
-        g["throttled"][s] = self.gpu_throttled
-        loaded = np.isin(self.state[topo.gpu_node], (WARM, SERVING, DRAINING)) & (self.gpu_rep >= 0)
-        mem = np.zeros(self.G)
-        if self.n_rep:
-            rep_w = np.array([self.perf[p].weights_bytes / self.perf[p].n_gpus for p in self.rep_pool])
-            rep_kv = self.rep_kv_reserved / np.array([self.perf[p].n_gpus for p in self.rep_pool])
-            ridx = np.where(self.gpu_rep >= 0, self.gpu_rep, 0)
-            mem = np.where(loaded, (rep_w[ridx] + rep_kv[ridx]) / sv.GB, 0.0)
-        g["memory_used_gb"][s] = mem
-        nd["power_w"][s] = self.acc_node_w / n
-        nd["dc_power_w"][s] = self.acc_node_dc / n
-        nd["inlet_c"][s] = self.node_inlet
-        nd["exhaust_c"][s] = self.node_exhaust
-        nd["fan_rpm"][s] = self.fan_rpm
-        nd["airflow_m3_s"][s] = self.node_airflow
-        nd["gpu_temp_max_c"][s] = self.gpu_temp.reshape(self.N, self.gpn).max(axis=1)
-        nd["gpu_power_w"][s] = self.acc_node_gpu / n
-        nd["p2p_gb_s"][s] = self.acc_p2p / n
-        nd["nic_gb_s"][s] = self.acc_nic / n
-        nd["state"][s] = self.state
-        nd["active_requests"][s] = self._per_node(self.rep_inflight[self.pair_rep]) if self.n_rep else 0
-        rack = topo.node_rack
-        rk["power_w"][s] = np.bincount(rack, weights=self.acc_node_w / n, minlength=self.R)
-        rk["inlet_c"][s] = np.bincount(rack, weights=self.node_inlet, minlength=self.R) / topo.nodes_per_rack
-        rk["exhaust_c"][s] = self.rack_exhaust
-        rk["airflow_demand_m3_s"][s] = self.rack_demand
-        rk["airflow_supply_m3_s"][s] = self.rack_supply
-        rk["recirculation_frac"][s] = self.rack_recirc
-        on = ~np.isin(self.state, (OFF, FAILED))
-        rk["nodes_on"][s] = np.bincount(rack, weights=on, minlength=self.R)
-        rk["nodes_serving"][s] = np.bincount(rack, weights=self.state == SERVING, minlength=self.R)
-        mean = self.acc_fac / n
-        fc["it_power_w"][s], fc["cooling_power_w"][s], fc["overhead_power_w"][s], fc["facility_power_w"][s] = mean
-        fc["supply_c"][s] = self.supply_c
-        fc["queued"][s] = sum(len(q) for q in (*self.queues, *self.retry_queues))
-        fc["in_flight"][s] = len(self.inflight)
-        if self.fabric is not None:
-            self.s_links.append(self.fabric.sample((k + 1) * self.dt, n))
-        for a in (self.acc_gpu_w, self.acc_node_w, self.acc_node_dc, self.acc_node_gpu, self.acc_p2p,
-                  self.acc_nic, self.acc_util, self.acc_fac):
-            a[:] = 0.0
+        sm.snapshot(k, gpu_temp_c=self.gpu_temp, gpu_clock=self.gpu_clock, gpu_fan_frac=self.gpu_fan,
+                    gpu_throttled=self.gpu_throttled, node_state=self.state, rep_kv_reserved_b=self.rep_kv_reserved,
+                    rep_inflight=self.rep_inflight, node_inlet_c=self.node_inlet, node_exhaust_c=self.node_exhaust,
+                    node_fan_rpm=self.fan_rpm, node_airflow_m3_s=self.node_airflow, rack_exhaust_c=self.rack_exhaust,
+                    rack_demand_m3_s=self.rack_demand, rack_supply_m3_s=self.rack_supply,
+                    rack_recirc_frac=self.rack_recirc, supply_c=self.supply_c,
+                    queued=sum(len(q) for q in (*self.queues, *self.retry_queues)), in_flight=len(self.inflight),
+                    links=self.fabric.sample((k + 1) * self.dt, sm.ticks_per_sample) if self.fabric is not None
+                    else None)
 
 
 def simulate(scenario: Scenario, progress: Callable[[float, dict], None] | None = None) -> SimResult:
@@ -1144,4 +1075,9 @@ def simulate(scenario: Scenario, progress: Callable[[float, dict], None] | None 
     t0 = time.perf_counter()
     sim = _Sim(scenario, progress)
     sim.run()
-    return collect(sim, time.perf_counter() - t0)
+    rq = RequestRecord(arrival_s=sim.req.arrival_s, pool=sim.req.pool, prompt_tokens=sim.req.prompt_tokens,
+                       output_tokens=sim.req.output_tokens, status=sim.status, drop_reason=sim.drop_reason,
+                       admitted_s=sim.admitted_s, first_token_s=sim.first_token_s, done_s=sim.done_s,
+                       replica=sim.replica, network_s=sim.network_s, retries=sim.retries)
+    links = sim.fabric.columns(sim.sampler.links) if sim.fabric is not None and sim.sampler.links else None
+    return collect(sim.sc, sim.topo, sim.sampler, rq, sim.log, links, time.perf_counter() - t0)
