@@ -17,7 +17,6 @@ no global RNG, no set/dict iteration order that depends on hashing.
 """
 from __future__ import annotations
 
-import heapq
 import math
 import time
 from collections import deque
@@ -49,18 +48,13 @@ from twin.model.states import (
     SERVING,
     WARM,
 )
-from twin.model.workload import generate_requests, mean_tokens
+from twin.model.workload import generate_requests
 from twin.sim.events import EventLog, Kind
-from twin.sim.result import (
-    DONE,
-    DROP_REASONS,
-    DROPPED,
-    INFLIGHT,
-    QUEUED,
-    RequestRecord,
-    SimResult,
-    collect,  # table assembly lives next door to keep this file about dynamics
-)
+from twin.sim.result import RequestRecord, SimResult, collect
+from twin.sim.batching import ServingStep
+from twin.sim.layout import build_layout
+from twin.sim.requests import RequestBook
+from twin.sim.router import ReplicaLoad, least_work_admit
 from twin.sim.sampler import Sampler, SamplerLayout
 from twin.spec.scenario import Scenario
 from twin.spec.topology import build_topology
@@ -98,91 +92,27 @@ class _Sim:
         N, G, R = topo.n_nodes, topo.n_gpus, topo.n_racks
         self.N, self.G, self.R = N, G, R
         self.gpn = topo.gpus_per_node
+        self.log = EventLog(topo.node_rack, lambda: self.env.now)
         # ---- pools and replicas
-        self.perf: list[sv.ReplicaPerf] = []
-        for p in spec.pools:
-            self.perf.append(sv.replica_perf(cat.model(p.model), cat.quant(p.quantisation), self.gpu,
-                                              cat.engine(p.engine), p.tp, p.pp, p.memory_utilisation,
-                                              p.max_batch, p.kv_bytes))
-        self.models = [cat.model(p.model) for p in spec.pools]
-        reps = topo.replicas
-        self.n_rep = nr = len(reps)
-        self.rep_pool = np.array([r.pool_id for r in reps], dtype=np.int64)
-        self.rep_unit = np.array([r.unit_id for r in reps], dtype=np.int64)
-        max_g = max((len(r.gpu_ids) for r in reps), default=1)
-        self.rep_gpus = np.full((nr, max_g), G, dtype=np.int64)  # G = sentinel column
-        for r in reps:
-            self.rep_gpus[r.replica_id, :len(r.gpu_ids)] = r.gpu_ids
-        self.gpu_rep = np.full(G, -1, dtype=np.int64)
-        for r in reps:
-            self.gpu_rep[list(r.gpu_ids)] = r.replica_id
-        # pipeline hops per traversal: (src, dst) node pairs that cross the NIC (the fabric's flows),
-        # the rest stay inside a node on PCIe P2P
-        self.rep_cross_hops: list[list[tuple[int, int]]] = []
-        for r in reps:
-            pool = spec.pools[r.pool_id]
-            stage_nodes = [r.gpu_ids[s * pool.tp] // self.gpn for s in range(pool.pp)]
-            self.rep_cross_hops.append([(a, b) for a, b in zip(stage_nodes, stage_nodes[1:]) if a != b])
-        self.rep_hops_cross = np.array([len(h) for h in self.rep_cross_hops], dtype=float)
-        self.rep_hops_intra = np.array([spec.pools[r.pool_id].pp - 1 for r in reps], dtype=float) - self.rep_hops_cross
-        self.rep_hidden_bytes = np.array([self.perf[p].hidden_size for p in self.rep_pool], dtype=float) * sv.ACTIVATION_BYTES
-        self.pool_kv_cap = np.array([pf.kv_capacity_bytes for pf in self.perf])
-        self.rep_kv_cap = self.pool_kv_cap[self.rep_pool]
-        self.rep_max_batch = np.array([self.perf[p].max_batch for p in self.rep_pool], dtype=np.int64)
-        # compute-bound prefill plus the TP all-reduce traffic each prompt token adds
-        self.rep_prefill_s_per_tok = np.array([
-            float(sv.prefill_seconds_per_token(self.perf[p].active_params, self.perf[p].prefill_gpus,
-                                               self.perf[p].prefill_tflops, self.perf[p].eta_fl))
-            + sv.tp_prefill_s_per_token(self.perf[p].layers, self.perf[p].hidden_size, self.perf[p].tp,
-                                        node.pcie_p2p_gb_s)
-            for p in self.rep_pool])
-        self.pool_reps = [np.flatnonzero(self.rep_pool == k) for k in range(len(spec.pools))]
-        self.rep_cont_batching = np.array([self.perf[p].continuous_batching for p in self.rep_pool], dtype=bool)
-        self.unit_reps = [np.flatnonzero(self.rep_unit == u) for u in range(topo.n_units)]
-        self.unit_nodes = [np.array(u, dtype=np.int64) for u in topo.unit_nodes]
-        self.unit_pool = topo.unit_pool
-        self.pool_units = [np.flatnonzero(self.unit_pool == k) for k in range(len(spec.pools))]
-        # bytes each node of a unit loads: its share of the unit's replicas' weights
-        self.unit_load_bytes_per_node = np.array([
-            len(self.unit_reps[u]) * self.perf[self.unit_pool[u]].weights_bytes / len(self.unit_nodes[u])
-            for u in range(topo.n_units)])
+        self.lay = lay = build_layout(scenario, topo, node)
+        self.perf = lay.perf
+        self.n_rep = nr = lay.n_rep
+        self.rep_pool, self.rep_unit, self.rep_gpus, self.gpu_rep = lay.rep_pool, lay.rep_unit, lay.rep_gpus, lay.gpu_rep
+        self.rep_cross_hops, self.rep_hops_cross, self.rep_hops_intra = lay.rep_cross_hops, lay.rep_hops_cross, lay.rep_hops_intra
+        self.rep_hidden_bytes = lay.rep_hidden_bytes
+        self.pool_reps, self.unit_reps, self.unit_nodes = lay.pool_reps, lay.unit_reps, lay.unit_nodes
+        self.unit_pool, self.pool_units = lay.unit_pool, lay.pool_units
+        self.unit_load_bytes_per_node = lay.unit_load_bytes_per_node
+        self.pool_req_per_replica = lay.pool_req_per_replica
         # ---- request state
-        n = self.req.n
-        self.status = np.zeros(n, dtype=np.int8)
-        self.replica = np.full(n, -1, dtype=np.int64)
-        self.admitted_s = np.full(n, np.nan)
-        self.first_token_s = np.full(n, np.nan)
-        self.done_s = np.full(n, np.nan)
-        self.enqueued_s = self.req.arrival_s.copy()
-        self.prefill_left = np.zeros(n)
-        self.decode_left = np.zeros(n)
-        self.generated = np.zeros(n)
-        self.network_s = np.zeros(n)
-        self.retries = np.zeros(n, dtype=np.int32)
-        self.drop_reason = np.zeros(n, dtype=np.int8)
-        self.admit_seq = np.zeros(n, dtype=np.int64)
-        self._admit_counter = 0
-        kvpt = np.array([self.perf[p].kv_bytes_per_token for p in range(len(spec.pools))])
-        stpt = np.array([self.perf[p].state_bytes_per_seq for p in range(len(spec.pools))])
-        self.reservation = ((self.req.prompt_tokens + self.req.output_tokens) * kvpt[self.req.pool]
-                            + stpt[self.req.pool])
-        self.max_ctx = np.array([m.max_context for m in self.models])[self.req.pool]
-        self.queues = [deque() for _ in spec.pools]
-        # requests retried after a fault wait in their own per-pool line, served before new arrivals
-        # (they were admitted once already); each line stays ordered by enqueued_s for _timeouts
-        self.retry_queues = [deque() for _ in spec.pools]
-        self.next_arrival = 0
-        self.inflight = np.zeros(0, dtype=np.int64)
-        self.rep_inflight = np.zeros(nr, dtype=np.int64)
-        self.rep_kv_reserved = np.zeros(nr)
-        self.rep_interval_s = np.array([self._single_interval(p) for p in self.rep_pool])
-        self.rep_busy = np.zeros(nr)
-        # requests a replica can hold at once on average (autoscaler capacity unit)
-        mean_res = (mean_tokens(spec.workload.prompt_tokens) + mean_tokens(spec.workload.output_tokens))
-        self.pool_req_per_replica = np.array([
-            max(1.0, min(pf.max_batch, pf.kv_capacity_bytes / max(pf.kv_bytes_per_token * mean_res
-                                                                   + pf.state_bytes_per_seq, 1.0)))
-            for pf in self.perf])
+        kvpt = np.array([pf.kv_bytes_per_token for pf in lay.perf])
+        stpt = np.array([pf.state_bytes_per_seq for pf in lay.perf])
+        reservation = (self.req.prompt_tokens + self.req.output_tokens) * kvpt[self.req.pool] + stpt[self.req.pool]
+        max_ctx = np.array([cat.model(p.model).max_context for p in spec.pools])[self.req.pool]
+        self.book = RequestBook(self.req, reservation, max_ctx, lay.pool_kv_cap, nr, spec.workload.timeout_s,
+                                lay.rep_first_node, self.log)
+        self.serving = ServingStep(lay, self.book, node, self.dt)
+        self.out = self.serving.idle
         # ---- node / GPU state
         self.state = np.full(N, OFF, dtype=np.int8)
         self.unit_ready = np.zeros(topo.n_units, dtype=bool)
@@ -213,7 +143,6 @@ class _Sim:
         self.plenum_frac = 1.0
         self.cooling_capacity_w = fac.cooling_capacity_kw * 1e3
         self.gpu_throttled = np.zeros(G, dtype=bool)
-        self.log = EventLog(topo.node_rack, lambda: self.env.now)
         self.low_since = [-1.0] * len(spec.pools)
         self.ramp_hist: deque = deque()
         # RDMA latency of a replica's cross-node hops: 2 NIC traversals + one leaf switch per hop
@@ -226,7 +155,8 @@ class _Sim:
             from twin.model.fabric import (
                 FabricModel,  # networkx stays behind twin.fabric
             )
-            self.fabric = FabricModel(scenario, topo, self)
+            self.fabric = FabricModel(spec.fabric, topo, self.nic, node.pcie_h2d_gb_s, self.dt, lay.rep_cross_hops,
+                                      lay.rep_hidden_bytes)
             self.rep_cross_lat_s = self.fabric.rep_cross_latency_s
         self.node_inlet = np.full(N, fac.supply_air_c)
         self.node_nic_gb_s = np.zeros(N)
@@ -234,15 +164,6 @@ class _Sim:
         self._alloc_samples()
 
     # ------------------------------------------------------------------ helpers
-    def _single_interval(self, pool: int) -> float:
-        pf = self.perf[pool]
-        return float(sv.decode_token_interval_s(
-            np.array([1.0]), np.array([1000.0]), weights_bytes=pf.weights_bytes, active_fraction=pf.active_fraction,
-            active_params=pf.active_params, kv_bytes_per_token=pf.kv_bytes_per_token,
-            state_bytes_per_seq=pf.state_bytes_per_seq, tp=pf.tp, pp=pf.pp, bandwidth_gb_s=pf.bandwidth_gb_s,
-            dense_tflops=pf.decode_tflops, eta_bw=pf.eta_bw, eta_fl=pf.eta_fl, clock=np.array([1.0]),
-            step_overhead_s=pf.step_overhead_s)[0])
-
     def event(self, kind: str, node: int = -1, replica: int = -1, detail: str = "") -> None:
         self.log.emit(Kind(kind), node, replica, detail)
 
@@ -335,7 +256,7 @@ class _Sim:
                 continue
             reps_per_unit = len(self.unit_reps[units[0]])
             nodes_per_unit = len(self.unit_nodes[units[0]])
-            load = len(self.queues[k]) + len(self.retry_queues[k]) + int(self.rep_inflight[self.pool_reps[k]].sum())
+            load = self.book.waiting(k) + int(self.book.rep_inflight[self.pool_reps[k]].sum())
             need_reps = replicas_needed(load, self.pool_req_per_replica[k], sched.target_utilisation)
             warm_units = math.ceil(sched.warm_pool_nodes * pool.nodes / total_nodes / nodes_per_unit)
             needed = min(len(units), math.ceil(need_reps / reps_per_unit) + warm_units)
@@ -530,28 +451,7 @@ class _Sim:
             self._autoscale(POLICIES[self.spec.scheduler.policy])
 
     def _requeue_replicas(self, reps: np.ndarray, why: str) -> None:
-        """Requests in flight on `reps` go back to their pool's queue, each with a request_retry event."""
-        if not len(self.inflight):
-            return
-        lost = np.isin(self.replica[self.inflight], reps)
-        ids = self.inflight[lost]
-        now = self.env.now
-        for i in ids:
-            r = self.replica[i]
-            self.rep_inflight[r] -= 1
-            self.rep_kv_reserved[r] -= self.reservation[i]
-            self.event("request_retry", int(self.topo.replicas[r].node_ids[0]), int(r),
-                       f"request {int(i)}; reason {why}")
-        self.status[ids] = QUEUED
-        self.replica[ids] = -1
-        self.retries[ids] += 1
-        self.enqueued_s[ids] = now
-        self.first_token_s[ids] = np.nan
-        self.admitted_s[ids] = np.nan
-        self.generated[ids] = 0
-        for i in ids:
-            self.retry_queues[self.req.pool[i]].append(int(i))
-        self.inflight = self.inflight[~lost]
+        self.book.requeue(reps, why, self.env.now)
 
     # ------------------------------------------------------------------ the tick
     def _tick_proc(self):
@@ -566,212 +466,32 @@ class _Sim:
     def _tick(self, k: int) -> None:
         t0 = k * self.dt
         t1 = t0 + self.dt
-        self._arrivals(t0, t1)
-        self._timeouts(t0)
+        self.book.arrive(t0, t1)
+        self.book.expire(t0)
         if self.fabric is not None:
             self._fabric_step()
         self._admit(t0)
-        self._serve(t0)
+        self.out = self.serving.step(t0, self.gpu_clock, self.rep_nic_gb_s, self.rep_cross_lat_s)
         self._power_thermal()
         self._loading_progress()
         self._accumulate(k)
 
-    def _arrivals(self, t0: float, t1: float) -> None:
-        arr = self.req.arrival_s
-        j = self.next_arrival
-        end = int(np.searchsorted(arr, t1, side="left"))
-        if end <= j:
-            return
-        ids = np.arange(j, end)
-        self.next_arrival = end
-        too_long = ((self.req.prompt_tokens[ids] + self.req.output_tokens[ids] > self.max_ctx[ids])
-                    | (self.reservation[ids] > self.pool_kv_cap[self.req.pool[ids]]))
-        bad = ids[too_long]
-        self.status[bad] = DROPPED
-        self.drop_reason[bad] = DROP_REASONS.index("context_too_long")
-        self.done_s[bad] = arr[bad]
-        good = ids[~too_long]
-        self.status[good] = QUEUED
-        pools = self.req.pool[good]
-        for k in range(len(self.queues)):
-            self.queues[k].extend(good[pools == k].tolist())
-
-    def _timeouts(self, t0: float) -> None:
-        limit = self.spec.workload.timeout_s
-        reason = DROP_REASONS.index("queue_timeout")
-        for q in (*self.retry_queues, *self.queues):
-            while q and self.enqueued_s[q[0]] + limit <= t0:
-                i = q.popleft()
-                self.status[i] = DROPPED
-                self.drop_reason[i] = reason
-                self.done_s[i] = self.enqueued_s[i] + limit
-
     def _admit(self, t0: float) -> None:
         """Route queue heads to the ready replica with least outstanding work (FCFS, head-of-line)."""
+        bk, lay = self.book, self.lay
         ready_unit = self.unit_ready & ~self.unit_draining & ~self.unit_failed & ~self.unit_cut
-        for k, main_q in enumerate(self.queues):
-            if not (main_q or self.retry_queues[k]):
+        load = ReplicaLoad(work_s=self.serving.rep_busy, inflight=bk.rep_inflight, kv_reserved_b=bk.rep_kv_reserved,
+                           max_batch=lay.rep_max_batch, kv_cap_b=lay.rep_kv_cap,
+                           prefill_s_per_tok=lay.rep_prefill_s_per_tok, interval_s=self.serving.rep_interval_s)
+        for k, main_q in enumerate(bk.queues):
+            if not (main_q or bk.retry_queues[k]):
                 continue
             reps = self.pool_reps[k]
             reps = reps[ready_unit[self.rep_unit[reps]] & ~self.rep_lost[reps]]
-            if not len(reps):
-                continue
-            work = self.rep_busy[reps] + self.rep_inflight[reps] * 1e-3
-            heap = [(float(w), int(r)) for w, r in zip(work, reps)]
-            heapq.heapify(heap)
-            p_cost = self.rep_prefill_s_per_tok
-            admitted = []
-            # retries first (they were admitted once already), then new arrivals; FCFS within each
-            q = self.retry_queues[k] if self.retry_queues[k] else main_q
-            while heap and (q or (q is not main_q and main_q)):
-                if not q:
-                    q = main_q
-                i = q[0]
-                w, r = heap[0]
-                if (self.rep_inflight[r] >= self.rep_max_batch[r]
-                        or self.rep_kv_reserved[r] + self.reservation[i] > self.rep_kv_cap[r]):
-                    heapq.heappop(heap)
-                    continue
-                q.popleft()
-                admitted.append(i)
-                self.replica[i] = r
-                self.rep_inflight[r] += 1
-                self.rep_kv_reserved[r] += self.reservation[i]
-                est = (self.req.prompt_tokens[i] * p_cost[r]
-                       + self.req.output_tokens[i] * self.rep_interval_s[r] / max(self.rep_inflight[r], 1))
-                heapq.heapreplace(heap, (w + est, r))
-            if admitted:
-                ids = np.array(admitted, dtype=np.int64)
-                self.status[ids] = INFLIGHT
-                self.admitted_s[ids] = np.maximum(self.enqueued_s[ids], t0)
-                self.prefill_left[ids] = self.req.prompt_tokens[ids]
-                self.decode_left[ids] = self.req.output_tokens[ids] - 1
-                self.admit_seq[ids] = np.arange(self._admit_counter, self._admit_counter + len(ids))
-                self._admit_counter += len(ids)
-                self.inflight = np.concatenate([self.inflight, ids])
-
-    def _serve(self, t0: float) -> None:
-        """Advance every in-flight request by one tick (vectorised over requests, grouped by replica)."""
-        dt = self.dt
-        nr = self.n_rep
-        ids = self.inflight
-        clock_ext = np.append(self.gpu_clock, 1.0)
-        rep_clock = clock_ext[self.rep_gpus].min(axis=1)
-        self.rep_prefill_frac = np.zeros(nr)
-        self.rep_decode_frac = np.zeros(nr)
-        self.rep_batch = np.zeros(nr)
-        self.rep_tokens_s = np.zeros(nr)
-        self.rep_prefill_tok_s = np.zeros(nr)
-        if not len(ids):
-            self.rep_busy[:] = 0
-            return
-        r = self.replica[ids]
-        # hop cost of one token's activations across the pipeline
-        tok_bytes = self.rep_hidden_bytes
-        p2p = self.node_spec.pcie_p2p_gb_s
-        nic = self.rep_nic_gb_s
-        hop_per_tok_s = (self.rep_hops_intra * tok_bytes / (p2p * sv.GB)
-                         + self.rep_hops_cross * tok_bytes / (nic * sv.GB))
-        hop_lat_s = self.rep_hops_intra * P2P_HOP_LATENCY_S + self.rep_cross_lat_s
-        p_cost = self.rep_prefill_s_per_tok / np.maximum(rep_clock, 1e-3) + hop_per_tok_s
-        # ---- prefill: FIFO per replica, starting no earlier than the request's arrival in this tick
-        pf_mask = self.prefill_left[ids] > 0
-        decoding0 = ~pf_mask
-        n_dec0 = np.bincount(r[decoding0], minlength=nr)
-        # Without continuous batching (llama.cpp --no-cont-batching: prompts are batched only
-        # `if (cont_batching || batch.n_tokens == 0)`), a new prompt waits until no slot decodes.
-        budget = np.where(n_dec0 > 0, np.where(self.rep_cont_batching, PREFILL_SHARE_MAX, 0.0), 1.0) * dt
-        first_done = np.zeros(len(ids), dtype=bool)
-        dec_start = np.zeros(len(ids))
-        prefill_used = np.zeros(nr)
-        if pf_mask.any():
-            pidx = np.flatnonzero(pf_mask)
-            order = np.lexsort((self.admit_seq[ids[pidx]], r[pidx]))
-            pidx = pidx[order]
-            rr = r[pidx]
-            rid = ids[pidx]
-            w = self.prefill_left[rid] * p_cost[rr]
-            a = np.clip(self.enqueued_s[rid] - t0, 0.0, dt)
-            # group-wise max-plus scan: end_i = C_i + max_{j<=i in group}(a_j - C_{j-1})
-            csum = np.cumsum(w)
-            starts = np.r_[True, rr[1:] != rr[:-1]]
-            grp = np.cumsum(starts) - 1
-            base = (csum - w)[starts][grp]
-            C = csum - base
-            Cprev = C - w
-            key = a - Cprev + grp * 1e6  # offset keeps the running max inside each group
-            end = C + np.maximum.accumulate(key) - grp * 1e6
-            start = end - w
-            done = end <= budget[rr] + 1e-12
-            used = np.clip(budget[rr] - start, 0.0, w)
-            self.prefill_left[rid] = np.where(done, 0.0, self.prefill_left[rid] - used / p_cost[rr])
-            self.prefill_left[rid] = np.maximum(self.prefill_left[rid], 0.0)
-            prefill_used = np.bincount(rr, weights=used, minlength=nr)
-            done_ids = rid[done]
-            self.first_token_s[done_ids] = t0 + end[done]
-            self.generated[done_ids] = 1
-            self.network_s[rid] += used / p_cost[rr] * (self.rep_hops_cross[rr] * tok_bytes[rr] / (nic[rr] * sv.GB))
-            self.network_s[done_ids] += self.rep_cross_lat_s[rr[done]]
-            first_done[pidx[done]] = True
-            dec_start[pidx[done]] = end[done]
-            self.rep_prefill_tok_s = np.bincount(rr, weights=used / p_cost[rr], minlength=nr) / dt
-        # ---- decode
-        dec = decoding0 | first_done
-        didx = np.flatnonzero(dec)
-        rd = r[didx]
-        batch = np.bincount(rd, minlength=nr).astype(float)
-        ctx_tok = (self.req.prompt_tokens[ids] + self.generated[ids])
-        kv_tok = np.bincount(r, weights=ctx_tok * (pf_mask == False), minlength=nr)  # noqa: E712
-        interval = np.zeros(nr)
-        for p, pf in enumerate(self.perf):
-            reps = self.pool_reps[p]
-            if not len(reps):
-                continue
-            b = batch[reps]
-            micro = np.minimum(pf.pp, np.maximum(b, 1.0))
-            tp_s = sv.tp_allreduce_s(np.maximum(b, 1.0) / micro, pf.layers, pf.hidden_size, pf.tp, p2p,
-                                     self.node_spec.tp_allreduce_latency_s)
-            hop_s = hop_per_tok_s[reps] * np.maximum(b, 1.0) / micro + hop_lat_s[reps]
-            interval[reps] = sv.decode_token_interval_s(
-                b, kv_tok[reps], weights_bytes=pf.weights_bytes, active_fraction=pf.active_fraction,
-                active_params=pf.active_params, kv_bytes_per_token=pf.kv_bytes_per_token,
-                state_bytes_per_seq=pf.state_bytes_per_seq, tp=pf.tp, pp=pf.pp, bandwidth_gb_s=pf.bandwidth_gb_s,
-                dense_tflops=pf.decode_tflops, eta_bw=pf.eta_bw, eta_fl=pf.eta_fl, clock=rep_clock[reps],
-                step_overhead_s=pf.step_overhead_s, hop_s=hop_s, tp_comm_s=tp_s)
-        self.rep_interval_s = np.where(batch > 0, interval, self.rep_interval_s)
-        decode_frac = 1.0 - prefill_used / dt
-        if len(didx):
-            did = ids[didx]
-            avail = (dt - dec_start[didx]) * decode_frac[rd]
-            rate = 1.0 / interval[rd]
-            tokens = avail * rate
-            left = self.decode_left[did]
-            fin = tokens >= left - 1e-9
-            t_fin = t0 + dec_start[didx] + np.divide(left, rate * decode_frac[rd],
-                                                     out=np.zeros_like(left), where=decode_frac[rd] > 0)
-            step = np.minimum(tokens, left)
-            self.decode_left[did] = np.where(fin, 0.0, left - tokens)
-            self.generated[did] += step
-            self.network_s[did] += step * (self.rep_hops_cross[rd] * tok_bytes[rd] / (nic[rd] * sv.GB)
-                                           + self.rep_cross_lat_s[rd])
-            fin_ids = did[fin]
-            self.done_s[fin_ids] = np.maximum(t_fin[fin], self.first_token_s[fin_ids])
-            self.status[fin_ids] = DONE
-            self.rep_tokens_s = np.bincount(rd, weights=step, minlength=nr) / dt
-            # busy share of decoding: every stage works on min(pp, batch) micro-batches of pp
-            pp = np.array([self.perf[p].pp for p in self.rep_pool], dtype=float)
-            self.rep_decode_frac = np.where(batch > 0, decode_frac * np.minimum(pp, batch) / pp, 0.0)
-            self.rep_batch = batch / np.minimum(pp, np.maximum(batch, 1.0))
-            if len(fin_ids):
-                rf = self.replica[fin_ids]
-                np.subtract.at(self.rep_inflight, rf, 1)
-                np.subtract.at(self.rep_kv_reserved, rf, self.reservation[fin_ids])
-                keep = self.status[ids] == INFLIGHT
-                self.inflight = ids[keep]
-        self.rep_prefill_frac = prefill_used / dt
-        # outstanding work estimate for the router: seconds of prefill + decode left
-        remaining = self.prefill_left[self.inflight] * p_cost[self.replica[self.inflight]]
-        self.rep_busy = np.bincount(self.replica[self.inflight], weights=remaining, minlength=nr)
+            ids, to = least_work_admit(bk.retry_queues[k], main_q, reps, load, bk.reservation,
+                                       self.req.prompt_tokens, self.req.output_tokens)
+            if ids:
+                bk.admit(np.array(ids, dtype=np.int64), np.array(to, dtype=np.int64), t0)
 
     # ------------------------------------------------------------------ power and heat
     def _power_thermal(self) -> None:
@@ -783,9 +503,9 @@ class _Sim:
         has_rep = g_rep >= 0
         rep_idx = np.where(has_rep, g_rep, 0)
         serving = np.isin(g_state, (SERVING, DRAINING, WARM)) & has_rep
-        pre = np.where(serving, self.rep_prefill_frac[rep_idx], 0.0)
-        decf = np.where(serving, self.rep_decode_frac[rep_idx], 0.0)
-        activity = pre * sv.ACTIVITY_PREFILL + decf * sv.decode_activity(np.where(serving, self.rep_batch[rep_idx], 1.0))
+        pre = np.where(serving, self.out.prefill_frac[rep_idx], 0.0)
+        decf = np.where(serving, self.out.decode_frac[rep_idx], 0.0)
+        activity = pre * sv.ACTIVITY_PREFILL + decf * sv.decode_activity(np.where(serving, self.out.batch[rep_idx], 1.0))
         activity = np.where(g_state == LOADING, LOADING_GPU_ACTIVITY, activity)
         self.gpu_util = np.clip(pre + decf, 0.0, 1.0)
         powered = ~np.isin(g_state, (OFF, FAILED))
@@ -879,7 +599,7 @@ class _Sim:
         # ---- serving <-> warm follows traffic; drained units power down when empty
         u_busy = np.zeros(self.topo.n_units, dtype=bool)
         if self.n_rep:
-            np.logical_or.at(u_busy, self.rep_unit, self.rep_inflight > 0)
+            np.logical_or.at(u_busy, self.rep_unit, self.book.rep_inflight > 0)
         node_busy = np.zeros(self.N, dtype=bool)
         has_unit = self.topo.node_unit >= 0
         node_busy[has_unit] = u_busy[self.topo.node_unit[has_unit]]
@@ -1017,8 +737,8 @@ class _Sim:
 
     def _fabric_step(self) -> None:
         loading = np.flatnonzero(self.state == LOADING) if self.spec.fabric.load_from == "network" else np.zeros(0, int)
-        active = np.flatnonzero(self.rep_inflight > 0) if self.n_rep else np.zeros(0, int)
-        self.fabric.step(self, active, loading)
+        active = np.flatnonzero(self.book.rep_inflight > 0) if self.n_rep else np.zeros(0, int)
+        self.fabric.step(active, loading, self.out.tokens_s + self.out.prefill_tok_s)
         self.rep_nic_gb_s = self.fabric.rep_nic_gb_s
         self.node_nic_gb_s = self.fabric.node_nic_gb_s
 
@@ -1052,20 +772,20 @@ class _Sim:
         net = self.fabric is not None and self.spec.fabric.load_from == "network"
         sm = self.sampler
         sm.accumulate(gpu_power_w=self.gpu_power, gpu_util=self.gpu_util, node_wall_w=self.node_wall,
-                      node_dc_w=self.node_dc, node_gpu_w=self.node_gpu_w, rep_tokens_s=self.rep_tokens_s,
-                      rep_prefill_tok_s=self.rep_prefill_tok_s,
+                      node_dc_w=self.node_dc, node_gpu_w=self.node_gpu_w, rep_tokens_s=self.out.tokens_s,
+                      rep_prefill_tok_s=self.out.prefill_tok_s,
                       node_load_gb_s=self.fabric.node_load_gb_s if net else None, it_w=self.it_w,
                       cooling_w=self.cool_w, overhead_w=self.over_w, facility_w=self.fac_w,
                       gpu_throttled=self.gpu_throttled)
         if not sm.closes_interval(k):
             return
         sm.snapshot(k, gpu_temp_c=self.gpu_temp, gpu_clock=self.gpu_clock, gpu_fan_frac=self.gpu_fan,
-                    gpu_throttled=self.gpu_throttled, node_state=self.state, rep_kv_reserved_b=self.rep_kv_reserved,
-                    rep_inflight=self.rep_inflight, node_inlet_c=self.node_inlet, node_exhaust_c=self.node_exhaust,
+                    gpu_throttled=self.gpu_throttled, node_state=self.state, rep_kv_reserved_b=self.book.rep_kv_reserved,
+                    rep_inflight=self.book.rep_inflight, node_inlet_c=self.node_inlet, node_exhaust_c=self.node_exhaust,
                     node_fan_rpm=self.fan_rpm, node_airflow_m3_s=self.node_airflow, rack_exhaust_c=self.rack_exhaust,
                     rack_demand_m3_s=self.rack_demand, rack_supply_m3_s=self.rack_supply,
                     rack_recirc_frac=self.rack_recirc, supply_c=self.supply_c,
-                    queued=sum(len(q) for q in (*self.queues, *self.retry_queues)), in_flight=len(self.inflight),
+                    queued=self.book.queued(), in_flight=len(self.book.inflight),
                     links=self.fabric.sample((k + 1) * self.dt, sm.ticks_per_sample) if self.fabric is not None
                     else None)
 
@@ -1075,9 +795,10 @@ def simulate(scenario: Scenario, progress: Callable[[float, dict], None] | None 
     t0 = time.perf_counter()
     sim = _Sim(scenario, progress)
     sim.run()
+    bk = sim.book
     rq = RequestRecord(arrival_s=sim.req.arrival_s, pool=sim.req.pool, prompt_tokens=sim.req.prompt_tokens,
-                       output_tokens=sim.req.output_tokens, status=sim.status, drop_reason=sim.drop_reason,
-                       admitted_s=sim.admitted_s, first_token_s=sim.first_token_s, done_s=sim.done_s,
-                       replica=sim.replica, network_s=sim.network_s, retries=sim.retries)
+                       output_tokens=sim.req.output_tokens, status=bk.status, drop_reason=bk.drop_reason,
+                       admitted_s=bk.admitted_s, first_token_s=bk.first_token_s, done_s=bk.done_s,
+                       replica=bk.replica, network_s=bk.network_s, retries=bk.retries)
     links = sim.fabric.columns(sim.sampler.links) if sim.fabric is not None and sim.sampler.links else None
     return collect(sim.sc, sim.topo, sim.sampler, rq, sim.log, links, time.perf_counter() - t0)

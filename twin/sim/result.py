@@ -13,14 +13,11 @@ import numpy as np
 
 from twin.model.states import NODE_STATES
 from twin.sim.events import EventLog, Kind
+from twin.sim.requests import DONE, DROP_REASONS, DROPPED, INFLIGHT, QUEUED, STATUS_NAMES
 from twin.sim.sampler import Sampler
 from twin.spec.scenario import Scenario
 from twin.spec.topology import Topology
 
-# request status codes (requests.status strings in telemetry)
-FUTURE, QUEUED, INFLIGHT, DONE, DROPPED = range(5)
-STATUS_NAMES = ("queued", "queued", "in_flight", "completed", "dropped")
-DROP_REASONS = ("", "queue_timeout", "context_too_long", "no_capacity", "replica_lost")
 
 
 @dataclass
