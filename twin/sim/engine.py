@@ -27,9 +27,7 @@ import simpy
 
 from twin.model import power as pw
 from twin.model import serving as sv
-from twin.model import thermal as th
-from twin.model.power import CPU_UTIL_WARM
-from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
+from twin.model.node_power import node_parts_w, node_wall_w
 from twin.model.policies import (
     POLICIES,
     IgnitionContext,
@@ -53,6 +51,7 @@ from twin.sim.events import EventLog, Kind
 from twin.sim.result import RequestRecord, SimResult, collect
 from twin.sim.batching import ServingStep
 from twin.sim.layout import build_layout
+from twin.sim.plant import Plant
 from twin.sim.requests import RequestBook
 from twin.sim.router import ReplicaLoad, least_work_admit
 from twin.sim.sampler import Sampler, SamplerLayout
@@ -121,28 +120,14 @@ class _Sim:
         self.unit_busy_since = np.full(topo.n_units, -1.0)
         self.unit_gen = np.zeros(topo.n_units, dtype=np.int64)  # bumped when a unit is lost mid-ignition
         self.load_left = np.zeros(N)
-        fac = spec.facility
-        self.supply_c = fac.supply_air_c
-        self.gpu_temp = np.full(G, fac.supply_air_c)   # die
-        self.gpu_sink = np.full(G, fac.supply_air_c)   # heatsink (thermal.rc2_step_c)
-        self.gpu_fan = np.zeros(G)
-        self.gpu_clock = np.ones(G)
-        self.gpu_cap_w = np.full(G, np.inf)
-        self.fan_rpm = np.zeros(N)
-        self.fan_ok = np.ones(N, dtype=bool)
+        self.plant = Plant(topo, cat, node, spec.facility, lay.gpu_rep, self, self.dt)
         self.gpu_ok = np.ones(G, dtype=bool)          # gpu_failure: a dead GPU draws nothing, serves nothing
         self.rep_lost = np.zeros(nr, dtype=bool)      # replica lost with one of its GPUs
-        self.psu_ok = np.full(N, node.psu_count, dtype=np.int64)  # working PSUs per node (psu_failure)
         self.fac_cap_w = math.inf                     # facility_power_cap (W at the utility meter)
         self.fac_cap_gpu_w = math.inf                 # per-GPU limit the cap controller currently applies
         self.fac_cap_state = ""                       # "", "binding" or "infeasible": for transition events
         self.fac_floor_w = 0.0                        # facility power with every GPU at its lowest clock
-        self.cooling_short = False                    # IT heat above the cooling available (room heating)
         self.replacing: list[deque] = [deque() for _ in spec.pools]  # lost units awaiting a replacement
-        self.rack_exhaust = np.full(R, fac.supply_air_c)
-        self.plenum_frac = 1.0
-        self.cooling_capacity_w = fac.cooling_capacity_kw * 1e3
-        self.gpu_throttled = np.zeros(G, dtype=bool)
         self.low_since = [-1.0] * len(spec.pools)
         self.ramp_hist: deque = deque()
         # RDMA latency of a replica's cross-node hops: 2 NIC traversals + one leaf switch per hop
@@ -158,8 +143,6 @@ class _Sim:
             self.fabric = FabricModel(spec.fabric, topo, self.nic, node.pcie_h2d_gb_s, self.dt, lay.rep_cross_hops,
                                       lay.rep_hidden_bytes)
             self.rep_cross_lat_s = self.fabric.rep_cross_latency_s
-        self.node_inlet = np.full(N, fac.supply_air_c)
-        self.node_nic_gb_s = np.zeros(N)
         self.rep_nic_gb_s = np.full(nr, self.nic.achievable_gb_s)
         self._alloc_samples()
 
@@ -304,7 +287,7 @@ class _Sim:
         topo = self.topo
         on = (self.state != OFF) & (self.state != FAILED)
         rack_on = np.bincount(topo.node_rack, weights=on, minlength=self.R)
-        inlet = np.bincount(topo.node_rack, weights=self.node_inlet, minlength=self.R) / topo.nodes_per_rack
+        inlet = np.bincount(topo.node_rack, weights=self.plant.out.node_inlet_c, minlength=self.R) / topo.nodes_per_rack
         window = 60.0
         while self.ramp_hist and self.ramp_hist[0][0] <= now - window:
             self.ramp_hist.popleft()
@@ -338,20 +321,20 @@ class _Sim:
 
     def _apply_fault(self, f, reason: str):
         """Apply fault `f`; return a function that undoes it (called when its duration ends)."""
-        if f.kind == "node_crash" or (f.kind == "psu_failure" and self.psu_ok[int(f.target)] <= 1):
+        if f.kind == "node_crash" or (f.kind == "psu_failure" and self.plant.psu_ok[int(f.target)] <= 1):
             nd = int(f.target)
-            self.psu_ok[nd] -= f.kind == "psu_failure"
+            self.plant.psu_ok[nd] -= f.kind == "psu_failure"
             self._fail_node(nd, reason)
 
             def repair():
-                self.psu_ok[nd] = self.node_spec.psu_count
+                self.plant.psu_ok[nd] = self.node_spec.psu_count
                 self._repair_node(nd)
             return repair
         if f.kind == "psu_failure":  # redundant supplies: the others carry the load (checked each tick)
             nd = int(f.target)
-            self.psu_ok[nd] -= 1
-            self.event("psu_degraded", nd, -1, f"{int(self.psu_ok[nd])} of {self.node_spec.psu_count} PSUs left")
-            return lambda: self.psu_ok.__setitem__(nd, self.node_spec.psu_count)
+            self.plant.psu_ok[nd] -= 1
+            self.event("psu_degraded", nd, -1, f"{int(self.plant.psu_ok[nd])} of {self.node_spec.psu_count} PSUs left")
+            return lambda: self.plant.psu_ok.__setitem__(nd, self.node_spec.psu_count)
         if f.kind == "gpu_failure":
             g = int(f.target)
             self._fail_gpu(g, reason)
@@ -365,20 +348,20 @@ class _Sim:
             return replace_gpu
         if f.kind == "fan_failure":
             nd = int(f.target)
-            self.fan_ok[nd] = False
-            return lambda: self.fan_ok.__setitem__(nd, True)
+            self.plant.fan_ok[nd] = False
+            return lambda: self.plant.fan_ok.__setitem__(nd, True)
         if f.kind == "cooling_failure":
             # CRAH units lost: their share of plenum airflow AND of coil capacity goes (both scale
             # with plenum_frac in _power_thermal); default 0.3 = most of the room's CRAHs down
-            self.plenum_frac = 0.3 if f.value is None else float(f.value)
-            return lambda: setattr(self, "plenum_frac", 1.0)
+            self.plant.plenum_frac = 0.3 if f.value is None else float(f.value)
+            return lambda: setattr(self.plant, "plenum_frac", 1.0)
         if f.kind == "cooling_capacity":
-            old = self.cooling_capacity_w
-            self.cooling_capacity_w = float(f.value) * 1e3
-            return lambda: setattr(self, "cooling_capacity_w", old)
+            old = self.plant.cooling_capacity_w
+            self.plant.cooling_capacity_w = float(f.value) * 1e3
+            return lambda: setattr(self.plant, "cooling_capacity_w", old)
         if f.kind == "power_cap":
-            self.gpu_cap_w[:] = float(f.value)
-            return lambda: self.gpu_cap_w.__setitem__(slice(None), np.inf)
+            self.plant.gpu_cap_w[:] = float(f.value)
+            return lambda: self.plant.gpu_cap_w.__setitem__(slice(None), np.inf)
         if f.kind == "facility_power_cap":
             self.fac_cap_w = float(f.value) * 1e3
 
@@ -471,7 +454,7 @@ class _Sim:
         if self.fabric is not None:
             self._fabric_step()
         self._admit(t0)
-        self.out = self.serving.step(t0, self.gpu_clock, self.rep_nic_gb_s, self.rep_cross_lat_s)
+        self.out = self.serving.step(t0, self.plant.out.gpu_clock, self.rep_nic_gb_s, self.rep_cross_lat_s)
         self._power_thermal()
         self._loading_progress()
         self._accumulate(k)
@@ -495,107 +478,22 @@ class _Sim:
 
     # ------------------------------------------------------------------ power and heat
     def _power_thermal(self) -> None:
-        dt = self.dt
-        topo, gpu, node, fac = self.topo, self.gpu, self.node_spec, self.spec.facility
+        out = self.plant.step(self.state, self.gpu_ok, self.out)
+        al, topo = out.alarms, self.topo
         st = self.state
-        g_state = st[topo.gpu_node]
-        g_rep = self.gpu_rep
-        has_rep = g_rep >= 0
-        rep_idx = np.where(has_rep, g_rep, 0)
-        serving = np.isin(g_state, (SERVING, DRAINING, WARM)) & has_rep
-        pre = np.where(serving, self.out.prefill_frac[rep_idx], 0.0)
-        decf = np.where(serving, self.out.decode_frac[rep_idx], 0.0)
-        activity = pre * sv.ACTIVITY_PREFILL + decf * sv.decode_activity(np.where(serving, self.out.batch[rep_idx], 1.0))
-        activity = np.where(g_state == LOADING, LOADING_GPU_ACTIVITY, activity)
-        self.gpu_util = np.clip(pre + decf, 0.0, 1.0)
-        powered = ~np.isin(g_state, (OFF, FAILED))
-        loaded = np.isin(g_state, (WARM, SERVING, DRAINING))
-        extra = np.where(loaded, gpu.loaded_idle_extra_w, 0.0)
-        # clocks: thermal throttle (from the temperature at the start of the tick) and power cap
-        c_th = th.throttle_clock_frac(self.gpu_temp, gpu.slowdown_temp_c, gpu.shutdown_temp_c)
-        c_cap = np.where(np.isfinite(self.gpu_cap_w),
-                         pw.clock_for_power_cap(np.where(np.isfinite(self.gpu_cap_w), self.gpu_cap_w, 1e9),
-                                                gpu.idle_power_w, gpu.board_power_w, activity, extra), 1.0)
-        powered &= self.gpu_ok  # a failed GPU has dropped off the bus
-        clock0 = np.where(powered, np.minimum(c_th, c_cap), 1.0)
-        # CPU, memory, platform, NIC per node state
-        cpu_util = np.select([st == POWERING_ON, st == BOOTING, st == LOADING, st == WARM, st == SERVING, st == DRAINING],
-                             [0.1, node.cpu_util_booting, node.cpu_util_loading, CPU_UTIL_WARM, node.cpu_util_serving,
-                              node.cpu_util_serving], 0.0)
-        on = ~np.isin(st, (OFF, FAILED))
-        cpu_w = np.where(on, pw.cpu_power_w(self.cpu.idle_power_w, self.cpu.tdp_w, cpu_util), 0.0)
-        dimm_act = np.select([st == k for k in DIMM_ACTIVE_UTIL], list(DIMM_ACTIVE_UTIL.values()), 0.0)
-        dimm_w = np.where(on, node.dimms * (node.dimm_idle_w + (node.dimm_power_w - node.dimm_idle_w) * dimm_act), 0.0)
-        plat_w = np.where(on, node.platform_power_w, 0.0)
-        nic_w = np.where(on & (st != POWERING_ON), self.nic.power_w, 0.0)
-        # chassis fans: full speed during power-on (POST fan test), else follow the hottest GPU
-        gmax = self.gpu_temp.reshape(self.N, self.gpn).max(axis=1)
-        rpm_target = self.fan.min_rpm + (self.fan.max_rpm - self.fan.min_rpm) * np.clip(
-            (gmax - FAN_START_C) / (gpu.fan_target_c - FAN_START_C), 0.0, 1.0)
-        rpm_target = np.where(st == POWERING_ON, self.fan.max_rpm, rpm_target)
-        rpm_target = np.where(on & self.fan_ok, rpm_target, 0.0)
-        self.fan_rpm = th.first_order_lag(self.fan_rpm, rpm_target, CHASSIS_FAN_TAU_S, dt)
-        # only driven fans draw power: an unpowered or dead fan coasts down without any
-        # (otherwise an OFF node's DC load would be a vanishing cube of rpm instead of exactly 0)
-        fan_w = np.where(on & self.fan_ok, node.chassis_fan_count
-                         * pw.fan_power_w(self.fan.max_power_w, self.fan_rpm, self.fan.max_rpm), 0.0)
-        other_dc = cpu_w + dimm_w + plat_w + nic_w + fan_w
-        # GPU power last, so that a facility cap can be solved for against everything else this tick
-        self.gpu_clock = self._facility_cap_clock(clock0, powered, activity, extra, other_dc)
-        g_pow = np.where(powered, pw.gpu_power_w(gpu.idle_power_w, gpu.board_power_w, activity, self.gpu_clock, extra), 0.0)
-        self.gpu_power = g_pow
-        gpu_node_w = np.bincount(topo.gpu_node, weights=g_pow, minlength=self.N)
-        self.node_dc = gpu_node_w + other_dc
-        self.node_gpu_w = gpu_node_w
-        self.node_wall = pw.wall_power_w(self.node_dc, self.psu, np.maximum(self.psu_ok, 1))
-        # redundant PSUs: the survivors trip when the node asks for more than they are rated for
-        for nd in np.flatnonzero(on & (self.psu_ok < node.psu_count) & (self.node_dc > self.psu_ok * self.psu.rated_w)):
-            self._fail_node(int(nd), f"psu_overload ({self.node_dc[nd]:.0f} W on {int(self.psu_ok[nd])} PSUs)")
-        # ---- air: node airflow (chassis fans + GPU blowers), rack recirculation, inlets
-        blower = gpu.blower_airflow_m3_s * self.gpu_fan.reshape(self.N, self.gpn).sum(axis=1)
-        chassis = node.chassis_fan_count * pw.fan_airflow_m3_s(self.fan.max_airflow_m3_s, self.fan_rpm, self.fan.max_rpm)
-        self.node_airflow = chassis + blower
-        rho = fac.air_density_kg_m3
-        rack = topo.node_rack
-        demand = np.bincount(rack, weights=self.node_airflow, minlength=self.R)
-        supply = np.full(self.R, fac.plenum_airflow_per_rack_m3_s * self.plenum_frac)
-        self.rack_demand, self.rack_supply = demand, supply
-        self.rack_recirc = th.recirculation_frac(demand, supply)
-        node_frac = th.node_recirculation_frac(self.rack_recirc[rack], topo.node_height, fac.recirculation_top_bias)
-        self.node_inlet = th.mixed_inlet_c(self.supply_c, self.rack_exhaust[rack], node_frac)
-        self.node_exhaust = th.exhaust_c(self.node_inlet, self.node_dc, self.node_airflow, rho)
-        flow_w = np.bincount(rack, weights=self.node_airflow * self.node_exhaust, minlength=self.R)
-        self.rack_exhaust = np.where(demand > 1e-9, flow_w / np.maximum(demand, 1e-9), self.supply_c)
-        # GPUs breathe chassis air pre-heated by part of the CPU/memory/platform heat
-        other_w = cpu_w + dimm_w + plat_w
-        preheat = th.exhaust_c(0.0, node.gpu_preheat_frac * other_w, self.node_airflow, rho)
-        g_amb = (self.node_inlet + preheat)[topo.gpu_node]
-        self.gpu_temp, self.gpu_sink = th.gpu_step_c(self.gpu_temp, self.gpu_sink, g_amb, g_pow, self.gpu_fan, gpu, dt)
-        fan_target = np.where(powered, th.fan_curve_frac(self.gpu_temp, gpu.min_fan_frac, FAN_START_C, gpu.fan_target_c), 0.0)
-        self.gpu_fan = th.first_order_lag(self.gpu_fan, fan_target, GPU_FAN_TAU_S, dt)
-        throttled = powered & (self.gpu_temp > gpu.slowdown_temp_c)
-        changed = np.flatnonzero(throttled != self.gpu_throttled)
-        for gid in changed[:1000]:
-            self.event("throttle_start" if throttled[gid] else "throttle_end", int(topo.gpu_node[gid]),
+        for nd in al.psu_overload:
+            self._fail_node(int(nd), f"psu_overload ({out.node_dc_w[nd]:.0f} W on {int(self.plant.psu_ok[nd])} PSUs)")
+        thr = self.plant.gpu_throttled
+        for gid in al.throttle_changed:
+            self.event("throttle_start" if thr[gid] else "throttle_end", int(topo.gpu_node[gid]),
                        int(self.gpu_rep[gid]), f"gpu {int(gid)}")
-        self.gpu_throttled = throttled
-        hot = np.flatnonzero(powered & (self.gpu_temp >= gpu.shutdown_temp_c))
-        for nd in np.unique(topo.gpu_node[hot]):
-            self.event("thermal_shutdown", int(nd), -1, f"{float(gmax[nd]):.1f} C")
+        for nd in al.hot_nodes:
+            self.event("thermal_shutdown", int(nd), -1, f"{float(al.gpu_max_c[nd]):.1f} C")
             self._fail_node(int(nd), "thermal_shutdown")
-        # ---- facility
-        self.it_w = float(self.node_wall.sum())
-        self.fac_w, self.cool_w, self.over_w = pw.facility_power_w(
-            np.float64(self.it_w), self.cooling_available_w, fac.cooling_cop, fac.electrical_loss_fraction,
-            fac.fixed_overhead_kw * 1e3)
-        self.supply_c = th.room_supply_c(self.supply_c, fac.supply_air_c, self.it_w - self.cooling_available_w,
-                                         fac.room_heat_capacity_j_per_k, fac.supply_recovery_s, dt)
-        short = self.it_w > self.cooling_available_w
-        if short != self.cooling_short:  # the room starts / stops heating up: worth a line in the story
-            self.cooling_short = short
-            self.event("cooling_overload" if short else "cooling_recovered", -1, -1,
-                       f"IT {self.it_w / 1e3:.1f} kW vs cooling {self.cooling_available_w / 1e3:.1f} kW; "
-                       f"supply air {self.supply_c:.1f} C")
+        if al.cooling_short is not None:  # the room starts / stops heating up: worth a line in the story
+            self.event("cooling_overload" if al.cooling_short else "cooling_recovered", -1, -1,
+                       f"IT {out.it_w / 1e3:.1f} kW vs cooling {self.plant.cooling_available_w / 1e3:.1f} kW; "
+                       f"supply air {self.plant.supply_c:.1f} C")
         # ---- serving <-> warm follows traffic; drained units power down when empty
         u_busy = np.zeros(self.topo.n_units, dtype=bool)
         if self.n_rep:
@@ -622,18 +520,7 @@ class _Sim:
                     self.unit_draining[u] = False
                     self.unit_ready[u] = bool(all(self.state[x] == WARM for x in self.unit_nodes[u]))
 
-    @property
-    def cooling_available_w(self) -> float:
-        """Heat the plant can remove now: capacity x share of CRAH units running (cooling_failure)."""
-        return self.cooling_capacity_w * self.plenum_frac
-
-    def _facility_w(self, it_w: float) -> float:
-        fac = self.spec.facility
-        return float(pw.facility_power_w(np.float64(it_w), self.cooling_available_w, fac.cooling_cop,
-                                         fac.electrical_loss_fraction, fac.fixed_overhead_kw * 1e3)[0])
-
-    def _facility_cap_clock(self, clock0: np.ndarray, powered: np.ndarray, activity: np.ndarray,
-                            extra: np.ndarray, other_dc_w: np.ndarray) -> np.ndarray:
+    def clock_limit(self, pv) -> np.ndarray:
         """GPU clocks that keep facility power <= facility_power_cap this tick (one uniform per-GPU limit).
 
         Facility power rises monotonically with the per-GPU limit (cube law -> PSU curve -> cooling
@@ -641,16 +528,17 @@ class _Sim:
         (CPU, memory, fans) is taken as given this tick. If even the lowest clock does not fit,
         GPUs run at that floor and the scheduler stops igniting (see _cap_allows_ignition).
         """
+        clock0, powered, activity, extra, other_dc_w = pv.clock0, pv.powered, pv.activity, pv.extra_w, pv.other_dc_w
         if not math.isfinite(self.fac_cap_w):
             return clock0
         gpu, topo = self.gpu, self.topo
-        psus = np.maximum(self.psu_ok, 1)
+        psus = pv.psus_working
 
         def fac_at(limit_w: float) -> tuple[float, np.ndarray]:
             c = np.minimum(clock0, pw.clock_for_power_cap(limit_w, gpu.idle_power_w, gpu.board_power_w, activity, extra))
             g = np.where(powered, pw.gpu_power_w(gpu.idle_power_w, gpu.board_power_w, activity, c, extra), 0.0)
             dc = np.bincount(topo.gpu_node, weights=g, minlength=self.N) + other_dc_w
-            return self._facility_w(float(pw.wall_power_w(dc, self.psu, psus).sum())), c
+            return self.plant.facility_w(float(pw.wall_power_w(dc, self.psu, psus).sum())), c
 
         lo, hi = 0.0, float(gpu.board_power_w)  # limit 0 W -> the clock floor of clock_for_power_cap
         floor_w, clock = fac_at(lo)
@@ -704,11 +592,9 @@ class _Sim:
     def _node_floor_wall_w(self) -> float:
         """Wall power of a node that is loading weights with its GPUs at idle: what capping cannot remove."""
         node, gpu = self.node_spec, self.gpu
-        dc = (node.gpu_count * (gpu.idle_power_w + gpu.loaded_idle_extra_w)
-              + float(pw.cpu_power_w(self.cpu.idle_power_w, self.cpu.tdp_w, node.cpu_util_loading))
-              + node.dimms * node.dimm_power_w + node.platform_power_w + self.nic.power_w
-              + node.chassis_fan_count * self.fan.max_power_w)
-        return float(pw.wall_power_w(np.float64(dc), self.psu, node.psu_count))
+        parts = node_parts_w(node, self.cpu, self.nic, self.fan, cpu_util=node.cpu_util_loading, dimm_activity=1.0,
+                             fan_rpm=self.fan.max_rpm)
+        return node_wall_w(node, parts, node.gpu_count * (gpu.idle_power_w + gpu.loaded_idle_extra_w), self.psu)
 
     def _loading_progress(self) -> None:
         loading = self.state == LOADING
@@ -761,30 +647,30 @@ class _Sim:
         self.unit_peak_w = np.array([len(n) for n in self.unit_nodes], dtype=float) * self._node_peak_wall_w()
 
     def _node_peak_wall_w(self) -> float:
+        """Wall power of a node serving flat out (large-batch decode on every GPU): the ramp budget's unit."""
         node, gpu = self.node_spec, self.gpu
-        dc = (node.gpu_count * gpu.board_power_w * sv.ACTIVITY_DECODE_LARGE
-              + float(pw.cpu_power_w(self.cpu.idle_power_w, self.cpu.tdp_w, node.cpu_util_serving))
-              + node.dimms * node.dimm_power_w + node.platform_power_w + self.nic.power_w
-              + node.chassis_fan_count * self.fan.max_power_w)
-        return float(pw.wall_power_w(np.float64(dc), self.psu, node.psu_count))
+        parts = node_parts_w(node, self.cpu, self.nic, self.fan, cpu_util=node.cpu_util_serving, dimm_activity=1.0,
+                             fan_rpm=self.fan.max_rpm)
+        return node_wall_w(node, parts, node.gpu_count * gpu.board_power_w * sv.ACTIVITY_DECODE_LARGE, self.psu)
 
     def _accumulate(self, k: int) -> None:
         net = self.fabric is not None and self.spec.fabric.load_from == "network"
-        sm = self.sampler
-        sm.accumulate(gpu_power_w=self.gpu_power, gpu_util=self.gpu_util, node_wall_w=self.node_wall,
-                      node_dc_w=self.node_dc, node_gpu_w=self.node_gpu_w, rep_tokens_s=self.out.tokens_s,
+        sm, pl = self.sampler, self.plant
+        o = pl.out
+        sm.accumulate(gpu_power_w=o.gpu_power_w, gpu_util=o.gpu_util, node_wall_w=o.node_wall_w,
+                      node_dc_w=o.node_dc_w, node_gpu_w=o.node_gpu_w, rep_tokens_s=self.out.tokens_s,
                       rep_prefill_tok_s=self.out.prefill_tok_s,
-                      node_load_gb_s=self.fabric.node_load_gb_s if net else None, it_w=self.it_w,
-                      cooling_w=self.cool_w, overhead_w=self.over_w, facility_w=self.fac_w,
-                      gpu_throttled=self.gpu_throttled)
+                      node_load_gb_s=self.fabric.node_load_gb_s if net else None, it_w=o.it_w,
+                      cooling_w=o.cooling_w, overhead_w=o.overhead_w, facility_w=o.facility_w,
+                      gpu_throttled=pl.gpu_throttled)
         if not sm.closes_interval(k):
             return
-        sm.snapshot(k, gpu_temp_c=self.gpu_temp, gpu_clock=self.gpu_clock, gpu_fan_frac=self.gpu_fan,
-                    gpu_throttled=self.gpu_throttled, node_state=self.state, rep_kv_reserved_b=self.book.rep_kv_reserved,
-                    rep_inflight=self.book.rep_inflight, node_inlet_c=self.node_inlet, node_exhaust_c=self.node_exhaust,
-                    node_fan_rpm=self.fan_rpm, node_airflow_m3_s=self.node_airflow, rack_exhaust_c=self.rack_exhaust,
-                    rack_demand_m3_s=self.rack_demand, rack_supply_m3_s=self.rack_supply,
-                    rack_recirc_frac=self.rack_recirc, supply_c=self.supply_c,
+        sm.snapshot(k, gpu_temp_c=pl.gpu_temp, gpu_clock=o.gpu_clock, gpu_fan_frac=pl.gpu_fan,
+                    gpu_throttled=pl.gpu_throttled, node_state=self.state, rep_kv_reserved_b=self.book.rep_kv_reserved,
+                    rep_inflight=self.book.rep_inflight, node_inlet_c=o.node_inlet_c, node_exhaust_c=o.node_exhaust_c,
+                    node_fan_rpm=pl.fan_rpm, node_airflow_m3_s=o.node_airflow_m3_s, rack_exhaust_c=pl.rack_exhaust,
+                    rack_demand_m3_s=o.rack_demand_m3_s, rack_supply_m3_s=o.rack_supply_m3_s,
+                    rack_recirc_frac=o.rack_recirc_frac, supply_c=pl.supply_c,
                     queued=self.book.queued(), in_flight=len(self.book.inflight),
                     links=self.fabric.sample((k + 1) * self.dt, sm.ticks_per_sample) if self.fabric is not None
                     else None)
