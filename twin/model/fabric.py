@@ -213,8 +213,10 @@ class FabricModel:
         self.nic_gb_s = nic.achievable_gb_s
         self.h2d_gb_s = h2d_gb_s
         self.cap = self.fg.capacity_directed_gb_s()
-        self.down_links: set[int] = set()
-        self.down_elements: set[str] = set()
+        # failed links / elements with the number of faults holding each down (overlapping faults
+        # on one element need all of them cleared)
+        self.down_links: dict[int, int] = {}
+        self.down_elements: dict[str, int] = {}
         self._paths: dict[tuple[str, str], tuple[int, ...] | None] = {}
         # cross-node pipeline hops of every replica in stage order, and activation bytes per token
         self.rep_hops = rep_cross_hops
@@ -260,12 +262,17 @@ class FabricModel:
 
     def fail(self, target: str) -> None:
         kind, what = self._resolve(target)
-        (self.down_links if kind == "link" else self.down_elements).add(what)  # type: ignore[arg-type]
+        down: dict = self.down_links if kind == "link" else self.down_elements
+        down[what] = down.get(what, 0) + 1
         self._changed()
 
     def restore(self, target: str) -> None:
         kind, what = self._resolve(target)
-        (self.down_links if kind == "link" else self.down_elements).discard(what)  # type: ignore[arg-type]
+        down: dict = self.down_links if kind == "link" else self.down_elements
+        if down.get(what, 0) > 1:
+            down[what] -= 1
+            return  # another fault still holds it down: nothing changes
+        down.pop(what, None)
         self._changed()
 
     def _changed(self) -> None:

@@ -47,6 +47,10 @@ class EventLog:
         self._clock = clock
         self.rows: list[tuple[float, str, int, int, int, str]] = []
 
+    def now(self) -> float:
+        """Simulated time, s."""
+        return self._clock()
+
     def emit(self, kind: Kind, node: int = -1, replica: int = -1, detail: str = "") -> None:
         rack = int(self._node_rack[node]) if node >= 0 else -1
         self.rows.append((self._clock(), kind.value, node, rack, replica, detail))

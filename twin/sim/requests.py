@@ -15,6 +15,7 @@ from collections import deque
 
 import numpy as np
 
+from twin.model.serving import ReplicaPerf
 from twin.model.workload import Requests
 from twin.sim.events import EventLog, Kind
 
@@ -22,6 +23,22 @@ from twin.sim.events import EventLog, Kind
 FUTURE, QUEUED, INFLIGHT, DONE, DROPPED = range(5)
 STATUS_NAMES = ("queued", "queued", "in_flight", "completed", "dropped")
 DROP_REASONS = ("", "queue_timeout", "context_too_long", "no_capacity", "replica_lost")
+
+
+def arrivals_before(req: Requests, horizon_s: float) -> Requests:
+    """The requests that arrive inside the run, [0, horizon_s) (arrivals are sorted)."""
+    m = int(np.searchsorted(req.arrival_s, horizon_s, side="left"))
+    if m == req.n:
+        return req
+    return Requests(arrival_s=req.arrival_s[:m], prompt_tokens=req.prompt_tokens[:m],
+                    output_tokens=req.output_tokens[:m], pool=req.pool[:m])
+
+
+def kv_reservation_b(req: Requests, perf: tuple[ReplicaPerf, ...]) -> np.ndarray:
+    """KV bytes each request holds once admitted: (prompt + output) tokens x bytes/token + per-sequence state."""
+    kvpt = np.array([pf.kv_bytes_per_token for pf in perf])
+    stpt = np.array([pf.state_bytes_per_seq for pf in perf])
+    return (req.prompt_tokens + req.output_tokens) * kvpt[req.pool] + stpt[req.pool]
 
 
 class RequestBook:
