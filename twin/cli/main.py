@@ -137,6 +137,14 @@ def print_summary(man: dict, run_dir: Path) -> None:
              f"{_fmt(s['gpu_hours_serving'])} / {_fmt(s['gpu_hours_warm'])} / "
              f"{_fmt(s['gpu_hours_booting'] + s['gpu_hours_loading'])}"),
         ]
+    if "training_jobs" in s:  # training jobs (twin.sim.training)
+        rows[-1:-1] = [
+            ("training jobs done / running", f"{s['training_jobs_done']} / {s['training_jobs'] - s['training_jobs_done']}"),
+            ("training tokens / steps", f"{s['training_tokens']:,.0f} / {s['training_steps']:,.1f}"),
+            ("training GPU-hours / energy / preempted",
+             f"{_fmt(s['training_gpu_hours'], '', 2)} / {_fmt(s['training_energy_kwh'], ' kWh', 2)} / "
+             f"{_fmt(s['training_preempted_s'], ' s', 0)}"),
+        ]
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)

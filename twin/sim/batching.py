@@ -5,6 +5,8 @@ when nothing decodes, PREFILL_SHARE_MAX of it when sequences are decoding and th
 continuously, none when it does not (llama.cpp --no-cont-batching). Decode then runs at the
 roofline token interval (twin.model.serving) for the replica's batch, TP all-reduces and
 pipeline hops included, in the time prefill left. First-token and completion times are sub-tick.
+A replica that shares its GPUs (several pools on one GPU, or a training job) runs at its time
+share's speed (twin.model.sharing): prefill and decode both take 1 / speed as long.
 All requests are handled at once with group-wise scans; no Python loop over requests.
 """
 from __future__ import annotations
@@ -71,8 +73,11 @@ class ServingStep:
             step_overhead_s=pf.step_overhead_s)[0])
 
     def step(self, t0: float, gpu_clock: np.ndarray, rep_nic_gb_s: np.ndarray,
-             rep_cross_lat_s: np.ndarray) -> ServingOutputs:
-        """Advance every in-flight request by one tick (vectorised over requests, grouped by replica)."""
+             rep_cross_lat_s: np.ndarray, speed: np.ndarray | None = None) -> ServingOutputs:
+        """Advance every in-flight request by one tick (vectorised over requests, grouped by replica).
+
+        `speed` (R,) in (0, 1]: each replica's share of its GPUs' time (None: every GPU to itself).
+        """
         lay, bk, dt = self.lay, self.book, self.dt
         nr = lay.n_rep
         ids = bk.inflight
@@ -94,6 +99,8 @@ class ServingStep:
                          + lay.rep_hops_cross * tok_bytes / (nic * sv.GB))
         hop_lat_s = lay.rep_hops_intra * P2P_HOP_LATENCY_S + rep_cross_lat_s
         p_cost = lay.rep_prefill_s_per_tok / np.maximum(rep_clock, 1e-3) + hop_per_tok_s
+        if speed is not None:
+            p_cost = p_cost / np.maximum(speed, 1e-6)
         # ---- prefill: FIFO per replica, starting no earlier than the request's arrival in this tick
         pf_mask = bk.prefill_left[ids] > 0
         decoding0 = ~pf_mask
@@ -134,6 +141,8 @@ class ServingStep:
         ctx_tok = (bk.req.prompt_tokens[ids] + bk.generated[ids])
         kv_tok = np.bincount(r, weights=ctx_tok * ~pf_mask, minlength=nr)
         interval = self._intervals(batch, kv_tok, rep_clock, hop_per_tok_s, hop_lat_s)
+        if speed is not None:
+            interval = interval / np.maximum(speed, 1e-6)
         self.rep_interval_s = np.where(batch > 0, interval, self.rep_interval_s)
         decode_frac = 1.0 - prefill_used / dt
         if len(didx):

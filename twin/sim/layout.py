@@ -26,7 +26,12 @@ class Layout:
     rep_unit: np.ndarray                    # (R,) int
     rep_gpus: np.ndarray                    # (R, max GPUs) int, padded with n_gpus
     rep_first_node: np.ndarray              # (R,) node that stands for the replica in events
-    gpu_rep: np.ndarray                     # (G,) replica of each GPU, -1 if none
+    gpu_rep: np.ndarray                     # (G,) replica of each GPU (the first one when shared), -1 if none
+    gpu_reps: tuple[tuple[int, ...], ...]   # (G,) every replica on each GPU (several pools on one GPU)
+    pair_rep: np.ndarray                    # (P,) replica of each (replica, GPU) pair
+    pair_gpu: np.ndarray                    # (P,) GPU of each pair
+    shared_gpus: bool                       # some GPU carries more than one replica
+    rep_cpu: np.ndarray                     # (R,) bool: a CPU-only replica (device: cpu), no GPUs
     rep_cross_hops: tuple[tuple[tuple[int, int], ...], ...]  # per replica: (src, dst) node pairs over the NIC
     rep_hops_cross: np.ndarray              # (R,) pipeline hops across the NIC
     rep_hops_intra: np.ndarray              # (R,) pipeline hops over PCIe P2P inside a node
@@ -60,7 +65,7 @@ def pool_perf(scenario: Scenario) -> tuple[sv.ReplicaPerf, ...]:
     spec, cat = scenario.spec, scenario.catalogue
     gpu = cat.gpu(cat.node(spec.topology.node_type).gpu)
     return tuple(sv.replica_perf(cat.model(p.model), cat.quant(p.quantisation), gpu, cat.engine(p.engine), p.tp, p.pp,
-                                 p.memory_utilisation, p.max_batch, p.kv_bytes) for p in spec.pools)
+                                 p.memory_fraction, p.max_batch, p.kv_bytes) for p in spec.pools)
 
 
 def build_layout(scenario: Scenario, topo: Topology, node: NodeSpec) -> Layout:
@@ -73,15 +78,21 @@ def build_layout(scenario: Scenario, topo: Topology, node: NodeSpec) -> Layout:
     max_g = max((len(r.gpu_ids) for r in reps), default=1)
     rep_gpus = np.full((nr, max_g), G, dtype=np.int64)
     gpu_rep = np.full(G, -1, dtype=np.int64)
+    on_gpu: list[list[int]] = [[] for _ in range(G)]
     for r in reps:
         rep_gpus[r.replica_id, :len(r.gpu_ids)] = r.gpu_ids
-        gpu_rep[list(r.gpu_ids)] = r.replica_id
+        for g in r.gpu_ids:
+            if gpu_rep[g] < 0:
+                gpu_rep[g] = r.replica_id
+            on_gpu[g].append(r.replica_id)
+    pair_rep = np.array([r.replica_id for r in reps for _ in r.gpu_ids], dtype=np.int64)
+    pair_gpu = np.array([g for r in reps for g in r.gpu_ids], dtype=np.int64)
     # pipeline hops per traversal: (src, dst) node pairs that cross the NIC (the fabric's flows),
     # the rest stay inside a node on PCIe P2P
     cross: list[tuple[tuple[int, int], ...]] = []
     for r in reps:
         pool = spec.pools[r.pool_id]
-        stage_nodes = [r.gpu_ids[s * pool.tp] // gpn for s in range(pool.pp)]
+        stage_nodes = [r.gpu_ids[s * pool.tp] // gpn for s in range(pool.pp)] if r.gpu_ids else []
         cross.append(tuple((a, b) for a, b in zip(stage_nodes, stage_nodes[1:]) if a != b))
     hops_cross = np.array([len(h) for h in cross], dtype=float)
     hops_intra = np.array([spec.pools[r.pool_id].pp - 1 for r in reps], dtype=float) - hops_cross
@@ -94,6 +105,8 @@ def build_layout(scenario: Scenario, topo: Topology, node: NodeSpec) -> Layout:
     return Layout(
         perf=perf, n_gpus=G, rep_pool=rep_pool, rep_unit=np.array([r.unit_id for r in reps], dtype=np.int64),
         rep_gpus=rep_gpus, rep_first_node=np.array([r.node_ids[0] for r in reps], dtype=np.int64), gpu_rep=gpu_rep,
+        gpu_reps=tuple(tuple(x) for x in on_gpu), pair_rep=pair_rep, pair_gpu=pair_gpu,
+        shared_gpus=any(len(x) > 1 for x in on_gpu), rep_cpu=np.array([r.device == "cpu" for r in reps], dtype=bool),
         rep_cross_hops=tuple(cross), rep_hops_cross=hops_cross, rep_hops_intra=hops_intra,
         rep_hidden_bytes=np.array([perf[p].hidden_size for p in rep_pool], dtype=float) * sv.ACTIVATION_BYTES,
         rep_pp=np.array([perf[p].pp for p in rep_pool], dtype=float),
@@ -113,6 +126,12 @@ def build_layout(scenario: Scenario, topo: Topology, node: NodeSpec) -> Layout:
             for pf in perf]),
         unit_nodes=unit_nodes, unit_reps=unit_reps, unit_pool=topo.unit_pool,
         unit_first_node=np.array([int(n[0]) for n in unit_nodes], dtype=np.int64),
-        unit_load_bytes_per_node=np.array([len(unit_reps[u]) * perf[topo.unit_pool[u]].weights_bytes
-                                           / len(unit_nodes[u]) for u in range(topo.n_units)]),
+        unit_load_bytes_per_node=np.array([_unit_weights_b(unit_reps[u], rep_pool, perf) / len(unit_nodes[u])
+                                           for u in range(topo.n_units)]),
     )
+
+
+def _unit_weights_b(reps: np.ndarray, rep_pool: np.ndarray, perf: tuple[sv.ReplicaPerf, ...]) -> float:
+    """Weight bytes a unit loads: replicas x weights, pool by pool (colocated pools add theirs)."""
+    pools, counts = np.unique(rep_pool[reps], return_counts=True)
+    return float(sum(int(c) * perf[int(p)].weights_bytes for p, c in zip(pools, counts)))

@@ -26,6 +26,8 @@ import numpy as np
 from twin.model import power as pw
 from twin.model import serving as sv
 from twin.model import thermal as th
+from twin.model.cpu_load import cpu_temp_step_c
+from twin.model.training import TRAINING_ACTIVITY
 from twin.model.node_power import cpu_util_for_state, dimm_activity_for_state, node_parts_w
 from twin.model.states import DRAINING, FAILED, LOADING, OFF, POWERING_ON, SERVING, WARM
 from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
@@ -71,6 +73,8 @@ class PlantOutputs:
     node_dc_w: np.ndarray
     node_gpu_w: np.ndarray
     node_wall_w: np.ndarray
+    node_cpu_w: np.ndarray
+    node_cpu_util: np.ndarray
     node_airflow_m3_s: np.ndarray
     node_inlet_c: np.ndarray
     node_exhaust_c: np.ndarray
@@ -87,9 +91,11 @@ class PlantOutputs:
 class Plant:
     """Power, air and heat of the whole hall."""
 
-    def __init__(self, topo: Topology, cat: Catalogue, node: NodeSpec, fac: FacilitySpec, gpu_rep: np.ndarray,
+    def __init__(self, topo: Topology, cat: Catalogue, node: NodeSpec, fac: FacilitySpec, pairs: tuple[np.ndarray, np.ndarray],
                  limiter: ClockLimiter, dt_s: float) -> None:
-        self.topo, self.node, self.fac, self.gpu_rep, self.limiter, self.dt = topo, node, fac, gpu_rep, limiter, dt_s
+        """`pairs`: (replica, GPU) of every replica-GPU incidence (Layout.pair_rep, pair_gpu)."""
+        self.topo, self.node, self.fac, self.limiter, self.dt = topo, node, fac, limiter, dt_s
+        self.pair_rep, self.pair_gpu = pairs
         self.gpu, self.cpu, self.psu = cat.gpu(node.gpu), cat.cpu(node.cpu), cat.psu(node.psu)
         self.nic, self.fan = cat.nic(node.nic), cat.fan(node.chassis_fan)
         N, G, R = topo.n_nodes, topo.n_gpus, topo.n_racks
@@ -102,6 +108,7 @@ class Plant:
         self.fan_rpm = np.zeros(N)
         self.rack_exhaust = np.full(R, fac.supply_air_c)
         self.gpu_throttled = np.zeros(G, dtype=bool)
+        self.cpu_temp = np.full(N, fac.supply_air_c)   # CPU package (twin.model.cpu_load)
         self.cooling_short = False
         # conditions the faults degrade
         self.fan_ok = np.ones(N, dtype=bool)
@@ -113,6 +120,7 @@ class Plant:
         none = np.zeros(0, dtype=np.int64)
         self.out = PlantOutputs(  # before the first tick: cold, idle, full clocks
             gpu_power_w=z, gpu_util=z, gpu_clock=np.ones(G), node_dc_w=zn, node_gpu_w=zn, node_wall_w=zn,
+            node_cpu_w=zn, node_cpu_util=zn,
             node_airflow_m3_s=zn, node_inlet_c=np.full(N, fac.supply_air_c), node_exhaust_c=zn,
             rack_demand_m3_s=zr, rack_supply_m3_s=zr, rack_recirc_frac=zr, it_w=0.0, facility_w=0.0,
             cooling_w=0.0, overhead_w=0.0, alarms=Alarms(none, none, none, zn, None))
@@ -128,18 +136,33 @@ class Plant:
         return float(pw.facility_power_w(np.float64(it_w), self.cooling_available_w, fac.cooling_cop,
                                          fac.electrical_loss_fraction, fac.fixed_overhead_kw * 1e3)[0])
 
-    def step(self, state: np.ndarray, gpu_ok: np.ndarray, serving: ServingOutputs) -> PlantOutputs:
+    def step(self, state: np.ndarray, gpu_ok: np.ndarray, serving: ServingOutputs,
+             rep_share: np.ndarray | None = None, gpu_train: np.ndarray | None = None,
+             cpu_extra_util: np.ndarray | None = None) -> PlantOutputs:
+        """One tick. `rep_share` (R,): each replica's share of its GPUs' time when GPUs are shared;
+        `gpu_train` (G,): share of each GPU's time a training job runs (at TRAINING_ACTIVITY);
+        `cpu_extra_util` (N,): package utilisation CPU-resident engines add (twin.model.cpu_load)."""
         dt = self.dt
         topo, gpu, node, fac, fan = self.topo, self.gpu, self.node, self.fac, self.fan
         st = state
-        # ---- GPU activity and clocks before any facility cap
+        G = self.G
+        # ---- GPU activity and clocks before any facility cap: every replica on a GPU adds its
+        # phases weighted by its share of the GPU's time (1 when the GPU is its own)
         g_state = st[topo.gpu_node]
-        has_rep = self.gpu_rep >= 0
-        rep_idx = np.where(has_rep, self.gpu_rep, 0)
-        serving_g = np.isin(g_state, (SERVING, DRAINING, WARM)) & has_rep
-        pre = np.where(serving_g, serving.prefill_frac[rep_idx], 0.0)
-        decf = np.where(serving_g, serving.decode_frac[rep_idx], 0.0)
-        activity = pre * sv.ACTIVITY_PREFILL + decf * sv.decode_activity(np.where(serving_g, serving.batch[rep_idx], 1.0))
+        pr, pg = self.pair_rep, self.pair_gpu
+        serving_p = np.isin(g_state[pg], (SERVING, DRAINING, WARM))
+        w = 1.0 if rep_share is None else rep_share[pr]
+        pre_p = np.where(serving_p, serving.prefill_frac[pr], 0.0) * w
+        dec_p = np.where(serving_p, serving.decode_frac[pr], 0.0) * w
+        act_p = pre_p * sv.ACTIVITY_PREFILL + dec_p * sv.decode_activity(np.where(serving_p, serving.batch[pr], 1.0))
+        pre = np.bincount(pg, weights=pre_p, minlength=G)
+        decf = np.bincount(pg, weights=dec_p, minlength=G)
+        activity = np.bincount(pg, weights=act_p, minlength=G)
+        if gpu_train is not None:
+            loaded_g = np.isin(g_state, (SERVING, DRAINING, WARM))
+            train = np.where(loaded_g, gpu_train, 0.0)
+            activity = np.minimum(activity + train * TRAINING_ACTIVITY, 1.0)
+            decf = decf + train
         activity = np.where(g_state == LOADING, LOADING_GPU_ACTIVITY, activity)
         gpu_util = np.clip(pre + decf, 0.0, 1.0)
         powered = ~np.isin(g_state, (OFF, FAILED))
@@ -162,7 +185,10 @@ class Plant:
         driven = on & self.fan_ok
         rpm_target = np.where(driven, rpm_target, 0.0)
         self.fan_rpm = th.first_order_lag(self.fan_rpm, rpm_target, CHASSIS_FAN_TAU_S, dt)
-        parts = node_parts_w(node, self.cpu, self.nic, fan, cpu_util=cpu_util_for_state(node, st),
+        cpu_util = cpu_util_for_state(node, st)
+        if cpu_extra_util is not None:
+            cpu_util = np.clip(cpu_util + np.where(on, cpu_extra_util, 0.0), 0.0, 1.0)
+        parts = node_parts_w(node, self.cpu, self.nic, fan, cpu_util=cpu_util,
                              dimm_activity=dimm_activity_for_state(st), fan_rpm=self.fan_rpm, powered=on,
                              nic_powered=on & (st != POWERING_ON), fans_driven=driven)
         other_dc = parts.other_w
@@ -195,6 +221,7 @@ class Plant:
         preheat = th.exhaust_c(0.0, node.gpu_preheat_frac * parts.upstream_w, airflow, rho)
         g_amb = (inlet + preheat)[topo.gpu_node]
         self.gpu_temp, self.gpu_sink = th.gpu_step_c(self.gpu_temp, self.gpu_sink, g_amb, g_pow, self.gpu_fan, gpu, dt)
+        self.cpu_temp = cpu_temp_step_c(self.cpu_temp, inlet, parts.cpu_w, dt)
         fan_target = np.where(powered, th.fan_curve_frac(self.gpu_temp, gpu.min_fan_frac, FAN_START_C,
                                                          gpu.fan_target_c), 0.0)
         self.gpu_fan = th.first_order_lag(self.gpu_fan, fan_target, GPU_FAN_TAU_S, dt)
@@ -214,7 +241,7 @@ class Plant:
             self.cooling_short = short_changed = short
         self.out = PlantOutputs(
             gpu_power_w=g_pow, gpu_util=gpu_util, gpu_clock=clock, node_dc_w=node_dc, node_gpu_w=gpu_node_w,
-            node_wall_w=node_wall, node_airflow_m3_s=airflow, node_inlet_c=inlet, node_exhaust_c=exhaust,
+            node_wall_w=node_wall, node_cpu_w=np.asarray(parts.cpu_w, dtype=float), node_cpu_util=cpu_util, node_airflow_m3_s=airflow, node_inlet_c=inlet, node_exhaust_c=exhaust,
             rack_demand_m3_s=demand, rack_supply_m3_s=supply, rack_recirc_frac=recirc, it_w=it_w, facility_w=fac_w,
             cooling_w=cool_w, overhead_w=over_w,
             alarms=Alarms(psu_overload=overload, throttle_changed=changed, hot_nodes=hot, gpu_max_c=gmax,

@@ -100,8 +100,10 @@ def _economics(scenario: Scenario, topo: Topology, n_samples: int, rq: RequestRe
 
 
 def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRecord, events: EventLog,
-            links: dict | None, wall_time_s: float) -> SimResult:
-    """Assemble every telemetry table and the run summary from what the parts recorded."""
+            links: dict | None, wall_time_s: float, jobs: tuple[list[dict], dict] | None = None) -> SimResult:
+    """Assemble every telemetry table and the run summary from what the parts recorded.
+
+    `jobs`: the training part's sampled rows and summary totals (twin.sim.training), if any."""
     S, N, G, R = samples.n_samples, topo.n_nodes, topo.n_gpus, topo.n_racks
     sample_s = scenario.spec.simulation.sample_s
     node_spec = scenario.catalogue.node(scenario.spec.topology.node_type)
@@ -180,6 +182,9 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
     cols["events"] = events.columns()
     if links is not None:
         cols["links"] = links
+    if jobs is not None:
+        rows, _ = jobs
+        cols["jobs"] = {k: [v for r in rows for v in r[k]] for k in (rows[0] if rows else {})}
 
     drop_counts = {DROP_REASONS[i]: int((rq.drop_reason[status == DROPPED] == i).sum())
                    for i in range(1, len(DROP_REASONS))}
@@ -211,6 +216,8 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "peak_arrival_rate_per_s": float((arrivals / sample_s).max()) if S else 0.0,
     }
     summary.update(_economics(scenario, topo, S, rq, count, completed, it_kwh, fac_kwh))
+    if jobs is not None:
+        summary.update(jobs[1])
     thresholds = {"gpu_slowdown_c": gpu.slowdown_temp_c, "gpu_shutdown_c": gpu.shutdown_temp_c,
                   "gpu_fan_target_c": gpu.fan_target_c}
     return SimResult(scenario=scenario, topology=topo, columns=cols, summary=summary, wall_time_s=wall_time_s,

@@ -35,6 +35,8 @@ class SamplerLayout:
     rep_hops_cross: np.ndarray   # (R_rep,) pipeline hops across the NIC
     rep_weights_per_gpu_b: np.ndarray  # (R_rep,) resident weights on each of the replica's GPUs
     rep_n_gpus: np.ndarray       # (R_rep,) GPUs of the replica (float, divides the KV reservation)
+    gpair_rep: np.ndarray        # (Q,) replica of each (replica, GPU) pair: shared GPUs add their tenants
+    gpair_gpu: np.ndarray        # (Q,) GPU of each pair
 
 
 class Sampler:
@@ -52,7 +54,7 @@ class Sampler:
         self.gpu["throttled"] = np.zeros((S, G), bool)
         self.node = {k: np.zeros((S, N), f32) for k in ("power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm",
                                                          "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w", "p2p_gb_s",
-                                                         "nic_gb_s")}
+                                                         "nic_gb_s", "cpu_power_w", "cpu_temp_c", "cpu_util")}
         self.node["state"] = np.zeros((S, N), np.int8)
         self.node["active_requests"] = np.zeros((S, N), np.int32)
         self.rack = {k: np.zeros((S, R), f32) for k in ("power_w", "inlet_c", "exhaust_c", "airflow_demand_m3_s",
@@ -69,6 +71,8 @@ class Sampler:
         self.acc_p2p = np.zeros(N)
         self.acc_nic = np.zeros(N)
         self.acc_util = np.zeros(G)
+        self.acc_cpu_w = np.zeros(N)
+        self.acc_cpu_util = np.zeros(N)
         self.acc_fac = np.zeros(4)
         self.throttled_gpu_s = 0.0
         self.links: list[tuple] = []
@@ -84,9 +88,12 @@ class Sampler:
     def accumulate(self, *, gpu_power_w: np.ndarray, gpu_util: np.ndarray, node_wall_w: np.ndarray,
                    node_dc_w: np.ndarray, node_gpu_w: np.ndarray, rep_tokens_s: np.ndarray,
                    rep_prefill_tok_s: np.ndarray, node_load_gb_s: np.ndarray | None, it_w: float,
-                   cooling_w: float, overhead_w: float, facility_w: float, gpu_throttled: np.ndarray) -> None:
+                   cooling_w: float, overhead_w: float, facility_w: float, gpu_throttled: np.ndarray,
+                   node_cpu_w: np.ndarray | float = 0.0, node_cpu_util: np.ndarray | float = 0.0) -> None:
         """Add one tick's readings to the interval means."""
         lay = self.lay
+        self.acc_cpu_w += node_cpu_w
+        self.acc_cpu_util += node_cpu_util
         self.acc_gpu_w += gpu_power_w
         self.acc_util += gpu_util
         self.acc_node_w += node_wall_w
@@ -112,7 +119,8 @@ class Sampler:
                  rep_inflight: np.ndarray, node_inlet_c: np.ndarray, node_exhaust_c: np.ndarray,
                  node_fan_rpm: np.ndarray, node_airflow_m3_s: np.ndarray, rack_exhaust_c: np.ndarray,
                  rack_demand_m3_s: np.ndarray, rack_supply_m3_s: np.ndarray, rack_recirc_frac: np.ndarray,
-                 supply_c: float, queued: int, in_flight: int, links: tuple | None) -> None:
+                 supply_c: float, queued: int, in_flight: int, links: tuple | None,
+                 node_cpu_temp_c: np.ndarray | float = 0.0, gpu_extra_b: np.ndarray | float = 0.0) -> None:
         """Close the interval ending with tick k: write one row of every table, reset the means."""
         lay = self.lay
         s = (k + 1) // self.ticks_per_sample - 1
@@ -126,11 +134,14 @@ class Sampler:
         g["throttled"][s] = gpu_throttled
         loaded = np.isin(node_state[lay.gpu_node], (WARM, SERVING, DRAINING)) & (lay.gpu_rep >= 0)
         mem = np.zeros(self.G)
-        if self.n_rep:
+        if self.n_rep and len(lay.gpair_rep):
             rep_kv = rep_kv_reserved_b / lay.rep_n_gpus
-            ridx = np.where(lay.gpu_rep >= 0, lay.gpu_rep, 0)
-            mem = np.where(loaded, (lay.rep_weights_per_gpu_b[ridx] + rep_kv[ridx]) / sv.GB, 0.0)
-        g["memory_used_gb"][s] = mem
+            per = (lay.rep_weights_per_gpu_b + rep_kv)[lay.gpair_rep]
+            mem = np.where(loaded, np.bincount(lay.gpair_gpu, weights=per, minlength=self.G) / sv.GB, 0.0)
+        g["memory_used_gb"][s] = mem + np.asarray(gpu_extra_b) / sv.GB  # + training jobs'
+        nd["cpu_power_w"][s] = self.acc_cpu_w / n
+        nd["cpu_util"][s] = self.acc_cpu_util / n
+        nd["cpu_temp_c"][s] = node_cpu_temp_c
         nd["power_w"][s] = self.acc_node_w / n
         nd["dc_power_w"][s] = self.acc_node_dc / n
         nd["inlet_c"][s] = node_inlet_c
@@ -161,5 +172,5 @@ class Sampler:
         if links is not None:
             self.links.append(links)
         for a in (self.acc_gpu_w, self.acc_node_w, self.acc_node_dc, self.acc_node_gpu, self.acc_p2p,
-                  self.acc_nic, self.acc_util, self.acc_fac):
+                  self.acc_nic, self.acc_util, self.acc_fac, self.acc_cpu_w, self.acc_cpu_util):
             a[:] = 0.0

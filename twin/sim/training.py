@@ -1,10 +1,9 @@
 """Training jobs as a simulation part: progress, GPU time shares, energy, the `jobs` table.
 
 The part owns its arrays (one entry per job) and gets what it needs each tick from the engine:
-which GPUs are powered and serving, how much GPU time inference engines claim on each GPU
-(their demand), and the GPU clocks. It returns the GPU time each job takes, so the engine can
-slow the engines that share a GPU and give the plant each GPU's training activity. Physics is
-twin.model.training (step time) and twin.model.sharing (time slices); this file only integrates.
+which GPUs are up, the share of GPU time each job gets (twin.sim.tenancy, which also slows the
+inference engines sharing those GPUs) and the GPU clocks. Physics is twin.model.training (step
+time) and twin.model.sharing (time slices); this file only integrates.
 
 Scheduling (scenario ``training.policy``):
 - ``inference_first``: a preemptible job gets only the GPU time the inference engines on its GPUs
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.model import sharing
 from twin.model import training as tr
 
 STATES = ("pending", "running", "preempted", "done")
@@ -38,6 +36,7 @@ class TrainingJobs:
         self.steps_done = np.zeros(n)
         self.tokens_per_step = np.array([tr.step_time(s).tokens_per_step for s in setups], dtype=float)
         self.seq_len = np.array([s.seq_len for s in setups], dtype=float)
+        self.memory_gb = np.array([tr.training_memory(s).total_gb for s in setups], dtype=float)
         self.state = np.zeros(n, dtype=np.int8)            # index into STATES
         self.share = np.zeros(n)                           # GPU time share in the last tick
         self.energy_j = np.zeros(n)                        # GPU energy attributed to the job
@@ -47,55 +46,39 @@ class TrainingJobs:
         self._tokens_interval = np.zeros(n)                # tokens since the last sample
         self._energy_interval = np.zeros(n)
         self._interval_s = 0.0
+        self._used = np.zeros(n)
 
     @property
     def n_jobs(self) -> int:
         return len(self.names)
 
-    def claims(self, t0_s: float, gpu_ok: np.ndarray, engine_gpu: np.ndarray, engine_demand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """GPU time shares this tick: (share per job (J,), speed factor per inference engine (E,)).
+    def active(self, t0_s: float, gpu_up: np.ndarray) -> np.ndarray:
+        """(J,) jobs that want GPU time this tick: started, not done, every GPU of theirs up and loaded."""
+        want = (self.state != STATES.index("done")) & (self.start_s <= t0_s)
+        return want & np.array([all(gpu_up[g] for g in gs) for gs in self.gpu_ids], dtype=bool)
 
-        `engine_gpu` (E,) and `engine_demand` (E,) describe the inference engines' GPU claims (one
-        entry per engine and GPU it runs on); `gpu_ok` (G,) says which GPUs are powered and up.
-        Jobs whose GPUs are not all up, or whose start time has not come, wait.
-        """
-        n = self.n_jobs
-        active = (self.state != STATES.index("done")) & (self.start_s <= t0_s)
-        for j in range(n):
-            if active[j] and not all(gpu_ok[g] for g in self.gpu_ids[j]):
-                active[j] = False
-        gpus = [g for j in range(n) if active[j] for g in self.gpu_ids[j]]
-        owners = [j for j in range(n) if active[j] for _ in self.gpu_ids[j]]
-        e_gpu = np.concatenate([np.asarray(engine_gpu, dtype=int), np.asarray(gpus, dtype=int)])
-        demand = np.concatenate([np.asarray(engine_demand, dtype=float), np.ones(len(gpus))])
-        if self.policy == "inference_first":
-            prio = np.concatenate([np.zeros(len(engine_gpu), dtype=int),
-                                   np.array([1 if self.preemptible[j] else 0 for j in owners], dtype=int)])
-        else:
-            prio = np.zeros(len(e_gpu), dtype=int)
-        shares = sharing.gpu_time_shares(demand, e_gpu, prio)
-        speed = sharing.slowdown(demand[:len(engine_gpu)], shares[:len(engine_gpu)])
-        job_share = np.zeros(n)
-        k = len(engine_gpu)
-        for j in range(n):
-            if active[j]:
-                mine = [shares[k + i] for i, o in enumerate(owners) if o == j]
-                job_share[j] = min(mine) if mine else 0.0
-        self.share = job_share
-        started = active & (self.state != STATES.index("pending"))
-        self.state[active & (job_share > 0)] = STATES.index("running")
-        self.state[started & (job_share <= 0)] = STATES.index("preempted")
-        return job_share, speed
+    def take(self, t0_s: float, want: np.ndarray, share: np.ndarray) -> None:
+        """Record this tick's GPU time shares (twin.sim.tenancy) and the jobs' states."""
+        self.share = np.where(want, share, 0.0)
+        started = want & (self.state != STATES.index("pending"))
+        self.state[want & (self.share > 0)] = STATES.index("running")
+        self.state[started & (self.share <= 0)] = STATES.index("preempted")
+
+    def priority(self) -> np.ndarray:
+        """(J,) 1 for preemptible jobs under inference_first (after inference), else 0 (equal slices)."""
+        return np.where(self.preemptible & (self.policy == "inference_first"), 1, 0)
 
     def advance(self, t0_s: float, dt_s: float, clock: np.ndarray) -> None:
         """Progress every running job by its share of the tick at its GPUs' slowest clock."""
+        self._used = np.zeros(self.n_jobs)  # share of the tick each job actually used (it may finish early)
         for j in np.flatnonzero(self.share > 0):
             c = float(min(clock[g] for g in self.gpu_ids[j]))
             step_s = tr.step_time(self.setups[j], clock_frac=c).step_s
             left = self.steps_total[j] - self.steps_done[j]
             steps = min(left, self.share[j] * dt_s / step_s)
             self.steps_done[j] += steps
-            self.run_s[j] += self.share[j] * dt_s
+            self._used[j] = steps * step_s / dt_s
+            self.run_s[j] += self._used[j] * dt_s
             self._tokens_interval[j] += steps * self.tokens_per_step[j]
             if self.steps_done[j] >= self.steps_total[j] - 1e-9:
                 self.state[j] = STATES.index("done")
@@ -104,6 +87,14 @@ class TrainingJobs:
         self.preempted_s[waiting] += dt_s
         self._interval_s += dt_s
 
+    def gpu_memory_b(self, n_gpus: int) -> np.ndarray:
+        """(G,) bytes each started, unfinished job holds on each of its GPUs."""
+        out = np.zeros(n_gpus)
+        holding = (self.state == STATES.index("running")) | (self.state == STATES.index("preempted"))
+        for j in np.flatnonzero(holding):
+            out[list(self.gpu_ids[j])] += self.memory_gb[j] * 1e9
+        return out
+
     def gpu_activity(self, n_gpus: int) -> np.ndarray:
         """(G,) share of each GPU's time spent training this tick (the plant runs it at TRAINING_ACTIVITY)."""
         out = np.zeros(n_gpus)
@@ -111,10 +102,10 @@ class TrainingJobs:
             out[list(self.gpu_ids[j])] += self.share[j]
         return np.minimum(out, 1.0)
 
-    def account_energy(self, gpu_power_w: np.ndarray, gpu_train_frac: np.ndarray, dt_s: float) -> None:
-        """Attribute each GPU's power x its training share of the tick to the jobs on it."""
-        for j in np.flatnonzero(self.share > 0):
-            e = sum(float(gpu_power_w[g]) * self.share[j] for g in self.gpu_ids[j]) * dt_s
+    def account_energy(self, gpu_power_w: np.ndarray, dt_s: float) -> None:
+        """Attribute each GPU's power x the share of the tick a job used it to that job."""
+        for j in np.flatnonzero(self._used > 0):
+            e = sum(float(gpu_power_w[g]) * self._used[j] for g in self.gpu_ids[j]) * dt_s
             self.energy_j[j] += e
             self._energy_interval[j] += e
 
@@ -143,3 +134,13 @@ class TrainingJobs:
                 "training_gpu_hours": float(sum(self.run_s[j] * len(self.gpu_ids[j]) for j in range(self.n_jobs)) / 3600),
                 "training_energy_kwh": float(self.energy_j.sum() / 3.6e6),
                 "training_preempted_s": float(self.preempted_s.sum())}
+
+
+def build_training(spec, cat, node, gpus_per_node: int) -> TrainingJobs:
+    """The scenario's training jobs resolved on its node type (validated names and placements)."""
+    jobs = spec.training.jobs
+    setups = [tr.setup_for_job(j, cat, node) for j in jobs]
+    gpu_ids = [tuple(j.node * gpus_per_node + i for i in (j.gpus if j.gpus is not None else range(node.gpu_count)))
+               for j in jobs]
+    steps = [tr.job_steps(j, s) for j, s in zip(jobs, setups)]
+    return TrainingJobs(jobs, setups, gpu_ids, steps, spec.training.policy)
