@@ -120,10 +120,11 @@ def test_compare_json(app, run_dir, tmp_path):
     result = invoke(app, "compare", run_dir, other, "--format", "json")
     assert result.exit_code == 0, result.output
     rows = {m["key"]: m for m in json.loads(result.stdout)["metrics"]}
-    # peak IT at k=39 vs k=19: +5 W x 20 samples x 12 nodes = +1.2 kW
-    assert rows["peak_it_power_kw"]["delta"] == pytest.approx(1.2)
+    # peak IT at k=39 vs k=19: +5 W x 20 samples x 12 nodes = +1.2 kW (values in the key's unit, W)
+    assert rows["peak_it_power_w"]["delta"] == pytest.approx(1200)
     table = invoke(app, "compare", run_dir, other)
-    assert table.exit_code == 0 and "peak IT power" in table.stdout
+    assert table.exit_code == 0 and "peak IT (wall) power" in table.stdout
+    assert "note: durations differ (A 200 s, B 400 s)" in " ".join(table.stdout.split())
 
 
 def test_export_openmetrics_parses(app, run_dir, tmp_path):

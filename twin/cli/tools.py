@@ -171,12 +171,13 @@ def compare(
     with _user_errors():
         a, b = _load(run_a), _load(run_b)
         rows = cmp.compare(a, b)
+        notes = cmp.notes(a, b, rows)
     if fmt == "json":
-        _write_text(json.dumps(cmp.to_dict(a, b, rows), indent=2) + "\n", out)
+        _write_text(json.dumps(cmp.to_dict(a, b, rows, notes), indent=2) + "\n", out)
     else:
         from rich.console import Console
 
-        Console(highlight=False).print(cmp.render(a, b, rows))
+        Console(highlight=False).print(cmp.render(a, b, rows, notes))
 
 
 def export(
