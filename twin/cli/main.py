@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from twin.cli.common import SetOption, _with_progress, fail, load_scenario_or_exit, out
+from twin.cli.common import SetOption, _with_progress, fail, load_scenario_or_exit, out, parse_sets
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="AI Inference Refinery digital twin: simulate, query and render the surge.")
@@ -45,8 +45,11 @@ def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scena
         check_replaceable(target, force, marker=RUN_MARKER)
     except RunExistsError as exc:
         fail(str(exc))
+    overrides = dict(parse_sets(sets))
+    if seed is not None:
+        overrides["simulation.seed"] = seed
     with _interruptible(target):
-        _run(sc, target, force, stage, stage_sample_s, quiet)
+        _run(sc, target, force, stage, stage_sample_s, quiet, overrides, scenario)
 
 
 @contextlib.contextmanager
@@ -70,7 +73,8 @@ def _interruptible(target: Path):
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | None, quiet: bool) -> None:
+def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | None, quiet: bool,
+         overrides: dict | None = None, source: Path | None = None) -> None:
     from twin.sim.engine import simulate
     from twin.telemetry.atomic import RunExistsError
     from twin.telemetry.write import write_run
@@ -85,7 +89,7 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
                 tmp, stage_sample_s=stage_sample_s,
                 progress=(lambda msg, frac: cb(frac, {"msg": msg})) if cb else None), quiet)  # cb is None with -q
     try:
-        man = write_run(result, target, force=force, stage=stage_fn)
+        man = write_run(result, target, force=force, stage=stage_fn, overrides=overrides, source=source)
     except RunExistsError as exc:
         fail(str(exc))
     except OSError as exc:  # -o under a read-only or full file system: a user-side problem
