@@ -70,7 +70,7 @@ def test_query_recipe_json_and_table(app, run_dir, tmp_path):
 
 def test_query_parquet_output(app, run_dir, tmp_path):
     out = tmp_path / "g.parquet"
-    result = invoke(app, "query", run_dir, "SELECT * FROM gpus WHERE time_s = 200", "-f", "parquet", "-o", out)
+    result = invoke(app, "query", run_dir, "SELECT * FROM gpus WHERE time_s = 200", "--format", "parquet", "-o", out)
     assert result.exit_code == 0, result.output
     assert pq.read_table(out).num_rows == 36
 
@@ -86,8 +86,15 @@ def test_query_table_truncates_to_limit(app, run_dir):
     (("query", "{run}", "--recipe", "peak-powr"), ["did you mean 'peak-power'"]),
     (("query", "{run}"), ["either SQL or --recipe"]),
     (("query", "{run}", "SELECT 1", "--recipe", "peak-power"), ["either SQL or --recipe"]),
-    (("query", "{run}", "SELECT 1", "-f", "parquet"), ["needs -o"]),
-    (("query", "{run}", "SELECT 1", "-f", "xml"), ["unknown --format"]),
+    (("query", "{run}", "SELECT 1", "--format", "parquet"), ["needs -o"]),
+    (("query", "{run}", "SELECT 1", "--format", "xml"), ["unknown --format"]),
+    (("query", "{run}", "SELECT 1", "-o", "{tmp}/x.xlsx"), ["unknown extension '.xlsx'"]),
+    (("query", "{run}", "SELECT 1", "--format", "csv", "-o", "{tmp}/x.json"), ["a .json file is json, not csv"]),
+    (("plot", "{run}", "power", "-o", "{tmp}/x.jpg"), ["unknown image extension '.jpg'"]),
+    (("report", "{run}", "-o", "{tmp}/x.pdf"), ["name it .html"]),
+    (("compare", "{run}", "{run}", "--format", "yaml"), ["unknown --format"]),
+    (("export", "{run}", "-o", "{tmp}/x.csv", "--format", "openmetrics"), ["a .csv file is csv, not openmetrics"]),
+    (("export", "{run}", "-o", "{tmp}/x.svg"), ["unknown extension '.svg'"]),
     (("plot", "{run}", "heatmp", "-o", "{tmp}/x.png"), ["did you mean 'heatmap'"]),
     (("plot", "{run}", "heatmap", "--at", "9999", "-o", "{tmp}/x.png"), ["outside the run"]),
     (("plot", "{run}", "power"), ["-o"]),
@@ -129,12 +136,37 @@ def test_compare_json(app, run_dir, tmp_path):
 
 def test_export_openmetrics_parses(app, run_dir, tmp_path):
     out = tmp_path / "run.om"
-    result = invoke(app, "export", run_dir, "--format", "openmetrics", "-o", out, "--start-epoch", "1000")
+    result = invoke(app, "export", run_dir, "-o", out, "--start-epoch", "1000", "-q")
     assert result.exit_code == 0, result.output
-    assert "wrote 3,880 samples" in result.stdout
+    assert "wrote 7,520 samples" in result.stdout
     fams = list(text_string_to_metric_families(out.read_text()))
-    assert sum(len(f.samples) for f in fams) == 3880
+    assert sum(len(f.samples) for f in fams) == 7520
     assert min(float(s.timestamp) for f in fams for s in f.samples) == 1010.0
+
+
+@pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")])
+def test_plot_writes_the_format_its_extension_names(app, run_dir, tmp_path, suffix, magic):
+    out = tmp_path / f"power{suffix}"
+    result = invoke(app, "plot", run_dir, "power", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(magic)
+
+
+def test_no_short_flag_means_two_things():
+    """-f is --force wherever it exists, -q is --quiet, and --format has no short flag."""
+    from twin.cli.main import app as real_app
+
+    cli = typer.main.get_command(real_app)
+    seen: dict[str, set[str]] = {}
+    for name, cmd in cli.commands.items():
+        for sub in getattr(cmd, "commands", {cmd.name: cmd}).values():
+            for p in sub.params:
+                if getattr(p, "param_type_name", "") == "option":
+                    longs = [o for o in p.opts + p.secondary_opts if o.startswith("--")]
+                    for short in (o for o in p.opts if len(o) == 2):
+                        seen.setdefault(short, set()).update(longs[:1])
+    assert seen.get("-f", {"--force"}) == {"--force"} and seen.get("-q", {"--quiet"}) == {"--quiet"}
+    assert all(len(v) == 1 for v in seen.values()), seen
 
 
 def test_real_twin_cli_has_the_tools():
@@ -147,13 +179,13 @@ def test_real_twin_cli_has_the_tools():
 def test_tools_work_on_a_real_engine_run(app, tiny_run, tmp_path):
     """End to end on the engine's tiny scenario: every recipe, plot kind and export format runs."""
     for name in RECIPES:
-        r = invoke(app, "query", tiny_run, "--recipe", name, "-f", "json")
+        r = invoke(app, "query", tiny_run, "--recipe", name, "--format", "json")
         assert r.exit_code == 0, (name, r.output)
     for kind in PLOTS:
         r = invoke(app, "plot", tiny_run, kind, "-o", tmp_path / f"{kind}.png")
         assert r.exit_code == 0, (kind, r.output)
-    r = invoke(app, "export", tiny_run, "-o", tmp_path / "t.om")
+    r = invoke(app, "export", tiny_run, "-o", tmp_path / "t.om", "-q")
     assert r.exit_code == 0, r.output
     assert list(text_string_to_metric_families((tmp_path / "t.om").read_text()))
-    r = invoke(app, "compare", tiny_run, tiny_run, "-f", "json")
+    r = invoke(app, "compare", tiny_run, tiny_run, "--format", "json")
     assert r.exit_code == 0 and all(m["delta"] in (0, None) for m in json.loads(r.stdout)["metrics"])

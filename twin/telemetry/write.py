@@ -83,7 +83,7 @@ def _hardware(result: SimResult) -> dict:
     except Exception:  # a synthetic or custom catalogue without the entry: exporters fall back
         return {"node_type": node_type}
     return {"node_type": node_type, "gpu": gpu.name, "gpu_memory_gb": gpu.memory_gb,
-            "gpu_boost_clock_mhz": getattr(gpu, "boost_clock_mhz", None)}
+            "gpu_boost_clock_mhz": gpu.boost_clock_mhz}
 
 
 def manifest(result: SimResult, table_rows: dict[str, int], overrides: Mapping[str, object] | None = None,

@@ -248,12 +248,27 @@ def png_bytes(run: Run, kind: str, opts: PlotOptions | None = None) -> bytes:
     return _png(figure(run, kind, opts))
 
 
+IMAGE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+def image_format(out: Path) -> str:
+    """'png', 'svg' or 'pdf' from `out`'s extension; ToolError for anything else, so a PNG is
+    never written under an .svg name."""
+    fmt = IMAGE_FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise ToolError(f"-o {out}: unknown image extension {Path(out).suffix or '(none)'!r}; "
+                        f"use {', '.join(IMAGE_FORMATS)}")
+    return fmt
+
+
 def plot(run: Run, kind: str, out: Path, opts: PlotOptions | None = None) -> Path:
-    """Draw plot `kind` of `run` and save it as PNG to `out` (temp file + rename)."""
+    """Draw plot `kind` of `run` and save it to `out` as PNG, SVG or PDF by its extension
+    (temp file + rename)."""
     out = Path(out)
+    fmt = image_format(out)
     if not out.parent.is_dir():
         raise ToolError(f"{out.parent}: output directory does not exist")
-    return _save_png(figure(run, kind, opts), out)
+    return _save(figure(run, kind, opts), out, fmt)
 
 
 def sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, y_label: str, group_label: str,
@@ -277,17 +292,25 @@ def sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, 
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save_png(fig, Path(out))
+    return _save(fig, Path(out))
 
 
-def _png(fig: Figure) -> bytes:
+# No creation dates in SVG/PDF metadata, so the same run gives the same bytes.
+_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None}, "png": None}
+
+
+def _image(fig: Figure, fmt: str = "png") -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    fig.savefig(buf, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
     return buf.getvalue()
 
 
-def _save_png(fig: Figure, out: Path) -> Path:
-    """Save `fig` to `out` via a temp file + rename, so readers never see half a PNG."""
-    data = _png(fig)
+def _png(fig: Figure) -> bytes:
+    return _image(fig, "png")
+
+
+def _save(fig: Figure, out: Path, fmt: str = "png") -> Path:
+    """Save `fig` to `out` via a temp file + rename, so readers never see half an image."""
+    data = _image(fig, fmt)
     atomic_write(out, lambda fh: fh.write(data))
     return out

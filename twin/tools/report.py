@@ -315,10 +315,23 @@ def _figure(kind: str, png: bytes, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def render_html(run: Run, opts: ReportOptions | None = None) -> str:
-    """The whole report page for `run` as an HTML string (no I/O besides reading the run)."""
+def render_html(run: Run, opts: ReportOptions | None = None,
+                progress: Callable[[float, str], None] | None = None) -> str:
+    """The whole report page for `run` as an HTML string (no I/O besides reading the run).
+
+    `progress(fraction, what)` is called before each table and chart (they take the time).
+    """
     opts = opts or ReportOptions()
-    tables = {t.key: run.sql(t.query) for t in REPORT_TABLES}
+    steps = len(REPORT_TABLES) + len(PLOTS)
+
+    def step(i: int, what: str) -> None:
+        if progress:
+            progress(i / steps, what)
+
+    tables = {}
+    for i, t in enumerate(REPORT_TABLES):
+        step(i, f"table {t.key}")
+        tables[t.key] = run.sql(t.query)
     heatmap_at = opts.heatmap_at_s if opts.heatmap_at_s is not None else _hottest_time_s(tables)
     description = run.manifest.get("scenario", {}).get("description") or ""
 
@@ -353,8 +366,10 @@ def render_html(run: Run, opts: ReportOptions | None = None) -> str:
     parts.append("</section></div>")
 
     # the heatmap first: a bad --at fails before the other charts are drawn
-    pngs = {kind: png_bytes(run, kind, PlotOptions(at_s=heatmap_at) if kind == "heatmap" else None)
-            for kind in sorted(PLOTS, key=lambda k: k != "heatmap")}
+    pngs = {}
+    for i, kind in enumerate(sorted(PLOTS, key=lambda k: k != "heatmap")):
+        step(len(REPORT_TABLES) + i, f"chart {kind}")
+        pngs[kind] = png_bytes(run, kind, PlotOptions(at_s=heatmap_at) if kind == "heatmap" else None)
     parts.append('<h2 id="plots">Plots</h2>')
     for kind, spec in PLOTS.items():
         caption = spec.description.replace("--at SECONDS", "")
@@ -379,7 +394,8 @@ def render_html(run: Run, opts: ReportOptions | None = None) -> str:
     return "\n".join(parts)
 
 
-def write_report(run: Run, out: Path, opts: ReportOptions | None = None) -> Path:
+def write_report(run: Run, out: Path, opts: ReportOptions | None = None,
+                 progress: Callable[[float, str], None] | None = None) -> Path:
     """Render the report of `run` and write it to `out` atomically (temp file + rename).
 
     Raises ToolError when `out`'s directory does not exist; nothing is left behind on failure.
@@ -387,7 +403,7 @@ def write_report(run: Run, out: Path, opts: ReportOptions | None = None) -> Path
     out = Path(out)
     if not out.parent.is_dir():  # fail before the seconds spent rendering
         raise ToolError(f"{out.parent}: output directory does not exist")
-    page = render_html(run, opts).encode("utf-8")  # render first: a failure writes nothing
+    page = render_html(run, opts, progress).encode("utf-8")  # render first: a failure writes nothing
 
     atomic_write(out, lambda fh: fh.write(page))  # the directory was checked above
     return out
