@@ -22,6 +22,24 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 catalogue_app = typer.Typer(no_args_is_help=True, help="Browse the parts and models catalogue.")
 app.add_typer(catalogue_app, name="catalogue")
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("twin")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        typer.echo(f"twin {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit")] = False) -> None:
+    """AI Inference Refinery digital twin: simulate, query and render the surge."""
+
 @app.command()
 def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scenarios/surge.yaml")],
         out_dir: Annotated[Optional[Path], typer.Option("-o", "--out", help="Run directory (default runs/<scenario name>)")] = None,
@@ -197,7 +215,8 @@ def catalogue_show(name: Annotated[str, typer.Argument(help="Entry name, e.g. rt
 
 
 # Commands contributed by other modules: each exposes register(app).
-for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.plan"):
+for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.plan", "twin.cli.schema",
+             "twin.cli.replay"):
     importlib.import_module(_mod).register(app)
 
 
