@@ -189,3 +189,21 @@ def test_tools_work_on_a_real_engine_run(app, tiny_run, tmp_path):
     assert list(text_string_to_metric_families((tmp_path / "t.om").read_text()))
     r = invoke(app, "compare", tiny_run, tiny_run, "--format", "json")
     assert r.exit_code == 0 and all(m["delta"] in (0, None) for m in json.loads(r.stdout)["metrics"])
+
+
+def test_long_commands_report_progress_and_accept_quiet(app, run_dir, tmp_path):
+    from twin.telemetry.read import load_run
+    from twin.tools.export import export
+    from twin.tools.report import write_report
+
+    seen: list[tuple[float, str]] = []
+    export(load_run(run_dir), tmp_path / "p.om", progress=lambda f, what: seen.append((f, what)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] == 1.0
+    assert "DCGM_FI_DEV_GPU_TEMP" in {w for _, w in seen}
+    seen.clear()
+    write_report(load_run(run_dir), tmp_path / "r.html", progress=lambda f, what: seen.append((f, what)))
+    assert [w for _, w in seen if w.startswith("chart")] and seen == sorted(seen, key=lambda x: x[0])
+    for args in (("export", run_dir, "-o", tmp_path / "q.om", "-q"), ("report", run_dir, "-o", tmp_path / "q.html", "-q")):
+        r = invoke(app, *args)
+        assert r.exit_code == 0 and r.stderr == "", (args, r.output)
