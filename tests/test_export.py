@@ -230,3 +230,14 @@ def test_promtool_check_metrics_parses_the_prometheus_text_export(run, tmp_path)
     allowed = ("label names should be written in 'snake_case' not 'camelCase'",
                'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter metrics should have "_total" suffix')
     assert all(any(a in line for a in allowed) for line in report.splitlines() if line.strip()), report[:500]
+
+
+def test_scrape_interval_keeps_one_sample_per_interval_and_counters_count_everything(run, tmp_path):
+    out = tmp_path / "s.om"
+    n = export(run, out, start_epoch=0, scrape_s=40)  # 200 s of 10 s samples -> t = 40, 80, ..., 200
+    assert n == EXPECTED_SAMPLES // 4
+    fams = {f.name: f for f in text_string_to_metric_families(out.read_text())}
+    assert {float(s.timestamp) for s in fams["twin_pue"].samples} == {40.0, 80.0, 120.0, 160.0, 200.0}
+    assert _value(fams["twin_requests_completed"], 200.0) == 200  # every sample counted, not every 4th
+    with pytest.raises(ToolError, match="whole multiple of the run's 10 s"):
+        export(run, out, scrape_s=15)

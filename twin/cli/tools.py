@@ -201,6 +201,8 @@ def export(
                                                help="default: from -o's extension")] = None,
     start_epoch: Annotated[Optional[float], typer.Option(help="Unix time (s) of simulation t=0 "
                                                               "(default: the run ends now)")] = None,
+    scrape_s: Annotated[Optional[float], typer.Option(help="Keep one sample per this many seconds, like a "
+                                                           "Prometheus scrape interval (default: every sample)")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Export a run as timestamped metrics (dcgm-exporter names and labels) for Prometheus/Grafana."""
@@ -216,7 +218,8 @@ def export(
         run = _load(run_dir)
         t0 = time.perf_counter()
         n = _with_progress(f"exporting {fmt}", lambda cb: do_export(run, out, fmt, start_epoch,
-                                                                    progress=progress_fraction(cb)), quiet)
+                                                                    progress=progress_fraction(cb),
+                                                                    scrape_s=scrape_s), quiet)
     dt = time.perf_counter() - t0
     typer.echo(f"wrote {n:,} samples to {out} ({out.stat().st_size / 1e6:,.1f} MB) in {dt:.1f} s")
 

@@ -242,12 +242,20 @@ def _timestamp(epoch_ms: int, style: str) -> str:
     return f"CAST({ms} // 1000 AS VARCHAR) || '.' || lpad(CAST({ms} % 1000 AS VARCHAR), 3, '0')"
 
 
+def every_sql(column: str, scrape_s: float | None) -> str:
+    """SQL condition keeping the samples at whole multiples of `scrape_s` (TRUE when None)."""
+    if not scrape_s:
+        return "TRUE"
+    return f"abs({column} / {float(scrape_s)!r} - round({column} / {float(scrape_s)!r})) < 1e-9"
+
+
 def family_sql(fam: Family, hw: Hardware, epoch_ms: int | None, style: str = "s",
-               at_time_s: float | None = None) -> str:
+               at_time_s: float | None = None, scrape_s: float | None = None) -> str:
     """SQL yielding one column `line`: the family's sample lines, newline-terminated.
 
     Order is series then time (each series contiguous, time ascending), as both formats require.
-    `epoch_ms` None writes no timestamps (a live scrape); `at_time_s` keeps only that sample.
+    `epoch_ms` None writes no timestamps (a live scrape); `at_time_s` keeps only that sample;
+    `scrape_s` keeps one sample per scrape interval (counters still count every sample).
     """
     source, key, labels_sql = sources(fam.entity, hw)
     if labels_sql is None:  # unlabelled series are written `name value ts`, without `{}`
@@ -256,6 +264,7 @@ def family_sql(fam: Family, hw: Hardware, epoch_ms: int | None, style: str = "s"
         labels_sql = f"SELECT series, '{fam.sample_name}{{' || labels || '}} ' AS prefix FROM ({labels_sql})"
     stamp = "" if epoch_ms is None else f" || ' ' || {_timestamp(epoch_ms, style)}"
     where = "v.value IS NOT NULL" + ("" if at_time_s is None else f" AND v.time_s = {float(at_time_s)!r}")
+    where += f" AND {every_sql('v.time_s', scrape_s)}"
     return f"""
         WITH lbl AS ({labels_sql}),
         v AS (SELECT {key} AS series, x.time_s, {fam.value_sql(hw)} AS value FROM {source})
