@@ -13,6 +13,8 @@ from synthetic_run import make_synthetic_run
 from twin.tools.compare import COMPARED, compare, notes, summarise, table_summary, to_dict
 from twin.telemetry.read import load_run
 
+TINY = __import__("pathlib").Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml"
+
 
 def it_energy_j(samples: int, sample_s: float = 10.0) -> float:
     return sum((200 + 10 * n + 5 * k) * sample_s for n in range(12) for k in range(samples))
@@ -82,3 +84,28 @@ def test_synthetic_runs_have_no_money_and_say_so(runs):
     assert rows["cost_per_mtok_usd"].a is None
     assert any("durations differ (A 200 s, B 640 s)" in n for n in notes(*runs, list(rows.values())))
     assert any("neither run's manifest has costs" in n for n in notes(*runs, list(rows.values())))
+
+
+def test_notes_explain_a_power_cap_and_the_scenario_difference(tiny_run, tmp_path):
+    """A 3 kW facility cap on the tiny run (peak 4.9 kW uncapped) lowers its peak power; compare
+    must say that came from a cap and name the scenario difference, not just colour it green."""
+    import twin
+    from twin.tools.compare import scenario_differences
+
+    capped = twin.write_run(twin.simulate(TINY, overrides={
+        "faults": [{"at_s": 60, "kind": "facility_power_cap", "value": 3.0}]}), tmp_path / "capped")
+    base = load_run(tiny_run)
+    rows = compare(base, capped)
+    peak = next(r for r in rows if r.key == "peak_facility_power_w")
+    assert peak.delta < 0  # the "improvement" the note has to explain
+    text = " ".join(notes(base, capped, rows))
+    assert "B ran under a power cap (facility_power_cap 3" in text and "not efficiency" in text
+    assert scenario_differences(base, capped) == [("faults", "0 entries", "1 entries (facility_power_cap)")]
+
+
+def test_only_the_seed_differs(tiny_run, tmp_path):
+    import twin
+
+    other = twin.write_run(twin.simulate(TINY, seed=8), tmp_path / "seed8")
+    text = " ".join(notes(load_run(tiny_run), other, compare(load_run(tiny_run), other)))
+    assert "only the seed differs (simulation.seed: 7 -> 8)" in text

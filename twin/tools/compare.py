@@ -118,18 +118,25 @@ def compare(run_a: Run, run_b: Run) -> list[Row]:
 
 # ------------------------------------------------------------------ notes
 
-def _flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(doc, dict):
-        out: dict[str, Any] = {}
-        for k, v in doc.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+def _diff(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """Differing leaves of two YAML documents; lists of sections of different length are one
+    entry ('faults': '0 entries' -> '4 entries: cooling_failure, ...'), not one per field."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
         return out
-    if isinstance(doc, list) and doc and all(isinstance(v, dict) for v in doc):
-        out = {}
-        for i, v in enumerate(doc):
-            out.update(_flatten(v, f"{prefix}.{i}"))
-        return out
-    return {prefix: doc}
+    if isinstance(a, list) and isinstance(b, list) and a != b and \
+            all(isinstance(v, dict) for v in a + b):
+        if len(a) == len(b):
+            return [d for i, (x, y) in enumerate(zip(a, b)) for d in _diff(x, y, f"{path}.{i}")]
+        return [(path, _entries(a), _entries(b))]
+    return [] if a == b else [(path, a, b)]
+
+
+def _entries(items: list[dict]) -> str:
+    kinds = ", ".join(str(v.get("kind") or v.get("name") or "?") for v in items)
+    return f"{len(items)} entries" + (f" ({kinds})" if items else "")
 
 
 def scenario_differences(run_a: Run, run_b: Run) -> list[tuple[str, Any, Any]]:
@@ -143,12 +150,13 @@ def scenario_differences(run_a: Run, run_b: Run) -> list[tuple[str, Any, Any]]:
     for run in (run_a, run_b):
         path = run.path / "scenario.yaml"
         try:
-            docs.append(_flatten(load_yaml(path.read_text(), str(path), 1_000_000) or {}))
+            doc = load_yaml(path.read_text(), str(path), 1_000_000) or {}
         except Exception:  # an unreadable scenario only loses the note, never the comparison
             return []
-    a, b = docs
-    keys = sorted((set(a) | set(b)) - {"name", "description"})
-    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
+        if not isinstance(doc, dict):
+            return []
+        docs.append({k: v for k, v in doc.items() if k not in ("name", "description")})
+    return _diff(*docs)
 
 
 def _cap_episodes(run: Run) -> list[str]:
