@@ -270,6 +270,10 @@ def run_rows(run: Run) -> list[tuple[str, str, str]]:
         rows.append(("seed", str(scenario["seed"]), ""))
     if scenario.get("sha256"):
         rows.append(("scenario sha256", str(scenario["sha256"]), ""))
+    if scenario.get("source"):
+        rows.append(("scenario file", str(scenario["source"]), ""))
+    for key, value in (scenario.get("overrides") or {}).items():
+        rows.append(("override", f"{key} = {value}", ""))
     for key, label in (("duration_s", "simulated duration"), ("dt_s", "physics tick"), ("sample_s", "sample interval")):
         if key in sim:
             rows.append((label, fmt_number(sim[key]), "s"))
