@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from twin.errors import SpecError, format_validation_error, suggest
 from twin.model import sharing, training
 from twin.model.checks import design_findings
+from twin.model.cpu_inference import CPU_MEMORY
 from twin.model.fabric import element_names, parse_element
 from twin.model.policies import POLICIES
 from twin.model.serving import replica_memory_plan
@@ -278,6 +279,11 @@ def pool_placement_problems(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
                 problems.append(f"{path}.tp: a CPU-only pool runs one process per node; use tp: 1, pp: 1")
             if pool.cores is None:
                 problems.append(f"{path}.cores: a CPU-only pool needs the cores it is pinned to (e.g. cores: 12)")
+            if pool.ram_gb is None:
+                problems.append(f"{path}.ram_gb: a CPU-only pool needs the RAM it reserves for weights and KV (e.g. ram_gb: 96)")
+            if cpu.name not in CPU_MEMORY:
+                problems.append(f"{path}.device: no memory-channel figures for {cpu.name} yet "
+                                f"(twin/model/cpu_inference.py knows {', '.join(sorted(CPU_MEMORY))})")
             if pool.ram_gb is not None and pool.model in cat.entries.get("models", {}) \
                     and pool.quantisation in cat.entries.get("quantisations", {}):
                 need = cat.model(pool.model).total_params_b * cat.quant(pool.quantisation).bytes_per_param

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.model import serving as sv
+from twin.model.cpu_inference import cpu_replica_perf
 from twin.model.workload import mean_tokens
 from twin.spec.catalogue import NodeSpec
 from twin.spec.scenario import Scenario
@@ -64,8 +65,12 @@ def pool_perf(scenario: Scenario) -> tuple[sv.ReplicaPerf, ...]:
     """serving.replica_perf for every pool of the scenario."""
     spec, cat = scenario.spec, scenario.catalogue
     gpu = cat.gpu(cat.node(spec.topology.node_type).gpu)
-    return tuple(sv.replica_perf(cat.model(p.model), cat.quant(p.quantisation), gpu, cat.engine(p.engine), p.tp, p.pp,
-                                 p.memory_fraction, p.max_batch, p.kv_bytes) for p in spec.pools)
+    node = cat.node(spec.topology.node_type)
+    return tuple(
+        cpu_replica_perf(cat.model(p.model), cat.quant(p.quantisation), cat.engine(p.engine), cat.cpu(node.cpu), node,
+                         p.cores or 1, p.ram_gb or 0.0, p.max_batch) if p.device == "cpu" else
+        sv.replica_perf(cat.model(p.model), cat.quant(p.quantisation), gpu, cat.engine(p.engine), p.tp, p.pp,
+                        p.memory_fraction, p.max_batch, p.kv_bytes) for p in spec.pools)
 
 
 def build_layout(scenario: Scenario, topo: Topology, node: NodeSpec) -> Layout:
