@@ -22,21 +22,28 @@ import numpy as np
 LOWER, HIGHER, NEITHER = "lower", "higher", ""
 
 
+def nearest_rank(n: int, q: float) -> int:
+    """0-based index of the nearest-rank percentile `q` (0..100) in `n` sorted values.
+
+    The ceil(q/100 * n)-th smallest value (1-based), clamped to the largest. Source: the
+    nearest-rank method (NIST/SEMATECH e-Handbook of Statistical Methods, 7.2.6.2; Hyndman &
+    Fan 1996, definition 1 for q in (0, 100]).
+    """
+    return max(0, min(n - 1, int(math.ceil(q / 100 * n)) - 1))
+
+
 def percentile(values: np.ndarray, q: float) -> float | None:
     """Nearest-rank percentile `q` (0..100) of the finite `values`; None when there are none.
 
     The value of an actual request (no interpolation), so it is deterministic and exactly
-    reproducible from the requests table: the ceil(q/100 * n)-th smallest value (1-based),
-    clamped to the largest. Source: the nearest-rank method (NIST/SEMATECH e-Handbook of
-    Statistical Methods, 7.2.6.2; Hyndman & Fan 1996, definition 1 for q in (0, 100]).
-    This is exactly the rule twin.sim.result applies when it writes the manifest summary.
+    reproducible from the requests table (see :func:`nearest_rank`). The engine's summary, its
+    per-interval percentiles, compare, report and sweep all use this one rule.
     """
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if not v.size:
         return None
-    v = np.sort(v)
-    return float(v[min(v.size - 1, int(math.ceil(q / 100 * v.size)) - 1)])
+    return float(np.sort(v)[nearest_rank(v.size, q)])
 
 
 @dataclass(frozen=True)
