@@ -103,3 +103,24 @@ def test_cpu_pool_load_and_package_temperature_by_hand():
     t = cpu_temp_step_c(np.array([24.0]), np.array([24.0]), np.array([p]), 0.17 * 720)
     assert t[0] == pytest.approx(24 + p * 0.17 * (1 - np.exp(-1)))
     assert cpu_temp_step_c(np.array([24.0]), np.array([24.0]), np.array([p]), 1e6)[0] == pytest.approx(24 + p * 0.17)
+
+
+def test_cpu_only_decode_is_bound_by_the_cores_share_of_memory_bandwidth():
+    from twin.model.cpu_inference import cpu_read_gb_s, cpu_replica_perf
+    node = CAT.node("rtx5090-server")
+    cpu = CAT.cpu(node.cpu)
+    # 8 DIMMs of DDR5-5200: 8 x 5,200 MT/s x 8 B = 332.8 GB/s; 70 % reachable = 233.0 GB/s; 12 cores
+    # could pull 12 x 25 = 300 GB/s, so the channels bind; 4 cores pull only 100 GB/s
+    assert cpu_read_gb_s(cpu, node, 12) == pytest.approx(0.7 * 332.8)
+    assert cpu_read_gb_s(cpu, node, 4) == pytest.approx(100.0)
+    pf = cpu_replica_perf(CAT.model("llama-3.3-70b"), CAT.quant("gguf-q4_k_m"), CAT.engine("llama.cpp"), cpu, node,
+                          cores=12, ram_gb=96, max_batch=1)
+    kv_b = 1020 * 2 * 80 * 8 * 128 * 2                    # 1,020 tokens of context, BF16 KV
+    interval = float(sv.decode_token_interval_s(
+        np.array([1.0]), np.array([1020.0]), weights_bytes=pf.weights_bytes, active_fraction=1.0,
+        active_params=pf.active_params, kv_bytes_per_token=pf.kv_bytes_per_token, state_bytes_per_seq=0.0, tp=1,
+        pp=1, bandwidth_gb_s=pf.bandwidth_gb_s, dense_tflops=pf.decode_tflops, eta_bw=pf.eta_bw, eta_fl=pf.eta_fl,
+        clock=np.array([1.0]), step_overhead_s=pf.step_overhead_s)[0])
+    # (70.6e9 x 0.606 B + KV) / 233 GB/s + 0.8 ms = 0.186 s -> 5.4 tok/s
+    assert interval == pytest.approx((70.6e9 * 0.606 + kv_b) / (0.7 * 332.8e9) + 0.0008)
+    assert pf.kv_capacity_bytes == pytest.approx(96e9 - 70.6e9 * 0.606)
