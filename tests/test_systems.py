@@ -86,7 +86,9 @@ def test_dual_3090_70b_awq_tp2_throughput_vs_the_planned_50_to_70_tok_s():
 
 def test_ws_4x4090_405b_plan_does_not_fit_in_vram_and_its_psus_cover_the_peak():
     sc = load_scenario(SCENARIOS / "ws-4x4090-405b.yaml")
-    text = sc.text.replace("model: llama-3.3-70b, quantisation: awq-int4", "model: llama-3.1-405b, quantisation: awq-int4")
+    # the scenario serves 405B with llama.cpp partial offload; without it (vLLM, AWQ, TP4) it cannot fit
+    text = sc.text.replace(", gpu_layers: auto", "").replace(
+        "quantisation: gguf-q4_k_m, engine: llama.cpp, tp: 1, pp: 4", "quantisation: awq-int4, engine: vllm, tp: 4, pp: 1")
     with pytest.raises(SpecError) as exc:
         scenario_from_text(text)
     # 405.9e9 x 0.567 B = 230.1 GB of weights vs 4 x 24 GB x 0.92 = 88.3 GB usable: no GPU-only plan fits

@@ -180,6 +180,8 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
         if pool.nodes % nodes_per_replica:
             problems.append(f"{path}.nodes: {pool.nodes} is not a multiple of the {nodes_per_replica} nodes "
                             f"one replica spans")
+        if pool.gpu_layers is not None:  # partial offload: VRAM vs RAM is pool_placement_problems'
+            continue
         plan = replica_memory_plan(model, cat.quant(pool.quantisation), gpu, gpus, pool.memory_fraction,
                                    pool.kv_bytes)
         if plan.kv_budget_gb <= 0:
@@ -290,6 +292,8 @@ def pool_placement_problems(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
                 if need > pool.ram_gb:
                     problems.append(f"{path}.ram_gb: {pool.model} in {pool.quantisation} needs {need:.1f} GB of "
                                     f"weights but the pool reserves {pool.ram_gb:g} GB of RAM")
+        if pool.gpu_layers is not None:
+            problems.extend(_offload_problems(path, pool, cat, node))
         if pool.cores is not None and pool.cores > cpu.cores:
             problems.append(f"{path}.cores: {pool.cores} exceeds the {cpu.cores} cores of a {cpu.name}")
     if problems:
@@ -411,3 +415,31 @@ def training_problems(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
                 problems.append(f"{path}.optimizer_offload: {mem.host_optimizer_gb:.1f} GB of optimizer states + "
                                 f"{ram:g} GB reserved by pools > the {node.memory_gb:g} GB of RAM of a {node.name}")
     return problems
+
+
+def _offload_problems(path: str, pool, cat: Catalogue, node) -> list[str]:
+    """llama.cpp partial offload: a llama.cpp engine, the GPU layers fit VRAM, the rest fits RAM."""
+    from twin.model.cpu_inference import offload_replica
+
+    if not pool.engine.startswith("llama.cpp"):
+        return [f"{path}.gpu_layers: only llama.cpp offloads layers to system memory; {pool.engine} does not"]
+    cpu = cat.cpu(node.cpu)
+    if cpu.name not in CPU_MEMORY or pool.model not in cat.entries.get("models", {}) \
+            or pool.quantisation not in cat.entries.get("quantisations", {}):
+        return [] if cpu.name in CPU_MEMORY else [f"{path}.gpu_layers: no memory-channel figures for {cpu.name} yet"]
+    model = cat.model(pool.model)
+    if pool.gpu_layers != "auto" and pool.gpu_layers > model.layers:
+        return [f"{path}.gpu_layers: {pool.gpu_layers} exceeds {pool.model}'s {model.layers} layers"]
+    n = pool.tp * pool.pp
+    off = offload_replica(model, cat.quant(pool.quantisation), cat.engine(pool.engine), cat.gpu(node.gpu), cpu, node,
+                          n, pool.memory_fraction, pool.gpu_layers, pool.max_batch)
+    usable = n * cat.gpu(node.gpu).memory_gb * pool.memory_fraction
+    if off.gpu_weights_b / 1e9 > usable:
+        return [f"{path}.gpu_layers: {off.gpu_layers} layers are {off.gpu_weights_b / 1e9:.1f} GB but {n} x "
+                f"{node.gpu} hold {usable:.1f} GB; lower gpu_layers or use auto"]
+    ram = pool.ram_gb if pool.ram_gb is not None else node.memory_gb
+    if off.cpu_weights_b / 1e9 > ram:
+        return [f"{path}.gpu_layers: the {model.layers - off.gpu_layers} layers left in system memory are "
+                f"{off.cpu_weights_b / 1e9:.1f} GB but {'the pool reserves' if pool.ram_gb else 'a ' + node.name + ' has'} "
+                f"{ram:g} GB of RAM"]
+    return []

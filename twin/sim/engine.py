@@ -31,7 +31,7 @@ from twin.sim.autoscaler import Autoscaler
 from twin.sim.batching import ServingStep
 from twin.sim.events import EventLog
 from twin.sim.faults import Fleet, fault_process
-from twin.sim.layout import build_layout
+from twin.sim.layout import build_layout, pool_offload
 from twin.sim.lifecycle import Lifecycle
 from twin.sim.network import Network
 from twin.sim.plant import Plant
@@ -93,7 +93,8 @@ class Engine:
         self.life.on_unit_lost = self.autoscaler.decide  # lost capacity: decide now, not at the next interval
         self.fleet = Fleet(self.life, self.plant, self.cap, self.network, log, node.psu_count,
                            spec.facility.cooling_capacity_kw * 1e3)
-        self.sampler = Sampler(_sampler_layout(topo, lay), n_samples, ticks_per_sample, dt)
+        self.sampler = Sampler(_sampler_layout(topo, lay, pool_offload(scenario, lay.perf)[2]), n_samples,
+                               ticks_per_sample, dt)
         # several tenants on one GPU (colocated pools, training jobs): the arbiter splits GPU time
         self.jobs = build_training(spec, cat, node, topo.gpus_per_node) if spec.training.jobs else None
         self.job_rows: list[dict] = []
@@ -103,10 +104,13 @@ class Engine:
             prio = self.jobs.priority() if self.jobs else np.zeros(0, dtype=np.int64)
             self.arbiter = GpuArbiter(lay.pair_rep, lay.pair_gpu, lay.n_rep, topo.n_gpus, job_gpus, prio)
             self.job_unit = np.array([topo.node_unit[j.node] for j in spec.training.jobs], dtype=np.int64)
-        # CPU-resident replicas load the package: busy share x pinned cores / cores (twin.model.cpu_load)
-        self.cpu_reps = np.flatnonzero(lay.rep_cpu)
+        # replicas that work on the CPU (CPU-only pools, offloaded layers) load the package: busy share
+        # x their share of the cores (twin.model.cpu_load); offloaded GPUs work only part of a step
+        gpu_busy, cpu_load, _ = self.offload = pool_offload(scenario, lay.perf)
+        self.rep_gpu_busy = gpu_busy[lay.rep_pool] if (gpu_busy < 1).any() else None
+        self.cpu_reps = np.flatnonzero(cpu_load[lay.rep_pool] > 0)
         self.cpu_rep_node = lay.rep_first_node[self.cpu_reps]
-        self.cpu_rep_frac = np.array([(spec.pools[lay.rep_pool[r]].cores or 0) / cpu.cores for r in self.cpu_reps])
+        self.cpu_rep_frac = cpu_load[lay.rep_pool][self.cpu_reps]
 
     # ------------------------------------------------------------------ processes
     def run(self) -> None:
@@ -136,7 +140,7 @@ class Engine:
         ten = self._tenancy(t0)
         self.out = self.serving.step(t0, plant.out.gpu_clock, net.rep_nic_gb_s, net.rep_cross_lat_s,
                                      speed=None if ten is None else ten.rep_speed)
-        plant.step(life.state, life.gpu_ok, self.out, rep_share=None if ten is None else ten.rep_speed,
+        plant.step(life.state, life.gpu_ok, self.out, rep_share=self._gpu_share(ten),
                    gpu_train=None if ten is None or self.jobs is None else ten.gpu_train,
                    cpu_extra_util=self._cpu_util())
         if self.jobs is not None:
@@ -163,6 +167,12 @@ class Engine:
         self.life.unit_pinned[self.job_unit[want & (self.job_unit >= 0)]] = True
         return ten
 
+    def _gpu_share(self, ten: Tenancy | None) -> np.ndarray | None:
+        """(R,) share of its GPUs' time each replica keeps them working: time slice x offload busy share."""
+        if ten is None:
+            return self.rep_gpu_busy
+        return ten.rep_speed if self.rep_gpu_busy is None else ten.rep_speed * self.rep_gpu_busy
+
     def _job_memory_b(self) -> np.ndarray | float:
         """(G,) bytes the training jobs hold on each GPU while they are not done (twin.model.training)."""
         if self.jobs is None:
@@ -173,8 +183,8 @@ class Engine:
         """(N,) package utilisation the CPU-resident replicas add this tick, None without any."""
         if not len(self.cpu_reps):
             return None
-        o = self.out
-        busy = np.clip(o.prefill_frac[self.cpu_reps] + o.decode_frac[self.cpu_reps], 0.0, 1.0)
+        # llama.cpp's threads spin through a step whenever the replica has work (prefill or decode)
+        busy = (self.book.rep_inflight[self.cpu_reps] > 0).astype(float)
         return np.bincount(self.cpu_rep_node, weights=busy * self.cpu_rep_frac, minlength=self.topo.n_nodes)
 
     def _admit(self, t0: float) -> None:
@@ -224,7 +234,7 @@ class Engine:
                        wall_time_s, jobs=jobs)
 
 
-def _sampler_layout(topo, lay) -> SamplerLayout:
+def _sampler_layout(topo, lay, pool_gpu_weights_b: np.ndarray) -> SamplerLayout:
     reps = topo.replicas
     # (replica, node) pairs for spreading per-replica quantities onto nodes without loops
     pair_rep = np.array([r.replica_id for r in reps for _ in r.node_ids], dtype=np.int64)
@@ -235,7 +245,7 @@ def _sampler_layout(topo, lay) -> SamplerLayout:
         gpus_per_node=topo.gpus_per_node, n_racks=topo.n_racks, pair_rep=pair_rep, pair_node=pair_node,
         rep_n_nodes=np.bincount(pair_rep, minlength=lay.n_rep).astype(float), rep_hidden_bytes=lay.rep_hidden_bytes,
         rep_hops_intra=lay.rep_hops_intra, rep_hops_cross=lay.rep_hops_cross,
-        rep_weights_per_gpu_b=np.array([perf[p].weights_bytes / perf[p].n_gpus for p in lay.rep_pool]),
+        rep_weights_per_gpu_b=np.array([pool_gpu_weights_b[p] / perf[p].n_gpus for p in lay.rep_pool]),
         rep_n_gpus=np.array([perf[p].n_gpus for p in lay.rep_pool], dtype=float),
         gpair_rep=lay.pair_rep, gpair_gpu=lay.pair_gpu)
 

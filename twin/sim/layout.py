@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.model import serving as sv
-from twin.model.cpu_inference import cpu_replica_perf
+from twin.model.cpu_inference import cpu_replica_perf, offload_replica
 from twin.model.workload import mean_tokens
 from twin.spec.catalogue import NodeSpec
 from twin.spec.scenario import Scenario
@@ -66,11 +66,42 @@ def pool_perf(scenario: Scenario) -> tuple[sv.ReplicaPerf, ...]:
     spec, cat = scenario.spec, scenario.catalogue
     gpu = cat.gpu(cat.node(spec.topology.node_type).gpu)
     node = cat.node(spec.topology.node_type)
-    return tuple(
-        cpu_replica_perf(cat.model(p.model), cat.quant(p.quantisation), cat.engine(p.engine), cat.cpu(node.cpu), node,
-                         p.cores or 1, p.ram_gb or 0.0, p.max_batch) if p.device == "cpu" else
-        sv.replica_perf(cat.model(p.model), cat.quant(p.quantisation), gpu, cat.engine(p.engine), p.tp, p.pp,
-                        p.memory_fraction, p.max_batch, p.kv_bytes) for p in spec.pools)
+    out = []
+    for p in spec.pools:
+        model, quant, engine = cat.model(p.model), cat.quant(p.quantisation), cat.engine(p.engine)
+        if p.device == "cpu":
+            out.append(cpu_replica_perf(model, quant, engine, cat.cpu(node.cpu), node, p.cores or 1, p.ram_gb or 0.0,
+                                        p.max_batch))
+        elif p.gpu_layers is not None:
+            out.append(offload_replica(model, quant, engine, gpu, cat.cpu(node.cpu), node, p.tp * p.pp,
+                                       p.memory_fraction, p.gpu_layers, p.max_batch).perf)
+        else:
+            out.append(sv.replica_perf(model, quant, gpu, engine, p.tp, p.pp, p.memory_fraction, p.max_batch,
+                                       p.kv_bytes))
+    return tuple(out)
+
+
+def pool_offload(scenario: Scenario, perf: tuple[sv.ReplicaPerf, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pool: (share of a busy step the GPUs work, share of the CPU package the pool's threads
+    load, weight bytes a replica keeps on its GPUs).
+
+    1 / 0 for GPU pools; 0 / cores share for CPU-only pools; for partial offload the GPUs wait on
+    system memory most of a step, when every core streams (llama.cpp's default threads)."""
+    spec, cat = scenario.spec, scenario.catalogue
+    node = cat.node(spec.topology.node_type)
+    cpu = cat.cpu(node.cpu)
+    gpu_busy, cpu_load = np.ones(len(spec.pools)), np.zeros(len(spec.pools))
+    gpu_w = np.array([pf.weights_bytes for pf in perf])
+    for k, p in enumerate(spec.pools):
+        if p.device == "cpu":
+            gpu_busy[k], cpu_load[k], gpu_w[k] = 0.0, (p.cores or 0) / cpu.cores, 0.0
+        elif p.gpu_layers is not None:
+            off = offload_replica(cat.model(p.model), cat.quant(p.quantisation), cat.engine(p.engine), cat.gpu(node.gpu),
+                                  cpu, node, p.tp * p.pp, p.memory_fraction, p.gpu_layers, p.max_batch)
+            gpu_busy[k] = off.gpu_busy_frac
+            cpu_load[k] = (1.0 - off.gpu_busy_frac) * (p.cores or cpu.cores) / cpu.cores
+            gpu_w[k] = off.gpu_weights_b
+    return gpu_busy, cpu_load, gpu_w
 
 
 def build_layout(scenario: Scenario, topo: Topology, node: NodeSpec) -> Layout:

@@ -83,6 +83,9 @@ class PoolPlacement(Section):
     gpu_memory_share: Annotated[float, Field(gt=0, le=1)] | None = None  # share of each GPU's memory (vLLM gpu_memory_utilization); replaces memory_utilisation
     cores: PosInt | None = None  # CPU cores pinned to this pool (taskset / llama.cpp --threads)
     ram_gb: Pos | None = None  # system RAM reserved for this pool (CPU-only weights + KV, or offloaded layers)
+    # llama.cpp -ngl: layers on the GPUs, the rest streamed from system memory ("auto": as many as fit).
+    # Stand-in until the serving model's PoolSpec.gpu_layers lands (same meaning; then this line goes).
+    gpu_layers: Annotated[int, Field(ge=0)] | Literal["auto"] | None = None
 
     @property
     def memory_fraction(self) -> float:
