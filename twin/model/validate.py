@@ -249,9 +249,7 @@ def pool_placement_problems(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
     names = {p.name: i for i, p in enumerate(spec.pools)}
     for i, pool in enumerate(spec.pools):
         path = f"pools[{i}]"
-        if "gpu_memory_share" in pool.model_fields_set and "memory_utilisation" in pool.model_fields_set:
-            problems.append(f"{path}.gpu_memory_share: give gpu_memory_share or memory_utilisation, not both "
-                            f"(the share replaces the utilisation)")
+        # gpu_memory_share replaces memory_utilisation (a resolved scenario.yaml carries both)
         if pool.colocate is not None:
             host = names.get(pool.colocate)
             if host is None or host == i:

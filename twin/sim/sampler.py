@@ -35,8 +35,14 @@ class SamplerLayout:
     rep_hops_cross: np.ndarray   # (R_rep,) pipeline hops across the NIC
     rep_weights_per_gpu_b: np.ndarray  # (R_rep,) resident weights on each of the replica's GPUs
     rep_n_gpus: np.ndarray       # (R_rep,) GPUs of the replica (float, divides the KV reservation)
-    gpair_rep: np.ndarray        # (Q,) replica of each (replica, GPU) pair: shared GPUs add their tenants
-    gpair_gpu: np.ndarray        # (Q,) GPU of each pair
+    gpair_rep: np.ndarray | None = None  # (Q,) replica of each (replica, GPU) pair: shared GPUs add their tenants
+    gpair_gpu: np.ndarray | None = None  # (Q,) GPU of each pair (default: one pair per GPU of gpu_rep)
+
+    def __post_init__(self) -> None:
+        if self.gpair_rep is None:  # one replica per GPU at most
+            gpus = np.flatnonzero(self.gpu_rep >= 0)
+            object.__setattr__(self, "gpair_rep", self.gpu_rep[gpus])
+            object.__setattr__(self, "gpair_gpu", gpus)
 
 
 class Sampler:
