@@ -19,6 +19,7 @@ from twin.model.checks import design_findings
 from twin.model.fabric import element_names, parse_element
 from twin.model.policies import POLICIES
 from twin.model.serving import replica_memory_plan
+from twin.model.serving_checks import serving_problems
 from twin.spec.catalogue import Catalogue, load_catalogue
 from twin.spec.scenario import (
     FIELDS_AT,
@@ -131,9 +132,12 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
         if pool.nodes % nodes_per_replica:
             problems.append(f"{path}.nodes: {pool.nodes} is not a multiple of the {nodes_per_replica} nodes "
                             f"one replica spans")
+        serving = serving_problems(path, pool, model, node, gpu, cat)
+        problems.extend(serving)
         plan = replica_memory_plan(model, cat.quant(pool.quantisation), gpu, gpus, pool.memory_utilisation,
                                    pool.kv_bytes)
-        if plan.kv_budget_gb <= 0:
+        # offloaded pools hold only their GPU layers in VRAM (serving_problems checks the rest)
+        if pool.gpu_layers is None and plan.kv_budget_gb <= 0:
             problems.append(
                 f"{path}: {pool.model} in {pool.quantisation} needs {plan.weights_gb:.1f} GB of weights but a "
                 f"replica of {gpus} x {gpu.name} has {plan.usable_gb:.1f} GB usable "
