@@ -64,7 +64,7 @@ def scenario_from_text(text: str, *, origin: str = "<scenario>", base_dir: Path 
     if problems:
         raise SpecError(problems)
     catalogue = load_catalogue(extra)
-    problems = check_against_catalogue(spec, catalogue)
+    problems = check_against_catalogue(spec, catalogue) + _not_simulated_yet(spec)
     if problems:
         raise SpecError(problems)
     canonical = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=True)
@@ -170,6 +170,15 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
         if f.kind in ("link_down", "switch_down"):
             problems.extend(_fabric_target_problems(f"faults[{i}].target", f.kind, f.target, spec))
     return problems
+
+
+def _not_simulated_yet(spec: ScenarioSpec) -> list[str]:
+    """Pool serving choices `twin predict` models but the engine does not simulate yet (issue #17 phase 2)."""
+    return [f"pools[{i}].{f}: set, but `twin run` does not simulate {what} yet; `twin predict` does"
+            for i, p in enumerate(spec.pools)
+            for f, what in (("kernel", "kernel choice"), ("gpu_layers", "CPU offload"),
+                            ("kv_block_tokens", "paged KV blocks"))
+            if getattr(p, f) is not None]
 
 
 def _fabric_target_problems(path: str, kind: str, target: Any, spec: ScenarioSpec) -> list[str]:

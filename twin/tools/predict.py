@@ -191,9 +191,11 @@ def predict(box: Box, concurrencies: list[int], prompt_tokens: float = 1020, out
     """Compose the single-box figures (defaults: Azure 2023 conversation medians 1,020 / 129 tokens)."""
     n, plan = box.node, box.plan
     first = engine_start(box, warm=False)
+    # offloaded: the GPUs hold only their layers' weights; the pool is what is left next to them
+    pool_b = plan.kv_pool_bytes if box.split is None else plan.usable_bytes - box.split.gpu_frac * plan.weights_bytes
     return Prediction(
-        box=box, weights_gb=plan.weights_bytes / 1e9, kv_budget_gb=plan.kv_pool_bytes / 1e9,
-        kv_blocks=plan.kv_blocks, load_s=first.total_s, warm_restart_s=engine_start(box, warm=True).total_s,
+        box=box, weights_gb=plan.weights_bytes / 1e9, kv_budget_gb=pool_b / 1e9,
+        kv_blocks=max(0, int(pool_b // plan.kv_block_bytes)) if plan.kv_block_bytes > 0 else 0, load_s=first.total_s, warm_restart_s=engine_start(box, warm=True).total_s,
         cold_start_s=n.power_on_s + n.post_s + n.os_boot_s + first.total_s,
         single_stream_tok_s=1.0 / decode_interval_s(box, 1, prompt_tokens),
         prefill_tok_s=prefill_tokens_per_s(box, prompt_tokens),
