@@ -76,3 +76,13 @@ def test_attention_flops_add_15_percent_to_a_70b_prompt_at_8k_context():
     gemm, attn = rp.prefill_flops(plan, 8192)
     assert attn / gemm == pytest.approx(0.152 / 2, abs=0.002)    # causal: mean context is half the prompt
     assert math.isclose(gemm, 2 * 70.6e9 * 8192)
+
+
+def test_the_engine_prefill_cost_and_pipeline_fill_reproduce_the_prompt_latency():
+    # what the engine's FIFO scan will charge: P x s/token at the replica's throughput, plus the fill
+    plan = _plan("nemotron-4-340b", "int8", "rtx-pro-4500-blackwell", pp=12, util=0.95, kv_bytes=1)
+    work = 1036 * float(rp.prefill_s_per_token(plan, 1036))
+    assert 1036 / work == pytest.approx(rp.prefill_tokens_per_s(plan, 1036), rel=2e-3)
+    alone = work + float(rp.pipeline_fill_s(work, 12, 1, True))
+    assert alone == pytest.approx(rp.prompt_latency_s(plan, 1036), rel=2e-3)   # = 12 x work (sum of stages)
+    assert float(rp.pipeline_fill_s(work, 12, 1, False)) == 0.0

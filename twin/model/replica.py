@@ -241,3 +241,32 @@ def closed_loop(plan: ServingPlan, clients: int, prompt_tokens: float, output_to
     wait = max(0.0, latency - (own + output_tokens * step)) if clients > b else 0.0
     return SteadyState(batch=b, step_s=step, out_tok_s=out,
                        ttft_s=wait + own / (1.0 - prefill_share) + step, latency_s=latency)
+
+
+def prefill_s_per_token(plan: ServingPlan, prompt_tokens: np.ndarray | float, *, tp_s_per_token: float = 0.0,
+                        clock: np.ndarray | float = 1.0) -> np.ndarray:
+    """Replica time per prompt token when its prefill GPUs all work (the pool-throughput cost), s.
+
+    GEMMs 2 A at the prefill rate plus causal attention 2 L d P (its mean context is P / 2) at the
+    FlashAttention rate, over `prefill_gpus`, divided by the SM clock; plus the TP all-reduce
+    traffic. Vectorised over prompts: the engine's FIFO prefill scan charges each request its own.
+    """
+    p = np.asarray(prompt_tokens, dtype=float)
+    gemm = 2.0 * plan.active_params / compute_rate_flop_s(plan.gpu, plan.kernel, "prefill")
+    attn = 2.0 * plan.attention_layers * plan.attn_dim * p / attention_rate_flop_s(plan.gpu)
+    return (gemm + attn) / (plan.prefill_gpus * np.maximum(clock, 1e-3)) + tp_s_per_token
+
+
+def pipeline_fill_s(work_s: np.ndarray, pp: int, chunks: np.ndarray | float, overlap: bool) -> np.ndarray:
+    """Extra latency a prompt pays filling a pipeline beyond its throughput share of the replica, s.
+
+    `work_s` is the prompt's cost at the whole replica's throughput (prefill_s_per_token x P). With
+    overlapping stages (vLLM PP) the prompt's k chunks take (k + pp - 1) stage slots of work / k, and
+    the throughput share accounts for k of them, so the fill adds (pp - 1) x work / k (for one chunk:
+    latency = pp x work, the sum of the stage times). Non-overlapping stages (llama.cpp) already
+    run at one stage's speed: no extra. Source: GPipe schedule; prompt_latency_s.
+    """
+    w = np.asarray(work_s, dtype=float)
+    if not overlap or pp <= 1:
+        return np.zeros_like(w)
+    return (pp - 1) * w / np.maximum(np.asarray(chunks, dtype=float), 1.0)
