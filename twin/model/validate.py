@@ -141,7 +141,8 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
             problems.append(
                 f"{path}: {pool.model} in {pool.quantisation} needs {plan.weights_gb:.1f} GB of weights but a "
                 f"replica of {gpus} x {gpu.name} has {plan.usable_gb:.1f} GB usable "
-                f"({gpus} x {gpu.memory_gb:g} GB x {pool.memory_utilisation:g}); raise tp/pp or pick a smaller quantisation")
+                f"({gpus} x {gpu.memory_gb:g} GB x {pool.memory_utilisation:g}); raise tp/pp or pick a smaller quantisation"
+                + (" or keep layers in system memory (gpu_layers: auto)" if cat.engine(pool.engine).cpu_offload else ""))
     if node_ok:  # node peak vs PSU, rack vs feed (twin.checks); warnings go on Scenario.warnings
         problems.extend(f.message for f in design_findings(spec, cat) if f.level == "error")
     mixes = sum(p.mix for p in spec.pools)
