@@ -8,7 +8,7 @@ running sequence (V1 default: recompute, i.e. its blocks are freed and it re-ent
 queue at the front, to be prefilled again). Worst-case reservation (prompt + full output at
 admission, what the engine did before) admits roughly half the sequences at 1000-in/1000-out.
 
-Pure functions of integer arrays: the engine's batching part owns the state (phase 2).
+Pure functions of integer arrays; the engine's request book (twin/sim/requests.py) owns the state.
 """
 from __future__ import annotations
 

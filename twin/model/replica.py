@@ -1,7 +1,7 @@
 """One serving replica from its kernel row: memory plan in GiB, decode step, prefill and prompt latency.
 
-The second generation of twin/model/serving.py (whose functions the engine still calls until the
-engine split lands). What changes, with the reason (shared/reference/fidelity.md items 1-7):
+The second generation of twin/model/serving.py, used by the engine (twin/sim), `twin predict` and
+benchmarks/accuracy.py. What changed, with the reason (shared/reference/fidelity.md items 1-7):
 - Memory in bytes from GiB as nvidia-smi reports; the engine's per-GPU reserve (profiled
   activations, CUDA graphs, non-torch memory) comes off before the KV pool, which is paged in
   blocks of `kv_block_tokens` (twin/model/kvcache.py).
