@@ -45,19 +45,19 @@ def test_the_plain_awq_kernel_is_slower_than_marlin_and_falls_further_behind_wit
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-m", "llama-3.3-70b", "-q", "awq-int4", "--node", "dual-3090-desktop", "--tp", "2", "--kernel", "foo"],
+    (["-m", "llama-3.3-70b", "--quant", "awq-int4", "--node", "dual-3090-desktop", "--tp", "2", "--kernel", "foo"],
      "--kernel: unknown kernel 'foo' for vllm; kernels for awq-int4 on rtx-3090 (ampere): awq, awq_marlin"),
-    (["-m", "llama-3.1-8b", "-q", "bf16", "--gpu-layers", "10"],
+    (["-m", "llama-3.1-8b", "--quant", "bf16", "--gpu-layers", "10"],
      "--gpu-layers: vllm cannot keep layers in system memory"),
-    (["-m", "llama-3.1-8b", "-q", "gguf-q4_k_m", "-e", "llama.cpp", "--gpu-layers", "99"],
+    (["-m", "llama-3.1-8b", "--quant", "gguf-q4_k_m", "-e", "llama.cpp", "--gpu-layers", "99"],
      "--gpu-layers: 99 exceeds llama-3.1-8b's 32 layers"),
-    (["-m", "llama-3.1-8b", "-q", "gguf-q4_k_m", "-e", "llama.cpp", "--gpu-layers", "some"],
+    (["-m", "llama-3.1-8b", "--quant", "gguf-q4_k_m", "-e", "llama.cpp", "--gpu-layers", "some"],
      "--gpu-layers: expected a layer count or 'auto', got 'some'"),
-    (["-m", "llama-3.1-8b", "-q", "bf16", "--kv-block-tokens", "0"],
+    (["-m", "llama-3.1-8b", "--quant", "bf16", "--kv-block-tokens", "0"],
      "--kv-block-tokens: Input should be greater than or equal to 1"),
-    (["-m", "llama-3.1-8b", "-q", "bf16", "--kv-block-tokens", "200000"],
+    (["-m", "llama-3.1-8b", "--quant", "bf16", "--kv-block-tokens", "200000"],
      "--kv-block-tokens: 200000 tokens per block exceeds llama-3.1-8b's context of 131072 tokens"),
-    (["--node", "dual-3090-desktop", "-m", "llama-3.3-70b", "-q", "gguf-q4_k_m", "-e", "llama.cpp", "--tp", "2"],
+    (["--node", "dual-3090-desktop", "-m", "llama-3.3-70b", "--quant", "gguf-q4_k_m", "-e", "llama.cpp", "--tp", "2"],
      "llama.cpp splits a model across GPUs by layers (pipeline), not tensor parallel; use pp: 2"),
 ])
 def test_bad_serving_input_is_one_line_naming_the_option_exit_2(args, message):

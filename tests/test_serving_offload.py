@@ -48,7 +48,7 @@ def test_offloaded_405b_decode_bound_on_the_4x4090_workstation():
 
 
 def test_predict_answers_the_405b_workstation_plan_with_an_honest_rate():
-    r = CliRunner().invoke(app, ["predict", "--node", "ws-4x4090-tr", "-m", "llama-3.1-405b", "-q", "gguf-q4_k_m",
+    r = CliRunner().invoke(app, ["predict", "--node", "ws-4x4090-tr", "-m", "llama-3.1-405b", "--quant", "gguf-q4_k_m",
                                  "-e", "llama.cpp", "--pp", "4", "--gpu-layers", "auto", "--json", "--burn-s", "20",
                                  "--concurrency", "1"])
     assert r.exit_code == 0, r.output
