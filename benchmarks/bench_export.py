@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from synthetic_run import make_synthetic_run  # noqa: E402
 
-from twin.export import write_csv, write_openmetrics  # noqa: E402
-from twin.run import load_run  # noqa: E402
+from twin.telemetry.read import load_run  # noqa: E402
+from twin.tools.export import write_csv, write_openmetrics  # noqa: E402
 
 
 def main() -> None:

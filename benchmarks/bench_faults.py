@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from twin.engine import simulate
-from twin.scenario import load_scenario
+from twin.model.validate import load_scenario
+from twin.sim.engine import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 

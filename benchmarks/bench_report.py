@@ -13,17 +13,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from twin.plots import PLOTS, png_bytes
-from twin.report import REPORT_TABLES, write_report
-from twin.run import load_run
+from twin.telemetry.read import load_run
+from twin.tools.plots import PLOTS, png_bytes
+from twin.tools.report import REPORT_TABLES, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _surge(tmp: Path) -> Path:
-    from twin.engine import simulate
-    from twin.runner import write_run
-    from twin.scenario import load_scenario
+    from twin.model.validate import load_scenario
+    from twin.sim.engine import simulate
+    from twin.telemetry.write import write_run
 
     sc = load_scenario(ROOT / "scenarios" / "surge.yaml", overrides={"fabric.enabled": False})
     run_dir = tmp / "surge"

@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from twin.sweep import SweepResult, plan_sweep, run_sweep, to_table
+from twin.tools.sweep import SweepResult, plan_sweep, run_sweep, to_table
 
 ROOT = Path(__file__).resolve().parent.parent
 

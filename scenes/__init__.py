@@ -12,10 +12,8 @@ def build_stage(run_dir, stage_sample_s=None, progress=None, **kwargs) -> dict:
 
 def stage_beats(root: Path | str) -> dict[str, float]:
     """The story beats (name -> time code) a stage's customLayerData records (twin:beat_*)."""
-    from pxr import Sdf
-    layer = Sdf.Layer.FindOrOpen(str(root))
-    data = dict(layer.customLayerData) if layer else {}
-    return {k.removeprefix("twin:beat_"): float(v) for k, v in data.items() if k.startswith("twin:beat_")}
+    from scenes.stage import read_beats
+    return read_beats(root)
 
 
 __all__ = ["build_stage", "stage_beats"]

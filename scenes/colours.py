@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.telemetry import NODE_STATES
+from twin.telemetry.schema import NODE_STATES
 
 RAMP_X = np.array([0.0, 0.30, 0.50, 0.65, 0.78, 1.0])
 RAMP_RGB = np.array([

@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from twin.telemetry import NODE_STATES, read_manifest
+from twin.telemetry.schema import NODE_STATES
+from twin.telemetry.read import read_manifest
 
 DEFAULT_STAGE_SAMPLE_S = 5.0
 FRAMES_PER_SECOND = 24.0

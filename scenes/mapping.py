@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.telemetry import NODE_STATES
+from twin.telemetry.schema import NODE_STATES
 
 AUTO_LO_PERCENTILE = 5.0
 AUTO_HI_PERCENTILE = 99.0

@@ -37,7 +37,7 @@ from scenes.animate import attr_spec, keep_mask, write_cached_series, write_colu
 from scenes.frames import StageFrames
 from scenes.mapping import ColourMapping, quantity_values
 from scenes.prims import bind, ref
-from twin.telemetry import NODE_STATES
+from twin.telemetry.schema import NODE_STATES
 
 NODE_ASSET = "node.usda"
 FRONT_MESH_GLOW = 0.5            # the grille glows at half the shell's strength: the fans show through

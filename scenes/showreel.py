@@ -63,7 +63,7 @@ def make_showreel(run_dir: Path, out_dir: Path, seconds: float = DEFAULT_SECONDS
     """Stage, render and encode into `out_dir` (an empty temporary directory; see module doc)."""
     from scenes import build_stage
     from scenes.render import render_frames
-    from twin.telemetry import read_manifest
+    from twin.telemetry.read import read_manifest
 
     t0 = time.perf_counter()
     progress = progress or (lambda *_: None)

@@ -29,7 +29,7 @@ from scenes.frames import FRAMES_PER_SECOND, StageFrames, load_frames
 from scenes.nodes import Looks, author_nodes, read_airflow, write_node_samples
 from scenes.prims import bind, group, label, ref, xform
 from scenes.room import author_room
-from twin.telemetry import NODE_STATES
+from twin.telemetry.schema import NODE_STATES
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 ROOT_NAME = "refinery.usda"
@@ -147,6 +147,13 @@ def story_beats(fr: StageFrames, mapping: cmap.ColourMapping) -> dict:
     frames = {"idle": 0, "ignition": ign, "cascade_end": end, "peak": peak, "decay": decay, "last": max(f_n - 1, 0)}
     tc = fr.timecodes
     return {k: {"frame": v, "timecode": float(tc[v]) if f_n else 0.0} for k, v in frames.items()}
+
+
+def read_beats(root: Path | str) -> dict[str, float]:
+    """The story beats (name -> time code) recorded in a stage root's customLayerData."""
+    layer = Sdf.Layer.FindOrOpen(str(root))
+    data = dict(layer.customLayerData) if layer else {}
+    return {k.removeprefix("twin:beat_"): float(v) for k, v in data.items() if k.startswith("twin:beat_")}
 
 
 def close_up_node(layout: lay.Layout, fr: StageFrames) -> int:

@@ -11,15 +11,15 @@ SCENARIOS = ROOT / "scenarios"
 
 @pytest.fixture(scope="session")
 def tiny_result():
-    from twin.engine import simulate
-    from twin.scenario import load_scenario
+    from twin.sim.engine import simulate
+    from twin.model.validate import load_scenario
     return simulate(load_scenario(SCENARIOS / "tiny.yaml"))
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_result) -> Path:
     """The tiny scenario written as a run directory (telemetry + manifest, no stage)."""
-    from twin.runner import write_run
+    from twin.telemetry.write import write_run
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     write_run(tiny_result, run_dir)
     return run_dir

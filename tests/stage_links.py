@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from twin.telemetry import to_table, write_table
+from twin.telemetry.schema import to_table
+from twin.telemetry.write import write_table
 
 
 def link_endpoints(run_dir: Path, spines: int = 2, storage: int = 1) -> list[tuple[str, str, str]]:

@@ -16,9 +16,9 @@ def surge_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.getbasetemp() / "shared-surge" / "surge"
     if not (run / "stage" / "refinery.usda").is_file():
         from scenes import build_stage
-        from twin.engine import simulate
-        from twin.runner import write_run
-        from twin.scenario import load_scenario
+        from twin.model.validate import load_scenario
+        from twin.sim.engine import simulate
+        from twin.telemetry.write import write_run
         write_run(simulate(load_scenario(ROOT / "scenarios" / "surge.yaml")), run, force=True,
                   stage=lambda tmp: build_stage(tmp))       # as `twin run` does: manifest["stage"] recorded
     return run

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.telemetry import NODE_STATES, to_table, write_json_atomic, write_tables
+from twin.model.states import NODE_STATES
+from twin.telemetry.schema import to_table
+from twin.telemetry.atomic import write_json_atomic
+from twin.telemetry.write import write_tables
 
 
 def make_synthetic_run(run_dir: Path, racks_per_row: int = 2, nodes_per_rack: int = 3,

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from twin.cli import app
-from twin.runner import write_run
-from twin.telemetry import AtomicDir, RunExistsError
+from twin.cli.main import app
+from twin.telemetry.write import write_run
+from twin.telemetry.atomic import AtomicDir, RunExistsError
 
 TINY = Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml"
 runner = CliRunner()
@@ -64,11 +64,11 @@ def test_force_never_replaces_something_that_is_not_a_run(tmp_path, make, monkey
         (target / "thesis.tex").write_text("thesis")
     with pytest.raises(RunExistsError, match="not a twin run directory"):
         AtomicDir(target, force=True, marker="manifest.json")
-    import twin.engine
+    import twin.sim.engine
 
     def no_simulation(*args, **kwargs):
         raise AssertionError("the refusal must come before the simulation")
-    monkeypatch.setattr(twin.engine, "simulate", no_simulation)
+    monkeypatch.setattr(twin.sim.engine, "simulate", no_simulation)
     result = runner.invoke(app, ["run", str(TINY), "-o", str(target), "--no-stage", "-q", "--force"])
     assert result.exit_code == 2 and "refusing to replace" in result.output
     assert "Traceback" not in result.output

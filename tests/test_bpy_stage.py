@@ -99,7 +99,7 @@ def pixel_classes(png) -> dict:
 def test_hero_idle_reads_blue_and_peak_orange_red(tmp_path_factory, tmp_path):
     from typer.testing import CliRunner
     from surge_run import surge_run
-    from twin.cli import app
+    from twin.cli.main import app
     run = surge_run(tmp_path_factory)
     got = {}
     for beat in ("idle", "peak"):
@@ -115,7 +115,7 @@ def test_hero_idle_reads_blue_and_peak_orange_red(tmp_path_factory, tmp_path):
 
 def test_render_errors_are_one_line(syn_stage, tmp_path):
     from typer.testing import CliRunner
-    from twin.cli import app
+    from twin.cli.main import app
     png = tmp_path / "x.png"
     for args, msg in ((["--frame", "999"], "outside the stage's frames 1..20"),
                       (["--camera", "Crane"], "--camera Crane: not in the stage"),
@@ -130,7 +130,7 @@ def test_render_errors_are_one_line(syn_stage, tmp_path):
 def test_showreel_renders_a_sequence_and_encodes_an_mp4(tiny_run, tmp_path):
     import imageio_ffmpeg
     from typer.testing import CliRunner
-    from twin.cli import app
+    from twin.cli.main import app
     out = tmp_path / "reel"
     res = CliRunner().invoke(app, ["showreel", str(tiny_run), "-o", str(out), "--seconds", "1", "--fps", "6",
                                    "--width", "64", "--height", "36", "--samples", "2", "-q"])

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from twin.catalogue import load_catalogue
-from twin.cli import app
+from twin.spec.catalogue import load_catalogue
+from twin.cli.main import app
 from twin.errors import SpecError
-from twin.power import psu_efficiency
-from twin.scenario import load_scenario
+from twin.model.power import psu_efficiency
+from twin.model.validate import load_scenario
 
 runner = CliRunner()
 TINY = (Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml").read_text()

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from twin.catalogue import load_catalogue
-from twin.checks import node_peak_dc_power_w, node_peak_wall_power_w, psu_findings, rack_findings
-from twin.cli import app
+from twin.spec.catalogue import load_catalogue
+from twin.model.checks import node_peak_dc_power_w, node_peak_wall_power_w, psu_findings, rack_findings
+from twin.cli.main import app
 from twin.errors import SpecError
-from twin.scenario import scenario_from_text
+from twin.model.validate import scenario_from_text
 
 TINY = (Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml").read_text()
 CAT = load_catalogue()

@@ -9,9 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from twin.catalogue import load_catalogue
-from twin.economics import (amortised_capex_usd, cost_per_million_tokens_usd, energy_cost_usd,
-                            tflops_per_kusd, tokens_per_kwh)
+from twin.spec.catalogue import load_catalogue
+from twin.model.economics import (amortised_capex_usd, cost_per_million_tokens_usd, energy_cost_usd, tflops_per_kusd, tokens_per_kwh)
 
 
 def test_pro_4500_price_performance_is_the_issues_17_9_tflops_per_kusd():
@@ -82,8 +81,8 @@ def test_tiny_run_gpu_hours_by_state_add_up_with_the_facility_node_counts(tiny_r
 
 
 def test_scenario_economics_overrides_flow_into_the_summary():
-    from twin.engine import simulate
-    from twin.scenario import load_scenario
+    from twin.sim.engine import simulate
+    from twin.model.validate import load_scenario
     r = simulate(load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml", overrides={
         "economics.electricity_usd_per_kwh": 0.30, "economics.node_price_usd": 10_000,
         "economics.amortisation_years": 3}))

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from twin.engine import simulate
-from twin.runner import write_run
-from twin.scenario import scenario_from_text
-from twin.scheduler import LEGAL, STATE
+from twin.sim.engine import simulate
+from twin.telemetry.write import write_run
+from twin.model.validate import scenario_from_text
+from twin.model.states import LEGAL, STATE
 
 TINY = (Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml").read_text()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twin.engine import simulate
-from twin.fabric import (build_fabric, ecmp_paths, max_min_fair_gb_s, parse_element)
-from twin.scenario import load_scenario, scenario_from_text
-from twin.serving import pipeline_hop_s
+from twin.sim.engine import simulate
+from twin.model.fabric import build_fabric, ecmp_paths, max_min_fair_gb_s, parse_element
+from twin.model.validate import load_scenario, scenario_from_text
+from twin.model.serving import pipeline_hop_s
 
 from conftest import SCENARIOS
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from twin.catalogue import load_catalogue
-from twin.predict import decode_interval_s, prefill_tokens_per_s, resolve_box
+from twin.spec.catalogue import load_catalogue
+from twin.tools.predict import decode_interval_s, prefill_tokens_per_s, resolve_box
 
 NODES = {"rtx-3090": "dual-3090-desktop", "rtx-4090": "ws-4x4090-tr"}
 
@@ -38,8 +38,8 @@ def test_70b_q4_k_m_split_over_two_gpus(gpu, tg512, pp512):
 def test_llama_cpp_refuses_tensor_parallel():
     from typer.testing import CliRunner
 
-    from twin.cli import app
-    r = CliRunner().invoke(app, ["predict", "--node", "dual-3090-desktop", "-m", "llama-3.3-70b", "-q", "gguf-q4_k_m",
+    from twin.cli.main import app
+    r = CliRunner().invoke(app, ["predict", "--node", "dual-3090-desktop", "-m", "llama-3.3-70b", "--quant", "gguf-q4_k_m",
                                  "-e", "llama.cpp", "--tp", "2"])
     assert r.exit_code == 2
     assert "llama.cpp splits a model across GPUs by layers (pipeline), not tensor parallel; use pp: 2" in r.output

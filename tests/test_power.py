@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from twin import power as pw
-from twin.catalogue import load_catalogue
+from twin.model import power as pw
+from twin.spec.catalogue import load_catalogue
 
 CAT = load_catalogue()
 PSU = CAT.psu("dark-power-pro-13-1600w")

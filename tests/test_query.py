@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from synthetic_run import make_synthetic_run
-from twin.query import RECIPES, QueryError, recipe, to_csv, to_json
-from twin.run import NotARunError, ToolError, load_run
+from twin.tools.query import RECIPES, recipe, to_csv, to_json
+from twin.telemetry.sql import QueryError
+from twin.telemetry.read import NotARunError, load_run
+from twin.errors import ToolError
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from twin.query import RECIPES
-from twin.run import load_run
+from twin.tools.query import RECIPES
+from twin.telemetry.read import load_run
 
 
 def _table(run_dir, name) -> dict[str, np.ndarray]:

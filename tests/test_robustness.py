@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from twin.cli import app
+from twin.cli.main import app
 from twin.errors import SpecError
-from twin.scenario import FAULT_KINDS, Scenario, scenario_from_text
+from twin.spec.scenario import FAULT_KINDS, Scenario
+from twin.model.validate import scenario_from_text
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_TEXT = (ROOT / "scenarios" / "tiny.yaml").read_text()

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from twin.cli import app
+from twin.cli.main import app
 from twin.errors import SpecError
-from twin.scenario import scenario_from_text
+from twin.model.validate import scenario_from_text
 
 TINY = (Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml").read_text()
 runner = CliRunner()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from twin.cli import app
+from twin.cli.main import app
 
 pytest.importorskip("pxr")
 TINY = Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml"
@@ -46,7 +46,8 @@ def test_scene_regenerates_atomically_with_force(tmp_path, tiny_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["scene", "{missing}"], "not a twin run directory"),
+    (["scene", "{missing}"], "no such run directory"),
+    (["scene", "{tmp}"], "not a twin run directory"),
     (["scene", "{run}", "--force", "--stage-sample-s", "0"], "--stage-sample-s: must be a positive"),
     (["scene", "{run}", "--force", "--colour-by", "rgb"], "--colour-by: unknown quantity 'rgb'"),
     (["scene", "{run}", "--force", "--colour-range", "90:20"], "--colour-range: need finite LO < HI"),
@@ -55,7 +56,7 @@ def test_scene_regenerates_atomically_with_force(tmp_path, tiny_run):
     (["render", "{run}", "-o", "{tmp}/x.jpg"], "must be a .png"),
     (["render", "{missing}"], "no stage"),
     (["showreel", "{run}", "-o", "{tmp}/reel", "--width", "161"], "must be even"),
-    (["showreel", "{missing}", "-o", "{tmp}/reel"], "not a twin run directory"),
+    (["showreel", "{missing}", "-o", "{tmp}/reel"], "no such run directory"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, tiny_run, args, message):
     subs = {"missing": str(tmp_path / "nope"), "run": str(tiny_run), "tmp": str(tmp_path)}

@@ -9,7 +9,7 @@ import pytest
 
 from scenes import colours, mapping
 from scenes.frames import frame_rows, window_mean
-from twin.telemetry import NODE_STATES
+from twin.model.states import NODE_STATES
 
 
 def hue_deg(srgb8) -> tuple[float, float]:

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from twin import serving as sv
-from twin.catalogue import load_catalogue
+from twin.model import serving as sv
+from twin.spec.catalogue import load_catalogue
 
 CAT = load_catalogue()
 GPU = CAT.gpu("rtx-pro-4500-blackwell")

@@ -293,6 +293,22 @@ def test_stage_sample_spacing_and_realtime_window(tmp_path):
     assert pv.Get(1200) == pytest.approx(220.0) and pv.Get(1201) == pytest.approx(225.0) and pv.Get(1440) == pytest.approx(225.0)
 
 
+def test_real_tiny_run_stage(tiny_run, tmp_path):
+    info = build_stage(tiny_run, out_dir=tmp_path / "stage", previews=False)
+    stage = Usd.Stage.Open(str(tmp_path / "stage" / "refinery.usda"))
+    # tiny.yaml: 600 s, 5-s samples -> 120 frames; one rack of four nodes
+    assert info["frames"] == 120 and info["prims"]["nodes"] == 4
+    assert len([p for p in stage.Traverse() if p.GetName().startswith("Node_")]) == 4
+    import pyarrow.compute as pc
+    from twin.telemetry.read import read_table
+    t = read_table(tiny_run, "nodes")
+    row = t.filter(pc.and_(pc.equal(t["node_id"], 2), pc.equal(t["time_s"], 300.0)))
+    n2 = UsdGeom.PrimvarsAPI(stage.GetPrimAtPath("/Refinery/Row_A/Rack_A01/Node_03"))
+    assert n2.GetPrimvar("telemetry:state").Get(60) == row["state"][0].as_py()
+    assert n2.GetPrimvar("telemetry:gpu_temp_max_c").Get(60) == pytest.approx(row["gpu_temp_max_c"][0].as_py())
+    assert not errors_of(stage)
+
+
 def test_same_run_gives_byte_identical_stage(syn, tmp_path):
     run = syn[0]
     for i in range(2):
@@ -303,7 +319,8 @@ def test_same_run_gives_byte_identical_stage(syn, tmp_path):
 
 def test_unknown_link_endpoint_is_a_clear_error(tmp_path):
     import pyarrow.parquet as pq
-    from twin.telemetry import to_table, write_table
+    from twin.telemetry.schema import to_table
+    from twin.telemetry.write import write_table
     run = make_synthetic_run(tmp_path / "syn")
     t = pq.read_table(run / "telemetry" / "nodes.parquet", columns=["time_s"]).column("time_s").to_numpy()[:1]
     write_table(to_table("links", {"time_s": t, "link_id": [0], "src": ["leaf:Z09"], "dst": ["spine:0"],

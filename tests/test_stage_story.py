@@ -19,7 +19,7 @@ from pxr import Sdf, Usd, UsdGeom, UsdValidation  # noqa: E402
 @pytest.fixture(scope="module")
 def surge(tmp_path_factory):
     from surge_run import surge_run
-    from twin.telemetry import read_manifest
+    from twin.telemetry.read import read_manifest
     run = surge_run(tmp_path_factory)
     return run, read_manifest(run)["stage"], Usd.Stage.Open(str(run / "stage" / "refinery.usda"))
 
@@ -104,7 +104,7 @@ def test_traffic_is_visible_and_nothing_flashes_above_three_hertz(surge):
 
 def test_fx_airflow_points_carry_velocities_from_the_run(surge):
     import pyarrow.compute as pc
-    from twin.telemetry import read_table
+    from twin.telemetry.read import read_table
     run, _, stage = surge
     n = stage.GetPrimAtPath("/Refinery/Row_A/Rack_A04/Node_05")
     pts = UsdGeom.Points(n.GetChild("FX").GetChild("Airflow"))

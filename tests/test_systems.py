@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin.engine import simulate
+from twin.sim.engine import simulate
 from twin.errors import SpecError
-from twin.predict import burn_test, concurrency_table, idle_power, peak_power, psu_headroom_frac, resolve_box
-from twin.scenario import load_scenario, scenario_from_text
+from twin.tools.predict import (burn_test, concurrency_table, idle_power, peak_power, psu_headroom_frac, resolve_box)
+from twin.model.validate import load_scenario, scenario_from_text
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 SYSTEMS = ("dual-3090", "ws-4x4090-405b", "rtx5090-server", "epyc7542-4x4090")

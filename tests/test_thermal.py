@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from twin import thermal as th
+from twin.model import thermal as th
 
 
 def test_airflow_for_one_kilowatt_at_ten_kelvin_is_about_176_cfm():

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from twin.scenario import LengthSpec, SurgeSpec
-from twin.workload import arrival_times_s, surge_multiplier, token_lengths
+from twin.spec.scenario import LengthSpec, SurgeSpec
+from twin.model.workload import arrival_times_s, surge_multiplier, token_lengths
 
 SURGE = SurgeSpec(start_s=100, ramp_s=100, peak_multiplier=12, plateau_s=200, decay_s=100)
 

@@ -1,4 +1,4 @@
 """`python -m twin ...` is the same as the `twin` console script."""
-from twin.cli import main
+from twin.cli.main import main
 
 main()

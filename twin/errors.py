@@ -79,3 +79,18 @@ def _is_union_tag(part: object) -> bool:
     """
     return isinstance(part, str) and (part in {"int", "str", "float", "bool", "none"}
                                       or re.fullmatch(r"[a-z-]+\[.*\]", part) is not None)
+
+
+class ToolError(ValueError):
+    """A problem with the user's input to a run tool (bad path, SQL, name...).
+
+    The message is one line and names the problem; the CLI prints it without a traceback.
+    """
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str]) -> ToolError:
+    """A ToolError for an unknown recipe/plot/table name, with a did-you-mean hint."""
+    choices = sorted(choices)
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    hint = f" (did you mean {match[0]!r}?)" if match else ""
+    return ToolError(f"unknown {kind} {name!r}{hint}; choose from: {', '.join(choices)}")

@@ -1,0 +1,22 @@
+"""Node states and the legal transitions between them (the lifecycle state machine).
+
+OFF -> POWERING_ON -> BOOTING -> LOADING -> WARM <-> SERVING -> DRAINING -> WARM | OFF, and FAILED
+from any powered state. The names are also the `state` strings of the telemetry `nodes` table.
+"""
+from __future__ import annotations
+
+NODE_STATES = ("OFF", "POWERING_ON", "BOOTING", "LOADING", "WARM", "SERVING", "DRAINING", "FAILED")
+
+STATE = {name: i for i, name in enumerate(NODE_STATES)}
+OFF, POWERING_ON, BOOTING, LOADING, WARM, SERVING, DRAINING, FAILED = range(len(NODE_STATES))
+
+LEGAL: frozenset[tuple[int, int]] = frozenset({
+    (OFF, POWERING_ON), (POWERING_ON, BOOTING), (BOOTING, LOADING), (LOADING, WARM),
+    (WARM, SERVING), (SERVING, WARM), (WARM, DRAINING), (SERVING, DRAINING),
+    (DRAINING, WARM), (DRAINING, OFF), (DRAINING, SERVING), (WARM, OFF),
+    *((s, FAILED) for s in (POWERING_ON, BOOTING, LOADING, WARM, SERVING, DRAINING)),
+})
+
+
+def is_legal(old: int, new: int) -> bool:
+    return (old, new) in LEGAL

@@ -1,0 +1,154 @@
+"""Heat and air: airflow, exhaust temperature, rack recirculation, GPU RC model, fans, throttling.
+
+Pure numpy functions; vectorised over GPUs / nodes / racks. Sources: shared/reference/hardware.md
+("Thermal model") and the references named in each docstring.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from twin.spec.catalogue import GpuSpec
+
+CP_AIR_J_PER_KG_K = 1006.0   # specific heat of air at ~20 C (hardware.md)
+RHO_AIR_KG_M3 = 1.20         # standard air, 20 C, sea level (hardware.md)
+CFM_M3_S = 4.719474e-4       # 1 cubic foot per minute in m^3/s
+FAN_RESISTANCE_EXPONENT = 0.8  # forced-convection h ~ velocity^0.8 (turbulent Dittus-Boelter scaling)
+FAN_START_C = 45.0        # estimate: blower/chassis fan curves start rising above ~45 C
+GPU_FAN_TAU_S = 3.0       # estimate: blower spin-up lag
+CHASSIS_FAN_TAU_S = 5.0   # estimate: chassis fan controller + spin-up lag
+
+
+def airflow_m3_s(power_w: np.ndarray | float, delta_t_k: float, rho_kg_m3: float = RHO_AIR_KG_M3,
+                 cp_j_per_kg_k: float = CP_AIR_J_PER_KG_K) -> np.ndarray:
+    """Air volume flow that carries `power_w` away with a `delta_t_k` temperature rise: V = P/(rho cp dT).
+
+    ~176 CFM per kW at 10 K (hardware.md; the industry rule CFM = 3.16 W / dT_F).
+    """
+    return np.asarray(power_w, dtype=float) / (rho_kg_m3 * cp_j_per_kg_k * delta_t_k)
+
+
+def exhaust_c(inlet_c: np.ndarray, power_w: np.ndarray, airflow_m3_s_: np.ndarray,
+              rho_kg_m3: float = RHO_AIR_KG_M3) -> np.ndarray:
+    """Exhaust temperature: T_out = T_in + P / (m_dot cp), m_dot = rho V. No flow -> inlet."""
+    flow = np.asarray(airflow_m3_s_, dtype=float)
+    rise = np.divide(np.asarray(power_w, dtype=float), rho_kg_m3 * CP_AIR_J_PER_KG_K * flow,
+                     out=np.zeros(np.broadcast(power_w, flow).shape), where=flow > 1e-9)
+    return np.asarray(inlet_c, dtype=float) + rise
+
+
+def recirculation_frac(demand_m3_s: np.ndarray, supply_m3_s: np.ndarray) -> np.ndarray:
+    """Share of a rack's intake drawn from the hot aisle: max(0, D - S) / D (hardware.md)."""
+    d = np.asarray(demand_m3_s, dtype=float)
+    s = np.asarray(supply_m3_s, dtype=float)
+    return np.divide(np.maximum(d - s, 0.0), d, out=np.zeros(np.broadcast(d, s).shape), where=d > 1e-9)
+
+
+def node_recirculation_frac(rack_frac: np.ndarray, height_frac: np.ndarray, top_bias: float) -> np.ndarray:
+    """Per-node share: hot air spills over the rack top, so upper nodes get more.
+
+    factor = 1 - bias + 2 * bias * height (mean 1 over evenly spaced heights 0..1), clipped to [0, 1].
+    Estimate, documented as the scenario parameter facility.recirculation_top_bias.
+    """
+    factor = 1.0 - top_bias + 2.0 * top_bias * np.asarray(height_frac, dtype=float)
+    return np.clip(np.asarray(rack_frac) * factor, 0.0, 1.0)
+
+
+def mixed_inlet_c(supply_c: np.ndarray | float, hot_c: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """Inlet air mixing cold supply with hot-aisle air in proportion `frac` (adiabatic mixing)."""
+    return (1.0 - frac) * supply_c + frac * np.asarray(hot_c, dtype=float)
+
+
+def gpu_thermal_resistance_k_per_w(r_full_k_per_w: float, fan_frac: np.ndarray) -> np.ndarray:
+    """Heatsink resistance at a blower speed: R = R_full / f^0.8 (h ~ air velocity^0.8)."""
+    return r_full_k_per_w / np.maximum(np.asarray(fan_frac, dtype=float), 0.05) ** FAN_RESISTANCE_EXPONENT
+
+
+def rc_step_c(temp_c: np.ndarray, ambient_c: np.ndarray, power_w: np.ndarray, r_k_per_w: np.ndarray,
+              c_j_per_k: float, dt_s: float) -> np.ndarray:
+    """Exact step of C dT/dt = P - (T - T_amb)/R over dt with P, R, T_amb held constant.
+
+    T(t+dt) = T_inf + (T - T_inf) exp(-dt / (R C)), T_inf = T_amb + P R. Unconditionally stable,
+    so dt can be 1 s with tau = 10-20 s (hardware.md "Thermal model").
+    """
+    t_inf = np.asarray(ambient_c) + np.asarray(power_w) * r_k_per_w
+    return t_inf + (np.asarray(temp_c) - t_inf) * np.exp(-dt_s / (np.asarray(r_k_per_w) * c_j_per_k))
+
+
+def rc2_step_c(die_c: np.ndarray, sink_c: np.ndarray, ambient_c: np.ndarray, power_w: np.ndarray,
+               r_die_k_per_w: np.ndarray | float, r_sink_k_per_w: np.ndarray, c_die_j_per_k: float,
+               c_sink_j_per_k: float, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact step of a two-node ladder, die -> heatsink -> air, with inputs held over dt.
+
+        C_d dT_d/dt = P - (T_d - T_s)/R_d
+        C_s dT_s/dt = (T_d - T_s)/R_d - (T_s - T_a)/R_s
+
+    Steady state T_s = T_a + P R_s, T_d = T_s + P R_d. Deviations x from it obey x' = A x, solved
+    exactly with the 2x2 matrix exponential (Sylvester's formula; the ladder's eigenvalues are real
+    and negative), so any dt is stable. A die heats within seconds while the heatsink's thermal
+    mass sets the minutes-long creep to the plateau (a Cauer RC network, as in JEDEC JESD51-14).
+    """
+    p = np.asarray(power_w, dtype=float)
+    r_s = np.asarray(r_sink_k_per_w, dtype=float)
+    sink_ss = np.asarray(ambient_c, dtype=float) + p * r_s
+    die_ss = sink_ss + p * r_die_k_per_w
+    xd = np.asarray(die_c, dtype=float) - die_ss
+    xs = np.asarray(sink_c, dtype=float) - sink_ss
+    a = -1.0 / (r_die_k_per_w * c_die_j_per_k)
+    b = 1.0 / (r_die_k_per_w * c_die_j_per_k)
+    c = 1.0 / (r_die_k_per_w * c_sink_j_per_k)
+    d = -(1.0 / r_die_k_per_w + 1.0 / r_s) / c_sink_j_per_k
+    half_tr = (a + d) / 2.0
+    disc = np.sqrt(half_tr ** 2 - (a * d - b * c))
+    l1, l2 = half_tr + disc, half_tr - disc
+    e1, e2 = np.exp(l1 * dt_s), np.exp(l2 * dt_s)
+    k = 1.0 / (l1 - l2)
+    new_xd = k * ((e1 * (a - l2) - e2 * (a - l1)) * xd + (e1 - e2) * b * xs)
+    new_xs = k * ((e1 - e2) * c * xd + (e1 * (d - l2) - e2 * (d - l1)) * xs)
+    return die_ss + new_xd, sink_ss + new_xs
+
+
+def gpu_step_c(die_c: np.ndarray, sink_c: np.ndarray, ambient_c: np.ndarray, power_w: np.ndarray,
+               fan_frac: np.ndarray, gpu: GpuSpec, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """One tick of a GPU board's die and heatsink temperatures (the engine's and `twin predict`'s).
+
+    Die-to-heatsink resistance is fixed (TIM, vapour chamber); heatsink-to-air resistance follows
+    the blower speed (R / f^0.8, gpu_thermal_resistance_k_per_w). Figures: catalogue GpuSpec.
+    """
+    r_sink = gpu_thermal_resistance_k_per_w(gpu.sink_resistance_k_per_w,
+                                            np.maximum(fan_frac, gpu.min_fan_frac * 0.2))
+    return rc2_step_c(die_c, sink_c, ambient_c, power_w, gpu.die_resistance_k_per_w, r_sink,
+                      gpu.heat_capacity_j_per_k, gpu.heatsink_heat_capacity_j_per_k, dt_s)
+
+
+def fan_curve_frac(temp_c: np.ndarray, min_frac: float, start_c: float, target_c: float) -> np.ndarray:
+    """Fan controller set point: min below start_c, rising linearly to full at the fan target."""
+    x = (np.asarray(temp_c, dtype=float) - start_c) / (target_c - start_c)
+    return min_frac + (1.0 - min_frac) * np.clip(x, 0.0, 1.0)
+
+
+def first_order_lag(value: np.ndarray, target: np.ndarray, tau_s: float, dt_s: float) -> np.ndarray:
+    """Move `value` towards `target` with time constant tau (fan spin-up, exact exponential)."""
+    return target + (value - target) * np.exp(-dt_s / tau_s)
+
+
+def throttle_clock_frac(temp_c: np.ndarray, slowdown_c: float, shutdown_c: float,
+                        min_frac: float = 0.5) -> np.ndarray:
+    """Clock fraction: 1 up to the slowdown temperature, falling linearly to `min_frac` at shutdown.
+
+    A proportional stand-in for the driver's slowdown (clocks drop until the die holds at
+    about the slowdown temperature). min_frac is an estimate (heavy HW slowdown halves clocks).
+    """
+    x = (np.asarray(temp_c, dtype=float) - slowdown_c) / (shutdown_c - slowdown_c)
+    return np.clip(1.0 - x * (1.0 - min_frac), min_frac, 1.0)
+
+
+def room_supply_c(supply_c: float, setpoint_c: float, excess_heat_w: float, heat_capacity_j_per_k: float,
+                  recovery_tau_s: float, dt_s: float) -> float:
+    """Supply air when the room gains more heat than cooling removes.
+
+    Excess heat warms the room's air and thermal mass (dT = Q dt / C); when cooling has spare
+    capacity the supply relaxes back to its set point with `recovery_tau_s`. Lumped estimate.
+    """
+    if excess_heat_w > 0:
+        return supply_c + excess_heat_w * dt_s / heat_capacity_j_per_k
+    return float(first_order_lag(np.float64(supply_c), np.float64(setpoint_c), recovery_tau_s, dt_s))

@@ -1,0 +1,229 @@
+"""Load a scenario and check it against the catalogue and the physics.
+
+The spec layer (twin.spec.scenario) says what a scenario may contain; this module adds the checks
+that need the model: names against the catalogue and registries, parallelism against the model
+architecture, weights against GPU memory (twin.model.serving) and node peaks against PSUs and
+rack feeds (twin.model.checks). Every problem is one line naming its field path.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from twin.errors import SpecError, format_validation_error, suggest
+from twin.model.checks import design_findings
+from twin.model.fabric import element_names, parse_element
+from twin.model.policies import POLICIES
+from twin.model.serving import replica_memory_plan
+from twin.spec.catalogue import Catalogue, load_catalogue
+from twin.spec.scenario import (
+    FIELDS_AT,
+    NODE_FAULTS,
+    Scenario,
+    ScenarioSpec,
+    _set_dotted,
+    parse_yaml,
+)
+from twin.spec.topology import rack_names
+
+
+def load_scenario(path: Path | str, *, seed: int | None = None,
+                  overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read, validate and cross-check a scenario file. Raises SpecError with every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError([f"{path}: no such scenario file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"{path}: cannot read ({exc})"]) from None
+    return scenario_from_text(text, origin=str(path), base_dir=path.parent, seed=seed, overrides=overrides)
+
+
+def scenario_from_text(text: str, *, origin: str = "<scenario>", base_dir: Path | None = None,
+                       seed: int | None = None, overrides: dict[str, Any] | None = None) -> Scenario:
+    doc = parse_yaml(text, origin)
+    if seed is not None:
+        doc.setdefault("simulation", {})
+        if isinstance(doc["simulation"], dict):
+            doc["simulation"]["seed"] = seed
+    for key, value in (overrides or {}).items():
+        _set_dotted(doc, key, value)
+    schema_problems: list[str] = []
+    try:
+        spec = ScenarioSpec.model_validate(doc)
+    except ValidationError as exc:
+        # one pass: report the schema problems *and* what the catalogue and physics checks find in
+        # the rest of the scenario (checked with the broken fields at their defaults)
+        schema_problems = format_validation_error(exc, FIELDS_AT)
+        spec, bad = _without_invalid_fields(doc, exc)
+        if spec is None:
+            raise SpecError(schema_problems) from None
+    base_dir = base_dir or Path.cwd()
+    extra = [(base_dir / p) if not Path(p).is_absolute() else Path(p) for p in spec.catalogue]
+    problems = [f"catalogue[{i}]: no such file {str(p)!r}" for i, p in enumerate(extra) if not p.exists()]
+    if problems:
+        raise SpecError(schema_problems + problems)
+    catalogue = load_catalogue(extra)
+    problems = check_against_catalogue(spec, catalogue)
+    if schema_problems:
+        problems = [p for p in problems if not any(p.startswith(b) for b in bad)]
+        raise SpecError(schema_problems + problems)
+    if problems:
+        raise SpecError(problems)
+    canonical = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=True)
+    warnings = tuple(f.message for f in design_findings(spec, catalogue) if f.level == "warning")
+    return Scenario(spec=spec, catalogue=catalogue, text=text,
+                    sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+                    source_path=None, warnings=warnings)
+
+
+def _without_invalid_fields(doc: dict[str, Any], exc: ValidationError,
+                            rounds: int = 3) -> tuple[ScenarioSpec | None, list[str]]:
+    """The scenario with every field pydantic rejected removed (so its default applies), and the
+    paths removed; (None, paths) when a required field cannot be repaired that way."""
+    import copy
+
+    from twin.errors import loc_to_path
+
+    doc = copy.deepcopy(doc)
+    removed: list[str] = []
+    for _ in range(rounds):
+        for err in exc.errors(include_url=False):
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in ("int", "str", "float")))]
+            if err["type"] == "missing" or not loc:
+                return None, removed
+            parent: Any = doc
+            for part in loc[:-1]:
+                try:
+                    parent = parent[part]
+                except (KeyError, IndexError, TypeError):
+                    parent = None
+                    break
+            if isinstance(parent, dict):
+                parent.pop(loc[-1], None)
+            elif isinstance(parent, list) and isinstance(loc[-1], int) and loc[-1] < len(parent):
+                return None, removed  # a bad list item cannot be defaulted
+            removed.append(loc_to_path(tuple(loc)))
+        try:
+            return ScenarioSpec.model_validate(doc), removed
+        except ValidationError as again:
+            exc = again
+    return None, removed
+
+
+def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
+    """Cross-field checks that need the catalogue: names exist, models fit, parallelism fits."""
+    problems: list[str] = []
+
+    def known(kind: str, name: str, path: str) -> bool:
+        if name in cat.entries.get(kind, {}):
+            return True
+        problems.append(f"{path}: unknown {kind[:-1]} {name!r}{suggest(name, cat.names(kind))}")
+        return False
+
+    topo = spec.topology
+    node_ok = known("nodes", topo.node_type, "topology.node_type")
+    if spec.scheduler.policy not in POLICIES:
+        problems.append(f"scheduler.policy: unknown policy {spec.scheduler.policy!r}"
+                        f"{suggest(spec.scheduler.policy, POLICIES)}; choose one of {', '.join(sorted(POLICIES))}")
+    total_nodes = topo.rows * topo.racks_per_row * topo.nodes_per_rack
+    used = sum(p.nodes for p in spec.pools)
+    if used > total_nodes:
+        problems.append(f"pools: assign {used} nodes but the topology has {total_nodes} "
+                        f"({topo.rows} rows x {topo.racks_per_row} racks x {topo.nodes_per_rack} nodes)")
+    names = [p.name for p in spec.pools]
+    for i, pool in enumerate(spec.pools):
+        path = f"pools[{i}]"
+        if names.count(pool.name) > 1:
+            problems.append(f"{path}.name: duplicate pool name {pool.name!r}")
+        ok = known("models", pool.model, f"{path}.model") & known("quantisations", pool.quantisation, f"{path}.quantisation")
+        ok &= known("engines", pool.engine, f"{path}.engine")
+        if not (ok and node_ok):
+            continue
+        model, node = cat.model(pool.model), cat.node(topo.node_type)
+        gpu = cat.gpu(node.gpu)
+        if pool.quantisation not in model.quantisations:
+            problems.append(f"{path}.quantisation: {pool.model} is not offered in {pool.quantisation!r}; "
+                            f"choose one of {', '.join(model.quantisations)}")
+        gpus = pool.tp * pool.pp
+        if pool.tp > 1 and not cat.engine(pool.engine).tensor_parallel:
+            problems.append(f"{path}.tp: {pool.engine} splits a model across GPUs by layers (pipeline), not "
+                            f"tensor parallel; use pp: {pool.tp * pool.pp} with tp: 1")
+        if model.attention_heads and model.attention_heads % pool.tp:
+            problems.append(f"{path}.tp: tensor parallel {pool.tp} must divide {pool.model}'s "
+                            f"{model.attention_heads} attention heads")
+        elif model.kv_heads and model.kv_heads % pool.tp and pool.tp % model.kv_heads:
+            problems.append(f"{path}.tp: tensor parallel {pool.tp} and {pool.model}'s {model.kv_heads} KV heads "
+                            f"must divide one another (vLLM shards or replicates whole KV heads)")
+        if pool.pp > model.layers:
+            problems.append(f"{path}.pp: {pool.pp} pipeline stages exceed {pool.model}'s {model.layers} layers")
+        if pool.tp > node.gpu_count:
+            problems.append(f"{path}.tp: tensor parallel {pool.tp} exceeds the {node.gpu_count} GPUs of one "
+                            f"{node.name}; use pipeline parallel (pp) across nodes")
+        if gpus > node.gpu_count and gpus % node.gpu_count:
+            problems.append(f"{path}: tp x pp = {gpus} GPUs must be a multiple of {node.gpu_count} "
+                            f"(GPUs per node) when a replica spans nodes")
+        if gpus <= node.gpu_count and node.gpu_count % gpus:
+            problems.append(f"{path}: tp x pp = {gpus} GPUs does not divide the {node.gpu_count} GPUs per node")
+        nodes_per_replica = max(1, gpus // node.gpu_count)
+        if pool.nodes % nodes_per_replica:
+            problems.append(f"{path}.nodes: {pool.nodes} is not a multiple of the {nodes_per_replica} nodes "
+                            f"one replica spans")
+        plan = replica_memory_plan(model, cat.quant(pool.quantisation), gpu, gpus, pool.memory_utilisation,
+                                   pool.kv_bytes)
+        if plan.kv_budget_gb <= 0:
+            problems.append(
+                f"{path}: {pool.model} in {pool.quantisation} needs {plan.weights_gb:.1f} GB of weights but a "
+                f"replica of {gpus} x {gpu.name} has {plan.usable_gb:.1f} GB usable "
+                f"({gpus} x {gpu.memory_gb:g} GB x {pool.memory_utilisation:g}); raise tp/pp or pick a smaller quantisation")
+    if node_ok:  # node peak vs PSU, rack vs feed (twin.checks); warnings go on Scenario.warnings
+        problems.extend(f.message for f in design_findings(spec, cat) if f.level == "error")
+    mixes = sum(p.mix for p in spec.pools)
+    if mixes <= 0:
+        problems.append("pools: at least one pool needs mix > 0")
+    n_units = sum(p.nodes for p in spec.pools)
+    if spec.scheduler.initial_on_nodes > n_units:
+        problems.append(f"scheduler.initial_on_nodes: {spec.scheduler.initial_on_nodes} exceeds the "
+                        f"{n_units} nodes in pools")
+    for i, f in enumerate(spec.faults):
+        if f.at_s > spec.simulation.duration_s:
+            problems.append(f"faults[{i}].at_s: {f.at_s} is after the end of the run ({spec.simulation.duration_s} s)")
+        n_targets = total_nodes * cat.node(topo.node_type).gpu_count if (f.kind == "gpu_failure" and node_ok) \
+            else total_nodes
+        if f.kind in NODE_FAULTS and (not isinstance(f.target, int) or not 0 <= f.target < n_targets):
+            what = "a GPU id" if f.kind == "gpu_failure" else "a node id"
+            problems.append(f"faults[{i}].target: {f.kind} needs {what} 0..{n_targets - 1}")
+        if f.kind == "power_cap" and (f.value is None or f.value <= 0):
+            problems.append(f"faults[{i}].value: power_cap needs a positive per-GPU limit in W")
+        if f.kind == "facility_power_cap" and (f.value is None or f.value <= 0):
+            problems.append(f"faults[{i}].value: facility_power_cap needs a positive facility limit in kW")
+        if f.kind == "cooling_capacity" and (f.value is None or f.value <= 0):
+            problems.append(f"faults[{i}].value: cooling_capacity needs a positive capacity in kW")
+        if f.kind == "cooling_failure" and f.value is not None and not 0 <= f.value <= 1:
+            problems.append(f"faults[{i}].value: cooling_failure value is the remaining airflow fraction 0..1")
+        if f.kind in ("link_down", "switch_down"):
+            problems.extend(_fabric_target_problems(f"faults[{i}].target", f.kind, f.target, spec))
+    return problems
+
+
+def _fabric_target_problems(path: str, kind: str, target: Any, spec: ScenarioSpec) -> list[str]:
+    """A link/switch fault must name an element of the fabric this scenario builds."""
+    example = "e.g. 'spine:0', 'leaf:A01', 'node:3' (its NIC) or a cable 'leaf:A01-spine:0'"
+    parsed = parse_element(target) if isinstance(target, str) else None
+    if parsed is None:
+        return [f"{path}: {kind} needs a fabric element, {example}"]
+    t, fab = spec.topology, spec.fabric
+    known = element_names(rack_names(t.rows, t.racks_per_row), t.rows * t.racks_per_row * t.nodes_per_rack,
+                          fab.spines, fab.storage_targets if fab.load_from == "network" else 0)
+    ends = parsed[1].split("-", 1) if parsed[0] == "link" else [parsed[1]]
+    bad = [e for e in ends if e not in known]
+    if bad:
+        return [f"{path}: unknown fabric element {bad[0]!r}{suggest(bad[0], sorted(known))}; {example}"]
+    if not fab.enabled:
+        return [f"{path}: {kind} needs fabric.enabled: true"]
+    return []

@@ -1,0 +1,1 @@
+"""WHAT a scenario says: frozen pydantic specs, hardened YAML loading, the parts catalogue, the derived topology."""

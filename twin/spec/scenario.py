@@ -1,0 +1,265 @@
+"""Scenario YAML -> validated, frozen specs.
+
+`load_scenario(path)` reads with ``yaml.safe_load`` (size-limited), validates every section
+with pydantic (unknown keys, types, ranges), then cross-checks against the catalogue (part
+names, models fitting VRAM, parallelism vs GPUs per node). All problems are collected and
+raised together as one :class:`SpecError`, each line naming its field path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from twin.errors import SpecError
+from twin.spec.catalogue import Catalogue
+from twin.spec.safe_yaml import load_yaml
+
+MAX_SCENARIO_BYTES = 1_000_000
+
+Pos = Annotated[float, Field(gt=0)]
+NonNeg = Annotated[float, Field(ge=0)]
+Frac = Annotated[float, Field(ge=0, le=1)]
+PosInt = Annotated[int, Field(ge=1)]
+
+
+class Section(BaseModel):
+    # allow_inf_nan=False: `.inf`/`.nan` are valid YAML floats but meaningless for any field here
+    # (an infinite airflow or a NaN temperature would silently poison the physics)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class SimulationSpec(Section):
+    duration_s: Pos = 3600.0
+    dt_s: Pos = 1.0
+    sample_s: Pos = 1.0
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 42  # numpy SeedSequence rejects negatives
+
+    @model_validator(mode="after")
+    def _steps(self) -> "SimulationSpec":
+        if self.dt_s > self.duration_s:
+            raise ValueError(f"dt_s ({self.dt_s}) must not exceed duration_s ({self.duration_s})")
+        ratio = self.sample_s / self.dt_s
+        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            raise ValueError(f"sample_s ({self.sample_s}) must be a whole multiple of dt_s ({self.dt_s})")
+        if self.duration_s / self.dt_s > 2_000_000:
+            raise ValueError("duration_s / dt_s exceeds 2,000,000 ticks; raise dt_s")
+        return self
+
+
+class FacilitySpec(Section):
+    supply_air_c: Annotated[float, Field(ge=5, le=40)] = 20.0  # CRAH supply (hardware.md: 18-22 C)
+    plenum_airflow_per_rack_m3_s: Pos = 0.45  # perforated tiles in front of a rack (~950 CFM, one high-flow grate; estimate)
+    cooling_capacity_kw: Pos = 400.0
+    cooling_cop: Pos = 2.5  # heat removed per unit cooling electrical power (chiller + CRAH fans); gives PUE ~1.5 (Uptime surveys 1.56-1.58)
+    electrical_loss_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.08  # UPS + distribution
+    fixed_overhead_kw: NonNeg = 5.0  # lighting, controls, security
+    air_density_kg_m3: Pos = 1.20  # standard air, 20 C, sea level (hardware.md)
+    recirculation_top_bias: Annotated[float, Field(ge=0, le=1)] = 0.5  # share of extra recirculation at the top
+    room_heat_capacity_j_per_k: Pos = 5.0e6  # room air + rack/floor thermal mass (estimate)
+    supply_recovery_s: Pos = 300.0  # time constant for supply air to return to set point
+
+
+class TopologySpec(Section):
+    rows: Annotated[int, Field(ge=1, le=26)] = 2
+    racks_per_row: Annotated[int, Field(ge=1, le=99)] = 8
+    nodes_per_rack: PosInt = 10
+    node_type: str = "refinery-node"
+    rack_units: PosInt = 42
+    first_node_u: PosInt = 3
+    rack_width_m: Pos = 0.6
+    rack_depth_m: Pos = 1.2
+    cold_aisle_m: Pos = 1.2
+
+
+class PoolSpec(Section):
+    name: str
+    model: str
+    quantisation: str
+    engine: str = "vllm"
+    tp: PosInt = 1
+    pp: PosInt = 1
+    nodes: PosInt  # nodes assigned to this pool (in topology order after earlier pools)
+    max_batch: PosInt | None = None  # per replica; default: the engine's
+    memory_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.92  # share of VRAM the engine may use
+    mix: Frac = 1.0  # share of arriving requests asking for this pool's model
+    kv_bytes: Annotated[float, Field(gt=0, le=4)] | None = None  # KV-cache bytes per element (1 = FP8 KV); default: the quantisation's
+
+
+class LengthSpec(Section):
+    """Lognormal token-count distribution, truncated to [min, max]."""
+    median: Pos
+    sigma: Annotated[float, Field(ge=0, le=4)] = 1.0
+    min: PosInt = 1
+    max: PosInt = 32768
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "LengthSpec":
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class SurgeSpec(Section):
+    start_s: NonNeg = 600.0
+    ramp_s: NonNeg = 300.0
+    peak_multiplier: Annotated[float, Field(ge=1)] = 12.0
+    plateau_s: NonNeg = 1200.0
+    decay_s: NonNeg = 600.0
+
+
+class ArrivalSpec(Section):
+    process: Literal["gamma", "poisson"] = "gamma"
+    shape: Annotated[float, Field(gt=0, le=100)] = 0.5  # Gamma shape k; CV = 1/sqrt(k) (BurstGPT: 0.25-0.5)
+
+
+class WorkloadSpec(Section):
+    base_rate_per_s: Pos = 10.0
+    arrival: ArrivalSpec = ArrivalSpec()
+    prompt_tokens: LengthSpec = LengthSpec(median=1020, sigma=1.0, max=8192)  # Azure 2023 conversation
+    output_tokens: LengthSpec = LengthSpec(median=129, sigma=0.9, max=2048)
+    surge: SurgeSpec = SurgeSpec()
+    timeout_s: Pos = 120.0  # a request still queued after this is dropped (queue_timeout)
+
+
+class SchedulerSpec(Section):
+    policy: str = "cascade"
+    warm_pool_nodes: Annotated[int, Field(ge=0)] = 10  # nodes kept WARM (ready) beyond demand
+    initial_on_nodes: Annotated[int, Field(ge=0)] = 10  # nodes already WARM at t=0
+    max_concurrent_boots: PosInt = 16
+    target_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.7
+    interval_s: Pos = 10.0
+    scale_down_delay_s: NonNeg = 300.0
+    hysteresis: Annotated[float, Field(ge=0, le=1)] = 0.2
+    max_ramp_kw_per_min: Pos = 60.0  # power_ramp_limited policy
+    power_off_idle: bool = True  # scaled-down nodes go OFF (else stay WARM)
+
+
+class FabricSectionSpec(Section):
+    enabled: bool = True
+    spines: PosInt = 2
+    oversubscription: Pos = 1.0
+    switch_latency_s: Pos = 0.7e-6
+    load_from: Literal["nvme", "network"] = "nvme"
+    storage_targets: Annotated[int, Field(ge=0)] = 1
+    storage_gb_s: Pos = 46.0
+
+
+FAULT_KINDS = ("node_crash", "gpu_failure", "fan_failure", "psu_failure", "cooling_failure",
+               "cooling_capacity", "power_cap", "facility_power_cap", "link_down", "switch_down")
+NODE_FAULTS = ("node_crash", "gpu_failure", "fan_failure", "psu_failure")
+
+
+class FaultSpec(Section):
+    """One scheduled fault (docs/faults.md): what breaks, when, for how long, how badly."""
+    at_s: NonNeg
+    kind: Literal[FAULT_KINDS]  # type: ignore[valid-type]
+    # node id (int), GPU id for gpu_failure, or a fabric name ('spine:0'); StrictInt so that
+    # `target: true` or `target: 1.0` are errors rather than node 1
+    target: StrictInt | str | None = None
+    duration_s: Pos | None = None  # None: the fault lasts until the end of the run
+    value: float | None = None
+
+
+class EconomicsSpec(Section):
+    """Prices for run economics (twin.economics); override per site."""
+    # US EIA Electric Power Monthly, Table 5.3: average commercial-sector retail price
+    # ~12.7-13.1 US cents/kWh in 2023-2024.
+    electricity_usd_per_kwh: NonNeg = 0.13
+    # Straight-line server depreciation: Amazon 2025 10-K, servers 5 years (shortened from 6).
+    amortisation_years: Pos = 5.0
+    node_price_usd: NonNeg | None = None  # default: the catalogue node's price_usd
+
+
+class DesignSpec(Section):
+    """Limits for the validation-time design checks (twin.checks)."""
+    # Keep the node's all-parts-at-limit DC power this far below the PSU rating (warning beyond,
+    # error above the rating). Estimate: common sizing practice keeps sustained PSU load <= 90 %.
+    psu_headroom_frac: Annotated[float, Field(ge=0, lt=1)] = 0.10
+    # Rack feed: 3-phase 400 V 32 A = sqrt(3) x 400 x 32 = 22.2 kW (IEC 60309 32 A); continuous
+    # load kept to 80 % of the breaker (NEC 210.20(A) practice) -> warning above 17.7 kW.
+    rack_feed_kw: Pos = 22.2
+    rack_feed_continuous_frac: Annotated[float, Field(gt=0, le=1)] = 0.8
+    strict: bool = True  # False: envelope violations become warnings, so the what-if still runs
+
+
+class ScenarioSpec(Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
+    description: str = ""
+    catalogue: list[str] = []
+    simulation: SimulationSpec = SimulationSpec()
+    facility: FacilitySpec = FacilitySpec()
+    topology: TopologySpec = TopologySpec()
+    pools: Annotated[list[PoolSpec], Field(min_length=1)]
+    workload: WorkloadSpec = WorkloadSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    fabric: FabricSectionSpec = FabricSectionSpec()
+    faults: list[FaultSpec] = []
+    economics: EconomicsSpec = EconomicsSpec()
+    design: DesignSpec = DesignSpec()
+
+
+def _fields_at(model: type[BaseModel], prefix: str = "", out: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Allowed keys per dotted section path, for did-you-mean suggestions."""
+    out = {} if out is None else out
+    out[prefix] = list(model.model_fields)
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        args = getattr(ann, "__args__", ())
+        for cand in (ann, *args):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                _fields_at(cand, f"{prefix}.{name}" if prefix else name, out)
+    return out
+
+
+FIELDS_AT = _fields_at(ScenarioSpec)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario plus the catalogue it resolves against."""
+    spec: ScenarioSpec
+    catalogue: Catalogue
+    text: str
+    sha256: str
+    source_path: Path | None = None
+    warnings: tuple[str, ...] = ()  # design-check findings that do not stop the run (twin.checks)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def seed(self) -> int:
+        return self.spec.simulation.seed
+
+
+def parse_yaml(text: str, origin: str = "<scenario>") -> dict[str, Any]:
+    doc = load_yaml(text, origin, MAX_SCENARIO_BYTES)
+    if not isinstance(doc, dict):
+        raise SpecError([f"{origin}: top level must be a mapping with keys like name, pools, workload"])
+    return doc
+
+
+def _set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `dotted` (e.g. "scheduler.policy", "pools.0.nodes": digits index a list) to `value`."""
+    node: Any = doc
+    parts = dotted.split(".")
+    for i, p in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list) and p.isdigit():
+            if int(p) >= len(node):
+                raise SpecError([f"{dotted}: index {p} is past the end of a list of {len(node)}"])
+            if last:
+                node[int(p)] = value
+            else:
+                node = node[int(p)]
+        elif isinstance(node, dict):
+            if last:
+                node[p] = value
+            else:
+                node = node.setdefault(p, {})
+        else:
+            raise SpecError([f"{dotted}: cannot set inside a non-mapping"])

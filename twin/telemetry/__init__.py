@@ -1,0 +1,1 @@
+"""The seam on disk: pinned schemas, atomic writing, the run directory, reading runs back, SQL over them."""

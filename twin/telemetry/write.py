@@ -1,0 +1,131 @@
+"""Write a simulation result as a run directory (docs/telemetry.md), atomically.
+
+`write_run` builds everything in a temporary sibling directory — telemetry, manifest, scenario
+text and (optionally) the USD stage — and renames it into place only when all of it succeeded,
+so an interrupted or failed run never leaves a half-written directory behind.
+"""
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from twin.sim.result import SimResult
+from twin.telemetry.atomic import AtomicDir, write_json_atomic
+from twin.telemetry.schema import SCHEMAS, TABLES, to_table
+
+RUNS_DIR = Path("runs")
+RUN_MARKER = "manifest.json"  # what makes a directory a run that --force may replace
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    """Write one Parquet file deterministically (no wall-clock metadata; fixed row groups)."""
+    pq.write_table(table, path, compression="zstd", row_group_size=1 << 20, write_statistics=True)
+
+
+def write_tables(run_dir: Path, tables: Mapping[str, pa.Table]) -> dict[str, int]:
+    """Write every telemetry table into RUN_DIR/telemetry; return row counts."""
+    tdir = Path(run_dir) / "telemetry"
+    tdir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name in TABLES:
+        table = tables.get(name) if name in tables else SCHEMAS[name].empty_table()
+        if table.schema != SCHEMAS[name]:
+            raise ValueError(f"telemetry table {name!r} does not match its schema")
+        write_table(table, tdir / f"{name}.parquet")
+        counts[name] = table.num_rows
+    return counts
+
+
+def default_run_dir(scenario_name: str) -> Path:
+    return RUNS_DIR / scenario_name
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def resolved_scenario_yaml(result: SimResult, overrides: Mapping[str, object] | None = None,
+                           source: Path | None = None) -> str:
+    """The scenario exactly as it ran: every default filled in, --set and --seed applied.
+
+    `twin run` on this text reproduces the run's telemetry byte for byte (the spec round-trips
+    through pydantic unchanged, floats through YAML exactly). Extra catalogue files are written
+    as absolute paths, so the copy in the run directory still finds them.
+    """
+    import yaml
+
+    doc = result.scenario.spec.model_dump(mode="json")
+    if source is not None:
+        base = Path(source).resolve().parent
+        doc["catalogue"] = [p if Path(p).is_absolute() else str(base / p) for p in doc.get("catalogue", [])]
+    head = ["# Resolved scenario of this run: defaults filled in, overrides and seed applied.",
+            "# `twin run` on this file reproduces the run's telemetry byte for byte."]
+    if source is not None:
+        head.append(f"# source: {source}")
+    head += [f"# override: {k}={v}" for k, v in (overrides or {}).items()]
+    return "\n".join(head) + "\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+
+
+def _hardware(result: SimResult) -> dict:
+    """What exporters need to name the hardware like the real thing (dcgm-exporter labels)."""
+    cat, node_type = result.scenario.catalogue, result.scenario.spec.topology.node_type
+    try:
+        node = cat.node(node_type)
+        gpu = cat.gpu(node.gpu)
+    except Exception:  # a synthetic or custom catalogue without the entry: exporters fall back
+        return {"node_type": node_type}
+    return {"node_type": node_type, "gpu": gpu.name, "gpu_memory_gb": gpu.memory_gb,
+            "gpu_boost_clock_mhz": gpu.boost_clock_mhz}
+
+
+def manifest(result: SimResult, table_rows: dict[str, int], overrides: Mapping[str, object] | None = None,
+             source: Path | None = None) -> dict:
+    sc = result.scenario
+    sim = sc.spec.simulation
+    topo = result.topology
+    return {
+        "twin_version": _version("twin"),
+        "scenario": {"name": sc.name, "sha256": sc.sha256, "seed": sc.seed, "description": sc.spec.description,
+                     "source": None if source is None else str(source), "overrides": dict(overrides or {})},
+        "hardware": _hardware(result),
+        "simulation": {"duration_s": sim.duration_s, "dt_s": sim.dt_s, "sample_s": sim.sample_s},
+        "topology": {"rows": topo.rows, "racks_per_row": topo.racks_per_row, "nodes_per_rack": topo.nodes_per_rack,
+                     "gpus_per_node": topo.gpus_per_node},
+        "pools": [p.model_dump(mode="json") for p in sc.spec.pools],
+        "thresholds": result.thresholds,
+        "versions": {"python": platform.python_version(),
+                     **{p: _version(p) for p in ("numpy", "simpy", "pyarrow", "networkx", "usd-core")}},
+        "summary": result.summary,
+        "tables": table_rows,
+    }
+
+
+def write_run(result: SimResult, run_dir: Path, *, force: bool = False,
+              stage: Callable[[Path], dict] | None = None, overrides: Mapping[str, object] | None = None,
+              source: Path | None = None) -> dict:
+    """Write telemetry + manifest (+ stage via the `stage` callback) into `run_dir` atomically.
+
+    `overrides` (dotted field -> value, incl. simulation.seed for --seed) and `source` (the
+    scenario file) are recorded in the manifest; scenario.yaml is the resolved scenario.
+    Returns the manifest. Byte-identical determinism is promised for the Parquet telemetry; the
+    manifest also records wall time and versions, which naturally differ between machines.
+    """
+    tables = {name: to_table(name, cols) for name, cols in result.columns.items()}
+    with AtomicDir(Path(run_dir), force=force, marker=RUN_MARKER) as tmp:
+        rows = write_tables(tmp, tables)
+        man = manifest(result, rows, overrides, source)
+        man["wall_time_s"] = round(result.wall_time_s, 3)
+        (tmp / "scenario.yaml").write_text(resolved_scenario_yaml(result, overrides, source))
+        write_json_atomic(tmp / "manifest.json", man)
+        if stage is not None:
+            man["stage"] = stage(tmp)
+            write_json_atomic(tmp / "manifest.json", man)
+    return man
