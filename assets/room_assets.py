@@ -22,7 +22,7 @@ TRAY_Z_M, CEILING_Z_M = 2.60, 3.40      # scenes/layout.py TRAY_Z_M, CEILING_Z_M
 def rack() -> str:
     W, D, H = 0.60, 1.20, 2.00
     x0, x1, y0, y1 = -W / 2, W / 2, -D / 2, D / 2
-    post, t = 0.04, 0.015
+    post = 0.04
     frame = MeshBuilder()
     for px in (x0, x1 - post):                     # four vertical posts
         for py in (y0, y1 - post):

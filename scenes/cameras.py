@@ -74,7 +74,7 @@ def hero_keys(layout: lay.Layout, beats: dict) -> tuple[list[int], np.ndarray]:
 def author_cameras(stage: Usd.Stage, layout: lay.Layout, close_node: int) -> None:
     stage.DefinePrim(CAMERAS, "Scope")
     y = lay.aisle_ys(layout)[0]
-    (x0, y0), (x1, y1) = layout.room_min, layout.room_max
+    x0, y0 = layout.room_min
     rx0, rx1 = layout.racks_min[0], layout.racks_max[0]
     hero = _camera(stage, "Hero", clip=(0.05, 60.0))
     hero.AddTranslateOp()                      # animated (telemetry.usdc)

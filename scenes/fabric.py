@@ -72,7 +72,7 @@ def author_fabric(stage: Usd.Stage, layout: lay.Layout, links: Links | None, loo
     paths, route_list = [], []
     for lane, (lid, src, dst, kind) in enumerate(zip(links.link_id, links.src, links.dst, links.kind)):
         path = f"{FABRIC}/Links/Link_{int(lid):04d}"
-        r = routes.route_link(layout, src, dst, kind, pos, lane)
+        r = routes.route_link(layout, src, dst, pos, lane)
         _cable(stage, path, r, src, dst, kind, looks)
         paths.append(path)
         route_list.append(r)

@@ -12,7 +12,8 @@ Per node (paths below /Refinery/Row_X/Rack_XNN/Node_NN):
 ====================================  =======================================================
  Shell, FrontMesh displayColor         heat ramp of the mapped quantity (scenes.mapping),
                                        standby blue when OFF, pulsing while booting
- Shell, FrontMesh primvars:emissive    the colour x emission factor (heat-driven glow; the grille x 0.5)
+ Shell, FrontMesh primvars:emissive    the colour x emission factor (heat-driven glow; the grille:
+                                       colour x 0.45, glow x 0.5)
  Shell primvars:heat                   the mapped value x in 0..1 (float[1], so Blender keeps it)
  Fan_k xformOp:rotateY                 visual spin (scenes.effects.fan_spin)
  Blur primvars:displayOpacity          blur disc above the aliasing rpm
@@ -40,7 +41,8 @@ from scenes.prims import bind, ref
 from twin.telemetry.schema import NODE_STATES
 
 NODE_ASSET = "node.usda"
-FRONT_MESH_GLOW = 0.5            # the grille glows at half the shell's strength: the fans show through
+FRONT_MESH_TINT = 0.45           # the grille: a darker metal in the heat colour, glowing at half the
+FRONT_MESH_GLOW = 0.5            # shell's strength, so the fans behind it show through
 P2P_STEPS = 16
 P2P_WIDTH_M = (0.0015, 0.006)     # flash width at the faintest and brightest flash
 P2P_GLOW = 4.0                    # emission multiplier of a full flash (HDR: reads as light)
@@ -114,9 +116,10 @@ def write_node_samples(tel: Sdf.Layer, layout: lay.Layout, fr: StageFrames, mapp
     dv = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c))]) for c in diffuse]
     ev = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c))]) for c in glow]
     n = 0
+    fd = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c * FRONT_MESH_TINT))]) for c in diffuse]
     fv = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c * FRONT_MESH_GLOW))]) for c in glow]
-    for part, emissive in (("/Shell", ev), ("/FrontMesh", fv)):
-        n += write_palette_series(tel, specs(part, "primvars:displayColor", T.Color3fArray), tc, idx, dv)
+    for part, base, emissive in (("/Shell", dv, ev), ("/FrontMesh", fd, fv)):
+        n += write_palette_series(tel, specs(part, "primvars:displayColor", T.Color3fArray), tc, idx, base)
         n += write_palette_series(tel, specs(part, "primvars:emissive", T.Color3fArray), tc, idx, emissive)
     step = colours.ramp_step(x)
     n += write_palette_series(tel, specs("/Shell", "primvars:heat", T.FloatArray), tc, step,

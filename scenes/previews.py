@@ -59,7 +59,8 @@ def write_legend(path: Path, mapping: ColourMapping, fr: StageFrames | None = No
         u = k / 4
         x = x0 + int(round(u * (w - 1)))
         d.line([(x, 48), (x, 53)], fill=TEXT)
-        d.text((x, 55), f"{mapping.lo + u * (mapping.hi - mapping.lo):.3g}{unit}", fill=TEXT, font=f, anchor="ma")
+        anchor = "la" if k == 0 else "ra" if k == 4 else "ma"     # the end labels stay inside the image
+        d.text((x, 55), f"{mapping.lo + u * (mapping.hi - mapping.lo):.3g}{unit}", fill=TEXT, font=f, anchor=anchor)
     d.text((x0 + w + 10, 32), f"range: {mapping.mode}", fill=TEXT, font=f)
     sx = 12
     for name, rgb in (("off (standby)", colours.STANDBY_RGB), ("failed", colours.FAILED_RGB),

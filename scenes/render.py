@@ -27,7 +27,6 @@ from typing import Callable, Sequence
 
 DEFAULT_SIZE = (480, 270)
 DEFAULT_SAMPLES = 16
-GLASS_ALPHA = 0.10
 INSTALL_HINT = ("install it into a CPython 3.11 with `python3.11 -m pip install --no-deps bpy==5.0.1`, "
                 "or set TWIN_BPY_PYTHON to a Python that has it")
 
@@ -39,7 +38,7 @@ class RenderError(RuntimeError):
 def _has_bpy(python: str) -> tuple[bool, str]:
     try:
         proc = subprocess.run([python, "-c", "import bpy; print(bpy.app.version_string)"],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, str(exc)
     if proc.returncode != 0:

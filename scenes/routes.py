@@ -56,8 +56,7 @@ def _rack_slots(layout: lay.Layout) -> dict[int, int]:
     return {k: int(np.sum(layout.node_rack_index == k)) for k in range(len(layout.racks))}
 
 
-def route_link(layout: lay.Layout, src: str, dst: str, kind: str, pos: dict[str, np.ndarray],
-               lane: int) -> Route:
+def route_link(layout: lay.Layout, src: str, dst: str, pos: dict[str, np.ndarray], lane: int) -> Route:
     """The cable route of one link (see module doc); `lane` separates parallel cables."""
     ends = sorted((src, dst), key=lambda e: ("node", "storage", "leaf", "spine").index(e.split(":")[0]))
     a, b = ends
