@@ -17,10 +17,9 @@ from pydantic import ValidationError
 from twin.errors import SpecError, format_validation_error, suggest
 from twin.model import sharing, training
 from twin.model.checks import design_findings
-from twin.model.cpu_inference import CPU_MEMORY
 from twin.model.fabric import element_names, parse_element
 from twin.model.policies import POLICIES
-from twin.model.serving import replica_memory_plan
+from twin.model.serving_checks import serving_problems
 from twin.spec.catalogue import Catalogue, load_catalogue
 from twin.spec.scenario import (
     FIELDS_AT,
@@ -180,15 +179,20 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
         if pool.nodes % nodes_per_replica:
             problems.append(f"{path}.nodes: {pool.nodes} is not a multiple of the {nodes_per_replica} nodes "
                             f"one replica spans")
-        if pool.gpu_layers is not None:  # partial offload: VRAM vs RAM is pool_placement_problems'
-            continue
-        plan = replica_memory_plan(model, cat.quant(pool.quantisation), gpu, gpus, pool.memory_fraction,
-                                   pool.kv_bytes)
-        if plan.kv_budget_gb <= 0:
+        serving = serving_problems(path, pool, model, node, gpu, cat)
+        problems.extend(serving)
+        engine = cat.engine(pool.engine)
+        usable_b = gpus * (gpu.memory_bytes * pool.memory_fraction - engine.activation_reserve_gib * 2**30)
+        weights_gb = model.total_params_b * cat.quant(pool.quantisation).bytes_per_param
+        # offloaded pools hold only their GPU layers in VRAM (serving_problems checks the rest)
+        if pool.gpu_layers is None and weights_gb * 1e9 >= usable_b:
+            mem = gpu.memory_gib if gpu.memory_gib is not None else gpu.memory_gb
             problems.append(
-                f"{path}: {pool.model} in {pool.quantisation} needs {plan.weights_gb:.1f} GB of weights but a "
-                f"replica of {gpus} x {gpu.name} has {plan.usable_gb:.1f} GB usable "
-                f"({gpus} x {gpu.memory_gb:g} GB x {pool.memory_fraction:g}); raise tp/pp or pick a smaller quantisation")
+                f"{path}: {pool.model} in {pool.quantisation} needs {weights_gb:.1f} GB of weights but a "
+                f"replica of {gpus} x {gpu.name} has {usable_b / 1e9:.1f} GB usable ({gpus} x {mem:g} GiB x "
+                f"{pool.memory_fraction:g} - {engine.activation_reserve_gib:g} GiB engine reserve); raise tp/pp "
+                f"or pick a smaller quantisation"
+                + (" or keep layers in system memory (gpu_layers: auto)" if engine.cpu_offload else ""))
     if node_ok:  # several pools per node, training jobs (issue 20)
         problems.extend(pool_placement_problems(spec, cat))
         problems.extend(training_problems(spec, cat))
@@ -281,17 +285,15 @@ def pool_placement_problems(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
                 problems.append(f"{path}.cores: a CPU-only pool needs the cores it is pinned to (e.g. cores: 12)")
             if pool.ram_gb is None:
                 problems.append(f"{path}.ram_gb: a CPU-only pool needs the RAM it reserves for weights and KV (e.g. ram_gb: 96)")
-            if cpu.name not in CPU_MEMORY:
-                problems.append(f"{path}.device: no memory-channel figures for {cpu.name} yet "
-                                f"(twin/model/cpu_inference.py knows {', '.join(sorted(CPU_MEMORY))})")
+            if cpu.memory_channels is None or cpu.all_core_ghz is None:
+                problems.append(f"{path}.device: {cpu.name} has no memory_channels / all_core_ghz in the catalogue; "
+                                f"a CPU-only pool needs them (twin/model/offload.py)")
             if pool.ram_gb is not None and pool.model in cat.entries.get("models", {}) \
                     and pool.quantisation in cat.entries.get("quantisations", {}):
                 need = cat.model(pool.model).total_params_b * cat.quant(pool.quantisation).bytes_per_param
                 if need > pool.ram_gb:
                     problems.append(f"{path}.ram_gb: {pool.model} in {pool.quantisation} needs {need:.1f} GB of "
                                     f"weights but the pool reserves {pool.ram_gb:g} GB of RAM")
-        if pool.gpu_layers is not None:
-            problems.extend(_offload_problems(path, pool, cat, node))
         if pool.cores is not None and pool.cores > cpu.cores:
             problems.append(f"{path}.cores: {pool.cores} exceeds the {cpu.cores} cores of a {cpu.name}")
     if problems:
@@ -414,30 +416,3 @@ def training_problems(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
                                 f"{ram:g} GB reserved by pools > the {node.memory_gb:g} GB of RAM of a {node.name}")
     return problems
 
-
-def _offload_problems(path: str, pool, cat: Catalogue, node) -> list[str]:
-    """llama.cpp partial offload: a llama.cpp engine, the GPU layers fit VRAM, the rest fits RAM."""
-    from twin.model.cpu_inference import offload_replica
-
-    if not pool.engine.startswith("llama.cpp"):
-        return [f"{path}.gpu_layers: only llama.cpp offloads layers to system memory; {pool.engine} does not"]
-    cpu = cat.cpu(node.cpu)
-    if cpu.name not in CPU_MEMORY or pool.model not in cat.entries.get("models", {}) \
-            or pool.quantisation not in cat.entries.get("quantisations", {}):
-        return [] if cpu.name in CPU_MEMORY else [f"{path}.gpu_layers: no memory-channel figures for {cpu.name} yet"]
-    model = cat.model(pool.model)
-    if pool.gpu_layers != "auto" and pool.gpu_layers > model.layers:
-        return [f"{path}.gpu_layers: {pool.gpu_layers} exceeds {pool.model}'s {model.layers} layers"]
-    n = pool.tp * pool.pp
-    off = offload_replica(model, cat.quant(pool.quantisation), cat.engine(pool.engine), cat.gpu(node.gpu), cpu, node,
-                          n, pool.memory_fraction, pool.gpu_layers, pool.max_batch)
-    usable = n * cat.gpu(node.gpu).memory_gb * pool.memory_fraction
-    if off.gpu_weights_b / 1e9 > usable:
-        return [f"{path}.gpu_layers: {off.gpu_layers} layers are {off.gpu_weights_b / 1e9:.1f} GB but {n} x "
-                f"{node.gpu} hold {usable:.1f} GB; lower gpu_layers or use auto"]
-    ram = pool.ram_gb if pool.ram_gb is not None else node.memory_gb
-    if off.cpu_weights_b / 1e9 > ram:
-        return [f"{path}.gpu_layers: the {model.layers - off.gpu_layers} layers left in system memory are "
-                f"{off.cpu_weights_b / 1e9:.1f} GB but {'the pool reserves' if pool.ram_gb else 'a ' + node.name + ' has'} "
-                f"{ram:g} GB of RAM"]
-    return []

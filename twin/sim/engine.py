@@ -70,9 +70,10 @@ class Engine:
         self.log = log = EventLog(topo.node_rack, lambda: env.now)
         self.lay = lay = build_layout(scenario, topo, node)
         max_ctx = np.array([cat.model(p.model).max_context for p in spec.pools])[req.pool]
-        self.book = book = RequestBook(req, kv_reservation_b(req, lay.perf), max_ctx, lay.pool_kv_cap, lay.n_rep,
-                                       spec.workload.timeout_s, lay.rep_first_node, log)
-        self.serving = ServingStep(lay, book, node, dt)
+        self.book = book = RequestBook(req, kv_reservation_b(req, lay.plans), max_ctx, lay.pool_kv_cap, lay.n_rep,
+                                       spec.workload.timeout_s, lay.rep_first_node, log,
+                                       full_b=kv_reservation_b(req, lay.plans, worst_case=True))
+        self.serving = ServingStep(lay, book, node, dt, cpu)
         self.out = self.serving.idle
         # a node loading weights with its GPUs idle (the cap's floor) and one serving flat out (ramp unit)
         loading = node_parts_w(node, cpu, nic, fan, cpu_util=node.cpu_util_loading, dimm_activity=1.0,
@@ -84,17 +85,17 @@ class Engine:
         self.cap = FacilityCap(gpu, psu, spec.facility, topo.gpu_node, topo.n_nodes, lay, floor_w, log)
         self.plant = Plant(topo, cat, node, spec.facility, (lay.pair_rep, lay.pair_gpu), self.cap, dt)
         self.network = Network(spec, lay, topo, node, nic, dt, book, log)
-        warmup = tuple(cat.engine(p.engine).warmup_s for p in spec.pools)
-        self.life = Lifecycle(spec, lay, topo, node, warmup, env, np.random.default_rng(s_boot), book, self.plant,
-                              log, dt)
+        # engine start after the weights (twin.model.coldstart): a unit's first start compiles, later ones
+        # load the torch.compile cache
+        self.life = Lifecycle(spec, lay, topo, node, tuple(lay.pool_warmup_first_s), env,
+                              np.random.default_rng(s_boot), book, self.plant, log, dt,
+                              warmup_cached_s=tuple(lay.pool_warmup_cached_s))
         unit_peak_w = np.array([len(n) for n in lay.unit_nodes], dtype=float) * peak_w
         self.autoscaler = Autoscaler(spec, lay, topo, env, self.life, book, self.plant, self.network.unit_cut,
                                      unit_peak_w, self.cap.allows_ignition)
         self.life.on_unit_lost = self.autoscaler.decide  # lost capacity: decide now, not at the next interval
         self.fleet = Fleet(self.life, self.plant, self.cap, self.network, log, node.psu_count,
                            spec.facility.cooling_capacity_kw * 1e3)
-        self.sampler = Sampler(_sampler_layout(topo, lay, pool_offload(scenario, lay.perf)[2]), n_samples,
-                               ticks_per_sample, dt)
         # several tenants on one GPU (colocated pools, training jobs): the arbiter splits GPU time
         self.jobs = build_training(spec, cat, node, topo.gpus_per_node) if spec.training.jobs else None
         self.job_rows: list[dict] = []
@@ -106,11 +107,12 @@ class Engine:
             self.job_unit = np.array([topo.node_unit[j.node] for j in spec.training.jobs], dtype=np.int64)
         # replicas that work on the CPU (CPU-only pools, offloaded layers) load the package: busy share
         # x their share of the cores (twin.model.cpu_load); offloaded GPUs work only part of a step
-        gpu_busy, cpu_load, _ = self.offload = pool_offload(scenario, lay.perf)
+        gpu_busy, cpu_load, gpu_w = pool_offload(scenario, lay)
         self.rep_gpu_busy = gpu_busy[lay.rep_pool] if (gpu_busy < 1).any() else None
         self.cpu_reps = np.flatnonzero(cpu_load[lay.rep_pool] > 0)
         self.cpu_rep_node = lay.rep_first_node[self.cpu_reps]
         self.cpu_rep_frac = cpu_load[lay.rep_pool][self.cpu_reps]
+        self.sampler = Sampler(_sampler_layout(topo, lay, gpu_w), n_samples, ticks_per_sample, dt)
 
     # ------------------------------------------------------------------ processes
     def run(self) -> None:
@@ -228,7 +230,8 @@ class Engine:
         rq = RequestRecord(arrival_s=req.arrival_s, pool=req.pool, prompt_tokens=req.prompt_tokens,
                            output_tokens=req.output_tokens, status=bk.status, drop_reason=bk.drop_reason,
                            admitted_s=bk.admitted_s, first_token_s=bk.first_token_s, done_s=bk.done_s,
-                           replica=bk.replica, network_s=bk.network_s, retries=bk.retries)
+                           replica=bk.replica, network_s=bk.network_s, retries=bk.retries,
+                           preemptions=bk.preemptions)
         jobs = None if self.jobs is None else (self.job_rows, self.jobs.totals())
         return collect(self.sc, self.topo, self.sampler, rq, self.log, self.network.link_columns(self.sampler.links),
                        wall_time_s, jobs=jobs)

@@ -82,10 +82,7 @@ class PoolPlacement(Section):
     gpus: list[Annotated[int, Field(ge=0)]] | None = None  # GPU indices of each node this pool uses (default: all)
     gpu_memory_share: Annotated[float, Field(gt=0, le=1)] | None = None  # share of each GPU's memory (vLLM gpu_memory_utilization); replaces memory_utilisation
     cores: PosInt | None = None  # CPU cores pinned to this pool (taskset / llama.cpp --threads)
-    ram_gb: Pos | None = None  # system RAM reserved for this pool (CPU-only weights + KV, or offloaded layers)
-    # llama.cpp -ngl: layers on the GPUs, the rest streamed from system memory ("auto": as many as fit).
-    # Stand-in until the serving model's PoolSpec.gpu_layers lands (same meaning; then this line goes).
-    gpu_layers: Annotated[int, Field(ge=0)] | Literal["auto"] | None = None
+    ram_gb: Pos | None = None  # system RAM reserved for this pool (CPU-only weights + KV)
 
     @property
     def memory_fraction(self) -> float:
@@ -105,6 +102,10 @@ class PoolSpec(PoolPlacement):
     memory_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.92  # share of VRAM the engine may use
     mix: Frac = 1.0  # share of arriving requests asking for this pool's model
     kv_bytes: Annotated[float, Field(gt=0, le=4)] | None = None  # KV-cache bytes per element (1 = FP8 KV); default: the quantisation's
+    # serving (twin/model/kernels.py, kvcache.py, offload.py); checked in twin/model/validate.py
+    kernel: str | None = None  # GEMM kernel, e.g. awq_marlin, awq, fp8, gguf; default: what the engine picks
+    gpu_layers: Annotated[int, Field(ge=0)] | Literal["auto"] | None = None  # llama.cpp -ngl; rest in system memory
+    kv_block_tokens: Annotated[int, Field(ge=1)] | None = None  # paged KV block; default: the engine's (vLLM 16)
 
 
 class LengthSpec(Section):
