@@ -7,6 +7,7 @@ raised together as one :class:`SpecError`, each line naming its field path.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,11 +42,12 @@ class SimulationSpec(Section):
     def _steps(self) -> "SimulationSpec":
         if self.dt_s > self.duration_s:
             raise ValueError(f"dt_s ({self.dt_s}) must not exceed duration_s ({self.duration_s})")
-        ratio = self.sample_s / self.dt_s
-        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-            raise ValueError(f"sample_s ({self.sample_s}) must be a whole multiple of dt_s ({self.dt_s})")
+        # the tick count first: a denormal dt_s would make sample_s / dt_s infinite below
         if self.duration_s / self.dt_s > 2_000_000:
             raise ValueError("duration_s / dt_s exceeds 2,000,000 ticks; raise dt_s")
+        ratio = self.sample_s / self.dt_s
+        if not math.isfinite(ratio) or abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            raise ValueError(f"sample_s ({self.sample_s}) must be a whole multiple of dt_s ({self.dt_s})")
         return self
 
 
