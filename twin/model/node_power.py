@@ -18,7 +18,7 @@ import numpy as np
 
 from twin.model import power as pw
 from twin.model.power import CPU_UTIL_WARM
-from twin.model.states import BOOTING, DRAINING, LOADING, POWERING_ON, SERVING, WARM
+from twin.model.states import BOOTING, DRAINING, LOADING, NODE_STATES, POWERING_ON, SERVING, WARM
 from twin.spec.catalogue import CpuSpec, FanSpec, NicSpec, NodeSpec, PsuSpec
 
 CPU_UTIL_POWERING_ON = 0.1  # estimate: BMC + firmware before the OS (hardware.md "Boot and load")
@@ -26,18 +26,33 @@ CPU_UTIL_POWERING_ON = 0.1  # estimate: BMC + firmware before the OS (hardware.m
 DIMM_ACTIVITY = {POWERING_ON: 0.0, BOOTING: 1.0, LOADING: 1.0, WARM: 0.0, SERVING: 0.5, DRAINING: 0.5}
 
 
+def cpu_util_table(node: NodeSpec) -> np.ndarray:
+    """CPU utilisation indexed by lifecycle state: the node's boot/load/serving figures, polling
+    when WARM, 0 when OFF or FAILED."""
+    t = np.zeros(len(NODE_STATES))
+    for st, u in ((POWERING_ON, CPU_UTIL_POWERING_ON), (BOOTING, node.cpu_util_booting),
+                  (LOADING, node.cpu_util_loading), (WARM, CPU_UTIL_WARM), (SERVING, node.cpu_util_serving),
+                  (DRAINING, node.cpu_util_serving)):
+        t[st] = u
+    return t
+
+
+def dimm_activity_table() -> np.ndarray:
+    """DIMM activity indexed by lifecycle state (DIMM_ACTIVITY; 0 for OFF and FAILED)."""
+    t = np.zeros(len(NODE_STATES))
+    for st, a in DIMM_ACTIVITY.items():
+        t[st] = a
+    return t
+
+
 def cpu_util_for_state(node: NodeSpec, state: np.ndarray) -> np.ndarray:
-    """CPU utilisation by lifecycle state: the node's boot/load/serving figures, polling when WARM."""
-    st = np.asarray(state)
-    return np.select([st == POWERING_ON, st == BOOTING, st == LOADING, st == WARM, st == SERVING, st == DRAINING],
-                     [CPU_UTIL_POWERING_ON, node.cpu_util_booting, node.cpu_util_loading, CPU_UTIL_WARM,
-                      node.cpu_util_serving, node.cpu_util_serving], 0.0)
+    """cpu_util_table(node) looked up for an array of states."""
+    return cpu_util_table(node)[np.asarray(state)]
 
 
 def dimm_activity_for_state(state: np.ndarray) -> np.ndarray:
-    """DIMM activity by lifecycle state (DIMM_ACTIVITY; 0 for OFF and FAILED)."""
-    st = np.asarray(state)
-    return np.select([st == k for k in DIMM_ACTIVITY], list(DIMM_ACTIVITY.values()), 0.0)
+    """dimm_activity_table() looked up for an array of states."""
+    return dimm_activity_table()[np.asarray(state)]
 
 
 @dataclass(frozen=True)

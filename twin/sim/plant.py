@@ -26,8 +26,8 @@ import numpy as np
 from twin.model import power as pw
 from twin.model import serving as sv
 from twin.model import thermal as th
-from twin.model.node_power import cpu_util_for_state, dimm_activity_for_state, node_parts_w
-from twin.model.states import DRAINING, FAILED, LOADING, OFF, POWERING_ON, SERVING, WARM
+from twin.model.node_power import cpu_util_table, dimm_activity_table, node_parts_w
+from twin.model.states import IS_LOADED, IS_POWERED, LOADING, POWERING_ON
 from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
 from twin.sim.batching import ServingOutputs
 from twin.spec.catalogue import Catalogue, NodeSpec
@@ -94,6 +94,7 @@ class Plant:
         self.nic, self.fan = cat.nic(node.nic), cat.fan(node.chassis_fan)
         N, G, R = topo.n_nodes, topo.n_gpus, topo.n_racks
         self.N, self.G, self.R, self.gpn = N, G, R, topo.gpus_per_node
+        self._cpu_util, self._dimm_activity = cpu_util_table(node), dimm_activity_table()  # by node state
         # integrated state
         self.supply_c = fac.supply_air_c
         self.gpu_temp = np.full(G, fac.supply_air_c)   # die
@@ -136,14 +137,14 @@ class Plant:
         g_state = st[topo.gpu_node]
         has_rep = self.gpu_rep >= 0
         rep_idx = np.where(has_rep, self.gpu_rep, 0)
-        serving_g = np.isin(g_state, (SERVING, DRAINING, WARM)) & has_rep
+        loaded = IS_LOADED[g_state]
+        serving_g = loaded & has_rep
         pre = np.where(serving_g, serving.prefill_frac[rep_idx], 0.0)
         decf = np.where(serving_g, serving.decode_frac[rep_idx], 0.0)
         activity = pre * sv.ACTIVITY_PREFILL + decf * sv.decode_activity(np.where(serving_g, serving.batch[rep_idx], 1.0))
         activity = np.where(g_state == LOADING, LOADING_GPU_ACTIVITY, activity)
         gpu_util = np.clip(pre + decf, 0.0, 1.0)
-        powered = ~np.isin(g_state, (OFF, FAILED))
-        loaded = np.isin(g_state, (WARM, SERVING, DRAINING))
+        powered = IS_POWERED[g_state]
         extra = np.where(loaded, gpu.loaded_idle_extra_w, 0.0)
         # clocks: thermal throttle (from the temperature at the start of the tick) and power cap
         c_th = th.throttle_clock_frac(self.gpu_temp, gpu.slowdown_temp_c, gpu.shutdown_temp_c)
@@ -154,7 +155,7 @@ class Plant:
         clock0 = np.where(powered, np.minimum(c_th, c_cap), 1.0)
         # ---- the node's other parts; chassis fans: full speed during power-on (POST fan test),
         # else following the hottest GPU
-        on = ~np.isin(st, (OFF, FAILED))
+        on = IS_POWERED[st]
         gmax = self.gpu_temp.reshape(self.N, self.gpn).max(axis=1)
         rpm_target = fan.min_rpm + (fan.max_rpm - fan.min_rpm) * np.clip(
             (gmax - FAN_START_C) / (gpu.fan_target_c - FAN_START_C), 0.0, 1.0)
@@ -162,8 +163,8 @@ class Plant:
         driven = on & self.fan_ok
         rpm_target = np.where(driven, rpm_target, 0.0)
         self.fan_rpm = th.first_order_lag(self.fan_rpm, rpm_target, CHASSIS_FAN_TAU_S, dt)
-        parts = node_parts_w(node, self.cpu, self.nic, fan, cpu_util=cpu_util_for_state(node, st),
-                             dimm_activity=dimm_activity_for_state(st), fan_rpm=self.fan_rpm, powered=on,
+        parts = node_parts_w(node, self.cpu, self.nic, fan, cpu_util=self._cpu_util[st],
+                             dimm_activity=self._dimm_activity[st], fan_rpm=self.fan_rpm, powered=on,
                              nic_powered=on & (st != POWERING_ON), fans_driven=driven)
         other_dc = parts.other_w
         psus = np.maximum(self.psu_ok, 1)

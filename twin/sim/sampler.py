@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.model import serving as sv
-from twin.model.states import DRAINING, FAILED, OFF, SERVING, WARM
+from twin.model.states import IS_LOADED, IS_POWERED, SERVING
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class Sampler:
         g["clock_factor"][s] = gpu_clock
         g["fan_frac"][s] = gpu_fan_frac
         g["throttled"][s] = gpu_throttled
-        loaded = np.isin(node_state[lay.gpu_node], (WARM, SERVING, DRAINING)) & (lay.gpu_rep >= 0)
+        loaded = IS_LOADED[node_state[lay.gpu_node]] & (lay.gpu_rep >= 0)
         mem = np.zeros(self.G)
         if self.n_rep:
             rep_kv = rep_kv_reserved_b / lay.rep_n_gpus
@@ -150,7 +150,7 @@ class Sampler:
         rk["airflow_demand_m3_s"][s] = rack_demand_m3_s
         rk["airflow_supply_m3_s"][s] = rack_supply_m3_s
         rk["recirculation_frac"][s] = rack_recirc_frac
-        on = ~np.isin(node_state, (OFF, FAILED))
+        on = IS_POWERED[node_state]
         rk["nodes_on"][s] = np.bincount(rack, weights=on, minlength=self.R)
         rk["nodes_serving"][s] = np.bincount(rack, weights=node_state == SERVING, minlength=self.R)
         mean = self.acc_fac / n
