@@ -37,7 +37,7 @@ from twin.sim.plant import Plant
 from twin.sim.power_cap import FacilityCap
 from twin.sim.requests import RequestBook, arrivals_before, kv_reservation_b
 from twin.sim.result import RequestRecord, SimResult, collect
-from twin.sim.router import ReplicaLoad, least_work_admit
+from twin.sim.router import HAVE_NUMBA, ROUTERS, ReplicaLoad
 from twin.sim.sampler import Sampler, SamplerLayout
 from twin.spec.scenario import Scenario
 from twin.spec.topology import build_topology
@@ -48,8 +48,11 @@ Progress = Callable[[float, dict], None]
 class Engine:
     """One run of one scenario: the parts, wired, and the tick that sequences them."""
 
-    def __init__(self, scenario: Scenario, progress: Progress | None = None) -> None:
+    def __init__(self, scenario: Scenario, progress: Progress | None = None, kernels: str = "auto") -> None:
         self.sc, self.progress = scenario, progress
+        # compiled kernels give the same bytes as the numpy/Python ones (tests/test_kernels.py)
+        self.kernels = ("numba" if HAVE_NUMBA else "numpy") if kernels == "auto" else kernels
+        self.route = ROUTERS[self.kernels]
         spec, cat = scenario.spec, scenario.catalogue
         self.topo = topo = build_topology(scenario)
         node = cat.node(spec.topology.node_type)
@@ -135,10 +138,10 @@ class Engine:
             if not (main or bk.retry_queues[k]):
                 continue
             ready = self.life.ready_replicas(lay.pool_reps[k], self.network.unit_cut)
-            ids, reps = least_work_admit(bk.retry_queues[k], main, ready, load, bk.reservation,
-                                         self.req.prompt_tokens, self.req.output_tokens)
-            if ids:
-                bk.admit(np.array(ids, dtype=np.int64), np.array(reps, dtype=np.int64), t0)
+            ids, reps = self.route(bk.retry_queues[k], main, ready, load, bk.reservation,
+                                   self.req.prompt_tokens, self.req.output_tokens)
+            if len(ids):
+                bk.admit(np.asarray(ids, dtype=np.int64), np.asarray(reps, dtype=np.int64), t0)
 
     def _sample(self, k: int) -> None:
         sm, pl, o, bk = self.sampler, self.plant, self.plant.out, self.book
@@ -182,9 +185,13 @@ def _sampler_layout(topo, lay) -> SamplerLayout:
         rep_n_gpus=np.array([perf[p].n_gpus for p in lay.rep_pool], dtype=float))
 
 
-def simulate(scenario: Scenario, progress: Progress | None = None) -> SimResult:
-    """Run `scenario` and return telemetry columns and a summary. Deterministic for a given seed."""
+def simulate(scenario: Scenario, progress: Progress | None = None, kernels: str = "auto") -> SimResult:
+    """Run `scenario` and return telemetry columns and a summary. Deterministic for a given seed.
+
+    `kernels`: "numba" (compiled hot loops), "numpy" (pure numpy/Python), "auto" (numba if
+    installed); both give byte-identical telemetry.
+    """
     t0 = time.perf_counter()
-    engine = Engine(scenario, progress)
+    engine = Engine(scenario, progress, kernels)
     engine.run()
     return engine.result(time.perf_counter() - t0)
