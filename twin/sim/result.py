@@ -6,6 +6,7 @@ Column meanings and units: docs/telemetry.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from twin.model.states import NODE_STATES
 from twin.sim.events import EventLog, Kind
 from twin.sim.requests import DONE, DROP_REASONS, DROPPED, INFLIGHT, QUEUED, STATUS_NAMES
 from twin.sim.sampler import Sampler
+from twin.sim.spool import SampleSpool
 from twin.spec.scenario import Scenario
 from twin.spec.topology import Topology
 
@@ -29,6 +31,40 @@ class SimResult:
     summary: dict
     wall_time_s: float
     thresholds: dict = field(default_factory=dict)
+
+
+class GpuColumns(Mapping):
+    """The `gpus` table without materialising it: `blocks()` yields its rows a block of samples
+    at a time (what the Parquet writer streams); `cols[name]` gives one whole column."""
+
+    def __init__(self, spool: SampleSpool, topo: Topology, sample_s: float) -> None:
+        self.spool, self.topo, self.sample_s = spool, topo, sample_s
+        self.names = ("time_s", "gpu_id", "node_id", "rack_id", "gpu_index", *spool.dtypes)
+
+    def _index(self, first: int, n: int) -> dict[str, np.ndarray]:
+        topo, G = self.topo, self.topo.n_gpus
+        times = (np.arange(first, first + n) + 1) * self.sample_s
+        return {"time_s": np.repeat(times, G), "gpu_id": np.tile(np.arange(G), n),
+                "node_id": np.tile(topo.gpu_node, n), "rack_id": np.tile(topo.node_rack[topo.gpu_node], n),
+                "gpu_index": np.tile(topo.gpu_index, n)}
+
+    def blocks(self) -> Iterator[dict[str, np.ndarray]]:
+        for first, blk in self.spool.blocks():
+            n = len(next(iter(blk.values())))
+            yield {**self._index(first, n), **{k: v.ravel() for k, v in blk.items()}}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self.spool.dtypes:
+            return self.spool.column(name).ravel()
+        if name in self.names:
+            return self._index(0, self.spool.samples)[name]
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 @dataclass(frozen=True)
@@ -102,7 +138,7 @@ def _economics(scenario: Scenario, topo: Topology, n_samples: int, rq: RequestRe
 def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRecord, events: EventLog,
             links: dict | None, wall_time_s: float) -> SimResult:
     """Assemble every telemetry table and the run summary from what the parts recorded."""
-    S, N, G, R = samples.n_samples, topo.n_nodes, topo.n_gpus, topo.n_racks
+    S, N, R = samples.n_samples, topo.n_nodes, topo.n_racks
     sample_s = scenario.spec.simulation.sample_s
     node_spec = scenario.catalogue.node(scenario.spec.topology.node_type)
     gpu = scenario.catalogue.gpu(node_spec.gpu)
@@ -120,10 +156,7 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "node_type": [node_spec.name] * N, "gpus": np.full(N, topo.gpus_per_node),
         "pool": [topo.pool_names[p] if p >= 0 else "" for p in topo.node_pool], "unit_id": topo.node_unit,
     }
-    t_g = np.repeat(times, G)
-    cols["gpus"] = {"time_s": t_g, "gpu_id": np.tile(np.arange(G), S), "node_id": np.tile(topo.gpu_node, S),
-                    "rack_id": np.tile(topo.node_rack[topo.gpu_node], S), "gpu_index": np.tile(topo.gpu_index, S),
-                    **{k: v.ravel() for k, v in samples.gpu.items()}}
+    cols["gpus"] = GpuColumns(samples.gpu, topo, sample_s)
     nd = samples.node
     node_energy = np.cumsum(nd["power_w"].astype(np.float64) * sample_s, axis=0)
     state_names = np.array(NODE_STATES, dtype=object)
@@ -199,7 +232,7 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "peak_facility_power_w": float(fc["facility_power_w"].max()) if S else 0.0,
         "it_energy_kwh": it_kwh, "facility_energy_kwh": fac_kwh,
         "pue": fac_kwh / it_kwh if it_kwh > 0 else None,
-        "peak_gpu_temp_c": float(samples.gpu["temp_c"].max()) if S else None,
+        "peak_gpu_temp_c": samples.gpu.max["temp_c"] if S else None,
         "throttled_gpu_s": float(samples.throttled_gpu_s),
         "peak_nodes_on": int(np.max(on_counts)) if S else 0,
         "peak_nodes_serving": int(count["SERVING"].max()) if S else 0,

@@ -16,6 +16,7 @@ import numpy as np
 
 from twin.model import serving as sv
 from twin.model.states import IS_LOADED, IS_POWERED, SERVING
+from twin.sim.spool import SampleSpool
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,9 @@ class Sampler:
         self.G, self.N, self.R = G, N, R
         self.n_rep = len(layout.rep_n_nodes)
         f32 = np.float32
-        self.gpu = {k: np.zeros((S, G), f32) for k in ("power_w", "temp_c", "util", "clock_factor", "fan_frac",
-                                                        "memory_used_gb")}
-        self.gpu["throttled"] = np.zeros((S, G), bool)
+        # the GPU table is the largest: it goes to a spool that spills to disk for large halls
+        self.gpu = SampleSpool({"power_w": f32, "temp_c": f32, "util": f32, "clock_factor": f32, "fan_frac": f32,
+                                "throttled": np.dtype(bool), "memory_used_gb": f32}, G, S, track_max=("temp_c",))
         self.node = {k: np.zeros((S, N), f32) for k in ("power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm",
                                                          "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w", "p2p_gb_s",
                                                          "nic_gb_s")}
@@ -117,20 +118,15 @@ class Sampler:
         lay = self.lay
         s = (k + 1) // self.ticks_per_sample - 1
         n = self.ticks_per_sample
-        g, nd, rk, fc = self.gpu, self.node, self.rack, self.fac
-        g["power_w"][s] = self.acc_gpu_w / n
-        g["temp_c"][s] = gpu_temp_c
-        g["util"][s] = self.acc_util / n
-        g["clock_factor"][s] = gpu_clock
-        g["fan_frac"][s] = gpu_fan_frac
-        g["throttled"][s] = gpu_throttled
+        nd, rk, fc = self.node, self.rack, self.fac
         loaded = IS_LOADED[node_state[lay.gpu_node]] & (lay.gpu_rep >= 0)
         mem = np.zeros(self.G)
         if self.n_rep:
             rep_kv = rep_kv_reserved_b / lay.rep_n_gpus
             ridx = np.where(lay.gpu_rep >= 0, lay.gpu_rep, 0)
             mem = np.where(loaded, (lay.rep_weights_per_gpu_b[ridx] + rep_kv[ridx]) / sv.GB, 0.0)
-        g["memory_used_gb"][s] = mem
+        self.gpu.append(power_w=self.acc_gpu_w / n, temp_c=gpu_temp_c, util=self.acc_util / n, clock_factor=gpu_clock,
+                        fan_frac=gpu_fan_frac, throttled=gpu_throttled, memory_used_gb=mem)
         nd["power_w"][s] = self.acc_node_w / n
         nd["dc_power_w"][s] = self.acc_node_dc / n
         nd["inlet_c"][s] = node_inlet_c
