@@ -66,33 +66,54 @@ def least_work_admit(retry_line: deque, main_line: deque, candidates: np.ndarray
     return ids, reps
 
 
-def _least_work_scan(line0: np.ndarray, line1: np.ndarray, cand: np.ndarray, work: np.ndarray,
+def _sift_down(heap: np.ndarray, size: int, pos: int, work: np.ndarray, cand: np.ndarray) -> None:
+    """Restore the min-heap order of candidate indices keyed by (work, replica id) below `pos`."""
+    item = heap[pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        right = child + 1
+        if right < size and (work[heap[right]] < work[heap[child]]
+                             or (work[heap[right]] == work[heap[child]] and cand[heap[right]] < cand[heap[child]])):
+            child = right
+        c = heap[child]
+        if work[c] < work[item] or (work[c] == work[item] and cand[c] < cand[item]):
+            heap[pos] = c
+            pos = child
+        else:
+            break
+    heap[pos] = item
+
+
+def _least_work_heap(line0: np.ndarray, line1: np.ndarray, cand: np.ndarray, work: np.ndarray,
                      inflight: np.ndarray, kv: np.ndarray, max_batch: np.ndarray, kv_cap_b: np.ndarray,
                      prefill_s_per_tok: np.ndarray, interval_s: np.ndarray, reservation_b: np.ndarray,
                      prompt_tokens: np.ndarray, output_tokens: np.ndarray, out_ids: np.ndarray,
                      out_reps: np.ndarray) -> tuple[int, int, int]:
-    """least_work_admit as one loop over plain arrays (for numba): the heap's top is the
-    lexicographically smallest (work, replica) among the replicas not yet found full, so a linear
-    scan makes the same choices. `work`, `inflight`, `kv` (per candidate) are updated in place.
-    Returns (admitted, taken from line0, taken from line1)."""
+    """least_work_admit over plain arrays (for numba). Its heap of (work, replica) tuples is
+    totally ordered (replica ids are unique), so any min-heap on the same key pops the same
+    replica each time; this one holds candidate indices. `work`, `inflight`, `kv` (per
+    candidate) are updated in place. Returns (admitted, taken from line0, taken from line1)."""
     n_c = len(cand)
-    alive = np.ones(n_c, dtype=np.bool_)
-    n_alive, n_out, t0, t1 = n_c, 0, 0, 0
-    while n_alive > 0:
+    heap = np.arange(n_c)
+    size = n_c
+    for pos in range(n_c // 2 - 1, -1, -1):
+        _sift_down(heap, size, pos, work, cand)
+    n_out, t0, t1 = 0, 0, 0
+    while size > 0:
         if t0 < len(line0):
             i, first = line0[t0], True
         elif t1 < len(line1):
             i, first = line1[t1], False
         else:
             break
-        best = -1
-        for c in range(n_c):
-            if alive[c] and (best < 0 or work[c] < work[best] or (work[c] == work[best] and cand[c] < cand[best])):
-                best = c
+        best = heap[0]
         r = cand[best]
         if inflight[best] >= max_batch[r] or kv[best] + reservation_b[i] > kv_cap_b[r]:
-            alive[best] = False
-            n_alive -= 1
+            size -= 1  # full for the rest of the tick: pop it
+            heap[0] = heap[size]
+            _sift_down(heap, size, 0, work, cand)
             continue
         if first:
             t0 += 1
@@ -104,13 +125,15 @@ def _least_work_scan(line0: np.ndarray, line1: np.ndarray, cand: np.ndarray, wor
         inflight[best] += 1
         kv[best] += reservation_b[i]
         est = prompt_tokens[i] * prefill_s_per_tok[r] + output_tokens[i] * interval_s[r] / max(inflight[best], 1)
-        work[best] = work[best] + est
+        work[best] = work[best] + est   # only grows: sifting down restores the order
+        _sift_down(heap, size, 0, work, cand)
     return n_out, t0, t1
 
 
-try:  # numba compiles the scan; without it the heap version above is the (identical) fallback
+try:  # numba compiles the loop; without it the heapq version above is the (identical) fallback
     from numba import njit
-    _scan = njit(cache=True, nogil=True)(_least_work_scan)
+    _sift_down = njit(cache=True, nogil=True)(_sift_down)
+    _scan = njit(cache=True, nogil=True)(_least_work_heap)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
     _scan = None
 
