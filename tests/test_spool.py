@@ -5,6 +5,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import twin.sim.spool as spool
 import twin.telemetry.write as write
@@ -30,16 +31,25 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_streamed_spilled_gpu_table_is_byte_identical_to_the_whole_table(tmp_path, monkeypatch):
-    # tiny row groups and blocks so that row groups straddle spilled blocks
-    monkeypatch.setattr(write, "ROW_GROUP_ROWS", 500)
+@pytest.mark.parametrize("name, width", [("gpus", 12), ("nodes", 4)])
+def test_streamed_spilled_tables_are_byte_identical_to_the_whole_table(tmp_path, monkeypatch, name, width):
+    # tiny row groups and blocks so that row groups straddle spilled blocks (and the nodes'
+    # energy is carried across blocks)
+    monkeypatch.setattr(write, "ROW_GROUP_ROWS", 50)
     monkeypatch.setattr(spool, "SPILL_ROWS", 0)
     monkeypatch.setattr(spool, "BLOCK_SAMPLES", 7)
     res = simulate(load_scenario(TINY))
-    gpus = res.columns["gpus"]
-    assert gpus.spool._spilled, "the table was spilled"
-    rows = write.write_streamed("gpus", gpus.blocks(), tmp_path / "streamed.parquet")
-    whole = to_table("gpus", {k: gpus[k] for k in gpus})
+    table = res.columns[name]
+    assert table.spool._spilled, "the table was spilled"
+    rows = write.write_streamed(name, table.blocks(), tmp_path / "streamed.parquet")
+    whole = to_table(name, {k: table[k] for k in table})
     write.write_table(whole, tmp_path / "whole.parquet")
-    assert rows == whole.num_rows == 120 * 12
+    assert rows == whole.num_rows == 120 * width
     assert sha(tmp_path / "streamed.parquet") == sha(tmp_path / "whole.parquet")
+
+
+def test_spilled_energy_is_the_same_running_sum(monkeypatch):
+    whole = simulate(load_scenario(TINY)).columns["nodes"]["energy_j"]
+    monkeypatch.setattr(spool, "SPILL_ROWS", 0)
+    monkeypatch.setattr(spool, "BLOCK_SAMPLES", 7)
+    assert simulate(load_scenario(TINY)).columns["nodes"]["energy_j"].tobytes() == whole.tobytes()

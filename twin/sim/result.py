@@ -6,7 +6,7 @@ Column meanings and units: docs/telemetry.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,38 +33,68 @@ class SimResult:
     thresholds: dict = field(default_factory=dict)
 
 
-class GpuColumns(Mapping):
-    """The `gpus` table without materialising it: `blocks()` yields its rows a block of samples
-    at a time (what the Parquet writer streams); `cols[name]` gives one whole column."""
+class SpooledTable(Mapping):
+    """A per-sample table (one row per GPU or node per sample) without materialising it:
+    `blocks()` yields its rows a block of samples at a time (what the Parquet writer streams);
+    `table[name]` gives one whole column (small runs, tests)."""
 
-    def __init__(self, spool: SampleSpool, topo: Topology, sample_s: float) -> None:
-        self.spool, self.topo, self.sample_s = spool, topo, sample_s
-        self.names = ("time_s", "gpu_id", "node_id", "rack_id", "gpu_index", *spool.dtypes)
-
-    def _index(self, first: int, n: int) -> dict[str, np.ndarray]:
-        topo, G = self.topo, self.topo.n_gpus
-        times = (np.arange(first, first + n) + 1) * self.sample_s
-        return {"time_s": np.repeat(times, G), "gpu_id": np.tile(np.arange(G), n),
-                "node_id": np.tile(topo.gpu_node, n), "rack_id": np.tile(topo.node_rack[topo.gpu_node], n),
-                "gpu_index": np.tile(topo.gpu_index, n)}
+    def __init__(self, spool: SampleSpool, index: Callable[[int, int], dict[str, np.ndarray]],
+                 names: tuple[str, ...], finish: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]]) -> None:
+        self.spool, self.index, self.names, self.finish = spool, index, names, finish
 
     def blocks(self) -> Iterator[dict[str, np.ndarray]]:
         for first, blk in self.spool.blocks():
             n = len(next(iter(blk.values())))
-            yield {**self._index(first, n), **{k: v.ravel() for k, v in blk.items()}}
+            yield {**self.index(first, n), **self.finish(first, blk)}
 
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name in self.spool.dtypes:
-            return self.spool.column(name).ravel()
-        if name in self.names:
-            return self._index(0, self.spool.samples)[name]
-        raise KeyError(name)
+    def __getitem__(self, name: str) -> np.ndarray | list:
+        if name not in self.names:
+            raise KeyError(name)
+        parts = [b[name] for b in self.blocks()]
+        if parts and isinstance(parts[0], list):
+            return [x for p in parts for x in p]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names)
 
     def __len__(self) -> int:
         return len(self.names)
+
+
+def _gpu_table(spool: SampleSpool, topo: Topology, sample_s: float) -> SpooledTable:
+    G = topo.n_gpus
+
+    def index(first: int, n: int) -> dict[str, np.ndarray]:
+        return {"time_s": np.repeat((np.arange(first, first + n) + 1) * sample_s, G),
+                "gpu_id": np.tile(np.arange(G), n), "node_id": np.tile(topo.gpu_node, n),
+                "rack_id": np.tile(topo.node_rack[topo.gpu_node], n), "gpu_index": np.tile(topo.gpu_index, n)}
+
+    return SpooledTable(spool, index, ("time_s", "gpu_id", "node_id", "rack_id", "gpu_index", *spool.dtypes),
+                        lambda first, blk: {k: v.ravel() for k, v in blk.items()})
+
+
+def _node_table(spool: SampleSpool, topo: Topology, sample_s: float) -> SpooledTable:
+    N = topo.n_nodes
+    state_names = np.array(NODE_STATES, dtype=object)
+
+    def index(first: int, n: int) -> dict[str, np.ndarray]:
+        return {"time_s": np.repeat((np.arange(first, first + n) + 1) * sample_s, N),
+                "node_id": np.tile(np.arange(N), n), "rack_id": np.tile(topo.node_rack, n)}
+
+    carry = {}
+
+    def finish(first: int, blk: dict[str, np.ndarray]) -> dict[str, np.ndarray | list]:
+        # energy: the running sum of interval means x sample_s, carried from block to block in the
+        # same order as one cumsum over the whole table
+        start = carry.get(first, np.zeros(N))
+        e = np.cumsum(np.vstack([start[None, :], blk["power_w"].astype(np.float64) * sample_s]), axis=0)[1:]
+        carry[first + len(e)] = e[-1]
+        out = {k: v.ravel() for k, v in blk.items() if k != "state"}
+        return {**out, "state": state_names[blk["state"].ravel()].tolist(), "energy_j": e.ravel()}
+
+    names = ("time_s", "node_id", "rack_id", *spool.dtypes, "energy_j")
+    return SpooledTable(spool, index, names, finish)
 
 
 @dataclass(frozen=True)
@@ -156,13 +186,8 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "node_type": [node_spec.name] * N, "gpus": np.full(N, topo.gpus_per_node),
         "pool": [topo.pool_names[p] if p >= 0 else "" for p in topo.node_pool], "unit_id": topo.node_unit,
     }
-    cols["gpus"] = GpuColumns(samples.gpu, topo, sample_s)
-    nd = samples.node
-    node_energy = np.cumsum(nd["power_w"].astype(np.float64) * sample_s, axis=0)
-    state_names = np.array(NODE_STATES, dtype=object)
-    cols["nodes"] = {"time_s": np.repeat(times, N), "node_id": np.tile(np.arange(N), S),
-                     "rack_id": np.tile(topo.node_rack, S), "state": state_names[nd["state"].ravel()].tolist(),
-                     **{k: v.ravel() for k, v in nd.items() if k != "state"}, "energy_j": node_energy.ravel()}
+    cols["gpus"] = _gpu_table(samples.gpu, topo, sample_s)
+    cols["nodes"] = _node_table(samples.node, topo, sample_s)
     cols["racks"] = {"time_s": np.repeat(times, R), "rack_id": np.tile(np.arange(R), S),
                      **{k: v.ravel() for k, v in samples.rack.items()}}
 
@@ -194,8 +219,7 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
     drop = np.bincount(done_idx[status == DROPPED].astype(np.int64).clip(0, S - 1), minlength=S)[:S]
     ttft_p = _interval_percentiles(np.where(completed, rq.done_s, np.nan), ttft_out, times, sample_s, (50, 99))
     lat_p = _interval_percentiles(np.where(completed, rq.done_s, np.nan), lat_out, times, sample_s, (50, 99))
-    sn = nd["state"]
-    count = {name: (sn == i).sum(axis=1) for i, name in enumerate(NODE_STATES)}
+    count = {name: samples.state_counts[:, i] for i, name in enumerate(NODE_STATES)}
     it_energy = np.cumsum(fc["it_power_w"].astype(np.float32).astype(np.float64) * sample_s)
     fac_energy = np.cumsum(fc["facility_power_w"].astype(np.float32).astype(np.float64) * sample_s)
     cols["facility"] = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.model import serving as sv
-from twin.model.states import IS_LOADED, IS_POWERED, SERVING
+from twin.model.states import IS_LOADED, IS_POWERED, NODE_STATES, SERVING
 from twin.sim.spool import SampleSpool
 
 
@@ -51,11 +51,10 @@ class Sampler:
         # the GPU table is the largest: it goes to a spool that spills to disk for large halls
         self.gpu = SampleSpool({"power_w": f32, "temp_c": f32, "util": f32, "clock_factor": f32, "fan_frac": f32,
                                 "throttled": np.dtype(bool), "memory_used_gb": f32}, G, S, track_max=("temp_c",))
-        self.node = {k: np.zeros((S, N), f32) for k in ("power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm",
-                                                         "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w", "p2p_gb_s",
-                                                         "nic_gb_s")}
-        self.node["state"] = np.zeros((S, N), np.int8)
-        self.node["active_requests"] = np.zeros((S, N), np.int32)
+        self.node = SampleSpool({**{k: np.dtype(f32) for k in (
+            "power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm", "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w",
+            "p2p_gb_s", "nic_gb_s")}, "state": np.dtype(np.int8), "active_requests": np.dtype(np.int32)}, N, S)
+        self.state_counts = np.zeros((S, len(NODE_STATES)), np.int64)  # nodes in each state per sample
         self.rack = {k: np.zeros((S, R), f32) for k in ("power_w", "inlet_c", "exhaust_c", "airflow_demand_m3_s",
                                                          "airflow_supply_m3_s", "recirculation_frac")}
         self.rack["nodes_on"] = np.zeros((S, R), np.int32)
@@ -118,7 +117,7 @@ class Sampler:
         lay = self.lay
         s = (k + 1) // self.ticks_per_sample - 1
         n = self.ticks_per_sample
-        nd, rk, fc = self.node, self.rack, self.fac
+        rk, fc = self.rack, self.fac
         loaded = IS_LOADED[node_state[lay.gpu_node]] & (lay.gpu_rep >= 0)
         mem = np.zeros(self.G)
         if self.n_rep:
@@ -127,18 +126,13 @@ class Sampler:
             mem = np.where(loaded, (lay.rep_weights_per_gpu_b[ridx] + rep_kv[ridx]) / sv.GB, 0.0)
         self.gpu.append(power_w=self.acc_gpu_w / n, temp_c=gpu_temp_c, util=self.acc_util / n, clock_factor=gpu_clock,
                         fan_frac=gpu_fan_frac, throttled=gpu_throttled, memory_used_gb=mem)
-        nd["power_w"][s] = self.acc_node_w / n
-        nd["dc_power_w"][s] = self.acc_node_dc / n
-        nd["inlet_c"][s] = node_inlet_c
-        nd["exhaust_c"][s] = node_exhaust_c
-        nd["fan_rpm"][s] = node_fan_rpm
-        nd["airflow_m3_s"][s] = node_airflow_m3_s
-        nd["gpu_temp_max_c"][s] = gpu_temp_c.reshape(self.N, lay.gpus_per_node).max(axis=1)
-        nd["gpu_power_w"][s] = self.acc_node_gpu / n
-        nd["p2p_gb_s"][s] = self.acc_p2p / n
-        nd["nic_gb_s"][s] = self.acc_nic / n
-        nd["state"][s] = node_state
-        nd["active_requests"][s] = self.per_node(rep_inflight[lay.pair_rep]) if self.n_rep else 0
+        self.node.append(power_w=self.acc_node_w / n, dc_power_w=self.acc_node_dc / n, inlet_c=node_inlet_c,
+                         exhaust_c=node_exhaust_c, fan_rpm=node_fan_rpm, airflow_m3_s=node_airflow_m3_s,
+                         gpu_temp_max_c=gpu_temp_c.reshape(self.N, lay.gpus_per_node).max(axis=1),
+                         gpu_power_w=self.acc_node_gpu / n, p2p_gb_s=self.acc_p2p / n, nic_gb_s=self.acc_nic / n,
+                         state=node_state,
+                         active_requests=self.per_node(rep_inflight[lay.pair_rep]) if self.n_rep else 0)
+        self.state_counts[s] = np.bincount(node_state, minlength=len(NODE_STATES))
         rack = lay.node_rack
         rk["power_w"][s] = np.bincount(rack, weights=self.acc_node_w / n, minlength=self.R)
         rk["inlet_c"][s] = np.bincount(rack, weights=node_inlet_c, minlength=self.R) / lay.nodes_per_rack
