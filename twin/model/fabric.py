@@ -27,6 +27,7 @@ Traffic the engine puts on the fabric each tick (FabricModel.step):
 from __future__ import annotations
 
 import zlib
+from itertools import chain
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
@@ -222,7 +223,6 @@ class _FlowSet:
     src_node: np.ndarray   # (F,) node id at the source end, -1 for storage
     dst_node: np.ndarray   # (F,)
     elastic: np.ndarray    # (F,) max-min share if pipeline flows were unbounded, GB/s
-    inc_f: np.ndarray      # (F, L') float64 copy of inc: the matmul of every tick without a cast
     inc_count: np.ndarray  # (L',) flows on each used link
     entry_col: np.ndarray  # (sum of path lengths,) column of each (flow, link) entry, flow by flow
     entry_flow: np.ndarray  # (same,) its flow
@@ -365,23 +365,21 @@ class FabricModel:
                 rep.append(-1); node.append(int(nd)); src_node.append(-1); dst_node.append(int(nd)); paths.append(p)
         flows = None
         if paths:
-            used = np.unique(np.concatenate(paths))
-            col = np.full(2 * self.fg.n_links, -1)
-            col[used] = np.arange(used.size)
+            lengths = np.fromiter(map(len, paths), dtype=np.int64, count=len(paths))
+            flat = np.fromiter(chain.from_iterable(paths), dtype=np.int64, count=int(lengths.sum()))
+            used = np.unique(flat)
+            entry_col = np.searchsorted(used, flat)
+            entry_flow = np.repeat(np.arange(len(paths)), lengths)
             inc = np.zeros((len(paths), used.size), dtype=bool)
-            for row, p in enumerate(paths):
-                inc[row, col[list(p)]] = True
+            inc[entry_flow, entry_col] = True
             rep_a, node_a = np.array(rep), np.array(node)
             cap = self.cap[used]
             is_pp = rep_a >= 0
             # elastic shares depend only on the structure: pipeline flows unbounded, loads at H2D
             elastic = max_min_fair_gb_s(inc, cap, np.where(is_pp, np.inf, self.h2d_gb_s))
-            entry_col = np.concatenate([col[list(p)] for p in paths])
-            lengths = np.array([len(p) for p in paths])
             flows = _FlowSet(inc=inc, used=used, cap=cap, rep=rep_a, node=node_a, is_pp=is_pp,
                              src_node=np.array(src_node), dst_node=np.array(dst_node), elastic=elastic,
-                             inc_f=inc.astype(np.float64), inc_count=inc.sum(axis=0), entry_col=entry_col,
-                             entry_flow=np.repeat(np.arange(len(paths)), lengths),
+                             inc_count=inc.sum(axis=0), entry_col=entry_col, entry_flow=entry_flow,
                              flow_ptr=np.r_[0, np.cumsum(lengths)[:-1]])
         self._cache_key, self._cache = key, flows
         return flows
@@ -404,10 +402,12 @@ class FabricModel:
         ridx = np.where(fs.is_pp, fs.rep, 0)
         demand = np.where(fs.is_pp, rep_rate[ridx] * self.rep_hidden_bytes[ridx] / GB, self.h2d_gb_s)
         # max-min with demand caps gives every flow its demand when no link is over-asked
-        load = demand @ fs.inc_f
+        # load per link: its flows' rates added in flow order (a sequential sum, not a BLAS
+        # product whose blocking, and so whose last bits, depend on the machine)
+        load = np.bincount(fs.entry_col, weights=demand[fs.entry_flow], minlength=fs.used.size)
         alloc = demand if np.all(load <= fs.cap) else max_min_fair_gb_s(fs.inc, fs.cap, demand)
         if alloc is not demand:
-            load = alloc @ fs.inc_f
+            load = np.bincount(fs.entry_col, weights=alloc[fs.entry_flow], minlength=fs.used.size)
         # bandwidth a burst sees: what the other flows leave free, at least the elastic fair share
         # (the minimum over each flow's own links, not over a dense flows x links matrix)
         residual = np.minimum.reduceat((fs.cap - load)[fs.entry_col] + alloc[fs.entry_flow], fs.flow_ptr)
