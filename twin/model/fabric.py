@@ -433,16 +433,18 @@ class FabricModel:
         self._acc_flows[:] = 0.0
         return out
 
-    def columns(self, samples: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, object]:
-        """Assemble the `links` telemetry table (docs/telemetry.md) from the samples."""
-        L, S = self.fg.n_links, len(samples)
-        cables = self.fg.cables
-        return {
-            "time_s": np.repeat([s[0] for s in samples], L),
-            "link_id": np.tile(np.arange(L), S),
-            "src": [c.a for c in cables] * S, "dst": [c.b for c in cables] * S,
-            "kind": [c.kind for c in cables] * S,
-            "bytes": np.concatenate([s[1] for s in samples]),
-            "utilisation": np.concatenate([s[2] for s in samples]),
-            "active_flows": np.concatenate([s[3] for s in samples]).astype(np.int64),
-        }
+    def column_blocks(self, samples: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]],
+                      per: int = 64) -> "Iterable[dict[str, object]]":
+        """The `links` telemetry table (docs/telemetry.md) `per` samples at a time (bounded memory)."""
+        L, cables = self.fg.n_links, self.fg.cables
+        src, dst, kind = [c.a for c in cables], [c.b for c in cables], [c.kind for c in cables]
+        for i in range(0, max(len(samples), 1), per):
+            chunk = samples[i:i + per]
+            S = len(chunk)
+            yield {
+                "time_s": np.repeat([s[0] for s in chunk], L), "link_id": np.tile(np.arange(L), S),
+                "src": src * S, "dst": dst * S, "kind": kind * S,
+                "bytes": np.concatenate([s[1] for s in chunk]) if S else np.zeros(0),
+                "utilisation": np.concatenate([s[2] for s in chunk]) if S else np.zeros(0, np.float32),
+                "active_flows": (np.concatenate([s[3] for s in chunk]) if S else np.zeros(0)).astype(np.int64),
+            }

@@ -5,7 +5,7 @@ Column meanings and units: docs/telemetry.md.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from twin.model.states import NODE_STATES
 from twin.sim.events import EventLog, Kind
 from twin.sim.requests import DONE, DROP_REASONS, DROPPED, INFLIGHT, QUEUED, STATUS_NAMES
 from twin.sim.sampler import Sampler
-from twin.sim.spool import SampleSpool
+from twin.sim.spool import BlockTable, SampleSpool
 from twin.spec.scenario import Scenario
 from twin.spec.topology import Topology
 
@@ -33,36 +33,7 @@ class SimResult:
     thresholds: dict = field(default_factory=dict)
 
 
-class SpooledTable(Mapping):
-    """A per-sample table (one row per GPU or node per sample) without materialising it:
-    `blocks()` yields its rows a block of samples at a time (what the Parquet writer streams);
-    `table[name]` gives one whole column (small runs, tests)."""
-
-    def __init__(self, spool: SampleSpool, index: Callable[[int, int], dict[str, np.ndarray]],
-                 names: tuple[str, ...], finish: Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]]) -> None:
-        self.spool, self.index, self.names, self.finish = spool, index, names, finish
-
-    def blocks(self) -> Iterator[dict[str, np.ndarray]]:
-        for first, blk in self.spool.blocks():
-            n = len(next(iter(blk.values())))
-            yield {**self.index(first, n), **self.finish(first, blk)}
-
-    def __getitem__(self, name: str) -> np.ndarray | list:
-        if name not in self.names:
-            raise KeyError(name)
-        parts = [b[name] for b in self.blocks()]
-        if parts and isinstance(parts[0], list):
-            return [x for p in parts for x in p]
-        return np.concatenate(parts) if parts else np.zeros(0)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-
-def _gpu_table(spool: SampleSpool, topo: Topology, sample_s: float) -> SpooledTable:
+def _gpu_table(spool: SampleSpool, topo: Topology, sample_s: float) -> BlockTable:
     G = topo.n_gpus
 
     def index(first: int, n: int) -> dict[str, np.ndarray]:
@@ -70,11 +41,14 @@ def _gpu_table(spool: SampleSpool, topo: Topology, sample_s: float) -> SpooledTa
                 "gpu_id": np.tile(np.arange(G), n), "node_id": np.tile(topo.gpu_node, n),
                 "rack_id": np.tile(topo.node_rack[topo.gpu_node], n), "gpu_index": np.tile(topo.gpu_index, n)}
 
-    return SpooledTable(spool, index, ("time_s", "gpu_id", "node_id", "rack_id", "gpu_index", *spool.dtypes),
-                        lambda first, blk: {k: v.ravel() for k, v in blk.items()})
+    def blocks() -> Iterator[dict[str, np.ndarray]]:
+        for first, blk in spool.blocks():
+            yield {**index(first, len(blk["power_w"])), **{k: v.ravel() for k, v in blk.items()}}
+
+    return BlockTable(("time_s", "gpu_id", "node_id", "rack_id", "gpu_index", *spool.dtypes), blocks, spool)
 
 
-def _node_table(spool: SampleSpool, topo: Topology, sample_s: float) -> SpooledTable:
+def _node_table(spool: SampleSpool, topo: Topology, sample_s: float) -> BlockTable:
     N = topo.n_nodes
     state_names = np.array(NODE_STATES, dtype=object)
 
@@ -93,8 +67,11 @@ def _node_table(spool: SampleSpool, topo: Topology, sample_s: float) -> SpooledT
         out = {k: v.ravel() for k, v in blk.items() if k != "state"}
         return {**out, "state": state_names[blk["state"].ravel()].tolist(), "energy_j": e.ravel()}
 
-    names = ("time_s", "node_id", "rack_id", *spool.dtypes, "energy_j")
-    return SpooledTable(spool, index, names, finish)
+    def blocks() -> Iterator[dict[str, np.ndarray | list]]:
+        for first, blk in spool.blocks():
+            yield {**index(first, len(blk["power_w"])), **finish(first, blk)}
+
+    return BlockTable(("time_s", "node_id", "rack_id", *spool.dtypes, "energy_j"), blocks, spool)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +74,30 @@ class SampleSpool:
         """One column of the whole table, (samples, width)."""
         parts = [blk[name] for _, blk in self.blocks()]
         return np.concatenate(parts) if parts else np.zeros((0, self.width), self.dtypes[name])
+
+
+class BlockTable(Mapping):
+    """A table handed over in blocks of rows without materialising it: `blocks()` yields column
+    dicts in row order (what the Parquet writer streams into row groups); `table[name]` gives
+    one whole column (small runs, tests)."""
+
+    def __init__(self, names: tuple[str, ...], blocks: Callable[[], Iterator[dict]],
+                 spool: SampleSpool | None = None) -> None:
+        self.names, self._blocks, self.spool = names, blocks, spool
+
+    def blocks(self) -> Iterator[dict]:
+        return self._blocks()
+
+    def __getitem__(self, name: str) -> np.ndarray | list:
+        if name not in self.names:
+            raise KeyError(name)
+        parts = [b[name] for b in self.blocks()]
+        if parts and isinstance(parts[0], list):
+            return [x for p in parts for x in p]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
