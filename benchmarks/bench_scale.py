@@ -71,20 +71,19 @@ def main() -> None:
     ys = yardstick()
     print(f"yardstick (plain SimPy, one process per replica): {ys:,.0f} requests/wall s" if ys else
           "yardstick: shared/bench/yardstick.py not found")
-    rows = []
-    for n in (int(s) for s in args.scales.split(",")):
-        ov = {"simulation.duration_s": args.duration_s} if n == 16000 and args.duration_s else {}
-        rows.append((f"{n:,} nodes", run(SCENARIOS[n], ov)))
+    runs = [(f"{n:,} nodes", SCENARIOS[n], {"simulation.duration_s": args.duration_s}
+             if n == 16000 and args.duration_s else {}) for n in (int(x) for x in args.scales.split(","))]
     if args.day:
-        rows.append(("160 nodes, 24 h", run("surge", {"simulation.duration_s": 86400})))
-    base = rows[0][1]["sim_wall_s"] if rows else None
-    for label, r in rows:
+        runs.append(("160 nodes, 24 h", "surge", {"simulation.duration_s": 86400}))
+    base = None
+    for label, name, ov in runs:
+        r = run(name, ov)
+        base = base or r["sim_wall_s"]
         rate = r["requests"] / r["sim_wall_s"]
         print(f"{label:>16}: {r['duration_s']:,.0f} simulated s, simulate {r['sim_wall_s']:.1f} s wall "
               f"({r['sim_cpu_s']:.1f} s CPU, {r['sim_wall_s'] / base:.1f}x the first), write {r['write_wall_s']:.1f} s; "
               f"{r['requests']:,} requests = {rate:,.0f}/wall s"
               + (f" ({rate / ys:.2f}x yardstick)" if ys else "") + f"; peak RSS {r['rss_mb']:,.0f} MB", flush=True)
-
 
 if __name__ == "__main__":
     main()
