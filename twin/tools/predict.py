@@ -8,8 +8,9 @@ node in steady state:
 - decode tok/s:  1 / serving.decode_token_interval_s at the given batch and context
 - prefill tok/s: 1 / serving.prefill_seconds_per_token
 - concurrency:   a closed-loop "wave" model (below)
-- burn test:     every GPU at board power (activity 1), the node's fans and thermal RC stepped
-                 with thermal.rc_step_c until the temperatures plateau.
+- GPU power:     per-GPU board power at each concurrency (decode and prefill) from the achieved
+                 bytes/s and FLOP/s (twin.tools.box_power / twin.model.power)
+- burn test:     gpu-burn from idle equilibrium, two-stage thermal model (twin.tools.box_power).
 """
 from __future__ import annotations
 
@@ -18,13 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.model import power as pw
 from twin.model import serving as sv
-from twin.model import thermal as th
-
-# the engine's fan-controller and idle-state estimates, so that predict and `twin run` agree
-from twin.model.power import CPU_UTIL_WARM
-from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
 from twin.spec.catalogue import (
     Catalogue,
     CpuSpec,
@@ -37,10 +32,18 @@ from twin.spec.catalogue import (
     PsuSpec,
     QuantSpec,
 )
+from twin.tools.box_power import (  # noqa: F401  (re-exported: the power half of `twin predict`)
+    BurnTest,
+    NodePower,
+    burn_test,
+    idle_power,
+    limited_gpu_power,
+    node_power,
+    peak_power,
+    psu_headroom_frac,
+)
 
 INTRA_NODE_HOP_LATENCY_S = 5e-6  # as twin.engine: one PCIe P2P pipeline hop (launch + sync)
-SERVING_DIMM_ACTIVITY = 0.5      # as twin.engine DIMM_ACTIVE_UTIL[SERVING]
-PLATEAU_BAND_K = 1.0             # "plateau": within 1 K of the final temperature from then on
 
 
 @dataclass(frozen=True)
@@ -186,117 +189,65 @@ def concurrency_table(box: Box, concurrencies: list[int], prompt_tokens: float,
 
 
 # ------------------------------------------------------------------------------------------ power
-@dataclass(frozen=True)
-class NodePower:
-    """DC (after the PSU) and wall (AC) power of the node, W."""
-    dc_w: float
-    wall_w: float
-
-
-def node_power(box: Box, gpu_w: np.ndarray | float, cpu_util: float, dimm_activity: float,
-               fan_frac: float) -> NodePower:
-    """Sum of parts (twin.power) with every GPU at `gpu_w`; wall through the PSU efficiency curve."""
-    n, cpu = box.node, box.cpu
-    gpus = float(np.sum(np.broadcast_to(gpu_w, (n.gpu_count,))))
-    dc = (gpus + float(pw.cpu_power_w(cpu.idle_power_w, cpu.tdp_w, cpu_util))
-          + n.dimms * (n.dimm_idle_w + (n.dimm_power_w - n.dimm_idle_w) * dimm_activity)
-          + n.platform_power_w + box.nic.power_w
-          + n.chassis_fan_count * float(pw.fan_power_w(box.fan.max_power_w, fan_frac * box.fan.max_rpm,
-                                                       box.fan.max_rpm)))
-    return NodePower(dc_w=dc, wall_w=float(pw.wall_power_w(np.float64(dc), box.psu, n.psu_count)))
-
-
-def idle_power(box: Box, loaded: bool = False) -> NodePower:
-    """Powered on and idle, chassis fans at minimum speed.
-
-    Bare (`loaded=False`): GPUs, CPU and DIMMs at idle. Loaded: the engine's WARM state, i.e. the
-    model resident (+loaded_idle_extra_w per GPU) and the engine polling (CPU_UTIL_WARM).
-    """
-    gpu_w = box.gpu.idle_power_w + (box.gpu.loaded_idle_extra_w if loaded else 0.0)
-    return node_power(box, gpu_w, CPU_UTIL_WARM if loaded else 0.0, 0.0, box.fan.min_rpm / box.fan.max_rpm)
-
-
-def peak_power(box: Box) -> NodePower:
-    """Every part at its rated maximum at once: GPUs at board power, CPU at TDP, fans at full speed."""
-    return node_power(box, box.gpu.board_power_w, 1.0, 1.0, 1.0)
-
-
-def psu_headroom_frac(box: Box, dc_w: float) -> float:
-    """Share of the PSUs' combined rating left at a DC load: 1 - dc / (rated * count)."""
-    return 1.0 - dc_w / (box.psu.rated_w * box.node.psu_count)
+# Node power, idle by P-state and the burn test live in twin.tools.box_power; re-exported here.
+PREFILL_CHUNK_TOKENS = 2048   # estimate: chunked-prefill token budget per step (weights re-read per chunk)
 
 
 @dataclass(frozen=True)
-class BurnTest:
-    """Sustained all-GPU load (activity 1) from a cold start, sampled every dt_s."""
-    t_s: np.ndarray           # (T,)
-    gpu_power_w: np.ndarray   # (T, G)
-    gpu_temp_c: np.ndarray    # (T, G)
-    gpu_clock: np.ndarray     # (T, G)
-    node_dc_w: np.ndarray     # (T,)
-    node_wall_w: np.ndarray   # (T,)
-    airflow_m3_s: np.ndarray  # (T,)
-
-    @property
-    def plateau_c(self) -> np.ndarray:
-        return self.gpu_temp_c[-1]
-
-    @property
-    def time_to_plateau_s(self) -> float:
-        """First time after which every GPU stays within PLATEAU_BAND_K of its final temperature."""
-        off = np.abs(self.gpu_temp_c - self.gpu_temp_c[-1]).max(axis=1) > PLATEAU_BAND_K
-        last = np.flatnonzero(off)
-        return float(self.t_s[last[-1] + 1]) if len(last) and last[-1] + 1 < len(self.t_s) else float(self.t_s[0])
-
-    @property
-    def settled(self) -> bool:
-        """True when the last minute moved the hottest GPU by less than 0.2 K (a real plateau)."""
-        k = min(len(self.t_s) - 1, max(1, int(round(60.0 / (self.t_s[1] - self.t_s[0])))))
-        return bool(abs(self.gpu_temp_c[-1].max() - self.gpu_temp_c[-1 - k].max()) < 0.2)
+class GpuPowerRow:
+    """Per-GPU board power of the busiest replica at `concurrency` clients (power.gpu_board_power_w)."""
+    concurrency: int
+    decode_w: float            # while decoding its batch
+    decode_clock: float        # SM clock the power limiter allows while decoding
+    decode_mem_gb_s: float     # achieved DRAM traffic per GPU while decoding
+    decode_sm_util: float      # share of SM math cycles in use while decoding
+    prefill_w: float           # while prefilling a prompt (compute bound)
+    prefill_clock: float
+    mean_w: float              # time-weighted over the wave (prefill share + decode share)
 
 
-def burn_test(box: Box, ambient_c: float = 25.0, duration_s: float = 1800.0, dt_s: float = 1.0,
-              power_cap_w: float | None = None) -> BurnTest:
-    """Every GPU at full activity (gpu-burn style) in `ambient_c` intake air, stepped like the engine.
+def decode_gpu_work(box: Box, batch: float, context_tokens: float) -> tuple[float, float]:
+    """(GB/s, SM math utilisation) per GPU while `batch` sequences decode at `context_tokens`.
 
-    Per tick: clock = min(thermal throttle, power cap); GPU power = power.gpu_power_w(a=1);
-    CPU at the node's serving utilisation; chassis fans follow the hottest GPU and the blowers
-    their own GPU (thermal.fan_curve_frac, first-order spin-up); GPU intake = ambient + the share
-    of CPU/platform heat that pre-heats it; die temperature by thermal.rc_step_c.
-    Source: hardware.md "GPU power model" and "Thermal model"; the same composition as
-    twin.engine._power_thermal for one node at constant inlet.
-    """
-    n, gpu, cpu, fan = box.node, box.gpu, box.cpu, box.fan
-    steps = int(math.floor(duration_s / dt_s + 1e-9))
-    G = n.gpu_count
-    temp = np.full(G, float(ambient_c))   # die
-    sink = temp.copy()                   # heatsink
-    blower = np.zeros(G)
-    rpm = float(fan.min_rpm)
-    out = {k: np.zeros((steps, G)) for k in ("p", "t", "c")}
-    dc_t, wall_t, air_t = np.zeros(steps), np.zeros(steps), np.zeros(steps)
-    cpu_w = float(pw.cpu_power_w(cpu.idle_power_w, cpu.tdp_w, n.cpu_util_serving))
-    dimm_w = n.dimms * (n.dimm_idle_w + (n.dimm_power_w - n.dimm_idle_w) * SERVING_DIMM_ACTIVITY)
-    other_w = cpu_w + dimm_w + n.platform_power_w
-    for k in range(steps):
-        clock = th.throttle_clock_frac(temp, gpu.slowdown_temp_c, gpu.shutdown_temp_c)
-        if power_cap_w is not None:
-            clock = np.minimum(clock, pw.clock_for_power_cap(power_cap_w, gpu.idle_power_w, gpu.board_power_w, 1.0))
-        p_gpu = pw.gpu_power_w(gpu.idle_power_w, gpu.board_power_w, np.ones(G), clock)
-        rpm_target = fan.max_rpm * float(th.fan_curve_frac(temp.max(), fan.min_rpm / fan.max_rpm, FAN_START_C,
-                                                           gpu.fan_target_c))
-        rpm = float(th.first_order_lag(np.float64(rpm), np.float64(rpm_target), CHASSIS_FAN_TAU_S, dt_s))
-        power = node_power(box, p_gpu, n.cpu_util_serving, SERVING_DIMM_ACTIVITY, rpm / fan.max_rpm)
-        airflow = (n.chassis_fan_count * float(pw.fan_airflow_m3_s(fan.max_airflow_m3_s, rpm, fan.max_rpm))
-                   + gpu.blower_airflow_m3_s * float(blower.sum()))
-        intake = ambient_c + float(th.exhaust_c(0.0, n.gpu_preheat_frac * other_w, airflow))
-        temp, sink = th.gpu_step_c(temp, sink, intake, p_gpu, blower, gpu, dt_s)
-        blower = th.first_order_lag(blower, th.fan_curve_frac(temp, gpu.min_fan_frac, FAN_START_C, gpu.fan_target_c),
-                                    GPU_FAN_TAU_S, dt_s)
-        out["p"][k], out["t"][k], out["c"][k] = p_gpu, temp, clock
-        dc_t[k], wall_t[k], air_t[k] = power.dc_w, power.wall_w, airflow
-    return BurnTest(t_s=(np.arange(steps) + 1) * dt_s, gpu_power_w=out["p"], gpu_temp_c=out["t"],
-                    gpu_clock=out["c"], node_dc_w=dc_t, node_wall_w=wall_t, airflow_m3_s=air_t)
+    Per token interval the replica's min(pp, batch) micro-batches each read the weights they touch
+    and their KV cache once, and every sequence costs 2 x active params FLOPs; shared over tp x pp
+    GPUs (serving.weight_bytes_read, the engine's roofline bytes)."""
+    pf = box.perf
+    b = max(float(batch), 1.0)
+    m = min(pf.pp, b)
+    interval = decode_interval_s(box, b, context_tokens)
+    read = (m * float(sv.weight_bytes_read(pf.weights_bytes, pf.active_fraction, np.array([b / m]))[0])
+            + b * (context_tokens * pf.kv_bytes_per_token + pf.state_bytes_per_seq))
+    gb_s = read / interval / pf.n_gpus / sv.GB
+    util = 2.0 * pf.active_params * b / interval / pf.n_gpus / (pf.decode_tflops * 1e12)
+    return gb_s, util
+
+
+def prefill_gpu_work(box: Box) -> tuple[float, float]:
+    """(GB/s, SM utilisation) per prefilling GPU: compute at the prefill rate, weights re-read
+    once per PREFILL_CHUNK_TOKENS-token chunk."""
+    pf = box.perf
+    tok_s = prefill_tokens_per_s(box)
+    util = 2.0 * pf.active_params * tok_s / pf.prefill_gpus / (pf.prefill_tflops * 1e12)
+    return pf.weights_bytes / pf.n_gpus * tok_s / PREFILL_CHUNK_TOKENS / sv.GB, util
+
+
+def gpu_power_table(box: Box, rows: list[ConcurrencyRow], prompt_tokens: float,
+                    output_tokens: float) -> list[GpuPowerRow]:
+    """Per-GPU board power at each concurrency, decode and prefill, under the board's limiter."""
+    s_prefill = 1.0 / prefill_tokens_per_s(box)
+    pre_gb_s, pre_u = prefill_gpu_work(box)
+    pre_w, pre_c = limited_gpu_power(box.gpu, pre_gb_s, pre_u)
+    table = []
+    for r in rows:
+        gb_s, u = decode_gpu_work(box, r.batch, prompt_tokens + output_tokens / 2)
+        dec_w, dec_c = limited_gpu_power(box.gpu, gb_s, u)
+        t_pre = r.batch * prompt_tokens * s_prefill
+        t_dec = output_tokens * decode_interval_s(box, r.batch, prompt_tokens + output_tokens / 2)
+        table.append(GpuPowerRow(concurrency=r.concurrency, decode_w=dec_w, decode_clock=dec_c, decode_mem_gb_s=gb_s,
+                                 decode_sm_util=u, prefill_w=pre_w, prefill_clock=pre_c,
+                                 mean_w=(pre_w * t_pre + dec_w * t_dec) / (t_pre + t_dec)))
+    return table
 
 
 # ---------------------------------------------------------------------------------------- summary
@@ -311,6 +262,7 @@ class Prediction:
     single_stream_tok_s: float
     prefill_tok_s: float
     rows: list[ConcurrencyRow]
+    gpu_power: list[GpuPowerRow]
     idle: NodePower
     idle_loaded: NodePower
     peak: NodePower
@@ -325,11 +277,12 @@ def predict(box: Box, concurrencies: list[int], prompt_tokens: float = 1020, out
                                   box.kv_bytes)
     weights_node_gb = plan.weights_gb * box.replicas
     load = model_load_s(weights_node_gb, n.nvme_read_gb_s, n.pcie_h2d_gb_s, box.engine.warmup_s)
+    rows = concurrency_table(box, concurrencies, prompt_tokens, output_tokens)
     return Prediction(
         box=box, weights_gb=plan.weights_gb, kv_budget_gb=plan.kv_budget_gb, load_s=load,
         cold_start_s=n.power_on_s + n.post_s + n.os_boot_s + load,
         single_stream_tok_s=1.0 / decode_interval_s(box, 1, prompt_tokens),
         prefill_tok_s=prefill_tokens_per_s(box),
-        rows=concurrency_table(box, concurrencies, prompt_tokens, output_tokens),
+        rows=rows, gpu_power=gpu_power_table(box, rows, prompt_tokens, output_tokens),
         idle=idle_power(box), idle_loaded=idle_power(box, loaded=True), peak=peak_power(box),
         burn=burn_test(box, ambient_c, burn_s, 1.0, power_cap_w))

@@ -1,0 +1,148 @@
+"""Sealed racks: the pressure-flow balance of each rack's front chamber.
+
+The refinery's racks are glass tubes: a sealed front chamber fed from the floor plenum by blowers,
+drained by the servers' fans into the hot aisle (room pressure, 0 Pa) and by leakage through rails
+and cable cut-outs. Per rack the chamber pressure p settles where what flows in equals what flows
+out:
+
+    Q_blower(p) = sum of Q_fan(p) over the rack's server fans + Q_leak(p)
+
+A deficit (servers want more than the blowers give) depressurises the chamber: server flow drops
+against the extra static pressure and hot-aisle air leaks back in through the leakage area, which
+heats the intake. A surplus pressurises it: servers get a little more flow and cold air leaks out.
+Every flow is a fan curve against an impedance, so the balance is monotone in p and bisection
+finds it. Pure numpy, vectorised over racks and fans. Sources in each docstring; the open-rack
+model (hot air spilling over the top) stays in twin.model.thermal.recirculation_frac.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ORIFICE_CD = 0.61             # sharp-edged orifice discharge coefficient (ISO 5167; ASHRAE Fundamentals ch. 21)
+FAN_OVERRUN_FRAC = 1.5        # a fan pushed by the pressure difference delivers at most 1.5 x free flow (estimate)
+BALANCE_RANGE_PA = 1000.0     # chamber pressure searched in [-1 kPa, +1 kPa]: far beyond any fan's shut-off
+BALANCE_BISECT_STEPS = 40     # 2 kPa / 2^40: ~2e-9 Pa
+
+
+def fan_impedance_pa_s2_m6(free_flow_m3_s: np.ndarray | float, shutoff_pa: np.ndarray | float,
+                           operating_flow_m3_s: np.ndarray | float) -> np.ndarray:
+    """System impedance k (dP = k Q^2) that puts a fan's operating point at `operating_flow_m3_s`
+    on its linear full-speed curve dP = P0 (1 - Q / Q0): k = P0 (1 - Q_op / Q0) / Q_op^2.
+
+    The catalogue gives each fan's in-chassis flow (FanSpec.max_airflow_m3_s, GpuSpec.blower_airflow_m3_s)
+    and its free-air curve; their intersection defines the chassis impedance (fan laws + quadratic
+    system curve, ASHRAE Handbook HVAC Systems and Equipment, ch. 21).
+    """
+    q0 = np.asarray(free_flow_m3_s, dtype=float)
+    q = np.asarray(operating_flow_m3_s, dtype=float)
+    return np.asarray(shutoff_pa, dtype=float) * (1.0 - q / q0) / q ** 2
+
+
+def fan_flow_m3_s(assist_pa: np.ndarray, free_flow_m3_s: np.ndarray, shutoff_pa: np.ndarray,
+                  speed_frac: np.ndarray, k_pa_s2_m6: np.ndarray) -> np.ndarray:
+    """Flow of a fan at speed s through impedance k, helped by `assist_pa` upstream pressure.
+
+    Fan curve at speed s (affinity laws: flow ~ s, pressure ~ s^2): dP_fan = P0 s^2 (1 - Q / (Q0 s)).
+    Balance dP_fan + assist = k Q^2, i.e. k Q^2 + (P0 s / Q0) Q - (P0 s^2 + assist) = 0, positive
+    root. A fan that cannot overcome a suction (P0 s^2 + assist <= 0) stalls at 0 (no backflow);
+    an assisted fan is capped at FAN_OVERRUN_FRAC x its free flow.
+    """
+    s = np.clip(np.asarray(speed_frac, dtype=float), 0.0, None)
+    p0 = np.asarray(shutoff_pa, dtype=float)
+    q0 = np.asarray(free_flow_m3_s, dtype=float)
+    k = np.asarray(k_pa_s2_m6, dtype=float)
+    b = p0 * s / q0
+    head = p0 * s ** 2 + np.asarray(assist_pa, dtype=float)
+    q = (-b + np.sqrt(b ** 2 + 4.0 * k * np.maximum(head, 0.0))) / (2.0 * k)
+    return np.clip(np.where(head > 0, q, 0.0), 0.0, FAN_OVERRUN_FRAC * q0 * np.maximum(s, 1e-9))
+
+
+def leakage_flow_m3_s(chamber_pa: np.ndarray, area_m2: float, rho_kg_m3: float) -> np.ndarray:
+    """Signed leakage out of the chamber through an effective area: Q = Cd A sqrt(2 |dp| / rho),
+    positive outwards (cold air lost), negative inwards (hot-aisle air drawn in). The orifice law
+    makes leakage grow as sqrt(dP)."""
+    p = np.asarray(chamber_pa, dtype=float)
+    return np.sign(p) * ORIFICE_CD * area_m2 * np.sqrt(2.0 * np.abs(p) / rho_kg_m3)
+
+
+def blower_flow_m3_s(chamber_pa: np.ndarray, plenum_pa: float, free_flow_m3_s: float, shutoff_pa: float,
+                     speed_frac: np.ndarray | float) -> np.ndarray:
+    """Rack supply blower pushing plenum air into the chamber: the linear fan curve at speed s
+    against the pressure rise it must make, chamber - plenum (no impedance of its own: the tile
+    and duct losses are inside its curve). 0 when the chamber out-pressures it."""
+    s = np.clip(np.asarray(speed_frac, dtype=float), 0.0, None)
+    rise = np.asarray(chamber_pa, dtype=float) - plenum_pa
+    q = free_flow_m3_s * s * (1.0 - rise / np.maximum(shutoff_pa * s ** 2, 1e-12))
+    return np.clip(q, 0.0, FAN_OVERRUN_FRAC * free_flow_m3_s * np.maximum(s, 1e-9))
+
+
+@dataclass(frozen=True)
+class FanGroups:
+    """Every server fan of the room as flat arrays: group i is `count[i]` identical fans of node
+    `node[i]` at speed `speed[i]` on curve (free_flow, shutoff) through impedance k."""
+    node: np.ndarray
+    count: np.ndarray
+    free_flow_m3_s: np.ndarray
+    shutoff_pa: np.ndarray
+    k_pa_s2_m6: np.ndarray
+    speed_frac: np.ndarray
+
+    def node_flow_m3_s(self, chamber_pa_of_group: np.ndarray, n_nodes: int) -> np.ndarray:
+        q = self.count * fan_flow_m3_s(chamber_pa_of_group, self.free_flow_m3_s, self.shutoff_pa,
+                                       self.speed_frac, self.k_pa_s2_m6)
+        return np.bincount(self.node, weights=q, minlength=n_nodes)
+
+
+@dataclass(frozen=True)
+class RackAirflow:
+    """The balanced state: per rack chamber pressure and flows, per node server flow (m^3/s, Pa)."""
+    chamber_pa: np.ndarray
+    blower_m3_s: np.ndarray
+    leak_m3_s: np.ndarray      # signed: > 0 cold air out, < 0 hot air in
+    node_m3_s: np.ndarray
+
+    @property
+    def leak_in_m3_s(self) -> np.ndarray:
+        return np.maximum(-self.leak_m3_s, 0.0)
+
+
+def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum_pa: float,
+                 blower_free_flow_m3_s: float, blower_shutoff_pa: float, blower_speed_frac: np.ndarray,
+                 leak_area_m2: float, rho_kg_m3: float) -> RackAirflow:
+    """Solve every rack's chamber pressure: blower in = server fans out + leakage.
+
+    f(p) = Q_blower(p) - sum Q_fan(p) - Q_leak(p) falls monotonically with p (the blower gives less
+    and the fans and leaks take more as the chamber pressure rises), so bisection on
+    [-BALANCE_RANGE_PA, +BALANCE_RANGE_PA] converges for every rack at once.
+    """
+    n_nodes = len(node_rack)
+    group_rack = node_rack[fans.node]
+    lo = np.full(n_racks, -BALANCE_RANGE_PA)
+    hi = np.full(n_racks, BALANCE_RANGE_PA)
+    speed = np.broadcast_to(np.asarray(blower_speed_frac, dtype=float), (n_racks,))
+
+    def excess(p: np.ndarray) -> np.ndarray:
+        out = np.bincount(node_rack, weights=fans.node_flow_m3_s(p[group_rack], n_nodes), minlength=n_racks)
+        return (blower_flow_m3_s(p, plenum_pa, blower_free_flow_m3_s, blower_shutoff_pa, speed) - out
+                - leakage_flow_m3_s(p, leak_area_m2, rho_kg_m3))
+
+    for _ in range(BALANCE_BISECT_STEPS):
+        mid = 0.5 * (lo + hi)
+        up = excess(mid) > 0
+        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    p = 0.5 * (lo + hi)
+    return RackAirflow(chamber_pa=p,
+                       blower_m3_s=blower_flow_m3_s(p, plenum_pa, blower_free_flow_m3_s, blower_shutoff_pa, speed),
+                       leak_m3_s=leakage_flow_m3_s(p, leak_area_m2, rho_kg_m3),
+                       node_m3_s=fans.node_flow_m3_s(p[group_rack], n_nodes))
+
+
+def sealed_inlet_c(supply_c: np.ndarray | float, hot_c: np.ndarray, blower_m3_s: np.ndarray,
+                   leak_in_m3_s: np.ndarray) -> np.ndarray:
+    """Chamber (server intake) temperature: blower air at the supply temperature mixed adiabatically
+    with the hot-aisle air leaking in. No leak-in: the supply temperature exactly."""
+    total = np.asarray(blower_m3_s, dtype=float) + np.asarray(leak_in_m3_s, dtype=float)
+    mixed = (blower_m3_s * np.asarray(supply_c, dtype=float) + leak_in_m3_s * np.asarray(hot_c, dtype=float))
+    return np.where(total > 1e-12, mixed / np.maximum(total, 1e-12), np.asarray(hot_c, dtype=float))
