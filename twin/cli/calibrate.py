@@ -12,8 +12,10 @@ import typer
 from twin.cli.common import fail, out
 from twin.errors import SpecError, ToolError, suggest
 
-UNITS = {"thermal_resistance_k_per_w": "K/W", "spreader_resistance_frac": "", "spreader_time_constant_s": "s",
-         "heatsink_effective_j_per_k": "J/K", "heatsink_heat_capacity_j_per_k": "J/K", "intake_c": "°C",
+UNITS = {"thermal_resistance_k_per_w": "K/W", "spreader_resistance_frac": "", "spreader_capacity_ratio": "",
+         "spreader_time_constant_s": "s",
+         "heatsink_effective_j_per_k": "J/K", "heatsink_heat_capacity_j_per_k": "J/K",
+         "heatsink_time_constant_s": "s", "intake_c": "°C",
          "start_offset_k": "K", "idle_power_w": "W", "loaded_power_w": "W"}
 
 

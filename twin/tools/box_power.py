@@ -109,6 +109,7 @@ class BurnTest:
     gpu_mem_c: np.ndarray     # (T, G) memory junction
     gpu_clock: np.ndarray     # (T, G)
     gpu_fan: np.ndarray       # (T, G) blower / fan speed fraction
+    gpu_mem_clock: np.ndarray  # (T, G) memory clock share (memory-junction throttle)
     node_dc_w: np.ndarray     # (T,)
     node_wall_w: np.ndarray   # (T,)
     node_wall_peak_w: np.ndarray  # (T,) with the GPUs' transient allowance
@@ -149,20 +150,29 @@ def _air(box: PoweredBox, rpm: float, blower: np.ndarray, other_w: float, ambien
 
 def burn_test(box: PoweredBox, ambient_c: float = 25.0, duration_s: float = 1800.0, dt_s: float = 1.0,
               power_cap_w: float | None = None) -> BurnTest:
-    """gpu-burn on every GPU in `ambient_c` intake air, starting from the idle box's equilibrium.
+    """gpu-burn on every GPU in `ambient_c` intake air, starting from the idle box's equilibrium:
+    SMs saturated (BURN_SM_UTIL), ~10 % of DRAM bandwidth, one spinning host process per GPU."""
+    cpu_util = float(pw.host_cpu_util(pw.BURN_HOST_CORES_PER_GPU * box.node.gpu_count, 0.0, 0.0, box.cpu.cores))
+    return load_test(box, BURN_MEMORY_FRAC * box.gpu.memory_bandwidth_gb_s, BURN_SM_UTIL, cpu_util, ambient_c,
+                     duration_s, dt_s, power_cap_w)
+
+
+def load_test(box: PoweredBox, mem_gb_s: float, sm_util: float, cpu_util: float, ambient_c: float = 25.0,
+              duration_s: float = 1800.0, dt_s: float = 1.0, power_cap_w: float | None = None) -> BurnTest:
+    """A sustained load on every GPU (`mem_gb_s` of DRAM traffic, `sm_util` of the SM math) from the
+    idle box's equilibrium, stepped like the engine.
 
     Start: GPUs in P8 at idle power, fans at minimum, die/heatsink/memory at their steady state.
-    Per tick: the board is in P0 with its SMs saturated (BURN_SM_UTIL) and ~10 % of DRAM bandwidth;
-    SM clock = min(thermal throttle, power limiter at min(TGP, cap)); memory clock from the memory
-    junction (GDDR6X/GDDR7 throttle); CPU: one spinning host process per GPU; chassis fans follow
-    the hottest GPU, blowers their own (first-order spin-up); temperatures by the two-stage model.
-    Sources: hardware.md "GPU power model" / "Thermal model"; twin.model.power / thermal docstrings.
+    Per tick: the board is in P0; memory clock from the memory junction (GDDR6X/GDDR7 throttle)
+    scales the traffic; SM clock = min(thermal throttle, power limiter at min(TGP, cap)); chassis
+    fans follow the hottest GPU, blowers their own (first-order spin-up); temperatures by the
+    two-stage model. Sources: hardware.md "GPU power model" / "Thermal model"; twin.model.power /
+    thermal docstrings.
     """
     n, gpu, cpu, fan = box.node, box.gpu, box.cpu, box.fan
     steps = int(math.floor(duration_s / dt_s + 1e-9))
     G = n.gpu_count
     limit = gpu.board_power_w if power_cap_w is None else min(power_cap_w, gpu.board_power_w)
-    cpu_util = float(pw.host_cpu_util(pw.BURN_HOST_CORES_PER_GPU * G, 0.0, 0.0, cpu.cores))
     dimm_w = n.dimms * (n.dimm_idle_w + (n.dimm_power_w - n.dimm_idle_w) * SERVING_DIMM_ACTIVITY)
     other_w = float(pw.cpu_power_w(cpu.idle_power_w, cpu.tdp_w, cpu_util)) + dimm_w + n.platform_power_w
     # idle equilibrium: P8, fans at their minimum, the idle CPU/platform pre-heating the intake
@@ -172,15 +182,15 @@ def burn_test(box: PoweredBox, ambient_c: float = 25.0, duration_s: float = 1800
     _, intake0 = _air(box, rpm, blower, idle_other, ambient_c)
     temp, sink, mem = th.gpu_thermal_equilibrium(intake0, np.full(G, gpu.idle_power_w), 0.0, blower, gpu)
     start = temp.copy()
-    out = {k: np.zeros((steps, G)) for k in ("p", "t", "m", "c", "f")}
+    out = {k: np.zeros((steps, G)) for k in ("p", "t", "m", "c", "f", "mc")}
     dc_t, wall_t, peak_t, air_t = (np.zeros(steps) for _ in range(4))
     idle_p0 = pw.gpu_active_idle_w(gpu)
     for k in range(steps):
         mem_clock = th.memory_clock_frac(mem, gpu.memory_junction_max_c)
-        gb_s = BURN_MEMORY_FRAC * gpu.memory_bandwidth_gb_s * mem_clock
+        gb_s = mem_gb_s * mem_clock
         clock = np.minimum(th.throttle_clock_frac(temp, gpu.slowdown_temp_c, gpu.shutdown_temp_c),
-                           pw.clock_for_board_limit(limit, idle_p0, gb_s, BURN_SM_UTIL, gpu))
-        p_gpu = pw.gpu_board_power_w(idle_p0, gb_s, BURN_SM_UTIL, clock, gpu)
+                           pw.clock_for_board_limit(limit, idle_p0, gb_s, sm_util, gpu))
+        p_gpu = pw.gpu_board_power_w(idle_p0, gb_s, sm_util, clock, gpu)
         rpm_target = fan.max_rpm * float(th.fan_curve_frac(temp.max(), fan.min_rpm / fan.max_rpm, FAN_START_C,
                                                            gpu.fan_target_c))
         rpm = float(th.first_order_lag(np.float64(rpm), np.float64(rpm_target), CHASSIS_FAN_TAU_S, dt_s))
@@ -193,8 +203,8 @@ def burn_test(box: PoweredBox, ambient_c: float = 25.0, duration_s: float = 1800
         out["f"][k] = blower  # the fan speed this step ran at (what an nvidia-smi sample would show)
         blower = th.first_order_lag(blower, th.fan_curve_frac(temp, gpu.min_fan_frac, FAN_START_C, gpu.fan_target_c),
                                     GPU_FAN_TAU_S, dt_s)
-        out["p"][k], out["t"][k], out["m"][k], out["c"][k] = p_gpu, temp, mem, clock
+        out["p"][k], out["t"][k], out["m"][k], out["c"][k], out["mc"][k] = p_gpu, temp, mem, clock, mem_clock
         dc_t[k], wall_t[k], peak_t[k], air_t[k] = power.dc_w, power.wall_w, peak.wall_w, airflow
     return BurnTest(t_s=(np.arange(steps) + 1) * dt_s, gpu_power_w=out["p"], gpu_temp_c=out["t"],
-                    gpu_mem_c=out["m"], gpu_clock=out["c"], gpu_fan=out["f"], node_dc_w=dc_t, node_wall_w=wall_t,
+                    gpu_mem_c=out["m"], gpu_clock=out["c"], gpu_fan=out["f"], gpu_mem_clock=out["mc"], node_dc_w=dc_t, node_wall_w=wall_t,
                     node_wall_peak_w=peak_t, airflow_m3_s=air_t, start_c=start)
