@@ -20,8 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twin.spec.catalogue import FanSpec, GpuSpec
+
 ORIFICE_CD = 0.61             # sharp-edged orifice discharge coefficient (ISO 5167; ASHRAE Fundamentals ch. 21)
 FAN_OVERRUN_FRAC = 1.5        # a fan pushed by the pressure difference delivers at most 1.5 x free flow (estimate)
+DEFAULT_FREE_FLOW_RATIO = 1.5  # free-air flow / in-chassis flow when a fan's curve is not catalogued (estimate)
+DEFAULT_SHUTOFF_PA = 30.0      # shut-off pressure of an uncatalogued chassis fan (estimate: 120 mm, ~3 mm H2O)
 BALANCE_RANGE_PA = 1000.0     # chamber pressure searched in [-1 kPa, +1 kPa]: far beyond any fan's shut-off
 BALANCE_BISECT_STEPS = 40     # 2 kPa / 2^40: ~2e-9 Pa
 
@@ -146,3 +150,32 @@ def sealed_inlet_c(supply_c: np.ndarray | float, hot_c: np.ndarray, blower_m3_s:
     total = np.asarray(blower_m3_s, dtype=float) + np.asarray(leak_in_m3_s, dtype=float)
     mixed = (blower_m3_s * np.asarray(supply_c, dtype=float) + leak_in_m3_s * np.asarray(hot_c, dtype=float))
     return np.where(total > 1e-12, mixed / np.maximum(total, 1e-12), np.asarray(hot_c, dtype=float))
+
+
+def server_fan_groups(node_count: int, chassis_fan: FanSpec, chassis_fans_per_node: int, chassis_speed: np.ndarray,
+                      gpu: GpuSpec, gpu_node: np.ndarray, gpu_fan_frac: np.ndarray) -> FanGroups:
+    """The room's server fans as FanGroups: per node its chassis fans (one group) and each GPU's
+    blower (one group each). Each fan's impedance is set by its catalogued in-chassis flow on its
+    curve (fan_impedance_pa_s2_m6), so at 0 Pa chamber pressure every fan delivers exactly the
+    flow the open-rack model uses."""
+    q0_c = chassis_fan.free_air_flow_m3_s or DEFAULT_FREE_FLOW_RATIO * chassis_fan.max_airflow_m3_s
+    p0_c = chassis_fan.max_static_pa or DEFAULT_SHUTOFF_PA
+    q0_g = gpu.blower_free_flow_m3_s or DEFAULT_FREE_FLOW_RATIO * gpu.blower_airflow_m3_s
+    k_c = float(fan_impedance_pa_s2_m6(q0_c, p0_c, chassis_fan.max_airflow_m3_s))
+    k_g = float(fan_impedance_pa_s2_m6(q0_g, gpu.blower_shutoff_pa, gpu.blower_airflow_m3_s))
+    n_g = len(gpu_node)
+    return FanGroups(node=np.concatenate([np.arange(node_count), np.asarray(gpu_node)]),
+                     count=np.concatenate([np.full(node_count, float(chassis_fans_per_node)), np.ones(n_g)]),
+                     free_flow_m3_s=np.concatenate([np.full(node_count, q0_c), np.full(n_g, q0_g)]),
+                     shutoff_pa=np.concatenate([np.full(node_count, p0_c), np.full(n_g, gpu.blower_shutoff_pa)]),
+                     k_pa_s2_m6=np.concatenate([np.full(node_count, k_c), np.full(n_g, k_g)]),
+                     speed_frac=np.concatenate([np.asarray(chassis_speed, dtype=float), np.asarray(gpu_fan_frac, dtype=float)]))
+
+
+def blower_intake_c(supply_c: float, room_hot_c: float, blower_total_m3_s: float, crah_m3_s: float) -> float:
+    """Air the rack blowers draw from the floor: CRAH supply while the CRAHs deliver at least what the
+    blowers take; beyond that the blowers pull room (hot-aisle) air into the plenum, mixed in."""
+    if blower_total_m3_s <= crah_m3_s or blower_total_m3_s <= 0:
+        return supply_c
+    short = blower_total_m3_s - crah_m3_s
+    return (crah_m3_s * supply_c + short * room_hot_c) / blower_total_m3_s
