@@ -153,19 +153,21 @@ def gpu_sm_power_w(gpu: GpuSpec) -> float:
 
 
 def pstate_active(has_context: np.ndarray, since_activity_s: np.ndarray, busy_polling: np.ndarray | bool,
-                  gpu: GpuSpec) -> np.ndarray:
+                  gpu: GpuSpec, persistence: bool = False) -> np.ndarray:
     """Whether the board sits in P0/P2 (clocks up) rather than P8.
 
     P0 while kernels ran within the last `pstate_decay_s` (the driver drops to P8 seconds after the
     last kernel: NVIDIA/cuda-samples#74), while an engine busy-polls the GPU (spinning streams keep
     it "active"), and, on boards that hold P0 whenever a CUDA context is open (`context_holds_p0`:
     Tesla-class parts, NVIDIA/open-gpu-kernel-modules#874, wilicc/gpu-burn#114), while a model is
-    resident. GeForce/RTX boards with a model resident and nothing running idle in P8
-    (an RTX 5090 with 23 GB resident: 12-17 W, noonghunna/club-3090#761).
+    resident, or with persistence mode on (the persistence daemon keeps a client open: an estimate,
+    consistent with gpu-burn#114's "Persistence-M On, P0"). GeForce/RTX boards with a model resident
+    and nothing running idle in P8 (an RTX 5090 with 23 GB resident: 12-17 W, club-3090#761).
     """
     ctx = np.asarray(has_context, dtype=bool)
     recent = np.asarray(since_activity_s, dtype=float) < gpu.pstate_decay_s
-    return recent | (ctx & np.asarray(busy_polling, dtype=bool)) | (ctx & gpu.context_holds_p0)
+    held = (ctx | persistence) & gpu.context_holds_p0
+    return recent | (ctx & np.asarray(busy_polling, dtype=bool)) | held
 
 
 def gpu_idle_power_w(active: np.ndarray, gpu: GpuSpec) -> np.ndarray:
@@ -228,3 +230,32 @@ def host_cpu_util(busy_cores: np.ndarray | float, tokens_per_s: np.ndarray | flo
     x tokens/s, as a share of the package's cores."""
     work = np.asarray(busy_cores, dtype=float) + np.asarray(tokens_per_s, dtype=float) * core_s_per_token
     return np.clip(work / cores, 0.0, 1.0)
+
+
+def replica_gpu_work(weights_bytes: float, active_fraction: float, active_params: float, kv_bytes_per_token: float,
+                     state_bytes_per_seq: float, n_gpus: int, pp: int, peak_tflops: float,
+                     batch: np.ndarray, kv_tokens: np.ndarray, interval_s: np.ndarray, decode_time_frac: np.ndarray,
+                     prefill_tok_s: np.ndarray, prefill_gpus: int, prefill_chunk_tokens: float,
+                     clock: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Tick-average DRAM GB/s and SM math utilisation per GPU of each replica (power inputs).
+
+    Decode: per token interval the min(pp, batch) micro-batches each read the weights they touch
+    (serving.weight_bytes_read: MoE touches a share) and the batch reads its KV cache and recurrent
+    state once; every sequence costs 2 x active params FLOPs; spread over the replica's GPUs and
+    weighted by the share of the tick spent decoding. Prefill: 2 x active params FLOPs per prompt
+    token over the GPUs prefilling, weights re-read once per `prefill_chunk_tokens` chunk.
+    u = achieved FLOP/s / (c x peak): the share of SM math cycles in use at clock c.
+    """
+    from twin.model.serving import weight_bytes_read  # serving's roofline bytes (one definition)
+    b = np.maximum(np.asarray(batch, dtype=float), 1.0)
+    m = np.minimum(pp, b)
+    decoding = np.asarray(batch, dtype=float) > 0
+    iv = np.where(decoding, np.asarray(interval_s, dtype=float), 1.0)
+    read = (m * weight_bytes_read(weights_bytes, active_fraction, b / m) + np.asarray(kv_tokens, dtype=float)
+            * kv_bytes_per_token + b * state_bytes_per_seq)
+    frac = np.where(decoding, np.asarray(decode_time_frac, dtype=float), 0.0)
+    peak = peak_tflops * 1e12 * np.maximum(np.asarray(clock, dtype=float), 1e-3)
+    pre = np.asarray(prefill_tok_s, dtype=float)
+    gb_s = frac * read / iv / n_gpus / 1e9 + pre * weights_bytes / n_gpus / prefill_chunk_tokens / 1e9
+    util = frac * 2.0 * active_params * b / iv / n_gpus / peak + 2.0 * active_params * pre / prefill_gpus / peak
+    return gb_s, np.clip(util, 0.0, 1.0)

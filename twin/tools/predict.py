@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twin.model import power as pw
 from twin.model import serving as sv
 from twin.spec.catalogue import (
     Catalogue,
@@ -206,30 +207,26 @@ class GpuPowerRow:
     mean_w: float              # time-weighted over the wave (prefill share + decode share)
 
 
-def decode_gpu_work(box: Box, batch: float, context_tokens: float) -> tuple[float, float]:
-    """(GB/s, SM math utilisation) per GPU while `batch` sequences decode at `context_tokens`.
-
-    Per token interval the replica's min(pp, batch) micro-batches each read the weights they touch
-    and their KV cache once, and every sequence costs 2 x active params FLOPs; shared over tp x pp
-    GPUs (serving.weight_bytes_read, the engine's roofline bytes)."""
+def _work(box: Box, batch: float, kv_tokens: float, interval_s: float, decode_frac: float,
+          prefill_tok_s: float) -> tuple[float, float]:
     pf = box.perf
+    gb_s, util = pw.replica_gpu_work(
+        pf.weights_bytes, pf.active_fraction, pf.active_params, pf.kv_bytes_per_token, pf.state_bytes_per_seq,
+        pf.n_gpus, pf.pp, pf.decode_tflops, np.array([batch]), np.array([kv_tokens]), np.array([interval_s]),
+        np.array([decode_frac]), np.array([prefill_tok_s]), pf.prefill_gpus, PREFILL_CHUNK_TOKENS)
+    return float(gb_s[0]), float(util[0])
+
+
+def decode_gpu_work(box: Box, batch: float, context_tokens: float) -> tuple[float, float]:
+    """(GB/s, SM math utilisation) per GPU while `batch` sequences decode at `context_tokens`
+    (power.replica_gpu_work, the engine's accounting, with the whole time spent decoding)."""
     b = max(float(batch), 1.0)
-    m = min(pf.pp, b)
-    interval = decode_interval_s(box, b, context_tokens)
-    read = (m * float(sv.weight_bytes_read(pf.weights_bytes, pf.active_fraction, np.array([b / m]))[0])
-            + b * (context_tokens * pf.kv_bytes_per_token + pf.state_bytes_per_seq))
-    gb_s = read / interval / pf.n_gpus / sv.GB
-    util = 2.0 * pf.active_params * b / interval / pf.n_gpus / (pf.decode_tflops * 1e12)
-    return gb_s, util
+    return _work(box, b, b * context_tokens, decode_interval_s(box, b, context_tokens), 1.0, 0.0)
 
 
 def prefill_gpu_work(box: Box) -> tuple[float, float]:
-    """(GB/s, SM utilisation) per prefilling GPU: compute at the prefill rate, weights re-read
-    once per PREFILL_CHUNK_TOKENS-token chunk."""
-    pf = box.perf
-    tok_s = prefill_tokens_per_s(box)
-    util = 2.0 * pf.active_params * tok_s / pf.prefill_gpus / (pf.prefill_tflops * 1e12)
-    return pf.weights_bytes / pf.n_gpus * tok_s / PREFILL_CHUNK_TOKENS / sv.GB, util
+    """(GB/s, SM utilisation) per GPU while prefilling at the prefill rate (power.replica_gpu_work)."""
+    return _work(box, 0.0, 0.0, 1.0, 0.0, prefill_tokens_per_s(box))
 
 
 def gpu_power_table(box: Box, rows: list[ConcurrencyRow], prompt_tokens: float,
