@@ -27,7 +27,9 @@ FAN_OVERRUN_FRAC = 1.5        # a fan pushed by the pressure difference delivers
 DEFAULT_FREE_FLOW_RATIO = 1.5  # free-air flow / in-chassis flow when a fan's curve is not catalogued (estimate)
 DEFAULT_SHUTOFF_PA = 30.0      # shut-off pressure of an uncatalogued chassis fan (estimate: 120 mm, ~3 mm H2O)
 BALANCE_RANGE_PA = 1000.0     # chamber pressure searched in [-1 kPa, +1 kPa]: far beyond any fan's shut-off
-BALANCE_BISECT_STEPS = 40     # 2 kPa / 2^40: ~2e-9 Pa
+BALANCE_STEPS = 30            # at most; stops once every rack's flow residual < BALANCE_TOL_M3_S
+BALANCE_TOL_M3_S = 1e-10      # 0.0002 CFM: far below any flow that matters
+GUESS_SPAN_PA = 5.0           # warm-start bracket around the last solution
 
 
 def fan_impedance_pa_s2_m6(free_flow_m3_s: np.ndarray | float, shutoff_pa: np.ndarray | float,
@@ -114,29 +116,57 @@ class RackAirflow:
 
 def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum_pa: float,
                  blower_free_flow_m3_s: float, blower_shutoff_pa: float, blower_speed_frac: np.ndarray,
-                 leak_area_m2: float, rho_kg_m3: float) -> RackAirflow:
+                 leak_area_m2: float, rho_kg_m3: float, guess_pa: np.ndarray | None = None) -> RackAirflow:
     """Solve every rack's chamber pressure: blower in = server fans out + leakage.
 
     f(p) = Q_blower(p) - sum Q_fan(p) - Q_leak(p) falls monotonically with p (the blower gives less
-    and the fans and leaks take more as the chamber pressure rises), so bisection on
-    [-BALANCE_RANGE_PA, +BALANCE_RANGE_PA] converges for every rack at once.
+    and the fans and leaks take more as the chamber pressure rises), so a bracketing root finder on
+    [-BALANCE_RANGE_PA, +BALANCE_RANGE_PA] converges for every rack at once. `guess_pa` (e.g. the
+    last tick's pressures) narrows the bracket to +-GUESS_SPAN_PA where it still brackets the root.
     """
     n_nodes = len(node_rack)
     group_rack = node_rack[fans.node]
+    group_slot = group_rack  # fan group -> rack, for the per-rack sum of their flows
     lo = np.full(n_racks, -BALANCE_RANGE_PA)
     hi = np.full(n_racks, BALANCE_RANGE_PA)
     speed = np.broadcast_to(np.asarray(blower_speed_frac, dtype=float), (n_racks,))
+    # fan_flow_m3_s with its per-fan constants hoisted out of the iteration (same formula)
+    s = np.clip(fans.speed_frac, 0.0, None)
+    b = fans.shutoff_pa * s / fans.free_flow_m3_s
+    head0 = fans.shutoff_pa * s ** 2
+    two_k = 2.0 * fans.k_pa_s2_m6
+    cap = FAN_OVERRUN_FRAC * fans.free_flow_m3_s * np.maximum(s, 1e-9)
+    leak_c = ORIFICE_CD * leak_area_m2 * np.sqrt(2.0 / rho_kg_m3)
 
     def excess(p: np.ndarray) -> np.ndarray:
-        out = np.bincount(node_rack, weights=fans.node_flow_m3_s(p[group_rack], n_nodes), minlength=n_racks)
+        head = np.maximum(head0 + p[group_rack], 0.0)
+        q = np.minimum((np.sqrt(b * b + 2.0 * two_k * head) - b) / two_k, cap) * fans.count
+        out = np.bincount(group_slot, weights=q, minlength=n_racks)
         return (blower_flow_m3_s(p, plenum_pa, blower_free_flow_m3_s, blower_shutoff_pa, speed) - out
-                - leakage_flow_m3_s(p, leak_area_m2, rho_kg_m3))
+                - np.sign(p) * leak_c * np.sqrt(np.abs(p)))
 
-    for _ in range(BALANCE_BISECT_STEPS):
-        mid = 0.5 * (lo + hi)
-        up = excess(mid) > 0
-        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    f_lo, f_hi = excess(lo), excess(hi)          # > 0 at the low end, < 0 at the high end
+    if guess_pa is not None:
+        g_lo, g_hi = guess_pa - GUESS_SPAN_PA, guess_pa + GUESS_SPAN_PA
+        fg_lo, fg_hi = excess(g_lo), excess(g_hi)
+        ok = (fg_lo > 0) & (fg_hi < 0)
+        lo, f_lo = np.where(ok, g_lo, lo), np.where(ok, fg_lo, f_lo)
+        hi, f_hi = np.where(ok, g_hi, hi), np.where(ok, fg_hi, f_hi)
     p = 0.5 * (lo + hi)
+    side = np.zeros(n_racks)
+    for _ in range(BALANCE_STEPS):
+        den = f_hi - f_lo
+        p = np.where(den < 0, (lo * f_hi - hi * f_lo) / np.where(den < 0, den, -1.0), 0.5 * (lo + hi))
+        p = np.clip(p, lo, hi)
+        f = excess(p)
+        up = f > 0                      # the root lies above p: p becomes the new low end
+        f_hi = np.where(up & (side == 1), 0.5 * f_hi, f_hi)      # same end moved twice: halve the other
+        f_lo = np.where(~up & (side == -1), 0.5 * f_lo, f_lo)
+        lo, f_lo = np.where(up, p, lo), np.where(up, f, f_lo)
+        hi, f_hi = np.where(up, hi, p), np.where(up, f_hi, f)
+        side = np.where(up, 1.0, -1.0)
+        if np.abs(f).max() < BALANCE_TOL_M3_S:
+            break
     return RackAirflow(chamber_pa=p,
                        blower_m3_s=blower_flow_m3_s(p, plenum_pa, blower_free_flow_m3_s, blower_shutoff_pa, speed),
                        leak_m3_s=leakage_flow_m3_s(p, leak_area_m2, rho_kg_m3),
@@ -147,9 +177,11 @@ def sealed_inlet_c(supply_c: np.ndarray | float, hot_c: np.ndarray, blower_m3_s:
                    leak_in_m3_s: np.ndarray) -> np.ndarray:
     """Chamber (server intake) temperature: blower air at the supply temperature mixed adiabatically
     with the hot-aisle air leaking in. No leak-in: the supply temperature exactly."""
-    total = np.asarray(blower_m3_s, dtype=float) + np.asarray(leak_in_m3_s, dtype=float)
-    mixed = (blower_m3_s * np.asarray(supply_c, dtype=float) + leak_in_m3_s * np.asarray(hot_c, dtype=float))
-    return np.where(total > 1e-12, mixed / np.maximum(total, 1e-12), np.asarray(hot_c, dtype=float))
+    leak = np.asarray(leak_in_m3_s, dtype=float)
+    total = np.asarray(blower_m3_s, dtype=float) + leak
+    supply = np.broadcast_to(np.asarray(supply_c, dtype=float), total.shape)
+    mixed = (blower_m3_s * supply + leak * np.asarray(hot_c, dtype=float)) / np.maximum(total, 1e-12)
+    return np.where(leak > 0, np.where(total > 1e-12, mixed, np.asarray(hot_c, dtype=float)), supply)
 
 
 def server_fan_groups(node_count: int, chassis_fan: FanSpec, chassis_fans_per_node: int, chassis_speed: np.ndarray,
