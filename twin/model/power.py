@@ -1,4 +1,7 @@
-"""Electrical power: GPUs, CPU, memory, platform, NIC, fans, PSU losses, facility overheads.
+"""Electrical power: GPUs (P-states, memory and SM terms, power limiter), CPU, fans, PSU losses.
+
+Facility overheads (cooling plant, UPS) are in twin.model.cooling; the node's composition in
+twin.model.node_power.
 
 Pure numpy functions of arrays and specs; vectorised over nodes or GPUs. Units are in the
 names (``_w`` watts, ``_frac`` 0..1). Sources are in each docstring and in
@@ -10,7 +13,6 @@ import numpy as np
 
 from twin.spec.catalogue import GpuSpec, PsuSpec
 
-CPU_UTIL_WARM = 0.05      # estimate: engine polling, OS housekeeping
 
 
 def psu_efficiency(load_frac: np.ndarray, psu: PsuSpec, input_v: int = 230) -> np.ndarray:
@@ -54,28 +56,6 @@ def wall_power_w(dc_power_w: np.ndarray, psu: PsuSpec, psu_count: int | np.ndarr
     return np.where(dc > 0, wall, psu.standby_w * psu_count)
 
 
-def gpu_power_w(idle_power_w: float, board_power_w: float, activity: np.ndarray, clock_frac: np.ndarray,
-                extra_w: np.ndarray | float = 0.0) -> np.ndarray:
-    """Board power: P = P_idle + extra + (P_board - P_idle) * a * c^3.
-
-    `activity` a in 0..1 by serving phase (hardware.md: prefill 0.9-1.0, decode 0.35-0.85);
-    `clock_frac` c scales the dynamic part cubically (P ~ f V^2 with V ~ f near the top of the
-    V/f curve; hardware.md "power approx. cubic in clock"). `extra_w` adds e.g. the resident-model
-    idle increase (+5-10 W).
-    """
-    a = np.clip(np.asarray(activity, dtype=float), 0.0, 1.0)
-    c = np.clip(np.asarray(clock_frac, dtype=float), 0.0, 1.0)
-    return idle_power_w + extra_w + (board_power_w - idle_power_w) * a * c ** 3
-
-
-def clock_for_power_cap(cap_w: np.ndarray | float, idle_power_w: float, board_power_w: float,
-                        activity: np.ndarray, extra_w: np.ndarray | float = 0.0) -> np.ndarray:
-    """Largest clock fraction c <= 1 with gpu_power_w(...) <= cap_w (inverse of the cube law)."""
-    a = np.clip(np.asarray(activity, dtype=float), 1e-6, 1.0)
-    room = np.maximum(np.asarray(cap_w, dtype=float) - idle_power_w - extra_w, 0.0)
-    return np.clip(np.cbrt(room / ((board_power_w - idle_power_w) * a)), 0.05, 1.0)
-
-
 def cpu_power_w(idle_power_w: float, tdp_w: float, util: np.ndarray) -> np.ndarray:
     """Package power, linear from idle to TDP in utilisation (SPECpower-style linear model)."""
     return idle_power_w + (tdp_w - idle_power_w) * np.clip(np.asarray(util, dtype=float), 0.0, 1.0)
@@ -89,25 +69,6 @@ def fan_power_w(max_power_w: float, rpm: np.ndarray, max_rpm: float) -> np.ndarr
 def fan_airflow_m3_s(max_airflow_m3_s: float, rpm: np.ndarray, max_rpm: float) -> np.ndarray:
     """Fan affinity law: volumetric flow ~ rpm."""
     return max_airflow_m3_s * np.asarray(rpm, dtype=float) / max_rpm
-
-
-def cooling_power_w(heat_w: np.ndarray, cop: float) -> np.ndarray:
-    """Electrical power of the cooling plant removing `heat_w` at coefficient of performance `cop`."""
-    return np.asarray(heat_w, dtype=float) / cop
-
-
-def facility_power_w(it_power_w: np.ndarray, cooling_capacity_w: float, cop: float, loss_frac: float,
-                     fixed_w: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Facility total = IT + cooling + distribution losses + fixed overhead; returns (total, cooling, overhead).
-
-    Cooling removes at most its capacity (excess heat warms the room, see thermal.room_supply_c);
-    distribution (UPS, PDU) losses are a fraction of IT. PUE = total / IT; with cop=2.5, 8 % loss
-    and a small fixed load this lands near the surveyed 1.5-1.6 (Uptime Institute; hardware.md).
-    """
-    it = np.asarray(it_power_w, dtype=float)
-    cooling = cooling_power_w(np.minimum(it, cooling_capacity_w), cop)
-    overhead = loss_frac * it + fixed_w
-    return it + cooling + overhead, cooling, overhead
 
 
 # ------------------------------------------------------------- GPU board power: P-states and split

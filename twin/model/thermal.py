@@ -107,19 +107,6 @@ def rc2_step_c(die_c: np.ndarray, sink_c: np.ndarray, ambient_c: np.ndarray, pow
     return die_ss + new_xd, sink_ss + new_xs
 
 
-def gpu_step_c(die_c: np.ndarray, sink_c: np.ndarray, ambient_c: np.ndarray, power_w: np.ndarray,
-               fan_frac: np.ndarray, gpu: GpuSpec, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """One tick of a GPU board's die and heatsink temperatures (the engine's and `twin predict`'s).
-
-    Die-to-heatsink resistance is fixed (TIM, vapour chamber); heatsink-to-air resistance follows
-    the blower speed (R / f^0.8, gpu_thermal_resistance_k_per_w). Figures: catalogue GpuSpec.
-    """
-    r_sink = gpu_thermal_resistance_k_per_w(gpu.sink_resistance_k_per_w,
-                                            np.maximum(fan_frac, gpu.min_fan_frac * 0.2))
-    return rc2_step_c(die_c, sink_c, ambient_c, power_w, gpu.die_resistance_k_per_w, r_sink,
-                      gpu.heat_capacity_j_per_k, gpu.heatsink_heat_capacity_j_per_k, dt_s)
-
-
 def fan_curve_frac(temp_c: np.ndarray, min_frac: float, start_c: float, target_c: float) -> np.ndarray:
     """Fan controller set point: min below start_c, rising linearly to full at the fan target."""
     x = (np.asarray(temp_c, dtype=float) - start_c) / (target_c - start_c)

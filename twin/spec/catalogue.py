@@ -46,10 +46,7 @@ class GpuSpec(Spec):
     dense_tflops: dict[Literal["fp32", "fp16", "fp8", "fp4", "int8"], Pos]
     board_power_w: Pos
     idle_power_w: Pos
-    loaded_idle_extra_w: NonNeg = 8.0
     thermal_resistance_k_per_w: Pos  # die to local air at full fan speed (steady state: T = T_air + P R)
-    thermal_time_constant_s: Pos     # die stage: R_die x C_die (hardware.md "die/heatsink level" 10-20 s)
-    die_resistance_frac: Annotated[float, Field(gt=0, lt=1)] = 0.25  # share of R from die to heatsink base
     heatsink_heat_capacity_j_per_k: Pos = 450.0  # heatsink + shroud thermal mass (mass x c_p)
     fan_target_c: float = 84.0
     slowdown_temp_c: float
@@ -90,21 +87,6 @@ class GpuSpec(Spec):
             raise ValueError(f"idle_p0_w ({self.idle_p0_w}) must lie between idle_power_w (P8, "
                              f"{self.idle_power_w}) and board_power_w ({self.board_power_w})")
         return self
-
-    @property
-    def die_resistance_k_per_w(self) -> float:
-        """Die to heatsink base (TIM, vapour chamber): independent of the fan."""
-        return self.die_resistance_frac * self.thermal_resistance_k_per_w
-
-    @property
-    def sink_resistance_k_per_w(self) -> float:
-        """Heatsink to air at full fan speed."""
-        return self.thermal_resistance_k_per_w - self.die_resistance_k_per_w
-
-    @property
-    def heat_capacity_j_per_k(self) -> float:
-        """Die-stage heat capacity C_die = tau / R_die (the fast node of the two-node ladder)."""
-        return self.thermal_time_constant_s / self.die_resistance_k_per_w
 
     def tflops(self, precision: str) -> float:
         """Dense tensor TFLOPS at `precision`, falling back to the next wider format available."""

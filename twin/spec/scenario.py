@@ -87,9 +87,7 @@ class FacilitySpec(Section):
     supply_air_c: Annotated[float, Field(ge=5, le=40)] = 20.0  # CRAH supply (hardware.md: 18-22 C)
     plenum_airflow_per_rack_m3_s: Pos = 0.45  # perforated tiles in front of a rack (~950 CFM, one high-flow grate; estimate)
     cooling_capacity_kw: Pos = 400.0
-    cooling_cop: Pos = 2.5  # heat removed per unit cooling electrical power (chiller + CRAH fans); gives PUE ~1.5 (Uptime surveys 1.56-1.58)
-    electrical_loss_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.08  # UPS + distribution
-    fixed_overhead_kw: NonNeg = 5.0  # lighting, controls, security
+    fixed_overhead_kw: NonNeg = 5.0  # lighting, controls, security (the plant's fixed load)
     air_density_kg_m3: Pos = 1.20  # standard air, 20 C, sea level (hardware.md)
     recirculation_top_bias: Annotated[float, Field(ge=0, le=1)] = 0.5  # share of extra recirculation at the top
     room_heat_capacity_j_per_k: Pos = 5.0e6  # room air + rack/floor thermal mass (estimate)

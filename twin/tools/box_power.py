@@ -19,10 +19,12 @@ import numpy as np
 
 from twin.model import power as pw
 from twin.model import thermal as th
+from twin.model.node_power import DIMM_ACTIVITY, node_parts_w, node_wall_w
+from twin.model.states import SERVING
 from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
 from twin.spec.catalogue import CpuSpec, EngineSpec, FanSpec, GpuSpec, NicSpec, NodeSpec, PsuSpec
 
-SERVING_DIMM_ACTIVITY = 0.5      # as twin.engine DIMM_ACTIVE_UTIL[SERVING]
+SERVING_DIMM_ACTIVITY = DIMM_ACTIVITY[SERVING]
 PLATEAU_BAND_K = 1.0             # "plateau": within 1 K of the final temperature from then on
 BURN_SM_UTIL = 1.0               # gpu-burn keeps every SM's math pipes busy (large GEMMs)
 BURN_MEMORY_FRAC = 0.10          # estimate: large GEMM tiles reuse operands; ~10 % of DRAM bandwidth
@@ -51,16 +53,14 @@ class NodePower:
 
 def node_power(box: PoweredBox, gpu_w: np.ndarray | float, cpu_util: float, dimm_activity: float,
                fan_frac: float) -> NodePower:
-    """Sum of parts (twin.power) with every GPU at `gpu_w`; wall through the PSU efficiency curve
-    at the node's mains voltage."""
-    n, cpu = box.node, box.cpu
+    """The node-power composition (twin.model.node_power, as the engine's plant) with every GPU at
+    `gpu_w` and the chassis fans at `fan_frac` of full speed; wall through the PSU curve for the
+    node's mains voltage."""
+    n = box.node
     gpus = float(np.sum(np.broadcast_to(gpu_w, (n.gpu_count,))))
-    dc = (gpus + float(pw.cpu_power_w(cpu.idle_power_w, cpu.tdp_w, cpu_util))
-          + n.dimms * (n.dimm_idle_w + (n.dimm_power_w - n.dimm_idle_w) * dimm_activity)
-          + n.platform_power_w + box.nic.power_w
-          + n.chassis_fan_count * float(pw.fan_power_w(box.fan.max_power_w, fan_frac * box.fan.max_rpm,
-                                                       box.fan.max_rpm)))
-    return NodePower(dc_w=dc, wall_w=float(pw.wall_power_w(np.float64(dc), box.psu, n.psu_count, n.input_voltage_v)))
+    parts = node_parts_w(n, box.cpu, box.nic, box.fan, cpu_util=cpu_util, dimm_activity=dimm_activity,
+                         fan_rpm=fan_frac * box.fan.max_rpm)
+    return NodePower(dc_w=float(parts.dc_w(gpus)), wall_w=node_wall_w(n, parts, gpus, box.psu))
 
 
 def serving_cpu_util(box: PoweredBox, tokens_per_s: float = 0.0) -> float:
@@ -173,12 +173,13 @@ def load_test(box: PoweredBox, mem_gb_s: float, sm_util: float, cpu_util: float,
     steps = int(math.floor(duration_s / dt_s + 1e-9))
     G = n.gpu_count
     limit = gpu.board_power_w if power_cap_w is None else min(power_cap_w, gpu.board_power_w)
-    dimm_w = n.dimms * (n.dimm_idle_w + (n.dimm_power_w - n.dimm_idle_w) * SERVING_DIMM_ACTIVITY)
-    other_w = float(pw.cpu_power_w(cpu.idle_power_w, cpu.tdp_w, cpu_util)) + dimm_w + n.platform_power_w
+    # heat released upstream of the GPUs (CPU, memory, platform), as the engine's plant
+    other_w = float(node_parts_w(n, cpu, box.nic, fan, cpu_util=cpu_util, dimm_activity=SERVING_DIMM_ACTIVITY,
+                                 fan_rpm=0.0).upstream_w)
     # idle equilibrium: P8, fans at their minimum, the idle CPU/platform pre-heating the intake
     rpm = float(fan.min_rpm)
     blower = np.full(G, gpu.min_fan_frac)
-    idle_other = float(pw.cpu_power_w(cpu.idle_power_w, cpu.tdp_w, 0.0)) + n.dimms * n.dimm_idle_w + n.platform_power_w
+    idle_other = float(node_parts_w(n, cpu, box.nic, fan, cpu_util=0.0, dimm_activity=0.0, fan_rpm=0.0).upstream_w)
     _, intake0 = _air(box, rpm, blower, idle_other, ambient_c)
     temp, sink, mem = th.gpu_thermal_equilibrium(intake0, np.full(G, gpu.idle_power_w), 0.0, blower, gpu)
     start = temp.copy()
