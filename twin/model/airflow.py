@@ -127,8 +127,6 @@ def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum
     n_nodes = len(node_rack)
     group_rack = node_rack[fans.node]
     group_slot = group_rack  # fan group -> rack, for the per-rack sum of their flows
-    lo = np.full(n_racks, -BALANCE_RANGE_PA)
-    hi = np.full(n_racks, BALANCE_RANGE_PA)
     speed = np.broadcast_to(np.asarray(blower_speed_frac, dtype=float), (n_racks,))
     # fan_flow_m3_s with its per-fan constants hoisted out of the iteration (same formula)
     s = np.clip(fans.speed_frac, 0.0, None)
@@ -137,21 +135,31 @@ def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum
     two_k = 2.0 * fans.k_pa_s2_m6
     cap = FAN_OVERRUN_FRAC * fans.free_flow_m3_s * np.maximum(s, 1e-9)
     leak_c = ORIFICE_CD * leak_area_m2 * np.sqrt(2.0 / rho_kg_m3)
+    # blower_flow_m3_s, hoisted the same way
+    sb = np.clip(speed, 0.0, None)
+    q0b = blower_free_flow_m3_s * sb
+    p0b = np.maximum(blower_shutoff_pa * sb ** 2, 1e-12)
+    capb = FAN_OVERRUN_FRAC * blower_free_flow_m3_s * np.maximum(sb, 1e-9)
 
     def excess(p: np.ndarray) -> np.ndarray:
         head = np.maximum(head0 + p[group_rack], 0.0)
         q = np.minimum((np.sqrt(b * b + 2.0 * two_k * head) - b) / two_k, cap) * fans.count
         out = np.bincount(group_slot, weights=q, minlength=n_racks)
-        return (blower_flow_m3_s(p, plenum_pa, blower_free_flow_m3_s, blower_shutoff_pa, speed) - out
-                - np.sign(p) * leak_c * np.sqrt(np.abs(p)))
+        blow = np.minimum(np.maximum(q0b * (1.0 - (p - plenum_pa) / p0b), 0.0), capb)
+        return blow - out - np.sign(p) * leak_c * np.sqrt(np.abs(p))
 
-    f_lo, f_hi = excess(lo), excess(hi)          # > 0 at the low end, < 0 at the high end
-    if guess_pa is not None:
-        g_lo, g_hi = guess_pa - GUESS_SPAN_PA, guess_pa + GUESS_SPAN_PA
-        fg_lo, fg_hi = excess(g_lo), excess(g_hi)
-        ok = (fg_lo > 0) & (fg_hi < 0)
-        lo, f_lo = np.where(ok, g_lo, lo), np.where(ok, fg_lo, f_lo)
-        hi, f_hi = np.where(ok, g_hi, hi), np.where(ok, fg_hi, f_hi)
+    ok = np.zeros(n_racks, dtype=bool)
+    if guess_pa is not None:  # a bracket around the last solution, where it still holds
+        lo, hi = guess_pa - GUESS_SPAN_PA, guess_pa + GUESS_SPAN_PA
+        f_lo, f_hi = excess(lo), excess(hi)
+        ok = (f_lo > 0) & (f_hi < 0)
+    if not ok.all():
+        full_lo, full_hi = np.full(n_racks, -BALANCE_RANGE_PA), np.full(n_racks, BALANCE_RANGE_PA)
+        ff_lo, ff_hi = excess(full_lo), excess(full_hi)   # > 0 at the low end, < 0 at the high end
+        lo = full_lo if guess_pa is None else np.where(ok, lo, full_lo)
+        hi = full_hi if guess_pa is None else np.where(ok, hi, full_hi)
+        f_lo = ff_lo if guess_pa is None else np.where(ok, f_lo, ff_lo)
+        f_hi = ff_hi if guess_pa is None else np.where(ok, f_hi, ff_hi)
     p = 0.5 * (lo + hi)
     side = np.zeros(n_racks)
     for _ in range(BALANCE_STEPS):

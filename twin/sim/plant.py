@@ -179,7 +179,8 @@ class Plant:
     def _host_util(self, st: np.ndarray, serving: ServingOutputs) -> np.ndarray:
         """CPU utilisation the workload asks of each node: its replicas' engine loops + tokens/s."""
         share = 1.0 / self.rep_n_nodes[self.pair_rep]
-        live = np.isin(st[self.pair_node], (WARM, SERVING, DRAINING))
+        sp = st[self.pair_node]
+        live = (sp == WARM) | (sp == SERVING) | (sp == DRAINING)
         busy = np.bincount(self.pair_node, weights=self.rep_busy_cores[self.pair_rep] * share * live, minlength=self.N)
         tok = serving.tokens_s + serving.prefill_tok_s
         tok_n = np.bincount(self.pair_node, weights=tok[self.pair_rep] * share, minlength=self.N)
@@ -224,12 +225,13 @@ class Plant:
         g_state = st[topo.gpu_node]
         has_rep = self.gpu_rep >= 0
         rep_idx = np.where(has_rep, self.gpu_rep, 0)
-        serving_g = np.isin(g_state, (SERVING, DRAINING, WARM)) & has_rep
+        resident = (g_state == WARM) | (g_state == SERVING) | (g_state == DRAINING)
+        serving_g = resident & has_rep
         gpu_util = np.clip(np.where(serving_g, serving.prefill_frac[rep_idx] + serving.decode_frac[rep_idx], 0.0),
                            0.0, 1.0)
-        powered = ~np.isin(g_state, (OFF, FAILED))
+        powered = (g_state != OFF) & (g_state != FAILED)
         loading = g_state == LOADING
-        resident = np.isin(g_state, (WARM, SERVING, DRAINING)) | loading
+        resident = resident | loading
         gb_s, sm_u = self._gpu_work(serving, self.out.gpu_clock)
         gb_s = np.where(loading, LOADING_GPU_GB_S, np.where(serving_g, gb_s, 0.0)) * self.gpu_mem_clock
         sm_u = np.where(serving_g, sm_u, 0.0)
@@ -242,7 +244,7 @@ class Plant:
         clock0 = np.where(powered, np.minimum(c_th, c_lim), 1.0)
         # ---- the node's other parts; chassis fans: full speed during power-on (POST fan test),
         # else following the hottest GPU
-        on = ~np.isin(st, (OFF, FAILED))
+        on = (st != OFF) & (st != FAILED)
         gmax = self.gpu_temp.reshape(self.N, self.gpn).max(axis=1)
         rpm_target = fan.min_rpm + (fan.max_rpm - fan.min_rpm) * np.clip(
             (gmax - FAN_START_C) / (gpu.fan_target_c - FAN_START_C), 0.0, 1.0)
