@@ -6,6 +6,7 @@ A: 20 samples of 10 s; B: 64 samples. 12 nodes, node power 200 + 10n + 5k W, fac
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -71,5 +72,11 @@ def test_table_summary_agrees_with_the_engines_manifest_summary(tiny_run):
     for key in ("requests_dropped", "requests_completed", "peak_nodes_on"):
         assert ours[key] == engine[key], key
     assert ours["peak_it_power_kw"] == pytest.approx(engine["peak_it_power_w"] / 1e3, rel=1e-6)
-    # percentiles: the engine and DuckDB interpolate slightly differently
-    assert ours["latency_p99_s"] == pytest.approx(engine["latency_p99_s"], rel=1e-3)
+    # percentiles: the engine takes the nearest rank, DuckDB's quantile_cont interpolates linearly;
+    # both lie between the order statistics around the 99th percentile
+    lat = sorted(r["latency_s"] for r in run.sql("SELECT latency_s FROM requests WHERE status = 'completed'")
+                 .to_pylist())
+    k = math.ceil(0.99 * len(lat)) - 1
+    lo, hi = lat[max(k - 1, 0)], lat[min(k + 1, len(lat) - 1)]
+    assert engine["latency_p99_s"] == lat[k]
+    assert lo <= ours["latency_p99_s"] <= hi

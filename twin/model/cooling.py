@@ -77,6 +77,8 @@ def chiller_power_w(heat_w: np.ndarray | float, capacity_w: float, cop_ref: floa
     """Compressor power removing `heat_w` (at most the capacity): DOE-2 / EnergyPlus
     P = capacity / COP_ref x EIR_FT(T_chw, T_cond) x EIR_FPLR(PLR), PLR = heat / capacity.
     Zero heat: zero power (the chiller is off)."""
+    if capacity_w <= 0:
+        return np.zeros(np.shape(heat_w))
     q = np.clip(np.asarray(heat_w, dtype=float), 0.0, capacity_w)
     p = capacity_w / cop_ref * chiller_eir_ft(chw_c, cond_c) * chiller_eir_fplr(q / capacity_w)
     return np.where(q > 0, p, 0.0)
@@ -134,14 +136,19 @@ class PlantPower:
 
 
 def plant_power(it_w: float, *, capacity_w: float, crah_airflow_m3_s: float, crah_design_airflow_m3_s: float,
-                plant: PlantSpec, electrical: ElectricalSpec, fixed_w: float) -> PlantPower:
+                plant: PlantSpec, electrical: ElectricalSpec, fixed_w: float,
+                design_capacity_w: float | None = None) -> PlantPower:
     """Compose the plant for an IT load `it_w` (W at the server plugs).
 
-    UPS output = IT; the transformer carries UPS input. Heat the chiller removes: IT + CRAH fan heat
-    (the fans sit in the air stream) + UPS/transformer losses and fixed loads (inside the cooled
-    envelope), at most `capacity_w`; anything above stays in the room.
+    `capacity_w` is the cooling available now (CRAH units may be down); `design_capacity_w` (default:
+    the same) sizes what does not trip with them: the constant-speed pumps and, unless
+    `ups_rating_kw` is given, the UPS. UPS output = IT; the transformer carries UPS input. Heat the
+    chiller removes: IT + CRAH fan heat (the fans sit in the air stream) + UPS/transformer losses
+    and fixed loads (inside the cooled envelope), at most `capacity_w`; anything above stays in the
+    room.
     """
-    ups_rating = electrical.ups_rating_kw * 1e3 if electrical.ups_rating_kw else capacity_w
+    design = capacity_w if design_capacity_w is None else design_capacity_w
+    ups_rating = electrical.ups_rating_kw * 1e3 if electrical.ups_rating_kw else design
     ups = float(loss_w(it_w, ups_rating, electrical.ups_no_load_frac, electrical.ups_proportional_frac,
                        electrical.ups_square_frac))
     trafo = float(loss_w(it_w + ups, ups_rating, electrical.transformer_no_load_frac, 0.0,
@@ -152,7 +159,7 @@ def plant_power(it_w: float, *, capacity_w: float, crah_airflow_m3_s: float, cra
     removed = min(heat, capacity_w)
     cond_c = condenser_entering_c(plant.outdoor_wet_bulb_c, plant.tower_approach_k)
     chiller = float(chiller_power_w(removed, capacity_w, plant.chiller_cop_ref, plant.chilled_water_c, cond_c))
-    return PlantPower(it_w=it_w, crah_fans_w=fans, pumps_w=pump_power_w(capacity_w, plant.pump_w_per_kw),
+    return PlantPower(it_w=it_w, crah_fans_w=fans, pumps_w=pump_power_w(design, plant.pump_w_per_kw),
                       chiller_w=chiller, tower_w=float(heat_rejection_w(removed + chiller, plant.tower_w_per_kw)),
                       ups_loss_w=ups, transformer_loss_w=trafo, fixed_w=fixed_w, heat_removed_w=removed,
                       heat_excess_w=heat - removed)

@@ -153,7 +153,8 @@ class Plant:
         fac = self.fac
         return cooling.plant_power(it_w, capacity_w=self.cooling_available_w, crah_airflow_m3_s=self.crah_airflow_m3_s,
                                    crah_design_airflow_m3_s=fac.plenum_airflow_per_rack_m3_s * self.R,
-                                   plant=fac.plant, electrical=fac.electrical, fixed_w=fac.fixed_overhead_kw * 1e3)
+                                   plant=fac.plant, electrical=fac.electrical, fixed_w=fac.fixed_overhead_kw * 1e3,
+                                   design_capacity_w=fac.cooling_capacity_kw * 1e3)
 
     def facility_w(self, it_w: float) -> float:
         """Facility power at an IT load with today's cooling."""
