@@ -201,3 +201,22 @@ def test_idle_only_log_fits_power_but_says_why_no_thermal_constants():
 def test_calibrate_raises_tool_error_not_a_traceback_for_a_csv_without_power_or_temperature():
     with pytest.raises(ToolError, match="needs timestamp"):
         read_gpu_log("timestamp, name\n2026/05/01 12:00:00.000, x\n", "log")
+
+
+def test_run_applies_a_catalogue_overlay_and_records_it_in_the_resolved_scenario(tmp_path):
+    overlay = tmp_path / "pro4500.yaml"
+    overlay.write_text("# twin calibrate overlay for rtx-pro-4500-blackwell\ngpus:\n"
+                       "  - {base: rtx-pro-4500-blackwell, thermal_resistance_k_per_w: 0.35, source: test}\n")
+    tiny = Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml"
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["run", str(tiny), "-o", str(out), "--no-stage", "-q", "--catalogue", str(overlay)])
+    assert r.exit_code == 0, r.output
+    man = json.loads((out / "manifest.json").read_text())
+    base = tmp_path / "base"
+    assert runner.invoke(app, ["run", str(tiny), "-o", str(base), "--no-stage", "-q"]).exit_code == 0
+    man0 = json.loads((base / "manifest.json").read_text())
+    assert man["scenario"]["sha256"] != man0["scenario"]["sha256"]   # the resolved spec lists the overlay
+    hot, cool = man["summary"]["peak_gpu_temp_c"], man0["summary"]["peak_gpu_temp_c"]
+    assert hot > cool + 10                                   # 0.35 vs 0.25 K/W at ~200 W
+    bad = runner.invoke(app, ["run", str(tiny), "-o", str(tmp_path / "x"), "--catalogue", str(tmp_path / "no.yaml")])
+    assert bad.exit_code == 2 and "--catalogue: no such file" in bad.output

@@ -52,8 +52,8 @@ CatalogueOption = Annotated[Optional[list[Path]], typer.Option(
 
 
 def _with_catalogues(path: Path, overrides: dict, catalogues: list[Path] | None) -> dict:
-    """Append --catalogue files (absolute) to the scenario's `catalogue:` list, so the resolved
-    scenario written with the run names them and re-running it reproduces the run."""
+    """Append --catalogue files (absolute) to the scenario's `catalogue:` list (after its own files,
+    so an overlay wins); the resolved spec, and so the manifest's scenario hash, includes them."""
     if not catalogues:
         return overrides
     from twin.spec.scenario import parse_yaml
