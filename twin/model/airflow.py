@@ -30,6 +30,7 @@ BALANCE_RANGE_PA = 1000.0     # chamber pressure searched in [-1 kPa, +1 kPa]: f
 BALANCE_STEPS = 30            # at most; stops once every rack's flow residual < BALANCE_TOL_M3_S
 BALANCE_TOL_M3_S = 1e-10      # 0.0002 CFM: far below any flow that matters
 GUESS_SPAN_PA = 5.0           # warm-start bracket around the last solution
+NEWTON_STEPS = 4              # from the last solution, before falling back to the bracket
 
 
 def fan_impedance_pa_s2_m6(free_flow_m3_s: np.ndarray | float, shutoff_pa: np.ndarray | float,
@@ -121,8 +122,10 @@ def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum
 
     f(p) = Q_blower(p) - sum Q_fan(p) - Q_leak(p) falls monotonically with p (the blower gives less
     and the fans and leaks take more as the chamber pressure rises), so a bracketing root finder on
-    [-BALANCE_RANGE_PA, +BALANCE_RANGE_PA] converges for every rack at once. `guess_pa` (e.g. the
-    last tick's pressures) narrows the bracket to +-GUESS_SPAN_PA where it still brackets the root.
+    [-BALANCE_RANGE_PA, +BALANCE_RANGE_PA] converges for every rack at once. With `guess_pa` (the
+    last tick's pressures) Newton's method from it is tried first (the excess is smooth and
+    monotone, so a step or two suffices when little changed), then a bracket of +-GUESS_SPAN_PA
+    around it where that still brackets the root.
     """
     n_nodes = len(node_rack)
     group_rack = node_rack[fans.node]
@@ -141,6 +144,12 @@ def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum
     p0b = np.maximum(blower_shutoff_pa * sb ** 2, 1e-12)
     capb = FAN_OVERRUN_FRAC * blower_free_flow_m3_s * np.maximum(sb, 1e-9)
 
+    def _state(p: np.ndarray) -> RackAirflow:
+        return RackAirflow(chamber_pa=p,
+                           blower_m3_s=blower_flow_m3_s(p, plenum_pa, blower_free_flow_m3_s, blower_shutoff_pa, speed),
+                           leak_m3_s=leakage_flow_m3_s(p, leak_area_m2, rho_kg_m3),
+                           node_m3_s=fans.node_flow_m3_s(p[group_rack], n_nodes))
+
     def excess(p: np.ndarray) -> np.ndarray:
         head = np.maximum(head0 + p[group_rack], 0.0)
         q = np.minimum((np.sqrt(b * b + 2.0 * two_k * head) - b) / two_k, cap) * fans.count
@@ -148,6 +157,26 @@ def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum
         blow = np.minimum(np.maximum(q0b * (1.0 - (p - plenum_pa) / p0b), 0.0), capb)
         return blow - out - np.sign(p) * leak_c * np.sqrt(np.abs(p))
 
+    def slope(p: np.ndarray) -> np.ndarray:
+        """d excess / dp (< 0): blower curve, fans (dq/dhead = 1 / sqrt(b^2 + 4 k head)), orifice."""
+        head = head0 + p[group_rack]
+        root = np.sqrt(b * b + 2.0 * two_k * np.maximum(head, 0.0))
+        q = (root - b) / two_k
+        dq = np.where((head > 0) & (q < cap), fans.count / np.maximum(root, 1e-12), 0.0)
+        blow = q0b * (1.0 - (p - plenum_pa) / p0b)
+        dblow = np.where((blow > 0) & (blow < capb), -q0b / p0b, 0.0)
+        return (dblow - np.bincount(group_slot, weights=dq, minlength=n_racks)
+                - 0.5 * leak_c / np.sqrt(np.maximum(np.abs(p), 1e-6)))
+
+    if guess_pa is not None:  # Newton from the last solution: a step or two when little changed
+        p = np.asarray(guess_pa, dtype=float).copy()
+        for _ in range(NEWTON_STEPS):
+            f = excess(p)
+            if np.abs(f).max() < BALANCE_TOL_M3_S:
+                return _state(p)
+            p = np.clip(p - f / np.minimum(slope(p), -1e-12), -BALANCE_RANGE_PA, BALANCE_RANGE_PA)
+        if np.abs(excess(p)).max() < BALANCE_TOL_M3_S:
+            return _state(p)
     ok = np.zeros(n_racks, dtype=bool)
     if guess_pa is not None:  # a bracket around the last solution, where it still holds
         lo, hi = guess_pa - GUESS_SPAN_PA, guess_pa + GUESS_SPAN_PA
@@ -175,10 +204,7 @@ def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum
         side = np.where(up, 1.0, -1.0)
         if np.abs(f).max() < BALANCE_TOL_M3_S:
             break
-    return RackAirflow(chamber_pa=p,
-                       blower_m3_s=blower_flow_m3_s(p, plenum_pa, blower_free_flow_m3_s, blower_shutoff_pa, speed),
-                       leak_m3_s=leakage_flow_m3_s(p, leak_area_m2, rho_kg_m3),
-                       node_m3_s=fans.node_flow_m3_s(p[group_rack], n_nodes))
+    return _state(p)
 
 
 def sealed_inlet_c(supply_c: np.ndarray | float, hot_c: np.ndarray, blower_m3_s: np.ndarray,
