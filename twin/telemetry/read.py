@@ -86,8 +86,10 @@ class Run:
             raise ToolError(f"{self.path}: telemetry table {name!r} is missing ({path})")
         return path
 
+    @property
     def tables(self) -> list[str]:
-        """Names of the telemetry tables present in this run, in contract order."""
+        """Names of the telemetry tables present in this run, in contract order (a property,
+        like `name` and `sample_s`)."""
         return [n for n in TABLES if (self.path / "telemetry" / f"{n}.parquet").exists()]
 
     def table(self, name: str, columns: list[str] | None = None) -> pa.Table:

@@ -28,6 +28,7 @@ class Run(Protocol):
     sample_s: float
     gpu_slowdown_c: float
 
+    @property
     def tables(self) -> Iterable[str]: ...
 
 
@@ -45,7 +46,7 @@ def connect(run: Run) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB connection with the run's tables as views (closed on exit)."""
     con = duckdb.connect(":memory:")
     try:
-        for name in run.tables():
+        for name in run.tables:
             path = run.path / "telemetry" / f"{name}.parquet"
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_sql_string(str(path))})")
         # repr() of a Python float is exact and valid SQL; the cast avoids DECIMAL typing.
