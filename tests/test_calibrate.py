@@ -99,7 +99,7 @@ def test_calibrated_prediction_plateau_matches_the_log_within_2c(gen, tmp_path):
     predicted = burn_test(box, ambient_c=24.0, duration_s=600).plateau_c
     assert predicted == pytest.approx(plateau, abs=2.0)
     # the same through the CLI: predict --catalogue and run --catalogue both accept the overlay
-    p = runner.invoke(app, ["predict", "--node", "ws-4x4090-tr", "-m", "llama-3.3-70b", "-q", "awq-int4", "--tp", "4",
+    p = runner.invoke(app, ["predict", "--node", "ws-4x4090-tr", "-m", "llama-3.3-70b", "--quant", "awq-int4", "--tp", "4",
                             "--burn-s", "600", "--ambient-c", "24", "--catalogue", str(overlay), "--json"])
     assert p.exit_code == 0, p.output
     assert json.loads(p.output)["burn"]["gpu_temp_c"] == pytest.approx(plateau.tolist(), abs=2.0)
