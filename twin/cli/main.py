@@ -132,6 +132,7 @@ SUMMARY_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("throttled GPU-seconds", ("throttled_gpu_s",)),
     ("thermal shutdowns", ("thermal_shutdowns",)),
     ("faults / units lost / request retries", ("faults", "units_lost", "request_retries")),
+    ("KV preemptions (recompute)", ("preemptions",)),
     ("tokens served / per facility kWh", ("tokens_served", "tokens_per_kwh")),
     ("energy cost / amortised capex", ("energy_cost_usd", "amortised_capex_usd")),
     ("USD per Mtok energy / total", ("cost_per_mtok_energy_usd", "cost_per_mtok_usd")),

@@ -67,9 +67,10 @@ class Engine:
         self.log = log = EventLog(topo.node_rack, lambda: env.now)
         self.lay = lay = build_layout(scenario, topo, node)
         max_ctx = np.array([cat.model(p.model).max_context for p in spec.pools])[req.pool]
-        self.book = book = RequestBook(req, kv_reservation_b(req, lay.perf), max_ctx, lay.pool_kv_cap, lay.n_rep,
-                                       spec.workload.timeout_s, lay.rep_first_node, log)
-        self.serving = ServingStep(lay, book, node, dt)
+        self.book = book = RequestBook(req, kv_reservation_b(req, lay.plans), max_ctx, lay.pool_kv_cap, lay.n_rep,
+                                       spec.workload.timeout_s, lay.rep_first_node, log,
+                                       full_b=kv_reservation_b(req, lay.plans, worst_case=True))
+        self.serving = ServingStep(lay, book, node, dt, cpu)
         self.out = self.serving.idle
         # a node loading weights with its GPUs idle (the cap's floor) and one serving flat out (ramp unit)
         loading = node_parts_w(node, cpu, nic, fan, cpu_util=node.cpu_util_loading, dimm_activity=1.0,
@@ -81,9 +82,11 @@ class Engine:
         self.cap = FacilityCap(gpu, psu, spec.facility, topo.gpu_node, topo.n_nodes, lay, floor_w, log)
         self.plant = Plant(topo, cat, node, spec.facility, lay.gpu_rep, self.cap, dt)
         self.network = Network(spec, lay, topo, node, nic, dt, book, log)
-        warmup = tuple(cat.engine(p.engine).warmup_s for p in spec.pools)
-        self.life = Lifecycle(spec, lay, topo, node, warmup, env, np.random.default_rng(s_boot), book, self.plant,
-                              log, dt)
+        # engine start after the weights (twin.model.coldstart): a unit's first start compiles, later ones
+        # load the torch.compile cache
+        self.life = Lifecycle(spec, lay, topo, node, tuple(lay.pool_warmup_first_s), env,
+                              np.random.default_rng(s_boot), book, self.plant, log, dt,
+                              warmup_cached_s=tuple(lay.pool_warmup_cached_s))
         unit_peak_w = np.array([len(n) for n in lay.unit_nodes], dtype=float) * peak_w
         self.autoscaler = Autoscaler(spec, lay, topo, env, self.life, book, self.plant, self.network.unit_cut,
                                      unit_peak_w, self.cap.allows_ignition)
@@ -162,7 +165,8 @@ class Engine:
         rq = RequestRecord(arrival_s=req.arrival_s, pool=req.pool, prompt_tokens=req.prompt_tokens,
                            output_tokens=req.output_tokens, status=bk.status, drop_reason=bk.drop_reason,
                            admitted_s=bk.admitted_s, first_token_s=bk.first_token_s, done_s=bk.done_s,
-                           replica=bk.replica, network_s=bk.network_s, retries=bk.retries)
+                           replica=bk.replica, network_s=bk.network_s, retries=bk.retries,
+                           preemptions=bk.preemptions)
         return collect(self.sc, self.topo, self.sampler, rq, self.log, self.network.link_columns(self.sampler.links),
                        wall_time_s)
 

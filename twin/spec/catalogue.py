@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -23,17 +21,11 @@ from pydantic import (
 )
 
 from twin.errors import SpecError, format_validation_error
+from twin.spec.base import Arch, Frac, NonNeg, Pos, Spec
+from twin.spec.kernels import BootSpec, KernelSpec
 from twin.spec.safe_yaml import load_yaml
 
 DATA_DIR = Path(__file__).parent.parent / "data" / "catalogue"
-
-Pos = Annotated[float, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Frac = Annotated[float, Field(ge=0, le=1)]
-
-
-class Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class GpuSpec(Spec):
@@ -59,6 +51,13 @@ class GpuSpec(Spec):
     price_usd: NonNeg | None = None
     price_date: str | None = None
     price_source: str | None = None  # where price_usd comes from (list, reseller, estimate)
+    # --- serving (twin/model/kernels.py): architecture keys the kernel table; memory as
+    # nvidia-smi reports it; FP16-accumulate and power-limited sustained tensor rates
+    architecture: Arch | None = None
+    memory_gib: Pos | None = None          # total MiB / 1024 as nvidia-smi reports; default memory_gb
+    fp16_acc16_tflops: Pos | None = None   # dense FP16 with FP16 accumulate (GeForce: 2x fp16); default fp16
+    sustained_frac: Annotated[float, Field(gt=0, le=1)] = 1.0  # sustained / datasheet tensor rate at the board's power limit
+    sustained_source: str | None = None
     source: str
 
     @model_validator(mode="after")
@@ -86,6 +85,17 @@ class GpuSpec(Spec):
         """Die-stage heat capacity C_die = tau / R_die (the fast node of the two-node ladder)."""
         return self.thermal_time_constant_s / self.die_resistance_k_per_w
 
+    @property
+    def memory_bytes(self) -> float:
+        """Total VRAM in bytes as nvidia-smi reports it (GiB x 2^30)."""
+        return (self.memory_gib if self.memory_gib is not None else self.memory_gb) * 2.0 ** 30
+
+    def sustained_tflops(self, precision: str) -> float:
+        """Dense tensor TFLOPS the board sustains at its power limit (`fp16_acc16`: FP16 accumulate)."""
+        if precision == "fp16_acc16":
+            return (self.fp16_acc16_tflops or self.dense_tflops["fp16"]) * self.sustained_frac
+        return self.tflops(precision) * self.sustained_frac
+
     def tflops(self, precision: str) -> float:
         """Dense tensor TFLOPS at `precision`, falling back to the next wider format available."""
         for p in {"fp4": ("fp4", "fp8", "fp16"), "fp8": ("fp8", "fp16"), "int8": ("int8", "fp8", "fp16")}.get(
@@ -105,6 +115,13 @@ class CpuSpec(Spec):
     idle_power_w: Pos
     price_usd: NonNeg | None = None
     price_date: PriceDate | None = None
+    # --- serving on the CPU (twin/model/offload.py): memory channels x MT/s, cores x clock x FLOP/cycle
+    memory_channels: Annotated[int, Field(ge=1)] | None = None
+    max_memory_mt_s: Annotated[int, Field(ge=100)] | None = None  # fastest DIMM speed the CPU supports
+    memory_read_eta: Annotated[float, Field(gt=0, le=1)] = 0.7  # achievable share of channel bandwidth (streaming reads)
+    per_core_read_gb_s: Pos = 25.0    # one core's streaming read bandwidth (estimate: Zen 3/4 20-30 GB/s)
+    all_core_ghz: Pos | None = None   # sustained all-core clock under AVX load
+    fp32_flops_per_cycle: Pos = 32.0  # per core: 2 x 256-bit FMA pipes (Zen 3/4) = 2 x 8 x 2
     source: str
 
 
@@ -174,6 +191,7 @@ class NodeSpec(Spec):
     dimm_power_w: Pos
     dimm_idle_w: Pos
     memory_gb: Pos
+    dimm_mt_s: Annotated[int, Field(ge=100)] | None = None  # DDR transfer rate the DIMMs run at (serving on the CPU)
     platform_power_w: Pos  # board, BMC, chipset, NVMe, CPU cooler fan
     nvme_read_gb_s: Pos
     pcie_h2d_gb_s: Pos
@@ -227,6 +245,8 @@ class ModelSpec(Spec):
     state_mb_per_seq: NonNeg = 0.0  # fixed recurrent (Mamba) state per sequence
     max_context: Annotated[int, Field(ge=1)] = 131072
     quantisations: list[str]
+    vocab_size: Annotated[int, Field(ge=0)] = 0  # input embedding rows: read one row per token, not all
+    tied_embeddings: bool = False               # True: the same table is the output head (read in full)
     source: str
 
     @field_validator("total_params_b", "active_params_b")
@@ -261,12 +281,21 @@ class EngineSpec(Spec):
     default_max_batch: Annotated[int, Field(ge=1)]
     warmup_s: NonNeg  # CUDA graphs, compile, allocator warm-up after weights are in VRAM
     step_overhead_s: NonNeg = 0.0  # fixed per decode iteration (scheduler, sampling, launch)
+    # --- serving v2 (twin/model/kernels.py, kvcache.py, coldstart.py, offload.py)
+    kv_block_tokens: Annotated[int, Field(ge=1)] = 16   # paged KV block (vLLM --block-size default 16)
+    preemption: Literal["recompute", "none"] = "recompute"  # vLLM V1: evict newest, recompute later
+    activation_reserve_gib: NonNeg = 0.0  # per GPU: profiled activations + CUDA graphs + non-torch memory
+    max_batched_tokens: Annotated[int, Field(ge=1)] = 8192  # prefill chunk (vLLM max_num_batched_tokens)
+    cpu_offload: bool = False            # can keep layers in system memory (llama.cpp -ngl)
+    cpu_eta_compute: Annotated[float, Field(gt=0, le=1)] = 0.5  # CPU prefill: share of cores x GHz x FLOP/cycle
+    boot: BootSpec | None = None        # cold-start phases; None: warmup_s only
     source: str
 
 
 KINDS: dict[str, type[Spec]] = {
     "gpus": GpuSpec, "cpus": CpuSpec, "psus": PsuSpec, "nics": NicSpec, "fans": FanSpec,
     "nodes": NodeSpec, "quantisations": QuantSpec, "models": ModelSpec, "engines": EngineSpec,
+    "kernels": KernelSpec,
 }
 
 
@@ -293,6 +322,7 @@ class Catalogue:
     def model(self, name: str) -> ModelSpec: return self.get("models", name)
     def quant(self, name: str) -> QuantSpec: return self.get("quantisations", name)
     def engine(self, name: str) -> EngineSpec: return self.get("engines", name)
+    def kernel_rows(self) -> list[KernelSpec]: return list(self.entries.get("kernels", {}).values())
 
 
 def _parse_file(path: Path, entries: dict[str, dict[str, Spec]], problems: list[str]) -> None:
@@ -348,6 +378,12 @@ def load_catalogue(extra_files: list[Path] | tuple[Path, ...] = ()) -> Catalogue
         for q in model.quantisations:
             if q not in entries.get("quantisations", {}):
                 problems.append(f"models ({model.name}).quantisations: unknown quantisation {q!r}")
+    for row in entries.get("kernels", {}).values():
+        if row.engine not in entries.get("engines", {}):
+            problems.append(f"kernels ({row.name}).engine: unknown engine {row.engine!r}")
+        for q in row.quantisations:
+            if q not in entries.get("quantisations", {}):
+                problems.append(f"kernels ({row.name}).quantisations: unknown quantisation {q!r}")
     if problems:
         raise SpecError(problems)
     return cat

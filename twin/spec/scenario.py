@@ -86,6 +86,10 @@ class PoolSpec(Section):
     memory_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.92  # share of VRAM the engine may use
     mix: Frac = 1.0  # share of arriving requests asking for this pool's model
     kv_bytes: Annotated[float, Field(gt=0, le=4)] | None = None  # KV-cache bytes per element (1 = FP8 KV); default: the quantisation's
+    # serving (twin/model/kernels.py, kvcache.py, offload.py); checked in twin/model/validate.py
+    kernel: str | None = None  # GEMM kernel, e.g. awq_marlin, awq, fp8, gguf; default: what the engine picks
+    gpu_layers: Annotated[int, Field(ge=0)] | Literal["auto"] | None = None  # llama.cpp -ngl; rest in system memory
+    kv_block_tokens: Annotated[int, Field(ge=1)] | None = None  # paged KV block; default: the engine's (vLLM 16)
 
 
 class LengthSpec(Section):
