@@ -16,6 +16,8 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 
 QUERY_FORMATS = ("table", "csv", "json", "parquet")
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace an existing -o file that twin wrote "
+                                           "(never any other file; docs/safety.md)")]
 
 
 def _fail(message: str) -> None:
@@ -44,16 +46,21 @@ def _load(path: Path | None, what: str = "RUN_DIR"):
     return load_run(path)
 
 
-def _write_text(text: str, out: Path | None) -> None:
-    """Text to `out` (temp file + rename) or stdout."""
+def check_output_file(out: Path, force: bool, fmt: str) -> None:
+    """Refuse an existing -o before the work (twin.telemetry.atomic; imported here to keep --help fast)."""
+    from twin.telemetry.atomic import check_output_file as check
+
+    check(out, force, fmt)
+
+
+def _write_text(text: str, out: Path | None, fmt: str, force: bool = False) -> None:
+    """Text to `out` (temp file + rename; an existing file only with --force, only twin's) or stdout."""
     if out is None:
         sys.stdout.write(text)
         return
     from twin.telemetry.atomic import atomic_write
 
-    if not out.parent.is_dir():
-        _fail(f"{out.parent}: output directory does not exist")
-    atomic_write(out, lambda fh: fh.write(text.encode()))
+    atomic_write(out, lambda fh: fh.write(text.encode()), force=force, fmt=fmt)
 
 
 def _cell(value: Any) -> str:
@@ -72,15 +79,16 @@ def _cell(value: Any) -> str:
 
 
 def _print_table(table, limit: int) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from twin.cli.common import console as plain_console
 
     view = Table(show_lines=False)
     for name in table.column_names:
         view.add_column(name, justify="left" if table.schema.field(name).type in ("string", "large_string") else "right")
     for row in table.slice(0, limit).to_pylist():
         view.add_row(*(_cell(v) for v in row.values()))
-    console = Console(highlight=False)
+    console = plain_console()  # cells are user data: "[/bold]" in a pool name must print, not parse
     console.print(view)
     if table.num_rows > limit:
         console.print(f"… {table.num_rows - limit} more rows ({table.num_rows} total); "
@@ -96,8 +104,11 @@ def query(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json | parquet")] = "table",
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output file (required for parquet)")] = None,
     limit: Annotated[int, typer.Option(help="Rows shown by --format table")] = 50,
+    force: ForceOption = False,
+    unsafe_sql: Annotated[bool, typer.Option("--unsafe-sql", help="Plain DuckDB: any statement, any file this "
+                                             "user can read or write (default: one SELECT over the run only)")] = False,
 ) -> None:
-    """Run SQL (or a named --recipe) over a run's telemetry tables."""
+    """Run SQL (or a named --recipe) over a run's telemetry tables (read-only, the run's files only)."""
     from twin.tools import query as q
 
     if list_:
@@ -114,17 +125,19 @@ def query(
     if fmt == "table" and out is not None:
         _fail("--format table prints to the terminal; use --format csv|json|parquet with -o")
     with _user_errors():
+        if out is not None:
+            check_output_file(out, force, fmt)  # before the query runs
         run = _load(run_dir)
         text = q.recipe(recipe).sql if recipe else sql
-        result = run.sql(text)
+        result = run.sql(text, unrestricted=unsafe_sql)
         if fmt == "table":
             _print_table(result, limit)
         elif fmt == "csv":
-            _write_text(q.to_csv(result), out)
+            _write_text(q.to_csv(result), out, "csv", force)
         elif fmt == "json":
-            _write_text(q.to_json(result), out)
+            _write_text(q.to_json(result), out, "json", force)
         else:
-            q.write_parquet(result, out)
+            q.write_parquet(result, out, force)
 
 
 def plot(
@@ -134,6 +147,7 @@ def plot(
     at: Annotated[Optional[float], typer.Option("--at", help="heatmap: simulation time in seconds "
                                                  "(default: last sample)")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the plot kinds and exit")] = False,
+    force: ForceOption = False,
 ) -> None:
     """Draw a PNG chart of a run: power, rack-power, gpu-temp, latency, ignition, heatmap."""
     from twin.tools import plots
@@ -151,7 +165,7 @@ def plot(
             _fail("missing -o FILE.png")
         if at is not None and kind != "heatmap":
             _fail("--at applies to the heatmap only")
-        written = plots.plot(run, kind, out, plots.PlotOptions(at_s=at))
+        written = plots.plot(run, kind, out, plots.PlotOptions(at_s=at), force=force)
     typer.echo(f"wrote {written}")
 
 
@@ -160,6 +174,7 @@ def compare(
     run_b: Annotated[Path, typer.Argument(help="Run directory to compare (B)")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Write JSON here instead of stdout")] = None,
+    force: ForceOption = False,
 ) -> None:
     """Compare two runs: energy, peak power, PUE, latency, drops, throttling (B vs A)."""
     import json
@@ -169,14 +184,16 @@ def compare(
     if fmt not in ("table", "json"):
         _fail(f"unknown --format {fmt!r}; choose from: table, json")
     with _user_errors():
+        if out is not None:
+            check_output_file(out, force, "json")
         a, b = _load(run_a), _load(run_b)
         rows = cmp.compare(a, b)
-    if fmt == "json":
-        _write_text(json.dumps(cmp.to_dict(a, b, rows), indent=2) + "\n", out)
-    else:
-        from rich.console import Console
+        if fmt == "json":
+            _write_text(json.dumps(cmp.to_dict(a, b, rows), indent=2) + "\n", out, "json", force)
+    if fmt != "json":
+        from twin.cli.common import console as plain_console
 
-        Console(highlight=False).print(cmp.render(a, b, rows))
+        plain_console().print(cmp.render(a, b, rows))  # run names are the manifests' strings: no markup
 
 
 def export(
@@ -185,6 +202,7 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="openmetrics | csv")] = "openmetrics",
     start_epoch: Annotated[float, typer.Option(help="Unix time (s) of simulation t=0; 0 = 1767225600 "
                                                     "(2026-01-01T00:00:00Z)")] = 0,
+    force: ForceOption = False,
 ) -> None:
     """Export a run as timestamped metrics (DCGM-style names) for Prometheus/promtool, or long CSV."""
     from twin.tools.export import FORMATS
@@ -193,9 +211,10 @@ def export(
     if fmt not in FORMATS:
         _fail(f"unknown --format {fmt!r}; choose from: {', '.join(FORMATS)}")
     with _user_errors():
+        check_output_file(out, force, fmt)  # before the export's seconds
         run = _load(run_dir)
         t0 = time.perf_counter()
-        n = do_export(run, out, fmt, start_epoch)
+        n = do_export(run, out, fmt, start_epoch, force=force)
     dt = time.perf_counter() - t0
     typer.echo(f"wrote {n:,} samples to {out} ({out.stat().st_size / 1e6:,.1f} MB) in {dt:.1f} s")
 
@@ -206,6 +225,7 @@ def report(
     at: Annotated[Optional[float], typer.Option("--at", help="Floor heatmap time in seconds, as in twin plot "
                                                 "(default: when the hottest GPU peaked)")] = None,
     rows: Annotated[int, typer.Option(help="Rows shown per table")] = 20,
+    force: ForceOption = False,
 ) -> None:
     """Write one self-contained HTML page (summary, plots, tables) for sharing; works offline."""
     from twin.tools.report import ReportOptions, write_report
@@ -215,7 +235,7 @@ def report(
     with _user_errors():
         run = _load(run_dir)
         t0 = time.perf_counter()
-        write_report(run, out, ReportOptions(heatmap_at_s=at, max_table_rows=rows))
+        write_report(run, out, ReportOptions(heatmap_at_s=at, max_table_rows=rows), force=force)
     dt = time.perf_counter() - t0
     typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:,.2f} MB) in {dt:.1f} s")
 

@@ -227,19 +227,21 @@ def _write_string_column(fh: BinaryIO, column: pa.Array) -> int:
     return len(column)
 
 
-def _atomic_output(path: Path, write: Callable[[BinaryIO], int]) -> int:
-    """Call write(fh) on a temp file next to `path`, then rename it into place."""
+def _atomic_output(path: Path, write: Callable[[BinaryIO], int], force: bool, fmt: str) -> int:
+    """Call write(fh) on a temp file next to `path`, then rename it into place; an existing file
+    only with `force`, and only one twin wrote (twin.telemetry.outputs)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ToolError(f"{path.parent}: output directory does not exist")
-    return atomic_write(path, write)
+    return atomic_write(path, write, force=force, fmt=fmt)
 
 
 def _epoch(start_epoch: float) -> float:
     return float(start_epoch) if start_epoch else float(DEFAULT_START_EPOCH)
 
 
-def write_openmetrics(run: Run, path: Path, start_epoch: float = 0, batch_rows: int = 1 << 20) -> int:
+def write_openmetrics(run: Run, path: Path, start_epoch: float = 0, batch_rows: int = 1 << 20,
+                      force: bool = False) -> int:
     """Write `run` as OpenMetrics text to `path` (atomically). Returns the number of samples.
 
     `start_epoch` is the Unix time (s) of simulation t = 0; 0 means DEFAULT_START_EPOCH.
@@ -255,7 +257,7 @@ def write_openmetrics(run: Run, path: Path, start_epoch: float = 0, batch_rows: 
         fh.write(b"# EOF\n")
         return samples
 
-    return _atomic_output(path, write)
+    return _atomic_output(path, write, force, "openmetrics")
 
 
 _CSV_SCHEMA = pa.schema([("metric", pa.string()), ("timestamp_s", pa.float64()), ("time_s", pa.float64()),
@@ -291,7 +293,7 @@ def family_csv_sql(fam: Family, start_epoch: float) -> str:
     """
 
 
-def write_csv(run: Run, path: Path, start_epoch: float = 0, batch_rows: int = 1 << 20) -> int:
+def write_csv(run: Run, path: Path, start_epoch: float = 0, batch_rows: int = 1 << 20, force: bool = False) -> int:
     """Write `run` as long-format CSV (metric, timestamp_s, time_s, value, labels...). Returns rows."""
     epoch = _epoch(start_epoch)
 
@@ -304,13 +306,16 @@ def write_csv(run: Run, path: Path, start_epoch: float = 0, batch_rows: int = 1 
                     rows += batch.num_rows
         return rows
 
-    return _atomic_output(path, write)
+    return _atomic_output(path, write, force, "csv")
 
 
-def export(run: Run, path: Path, fmt: str = "openmetrics", start_epoch: float = 0) -> int:
-    """Export `run` to `path` in `fmt` (openmetrics | csv). Returns the number of samples written."""
+def export(run: Run, path: Path, fmt: str = "openmetrics", start_epoch: float = 0, force: bool = False) -> int:
+    """Export `run` to `path` in `fmt` (openmetrics | csv). Returns the number of samples written.
+
+    An existing `path` is replaced only with `force`, and only if twin wrote it (docs/safety.md).
+    """
     if fmt == "openmetrics":
-        return write_openmetrics(run, path, start_epoch)
+        return write_openmetrics(run, path, start_epoch, force=force)
     if fmt == "csv":
-        return write_csv(run, path, start_epoch)
+        return write_csv(run, path, start_epoch, force=force)
     raise ToolError(f"unknown export format {fmt!r}; choose from: {', '.join(FORMATS)}")

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from twin.errors import ToolError, unknown_name
-from twin.telemetry.atomic import atomic_write
+from twin.telemetry.atomic import atomic_write, check_output_file
+from twin.telemetry.outputs import SIGNATURE
 from twin.telemetry.read import Run
 
 FIGSIZE_IN = (10.0, 5.5)
@@ -238,9 +239,16 @@ def figure(run: Run, kind: str, opts: PlotOptions | None = None) -> Figure:
     """Build (but do not save) plot `kind` of `run`."""
     if kind not in PLOTS:
         raise unknown_name("plot kind", kind, PLOTS)
-    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
-    PLOTS[kind].draw(run, fig, opts or PlotOptions())
+    with _literal_text():
+        fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
+        PLOTS[kind].draw(run, fig, opts or PlotOptions())
     return fig
+
+
+def _literal_text():
+    """Run and rack names, pool names, sweep values are user strings: a '$' in one must print,
+    not start mathtext (which raises on '$\\frac$' when the figure is drawn)."""
+    return rc_context({"text.parse_math": False})
 
 
 def png_bytes(run: Run, kind: str, opts: PlotOptions | None = None) -> bytes:
@@ -248,12 +256,12 @@ def png_bytes(run: Run, kind: str, opts: PlotOptions | None = None) -> bytes:
     return _png(figure(run, kind, opts))
 
 
-def plot(run: Run, kind: str, out: Path, opts: PlotOptions | None = None) -> Path:
-    """Draw plot `kind` of `run` and save it as PNG to `out` (temp file + rename)."""
+def plot(run: Run, kind: str, out: Path, opts: PlotOptions | None = None, force: bool = False) -> Path:
+    """Draw plot `kind` of `run` and save it as PNG to `out` (temp file + rename); an existing
+    `out` only with `force`, and only a PNG twin wrote (docs/safety.md)."""
     out = Path(out)
-    if not out.parent.is_dir():
-        raise ToolError(f"{out.parent}: output directory does not exist")
-    return _save_png(figure(run, kind, opts), out)
+    check_output_file(out, force, "png")  # before drawing
+    return _save_png(figure(run, kind, opts), out, force)
 
 
 def sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, y_label: str, group_label: str,
@@ -262,6 +270,12 @@ def sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, 
 
     `points`: (variant id, x, y, group value). Axis labels are summary keys (units in their names).
     """
+    with _literal_text():
+        return _sweep_scatter(points, x_label, y_label, group_label, title, Path(out))
+
+
+def _sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, y_label: str, group_label: str,
+                   title: str, out: Path) -> Path:
     fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     groups = list(dict.fromkeys(str(p[3]) for p in points))
@@ -277,17 +291,19 @@ def sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, 
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save_png(fig, Path(out))
+    return _save_png(fig, out)
 
 
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    with _literal_text():  # text is laid out when drawn, here
+        # the Software tag is twin's signature: --force replaces only PNGs that carry it
+        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": f"{SIGNATURE} plot (matplotlib)"})
     return buf.getvalue()
 
 
-def _save_png(fig: Figure, out: Path) -> Path:
+def _save_png(fig: Figure, out: Path, force: bool = False) -> Path:
     """Save `fig` to `out` via a temp file + rename, so readers never see half a PNG."""
     data = _png(fig)
-    atomic_write(out, lambda fh: fh.write(data))
+    atomic_write(out, lambda fh: fh.write(data), force=force, fmt="png")
     return out
