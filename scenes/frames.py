@@ -14,16 +14,16 @@ plus the last sample so the stage ends where the run ends.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from twin.telemetry.schema import NODE_STATES
-from twin.telemetry.read import read_manifest
+from twin.telemetry.read import read_manifest, read_table
 
 DEFAULT_STAGE_SAMPLE_S = 5.0
 FAN_MAX_DEG_PER_FRAME = 90.0   # visual fan spin is slowed so the fastest fan turns <= 90° per frame
@@ -85,10 +85,8 @@ class StageFrames:
 
 
 def _read(run_dir: Path, name: str, columns: list[str] | None = None) -> pa.Table:
-    path = Path(run_dir) / "telemetry" / f"{name}.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such telemetry table (is {run_dir} a twin run directory?)")
-    return pq.read_table(path, columns=columns)
+    # through the run reader: no links out of the run, column types checked (docs/safety.md)
+    return read_table(run_dir, name, columns)
 
 
 def _np(table: pa.Table, col: str, dtype=None) -> np.ndarray:
@@ -189,10 +187,9 @@ def load_frames(run_dir: Path, stage_sample_s: float | None = None) -> StageFram
 
 
 def _load_links(run_dir: Path, t_all: np.ndarray, rows: np.ndarray) -> Links | None:
-    path = Path(run_dir) / "telemetry" / "links.parquet"
-    if not path.exists():
+    if not os.path.lexists(Path(run_dir) / "telemetry" / "links.parquet"):
         return None
-    links = pq.read_table(path, columns=["time_s", "link_id", "src", "dst", "kind", "utilisation"])
+    links = read_table(run_dir, "links", ["time_s", "link_id", "src", "dst", "kind", "utilisation"])
     if links.num_rows == 0:
         return None
     lid = _np(links, "link_id", np.int64)
