@@ -11,19 +11,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from twin.errors import SpecError, format_validation_error
-from twin.spec.safe_yaml import load_yaml
+from twin.spec.safe_yaml import load_yaml, read_input
+
+MAX_CATALOGUE_BYTES = 2_000_000
 
 DATA_DIR = Path(__file__).parent.parent / "data" / "catalogue"
 
@@ -32,8 +35,44 @@ NonNeg = Annotated[float, Field(ge=0)]
 Frac = Annotated[float, Field(ge=0, le=1)]
 
 
-class Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def _admits(annotation: Any, kind: type) -> bool:
+    """Whether `annotation` (Annotated, Optional, unions, Literal, list/dict items) admits `kind`."""
+    if annotation is kind:
+        return True
+    if get_origin(annotation) is Literal:
+        return any(type(a) is kind for a in get_args(annotation))
+    return any(_admits(a, kind) for a in get_args(annotation) if isinstance(a, type) or get_origin(a) is not None)
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_bool(v) for v in value.values())
+    return False
+
+
+class NumbersAreNumbers(BaseModel):
+    """`nodes: true` is not one node: pydantic's lax mode reads YAML booleans as 1 and 0 (and
+    numeric strings such as "1e3", which PyYAML leaves unparsed, as numbers: those stay)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        f = cls.model_fields.get(info.field_name or "")
+        if f is not None and _holds_bool(value) and not _admits(f.annotation, bool) \
+                and (_admits(f.annotation, int) or _admits(f.annotation, float)):
+            raise ValueError(f"expected a number, not the boolean {str(value).lower()!s}"
+                             if isinstance(value, bool) else "expected numbers, not booleans (true/false)")
+        return value
+
+
+class Spec(NumbersAreNumbers):
+    # allow_inf_nan=False: `.inf`/`.nan` are valid YAML floats but no catalogue figure is infinite,
+    # and a NaN would flow through the physics into manifest.json as an invalid JSON token
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class GpuSpec(Spec):
@@ -295,13 +334,9 @@ class Catalogue:
 
 
 def _parse_file(path: Path, entries: dict[str, dict[str, Spec]], problems: list[str]) -> None:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        problems.append(f"{path}: cannot read ({exc.strerror})")
-        return
-    try:  # size limit, alias bombs, duplicate keys, one-line messages (twin.safe_yaml)
-        doc = load_yaml(text, str(path), 2_000_000) or {}
+    try:  # type and size checked before reading; alias bombs, duplicate keys, one-line messages
+        text = read_input(path, MAX_CATALOGUE_BYTES, "catalogue file")
+        doc = load_yaml(text, str(path), MAX_CATALOGUE_BYTES) or {}
     except SpecError as exc:
         problems.extend(exc.problems)
         return
