@@ -89,13 +89,14 @@ def _as_dict(pred) -> dict:
 
 def _print(pred) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from twin.model.thermal import CFM_M3_S
     from twin.tools.predict import psu_headroom_frac
 
     b, burn = pred.box, pred.burn
-    out.print(f"[bold]{b.node.name}[/]: {b.node.gpu_count} x {b.gpu.name}, {b.model.name} {b.quant.name} "
-              f"on {b.engine.name}, tp={b.tp} pp={b.pp} -> {b.replicas} replica(s)")
+    out.print(Text.assemble((b.node.name, "bold"), f": {b.node.gpu_count} x {b.gpu.name}, {b.model.name} "
+                            f"{b.quant.name} on {b.engine.name}, tp={b.tp} pp={b.pp} -> {b.replicas} replica(s)"))
     out.print(f"weights {pred.weights_gb:.1f} GB/replica, KV budget {pred.kv_budget_gb:.1f} GB/replica; "
               f"model load {pred.load_s:.0f} s (cold start incl. POST/OS {pred.cold_start_s:.0f} s)")
     out.print(f"single-stream decode {pred.single_stream_tok_s:.1f} tok/s; prefill {pred.prefill_tok_s:,.0f} tok/s per replica")
