@@ -339,7 +339,8 @@ def test_any_valid_list_of_faults_simulates_and_conserves_requests(faults):
     import yaml
     res = simulate(scenario_from_text(SHORT + yaml.safe_dump({"faults": faults}, default_flow_style=None)))
     assert_conserved(res)
-    assert len(events(res, "fault")) == len(faults)
+    # the run covers [0, 240 s): a fault at its very end never happens
+    assert len(events(res, "fault")) == sum(f["at_s"] < 240 for f in faults)
     caps = [f for f in faults if f["kind"] == "facility_power_cap"]
     if len(caps) == 1 and "duration_s" not in caps[0] and not events(res, "power_cap_infeasible"):
         fac = res.columns["facility"]

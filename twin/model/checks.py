@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from twin.model.node_power import peak_parts_w
 from twin.model.power import wall_power_w
 from twin.spec.catalogue import Catalogue, NodeSpec
 
@@ -40,23 +41,28 @@ def _pretty(name: str) -> str:
 
 
 def node_peak_terms(node: NodeSpec, cat: Catalogue) -> list[PowerTerm]:
-    """DC power of each part group at its limit. Sources: the catalogue entries' spec sheets."""
+    """DC power of each part group at its limit (the node-power composition of
+    twin.model.node_power at its peak). Sources: the catalogue entries' spec sheets."""
     gpu, cpu, nic, fan = cat.gpu(node.gpu), cat.cpu(node.cpu), cat.nic(node.nic), cat.fan(node.chassis_fan)
+    p = peak_parts_w(node, cpu, nic, fan)
+    dimm_w, fan_w = float(p.dimm_w), float(p.fan_w)
     return [
         PowerTerm(f"{node.gpu_count}x {_pretty(gpu.name)} ({gpu.board_power_w:,.0f} W)",
                   node.gpu_count * gpu.board_power_w),
-        PowerTerm(f"CPU {cpu.tdp_w:,.0f} W", cpu.tdp_w),
-        PowerTerm(f"{node.dimms} DIMMs {node.dimms * node.dimm_power_w:,.0f} W", node.dimms * node.dimm_power_w),
-        PowerTerm(f"platform {node.platform_power_w:,.0f} W", node.platform_power_w),
-        PowerTerm(f"NIC {nic.power_w:,.0f} W", nic.power_w),
-        PowerTerm(f"{node.chassis_fan_count} fans {node.chassis_fan_count * fan.max_power_w:,.1f} W",
-                  node.chassis_fan_count * fan.max_power_w),
+        PowerTerm(f"CPU {float(p.cpu_w):,.0f} W", float(p.cpu_w)),
+        PowerTerm(f"{node.dimms} DIMMs {dimm_w:,.0f} W", dimm_w),
+        PowerTerm(f"platform {float(p.platform_w):,.0f} W", float(p.platform_w)),
+        PowerTerm(f"NIC {float(p.nic_w):,.0f} W", float(p.nic_w)),
+        PowerTerm(f"{node.chassis_fan_count} fans {fan_w:,.1f} W", fan_w),
     ]
 
 
 def node_peak_dc_power_w(node: NodeSpec, cat: Catalogue) -> float:
-    """Node DC power with every part at its limit (sum of :func:`node_peak_terms`)."""
-    return sum(t.power_w for t in node_peak_terms(node, cat))
+    """Node DC power with every part at its limit (the terms of :func:`node_peak_terms`, added up by
+    twin.model.node_power)."""
+    gpu = cat.gpu(node.gpu)
+    parts = peak_parts_w(node, cat.cpu(node.cpu), cat.nic(node.nic), cat.fan(node.chassis_fan))
+    return float(parts.dc_w(node.gpu_count * gpu.board_power_w))
 
 
 def node_peak_wall_power_w(node: NodeSpec, cat: Catalogue) -> float:
@@ -68,7 +74,7 @@ def node_peak_wall_power_w(node: NodeSpec, cat: Catalogue) -> float:
 def psu_findings(node: NodeSpec, cat: Catalogue, headroom_frac: float, path: str) -> list[Finding]:
     """Error when the node's peak DC power exceeds the PSU rating; warning inside the headroom margin."""
     terms = node_peak_terms(node, cat)
-    peak_w = sum(t.power_w for t in terms)
+    peak_w = node_peak_dc_power_w(node, cat)
     psu = cat.psu(node.psu)
     rated_w = psu.rated_w * node.psu_count
     psu_label = f"PSU {rated_w:,.0f} W" + (f" ({node.psu_count}x {psu.rated_w:,.0f} W)" if node.psu_count > 1 else "")

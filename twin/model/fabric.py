@@ -34,7 +34,8 @@ import networkx as nx
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from twin.spec.scenario import Scenario
+    from twin.spec.catalogue import NicSpec
+    from twin.spec.scenario import FabricSectionSpec
     from twin.spec.topology import Topology
 
 GB = 1e9
@@ -191,34 +192,36 @@ class _FlowSet:
 
 
 class FabricModel:
-    """Runtime fabric state for the engine: flows each tick, link accumulators, failures.
+    """Runtime fabric state: flows each tick, link accumulators, failures.
 
-    Built from the engine's `sim` (its replicas' cross-node hops `rep_cross_hops`, `rep_hops_cross`,
-    activation bytes per token `rep_hidden_bytes`, NIC, node spec, tick). Arrays the engine reads
-    after `step`: rep_nic_gb_s (R_rep,) bandwidth a replica's pipeline
-    hop sees, rep_cross_latency_s (R_rep,) RDMA latency of all its cross-node hops,
-    loading_rate_gb_s (N,) network weight-load rate, node_load_gb_s (N,), node_nic_gb_s (N,).
+    Built from the fabric spec, the topology, the NIC, the node's PCIe host-to-device rate, the
+    tick, and per replica its cross-node pipeline hops (src, dst node pairs in stage order) and
+    activation bytes per token. Arrays callers read after `step`: rep_nic_gb_s (R_rep,) bandwidth
+    a replica's pipeline hop sees, rep_cross_latency_s (R_rep,) RDMA latency of all its cross-node
+    hops, loading_rate_gb_s (N,) network weight-load rate, node_load_gb_s (N,), node_nic_gb_s (N,).
+    Failures are counted per element, so two overlapping faults on one element need two restores.
     """
 
-    def __init__(self, scenario: "Scenario", topo: "Topology", sim) -> None:
-        spec = scenario.spec.fabric
+    def __init__(self, spec: "FabricSectionSpec", topo: "Topology", nic: "NicSpec", h2d_gb_s: float, dt_s: float,
+                 rep_cross_hops: "tuple[tuple[tuple[int, int], ...], ...]", rep_hidden_bytes: np.ndarray) -> None:
         self.spec = spec
-        nic = sim.nic
         self.fg = build_fabric(topo.rack_names, topo.node_rack, nic.achievable_gb_s, nic.latency_s, spec.spines,
                                spec.oversubscription, spec.switch_latency_s,
                                spec.storage_targets if spec.load_from == "network" else 0, spec.storage_gb_s)
         self.N = topo.n_nodes
-        self.dt_s = sim.dt
+        self.dt_s = dt_s
         self.nic_gb_s = nic.achievable_gb_s
-        self.h2d_gb_s = sim.node_spec.pcie_h2d_gb_s
+        self.h2d_gb_s = h2d_gb_s
         self.cap = self.fg.capacity_directed_gb_s()
-        self.down_links: set[int] = set()
-        self.down_elements: set[str] = set()
+        # failed links / elements with the number of faults holding each down (overlapping faults
+        # on one element need all of them cleared)
+        self.down_links: dict[int, int] = {}
+        self.down_elements: dict[str, int] = {}
         self._paths: dict[tuple[str, str], tuple[int, ...] | None] = {}
         # cross-node pipeline hops of every replica in stage order, and activation bytes per token
-        self.rep_hops = sim.rep_cross_hops
-        self.rep_has_hops = sim.rep_hops_cross > 0
-        self.rep_hidden_bytes = sim.rep_hidden_bytes
+        self.rep_hops = rep_cross_hops
+        self.rep_has_hops = np.array([len(h) > 0 for h in rep_cross_hops], dtype=bool)
+        self.rep_hidden_bytes = rep_hidden_bytes
         self.unit_nodes = [list(u) for u in topo.unit_nodes]
         self.n_rep = len(topo.replicas)
         self.rep_nic_gb_s = np.full(self.n_rep, self.nic_gb_s)
@@ -259,12 +262,17 @@ class FabricModel:
 
     def fail(self, target: str) -> None:
         kind, what = self._resolve(target)
-        (self.down_links if kind == "link" else self.down_elements).add(what)  # type: ignore[arg-type]
+        down: dict = self.down_links if kind == "link" else self.down_elements
+        down[what] = down.get(what, 0) + 1
         self._changed()
 
     def restore(self, target: str) -> None:
         kind, what = self._resolve(target)
-        (self.down_links if kind == "link" else self.down_elements).discard(what)  # type: ignore[arg-type]
+        down: dict = self.down_links if kind == "link" else self.down_elements
+        if down.get(what, 0) > 1:
+            down[what] -= 1
+            return  # another fault still holds it down: nothing changes
+        down.pop(what, None)
         self._changed()
 
     def _changed(self) -> None:
@@ -335,8 +343,12 @@ class FabricModel:
         self._cache_key, self._cache = key, flows
         return flows
 
-    def step(self, sim, active_reps: np.ndarray, loading_nodes: np.ndarray) -> None:
-        """Place this tick's flows, share bandwidth, update the arrays the engine reads."""
+    def step(self, active_reps: np.ndarray, loading_nodes: np.ndarray, rep_tok_s: np.ndarray) -> None:
+        """Place this tick's flows, share bandwidth, update the arrays callers read.
+
+        `rep_tok_s` (R_rep,): tokens/s each replica pushed through its pipeline last tick (decode +
+        prompt), the demand of its activation flows.
+        """
         self.rep_nic_gb_s = np.full(self.n_rep, self.nic_gb_s)
         self.loading_rate_gb_s = np.zeros(self.N)
         self.node_load_gb_s = np.zeros(self.N)
@@ -345,9 +357,7 @@ class FabricModel:
         fs = self._flow_set(active[self.rep_has_hops[active]], np.asarray(loading_nodes, dtype=np.int64))
         if fs is None:
             return
-        tok = getattr(sim, "rep_tokens_s", None)
-        pre = getattr(sim, "rep_prefill_tok_s", None)
-        rep_rate = np.zeros(self.n_rep) if tok is None else tok + pre
+        rep_rate = rep_tok_s
         ridx = np.where(fs.is_pp, fs.rep, 0)
         demand = np.where(fs.is_pp, rep_rate[ridx] * self.rep_hidden_bytes[ridx] / GB, self.h2d_gb_s)
         # max-min with demand caps gives every flow its demand when no link is over-asked

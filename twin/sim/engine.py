@@ -1,1147 +1,190 @@
-"""The simulation engine: the only SimPy user.
+"""The simulation engine: wires the parts together and sequences them; the parts compute.
 
-SimPy owns time. Discrete things happen as SimPy processes at their exact times (node ignition
-steps, scheduler decisions, faults); everything continuous advances in ONE physics tick process
-that updates numpy state arrays for all requests, replicas, GPUs, nodes and racks at once:
+SimPy owns time. Discrete things happen as SimPy processes at their exact times (ignition steps,
+autoscaler decisions, faults); everything continuous advances in ONE physics tick that calls the
+parts in order (docs/architecture.md "One tick"):
 
-  1. arrivals -> per-pool FIFO queues; queue timeouts drop; router admits to replicas
-     (least outstanding work, KV-cache reservation of prompt + output tokens);
-  2. serving: per replica, chunked prefill first (FIFO, capped share of the tick when sequences
-     are decoding), then decode at the roofline token interval (twin.serving), all requests
-     vectorised with group-wise scans; sub-tick first-token and completion times;
-  3. power (twin.power) and thermal (twin.thermal), closing the loop through clock throttling;
-  4. telemetry accumulators (interval means) written every `sample_s`.
+    requests.arrive / expire -> network.step -> router -> batching -> plant (+ power cap)
+    -> lifecycle.react / follow_traffic / progress_loading -> sampler
 
 Determinism: every random draw comes from child streams of SeedSequence(seed); no wall clock,
 no global RNG, no set/dict iteration order that depends on hashing.
+
+The run covers [0, horizon) with horizon = the whole telemetry intervals that fit in
+`duration_s`: every simulated tick is sampled, requests arriving at or after the horizon are not
+part of the run, and nothing scheduled at or after it happens.
 """
 from __future__ import annotations
 
-import heapq
 import math
 import time
-from collections import deque
-from typing import Callable
+from collections.abc import Callable, Generator
 
 import numpy as np
 import simpy
 
-from twin.model import power as pw
 from twin.model import serving as sv
-from twin.model import thermal as th
-from twin.model.power import CPU_UTIL_WARM
-from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
-from twin.model.policies import (
-    POLICIES,
-    IgnitionContext,
-    replicas_needed,
-    units_to_change,
-)
-from twin.model.states import (
-    BOOTING,
-    DRAINING,
-    FAILED,
-    LEGAL,
-    LOADING,
-    NODE_STATES,
-    OFF,
-    POWERING_ON,
-    SERVING,
-    WARM,
-)
-from twin.model.workload import generate_requests, mean_tokens
-from twin.sim.result import (
-    DONE,
-    DROP_REASONS,
-    DROPPED,
-    INFLIGHT,
-    QUEUED,
-    SimResult,
-    collect,  # table assembly lives next door to keep this file about dynamics
-)
+from twin.model.node_power import node_parts_w, node_wall_w
+from twin.model.workload import generate_requests
+from twin.sim.autoscaler import Autoscaler
+from twin.sim.batching import ServingStep
+from twin.sim.events import EventLog
+from twin.sim.faults import Fleet, fault_process
+from twin.sim.layout import build_layout
+from twin.sim.lifecycle import Lifecycle
+from twin.sim.network import Network
+from twin.sim.plant import Plant
+from twin.sim.power_cap import FacilityCap
+from twin.sim.requests import RequestBook, arrivals_before, kv_reservation_b
+from twin.sim.result import RequestRecord, SimResult, collect
+from twin.sim.router import ReplicaLoad, least_work_admit
+from twin.sim.sampler import Sampler, SamplerLayout
 from twin.spec.scenario import Scenario
 from twin.spec.topology import build_topology
 
-CAP_BISECT_STEPS = 12     # facility cap: 200 W / 2^12 = 0.05 W per GPU (the cap side: never over)
-PREFILL_SHARE_MAX = 0.6   # estimate: chunked-prefill token budget keeps >= 40 % of a step for decode
-LOADING_GPU_ACTIVITY = 0.10  # estimate: H2D weight copies + allocator warm-up
-P2P_HOP_LATENCY_S = 5e-6  # estimate: PCIe P2P copy launch + sync per intra-node pipeline hop
-DIMM_ACTIVE_UTIL = {POWERING_ON: 0.0, BOOTING: 1.0, LOADING: 1.0, WARM: 0.0, SERVING: 0.5, DRAINING: 0.5}
+Progress = Callable[[float, dict], None]
 
 
-class _Sim:
-    def __init__(self, scenario: Scenario, progress: Callable[[float, dict], None] | None):
-        self.sc = scenario
+class Engine:
+    """One run of one scenario: the parts, wired, and the tick that sequences them."""
+
+    def __init__(self, scenario: Scenario, progress: Progress | None = None) -> None:
+        self.sc, self.progress = scenario, progress
         spec, cat = scenario.spec, scenario.catalogue
-        self.spec = spec
-        self.progress = progress
         self.topo = topo = build_topology(scenario)
-        self.node_spec = node = cat.node(spec.topology.node_type)
-        self.gpu = cat.gpu(node.gpu)
-        self.cpu = cat.cpu(node.cpu)
-        self.psu = cat.psu(node.psu)
-        self.nic = cat.nic(node.nic)
-        self.fan = cat.fan(node.chassis_fan)
+        node = cat.node(spec.topology.node_type)
+        cpu, nic, fan, psu, gpu = cat.cpu(node.cpu), cat.nic(node.nic), cat.fan(node.chassis_fan), cat.psu(node.psu), \
+            cat.gpu(node.gpu)
         sim = spec.simulation
-        self.dt = sim.dt_s
-        self.ticks_per_sample = int(round(sim.sample_s / sim.dt_s))
-        self.n_ticks = int(math.floor(sim.duration_s / sim.dt_s + 1e-9))
-        self.n_samples = self.n_ticks // self.ticks_per_sample
-        root = np.random.SeedSequence(sim.seed)
-        s_work, s_boot = root.spawn(2)
-        self.boot_rng = np.random.default_rng(s_boot)
-        self.req = generate_requests(spec, s_work)
-
-        N, G, R = topo.n_nodes, topo.n_gpus, topo.n_racks
-        self.N, self.G, self.R = N, G, R
-        self.gpn = topo.gpus_per_node
-        # ---- pools and replicas
-        self.perf: list[sv.ReplicaPerf] = []
-        for p in spec.pools:
-            self.perf.append(sv.replica_perf(cat.model(p.model), cat.quant(p.quantisation), self.gpu,
-                                              cat.engine(p.engine), p.tp, p.pp, p.memory_utilisation,
-                                              p.max_batch, p.kv_bytes))
-        self.models = [cat.model(p.model) for p in spec.pools]
-        reps = topo.replicas
-        self.n_rep = nr = len(reps)
-        self.rep_pool = np.array([r.pool_id for r in reps], dtype=np.int64)
-        self.rep_unit = np.array([r.unit_id for r in reps], dtype=np.int64)
-        max_g = max((len(r.gpu_ids) for r in reps), default=1)
-        self.rep_gpus = np.full((nr, max_g), G, dtype=np.int64)  # G = sentinel column
-        for r in reps:
-            self.rep_gpus[r.replica_id, :len(r.gpu_ids)] = r.gpu_ids
-        self.gpu_rep = np.full(G, -1, dtype=np.int64)
-        for r in reps:
-            self.gpu_rep[list(r.gpu_ids)] = r.replica_id
-        # pipeline hops per traversal: (src, dst) node pairs that cross the NIC (the fabric's flows),
-        # the rest stay inside a node on PCIe P2P
-        self.rep_cross_hops: list[list[tuple[int, int]]] = []
-        for r in reps:
-            pool = spec.pools[r.pool_id]
-            stage_nodes = [r.gpu_ids[s * pool.tp] // self.gpn for s in range(pool.pp)]
-            self.rep_cross_hops.append([(a, b) for a, b in zip(stage_nodes, stage_nodes[1:]) if a != b])
-        self.rep_hops_cross = np.array([len(h) for h in self.rep_cross_hops], dtype=float)
-        self.rep_hops_intra = np.array([spec.pools[r.pool_id].pp - 1 for r in reps], dtype=float) - self.rep_hops_cross
-        self.rep_hidden_bytes = np.array([self.perf[p].hidden_size for p in self.rep_pool], dtype=float) * sv.ACTIVATION_BYTES
-        self.pool_kv_cap = np.array([pf.kv_capacity_bytes for pf in self.perf])
-        self.rep_kv_cap = self.pool_kv_cap[self.rep_pool]
-        self.rep_max_batch = np.array([self.perf[p].max_batch for p in self.rep_pool], dtype=np.int64)
-        # compute-bound prefill plus the TP all-reduce traffic each prompt token adds
-        self.rep_prefill_s_per_tok = np.array([
-            float(sv.prefill_seconds_per_token(self.perf[p].active_params, self.perf[p].prefill_gpus,
-                                               self.perf[p].prefill_tflops, self.perf[p].eta_fl))
-            + sv.tp_prefill_s_per_token(self.perf[p].layers, self.perf[p].hidden_size, self.perf[p].tp,
-                                        node.pcie_p2p_gb_s)
-            for p in self.rep_pool])
-        self.pool_reps = [np.flatnonzero(self.rep_pool == k) for k in range(len(spec.pools))]
-        self.rep_cont_batching = np.array([self.perf[p].continuous_batching for p in self.rep_pool], dtype=bool)
-        self.unit_reps = [np.flatnonzero(self.rep_unit == u) for u in range(topo.n_units)]
-        self.unit_nodes = [np.array(u, dtype=np.int64) for u in topo.unit_nodes]
-        self.unit_pool = topo.unit_pool
-        self.pool_units = [np.flatnonzero(self.unit_pool == k) for k in range(len(spec.pools))]
-        # bytes each node of a unit loads: its share of the unit's replicas' weights
-        self.unit_load_bytes_per_node = np.array([
-            len(self.unit_reps[u]) * self.perf[self.unit_pool[u]].weights_bytes / len(self.unit_nodes[u])
-            for u in range(topo.n_units)])
-        # ---- request state
-        n = self.req.n
-        self.status = np.zeros(n, dtype=np.int8)
-        self.replica = np.full(n, -1, dtype=np.int64)
-        self.admitted_s = np.full(n, np.nan)
-        self.first_token_s = np.full(n, np.nan)
-        self.done_s = np.full(n, np.nan)
-        self.enqueued_s = self.req.arrival_s.copy()
-        self.prefill_left = np.zeros(n)
-        self.decode_left = np.zeros(n)
-        self.generated = np.zeros(n)
-        self.network_s = np.zeros(n)
-        self.retries = np.zeros(n, dtype=np.int32)
-        self.drop_reason = np.zeros(n, dtype=np.int8)
-        self.admit_seq = np.zeros(n, dtype=np.int64)
-        self._admit_counter = 0
-        kvpt = np.array([self.perf[p].kv_bytes_per_token for p in range(len(spec.pools))])
-        stpt = np.array([self.perf[p].state_bytes_per_seq for p in range(len(spec.pools))])
-        self.reservation = ((self.req.prompt_tokens + self.req.output_tokens) * kvpt[self.req.pool]
-                            + stpt[self.req.pool])
-        self.max_ctx = np.array([m.max_context for m in self.models])[self.req.pool]
-        self.queues = [deque() for _ in spec.pools]
-        # requests retried after a fault wait in their own per-pool line, served before new arrivals
-        # (they were admitted once already); each line stays ordered by enqueued_s for _timeouts
-        self.retry_queues = [deque() for _ in spec.pools]
-        self.next_arrival = 0
-        self.inflight = np.zeros(0, dtype=np.int64)
-        self.rep_inflight = np.zeros(nr, dtype=np.int64)
-        self.rep_kv_reserved = np.zeros(nr)
-        self.rep_interval_s = np.array([self._single_interval(p) for p in self.rep_pool])
-        self.rep_busy = np.zeros(nr)
-        # requests a replica can hold at once on average (autoscaler capacity unit)
-        mean_res = (mean_tokens(spec.workload.prompt_tokens) + mean_tokens(spec.workload.output_tokens))
-        self.pool_req_per_replica = np.array([
-            max(1.0, min(pf.max_batch, pf.kv_capacity_bytes / max(pf.kv_bytes_per_token * mean_res
-                                                                   + pf.state_bytes_per_seq, 1.0)))
-            for pf in self.perf])
-        # ---- node / GPU state
-        self.state = np.full(N, OFF, dtype=np.int8)
-        self.unit_ready = np.zeros(topo.n_units, dtype=bool)
-        self.unit_draining = np.zeros(topo.n_units, dtype=bool)
-        self.unit_failed = np.zeros(topo.n_units, dtype=bool)
-        self.unit_busy_since = np.full(topo.n_units, -1.0)
-        self.unit_gen = np.zeros(topo.n_units, dtype=np.int64)  # bumped when a unit is lost mid-ignition
-        self.load_left = np.zeros(N)
-        fac = spec.facility
-        self.supply_c = fac.supply_air_c
-        self.gpu_temp = np.full(G, fac.supply_air_c)   # die
-        self.gpu_sink = np.full(G, fac.supply_air_c)   # heatsink (thermal.rc2_step_c)
-        self.gpu_fan = np.zeros(G)
-        self.gpu_clock = np.ones(G)
-        self.gpu_cap_w = np.full(G, np.inf)
-        self.fan_rpm = np.zeros(N)
-        self.fan_ok = np.ones(N, dtype=bool)
-        self.gpu_ok = np.ones(G, dtype=bool)          # gpu_failure: a dead GPU draws nothing, serves nothing
-        self.rep_lost = np.zeros(nr, dtype=bool)      # replica lost with one of its GPUs
-        self.psu_ok = np.full(N, node.psu_count, dtype=np.int64)  # working PSUs per node (psu_failure)
-        self.fac_cap_w = math.inf                     # facility_power_cap (W at the utility meter)
-        self.fac_cap_gpu_w = math.inf                 # per-GPU limit the cap controller currently applies
-        self.fac_cap_state = ""                       # "", "binding" or "infeasible": for transition events
-        self.fac_floor_w = 0.0                        # facility power with every GPU at its lowest clock
-        self.cooling_short = False                    # IT heat above the cooling available (room heating)
-        self.replacing: list[deque] = [deque() for _ in spec.pools]  # lost units awaiting a replacement
-        self.rack_exhaust = np.full(R, fac.supply_air_c)
-        self.plenum_frac = 1.0
-        self.cooling_capacity_w = fac.cooling_capacity_kw * 1e3
-        self.gpu_throttled = np.zeros(G, dtype=bool)
-        self.events: list[tuple] = []
-        self.low_since = [-1.0] * len(spec.pools)
-        self.ramp_hist: deque = deque()
-        # RDMA latency of a replica's cross-node hops: 2 NIC traversals + one leaf switch per hop
-        # until the fabric knows the real paths (hardware.md "Fabric")
-        self.rep_cross_lat_s = self.rep_hops_cross * (2 * self.nic.latency_s + spec.fabric.switch_latency_s)
-        self.unit_cut = np.zeros(topo.n_units, dtype=bool)  # powered but unreachable over the fabric
-        self.fabric = None
-        fabric_faults = any(f.kind in ("link_down", "switch_down") for f in spec.faults)
-        if spec.fabric.enabled and (self.rep_hops_cross.any() or spec.fabric.load_from == "network" or fabric_faults):
-            from twin.model.fabric import (
-                FabricModel,  # networkx stays behind twin.fabric
-            )
-            self.fabric = FabricModel(scenario, topo, self)
-            self.rep_cross_lat_s = self.fabric.rep_cross_latency_s
-        self.node_inlet = np.full(N, fac.supply_air_c)
-        self.node_nic_gb_s = np.zeros(N)
-        self.rep_nic_gb_s = np.full(nr, self.nic.achievable_gb_s)
-        self._alloc_samples()
-
-    # ------------------------------------------------------------------ helpers
-    def _single_interval(self, pool: int) -> float:
-        pf = self.perf[pool]
-        return float(sv.decode_token_interval_s(
-            np.array([1.0]), np.array([1000.0]), weights_bytes=pf.weights_bytes, active_fraction=pf.active_fraction,
-            active_params=pf.active_params, kv_bytes_per_token=pf.kv_bytes_per_token,
-            state_bytes_per_seq=pf.state_bytes_per_seq, tp=pf.tp, pp=pf.pp, bandwidth_gb_s=pf.bandwidth_gb_s,
-            dense_tflops=pf.decode_tflops, eta_bw=pf.eta_bw, eta_fl=pf.eta_fl, clock=np.array([1.0]),
-            step_overhead_s=pf.step_overhead_s)[0])
-
-    def event(self, kind: str, node: int = -1, replica: int = -1, detail: str = "") -> None:
-        rack = int(self.topo.node_rack[node]) if node >= 0 else -1
-        self.events.append((self.env.now, kind, node, rack, replica, detail))
-
-    def set_state(self, node: int, new: int) -> None:
-        old = int(self.state[node])
-        if old == new:
-            return
-        if (old, new) not in LEGAL:
-            raise RuntimeError(f"illegal transition {NODE_STATES[old]}->{NODE_STATES[new]} on node {node}")
-        self.state[node] = new
-        self.event("state_change", node, -1, f"{NODE_STATES[old]}->{NODE_STATES[new]}")
+        self.dt = dt = sim.dt_s
+        ticks_per_sample = int(round(sim.sample_s / dt))
+        n_samples = int(math.floor(sim.duration_s / dt + 1e-9)) // ticks_per_sample
+        self.n_ticks = n_samples * ticks_per_sample
+        self.horizon_s = self.n_ticks * dt
+        s_work, s_boot = np.random.SeedSequence(sim.seed).spawn(2)
+        self.req = req = arrivals_before(generate_requests(spec, s_work), self.horizon_s)
+        self.env = env = simpy.Environment()
+        self.log = log = EventLog(topo.node_rack, lambda: env.now)
+        self.lay = lay = build_layout(scenario, topo, node)
+        max_ctx = np.array([cat.model(p.model).max_context for p in spec.pools])[req.pool]
+        self.book = book = RequestBook(req, kv_reservation_b(req, lay.perf), max_ctx, lay.pool_kv_cap, lay.n_rep,
+                                       spec.workload.timeout_s, lay.rep_first_node, log)
+        self.serving = ServingStep(lay, book, node, dt)
+        self.out = self.serving.idle
+        # a node loading weights with its GPUs idle (the cap's floor) and one serving flat out (ramp unit)
+        loading = node_parts_w(node, cpu, nic, fan, cpu_util=node.cpu_util_loading, dimm_activity=1.0,
+                               fan_rpm=fan.max_rpm)
+        serving = node_parts_w(node, cpu, nic, fan, cpu_util=node.cpu_util_serving, dimm_activity=1.0,
+                               fan_rpm=fan.max_rpm)
+        floor_w = node_wall_w(node, loading, node.gpu_count * (gpu.idle_power_w + gpu.loaded_idle_extra_w), psu)
+        peak_w = node_wall_w(node, serving, node.gpu_count * gpu.board_power_w * sv.ACTIVITY_DECODE_LARGE, psu)
+        self.cap = FacilityCap(gpu, psu, spec.facility, topo.gpu_node, topo.n_nodes, lay, floor_w, log)
+        self.plant = Plant(topo, cat, node, spec.facility, lay.gpu_rep, self.cap, dt)
+        self.network = Network(spec, lay, topo, node, nic, dt, book, log)
+        warmup = tuple(cat.engine(p.engine).warmup_s for p in spec.pools)
+        self.life = Lifecycle(spec, lay, topo, node, warmup, env, np.random.default_rng(s_boot), book, self.plant,
+                              log, dt)
+        unit_peak_w = np.array([len(n) for n in lay.unit_nodes], dtype=float) * peak_w
+        self.autoscaler = Autoscaler(spec, lay, topo, env, self.life, book, self.plant, self.network.unit_cut,
+                                     unit_peak_w, self.cap.allows_ignition)
+        self.life.on_unit_lost = self.autoscaler.decide  # lost capacity: decide now, not at the next interval
+        self.fleet = Fleet(self.life, self.plant, self.cap, self.network, log, node.psu_count,
+                           spec.facility.cooling_capacity_kw * 1e3)
+        self.sampler = Sampler(_sampler_layout(topo, lay), n_samples, ticks_per_sample, dt)
 
     # ------------------------------------------------------------------ processes
     def run(self) -> None:
-        self.env = env = simpy.Environment()
-        self._initial_units()
-        env.process(self._tick_proc())
-        env.process(self._scheduler_proc())
-        for i, f in enumerate(self.spec.faults):
-            env.process(self._fault_proc(i, f))
-        env.run(until=self.n_ticks * self.dt + self.dt / 2)
+        env = self.env
+        self.life.initial_units()
+        env.process(self._ticker())
+        env.process(self.autoscaler.process())
+        for i, f in enumerate(self.sc.spec.faults):
+            env.process(fault_process(env, i, f, self.fleet, self.topo.gpus_per_node, self.horizon_s))
+        env.run(until=self.horizon_s)
 
-    def _initial_units(self) -> None:
-        """Units already WARM at t=0, shared between pools by their node counts (at least one each)."""
-        want = self.spec.scheduler.initial_on_nodes
-        total = sum(p.nodes for p in self.spec.pools)
-        for k, pool in enumerate(self.spec.pools):
-            units = self.pool_units[k]
-            if not len(units) or want == 0:
-                continue
-            per_unit = len(self.unit_nodes[units[0]])
-            n_units = max(1, int(round(want * pool.nodes / total / per_unit)))
-            for u in units[:n_units]:
-                for nd in self.unit_nodes[u]:
-                    self.state[nd] = WARM
-                    self.event("initial", int(nd), -1, "WARM")
-                self.unit_ready[u] = True
-
-    def _ignite(self, u: int, why: str = ""):
-        env, ns = self.env, self.node_spec
-        nodes = self.unit_nodes[u]
-        gen = int(self.unit_gen[u])  # a loss bumps it: this ignition is then abandoned at its next step
-        self.event("ignite", int(nodes[0]), -1, f"unit {u} {why}".strip())
-        for nd in nodes:
-            self.set_state(int(nd), POWERING_ON)
-        yield env.timeout(ns.power_on_s)
-        if self.unit_gen[u] != gen:
-            return
-        for nd in nodes:
-            self.set_state(int(nd), BOOTING)
-        jitter = self.boot_rng.normal(0.0, ns.boot_jitter_frac, size=len(nodes))
-        boot_s = (ns.post_s + ns.os_boot_s) * np.clip(1.0 + jitter, 0.5, 2.0)
-        procs = [env.process(self._boot_and_load(int(nd), float(b), u, gen)) for nd, b in zip(nodes, boot_s)]
-        yield simpy.AllOf(env, procs)
-        if self.unit_gen[u] != gen:
-            return
-        yield env.timeout(self.sc.catalogue.engine(self.spec.pools[self.unit_pool[u]].engine).warmup_s)
-        if self.unit_gen[u] != gen:
-            return
-        for nd in nodes:
-            self.set_state(int(nd), WARM)
-        self.unit_ready[u] = True
-        self.event("ready", int(nodes[0]), -1, f"unit {u}")
-
-    def _boot_and_load(self, nd: int, boot_s: float, u: int, gen: int):
-        yield self.env.timeout(boot_s)
-        if self.unit_gen[u] != gen or self.state[nd] != BOOTING:
-            return
-        self.set_state(nd, LOADING)
-        self.load_left[nd] = self.unit_load_bytes_per_node[u]
-        while self.load_left[nd] > 0 and self.state[nd] == LOADING:
-            yield self.env.timeout(self.dt)
-
-    def _scheduler_proc(self):
-        sched = self.spec.scheduler
-        policy = POLICIES[sched.policy]
-        while True:
-            yield self.env.timeout(sched.interval_s)
-            self._autoscale(policy)
-
-    def _autoscale(self, policy) -> None:
-        sched = self.spec.scheduler
-        now = self.env.now
-        total_nodes = sum(p.nodes for p in self.spec.pools)
-        booting = int(np.isin(self.state, (POWERING_ON, BOOTING, LOADING)).sum())
-        boot_slots = max(0, sched.max_concurrent_boots - booting)
-        for k, pool in enumerate(self.spec.pools):
-            units = self.pool_units[k]
-            if not len(units):
-                continue
-            reps_per_unit = len(self.unit_reps[units[0]])
-            nodes_per_unit = len(self.unit_nodes[units[0]])
-            load = len(self.queues[k]) + len(self.retry_queues[k]) + int(self.rep_inflight[self.pool_reps[k]].sum())
-            need_reps = replicas_needed(load, self.pool_req_per_replica[k], sched.target_utilisation)
-            warm_units = math.ceil(sched.warm_pool_nodes * pool.nodes / total_nodes / nodes_per_unit)
-            needed = min(len(units), math.ceil(need_reps / reps_per_unit) + warm_units)
-            first = self.state[[int(self.unit_nodes[u][0]) for u in units]]
-            alive = ~self.unit_failed[units] & ~self.unit_cut[units] & (first != OFF) & (first != FAILED)
-            active = units[alive & ~self.unit_draining[units]]
-            delta = units_to_change(len(active), needed, sched.hysteresis)
-            if delta > 0:
-                self.low_since[k] = -1.0
-                # cheapest first: take back units that are draining
-                for u in units[alive & self.unit_draining[units]][::-1][:delta]:
-                    self.unit_draining[u] = False
-                    for nd in self.unit_nodes[u]:
-                        if self.state[nd] == DRAINING:
-                            self.set_state(int(nd), WARM)
-                    self.event("undrain", int(self.unit_nodes[u][0]), -1, f"unit {u}")
-                    delta -= 1
-                off = units[(first == OFF) & ~self.unit_failed[units]]
-                if delta > 0 and len(off) and boot_slots > 0:
-                    ctx = self._ignition_ctx(now)
-                    chosen = policy.limit(policy.order(off, ctx), ctx)
-                    take = min(delta, boot_slots // nodes_per_unit)
-                    for u in chosen[:take]:
-                        if not self._cap_allows_ignition(int(u)):
-                            break
-                        self.ramp_hist.append((now, float(ctx.unit_peak_w[u])))
-                        why = f"replaces {self.replacing[k].popleft()}" if self.replacing[k] else ""
-                        self.env.process(self._ignite(int(u), why))
-                        boot_slots -= nodes_per_unit
-            elif delta < 0:
-                if self.low_since[k] < 0:
-                    self.low_since[k] = now
-                if now - self.low_since[k] >= sched.scale_down_delay_s:
-                    ready = [u for u in active if self.unit_ready[u]]
-                    for u in sorted(ready, reverse=True)[:-delta]:
-                        self.unit_draining[u] = True
-                        for nd in self.unit_nodes[u]:
-                            self.set_state(int(nd), DRAINING)
-                        self.event("drain", int(self.unit_nodes[u][0]), -1, f"unit {u}")
-                    self.low_since[k] = now
-            else:
-                self.low_since[k] = -1.0
-
-    def _ignition_ctx(self, now: float) -> IgnitionContext:
-        topo = self.topo
-        on = (self.state != OFF) & (self.state != FAILED)
-        rack_on = np.bincount(topo.node_rack, weights=on, minlength=self.R)
-        inlet = np.bincount(topo.node_rack, weights=self.node_inlet, minlength=self.R) / topo.nodes_per_rack
-        window = 60.0
-        while self.ramp_hist and self.ramp_hist[0][0] <= now - window:
-            self.ramp_hist.popleft()
-        used = sum(w for _, w in self.ramp_hist)
-        budget = self.spec.scheduler.max_ramp_kw_per_min * 1e3 * window / 60.0 - used
-        return IgnitionContext(
-            unit_rack=np.array([topo.node_rack[n[0]] for n in self.unit_nodes]),
-            unit_nodes=np.array([len(n) for n in self.unit_nodes]),
-            rack_nodes_on=rack_on, rack_inlet_c=inlet, unit_peak_w=self.unit_peak_w, ramp_budget_w=budget)
-
-    def _fault_proc(self, i: int, f):
-        yield self.env.timeout(f.at_s)
-        target = f.target if f.target is not None else ""
-        nd = (int(f.target) // self.gpn if f.kind == "gpu_failure" else int(f.target)) \
-            if isinstance(f.target, int) else -1
-        # the fault event comes first so that the reactions it causes follow it in the table
-        words = (f"faults[{i}]", f.kind, str(target), "" if f.value is None else f"{f.value:g}")
-        self.event("fault", nd, -1, " ".join(w for w in words if w))
-        undo = self._apply_fault(f, f"{f.kind} faults[{i}]")
-        if f.duration_s is not None:
-            yield self.env.timeout(f.duration_s)
-            if undo:
-                undo()
-            self.event("fault_cleared", nd, -1, f"faults[{i}] {f.kind}")
-
-    def _repair_node(self, nd: int) -> None:
-        """A repaired node returns to OFF (the tick returns its unit to service once all of it is OFF)."""
-        if self.state[nd] == FAILED:
-            self.state[nd] = OFF
-            self.event("state_change", nd, -1, "FAILED->OFF")
-
-    def _apply_fault(self, f, reason: str):
-        """Apply fault `f`; return a function that undoes it (called when its duration ends)."""
-        if f.kind == "node_crash" or (f.kind == "psu_failure" and self.psu_ok[int(f.target)] <= 1):
-            nd = int(f.target)
-            self.psu_ok[nd] -= f.kind == "psu_failure"
-            self._fail_node(nd, reason)
-
-            def repair():
-                self.psu_ok[nd] = self.node_spec.psu_count
-                self._repair_node(nd)
-            return repair
-        if f.kind == "psu_failure":  # redundant supplies: the others carry the load (checked each tick)
-            nd = int(f.target)
-            self.psu_ok[nd] -= 1
-            self.event("psu_degraded", nd, -1, f"{int(self.psu_ok[nd])} of {self.node_spec.psu_count} PSUs left")
-            return lambda: self.psu_ok.__setitem__(nd, self.node_spec.psu_count)
-        if f.kind == "gpu_failure":
-            g = int(f.target)
-            self._fail_gpu(g, reason)
-
-            def replace_gpu():
-                self.gpu_ok[g] = True
-                r = int(self.gpu_rep[g])
-                if r >= 0 and self.gpu_ok[self.rep_gpus[r][self.rep_gpus[r] < self.G]].all():
-                    self.rep_lost[r] = False
-                self._repair_node(int(self.topo.gpu_node[g]))
-            return replace_gpu
-        if f.kind == "fan_failure":
-            nd = int(f.target)
-            self.fan_ok[nd] = False
-            return lambda: self.fan_ok.__setitem__(nd, True)
-        if f.kind == "cooling_failure":
-            # CRAH units lost: their share of plenum airflow AND of coil capacity goes (both scale
-            # with plenum_frac in _power_thermal); default 0.3 = most of the room's CRAHs down
-            self.plenum_frac = 0.3 if f.value is None else float(f.value)
-            return lambda: setattr(self, "plenum_frac", 1.0)
-        if f.kind == "cooling_capacity":
-            old = self.cooling_capacity_w
-            self.cooling_capacity_w = float(f.value) * 1e3
-            return lambda: setattr(self, "cooling_capacity_w", old)
-        if f.kind == "power_cap":
-            self.gpu_cap_w[:] = float(f.value)
-            return lambda: self.gpu_cap_w.__setitem__(slice(None), np.inf)
-        if f.kind == "facility_power_cap":
-            self.fac_cap_w = float(f.value) * 1e3
-
-            def lift():
-                self.fac_cap_w = math.inf
-                self._cap_transition("", "cap lifted")
-            return lift
-        if f.kind in ("link_down", "switch_down"):
-            if self.fabric is None:
-                return None
-            self.fabric.fail(str(f.target))
-            self._fabric_connectivity(f"{reason} {f.target}")
-
-            def restore():
-                self.fabric.restore(str(f.target))
-                self._fabric_connectivity(f"{reason} {f.target} cleared")
-            return restore
-        return None
-
-    def _fail_node(self, nd: int, why: str) -> None:
-        """A node stops: its unit's replicas are lost; their in-flight requests go back to the queue."""
-        if self.state[nd] == FAILED:
-            return
-        was_on = self.state[nd] != OFF
-        if was_on:
-            self.set_state(nd, FAILED)
-        else:  # broken while powered off: it must not be ignited until repaired (not a state-machine step)
-            self.state[nd] = FAILED
-            self.event("state_change", nd, -1, "OFF->FAILED")
-        u = int(self.topo.node_unit[nd])
-        if u >= 0:
-            self._lose_unit(u, f"{why} on node {nd}", was_on)
-
-    def _fail_gpu(self, g: int, why: str) -> None:
-        """One GPU dies: its replica is lost (requests retried elsewhere); the node keeps its other replicas."""
-        if not self.gpu_ok[g]:
-            return
-        self.gpu_ok[g] = False
-        nd, r = int(self.topo.gpu_node[g]), int(self.gpu_rep[g])
-        if r < 0 or self.rep_lost[r]:
-            return
-        self.rep_lost[r] = True
-        self.event("replica_lost", nd, r, f"{why} on gpu {g}")
-        self._requeue_replicas(np.array([r]), f"{why} on gpu {g}")
-        u = int(self.rep_unit[r])
-        if self.rep_lost[self.unit_reps[u]].all() and not self.unit_failed[u]:
-            self._lose_unit(u, f"{why} on gpu {g}", was_on=self.state[nd] != OFF)  # nothing left to serve: take the unit out of service
-
-    def _lose_unit(self, u: int, why: str, was_on: bool = True) -> None:
-        """An ignition unit can no longer serve: stop it, retry its requests, ask for a replacement
-        (if it was on: a unit lost while OFF only stops being a candidate for ignition)."""
-        self.unit_failed[u] = True
-        self.unit_ready[u] = False
-        self.unit_draining[u] = False
-        self.unit_gen[u] += 1
-        for other in self.unit_nodes[u]:
-            if self.state[other] not in (OFF, FAILED):
-                # the rest of a broken pipeline cannot serve: power it down through DRAINING
-                if self.state[other] in (WARM, SERVING):
-                    self.set_state(int(other), DRAINING)
-                elif self.state[other] in (POWERING_ON, BOOTING, LOADING):
-                    # abort the boot: the state machine has no BOOTING->OFF, so through FAILED
-                    self.set_state(int(other), FAILED)
-                    self._repair_node(int(other))
-        self._requeue_replicas(self.unit_reps[u], why)
-        self.event("unit_lost", int(self.unit_nodes[u][0]), -1, f"unit {u}: {why}")
-        if was_on:
-            self.replacing[int(self.unit_pool[u])].append(f"unit {u} ({why})")
-            # react now rather than at the next scheduler interval: lost capacity is urgent
-            self._autoscale(POLICIES[self.spec.scheduler.policy])
-
-    def _requeue_replicas(self, reps: np.ndarray, why: str) -> None:
-        """Requests in flight on `reps` go back to their pool's queue, each with a request_retry event."""
-        if not len(self.inflight):
-            return
-        lost = np.isin(self.replica[self.inflight], reps)
-        ids = self.inflight[lost]
-        now = self.env.now
-        for i in ids:
-            r = self.replica[i]
-            self.rep_inflight[r] -= 1
-            self.rep_kv_reserved[r] -= self.reservation[i]
-            self.event("request_retry", int(self.topo.replicas[r].node_ids[0]), int(r),
-                       f"request {int(i)}; reason {why}")
-        self.status[ids] = QUEUED
-        self.replica[ids] = -1
-        self.retries[ids] += 1
-        self.enqueued_s[ids] = now
-        self.first_token_s[ids] = np.nan
-        self.admitted_s[ids] = np.nan
-        self.generated[ids] = 0
-        for i in ids:
-            self.retry_queues[self.req.pool[i]].append(int(i))
-        self.inflight = self.inflight[~lost]
-
-    # ------------------------------------------------------------------ the tick
-    def _tick_proc(self):
+    def _ticker(self) -> Generator:
         t0 = time.perf_counter()
         for k in range(self.n_ticks):
             self._tick(k)
             if self.progress and (k % 60 == 0 or k == self.n_ticks - 1):
-                self.progress((k + 1) / self.n_ticks, {"t_s": (k + 1) * self.dt,
-                                                        "wall_s": time.perf_counter() - t0})
+                self.progress((k + 1) / self.n_ticks, {"t_s": (k + 1) * self.dt, "wall_s": time.perf_counter() - t0})
             yield self.env.timeout(self.dt)
 
     def _tick(self, k: int) -> None:
         t0 = k * self.dt
-        t1 = t0 + self.dt
-        self._arrivals(t0, t1)
-        self._timeouts(t0)
-        if self.fabric is not None:
-            self._fabric_step()
+        book, life, net, plant = self.book, self.life, self.network, self.plant
+        book.arrive(t0, t0 + self.dt)
+        book.expire(t0)
+        net.step(life.state, book.rep_inflight, self.out)
         self._admit(t0)
-        self._serve(t0)
-        self._power_thermal()
-        self._loading_progress()
-        self._accumulate(k)
-
-    def _arrivals(self, t0: float, t1: float) -> None:
-        arr = self.req.arrival_s
-        j = self.next_arrival
-        end = int(np.searchsorted(arr, t1, side="left"))
-        if end <= j:
-            return
-        ids = np.arange(j, end)
-        self.next_arrival = end
-        too_long = ((self.req.prompt_tokens[ids] + self.req.output_tokens[ids] > self.max_ctx[ids])
-                    | (self.reservation[ids] > self.pool_kv_cap[self.req.pool[ids]]))
-        bad = ids[too_long]
-        self.status[bad] = DROPPED
-        self.drop_reason[bad] = DROP_REASONS.index("context_too_long")
-        self.done_s[bad] = arr[bad]
-        good = ids[~too_long]
-        self.status[good] = QUEUED
-        pools = self.req.pool[good]
-        for k in range(len(self.queues)):
-            self.queues[k].extend(good[pools == k].tolist())
-
-    def _timeouts(self, t0: float) -> None:
-        limit = self.spec.workload.timeout_s
-        reason = DROP_REASONS.index("queue_timeout")
-        for q in (*self.retry_queues, *self.queues):
-            while q and self.enqueued_s[q[0]] + limit <= t0:
-                i = q.popleft()
-                self.status[i] = DROPPED
-                self.drop_reason[i] = reason
-                self.done_s[i] = self.enqueued_s[i] + limit
+        self.out = self.serving.step(t0, plant.out.gpu_clock, net.rep_nic_gb_s, net.rep_cross_lat_s)
+        plant.step(life.state, life.gpu_ok, self.out)
+        life.react()
+        life.follow_traffic(book.rep_inflight)
+        life.progress_loading(net.loading_rate_b_s())
+        self._sample(k)
 
     def _admit(self, t0: float) -> None:
-        """Route queue heads to the ready replica with least outstanding work (FCFS, head-of-line)."""
-        ready_unit = self.unit_ready & ~self.unit_draining & ~self.unit_failed & ~self.unit_cut
-        for k, main_q in enumerate(self.queues):
-            if not (main_q or self.retry_queues[k]):
+        """Per pool, the router sends queue heads to ready replicas; the request book applies it."""
+        bk, lay = self.book, self.lay
+        # the serving step replaces these arrays every tick: hand the router today's
+        load = ReplicaLoad(work_s=self.serving.rep_busy, inflight=bk.rep_inflight, kv_reserved_b=bk.rep_kv_reserved,
+                           max_batch=lay.rep_max_batch, kv_cap_b=lay.rep_kv_cap,
+                           prefill_s_per_tok=lay.rep_prefill_s_per_tok, interval_s=self.serving.rep_interval_s)
+        for k, main in enumerate(bk.queues):
+            if not (main or bk.retry_queues[k]):
                 continue
-            reps = self.pool_reps[k]
-            reps = reps[ready_unit[self.rep_unit[reps]] & ~self.rep_lost[reps]]
-            if not len(reps):
-                continue
-            work = self.rep_busy[reps] + self.rep_inflight[reps] * 1e-3
-            heap = [(float(w), int(r)) for w, r in zip(work, reps)]
-            heapq.heapify(heap)
-            p_cost = self.rep_prefill_s_per_tok
-            admitted = []
-            # retries first (they were admitted once already), then new arrivals; FCFS within each
-            q = self.retry_queues[k] if self.retry_queues[k] else main_q
-            while heap and (q or (q is not main_q and main_q)):
-                if not q:
-                    q = main_q
-                i = q[0]
-                w, r = heap[0]
-                if (self.rep_inflight[r] >= self.rep_max_batch[r]
-                        or self.rep_kv_reserved[r] + self.reservation[i] > self.rep_kv_cap[r]):
-                    heapq.heappop(heap)
-                    continue
-                q.popleft()
-                admitted.append(i)
-                self.replica[i] = r
-                self.rep_inflight[r] += 1
-                self.rep_kv_reserved[r] += self.reservation[i]
-                est = (self.req.prompt_tokens[i] * p_cost[r]
-                       + self.req.output_tokens[i] * self.rep_interval_s[r] / max(self.rep_inflight[r], 1))
-                heapq.heapreplace(heap, (w + est, r))
-            if admitted:
-                ids = np.array(admitted, dtype=np.int64)
-                self.status[ids] = INFLIGHT
-                self.admitted_s[ids] = np.maximum(self.enqueued_s[ids], t0)
-                self.prefill_left[ids] = self.req.prompt_tokens[ids]
-                self.decode_left[ids] = self.req.output_tokens[ids] - 1
-                self.admit_seq[ids] = np.arange(self._admit_counter, self._admit_counter + len(ids))
-                self._admit_counter += len(ids)
-                self.inflight = np.concatenate([self.inflight, ids])
+            ready = self.life.ready_replicas(lay.pool_reps[k], self.network.unit_cut)
+            ids, reps = least_work_admit(bk.retry_queues[k], main, ready, load, bk.reservation,
+                                         self.req.prompt_tokens, self.req.output_tokens)
+            if ids:
+                bk.admit(np.array(ids, dtype=np.int64), np.array(reps, dtype=np.int64), t0)
 
-    def _serve(self, t0: float) -> None:
-        """Advance every in-flight request by one tick (vectorised over requests, grouped by replica)."""
-        dt = self.dt
-        nr = self.n_rep
-        ids = self.inflight
-        clock_ext = np.append(self.gpu_clock, 1.0)
-        rep_clock = clock_ext[self.rep_gpus].min(axis=1)
-        self.rep_prefill_frac = np.zeros(nr)
-        self.rep_decode_frac = np.zeros(nr)
-        self.rep_batch = np.zeros(nr)
-        self.rep_tokens_s = np.zeros(nr)
-        self.rep_prefill_tok_s = np.zeros(nr)
-        if not len(ids):
-            self.rep_busy[:] = 0
+    def _sample(self, k: int) -> None:
+        sm, pl, o, bk = self.sampler, self.plant, self.plant.out, self.book
+        sm.accumulate(gpu_power_w=o.gpu_power_w, gpu_util=o.gpu_util, node_wall_w=o.node_wall_w,
+                      node_dc_w=o.node_dc_w, node_gpu_w=o.node_gpu_w, rep_tokens_s=self.out.tokens_s,
+                      rep_prefill_tok_s=self.out.prefill_tok_s, node_load_gb_s=self.network.node_load_gb_s(),
+                      it_w=o.it_w, cooling_w=o.cooling_w, overhead_w=o.overhead_w, facility_w=o.facility_w,
+                      gpu_throttled=pl.gpu_throttled)
+        if not sm.closes_interval(k):
             return
-        r = self.replica[ids]
-        # hop cost of one token's activations across the pipeline
-        tok_bytes = self.rep_hidden_bytes
-        p2p = self.node_spec.pcie_p2p_gb_s
-        nic = self.rep_nic_gb_s
-        hop_per_tok_s = (self.rep_hops_intra * tok_bytes / (p2p * sv.GB)
-                         + self.rep_hops_cross * tok_bytes / (nic * sv.GB))
-        hop_lat_s = self.rep_hops_intra * P2P_HOP_LATENCY_S + self.rep_cross_lat_s
-        p_cost = self.rep_prefill_s_per_tok / np.maximum(rep_clock, 1e-3) + hop_per_tok_s
-        # ---- prefill: FIFO per replica, starting no earlier than the request's arrival in this tick
-        pf_mask = self.prefill_left[ids] > 0
-        decoding0 = ~pf_mask
-        n_dec0 = np.bincount(r[decoding0], minlength=nr)
-        # Without continuous batching (llama.cpp --no-cont-batching: prompts are batched only
-        # `if (cont_batching || batch.n_tokens == 0)`), a new prompt waits until no slot decodes.
-        budget = np.where(n_dec0 > 0, np.where(self.rep_cont_batching, PREFILL_SHARE_MAX, 0.0), 1.0) * dt
-        first_done = np.zeros(len(ids), dtype=bool)
-        dec_start = np.zeros(len(ids))
-        prefill_used = np.zeros(nr)
-        if pf_mask.any():
-            pidx = np.flatnonzero(pf_mask)
-            order = np.lexsort((self.admit_seq[ids[pidx]], r[pidx]))
-            pidx = pidx[order]
-            rr = r[pidx]
-            rid = ids[pidx]
-            w = self.prefill_left[rid] * p_cost[rr]
-            a = np.clip(self.enqueued_s[rid] - t0, 0.0, dt)
-            # group-wise max-plus scan: end_i = C_i + max_{j<=i in group}(a_j - C_{j-1})
-            csum = np.cumsum(w)
-            starts = np.r_[True, rr[1:] != rr[:-1]]
-            grp = np.cumsum(starts) - 1
-            base = (csum - w)[starts][grp]
-            C = csum - base
-            Cprev = C - w
-            key = a - Cprev + grp * 1e6  # offset keeps the running max inside each group
-            end = C + np.maximum.accumulate(key) - grp * 1e6
-            start = end - w
-            done = end <= budget[rr] + 1e-12
-            used = np.clip(budget[rr] - start, 0.0, w)
-            self.prefill_left[rid] = np.where(done, 0.0, self.prefill_left[rid] - used / p_cost[rr])
-            self.prefill_left[rid] = np.maximum(self.prefill_left[rid], 0.0)
-            prefill_used = np.bincount(rr, weights=used, minlength=nr)
-            done_ids = rid[done]
-            self.first_token_s[done_ids] = t0 + end[done]
-            self.generated[done_ids] = 1
-            self.network_s[rid] += used / p_cost[rr] * (self.rep_hops_cross[rr] * tok_bytes[rr] / (nic[rr] * sv.GB))
-            self.network_s[done_ids] += self.rep_cross_lat_s[rr[done]]
-            first_done[pidx[done]] = True
-            dec_start[pidx[done]] = end[done]
-            self.rep_prefill_tok_s = np.bincount(rr, weights=used / p_cost[rr], minlength=nr) / dt
-        # ---- decode
-        dec = decoding0 | first_done
-        didx = np.flatnonzero(dec)
-        rd = r[didx]
-        batch = np.bincount(rd, minlength=nr).astype(float)
-        ctx_tok = (self.req.prompt_tokens[ids] + self.generated[ids])
-        kv_tok = np.bincount(r, weights=ctx_tok * (pf_mask == False), minlength=nr)  # noqa: E712
-        interval = np.zeros(nr)
-        for p, pf in enumerate(self.perf):
-            reps = self.pool_reps[p]
-            if not len(reps):
-                continue
-            b = batch[reps]
-            micro = np.minimum(pf.pp, np.maximum(b, 1.0))
-            tp_s = sv.tp_allreduce_s(np.maximum(b, 1.0) / micro, pf.layers, pf.hidden_size, pf.tp, p2p,
-                                     self.node_spec.tp_allreduce_latency_s)
-            hop_s = hop_per_tok_s[reps] * np.maximum(b, 1.0) / micro + hop_lat_s[reps]
-            interval[reps] = sv.decode_token_interval_s(
-                b, kv_tok[reps], weights_bytes=pf.weights_bytes, active_fraction=pf.active_fraction,
-                active_params=pf.active_params, kv_bytes_per_token=pf.kv_bytes_per_token,
-                state_bytes_per_seq=pf.state_bytes_per_seq, tp=pf.tp, pp=pf.pp, bandwidth_gb_s=pf.bandwidth_gb_s,
-                dense_tflops=pf.decode_tflops, eta_bw=pf.eta_bw, eta_fl=pf.eta_fl, clock=rep_clock[reps],
-                step_overhead_s=pf.step_overhead_s, hop_s=hop_s, tp_comm_s=tp_s)
-        self.rep_interval_s = np.where(batch > 0, interval, self.rep_interval_s)
-        decode_frac = 1.0 - prefill_used / dt
-        if len(didx):
-            did = ids[didx]
-            avail = (dt - dec_start[didx]) * decode_frac[rd]
-            rate = 1.0 / interval[rd]
-            tokens = avail * rate
-            left = self.decode_left[did]
-            fin = tokens >= left - 1e-9
-            t_fin = t0 + dec_start[didx] + np.divide(left, rate * decode_frac[rd],
-                                                     out=np.zeros_like(left), where=decode_frac[rd] > 0)
-            step = np.minimum(tokens, left)
-            self.decode_left[did] = np.where(fin, 0.0, left - tokens)
-            self.generated[did] += step
-            self.network_s[did] += step * (self.rep_hops_cross[rd] * tok_bytes[rd] / (nic[rd] * sv.GB)
-                                           + self.rep_cross_lat_s[rd])
-            fin_ids = did[fin]
-            self.done_s[fin_ids] = np.maximum(t_fin[fin], self.first_token_s[fin_ids])
-            self.status[fin_ids] = DONE
-            self.rep_tokens_s = np.bincount(rd, weights=step, minlength=nr) / dt
-            # busy share of decoding: every stage works on min(pp, batch) micro-batches of pp
-            pp = np.array([self.perf[p].pp for p in self.rep_pool], dtype=float)
-            self.rep_decode_frac = np.where(batch > 0, decode_frac * np.minimum(pp, batch) / pp, 0.0)
-            self.rep_batch = batch / np.minimum(pp, np.maximum(batch, 1.0))
-            if len(fin_ids):
-                rf = self.replica[fin_ids]
-                np.subtract.at(self.rep_inflight, rf, 1)
-                np.subtract.at(self.rep_kv_reserved, rf, self.reservation[fin_ids])
-                keep = self.status[ids] == INFLIGHT
-                self.inflight = ids[keep]
-        self.rep_prefill_frac = prefill_used / dt
-        # outstanding work estimate for the router: seconds of prefill + decode left
-        remaining = self.prefill_left[self.inflight] * p_cost[self.replica[self.inflight]]
-        self.rep_busy = np.bincount(self.replica[self.inflight], weights=remaining, minlength=nr)
+        sm.snapshot(k, gpu_temp_c=pl.gpu_temp, gpu_clock=o.gpu_clock, gpu_fan_frac=pl.gpu_fan,
+                    gpu_throttled=pl.gpu_throttled, node_state=self.life.state, rep_kv_reserved_b=bk.rep_kv_reserved,
+                    rep_inflight=bk.rep_inflight, node_inlet_c=o.node_inlet_c, node_exhaust_c=o.node_exhaust_c,
+                    node_fan_rpm=pl.fan_rpm, node_airflow_m3_s=o.node_airflow_m3_s, rack_exhaust_c=pl.rack_exhaust,
+                    rack_demand_m3_s=o.rack_demand_m3_s, rack_supply_m3_s=o.rack_supply_m3_s,
+                    rack_recirc_frac=o.rack_recirc_frac, supply_c=pl.supply_c, queued=bk.queued(),
+                    in_flight=len(bk.inflight), links=self.network.sample((k + 1) * self.dt, sm.ticks_per_sample))
 
-    # ------------------------------------------------------------------ power and heat
-    def _power_thermal(self) -> None:
-        dt = self.dt
-        topo, gpu, node, fac = self.topo, self.gpu, self.node_spec, self.spec.facility
-        st = self.state
-        g_state = st[topo.gpu_node]
-        g_rep = self.gpu_rep
-        has_rep = g_rep >= 0
-        rep_idx = np.where(has_rep, g_rep, 0)
-        serving = np.isin(g_state, (SERVING, DRAINING, WARM)) & has_rep
-        pre = np.where(serving, self.rep_prefill_frac[rep_idx], 0.0)
-        decf = np.where(serving, self.rep_decode_frac[rep_idx], 0.0)
-        activity = pre * sv.ACTIVITY_PREFILL + decf * sv.decode_activity(np.where(serving, self.rep_batch[rep_idx], 1.0))
-        activity = np.where(g_state == LOADING, LOADING_GPU_ACTIVITY, activity)
-        self.gpu_util = np.clip(pre + decf, 0.0, 1.0)
-        powered = ~np.isin(g_state, (OFF, FAILED))
-        loaded = np.isin(g_state, (WARM, SERVING, DRAINING))
-        extra = np.where(loaded, gpu.loaded_idle_extra_w, 0.0)
-        # clocks: thermal throttle (from the temperature at the start of the tick) and power cap
-        c_th = th.throttle_clock_frac(self.gpu_temp, gpu.slowdown_temp_c, gpu.shutdown_temp_c)
-        c_cap = np.where(np.isfinite(self.gpu_cap_w),
-                         pw.clock_for_power_cap(np.where(np.isfinite(self.gpu_cap_w), self.gpu_cap_w, 1e9),
-                                                gpu.idle_power_w, gpu.board_power_w, activity, extra), 1.0)
-        powered &= self.gpu_ok  # a failed GPU has dropped off the bus
-        clock0 = np.where(powered, np.minimum(c_th, c_cap), 1.0)
-        # CPU, memory, platform, NIC per node state
-        cpu_util = np.select([st == POWERING_ON, st == BOOTING, st == LOADING, st == WARM, st == SERVING, st == DRAINING],
-                             [0.1, node.cpu_util_booting, node.cpu_util_loading, CPU_UTIL_WARM, node.cpu_util_serving,
-                              node.cpu_util_serving], 0.0)
-        on = ~np.isin(st, (OFF, FAILED))
-        cpu_w = np.where(on, pw.cpu_power_w(self.cpu.idle_power_w, self.cpu.tdp_w, cpu_util), 0.0)
-        dimm_act = np.select([st == k for k in DIMM_ACTIVE_UTIL], list(DIMM_ACTIVE_UTIL.values()), 0.0)
-        dimm_w = np.where(on, node.dimms * (node.dimm_idle_w + (node.dimm_power_w - node.dimm_idle_w) * dimm_act), 0.0)
-        plat_w = np.where(on, node.platform_power_w, 0.0)
-        nic_w = np.where(on & (st != POWERING_ON), self.nic.power_w, 0.0)
-        # chassis fans: full speed during power-on (POST fan test), else follow the hottest GPU
-        gmax = self.gpu_temp.reshape(self.N, self.gpn).max(axis=1)
-        rpm_target = self.fan.min_rpm + (self.fan.max_rpm - self.fan.min_rpm) * np.clip(
-            (gmax - FAN_START_C) / (gpu.fan_target_c - FAN_START_C), 0.0, 1.0)
-        rpm_target = np.where(st == POWERING_ON, self.fan.max_rpm, rpm_target)
-        rpm_target = np.where(on & self.fan_ok, rpm_target, 0.0)
-        self.fan_rpm = th.first_order_lag(self.fan_rpm, rpm_target, CHASSIS_FAN_TAU_S, dt)
-        # only driven fans draw power: an unpowered or dead fan coasts down without any
-        # (otherwise an OFF node's DC load would be a vanishing cube of rpm instead of exactly 0)
-        fan_w = np.where(on & self.fan_ok, node.chassis_fan_count
-                         * pw.fan_power_w(self.fan.max_power_w, self.fan_rpm, self.fan.max_rpm), 0.0)
-        other_dc = cpu_w + dimm_w + plat_w + nic_w + fan_w
-        # GPU power last, so that a facility cap can be solved for against everything else this tick
-        self.gpu_clock = self._facility_cap_clock(clock0, powered, activity, extra, other_dc)
-        g_pow = np.where(powered, pw.gpu_power_w(gpu.idle_power_w, gpu.board_power_w, activity, self.gpu_clock, extra), 0.0)
-        self.gpu_power = g_pow
-        gpu_node_w = np.bincount(topo.gpu_node, weights=g_pow, minlength=self.N)
-        self.node_dc = gpu_node_w + other_dc
-        self.node_gpu_w = gpu_node_w
-        self.node_wall = pw.wall_power_w(self.node_dc, self.psu, np.maximum(self.psu_ok, 1))
-        # redundant PSUs: the survivors trip when the node asks for more than they are rated for
-        for nd in np.flatnonzero(on & (self.psu_ok < node.psu_count) & (self.node_dc > self.psu_ok * self.psu.rated_w)):
-            self._fail_node(int(nd), f"psu_overload ({self.node_dc[nd]:.0f} W on {int(self.psu_ok[nd])} PSUs)")
-        # ---- air: node airflow (chassis fans + GPU blowers), rack recirculation, inlets
-        blower = gpu.blower_airflow_m3_s * self.gpu_fan.reshape(self.N, self.gpn).sum(axis=1)
-        chassis = node.chassis_fan_count * pw.fan_airflow_m3_s(self.fan.max_airflow_m3_s, self.fan_rpm, self.fan.max_rpm)
-        self.node_airflow = chassis + blower
-        rho = fac.air_density_kg_m3
-        rack = topo.node_rack
-        demand = np.bincount(rack, weights=self.node_airflow, minlength=self.R)
-        supply = np.full(self.R, fac.plenum_airflow_per_rack_m3_s * self.plenum_frac)
-        self.rack_demand, self.rack_supply = demand, supply
-        self.rack_recirc = th.recirculation_frac(demand, supply)
-        node_frac = th.node_recirculation_frac(self.rack_recirc[rack], topo.node_height, fac.recirculation_top_bias)
-        self.node_inlet = th.mixed_inlet_c(self.supply_c, self.rack_exhaust[rack], node_frac)
-        self.node_exhaust = th.exhaust_c(self.node_inlet, self.node_dc, self.node_airflow, rho)
-        flow_w = np.bincount(rack, weights=self.node_airflow * self.node_exhaust, minlength=self.R)
-        self.rack_exhaust = np.where(demand > 1e-9, flow_w / np.maximum(demand, 1e-9), self.supply_c)
-        # GPUs breathe chassis air pre-heated by part of the CPU/memory/platform heat
-        other_w = cpu_w + dimm_w + plat_w
-        preheat = th.exhaust_c(0.0, node.gpu_preheat_frac * other_w, self.node_airflow, rho)
-        g_amb = (self.node_inlet + preheat)[topo.gpu_node]
-        self.gpu_temp, self.gpu_sink = th.gpu_step_c(self.gpu_temp, self.gpu_sink, g_amb, g_pow, self.gpu_fan, gpu, dt)
-        fan_target = np.where(powered, th.fan_curve_frac(self.gpu_temp, gpu.min_fan_frac, FAN_START_C, gpu.fan_target_c), 0.0)
-        self.gpu_fan = th.first_order_lag(self.gpu_fan, fan_target, GPU_FAN_TAU_S, dt)
-        throttled = powered & (self.gpu_temp > gpu.slowdown_temp_c)
-        changed = np.flatnonzero(throttled != self.gpu_throttled)
-        for gid in changed[:1000]:
-            self.event("throttle_start" if throttled[gid] else "throttle_end", int(topo.gpu_node[gid]),
-                       int(self.gpu_rep[gid]), f"gpu {int(gid)}")
-        self.gpu_throttled = throttled
-        hot = np.flatnonzero(powered & (self.gpu_temp >= gpu.shutdown_temp_c))
-        for nd in np.unique(topo.gpu_node[hot]):
-            self.event("thermal_shutdown", int(nd), -1, f"{float(gmax[nd]):.1f} C")
-            self._fail_node(int(nd), "thermal_shutdown")
-        # ---- facility
-        self.it_w = float(self.node_wall.sum())
-        self.fac_w, self.cool_w, self.over_w = pw.facility_power_w(
-            np.float64(self.it_w), self.cooling_available_w, fac.cooling_cop, fac.electrical_loss_fraction,
-            fac.fixed_overhead_kw * 1e3)
-        self.supply_c = th.room_supply_c(self.supply_c, fac.supply_air_c, self.it_w - self.cooling_available_w,
-                                         fac.room_heat_capacity_j_per_k, fac.supply_recovery_s, dt)
-        short = self.it_w > self.cooling_available_w
-        if short != self.cooling_short:  # the room starts / stops heating up: worth a line in the story
-            self.cooling_short = short
-            self.event("cooling_overload" if short else "cooling_recovered", -1, -1,
-                       f"IT {self.it_w / 1e3:.1f} kW vs cooling {self.cooling_available_w / 1e3:.1f} kW; "
-                       f"supply air {self.supply_c:.1f} C")
-        # ---- serving <-> warm follows traffic; drained units power down when empty
-        u_busy = np.zeros(self.topo.n_units, dtype=bool)
-        if self.n_rep:
-            np.logical_or.at(u_busy, self.rep_unit, self.rep_inflight > 0)
-        node_busy = np.zeros(self.N, dtype=bool)
-        has_unit = self.topo.node_unit >= 0
-        node_busy[has_unit] = u_busy[self.topo.node_unit[has_unit]]
-        for nd in np.flatnonzero((st == WARM) & node_busy):
-            self.set_state(int(nd), SERVING)
-        for nd in np.flatnonzero((st == SERVING) & ~node_busy):
-            self.set_state(int(nd), WARM)
-        for nd in np.flatnonzero((st == DRAINING) & ~node_busy):
-            u = self.topo.node_unit[nd]
-            if self.spec.scheduler.power_off_idle or self.unit_failed[u]:
-                self.set_state(int(nd), OFF)
-            else:
-                self.set_state(int(nd), WARM)
-        for u in np.flatnonzero(self.unit_draining | self.unit_failed):
-            if (self.unit_failed[u] and all(self.state[x] == OFF for x in self.unit_nodes[u])
-                    and not self.rep_lost[self.unit_reps[u]].any()):
-                self.unit_failed[u] = False  # repaired (or only collateral): the scheduler may ignite it again
-            if all(self.state[x] in (OFF, FAILED, WARM) for x in self.unit_nodes[u]) and not u_busy[u]:
-                if self.unit_draining[u]:
-                    self.unit_draining[u] = False
-                    self.unit_ready[u] = bool(all(self.state[x] == WARM for x in self.unit_nodes[u]))
-
-    @property
-    def cooling_available_w(self) -> float:
-        """Heat the plant can remove now: capacity x share of CRAH units running (cooling_failure)."""
-        return self.cooling_capacity_w * self.plenum_frac
-
-    def _facility_w(self, it_w: float) -> float:
-        fac = self.spec.facility
-        return float(pw.facility_power_w(np.float64(it_w), self.cooling_available_w, fac.cooling_cop,
-                                         fac.electrical_loss_fraction, fac.fixed_overhead_kw * 1e3)[0])
-
-    def _facility_cap_clock(self, clock0: np.ndarray, powered: np.ndarray, activity: np.ndarray,
-                            extra: np.ndarray, other_dc_w: np.ndarray) -> np.ndarray:
-        """GPU clocks that keep facility power <= facility_power_cap this tick (one uniform per-GPU limit).
-
-        Facility power rises monotonically with the per-GPU limit (cube law -> PSU curve -> cooling
-        and losses), so bisection finds the largest limit that fits; everything else on the nodes
-        (CPU, memory, fans) is taken as given this tick. If even the lowest clock does not fit,
-        GPUs run at that floor and the scheduler stops igniting (see _cap_allows_ignition).
-        """
-        if not math.isfinite(self.fac_cap_w):
-            return clock0
-        gpu, topo = self.gpu, self.topo
-        psus = np.maximum(self.psu_ok, 1)
-
-        def fac_at(limit_w: float) -> tuple[float, np.ndarray]:
-            c = np.minimum(clock0, pw.clock_for_power_cap(limit_w, gpu.idle_power_w, gpu.board_power_w, activity, extra))
-            g = np.where(powered, pw.gpu_power_w(gpu.idle_power_w, gpu.board_power_w, activity, c, extra), 0.0)
-            dc = np.bincount(topo.gpu_node, weights=g, minlength=self.N) + other_dc_w
-            return self._facility_w(float(pw.wall_power_w(dc, self.psu, psus).sum())), c
-
-        lo, hi = 0.0, float(gpu.board_power_w)  # limit 0 W -> the clock floor of clock_for_power_cap
-        floor_w, clock = fac_at(lo)
-        self.fac_floor_w = floor_w  # what capping cannot remove: the scheduler's ignition budget
-        full_w, _ = fac_at(hi)
-        if full_w <= self.fac_cap_w:
-            self.fac_cap_gpu_w = math.inf
-            self._cap_transition("", f"facility {full_w / 1e3:.1f} kW under cap {self.fac_cap_w / 1e3:.1f} kW")
-            return clock0
-        if floor_w > self.fac_cap_w:
-            self.fac_cap_gpu_w = lo
-            self._cap_transition("infeasible", f"facility {floor_w / 1e3:.1f} kW at lowest GPU clocks > cap "
-                                               f"{self.fac_cap_w / 1e3:.1f} kW")
-            return clock
-        for _ in range(CAP_BISECT_STEPS):
-            mid = 0.5 * (lo + hi)
-            if fac_at(mid)[0] <= self.fac_cap_w:
-                lo = mid
-            else:
-                hi = mid
-        _, clock = fac_at(lo)
-        self.fac_cap_gpu_w = lo
-        self._cap_transition("binding", f"GPUs limited to {lo:.0f} W to hold facility <= {self.fac_cap_w / 1e3:.1f} kW "
-                                        f"(uncapped {full_w / 1e3:.1f} kW)")
-        return clock
-
-    def _cap_transition(self, new: str, detail: str) -> None:
-        """Record the facility cap controller's reactions when its regime changes (not every tick)."""
-        if new == self.fac_cap_state:
-            return
-        kind = {"": "power_cap_released", "binding": "power_cap_engaged", "infeasible": "power_cap_infeasible"}[new]
-        self.fac_cap_state = new
-        self.event(kind, -1, -1, detail)
-
-    def _cap_allows_ignition(self, u: int) -> bool:
-        """Under a facility cap, ignite a unit only if the facility would still fit with every GPU at its
-        lowest clock (the controller can then absorb the newcomer by capping clocks further)."""
-        if not math.isfinite(self.fac_cap_w):
-            return True
-        fac = self.spec.facility
-        per_it_w = 1.0 + 1.0 / fac.cooling_cop + fac.electrical_loss_fraction  # facility W per IT W (marginal)
-        add_w = len(self.unit_nodes[u]) * self._node_floor_wall_w() * per_it_w
-        if self.fac_floor_w + add_w <= self.fac_cap_w:
-            self.fac_floor_w += add_w
-            return True
-        self.event("ignition_delayed", int(self.unit_nodes[u][0]), -1,
-                   f"unit {u}: facility_power_cap {self.fac_cap_w / 1e3:.1f} kW (floor {self.fac_floor_w / 1e3:.1f} kW "
-                   f"+ {add_w / 1e3:.1f} kW)")
-        return False
-
-    def _node_floor_wall_w(self) -> float:
-        """Wall power of a node that is loading weights with its GPUs at idle: what capping cannot remove."""
-        node, gpu = self.node_spec, self.gpu
-        dc = (node.gpu_count * (gpu.idle_power_w + gpu.loaded_idle_extra_w)
-              + float(pw.cpu_power_w(self.cpu.idle_power_w, self.cpu.tdp_w, node.cpu_util_loading))
-              + node.dimms * node.dimm_power_w + node.platform_power_w + self.nic.power_w
-              + node.chassis_fan_count * self.fan.max_power_w)
-        return float(pw.wall_power_w(np.float64(dc), self.psu, node.psu_count))
-
-    def _loading_progress(self) -> None:
-        loading = self.state == LOADING
-        if not loading.any():
-            return
-        node = self.node_spec
-        local = min(node.nvme_read_gb_s, node.pcie_h2d_gb_s) * sv.GB
-        if self.fabric is not None and self.spec.fabric.load_from == "network":
-            rate = self.fabric.loading_rate_gb_s * sv.GB
-        else:
-            rate = np.full(self.N, local)
-        self.load_left = np.where(loading, np.maximum(self.load_left - rate * self.dt, 0.0), self.load_left)
-
-    def _fabric_connectivity(self, why: str) -> None:
-        """After a fabric change: units that lost their path to the spines stop taking requests and
-        their in-flight requests go back to the queue (retried elsewhere); reconnected units return."""
-        self.rep_cross_lat_s = self.fabric.rep_cross_latency_s
-        ok = self.fabric.unit_connected()
-        for u in np.flatnonzero(~ok & ~self.unit_cut):
-            self.unit_cut[u] = True
-            self.event("unit_disconnected", int(self.unit_nodes[u][0]), -1, f"unit {u}: {why}")
-            self._requeue_replicas(self.unit_reps[u], why)
-        for u in np.flatnonzero(ok & self.unit_cut):
-            self.unit_cut[u] = False
-            self.event("unit_reconnected", int(self.unit_nodes[u][0]), -1, f"unit {u}: {why}")
-
-    def _fabric_step(self) -> None:
-        loading = np.flatnonzero(self.state == LOADING) if self.spec.fabric.load_from == "network" else np.zeros(0, int)
-        active = np.flatnonzero(self.rep_inflight > 0) if self.n_rep else np.zeros(0, int)
-        self.fabric.step(self, active, loading)
-        self.rep_nic_gb_s = self.fabric.rep_nic_gb_s
-        self.node_nic_gb_s = self.fabric.node_nic_gb_s
-
-    # ------------------------------------------------------------------ telemetry
-    def _alloc_samples(self) -> None:
-        S, N, G, R = self.n_samples, self.N, self.G, self.R
-        f32 = np.float32
-        self.s_gpu = {k: np.zeros((S, G), f32) for k in ("power_w", "temp_c", "util", "clock_factor", "fan_frac", "memory_used_gb")}
-        self.s_gpu["throttled"] = np.zeros((S, G), bool)
-        self.s_node = {k: np.zeros((S, N), f32) for k in ("power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm",
-                                                          "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w", "p2p_gb_s", "nic_gb_s")}
-        self.s_node["state"] = np.zeros((S, N), np.int8)
-        self.s_node["active_requests"] = np.zeros((S, N), np.int32)
-        self.s_rack = {k: np.zeros((S, R), f32) for k in ("power_w", "inlet_c", "exhaust_c", "airflow_demand_m3_s",
-                                                          "airflow_supply_m3_s", "recirculation_frac")}
-        self.s_rack["nodes_on"] = np.zeros((S, R), np.int32)
-        self.s_rack["nodes_serving"] = np.zeros((S, R), np.int32)
-        self.s_fac = {k: np.zeros(S, np.float64) for k in ("it_power_w", "cooling_power_w", "overhead_power_w",
-                                                           "facility_power_w", "supply_c", "queued", "in_flight")}
-        # interval-mean accumulators (float64 so that energy integrates exactly)
-        self.acc_gpu_w = np.zeros(G)
-        self.acc_node_w = np.zeros(N)
-        self.acc_node_dc = np.zeros(N)
-        self.acc_node_gpu = np.zeros(N)
-        self.acc_p2p = np.zeros(N)
-        self.acc_nic = np.zeros(N)
-        self.acc_util = np.zeros(G)
-        self.acc_fac = np.zeros(4)
-        self.throttled_gpu_s = 0.0
-        self.s_links: list[tuple] = []
-        # (replica, node) pairs for spreading per-replica quantities onto nodes without loops
-        self.pair_rep = np.array([r.replica_id for r in self.topo.replicas for _ in r.node_ids], dtype=np.int64)
-        self.pair_node = np.array([n for r in self.topo.replicas for n in r.node_ids], dtype=np.int64)
-        self.rep_n_nodes = np.bincount(self.pair_rep, minlength=self.n_rep).astype(float)
-        self.unit_peak_w = np.array([len(n) for n in self.unit_nodes], dtype=float) * self._node_peak_wall_w()
-
-    def _per_node(self, pair_values: np.ndarray) -> np.ndarray:
-        """Sum values given per (replica, node) pair onto nodes."""
-        return np.bincount(self.pair_node, weights=pair_values, minlength=self.N)
-
-    def _node_peak_wall_w(self) -> float:
-        node, gpu = self.node_spec, self.gpu
-        dc = (node.gpu_count * gpu.board_power_w * sv.ACTIVITY_DECODE_LARGE
-              + float(pw.cpu_power_w(self.cpu.idle_power_w, self.cpu.tdp_w, node.cpu_util_serving))
-              + node.dimms * node.dimm_power_w + node.platform_power_w + self.nic.power_w
-              + node.chassis_fan_count * self.fan.max_power_w)
-        return float(pw.wall_power_w(np.float64(dc), self.psu, node.psu_count))
-
-    def _accumulate(self, k: int) -> None:
-        topo = self.topo
-        self.acc_gpu_w += self.gpu_power
-        self.acc_util += self.gpu_util
-        self.acc_node_w += self.node_wall
-        self.acc_node_dc += self.node_dc
-        self.acc_node_gpu += self.node_gpu_w
-        # intra-node pipeline traffic and NIC traffic: tokens/s x activation bytes x hops
-        if self.n_rep:
-            tok = self.rep_tokens_s + self.rep_prefill_tok_s
-            intra = tok * self.rep_hidden_bytes * self.rep_hops_intra / sv.GB
-            cross = tok * self.rep_hidden_bytes * self.rep_hops_cross / sv.GB
-            # spread over the replica's nodes; each cross hop leaves one node and enters another
-            p2p = self._per_node((intra / self.rep_n_nodes)[self.pair_rep])
-            nic = self._per_node((2 * cross / self.rep_n_nodes)[self.pair_rep])
-            if self.fabric is not None and self.spec.fabric.load_from == "network":
-                nic += self.fabric.node_load_gb_s
-            self.acc_p2p += p2p
-            self.acc_nic += nic
-        self.acc_fac += (self.it_w, float(self.cool_w), float(self.over_w), float(self.fac_w))
-        self.throttled_gpu_s += float(self.gpu_throttled.sum()) * self.dt
-        if (k + 1) % self.ticks_per_sample:
-            return
-        s = (k + 1) // self.ticks_per_sample - 1
-        n = self.ticks_per_sample
-        g, nd, rk, fc = self.s_gpu, self.s_node, self.s_rack, self.s_fac
-        g["power_w"][s] = self.acc_gpu_w / n
-        g["temp_c"][s] = self.gpu_temp
-        g["util"][s] = self.acc_util / n
-        g["clock_factor"][s] = self.gpu_clock
-        g["fan_frac"][s] = self.gpu_fan
-        g["throttled"][s] = self.gpu_throttled
-        loaded = np.isin(self.state[topo.gpu_node], (WARM, SERVING, DRAINING)) & (self.gpu_rep >= 0)
-        mem = np.zeros(self.G)
-        if self.n_rep:
-            rep_w = np.array([self.perf[p].weights_bytes / self.perf[p].n_gpus for p in self.rep_pool])
-            rep_kv = self.rep_kv_reserved / np.array([self.perf[p].n_gpus for p in self.rep_pool])
-            ridx = np.where(self.gpu_rep >= 0, self.gpu_rep, 0)
-            mem = np.where(loaded, (rep_w[ridx] + rep_kv[ridx]) / sv.GB, 0.0)
-        g["memory_used_gb"][s] = mem
-        nd["power_w"][s] = self.acc_node_w / n
-        nd["dc_power_w"][s] = self.acc_node_dc / n
-        nd["inlet_c"][s] = self.node_inlet
-        nd["exhaust_c"][s] = self.node_exhaust
-        nd["fan_rpm"][s] = self.fan_rpm
-        nd["airflow_m3_s"][s] = self.node_airflow
-        nd["gpu_temp_max_c"][s] = self.gpu_temp.reshape(self.N, self.gpn).max(axis=1)
-        nd["gpu_power_w"][s] = self.acc_node_gpu / n
-        nd["p2p_gb_s"][s] = self.acc_p2p / n
-        nd["nic_gb_s"][s] = self.acc_nic / n
-        nd["state"][s] = self.state
-        nd["active_requests"][s] = self._per_node(self.rep_inflight[self.pair_rep]) if self.n_rep else 0
-        rack = topo.node_rack
-        rk["power_w"][s] = np.bincount(rack, weights=self.acc_node_w / n, minlength=self.R)
-        rk["inlet_c"][s] = np.bincount(rack, weights=self.node_inlet, minlength=self.R) / topo.nodes_per_rack
-        rk["exhaust_c"][s] = self.rack_exhaust
-        rk["airflow_demand_m3_s"][s] = self.rack_demand
-        rk["airflow_supply_m3_s"][s] = self.rack_supply
-        rk["recirculation_frac"][s] = self.rack_recirc
-        on = ~np.isin(self.state, (OFF, FAILED))
-        rk["nodes_on"][s] = np.bincount(rack, weights=on, minlength=self.R)
-        rk["nodes_serving"][s] = np.bincount(rack, weights=self.state == SERVING, minlength=self.R)
-        mean = self.acc_fac / n
-        fc["it_power_w"][s], fc["cooling_power_w"][s], fc["overhead_power_w"][s], fc["facility_power_w"][s] = mean
-        fc["supply_c"][s] = self.supply_c
-        fc["queued"][s] = sum(len(q) for q in (*self.queues, *self.retry_queues))
-        fc["in_flight"][s] = len(self.inflight)
-        if self.fabric is not None:
-            self.s_links.append(self.fabric.sample((k + 1) * self.dt, n))
-        for a in (self.acc_gpu_w, self.acc_node_w, self.acc_node_dc, self.acc_node_gpu, self.acc_p2p,
-                  self.acc_nic, self.acc_util, self.acc_fac):
-            a[:] = 0.0
+    def result(self, wall_time_s: float) -> SimResult:
+        bk, req = self.book, self.req
+        rq = RequestRecord(arrival_s=req.arrival_s, pool=req.pool, prompt_tokens=req.prompt_tokens,
+                           output_tokens=req.output_tokens, status=bk.status, drop_reason=bk.drop_reason,
+                           admitted_s=bk.admitted_s, first_token_s=bk.first_token_s, done_s=bk.done_s,
+                           replica=bk.replica, network_s=bk.network_s, retries=bk.retries)
+        return collect(self.sc, self.topo, self.sampler, rq, self.log, self.network.link_columns(self.sampler.links),
+                       wall_time_s)
 
 
-def simulate(scenario: Scenario, progress: Callable[[float, dict], None] | None = None) -> SimResult:
+def _sampler_layout(topo, lay) -> SamplerLayout:
+    reps = topo.replicas
+    # (replica, node) pairs for spreading per-replica quantities onto nodes without loops
+    pair_rep = np.array([r.replica_id for r in reps for _ in r.node_ids], dtype=np.int64)
+    pair_node = np.array([n for r in reps for n in r.node_ids], dtype=np.int64)
+    perf = lay.perf
+    return SamplerLayout(
+        gpu_node=topo.gpu_node, gpu_rep=lay.gpu_rep, node_rack=topo.node_rack, nodes_per_rack=topo.nodes_per_rack,
+        gpus_per_node=topo.gpus_per_node, n_racks=topo.n_racks, pair_rep=pair_rep, pair_node=pair_node,
+        rep_n_nodes=np.bincount(pair_rep, minlength=lay.n_rep).astype(float), rep_hidden_bytes=lay.rep_hidden_bytes,
+        rep_hops_intra=lay.rep_hops_intra, rep_hops_cross=lay.rep_hops_cross,
+        rep_weights_per_gpu_b=np.array([perf[p].weights_bytes / perf[p].n_gpus for p in lay.rep_pool]),
+        rep_n_gpus=np.array([perf[p].n_gpus for p in lay.rep_pool], dtype=float))
+
+
+def simulate(scenario: Scenario, progress: Progress | None = None) -> SimResult:
     """Run `scenario` and return telemetry columns and a summary. Deterministic for a given seed."""
     t0 = time.perf_counter()
-    sim = _Sim(scenario, progress)
-    sim.run()
-    return collect(sim, time.perf_counter() - t0)
+    engine = Engine(scenario, progress)
+    engine.run()
+    return engine.result(time.perf_counter() - t0)

@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 
 from twin.model.states import NODE_STATES
+from twin.sim.events import EventLog, Kind
+from twin.sim.requests import DONE, DROP_REASONS, DROPPED, INFLIGHT, QUEUED, STATUS_NAMES
+from twin.sim.sampler import Sampler
 from twin.spec.scenario import Scenario
 from twin.spec.topology import Topology
 
-# request status codes (requests.status strings in telemetry)
-FUTURE, QUEUED, INFLIGHT, DONE, DROPPED = range(5)
-STATUS_NAMES = ("queued", "queued", "in_flight", "completed", "dropped")
-DROP_REASONS = ("", "queue_timeout", "context_too_long", "no_capacity", "replica_lost")
 
 
 @dataclass
@@ -32,6 +31,25 @@ class SimResult:
     thresholds: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RequestRecord:
+    """Every request's fate at the end of the run, (n,) arrays indexed by request id."""
+    arrival_s: np.ndarray
+    pool: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    status: np.ndarray        # FUTURE, QUEUED, INFLIGHT, DONE, DROPPED
+    drop_reason: np.ndarray   # index into DROP_REASONS
+    admitted_s: np.ndarray
+    first_token_s: np.ndarray
+    done_s: np.ndarray
+    replica: np.ndarray
+    network_s: np.ndarray
+    retries: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.arrival_s)
 
 def _interval_percentiles(done_s: np.ndarray, values: np.ndarray, times: np.ndarray, sample_s: float,
                           qs: tuple[float, ...]) -> np.ndarray:
@@ -63,27 +81,31 @@ def _pct(values: np.ndarray, q: float) -> float | None:
     return float(v[min(v.size - 1, int(math.ceil(q / 100 * v.size)) - 1)])
 
 
-def _economics(sim, state_counts: dict[str, np.ndarray], completed: np.ndarray, it_kwh: float,
-               fac_kwh: float) -> dict:
+def _economics(scenario: Scenario, topo: Topology, n_samples: int, rq: RequestRecord,
+               state_counts: dict[str, np.ndarray], completed: np.ndarray, it_kwh: float, fac_kwh: float) -> dict:
     """Economics summary keys (twin.economics): costs, tokens per kWh, GPU-hours by state."""
     from twin.model.economics import gpu_hours_by_state, run_economics
 
-    eco = sim.spec.economics
+    spec = scenario.spec
+    eco = spec.economics
+    node_spec = scenario.catalogue.node(spec.topology.node_type)
     return run_economics(
         facility_energy_kwh=fac_kwh, it_energy_kwh=it_kwh,
-        output_tokens=float(sim.req.output_tokens[completed].sum()),
-        prompt_tokens=float(sim.req.prompt_tokens[completed].sum()),
-        duration_s=sim.n_samples * sim.spec.simulation.sample_s, n_nodes=sim.N,
-        node_capex=eco.node_price_usd if eco.node_price_usd is not None else sim.node_spec.price_usd,
+        output_tokens=float(rq.output_tokens[completed].sum()),
+        prompt_tokens=float(rq.prompt_tokens[completed].sum()),
+        duration_s=n_samples * spec.simulation.sample_s, n_nodes=topo.n_nodes,
+        node_capex=eco.node_price_usd if eco.node_price_usd is not None else node_spec.price_usd,
         electricity_usd_per_kwh=eco.electricity_usd_per_kwh, amortisation_years=eco.amortisation_years,
-        gpu_hours=gpu_hours_by_state(state_counts, sim.topo.gpus_per_node, sim.spec.simulation.sample_s))
+        gpu_hours=gpu_hours_by_state(state_counts, topo.gpus_per_node, spec.simulation.sample_s))
 
 
-def collect(sim, wall_time_s: float) -> SimResult:
-
-    topo = sim.topo
-    S, N, G, R = sim.n_samples, sim.N, sim.G, sim.R
-    sample_s = sim.spec.simulation.sample_s
+def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRecord, events: EventLog,
+            links: dict | None, wall_time_s: float) -> SimResult:
+    """Assemble every telemetry table and the run summary from what the parts recorded."""
+    S, N, G, R = samples.n_samples, topo.n_nodes, topo.n_gpus, topo.n_racks
+    sample_s = scenario.spec.simulation.sample_s
+    node_spec = scenario.catalogue.node(scenario.spec.topology.node_type)
+    gpu = scenario.catalogue.gpu(node_spec.gpu)
     times = (np.arange(S) + 1) * sample_s
     cols: dict[str, dict[str, Any]] = {}
 
@@ -91,55 +113,54 @@ def collect(sim, wall_time_s: float) -> SimResult:
     cols["topology"] = {
         "node_id": np.arange(N), "rack_id": topo.node_rack, "row": rows,
         "rack_name": [topo.rack_names[r] for r in topo.node_rack], "slot": topo.node_slot,
-        "u_position": topo.node_u, "height_u": np.full(N, sim.node_spec.height_u),
+        "u_position": topo.node_u, "height_u": np.full(N, node_spec.height_u),
         "x_m": topo.node_xyz[:, 0], "y_m": topo.node_xyz[:, 1], "z_m": topo.node_xyz[:, 2],
         "rack_x_m": topo.rack_xy[topo.node_rack, 0], "rack_y_m": topo.rack_xy[topo.node_rack, 1],
         "facing": ["+y" if topo.rack_row[r] % 2 == 0 else "-y" for r in topo.node_rack],
-        "node_type": [sim.node_spec.name] * N, "gpus": np.full(N, topo.gpus_per_node),
+        "node_type": [node_spec.name] * N, "gpus": np.full(N, topo.gpus_per_node),
         "pool": [topo.pool_names[p] if p >= 0 else "" for p in topo.node_pool], "unit_id": topo.node_unit,
     }
     t_g = np.repeat(times, G)
     cols["gpus"] = {"time_s": t_g, "gpu_id": np.tile(np.arange(G), S), "node_id": np.tile(topo.gpu_node, S),
                     "rack_id": np.tile(topo.node_rack[topo.gpu_node], S), "gpu_index": np.tile(topo.gpu_index, S),
-                    **{k: v.ravel() for k, v in sim.s_gpu.items()}}
-    nd = sim.s_node
+                    **{k: v.ravel() for k, v in samples.gpu.items()}}
+    nd = samples.node
     node_energy = np.cumsum(nd["power_w"].astype(np.float64) * sample_s, axis=0)
     state_names = np.array(NODE_STATES, dtype=object)
     cols["nodes"] = {"time_s": np.repeat(times, N), "node_id": np.tile(np.arange(N), S),
                      "rack_id": np.tile(topo.node_rack, S), "state": state_names[nd["state"].ravel()].tolist(),
                      **{k: v.ravel() for k, v in nd.items() if k != "state"}, "energy_j": node_energy.ravel()}
     cols["racks"] = {"time_s": np.repeat(times, R), "rack_id": np.tile(np.arange(R), S),
-                     **{k: v.ravel() for k, v in sim.s_rack.items()}}
+                     **{k: v.ravel() for k, v in samples.rack.items()}}
 
     # requests
-    rq = sim.req
-    status = sim.status.copy()
+    status = rq.status.copy()
     st_names = np.array(STATUS_NAMES, dtype=object)[status]
-    reasons = np.array(DROP_REASONS, dtype=object)[sim.drop_reason]
-    ttft = sim.first_token_s - rq.arrival_s
-    lat = sim.done_s - rq.arrival_s
+    reasons = np.array(DROP_REASONS, dtype=object)[rq.drop_reason]
+    ttft = rq.first_token_s - rq.arrival_s
+    lat = rq.done_s - rq.arrival_s
     completed = status == DONE
-    ttft_out = np.where(np.isfinite(sim.first_token_s), ttft, np.nan)
+    ttft_out = np.where(np.isfinite(rq.first_token_s), ttft, np.nan)
     lat_out = np.where(completed, lat, np.nan)
     cols["requests"] = {
         "request_id": np.arange(rq.n), "pool": np.array(topo.pool_names, dtype=object)[rq.pool].tolist(),
-        "arrival_s": rq.arrival_s, "admitted_s": sim.admitted_s, "first_token_s": sim.first_token_s,
-        "done_s": np.where(completed | (status == DROPPED), sim.done_s, np.nan),
+        "arrival_s": rq.arrival_s, "admitted_s": rq.admitted_s, "first_token_s": rq.first_token_s,
+        "done_s": np.where(completed | (status == DROPPED), rq.done_s, np.nan),
         "prompt_tokens": rq.prompt_tokens, "output_tokens": rq.output_tokens,
-        "replica_id": sim.replica, "status": st_names.tolist(), "drop_reason": reasons.tolist(),
-        "ttft_s": ttft_out, "latency_s": lat_out, "network_s": sim.network_s, "retries": sim.retries,
+        "replica_id": rq.replica, "status": st_names.tolist(), "drop_reason": reasons.tolist(),
+        "ttft_s": ttft_out, "latency_s": lat_out, "network_s": rq.network_s, "retries": rq.retries,
     }
 
     # facility, incl. per-interval request counts and percentiles
-    fc = sim.s_fac
+    fc = samples.fac
     arrivals = np.bincount(np.clip(np.ceil(rq.arrival_s / sample_s - 1e-9).astype(np.int64) - 1, 0, S - 1),
                            minlength=S)[:S] if rq.n else np.zeros(S, np.int64)
     # an arrival exactly at t=0 belongs to the first interval
-    done_idx = np.ceil(sim.done_s / sample_s - 1e-9) - 1
+    done_idx = np.ceil(rq.done_s / sample_s - 1e-9) - 1
     comp = np.bincount(done_idx[completed].astype(np.int64).clip(0, S - 1), minlength=S)[:S]
     drop = np.bincount(done_idx[status == DROPPED].astype(np.int64).clip(0, S - 1), minlength=S)[:S]
-    ttft_p = _interval_percentiles(np.where(completed, sim.done_s, np.nan), ttft_out, times, sample_s, (50, 99))
-    lat_p = _interval_percentiles(np.where(completed, sim.done_s, np.nan), lat_out, times, sample_s, (50, 99))
+    ttft_p = _interval_percentiles(np.where(completed, rq.done_s, np.nan), ttft_out, times, sample_s, (50, 99))
+    lat_p = _interval_percentiles(np.where(completed, rq.done_s, np.nan), lat_out, times, sample_s, (50, 99))
     sn = nd["state"]
     count = {name: (sn == i).sum(axis=1) for i, name in enumerate(NODE_STATES)}
     it_energy = np.cumsum(fc["it_power_w"].astype(np.float32).astype(np.float64) * sample_s)
@@ -156,15 +177,11 @@ def collect(sim, wall_time_s: float) -> SimResult:
         "ttft_p50_s": ttft_p[0], "ttft_p99_s": ttft_p[1], "latency_p50_s": lat_p[0], "latency_p99_s": lat_p[1],
         "it_energy_j": it_energy, "facility_energy_j": fac_energy,
     }
-    ev = sim.events
-    cols["events"] = {"time_s": np.array([e[0] for e in ev], dtype=float), "kind": [e[1] for e in ev],
-                      "node_id": np.array([e[2] for e in ev], dtype=np.int64),
-                      "rack_id": np.array([e[3] for e in ev], dtype=np.int64),
-                      "replica_id": np.array([e[4] for e in ev], dtype=np.int64), "detail": [e[5] for e in ev]}
-    if sim.fabric is not None and sim.s_links:
-        cols["links"] = sim.fabric.columns(sim.s_links)
+    cols["events"] = events.columns()
+    if links is not None:
+        cols["links"] = links
 
-    drop_counts = {DROP_REASONS[i]: int((sim.drop_reason[status == DROPPED] == i).sum())
+    drop_counts = {DROP_REASONS[i]: int((rq.drop_reason[status == DROPPED] == i).sum())
                    for i in range(1, len(DROP_REASONS))}
     it_kwh = float(it_energy[-1]) / 3.6e6 if S else 0.0
     fac_kwh = float(fac_energy[-1]) / 3.6e6 if S else 0.0
@@ -182,19 +199,19 @@ def collect(sim, wall_time_s: float) -> SimResult:
         "peak_facility_power_w": float(fc["facility_power_w"].max()) if S else 0.0,
         "it_energy_kwh": it_kwh, "facility_energy_kwh": fac_kwh,
         "pue": fac_kwh / it_kwh if it_kwh > 0 else None,
-        "peak_gpu_temp_c": float(sim.s_gpu["temp_c"].max()) if S else None,
-        "throttled_gpu_s": float(sim.throttled_gpu_s),
+        "peak_gpu_temp_c": float(samples.gpu["temp_c"].max()) if S else None,
+        "throttled_gpu_s": float(samples.throttled_gpu_s),
         "peak_nodes_on": int(np.max(on_counts)) if S else 0,
         "peak_nodes_serving": int(count["SERVING"].max()) if S else 0,
-        "nodes_ignited": int(sum(1 for e in ev if e[1] == "ignite")),
-        "thermal_shutdowns": int(sum(1 for e in ev if e[1] == "thermal_shutdown")),
-        "faults": int(sum(1 for e in ev if e[1] == "fault")),
-        "units_lost": int(sum(1 for e in ev if e[1] == "unit_lost")),
-        "request_retries": int(sim.retries.sum()),
+        "nodes_ignited": events.count(Kind.IGNITE),
+        "thermal_shutdowns": events.count(Kind.THERMAL_SHUTDOWN),
+        "faults": events.count(Kind.FAULT),
+        "units_lost": events.count(Kind.UNIT_LOST),
+        "request_retries": int(rq.retries.sum()),
         "peak_arrival_rate_per_s": float((arrivals / sample_s).max()) if S else 0.0,
     }
-    summary.update(_economics(sim, count, completed, it_kwh, fac_kwh))
-    thresholds = {"gpu_slowdown_c": sim.gpu.slowdown_temp_c, "gpu_shutdown_c": sim.gpu.shutdown_temp_c,
-                  "gpu_fan_target_c": sim.gpu.fan_target_c}
-    return SimResult(scenario=sim.sc, topology=topo, columns=cols, summary=summary, wall_time_s=wall_time_s,
+    summary.update(_economics(scenario, topo, S, rq, count, completed, it_kwh, fac_kwh))
+    thresholds = {"gpu_slowdown_c": gpu.slowdown_temp_c, "gpu_shutdown_c": gpu.shutdown_temp_c,
+                  "gpu_fan_target_c": gpu.fan_target_c}
+    return SimResult(scenario=scenario, topology=topo, columns=cols, summary=summary, wall_time_s=wall_time_s,
                      thresholds=thresholds)

@@ -21,9 +21,11 @@ import numpy as np
 from twin.model import power as pw
 from twin.model import serving as sv
 from twin.model import thermal as th
+from twin.model.node_power import DIMM_ACTIVITY, node_parts_w, node_wall_w
 
 # the engine's fan-controller and idle-state estimates, so that predict and `twin run` agree
 from twin.model.power import CPU_UTIL_WARM
+from twin.model.states import SERVING
 from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
 from twin.spec.catalogue import (
     Catalogue,
@@ -39,7 +41,7 @@ from twin.spec.catalogue import (
 )
 
 INTRA_NODE_HOP_LATENCY_S = 5e-6  # as twin.engine: one PCIe P2P pipeline hop (launch + sync)
-SERVING_DIMM_ACTIVITY = 0.5      # as twin.engine DIMM_ACTIVE_UTIL[SERVING]
+SERVING_DIMM_ACTIVITY = DIMM_ACTIVITY[SERVING]
 PLATEAU_BAND_K = 1.0             # "plateau": within 1 K of the final temperature from then on
 
 
@@ -195,15 +197,13 @@ class NodePower:
 
 def node_power(box: Box, gpu_w: np.ndarray | float, cpu_util: float, dimm_activity: float,
                fan_frac: float) -> NodePower:
-    """Sum of parts (twin.power) with every GPU at `gpu_w`; wall through the PSU efficiency curve."""
-    n, cpu = box.node, box.cpu
+    """The node-power composition (twin.model.node_power, as the engine) with every GPU at `gpu_w`
+    and the chassis fans at `fan_frac` of full speed; wall through the PSU efficiency curve."""
+    n = box.node
     gpus = float(np.sum(np.broadcast_to(gpu_w, (n.gpu_count,))))
-    dc = (gpus + float(pw.cpu_power_w(cpu.idle_power_w, cpu.tdp_w, cpu_util))
-          + n.dimms * (n.dimm_idle_w + (n.dimm_power_w - n.dimm_idle_w) * dimm_activity)
-          + n.platform_power_w + box.nic.power_w
-          + n.chassis_fan_count * float(pw.fan_power_w(box.fan.max_power_w, fan_frac * box.fan.max_rpm,
-                                                       box.fan.max_rpm)))
-    return NodePower(dc_w=dc, wall_w=float(pw.wall_power_w(np.float64(dc), box.psu, n.psu_count)))
+    parts = node_parts_w(n, box.cpu, box.nic, box.fan, cpu_util=cpu_util, dimm_activity=dimm_activity,
+                         fan_rpm=fan_frac * box.fan.max_rpm)
+    return NodePower(dc_w=float(parts.dc_w(gpus)), wall_w=node_wall_w(n, parts, gpus, box.psu))
 
 
 def idle_power(box: Box, loaded: bool = False) -> NodePower:
@@ -264,7 +264,7 @@ def burn_test(box: Box, ambient_c: float = 25.0, duration_s: float = 1800.0, dt_
     their own GPU (thermal.fan_curve_frac, first-order spin-up); GPU intake = ambient + the share
     of CPU/platform heat that pre-heats it; die temperature by thermal.rc_step_c.
     Source: hardware.md "GPU power model" and "Thermal model"; the same composition as
-    twin.engine._power_thermal for one node at constant inlet.
+    twin.sim.plant.Plant.step for one node at constant inlet.
     """
     n, gpu, cpu, fan = box.node, box.gpu, box.cpu, box.fan
     steps = int(math.floor(duration_s / dt_s + 1e-9))
@@ -275,9 +275,9 @@ def burn_test(box: Box, ambient_c: float = 25.0, duration_s: float = 1800.0, dt_
     rpm = float(fan.min_rpm)
     out = {k: np.zeros((steps, G)) for k in ("p", "t", "c")}
     dc_t, wall_t, air_t = np.zeros(steps), np.zeros(steps), np.zeros(steps)
-    cpu_w = float(pw.cpu_power_w(cpu.idle_power_w, cpu.tdp_w, n.cpu_util_serving))
-    dimm_w = n.dimms * (n.dimm_idle_w + (n.dimm_power_w - n.dimm_idle_w) * SERVING_DIMM_ACTIVITY)
-    other_w = cpu_w + dimm_w + n.platform_power_w
+    # heat released upstream of the GPUs (CPU, memory, platform), as the engine's plant
+    other_w = float(node_parts_w(n, cpu, box.nic, fan, cpu_util=n.cpu_util_serving, dimm_activity=SERVING_DIMM_ACTIVITY,
+                                 fan_rpm=0.0).upstream_w)
     for k in range(steps):
         clock = th.throttle_clock_frac(temp, gpu.slowdown_temp_c, gpu.shutdown_temp_c)
         if power_cap_w is not None:

@@ -1,0 +1,187 @@
+"""The serving step: one tick of chunked prefill and decode for every request in flight.
+
+Per replica, prompts are prefilled FIFO (admission order) within a token budget: the whole tick
+when nothing decodes, PREFILL_SHARE_MAX of it when sequences are decoding and the engine batches
+continuously, none when it does not (llama.cpp --no-cont-batching). Decode then runs at the
+roofline token interval (twin.model.serving) for the replica's batch, TP all-reduces and
+pipeline hops included, in the time prefill left. First-token and completion times are sub-tick.
+All requests are handled at once with group-wise scans; no Python loop over requests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from twin.model import serving as sv
+from twin.sim.layout import Layout
+from twin.sim.requests import RequestBook
+from twin.spec.catalogue import NodeSpec
+
+PREFILL_SHARE_MAX = 0.6   # estimate: chunked-prefill token budget keeps >= 40 % of a step for decode
+P2P_HOP_LATENCY_S = 5e-6  # estimate: PCIe P2P copy launch + sync per intra-node pipeline hop
+
+
+def prefill_scan(work_s: np.ndarray, arrive_s: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FIFO single-server schedule of jobs in groups: (start_s, end_s) of each job.
+
+    Jobs are sorted by group, then by queue order; job i needs `work_s[i]` of its group's server
+    and cannot start before `arrive_s[i]`. end_i = C_i + max_{j<=i in group}(a_j - C_{j-1}) with C
+    the running work within the group (the max-plus form of Lindley's recursion).
+    """
+    csum = np.cumsum(work_s)
+    starts = np.r_[True, group[1:] != group[:-1]]
+    grp = np.cumsum(starts) - 1
+    base = (csum - work_s)[starts][grp]
+    c = csum - base
+    c_prev = c - work_s
+    key = arrive_s - c_prev + grp * 1e6  # offset keeps the running max inside each group
+    end = c + np.maximum.accumulate(key) - grp * 1e6
+    return end - work_s, end
+
+
+@dataclass(frozen=True)
+class ServingOutputs:
+    """Per replica, this tick: shares of the tick spent prefilling / decoding, batch, token rates."""
+    prefill_frac: np.ndarray
+    decode_frac: np.ndarray    # busy share of decoding (pipeline bubbles removed)
+    batch: np.ndarray          # sequences per micro-batch
+    tokens_s: np.ndarray       # decode tokens/s
+    prefill_tok_s: np.ndarray  # prompt tokens/s
+
+
+class ServingStep:
+    """Advances the RequestBook's in-flight requests; owns the decode interval and work estimate."""
+
+    def __init__(self, layout: Layout, book: RequestBook, node: NodeSpec, dt_s: float) -> None:
+        self.lay, self.book, self.node, self.dt = layout, book, node, dt_s
+        nr = layout.n_rep
+        self.rep_interval_s = np.array([self._single_interval(p) for p in layout.rep_pool])
+        self.rep_busy = np.zeros(nr)  # outstanding work estimate for the router, s
+        z = np.zeros(nr)
+        self.idle = ServingOutputs(z, z, z, z, z)
+
+    def _single_interval(self, pool: int) -> float:
+        pf = self.lay.perf[pool]
+        return float(sv.decode_token_interval_s(
+            np.array([1.0]), np.array([1000.0]), weights_bytes=pf.weights_bytes, active_fraction=pf.active_fraction,
+            active_params=pf.active_params, kv_bytes_per_token=pf.kv_bytes_per_token,
+            state_bytes_per_seq=pf.state_bytes_per_seq, tp=pf.tp, pp=pf.pp, bandwidth_gb_s=pf.bandwidth_gb_s,
+            dense_tflops=pf.decode_tflops, eta_bw=pf.eta_bw, eta_fl=pf.eta_fl, clock=np.array([1.0]),
+            step_overhead_s=pf.step_overhead_s)[0])
+
+    def step(self, t0: float, gpu_clock: np.ndarray, rep_nic_gb_s: np.ndarray,
+             rep_cross_lat_s: np.ndarray) -> ServingOutputs:
+        """Advance every in-flight request by one tick (vectorised over requests, grouped by replica)."""
+        lay, bk, dt = self.lay, self.book, self.dt
+        nr = lay.n_rep
+        ids = bk.inflight
+        clock_ext = np.append(gpu_clock, 1.0)
+        rep_clock = clock_ext[lay.rep_gpus].min(axis=1)
+        if not len(ids):
+            self.rep_busy[:] = 0
+            return self.idle
+        rep_prefill_tok_s = np.zeros(nr)
+        rep_tokens_s = np.zeros(nr)
+        rep_decode_frac = np.zeros(nr)
+        rep_batch = np.zeros(nr)
+        r = bk.replica[ids]
+        # hop cost of one token's activations across the pipeline
+        tok_bytes = lay.rep_hidden_bytes
+        p2p = self.node.pcie_p2p_gb_s
+        nic = rep_nic_gb_s
+        hop_per_tok_s = (lay.rep_hops_intra * tok_bytes / (p2p * sv.GB)
+                         + lay.rep_hops_cross * tok_bytes / (nic * sv.GB))
+        hop_lat_s = lay.rep_hops_intra * P2P_HOP_LATENCY_S + rep_cross_lat_s
+        p_cost = lay.rep_prefill_s_per_tok / np.maximum(rep_clock, 1e-3) + hop_per_tok_s
+        # ---- prefill: FIFO per replica, starting no earlier than the request's arrival in this tick
+        pf_mask = bk.prefill_left[ids] > 0
+        decoding0 = ~pf_mask
+        n_dec0 = np.bincount(r[decoding0], minlength=nr)
+        # Without continuous batching (llama.cpp --no-cont-batching: prompts are batched only
+        # `if (cont_batching || batch.n_tokens == 0)`), a new prompt waits until no slot decodes.
+        budget = np.where(n_dec0 > 0, np.where(lay.rep_cont_batching, PREFILL_SHARE_MAX, 0.0), 1.0) * dt
+        first_done = np.zeros(len(ids), dtype=bool)
+        dec_start = np.zeros(len(ids))
+        prefill_used = np.zeros(nr)
+        if pf_mask.any():
+            pidx = np.flatnonzero(pf_mask)
+            order = np.lexsort((bk.admit_seq[ids[pidx]], r[pidx]))
+            pidx = pidx[order]
+            rr = r[pidx]
+            rid = ids[pidx]
+            w = bk.prefill_left[rid] * p_cost[rr]
+            a = np.clip(bk.enqueued_s[rid] - t0, 0.0, dt)
+            start, end = prefill_scan(w, a, rr)
+            done = end <= budget[rr] + 1e-12
+            used = np.clip(budget[rr] - start, 0.0, w)
+            bk.prefill_left[rid] = np.where(done, 0.0, bk.prefill_left[rid] - used / p_cost[rr])
+            bk.prefill_left[rid] = np.maximum(bk.prefill_left[rid], 0.0)
+            prefill_used = np.bincount(rr, weights=used, minlength=nr)
+            done_ids = rid[done]
+            bk.first_token_s[done_ids] = t0 + end[done]
+            bk.generated[done_ids] = 1
+            bk.network_s[rid] += used / p_cost[rr] * (lay.rep_hops_cross[rr] * tok_bytes[rr] / (nic[rr] * sv.GB))
+            bk.network_s[done_ids] += rep_cross_lat_s[rr[done]]
+            first_done[pidx[done]] = True
+            dec_start[pidx[done]] = end[done]
+            rep_prefill_tok_s = np.bincount(rr, weights=used / p_cost[rr], minlength=nr) / dt
+        # ---- decode
+        dec = decoding0 | first_done
+        didx = np.flatnonzero(dec)
+        rd = r[didx]
+        batch = np.bincount(rd, minlength=nr).astype(float)
+        ctx_tok = (bk.req.prompt_tokens[ids] + bk.generated[ids])
+        kv_tok = np.bincount(r, weights=ctx_tok * ~pf_mask, minlength=nr)
+        interval = self._intervals(batch, kv_tok, rep_clock, hop_per_tok_s, hop_lat_s)
+        self.rep_interval_s = np.where(batch > 0, interval, self.rep_interval_s)
+        decode_frac = 1.0 - prefill_used / dt
+        if len(didx):
+            did = ids[didx]
+            avail = (dt - dec_start[didx]) * decode_frac[rd]
+            rate = 1.0 / interval[rd]
+            tokens = avail * rate
+            left = bk.decode_left[did]
+            fin = tokens >= left - 1e-9
+            t_fin = t0 + dec_start[didx] + np.divide(left, rate * decode_frac[rd],
+                                                     out=np.zeros_like(left), where=decode_frac[rd] > 0)
+            step = np.minimum(tokens, left)
+            bk.decode_left[did] = np.where(fin, 0.0, left - tokens)
+            bk.generated[did] += step
+            bk.network_s[did] += step * (lay.rep_hops_cross[rd] * tok_bytes[rd] / (nic[rd] * sv.GB)
+                                         + rep_cross_lat_s[rd])
+            fin_ids = did[fin]
+            done_s = np.maximum(t_fin[fin], bk.first_token_s[fin_ids])
+            rep_tokens_s = np.bincount(rd, weights=step, minlength=nr) / dt
+            # busy share of decoding: every stage works on min(pp, batch) micro-batches of pp
+            pp = lay.rep_pp
+            rep_decode_frac = np.where(batch > 0, decode_frac * np.minimum(pp, batch) / pp, 0.0)
+            rep_batch = batch / np.minimum(pp, np.maximum(batch, 1.0))
+            bk.finish(fin_ids, done_s)
+        # outstanding work estimate for the router: seconds of prefill + decode left
+        remaining = bk.prefill_left[bk.inflight] * p_cost[bk.replica[bk.inflight]]
+        self.rep_busy = np.bincount(bk.replica[bk.inflight], weights=remaining, minlength=nr)
+        return ServingOutputs(prefill_frac=prefill_used / dt, decode_frac=rep_decode_frac, batch=rep_batch,
+                              tokens_s=rep_tokens_s, prefill_tok_s=rep_prefill_tok_s)
+
+    def _intervals(self, batch: np.ndarray, kv_tok: np.ndarray, rep_clock: np.ndarray, hop_per_tok_s: np.ndarray,
+                   hop_lat_s: np.ndarray) -> np.ndarray:
+        """Decode token interval of every replica at its batch and context (serving roofline)."""
+        lay, node = self.lay, self.node
+        interval = np.zeros(lay.n_rep)
+        for p, pf in enumerate(lay.perf):
+            reps = lay.pool_reps[p]
+            if not len(reps):
+                continue
+            b = batch[reps]
+            micro = np.minimum(pf.pp, np.maximum(b, 1.0))
+            tp_s = sv.tp_allreduce_s(np.maximum(b, 1.0) / micro, pf.layers, pf.hidden_size, pf.tp,
+                                     node.pcie_p2p_gb_s, node.tp_allreduce_latency_s)
+            hop_s = hop_per_tok_s[reps] * np.maximum(b, 1.0) / micro + hop_lat_s[reps]
+            interval[reps] = sv.decode_token_interval_s(
+                b, kv_tok[reps], weights_bytes=pf.weights_bytes, active_fraction=pf.active_fraction,
+                active_params=pf.active_params, kv_bytes_per_token=pf.kv_bytes_per_token,
+                state_bytes_per_seq=pf.state_bytes_per_seq, tp=pf.tp, pp=pf.pp, bandwidth_gb_s=pf.bandwidth_gb_s,
+                dense_tflops=pf.decode_tflops, eta_bw=pf.eta_bw, eta_fl=pf.eta_fl, clock=rep_clock[reps],
+                step_overhead_s=pf.step_overhead_s, hop_s=hop_s, tp_comm_s=tp_s)
+        return interval

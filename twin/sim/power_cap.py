@@ -1,0 +1,106 @@
+"""The facility power cap controller (the `facility_power_cap` fault): GPU clocks that hold it.
+
+Each tick the plant hands a CapPreview (clocks before the cap, activity, the nodes' other DC
+power); the controller bisects for one uniform per-GPU limit (twin.model.facility) and returns
+the clocks. It also budgets ignitions: a unit may start only if the facility would still fit
+with every GPU at its lowest clock. Regime changes (engaged / released / infeasible) are events,
+not every tick. Without a cap (`cap_w` infinite) it returns the clocks unchanged.
+
+One controller exists; the plant only knows the ClockLimiter protocol, which is the seam for
+another.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from twin.model import power as pw
+from twin.model.facility import BINDING, INFEASIBLE, UNDER, facility_w_per_it_w, solve_gpu_limit_w
+from twin.sim.events import EventLog, Kind
+from twin.sim.layout import Layout
+from twin.sim.plant import CapPreview
+from twin.spec.catalogue import GpuSpec, PsuSpec
+from twin.spec.scenario import FacilitySpec
+
+_REGIME_EVENT = {UNDER: Kind.POWER_CAP_RELEASED, BINDING: Kind.POWER_CAP_ENGAGED,
+                 INFEASIBLE: Kind.POWER_CAP_INFEASIBLE}
+
+
+class FacilityCap:
+    """Holds facility power <= cap_w by limiting every GPU alike."""
+
+    def __init__(self, gpu: GpuSpec, psu: PsuSpec, fac: FacilitySpec, gpu_node: np.ndarray, n_nodes: int,
+                 layout: Layout, node_floor_wall_w: float, log: EventLog) -> None:
+        self.gpu, self.psu, self.fac, self.gpu_node, self.N = gpu, psu, fac, gpu_node, n_nodes
+        self.lay, self.log = layout, log
+        self.node_floor_wall_w = node_floor_wall_w  # a loading node with idle GPUs: what capping cannot remove
+        self.cap_w = math.inf          # W at the utility meter
+        self.gpu_limit_w = math.inf    # per-GPU limit applied now
+        self.regime = UNDER
+        self.floor_w = 0.0             # facility power with every GPU at its lowest clock (+ units let in since)
+
+    def _facility_w(self, it_w: float, cooling_available_w: float) -> float:
+        fac = self.fac
+        return float(pw.facility_power_w(np.float64(it_w), cooling_available_w, fac.cooling_cop,
+                                         fac.electrical_loss_fraction, fac.fixed_overhead_kw * 1e3)[0])
+
+    def clock_limit(self, pv: CapPreview) -> np.ndarray:
+        """GPU clocks that keep facility power <= cap_w this tick (everything else taken as given)."""
+        if not math.isfinite(self.cap_w):
+            return pv.clock0
+        gpu = self.gpu
+
+        def clock_at(limit_w: float) -> np.ndarray:
+            return np.minimum(pv.clock0, pw.clock_for_power_cap(limit_w, gpu.idle_power_w, gpu.board_power_w,
+                                                                pv.activity, pv.extra_w))
+
+        def facility_at(limit_w: float) -> float:
+            g = np.where(pv.powered, pw.gpu_power_w(gpu.idle_power_w, gpu.board_power_w, pv.activity,
+                                                    clock_at(limit_w), pv.extra_w), 0.0)
+            dc = np.bincount(self.gpu_node, weights=g, minlength=self.N) + pv.other_dc_w
+            return self._facility_w(float(pw.wall_power_w(dc, self.psu, pv.psus_working).sum()), pv.cooling_available_w)
+
+        sol = solve_gpu_limit_w(facility_at, self.cap_w, float(gpu.board_power_w))
+        self.floor_w = sol.floor_w  # the scheduler's ignition budget starts from here
+        self.gpu_limit_w = sol.limit_w
+        cap_kw = self.cap_w / 1e3
+        if sol.regime == UNDER:
+            self._transition(UNDER, f"facility {sol.full_w / 1e3:.1f} kW under cap {cap_kw:.1f} kW")
+            return pv.clock0
+        if sol.regime == INFEASIBLE:
+            self._transition(INFEASIBLE, f"facility {sol.floor_w / 1e3:.1f} kW at lowest GPU clocks > cap "
+                                         f"{cap_kw:.1f} kW")
+        else:
+            self._transition(BINDING, f"GPUs limited to {sol.limit_w:.0f} W to hold facility <= {cap_kw:.1f} kW "
+                                      f"(uncapped {sol.full_w / 1e3:.1f} kW)")
+        return clock_at(sol.limit_w)
+
+    def set_cap(self, cap_w: float) -> None:
+        """A new cap (inf lifts it; the release is an event at once)."""
+        self.cap_w = cap_w
+        if not math.isfinite(cap_w):
+            self._transition(UNDER, "cap lifted")
+
+    def _transition(self, new: str, detail: str) -> None:
+        """Record the controller's regime changes (not every tick)."""
+        if new == self.regime:
+            return
+        self.regime = new
+        self.log.emit(_REGIME_EVENT[new], -1, -1, detail)
+
+    def allows_ignition(self, u: int) -> bool:
+        """Under a cap, ignite unit u only if the facility would still fit with every GPU at its lowest
+        clock (the controller can then absorb the newcomer by capping clocks further)."""
+        if not math.isfinite(self.cap_w):
+            return True
+        nodes = self.lay.unit_nodes[u]
+        add_w = len(nodes) * self.node_floor_wall_w * facility_w_per_it_w(self.fac.cooling_cop,
+                                                                          self.fac.electrical_loss_fraction)
+        if self.floor_w + add_w <= self.cap_w:
+            self.floor_w += add_w
+            return True
+        self.log.emit(Kind.IGNITION_DELAYED, int(nodes[0]), -1,
+                      f"unit {u}: facility_power_cap {self.cap_w / 1e3:.1f} kW (floor {self.floor_w / 1e3:.1f} kW "
+                      f"+ {add_w / 1e3:.1f} kW)")
+        return False

@@ -1,0 +1,165 @@
+"""Telemetry sampling: interval means of what the parts report, one row every `sample_s`.
+
+OpenDC's monitor pattern: the engine hands readings to the sampler every tick and the sampler
+keeps float64 accumulators, so that a sampled power is the mean over its interval and energy is
+exactly the integral of power (sum of interval means x sample_s). Instantaneous quantities
+(temperatures, clocks, states, queue lengths) are taken at the end of the interval. The sampler
+never sees Parquet: `columns()` hands arrays to `twin.sim.result`.
+
+Rows are labelled with the end of their interval, (s + 1) * sample_s.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from twin.model import serving as sv
+from twin.model.states import DRAINING, FAILED, OFF, SERVING, WARM
+
+
+@dataclass(frozen=True)
+class SamplerLayout:
+    """Static index maps the sampler needs to spread per-replica values onto nodes and racks."""
+    gpu_node: np.ndarray         # (G,) node of each GPU
+    gpu_rep: np.ndarray          # (G,) replica of each GPU, -1 if none
+    node_rack: np.ndarray        # (N,)
+    nodes_per_rack: int
+    gpus_per_node: int
+    n_racks: int
+    pair_rep: np.ndarray         # (P,) replica of each (replica, node) pair
+    pair_node: np.ndarray        # (P,) node of each pair
+    rep_n_nodes: np.ndarray      # (R_rep,) nodes a replica spans
+    rep_hidden_bytes: np.ndarray  # (R_rep,) activation bytes per token
+    rep_hops_intra: np.ndarray   # (R_rep,) pipeline hops inside a node
+    rep_hops_cross: np.ndarray   # (R_rep,) pipeline hops across the NIC
+    rep_weights_per_gpu_b: np.ndarray  # (R_rep,) resident weights on each of the replica's GPUs
+    rep_n_gpus: np.ndarray       # (R_rep,) GPUs of the replica (float, divides the KV reservation)
+
+
+class Sampler:
+    """Interval-mean accumulators and the sampled arrays of the gpus/nodes/racks/facility tables."""
+
+    def __init__(self, layout: SamplerLayout, n_samples: int, ticks_per_sample: int, dt_s: float) -> None:
+        self.lay = layout
+        self.n_samples, self.ticks_per_sample, self.dt_s = n_samples, ticks_per_sample, dt_s
+        S, G, N, R = n_samples, len(layout.gpu_node), len(layout.node_rack), layout.n_racks
+        self.G, self.N, self.R = G, N, R
+        self.n_rep = len(layout.rep_n_nodes)
+        f32 = np.float32
+        self.gpu = {k: np.zeros((S, G), f32) for k in ("power_w", "temp_c", "util", "clock_factor", "fan_frac",
+                                                        "memory_used_gb")}
+        self.gpu["throttled"] = np.zeros((S, G), bool)
+        self.node = {k: np.zeros((S, N), f32) for k in ("power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm",
+                                                         "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w", "p2p_gb_s",
+                                                         "nic_gb_s")}
+        self.node["state"] = np.zeros((S, N), np.int8)
+        self.node["active_requests"] = np.zeros((S, N), np.int32)
+        self.rack = {k: np.zeros((S, R), f32) for k in ("power_w", "inlet_c", "exhaust_c", "airflow_demand_m3_s",
+                                                         "airflow_supply_m3_s", "recirculation_frac")}
+        self.rack["nodes_on"] = np.zeros((S, R), np.int32)
+        self.rack["nodes_serving"] = np.zeros((S, R), np.int32)
+        self.fac = {k: np.zeros(S, np.float64) for k in ("it_power_w", "cooling_power_w", "overhead_power_w",
+                                                          "facility_power_w", "supply_c", "queued", "in_flight")}
+        # interval-mean accumulators (float64 so that energy integrates exactly)
+        self.acc_gpu_w = np.zeros(G)
+        self.acc_node_w = np.zeros(N)
+        self.acc_node_dc = np.zeros(N)
+        self.acc_node_gpu = np.zeros(N)
+        self.acc_p2p = np.zeros(N)
+        self.acc_nic = np.zeros(N)
+        self.acc_util = np.zeros(G)
+        self.acc_fac = np.zeros(4)
+        self.throttled_gpu_s = 0.0
+        self.links: list[tuple] = []
+
+    def per_node(self, pair_values: np.ndarray) -> np.ndarray:
+        """Sum values given per (replica, node) pair onto nodes."""
+        return np.bincount(self.lay.pair_node, weights=pair_values, minlength=self.N)
+
+    def closes_interval(self, k: int) -> bool:
+        """True when tick k is the last tick of a telemetry interval."""
+        return (k + 1) % self.ticks_per_sample == 0
+
+    def accumulate(self, *, gpu_power_w: np.ndarray, gpu_util: np.ndarray, node_wall_w: np.ndarray,
+                   node_dc_w: np.ndarray, node_gpu_w: np.ndarray, rep_tokens_s: np.ndarray,
+                   rep_prefill_tok_s: np.ndarray, node_load_gb_s: np.ndarray | None, it_w: float,
+                   cooling_w: float, overhead_w: float, facility_w: float, gpu_throttled: np.ndarray) -> None:
+        """Add one tick's readings to the interval means."""
+        lay = self.lay
+        self.acc_gpu_w += gpu_power_w
+        self.acc_util += gpu_util
+        self.acc_node_w += node_wall_w
+        self.acc_node_dc += node_dc_w
+        self.acc_node_gpu += node_gpu_w
+        # intra-node pipeline traffic and NIC traffic: tokens/s x activation bytes x hops
+        if self.n_rep:
+            tok = rep_tokens_s + rep_prefill_tok_s
+            intra = tok * lay.rep_hidden_bytes * lay.rep_hops_intra / sv.GB
+            cross = tok * lay.rep_hidden_bytes * lay.rep_hops_cross / sv.GB
+            # spread over the replica's nodes; each cross hop leaves one node and enters another
+            p2p = self.per_node((intra / lay.rep_n_nodes)[lay.pair_rep])
+            nic = self.per_node((2 * cross / lay.rep_n_nodes)[lay.pair_rep])
+            if node_load_gb_s is not None:
+                nic += node_load_gb_s
+            self.acc_p2p += p2p
+            self.acc_nic += nic
+        self.acc_fac += (it_w, float(cooling_w), float(overhead_w), float(facility_w))
+        self.throttled_gpu_s += float(gpu_throttled.sum()) * self.dt_s
+
+    def snapshot(self, k: int, *, gpu_temp_c: np.ndarray, gpu_clock: np.ndarray, gpu_fan_frac: np.ndarray,
+                 gpu_throttled: np.ndarray, node_state: np.ndarray, rep_kv_reserved_b: np.ndarray,
+                 rep_inflight: np.ndarray, node_inlet_c: np.ndarray, node_exhaust_c: np.ndarray,
+                 node_fan_rpm: np.ndarray, node_airflow_m3_s: np.ndarray, rack_exhaust_c: np.ndarray,
+                 rack_demand_m3_s: np.ndarray, rack_supply_m3_s: np.ndarray, rack_recirc_frac: np.ndarray,
+                 supply_c: float, queued: int, in_flight: int, links: tuple | None) -> None:
+        """Close the interval ending with tick k: write one row of every table, reset the means."""
+        lay = self.lay
+        s = (k + 1) // self.ticks_per_sample - 1
+        n = self.ticks_per_sample
+        g, nd, rk, fc = self.gpu, self.node, self.rack, self.fac
+        g["power_w"][s] = self.acc_gpu_w / n
+        g["temp_c"][s] = gpu_temp_c
+        g["util"][s] = self.acc_util / n
+        g["clock_factor"][s] = gpu_clock
+        g["fan_frac"][s] = gpu_fan_frac
+        g["throttled"][s] = gpu_throttled
+        loaded = np.isin(node_state[lay.gpu_node], (WARM, SERVING, DRAINING)) & (lay.gpu_rep >= 0)
+        mem = np.zeros(self.G)
+        if self.n_rep:
+            rep_kv = rep_kv_reserved_b / lay.rep_n_gpus
+            ridx = np.where(lay.gpu_rep >= 0, lay.gpu_rep, 0)
+            mem = np.where(loaded, (lay.rep_weights_per_gpu_b[ridx] + rep_kv[ridx]) / sv.GB, 0.0)
+        g["memory_used_gb"][s] = mem
+        nd["power_w"][s] = self.acc_node_w / n
+        nd["dc_power_w"][s] = self.acc_node_dc / n
+        nd["inlet_c"][s] = node_inlet_c
+        nd["exhaust_c"][s] = node_exhaust_c
+        nd["fan_rpm"][s] = node_fan_rpm
+        nd["airflow_m3_s"][s] = node_airflow_m3_s
+        nd["gpu_temp_max_c"][s] = gpu_temp_c.reshape(self.N, lay.gpus_per_node).max(axis=1)
+        nd["gpu_power_w"][s] = self.acc_node_gpu / n
+        nd["p2p_gb_s"][s] = self.acc_p2p / n
+        nd["nic_gb_s"][s] = self.acc_nic / n
+        nd["state"][s] = node_state
+        nd["active_requests"][s] = self.per_node(rep_inflight[lay.pair_rep]) if self.n_rep else 0
+        rack = lay.node_rack
+        rk["power_w"][s] = np.bincount(rack, weights=self.acc_node_w / n, minlength=self.R)
+        rk["inlet_c"][s] = np.bincount(rack, weights=node_inlet_c, minlength=self.R) / lay.nodes_per_rack
+        rk["exhaust_c"][s] = rack_exhaust_c
+        rk["airflow_demand_m3_s"][s] = rack_demand_m3_s
+        rk["airflow_supply_m3_s"][s] = rack_supply_m3_s
+        rk["recirculation_frac"][s] = rack_recirc_frac
+        on = ~np.isin(node_state, (OFF, FAILED))
+        rk["nodes_on"][s] = np.bincount(rack, weights=on, minlength=self.R)
+        rk["nodes_serving"][s] = np.bincount(rack, weights=node_state == SERVING, minlength=self.R)
+        mean = self.acc_fac / n
+        fc["it_power_w"][s], fc["cooling_power_w"][s], fc["overhead_power_w"][s], fc["facility_power_w"][s] = mean
+        fc["supply_c"][s] = supply_c
+        fc["queued"][s] = queued
+        fc["in_flight"][s] = in_flight
+        if links is not None:
+            self.links.append(links)
+        for a in (self.acc_gpu_w, self.acc_node_w, self.acc_node_dc, self.acc_node_gpu, self.acc_p2p,
+                  self.acc_nic, self.acc_util, self.acc_fac):
+            a[:] = 0.0
