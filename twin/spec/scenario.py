@@ -7,11 +7,12 @@ raised together as one :class:`SpecError`, each line naming its field path.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from twin.errors import SpecError
 from twin.spec.catalogue import Catalogue, NumbersAreNumbers
@@ -21,6 +22,16 @@ MAX_SCENARIO_BYTES = 1_000_000
 # A plain file name: the run directory is runs/<name>, so ".", "..", "a/b", ".hidden" and "-x"
 # (which would name runs/ itself, its parent, a subfolder, a hidden folder or an option) are refused.
 PLAIN_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+
+
+def _plain_name(value: str) -> str:
+    if not re.fullmatch(PLAIN_NAME, value):
+        raise ValueError(f"{value!r} is not a plain file name (letters, digits, '_', '.', '-'; not starting "
+                         f"with '.' or '-'): the output goes to runs/<name>")
+    return value
+
+
+PlainName = Annotated[str, Field(max_length=80), AfterValidator(_plain_name)]
 
 Pos = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
@@ -193,7 +204,7 @@ class DesignSpec(Section):
 
 
 class ScenarioSpec(Section):
-    name: Annotated[str, Field(pattern=PLAIN_NAME, max_length=80)]
+    name: PlainName
     description: str = ""
     catalogue: list[str] = []
     simulation: SimulationSpec = SimulationSpec()

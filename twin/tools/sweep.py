@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from twin.errors import SpecError, ToolError, format_validation_error, suggest
 from twin.spec.catalogue import NumbersAreNumbers
-from twin.spec.scenario import MAX_SCENARIO_BYTES, PLAIN_NAME
+from twin.spec.scenario import MAX_SCENARIO_BYTES, PlainName
 from twin.spec.safe_yaml import read_input
 
 MAX_VARIANTS = 10_000
@@ -74,7 +74,7 @@ class PlotSpec(_Spec):
 
 
 class SweepSpec(_Spec):
-    name: Annotated[str, Field(pattern=PLAIN_NAME, max_length=80)]  # a plain file name: runs/sweeps/<name>
+    name: PlainName  # a plain file name: runs/sweeps/<name>
     description: str = ""
     base: str  # scenario YAML, relative to the sweep file
     mode: Literal["grid", "random"] = "grid"
