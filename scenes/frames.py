@@ -89,6 +89,14 @@ def _read(run_dir: Path, name: str, columns: list[str] | None = None) -> pa.Tabl
     return read_table(run_dir, name, columns)
 
 
+def _ids(table: pa.Table, col: str, n: int, what: str) -> np.ndarray:
+    """Column `col` as int64 ids, each in [0, n): a crafted table must fail with its name, not index past an array."""
+    ids = _np(table, col, np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        raise ValueError(f"{what}: column {col} must lie in 0..{n - 1} (the topology's), found {ids.min()}..{ids.max()}")
+    return ids
+
+
 def _np(table: pa.Table, col: str, dtype=None) -> np.ndarray:
     arr = table.column(col).to_numpy()
     return arr.astype(dtype, copy=False) if dtype is not None else arr
@@ -149,7 +157,14 @@ def load_frames(run_dir: Path, stage_sample_s: float | None = None) -> StageFram
     if stage_dt <= 0 or not math.isfinite(stage_dt):
         raise ValueError(f"stage_sample_s must be a positive number of seconds, got {stage_sample_s!r}")
     rows = frame_rows(t_all.size, sample_s, stage_dt)
-    nt, nid = _np(nodes, "time_s", np.float64), _np(nodes, "node_id", np.int64)
+    where = f"{run_dir}/telemetry/topology.parquet"
+    if not np.array_equal(topo.node_id, np.arange(n)):
+        raise ValueError(f"{where}: node_id must be 0..{n - 1}, one row each")
+    racks = set(zip(topo.rack_id.tolist(), topo.rack_name))
+    if len({(r, s) for r, s in zip(topo.rack_id.tolist(), topo.slot.tolist())}) != n or \
+            len(racks) != len({r for r, _ in racks}) or len(racks) != len({name for _, name in racks}):
+        raise ValueError(f"{where}: each node needs its own (rack_id, slot) and each rack one name (prim paths)")
+    nt, nid = _np(nodes, "time_s", np.float64), _ids(nodes, "node_id", n, f"{run_dir}/telemetry/nodes.parquet")
 
     def dense(col: str) -> np.ndarray:
         return _dense(nt, nid, _np(nodes, col, np.float64), t_all, n)
@@ -163,6 +178,7 @@ def load_frames(run_dir: Path, stage_sample_s: float | None = None) -> StageFram
     divisor = max(1.0, float(math.ceil(step_deg.max() / FAN_MAX_DEG_PER_FRAME))) if step_deg.size else 1.0
 
     gpus = _read(run_dir, "gpus", ["time_s", "node_id", "gpu_index", "temp_c"])
+    gfile = f"{run_dir}/telemetry/gpus.parquet"
     g_max = int(topo.gpus.max()) if n else 0
     gt = np.full((rows.size, n, max(g_max, 1)), np.nan, dtype=np.float32)
     if gpus.num_rows:
@@ -170,7 +186,7 @@ def load_frames(run_dir: Path, stage_sample_s: float | None = None) -> StageFram
         pos = np.full(t_all.size, -1, dtype=np.int64)
         pos[rows] = np.arange(rows.size)
         keep = pos[ti] >= 0   # only rows at frame times
-        gt[pos[ti[keep]], _np(gpus, "node_id", np.int64)[keep], _np(gpus, "gpu_index", np.int64)[keep]] = \
+        gt[pos[ti[keep]], _ids(gpus, "node_id", n, gfile)[keep], _ids(gpus, "gpu_index", max(g_max, 1), gfile)[keep]] = \
             _np(gpus, "temp_c", np.float32)[keep]
 
     return StageFrames(

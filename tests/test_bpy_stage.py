@@ -84,5 +84,5 @@ def test_twin_render_shows_heat_colours(syn_stage, tmp_path):
     # the serving nodes are teal (G and B well above R); grey rack/floor pixels have R ~ G ~ B
     teal = (img[..., 1] - img[..., 0] > 40) & (img[..., 2] - img[..., 0] > 40)
     assert teal.sum() > 100, f"only {teal.sum()} heat-coloured pixels"
-    bad = CliRunner().invoke(app, ["render", str(syn_stage), "--frame", "999", "-o", str(png)])
+    bad = CliRunner().invoke(app, ["render", str(syn_stage), "--frame", "999", "-o", str(png), "--force"])
     assert bad.exit_code == 2 and "outside the stage's frames 1..20" in bad.output

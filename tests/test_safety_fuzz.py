@@ -263,3 +263,31 @@ def test_mutated_scenarios_validate_and_run_or_are_refused_cleanly(doc):
                 assert result.exit_code == 2, result.output  # refused: invalid, or not a run directory
             after = snapshot(sandbox, skip=sandbox / "runs" / "out")
             assert after == before, f"-o {target} changed what it must not"
+
+
+def _retable(run: Path, name: str, change) -> None:
+    path = run / "telemetry" / f"{name}.parquet"
+    pq.write_table(change(pq.read_table(path)), path)
+
+
+def _column(table: pa.Table, col: str, value) -> pa.Table:
+    field = table.schema.field(col)
+    return table.set_column(table.schema.get_field_index(col), field, pa.array([value] * table.num_rows, field.type))
+
+
+@pytest.mark.parametrize("name, change, tools, message", [
+    ("topology", lambda t: t.slice(0, 0), ["plot", "report", "scene"], "topology.parquet: no nodes"),
+    ("gpus", lambda t: _column(t, "node_id", 10**9), ["scene"], "gpus.parquet: column node_id must lie in 0..3"),
+    ("topology", lambda t: pa.concat_tables([t, t]), ["scene"], "topology.parquet: node_id must be 0..7, one row each"),
+    ("topology", lambda t: _column(t, "slot", 7), ["scene"], "each node needs its own (rack_id, slot)"),
+])
+def test_tables_with_impossible_values_are_one_line(tmp_path, pristine, name, change, tools, message):
+    run = tmp_path / "run"
+    shutil.copytree(pristine, run)
+    _retable(run, name, change)
+    for tool in tools:
+        args = (["scene", str(run), "--no-previews", "--stage-sample-s", "60"] if tool == "scene" else
+                ["plot", str(run), "heatmap", "-o", str(tmp_path / "h.png")] if tool == "plot" else TOOLS[tool](run, tmp_path))
+        result = runner.invoke(app, args)
+        assert_clean(result, allowed=(2,))
+        assert message in result.output, result.output

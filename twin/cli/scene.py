@@ -110,6 +110,8 @@ def render(run_dir: Annotated[Path, typer.Argument(help="A run directory with a 
         atomic_write(out, lambda fh: fh.write(png), force=force, fmt="png")
     except (RenderError, ToolError) as exc:
         _fail(str(exc))
+    except OSError as exc:  # an unwritable output folder
+        _fail(f"cannot write {out}: {exc.strerror or exc}")
     finally:
         tmp.unlink(missing_ok=True)
     typer.echo(f"wrote {out} (frame {frame}, {width}x{height}, {samples} samples, camera {camera})")

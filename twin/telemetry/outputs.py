@@ -40,6 +40,8 @@ HTML_GENERATOR_TAG = f'<meta name="generator" content="{SIGNATURE}">'
 PARQUET_KEY = SIGNATURE.encode()
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _HEAD_BYTES = 8192  # how much of an existing file a signature check reads
+# what a run, sweep or stage directory from before the marker holds (for the refusal's wording only)
+_WRITTEN_BY_OLDER_TWIN = ("manifest.json", "sweep.json", "refinery.usda")
 # names of twin's own locks and temporaries (twin.telemetry.atomic), e.g. left by a killed writer
 _TEMPORARY = re.compile(r"^\..+\.(twin-lock|\d+\.[0-9a-f]+\.(tmp|old)|[a-z0-9_]{8}\.tmp)$")
 
@@ -100,7 +102,7 @@ def replace_problem(path: Path, kind: str) -> str | None:
         return None
     marker = read_marker(path)
     if marker is None:
-        if (path / "manifest.json").is_file() or (path / "sweep.json").is_file():
+        if any((path / name).is_file() for name in _WRITTEN_BY_OLDER_TWIN):
             return (f"{path} was not written by this version of twin (no {MARKER} marker); refusing to "
                     f"replace it even with --force: delete it yourself or choose another -o")
         return f"{path} exists and is not a twin {kind} directory; refusing to replace it even with --force"

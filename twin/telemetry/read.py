@@ -141,11 +141,15 @@ def _read_json(root: Path, rel: str) -> dict[str, Any]:
 
 def _check_schema(path: Path, shown: Path, name: str) -> None:
     """Refuse a table whose columns have other types than the pinned schema (missing columns are
-    the readers' business: their SQL fails with the column named)."""
+    the readers' business: their SQL fails with the column named), and a topology without nodes
+    (every run has at least one; the layout-based readers cannot draw none)."""
     try:
-        schema = pq.read_schema(path)
+        with pq.ParquetFile(path) as footer:
+            schema, rows = footer.schema_arrow, footer.metadata.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise NotARunError(f"{shown}: not a readable Parquet table ({str(exc).splitlines()[0]})") from None
+    if name == "topology" and rows == 0:
+        raise NotARunError(f"{shown}: no nodes (a run twin wrote has at least one)")
     pinned = SCHEMAS[name]
     for f in schema:
         want = pinned.field(f.name).type if f.name in pinned.names else None
