@@ -95,7 +95,7 @@ def test_a_manifest_field_of_the_wrong_type_is_one_line_naming_file_and_field(tm
     assert "manifest.json" in result.output and dotted in result.output.replace("'", ""), result.output
 
 
-@pytest.mark.parametrize("name", ["$\\frac$ $x^$", "[/bold][link=x]", "<script>alert(1)</script>" + "a" * 300])
+@pytest.mark.parametrize("name", ["$\\frac$ $x^$ [/bold][link=x]", "<script>alert(1)</script>" + "a" * 300])
 def test_names_with_mathtext_markup_or_html_are_shown_not_interpreted(tmp_path, pristine, name):
     run = tmp_path / "run"
     shutil.copytree(pristine, run)
@@ -239,7 +239,7 @@ def _small(path: Path) -> bool:
     return est.node_ticks < 2e6 and est.expected_requests < 2e5 and est.memory_b < 1e9
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(doc=scenarios())
 def test_mutated_scenarios_validate_and_run_or_are_refused_cleanly(doc):
     with tempfile.TemporaryDirectory() as tmp:

@@ -104,6 +104,19 @@ def test_force_refuses_a_run_holding_a_file_twin_did_not_write(tmp_path, tiny_re
     assert (run / "notes.txt").read_text() == "what I learnt from this run"
 
 
+def test_force_may_replace_a_run_holding_twins_own_report_but_not_a_csv(tmp_path, tiny_result):
+    run = tmp_path / "run"
+    write_run(tiny_result, run)
+    assert runner.invoke(app, ["report", str(run), "-o", str(run / "report.html")]).exit_code == 0
+    assert runner.invoke(app, ["query", str(run), "--recipe", "peak-power", "--format", "csv",
+                               "-o", str(run / "peak.csv")]).exit_code == 0
+    with pytest.raises(OutputError, match="holds peak.csv"):  # a CSV carries no signature: maybe edited
+        write_run(tiny_result, run, force=True)
+    (run / "peak.csv").unlink()
+    write_run(tiny_result, run, force=True)  # the signed report.html was twin's to replace
+    assert not (run / "report.html").exists()
+
+
 def test_force_refuses_a_run_of_another_kind_and_a_symlink(tmp_path, tiny_result):
     write_run(tiny_result, tmp_path / "run")
     with pytest.raises(OutputError, match="is a twin run directory, not a sweep"):

@@ -26,7 +26,7 @@ def sweep(spec: Annotated[Path, typer.Argument(help="Sweep spec YAML, e.g. scena
     """Run every variant of SPEC on Dask; write sweep.parquet, sweep.json and a comparison plot."""
     from twin.cli.common import _with_progress, err, fail
     from twin.errors import SpecError, ToolError
-    from twin.telemetry.atomic import check_replaceable, target_path
+    from twin.telemetry.atomic import OutputLock, check_replaceable, prepare_target, target_path
     from twin.tools.sweep import SWEEP_KIND, plan_sweep, run_sweep, scheduler_security, write_sweep
 
     if workers < 0:
@@ -53,8 +53,11 @@ def sweep(spec: Annotated[Path, typer.Argument(help="Sweep spec YAML, e.g. scena
                 cb(done / total, {"msg": f"{done}/{total} done, {total - done} left, {failed} failed"})
         return run_sweep(plan, workers=workers, scheduler=scheduler, security=security, progress=progress)
     try:
-        result = _with_progress("variants", go, quiet)
-        meta = write_sweep(result, target, force=force)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with OutputLock(target) as lock:  # held while the variants run: a second sweep into it is refused now
+            prepare_target(target, force, SWEEP_KIND)
+            result = _with_progress("variants", go, quiet)
+            meta = write_sweep(result, target, force=force, lock=lock)
     except ToolError as exc:  # output exists or is not twin's, scheduler unreachable or refused
         fail(str(exc))
     except OSError as exc:  # unwritable output

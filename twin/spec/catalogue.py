@@ -62,7 +62,8 @@ class NumbersAreNumbers(BaseModel):
     @classmethod
     def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         f = cls.model_fields.get(info.field_name or "")
-        if f is not None and _holds_bool(value) and not _admits(f.annotation, bool) \
+        # fields that also take text (a fault target: node id or 'spine:0') keep pydantic's message
+        if f is not None and _holds_bool(value) and not _admits(f.annotation, bool) and not _admits(f.annotation, str) \
                 and (_admits(f.annotation, int) or _admits(f.annotation, float)):
             raise ValueError(f"expected a number, not the boolean {str(value).lower()!s}"
                              if isinstance(value, bool) else "expected numbers, not booleans (true/false)")

@@ -130,9 +130,16 @@ def _foreign_entry(directory: Path, marker: Marker, prefix: str = "") -> str | N
                     return found if own is None else f"{rel}/{found}"
             elif not entry.is_file(follow_symlinks=False):
                 return rel  # a symlink, FIFO, socket or device: twin writes none of these
-            elif rel not in marker.files and not (rel == MARKER and not prefix):
+            elif rel not in marker.files and not (rel == MARKER and not prefix) and not _signed(Path(entry.path)):
                 return rel
     return None
+
+
+def _signed(path: Path) -> bool:
+    """A file carrying twin's own signature (a plot, render, report or query Parquet saved into the
+    directory later) is twin's too. CSV/JSON/OpenMetrics have no signature: they stay the user's."""
+    fmt = {".png": "png", ".html": "html", ".htm": "html", ".parquet": "parquet"}.get(path.suffix.lower())
+    return fmt is not None and SIGNATURES[fmt](path, None)
 
 
 def is_twin_dir(path: Path, kind: str) -> bool:
@@ -249,5 +256,3 @@ SIGNATURES: dict[str, Callable[[Path, Path | None], bool]] = {
 }
 """Output format -> "did twin write this existing file?" (existing path, new file or None)."""
 
-FORMAT_OF_SUFFIX = {".png": "png", ".html": "html", ".htm": "html", ".parquet": "parquet", ".csv": "csv",
-                    ".json": "json", ".om": "openmetrics", ".txt": "openmetrics", ".prom": "openmetrics"}

@@ -357,8 +357,11 @@ def to_table(result: SweepResult) -> pa.Table:
     return pa.table(cols)
 
 
-def write_sweep(result: SweepResult, out_dir: Path, *, force: bool = False) -> dict[str, Any]:
-    """Write sweep.parquet, sweep.json and the comparison plot into `out_dir` atomically."""
+def write_sweep(result: SweepResult, out_dir: Path, *, force: bool = False, lock: Any = None) -> dict[str, Any]:
+    """Write sweep.parquet, sweep.json and the comparison plot into `out_dir` atomically.
+
+    `lock`: the OutputLock on `out_dir` the caller holds (twin.telemetry.atomic), if any.
+    """
     import pyarrow.parquet as pq
 
     from twin.telemetry.atomic import AtomicDir, write_json_atomic
@@ -366,7 +369,7 @@ def write_sweep(result: SweepResult, out_dir: Path, *, force: bool = False) -> d
 
     spec = result.plan.spec
     table = to_table(result)
-    with AtomicDir(Path(out_dir), force=force, kind=SWEEP_KIND) as tmp:  # --force: only a sweep twin wrote
+    with AtomicDir(Path(out_dir), force=force, kind=SWEEP_KIND, lock=lock) as tmp:  # --force: only a sweep twin wrote
         pq.write_table(table, tmp / "sweep.parquet", compression="zstd")
         points = [(r["variant"], r.get(spec.plot.x), r.get(spec.plot.y), r.get(next(iter(spec.axes))))
                   for r in result.rows if r["status"] == "ok"]
