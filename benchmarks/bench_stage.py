@@ -3,11 +3,12 @@
 Target on a 2-core machine: <= 30 s wall and telemetry.usdc <= 150 MB. Prints samples written
 per second for the Sdf fast path and the time of each phase. Not a test: numbers only.
 
-    python benchmarks/bench_stage.py [RUN_DIR] [--links] [--stage-sample-s 5]
+    python benchmarks/bench_stage.py [RUN_DIR] [--links] [--stage-sample-s 5] [--keep DIR]
 
 Without RUN_DIR the default surge (fabric on, so its real `links` rows become Fabric curves) is
-simulated first (no stage) into /tmp/scenes-bench/surge. --links replaces the links table with
-synthetic rows (tests/stage_links.py: 2 spines, 1 storage) for a run that has none.
+simulated first (no stage) into a temporary directory; the run and the stage are deleted at
+the end (about 38 MB) unless --keep DIR names where to leave them. --links replaces the links
+table with synthetic rows (tests/stage_links.py: 2 spines, 1 storage) for a run that has none.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import argparse
 import resource
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,8 +31,14 @@ def main() -> None:
     ap.add_argument("run_dir", nargs="?")
     ap.add_argument("--links", action="store_true")
     ap.add_argument("--stage-sample-s", type=float, default=None)
+    ap.add_argument("--keep", type=Path, help="write the run and stage here and leave them")
     args = ap.parse_args()
-    run_dir = Path(args.run_dir) if args.run_dir else Path("/tmp/scenes-bench/surge")
+    with tempfile.TemporaryDirectory(prefix="twin-bench-stage-") as tmp:
+        _bench(args, Path(args.keep) if args.keep else Path(tmp))
+
+
+def _bench(args: argparse.Namespace, base: Path) -> None:
+    run_dir = Path(args.run_dir) if args.run_dir else base / "surge"
     if not args.run_dir:
         from twin.model.validate import load_scenario
         from twin.sim.engine import simulate
@@ -42,7 +50,7 @@ def main() -> None:
     if args.links:
         from tests.stage_links import add_synthetic_links
         print(f"synthetic links: {add_synthetic_links(run_dir)}", flush=True)
-    out = Path("/tmp/scenes-bench/stage")
+    out = base / "stage"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     info = build_stage(run_dir, stage_sample_s=args.stage_sample_s, out_dir=out)

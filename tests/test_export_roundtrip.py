@@ -12,14 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from twin.tools.export import DEFAULT_START_EPOCH, export
+from twin.tools.export import export
+
+DEFAULT_START_EPOCH = 1_767_225_600  # given explicitly, so the file is reproducible
 from twin.telemetry.read import load_run
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("om") / "tiny.om"
-    n = export(load_run(tiny_run), out, "openmetrics")
+    n = export(load_run(tiny_run), out, "openmetrics", start_epoch=DEFAULT_START_EPOCH)
     fams = {f.name: f for f in text_string_to_metric_families(out.read_text())}
     assert sum(len(f.samples) for f in fams.values()) == n
     return fams
@@ -104,3 +106,14 @@ def test_derived_families_round_trip(exported, tiny_run):
            for s in exported["DCGM_FI_DEV_GPU_UTIL"].samples}
     assert got.keys() == util.keys()
     assert all(got[k] == pytest.approx(v, abs=0.05 + 1e-9) for k, v in util.items())  # 1 decimal place
+
+
+def test_dcgm_energy_counter_is_the_integral_of_gpu_power(exported, tiny_run):
+    """DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION (mJ) at the last sample = sum(power_w x sample_s) x 1000."""
+    g = _parquet(tiny_run, "gpus")
+    sample_s = __import__("json").loads((tiny_run / "manifest.json").read_text())["simulation"]["sample_s"]
+    gpu0 = [p for p, gid in zip(g["power_w"], g["gpu_id"]) if gid == 0]
+    last = max(float(s.timestamp) for s in exported["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].samples)
+    got = [s.value for s in exported["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].samples
+           if float(s.timestamp) == last and s.labels["node"] == "0" and s.labels["gpu"] == "0"]
+    assert got == [pytest.approx(sum(float(p) for p in gpu0) * sample_s * 1000, abs=0.5)]

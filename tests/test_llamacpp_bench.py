@@ -39,7 +39,7 @@ def test_llama_cpp_refuses_tensor_parallel():
     from typer.testing import CliRunner
 
     from twin.cli.main import app
-    r = CliRunner().invoke(app, ["predict", "--node", "dual-3090-desktop", "-m", "llama-3.3-70b", "-q", "gguf-q4_k_m",
+    r = CliRunner().invoke(app, ["predict", "--node", "dual-3090-desktop", "-m", "llama-3.3-70b", "--quant", "gguf-q4_k_m",
                                  "-e", "llama.cpp", "--tp", "2"])
     assert r.exit_code == 2
     assert "llama.cpp splits a model across GPUs by layers (pipeline), not tensor parallel; use pp: 2" in r.output

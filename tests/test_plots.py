@@ -46,12 +46,28 @@ def test_power_plot_data_is_kilowatts(run):
     assert facility[-1] == pytest.approx(6.3)  # 1.5 x 4200 W at the last sample
 
 
-def test_gpu_temp_envelope_and_default_slowdown(run):
-    ax = figure(run, "gpu-temp").axes[0]
+def test_gpu_temp_bands_cover_powered_gpus_only_and_default_slowdown(run):
+    fig = figure(run, "gpu-temp")
+    ax, count_ax = fig.axes[0], fig.axes[1]
     median, hi, slowdown = ax.get_lines()
     assert hi.get_ydata()[-1] == 62.0       # 30 + 19 + 11 + 2
-    assert median.get_ydata()[0] == 36.5    # median over n + i at k=0: 30 + median(n+i) = 30 + 6.5
+    # nodes are OFF for k < 2: no powered GPU, so no band there (not a band of cold, unpowered cards)
+    assert np.isnan(median.get_ydata()[:2]).all()
+    assert median.get_ydata()[2] == 38.5    # k=2, all 36 GPUs booting: 30 + 2 + median(n + i) = 30 + 2 + 6.5
     assert set(slowdown.get_ydata()) == {90.0}
+    counts = count_ax.get_lines()[0].get_ydata()
+    assert counts[0] == 0 and counts[-1] == 36 and "powered GPUs" in count_ax.get_ylabel()
+
+
+def test_latency_is_on_a_log_axis_per_window_of_completions(run):
+    ax = figure(run, "latency").axes[0]
+    assert ax.get_yscale() == "log"
+    lines = {ln.get_label(): ln.get_ydata() for ln in ax.get_lines()}
+    # every synthetic request: TTFT 0.2 s, latency 2 s, so p50 = p99 in every window with completions
+    assert set(lines["latency p99"][np.isfinite(lines["latency p99"])]) == {2.0}
+    assert set(lines["TTFT p50"][np.isfinite(lines["TTFT p50"])]) == {0.2}
+    lo, hi = ax.get_ylim()
+    assert lo < 0.2 and hi > 2.0  # p50 and p99 both on the chart
 
 
 def test_gpu_temp_reads_slowdown_threshold_from_manifest(run, tmp_path):
@@ -64,12 +80,17 @@ def test_gpu_temp_reads_slowdown_threshold_from_manifest(run, tmp_path):
     assert set(lines[-1].get_ydata()) == {83.0}
 
 
-def test_heatmap_colours_nodes_by_max_gpu_temp_at_nearest_sample(run):
+def test_heatmap_is_rack_by_slot_coloured_by_max_gpu_temp_at_nearest_sample(run):
     fig = figure(run, "heatmap", PlotOptions(at_s=104))  # nearest sample t=100 s, k=9
     ax = fig.axes[0]
     assert "t = 100 s" in ax.get_title()
-    values = np.asarray(ax.collections[0].get_array())
-    assert values.tolist() == [30 + 9 + n + 2 for n in range(12)]  # max over gpu_index 0..2
+    grid = np.ma.filled(np.asarray(ax.collections[0].get_array(), dtype=float).reshape(3, 5), np.nan)
+    # columns A01, A02, (aisle), B01, B02; rows are slots 0..2; node n = 3 x rack + slot
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["A01", "A02", "", "B01", "B02"]
+    for col, rack in ((0, 0), (1, 1), (3, 2), (4, 3)):
+        assert grid[:, col].tolist() == [30 + 9 + (3 * rack + slot) + 2 for slot in range(3)]
+    assert np.isnan(grid[:, 2]).all()
+    assert ax.get_ylabel() == "slot in rack (0 = bottom)"
 
 
 def test_heatmap_outside_run_and_unknown_kind_are_tool_errors(run, tmp_path):

@@ -123,7 +123,7 @@ def test_a_replica_larger_than_the_box_is_refused(cat):
 
 
 def test_predict_cli_prints_every_section():
-    r = runner.invoke(app, ["predict", "--node", "dual-3090-desktop", "-m", "llama-3.3-70b", "-q", "awq-int4",
+    r = runner.invoke(app, ["predict", "--node", "dual-3090-desktop", "-m", "llama-3.3-70b", "--quant", "awq-int4",
                             "--tp", "2", "--burn-s", "300", "--concurrency", "1,8"])
     assert r.exit_code == 0, r.output
     for text in ("model load", "single-stream decode 26.9 tok/s", "aggregate tok/s", "burn test",
@@ -132,7 +132,7 @@ def test_predict_cli_prints_every_section():
 
 
 def test_predict_cli_json_and_gpu_override():
-    r = runner.invoke(app, ["predict", "--gpu", "h100-pcie", "--gpus", "1", "-m", "llama-3.1-8b", "-q", "bf16",
+    r = runner.invoke(app, ["predict", "--gpu", "h100-pcie", "--gpus", "1", "-m", "llama-3.1-8b", "--quant", "bf16",
                             "--json", "--burn-s", "60", "--concurrency", "1"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
@@ -142,16 +142,16 @@ def test_predict_cli_json_and_gpu_override():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--node", "ws-4x4090-tr", "-m", "llama-3.1-405b", "-q", "awq-int4", "--tp", "4"],
+    (["--node", "ws-4x4090-tr", "-m", "llama-3.1-405b", "--quant", "awq-int4", "--tp", "4"],
      # 405.9e9 x 0.567 B = 230.1 GB vs 4 x 24 GB x 0.92 = 88.3 GB
      "--model: llama-3.1-405b in awq-int4 needs 230.1 GB of weights but a replica of 4 x rtx-4090 has 88.3 GB usable"),
-    (["--gpu", "rtx-409", "-m", "llama-3.1-8b", "-q", "bf16"], "--gpu: unknown gpu 'rtx-409' (did you mean 'rtx-4090'?)"),
-    (["--node", "ws-4x4090-tr", "-m", "llama-3.1-8b", "-q", "bf16", "--tp", "3"],
+    (["--gpu", "rtx-409", "-m", "llama-3.1-8b", "--quant", "bf16"], "--gpu: unknown gpu 'rtx-409' (did you mean 'rtx-4090'?)"),
+    (["--node", "ws-4x4090-tr", "-m", "llama-3.1-8b", "--quant", "bf16", "--tp", "3"],
      "--tp: tensor parallel 3 must divide llama-3.1-8b's 32 attention heads"),
-    (["-m", "llama-3.1-8b", "-q", "bf16", "--concurrency", "1,x"], "--concurrency: expected comma-separated integers"),
-    (["-m", "llama-3.1-8b", "-q", "int4"], "--quant: unknown quantisation 'int4'"),
-    (["-m", "llama-3.3-70b", "-q", "awq-int4", "--pp", "6"], "--tp/--pp: tp x pp = 6 GPUs exceeds the 3 GPUs"),
-    (["-m", "llama-3.1-8b", "-q", "bf16", "--kv-bytes", "8"], "--kv-bytes: Input should be less than or equal to 4"),
+    (["-m", "llama-3.1-8b", "--quant", "bf16", "--concurrency", "1,x"], "--concurrency: expected comma-separated integers"),
+    (["-m", "llama-3.1-8b", "--quant", "int4"], "--quant: unknown quantisation 'int4'"),
+    (["-m", "llama-3.3-70b", "--quant", "awq-int4", "--pp", "6"], "--tp/--pp: tp x pp = 6 GPUs exceeds the 3 GPUs"),
+    (["-m", "llama-3.1-8b", "--quant", "bf16", "--kv-bytes", "8"], "--kv-bytes: Input should be less than or equal to 4"),
 ])
 def test_predict_cli_bad_input_exits_2_naming_the_option(args, message):
     r = runner.invoke(app, ["predict", *args, "--burn-s", "10"])

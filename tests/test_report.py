@@ -133,16 +133,20 @@ def test_summary_values_from_the_manifest_are_in_the_page(report, tiny_run):
     _, _, page = report
     summary = json.loads((tiny_run / "manifest.json").read_text())["summary"]
     rows = {r[0]: (r[1], r[2]) for r in page.rows if len(r) == 3}
-    # formatted by hand: thousands separators, W -> kW (/1000) with 2 decimals, seconds 2 decimals
-    assert rows["requests arrived"] == (f"{summary['requests_arrived']:,}", "requests")
-    assert rows["requests dropped"] == (f"{summary['requests_dropped']:,}", "requests")
-    assert rows["peak facility power"] == (f"{summary['peak_facility_power_w'] / 1000:.2f}", "kW")
-    assert rows["peak IT (wall) power"] == (f"{summary['peak_it_power_w'] / 1000:.2f}", "kW")
-    assert rows["facility energy"] == (f"{summary['facility_energy_kwh']:.3f}", "kWh")
+    # formatted by hand: thousands separators; W -> kW (/1000); at least 4 significant digits
+    # (tiny: 4.9 kW -> 3 decimals, 0.6 kWh -> 4, PUE 1.56 -> 3, 131.6 s -> 2 (TTFT's own), 71.4 °C -> 2)
+    assert rows["requests arrived"] == (f"{summary['requests_arrived']:,}", "")
+    assert rows["requests dropped"] == (f"{summary['requests_dropped']:,}", "")
+    assert rows["peak facility power"] == (f"{summary['peak_facility_power_w'] / 1000:.3f}", "kW")
+    assert rows["peak IT (wall) power"] == (f"{summary['peak_it_power_w'] / 1000:.3f}", "kW")
+    assert rows["facility energy"] == (f"{summary['facility_energy_kwh']:.4f}", "kWh")
     assert rows["PUE (energy-weighted)"][0] == f"{summary['pue']:.3f}"
     assert rows["TTFT p99"] == (f"{summary['ttft_p99_s']:.2f}", "s")
-    assert rows["latency p50"] == (f"{summary['latency_p50_s']:.2f}", "s")
-    assert rows["peak GPU temperature"] == (f"{summary['peak_gpu_temp_c']:.1f}", "°C")
+    assert rows["latency p50"] == (f"{summary['latency_p50_s']:.1f}", "s")
+    assert rows["peak GPU temperature"] == (f"{summary['peak_gpu_temp_c']:.2f}", "°C")
+    # the money that decides a purchase is on the page too
+    assert rows["cost per Mtok (total)"] == (f"{summary['cost_per_mtok_usd']:.3f}", "USD")
+    assert rows["energy cost"][1] == "USD" and rows["capex share (amortised)"][1] == "USD"
     assert rows["drop reasons"][0] == ", ".join(f"{k} {v:,}" for k, v in sorted(summary["drop_reasons"].items()))
     # concretely for the tiny scenario (seed 7): 3,712 requests arrived
     assert rows["requests arrived"][0] == "3,712"
@@ -204,10 +208,10 @@ def test_strings_from_the_run_are_escaped(tmp_path):
 def test_partial_or_missing_summary_still_reports(tmp_path):
     run_dir = make_synthetic_run(tmp_path / "run")
     # the synthetic manifest has 4 of the summary keys; only those are shown (readers tolerate gaps)
-    # IT peak at k=19: 12 nodes x 295 W + 10 W x (0+..+11) = 4200 W -> "4.20" kW
+    # IT peak at k=19: 12 nodes x 295 W + 10 W x (0+..+11) = 4200 W -> "4.200" kW (4 significant digits)
     assert summary_rows(load_run(run_dir).manifest) == [
-        ("requests arrived", "200", "requests"), ("requests completed", "200", "requests"),
-        ("requests dropped", "0", "requests"), ("peak IT (wall) power", "4.20", "kW")]
+        ("requests arrived", "200", ""), ("requests completed", "200", ""),
+        ("requests dropped", "0", ""), ("peak IT (wall) power", "4.200", "kW")]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     del manifest["summary"]
     (run_dir / "manifest.json").write_text(json.dumps(manifest))

@@ -125,3 +125,26 @@ def test_sweep_on_an_existing_scheduler_address(tmp_path):
 def test_shipped_sweep_specs_plan_cleanly(spec):
     plan = plan_sweep(spec)
     assert plan.variants and plan.base_path.is_file()
+
+
+def test_sobol_and_latin_hypercube_plans_cover_each_axis_evenly(tmp_path):
+    """16 Sobol points / 8 LHS points over a range and a 4-value list: a Latin hypercube puts
+    exactly one point in each of its 8 equal bins per axis (McKay, Beckman & Conover 1979);
+    scrambled Sobol points with n = 2^4 put 16/4 = 4 in each quarter (a (t, m, s)-net property)."""
+    axes = "axes:\n  workload.base_rate_per_s: {min: 0.5, max: 1.5}\n  scheduler.warm_pool_nodes: [0, 1, 2, 3]\n"
+    lhs = plan_sweep(spec_file(tmp_path, "mode: lhs\nsamples: 8\nseed: 5\n" + axes, "lhs.yaml"))
+    rates = [v.overrides["workload.base_rate_per_s"] for v in lhs.variants]
+    assert sorted(int((r - 0.5) / 1.0 * 8) for r in rates) == list(range(8))
+    sobol = plan_sweep(spec_file(tmp_path, "mode: sobol\nsamples: 16\nseed: 5\n" + axes, "sobol.yaml"))
+    warm = [v.overrides["scheduler.warm_pool_nodes"] for v in sobol.variants]
+    assert sorted(warm) == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+    quarters = [int((v.overrides["workload.base_rate_per_s"] - 0.5) * 4) for v in sobol.variants]
+    assert sorted(quarters) == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+    again = plan_sweep(spec_file(tmp_path, "mode: sobol\nsamples: 16\nseed: 5\n" + axes, "sobol2.yaml"))
+    assert [v.overrides for v in again.variants] == [v.overrides for v in sobol.variants]  # seeded
+
+
+def test_sobol_needs_a_power_of_two():
+    from twin.tools.sweep import SweepSpec
+    with pytest.raises(ValueError, match="power of 2.*try 8 or 16"):
+        SweepSpec(name="t", base="x.yaml", mode="sobol", samples=12, axes={"simulation.seed": [1]})

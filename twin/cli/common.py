@@ -86,3 +86,26 @@ def _with_progress(label: str, fn, quiet: bool):
             text = f"t={info['t_s']:.0f} s" if "t_s" in info else str(info.get("msg", ""))
             bar.update(task, completed=frac, info=text)
         return fn(cb)
+
+
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")]
+ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Replace what an earlier run of this command wrote")]
+
+
+def format_help(choices: tuple[str, ...], what: str = "") -> str:
+    """'--format' help listing its fixed choices (no short flag: -f is --force everywhere)."""
+    return f"{what + ': ' if what else ''}one of {' | '.join(choices)}"
+
+
+def check_choice(value: str | None, choices: tuple[str, ...], option: str = "--format") -> None:
+    """One-line error (exit 2) unless `value` is one of `choices` (None passes: not given)."""
+    if value is not None and value not in choices:
+        from twin.errors import suggest
+        fail(f"unknown {option} {value!r}{suggest(value, choices)}; choose from: {', '.join(choices)}")
+
+
+def progress_fraction(cb):
+    """Adapt a (fraction, label) progress callback to _with_progress's (fraction, info) one."""
+    if cb is None:
+        return None
+    return lambda frac, label: cb(frac, {"msg": label})

@@ -17,12 +17,30 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from twin.cli.common import SetOption, _with_progress, fail, load_scenario_or_exit, out
+from twin.cli.common import SetOption, _with_progress, fail, load_scenario_or_exit, out, parse_sets
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="AI Inference Refinery digital twin: simulate, query and render the surge.")
 catalogue_app = typer.Typer(no_args_is_help=True, help="Browse the parts and models catalogue.")
 app.add_typer(catalogue_app, name="catalogue")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("twin")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        typer.echo(f"twin {version}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit")] = False) -> None:
+    """AI Inference Refinery digital twin: simulate, query and render the surge."""
 
 @app.command()
 def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scenarios/surge.yaml")],
@@ -45,11 +63,14 @@ def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scena
         target = target_path(target)
         check_replaceable(target, force, RUN_KIND)
         target.parent.mkdir(parents=True, exist_ok=True)
+        overrides = dict(parse_sets(sets))
+        if seed is not None:
+            overrides["simulation.seed"] = seed
         # held from here to the rename: a second `twin run -o` of this target is refused at once
         with OutputLock(target) as lock:
             prepare_target(target, force, RUN_KIND)
             with _interruptible(target):
-                _run(sc, target, force, stage, stage_sample_s, quiet, lock)
+                _run(sc, target, force, stage, stage_sample_s, quiet, overrides, scenario, lock)
     except OutputError as exc:
         fail(str(exc))
     except OSError as exc:  # -o under a read-only or full file system: a user-side problem
@@ -77,7 +98,8 @@ def _interruptible(target: Path):
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | None, quiet: bool, lock) -> None:
+def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | None, quiet: bool,
+         overrides: dict | None = None, source: Path | None = None, lock=None) -> None:
     from twin.sim.engine import simulate
     from twin.telemetry.write import write_run
 
@@ -90,54 +112,65 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
             return _with_progress("writing USD stage", lambda cb: build_stage(
                 tmp, stage_sample_s=stage_sample_s,
                 progress=(lambda msg, frac: cb(frac, {"msg": msg})) if cb else None), quiet)  # cb is None with -q
-    man = write_run(result, target, force=force, stage=stage_fn, lock=lock)
+    man = write_run(result, target, force=force, stage=stage_fn, overrides=overrides, source=source, lock=lock)
     print_summary(man, target)
 
 
-def _fmt(value, unit: str = "", digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}{unit}"
-    return f"{value:,}{unit}"
+# `twin run`'s summary: rows of one or more summary keys (twin.model.metrics defines each key's
+# label, unit and digits; the row labels below only group them).
+SUMMARY_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("requests arrived / completed", ("requests_arrived", "requests_completed")),
+    ("dropped", ("requests_dropped",)),
+    ("still queued / in flight at end", ("requests_queued", "requests_in_flight")),
+    ("TTFT p50 / p99", ("ttft_p50_s", "ttft_p99_s")),
+    ("latency p50 / p99", ("latency_p50_s", "latency_p99_s")),
+    ("nodes ignited / peak on / peak serving", ("nodes_ignited", "peak_nodes_on", "peak_nodes_serving")),
+    ("peak IT (wall) power", ("peak_it_power_w",)),
+    ("peak facility power", ("peak_facility_power_w",)),
+    ("energy IT / facility", ("it_energy_kwh", "facility_energy_kwh")),
+    ("PUE (energy-weighted)", ("pue",)),
+    ("peak GPU temperature", ("peak_gpu_temp_c",)),
+    ("throttled GPU-seconds", ("throttled_gpu_s",)),
+    ("thermal shutdowns", ("thermal_shutdowns",)),
+    ("faults / units lost / request retries", ("faults", "units_lost", "request_retries")),
+    ("tokens served / per facility kWh", ("tokens_served", "tokens_per_kwh")),
+    ("energy cost / amortised capex", ("energy_cost_usd", "amortised_capex_usd")),
+    ("USD per Mtok energy / total", ("cost_per_mtok_energy_usd", "cost_per_mtok_usd")),
+    ("GPU-hours serving / warm / booting+loading", ("gpu_hours_serving", "gpu_hours_warm", "gpu_hours_booting+loading")),
+    ("simulation wall time", ("wall_time_s",)),
+)
+_UNITLESS_IN_SUMMARY = {"cost_per_mtok_energy_usd", "cost_per_mtok_usd", "tokens_per_kwh", "tokens_served",
+                        "gpu_hours_serving", "gpu_hours_warm", "gpu_hours_booting+loading"}  # the row label says it
+
+
+def summary_rows(man: dict) -> list[tuple[str, str]]:
+    """(row label, formatted values) of a manifest's summary, as `twin run` prints it."""
+    from twin.model.metrics import metric
+
+    s = dict(man["summary"], wall_time_s=man.get("wall_time_s"))
+    if "gpu_hours_booting" in s:
+        s["gpu_hours_booting+loading"] = s["gpu_hours_booting"] + s.get("gpu_hours_loading", 0.0)
+    rows = []
+    for label, keys in SUMMARY_LAYOUT:
+        if not all(k in s for k in keys):  # economics keys are absent in older runs
+            continue
+        parts = []
+        for k in keys:
+            m = metric("gpu_hours_booting" if k == "gpu_hours_booting+loading" else k)
+            parts.append(m.format(s[k], unit=k not in _UNITLESS_IN_SUMMARY))
+        text = " / ".join(parts)
+        if keys == ("requests_dropped",):
+            reasons = ", ".join(f"{k} {v:,}" for k, v in s.get("drop_reasons", {}).items()) or "none"
+            text = f"{text} ({reasons})"
+        rows.append((label, text))
+    return rows
 
 
 def print_summary(man: dict, run_dir: Path) -> None:
-    s = man["summary"]
     t = Table(title=f"{man['scenario']['name']} (seed {man['scenario']['seed']}) -> {run_dir}", show_header=False)
     t.add_column("metric")
     t.add_column("value", justify="right")
-    drops = ", ".join(f"{k} {v:,}" for k, v in s.get("drop_reasons", {}).items()) or "none"
-    rows = [
-        ("requests arrived / completed", f"{s['requests_arrived']:,} / {s['requests_completed']:,}"),
-        ("dropped", f"{s['requests_dropped']:,} ({drops})"),
-        ("still queued / in flight at end", f"{s['requests_queued']:,} / {s['requests_in_flight']:,}"),
-        ("TTFT p50 / p99", f"{_fmt(s['ttft_p50_s'], ' s', 2)} / {_fmt(s['ttft_p99_s'], ' s', 2)}"),
-        ("latency p50 / p99", f"{_fmt(s['latency_p50_s'], ' s', 1)} / {_fmt(s['latency_p99_s'], ' s', 1)}"),
-        ("nodes ignited / peak on / peak serving", f"{s['nodes_ignited']} units / {s['peak_nodes_on']} / {s['peak_nodes_serving']}"),
-        ("peak IT (wall) power", _fmt(s["peak_it_power_w"] / 1e3, " kW")),
-        ("peak facility power", _fmt(s["peak_facility_power_w"] / 1e3, " kW")),
-        ("energy IT / facility", f"{_fmt(s['it_energy_kwh'], ' kWh')} / {_fmt(s['facility_energy_kwh'], ' kWh')}"),
-        ("PUE (energy-weighted)", _fmt(s["pue"], "", 2)),
-        ("peak GPU temperature", _fmt(s["peak_gpu_temp_c"], " °C")),
-        ("throttled GPU-seconds", _fmt(s["throttled_gpu_s"], " s", 0)),
-        ("thermal shutdowns", str(s.get("thermal_shutdowns", 0))),
-        ("faults / units lost / request retries",
-         f"{s.get('faults', 0)} / {s.get('units_lost', 0)} / {s.get('request_retries', 0):,}"),
-        ("simulation wall time", _fmt(man.get("wall_time_s"), " s")),
-    ]
-    if "tokens_served" in s:  # economics keys (twin.economics); absent in older runs
-        rows[-1:-1] = [
-            ("tokens served / per facility kWh", f"{s['tokens_served']:,} / {_fmt(s['tokens_per_kwh'], '', 0)}"),
-            ("energy cost / amortised capex", f"{_fmt(s['energy_cost_usd'], ' USD', 2)} / "
-                                              f"{_fmt(s['amortised_capex_usd'], ' USD', 2)}"),
-            ("USD per Mtok energy / total", f"{_fmt(s['cost_per_mtok_energy_usd'], '', 3)} / "
-                                            f"{_fmt(s['cost_per_mtok_usd'], '', 3)}"),
-            ("GPU-hours serving / warm / booting+loading",
-             f"{_fmt(s['gpu_hours_serving'])} / {_fmt(s['gpu_hours_warm'])} / "
-             f"{_fmt(s['gpu_hours_booting'] + s['gpu_hours_loading'])}"),
-        ]
-    for k, v in rows:
+    for k, v in summary_rows(man):
         t.add_row(k, v)
     out.print(t)
 
@@ -183,7 +216,8 @@ def catalogue_show(name: Annotated[str, typer.Argument(help="Entry name, e.g. rt
 
 
 # Commands contributed by other modules: each exposes register(app).
-for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.plan"):
+for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.plan", "twin.cli.schema",
+             "twin.cli.replay"):
     importlib.import_module(_mod).register(app)
 
 

@@ -130,7 +130,7 @@ def _print(pred) -> None:
 
 def predict_cmd(
         model: Annotated[str, typer.Option("--model", "-m", help="Model name, e.g. llama-3.3-70b")],
-        quant: Annotated[str, typer.Option("--quant", "-q", help="Quantisation, e.g. awq-int4")],
+        quant: Annotated[str, typer.Option("--quant", help="Quantisation, e.g. awq-int4 (no short flag: -q is --quiet everywhere)")],
         node: Annotated[str, typer.Option(help="Node type (parts, PSU, fans)")] = "refinery-node",
         gpu: Annotated[Optional[str], typer.Option(help="Replace the node's GPU type")] = None,
         gpus: Annotated[Optional[int], typer.Option(min=1, help="Replace the node's GPU count")] = None,

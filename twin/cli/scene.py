@@ -14,6 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from twin.cli.common import QuietOption, _with_progress
+
 
 def _fail(message: str) -> None:
     from twin.cli.common import fail
@@ -43,6 +45,7 @@ def scene(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
           stage_sample_s: Annotated[Optional[float], typer.Option(help="Seconds between stage time samples (default 5)")] = None,
           force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing stage/ that twin wrote")] = False,
           previews: Annotated[bool, typer.Option("--previews/--no-previews", help="Also write the Pillow previews")] = True,
+          quiet: QuietOption = False,
           ) -> None:
     """Regenerate RUN_DIR/stage (refinery.usda + telemetry.usdc + previews) without re-simulating."""
     from twin.errors import ToolError
@@ -56,7 +59,9 @@ def scene(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
     from scenes import build_stage
     try:
         with AtomicDir(run_dir / "stage", force=force, kind=STAGE_KIND) as tmp:
-            info = build_stage(run_dir, stage_sample_s=stage_sample_s, out_dir=tmp, previews=previews)
+            info = _with_progress("writing USD stage", lambda cb: build_stage(
+                run_dir, stage_sample_s=stage_sample_s, out_dir=tmp, previews=previews,
+                progress=(lambda msg, frac: cb(frac, {"msg": msg})) if cb else None), quiet)
     except ToolError as exc:  # the stage exists, is not twin's, or is being written by another process
         _fail(str(exc))
     except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -83,6 +88,7 @@ def render(run_dir: Annotated[Path, typer.Argument(help="A run directory with a 
            samples: Annotated[int, typer.Option(help="Cycles samples per pixel")] = 16,
            camera: Annotated[str, typer.Option(help="Stage camera: Hero (walks the aisle), Front (row A square-on) or Overview")] = "Hero",
            force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing PNG that twin wrote")] = False,
+           quiet: QuietOption = False,
            ) -> None:
     """Render one frame of RUN_DIR's stage with Blender Cycles on the CPU (needs the bpy package)."""
     import os
@@ -105,7 +111,12 @@ def render(run_dir: Annotated[Path, typer.Argument(help="A run directory with a 
         _fail(f"{root}: no stage (run `twin scene {run_dir}` first)")
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.render.png")   # Blender writes here; we tag and rename
     try:
-        render_frame(root, frame, tmp, size=(width, height), samples=samples, camera=camera)
+        if quiet:
+            render_frame(root, frame, tmp, size=(width, height), samples=samples, camera=camera)
+        else:  # Cycles runs in a child process and reports no fraction: a spinner with the elapsed time
+            from twin.cli.common import err
+            with err.status(f"rendering frame {frame} ({width}x{height}, {samples} samples, Cycles on CPU)"):
+                render_frame(root, frame, tmp, size=(width, height), samples=samples, camera=camera)
         png = tag_png(tmp.read_bytes(), "twin render")
         atomic_write(out, lambda fh: fh.write(png), force=force, fmt="png")
     except (RenderError, ToolError) as exc:

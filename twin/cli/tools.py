@@ -15,8 +15,10 @@ from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
+from twin.cli.common import QuietOption, check_choice, format_help
+
 QUERY_FORMATS = ("table", "csv", "json", "parquet")
-ForceOption = Annotated[bool, typer.Option("--force", help="Replace an existing -o file that twin wrote "
+ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Replace an existing -o file that twin wrote "
                                            "(never any other file; docs/safety.md)")]
 
 
@@ -101,8 +103,10 @@ def query(
                                                   "requests, events, links, topology")] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Run a named recipe instead of SQL")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the recipes and exit")] = False,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json | parquet")] = "table",
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output file (required for parquet)")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", metavar="[" + "|".join(QUERY_FORMATS) + "]",
+                                               help=format_help(QUERY_FORMATS, "default table, or from -o's "
+                                                                "extension"))] = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output file: .csv, .json or .parquet")] = None,
     limit: Annotated[int, typer.Option(help="Rows shown by --format table")] = 50,
     force: ForceOption = False,
     unsafe_sql: Annotated[bool, typer.Option("--unsafe-sql", help="Plain DuckDB: any statement, any file this "
@@ -116,14 +120,19 @@ def query(
         for name, r in q.RECIPES.items():
             typer.echo(f"{name:<{width}}  {r.description}")
         return
-    if fmt not in QUERY_FORMATS:
-        _fail(f"unknown --format {fmt!r}; choose from: {', '.join(QUERY_FORMATS)}")
+    check_choice(fmt, QUERY_FORMATS)
+    if out is not None:
+        by_suffix = {".csv": "csv", ".json": "json", ".parquet": "parquet"}.get(out.suffix.lower())
+        if by_suffix is None:
+            _fail(f"-o {out}: unknown extension {out.suffix or '(none)'!r}; use .csv, .json or .parquet")
+        if fmt not in (None, by_suffix):
+            _fail(f"-o {out}: a {out.suffix} file is {by_suffix}, not {fmt}; change the extension or the --format")
+        fmt = by_suffix
+    fmt = fmt or "table"
     if (sql is None) == (recipe is None):
         _fail("give either SQL or --recipe NAME (see twin query --list)")
     if fmt == "parquet" and out is None:
         _fail("--format parquet needs -o FILE")
-    if fmt == "table" and out is not None:
-        _fail("--format table prints to the terminal; use --format csv|json|parquet with -o")
     with _user_errors():
         if out is not None:
             check_output_file(out, force, fmt)  # before the query runs
@@ -143,13 +152,13 @@ def query(
 def plot(
     run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory")] = None,
     kind: Annotated[Optional[str], typer.Argument(help="Plot kind (see --list)")] = None,
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="PNG file to write")] = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Image to write: .png, .svg or .pdf")] = None,
     at: Annotated[Optional[float], typer.Option("--at", help="heatmap: simulation time in seconds "
                                                  "(default: last sample)")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the plot kinds and exit")] = False,
     force: ForceOption = False,
 ) -> None:
-    """Draw a PNG chart of a run: power, rack-power, gpu-temp, latency, ignition, heatmap."""
+    """Draw a chart of a run (PNG, SVG or PDF): power, rack-power, gpu-temp, latency, ignition, heatmap."""
     from twin.tools import plots
 
     if list_:
@@ -162,80 +171,101 @@ def plot(
         if kind is None:
             _fail("missing argument KIND (see twin plot --list)")
         if out is None:
-            _fail("missing -o FILE.png")
+            _fail("missing -o FILE (.png, .svg or .pdf)")
         if at is not None and kind != "heatmap":
             _fail("--at applies to the heatmap only")
         written = plots.plot(run, kind, out, plots.PlotOptions(at_s=at), force=force)
     typer.echo(f"wrote {written}")
 
 
+COMPARE_FORMATS = ("table", "json")
+
+
 def compare(
     run_a: Annotated[Path, typer.Argument(help="Baseline run directory (A)")],
     run_b: Annotated[Path, typer.Argument(help="Run directory to compare (B)")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
+    fmt: Annotated[str, typer.Option("--format", metavar="[table|json]", help=format_help(COMPARE_FORMATS))] = "table",
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Write JSON here instead of stdout")] = None,
     force: ForceOption = False,
 ) -> None:
-    """Compare two runs: energy, peak power, PUE, latency, drops, throttling (B vs A)."""
+    """Compare two runs: work, latency, power, energy, money, heat (B vs A), with notes on what misleads."""
     import json
 
     from twin.tools import compare as cmp
 
-    if fmt not in ("table", "json"):
-        _fail(f"unknown --format {fmt!r}; choose from: table, json")
+    check_choice(fmt, COMPARE_FORMATS)
+    if out is not None and fmt != "json":
+        _fail("-o writes JSON; add --format json")
     with _user_errors():
         if out is not None:
             check_output_file(out, force, "json")
         a, b = _load(run_a), _load(run_b)
         rows = cmp.compare(a, b)
+        notes = cmp.notes(a, b, rows)
         if fmt == "json":
-            _write_text(json.dumps(cmp.to_dict(a, b, rows), indent=2) + "\n", out, "json", force)
+            _write_text(json.dumps(cmp.to_dict(a, b, rows, notes), indent=2) + "\n", out, "json", force)
     if fmt != "json":
         from twin.cli.common import console as plain_console
 
-        plain_console().print(cmp.render(a, b, rows))  # run names are the manifests' strings: no markup
+        plain_console().print(cmp.render(a, b, rows, notes))  # run names are the manifests' strings: no markup
 
 
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="File to write")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="openmetrics | csv")] = "openmetrics",
-    start_epoch: Annotated[float, typer.Option(help="Unix time (s) of simulation t=0; 0 = 1767225600 "
-                                                    "(2026-01-01T00:00:00Z)")] = 0,
+    out: Annotated[Path, typer.Option("-o", "--out", help="File to write: .om (OpenMetrics), .prom/.txt "
+                                                         "(Prometheus text), .csv or .parquet")],
+    fmt: Annotated[Optional[str], typer.Option("--format", metavar="[openmetrics|prometheus|csv|parquet]",
+                                               help="default: from -o's extension")] = None,
+    start_epoch: Annotated[Optional[float], typer.Option(help="Unix time (s) of simulation t=0 "
+                                                              "(default: the run ends now)")] = None,
+    scrape_s: Annotated[Optional[float], typer.Option(help="Keep one sample per this many seconds, like a "
+                                                           "Prometheus scrape interval (default: every sample)")] = None,
+    quiet: QuietOption = False,
     force: ForceOption = False,
 ) -> None:
-    """Export a run as timestamped metrics (DCGM-style names) for Prometheus/promtool, or long CSV."""
-    from twin.tools.export import FORMATS
+    """Export a run as timestamped metrics (dcgm-exporter names and labels) for Prometheus/Grafana."""
+    from twin.cli.common import _with_progress, progress_fraction
     from twin.tools.export import export as do_export
+    from twin.tools.export import format_for
 
-    if fmt not in FORMATS:
-        _fail(f"unknown --format {fmt!r}; choose from: {', '.join(FORMATS)}")
+    from twin.tools.export import FORMATS
+
+    check_choice(fmt, FORMATS)
     with _user_errors():
+        fmt = format_for(out, fmt)
         check_output_file(out, force, fmt)  # before the export's seconds
         run = _load(run_dir)
         t0 = time.perf_counter()
-        n = do_export(run, out, fmt, start_epoch, force=force)
+        n = _with_progress(f"exporting {fmt}", lambda cb: do_export(run, out, fmt, start_epoch,
+                                                                    progress=progress_fraction(cb),
+                                                                    scrape_s=scrape_s, force=force), quiet)
     dt = time.perf_counter() - t0
     typer.echo(f"wrote {n:,} samples to {out} ({out.stat().st_size / 1e6:,.1f} MB) in {dt:.1f} s")
 
 
 def report(
     run_dir: Annotated[Path, typer.Argument(help="Run directory")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="HTML file to write")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="HTML file to write (.html)")],
     at: Annotated[Optional[float], typer.Option("--at", help="Floor heatmap time in seconds, as in twin plot "
                                                 "(default: when the hottest GPU peaked)")] = None,
     rows: Annotated[int, typer.Option(help="Rows shown per table")] = 20,
+    quiet: QuietOption = False,
     force: ForceOption = False,
 ) -> None:
-    """Write one self-contained HTML page (summary, plots, tables) for sharing; works offline."""
+    """Write one self-contained HTML page (summary with costs, plots, tables) for sharing; works offline."""
+    from twin.cli.common import _with_progress, progress_fraction
     from twin.tools.report import ReportOptions, write_report
 
     if rows < 1:
         _fail(f"--rows must be at least 1 (got {rows})")
+    if out.suffix.lower() not in (".html", ".htm"):
+        _fail(f"-o {out}: the report is HTML; name it .html")
     with _user_errors():
         run = _load(run_dir)
         t0 = time.perf_counter()
-        write_report(run, out, ReportOptions(heatmap_at_s=at, max_table_rows=rows), force=force)
+        _with_progress("writing report", lambda cb: write_report(
+            run, out, ReportOptions(heatmap_at_s=at, max_table_rows=rows), progress=progress_fraction(cb),
+            force=force), quiet)
     dt = time.perf_counter() - t0
     typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:,.2f} MB) in {dt:.1f} s")
 

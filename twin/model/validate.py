@@ -51,17 +51,26 @@ def scenario_from_text(text: str, *, origin: str = "<scenario>", base_dir: Path 
             doc["simulation"]["seed"] = seed
     for key, value in (overrides or {}).items():
         _set_dotted(doc, key, value)
+    schema_problems: list[str] = []
     try:
         spec = ScenarioSpec.model_validate(doc)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, FIELDS_AT)) from None
+        # one pass: report the schema problems *and* what the catalogue and physics checks find in
+        # the rest of the scenario (checked with the broken fields at their defaults)
+        schema_problems = format_validation_error(exc, FIELDS_AT)
+        spec, bad = _without_invalid_fields(doc, exc)
+        if spec is None:
+            raise SpecError(schema_problems) from None
     base_dir = base_dir or Path.cwd()
     extra = [(base_dir / p) if not Path(p).is_absolute() else Path(p) for p in spec.catalogue]
     problems = [f"catalogue[{i}]: no such file {str(p)!r}" for i, p in enumerate(extra) if not p.exists()]
     if problems:
-        raise SpecError(problems)
+        raise SpecError(schema_problems + problems)
     catalogue = load_catalogue(extra)
     problems = check_against_catalogue(spec, catalogue)
+    if schema_problems:
+        problems = [p for p in problems if not any(p.startswith(b) for b in bad)]
+        raise SpecError(schema_problems + problems)
     if not problems:  # what the run would cost: only for a scenario that is otherwise runnable
         problems = resource_problems(spec, catalogue)
     if problems:
@@ -71,6 +80,40 @@ def scenario_from_text(text: str, *, origin: str = "<scenario>", base_dir: Path 
     return Scenario(spec=spec, catalogue=catalogue, text=text,
                     sha256=hashlib.sha256(canonical.encode()).hexdigest(),
                     source_path=None, warnings=warnings)
+
+
+def _without_invalid_fields(doc: dict[str, Any], exc: ValidationError,
+                            rounds: int = 3) -> tuple[ScenarioSpec | None, list[str]]:
+    """The scenario with every field pydantic rejected removed (so its default applies), and the
+    paths removed; (None, paths) when a required field cannot be repaired that way."""
+    import copy
+
+    from twin.errors import loc_to_path
+
+    doc = copy.deepcopy(doc)
+    removed: list[str] = []
+    for _ in range(rounds):
+        for err in exc.errors(include_url=False):
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in ("int", "str", "float")))]
+            if err["type"] == "missing" or not loc:
+                return None, removed
+            parent: Any = doc
+            for part in loc[:-1]:
+                try:
+                    parent = parent[part]
+                except (KeyError, IndexError, TypeError):
+                    parent = None
+                    break
+            if isinstance(parent, dict):
+                parent.pop(loc[-1], None)
+            elif isinstance(parent, list) and isinstance(loc[-1], int) and loc[-1] < len(parent):
+                return None, removed  # a bad list item cannot be defaulted
+            removed.append(loc_to_path(tuple(loc)))
+        try:
+            return ScenarioSpec.model_validate(doc), removed
+        except ValidationError as again:
+            exc = again
+    return None, removed
 
 
 def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:

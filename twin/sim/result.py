@@ -5,12 +5,12 @@ Column meanings and units: docs/telemetry.md.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from twin.model.metrics import nearest_rank, percentile
 from twin.model.states import NODE_STATES
 from twin.sim.events import EventLog, Kind
 from twin.sim.requests import DONE, DROP_REASONS, DROPPED, INFLIGHT, QUEUED, STATUS_NAMES
@@ -68,17 +68,8 @@ def _interval_percentiles(done_s: np.ndarray, values: np.ndarray, times: np.ndar
     for s in np.flatnonzero(np.diff(bounds)):
         chunk = vals[bounds[s]:bounds[s + 1]]
         for j, q in enumerate(qs):
-            # nearest-rank percentile: an actual request's value, deterministic
-            out[j, s] = chunk[min(chunk.size - 1, int(math.ceil(q / 100 * chunk.size)) - 1)]
+            out[j, s] = chunk[nearest_rank(chunk.size, q)]  # an actual request's value
     return out
-
-
-def _pct(values: np.ndarray, q: float) -> float | None:
-    v = values[np.isfinite(values)]
-    if not v.size:
-        return None
-    v = np.sort(v)
-    return float(v[min(v.size - 1, int(math.ceil(q / 100 * v.size)) - 1)])
 
 
 def _economics(scenario: Scenario, topo: Topology, n_samples: int, rq: RequestRecord,
@@ -193,8 +184,8 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "requests_queued": int(((status == QUEUED)).sum()),
         "requests_in_flight": int((status == INFLIGHT).sum()),
         "drop_reasons": {k: v for k, v in drop_counts.items() if v},
-        "ttft_p50_s": _pct(ttft_out[completed], 50), "ttft_p99_s": _pct(ttft_out[completed], 99),
-        "latency_p50_s": _pct(lat_out, 50), "latency_p99_s": _pct(lat_out, 99),
+        "ttft_p50_s": percentile(ttft_out[completed], 50), "ttft_p99_s": percentile(ttft_out[completed], 99),
+        "latency_p50_s": percentile(lat_out, 50), "latency_p99_s": percentile(lat_out, 99),
         "peak_it_power_w": float(fc["it_power_w"].max()) if S else 0.0,
         "peak_facility_power_w": float(fc["facility_power_w"].max()) if S else 0.0,
         "it_energy_kwh": it_kwh, "facility_energy_kwh": fac_kwh,

@@ -95,6 +95,7 @@ class GpuSpec(Spec):
     blower_airflow_m3_s: Pos  # at full fan speed
     min_fan_frac: Frac = 0.3
     pcie_gen: int = 5
+    boost_clock_mhz: Pos | None = None  # max SM clock; exporters scale it by the clock factor (DCGM_FI_DEV_SM_CLOCK)
     price_usd: NonNeg | None = None
     price_date: str | None = None
     price_source: str | None = None  # where price_usd comes from (list, reseller, estimate)

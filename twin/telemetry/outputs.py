@@ -12,7 +12,7 @@ Anything else — a folder holding a thesis, a browser extension with a ``manife
 written before the marker existed, a run someone put notes.txt into — is refused with a reason.
 
 Single files carry twin's signature where the format has room for one (PNG: a ``Software`` text
-chunk; HTML: a ``generator`` meta tag; Parquet: a ``twin`` footer key). CSV, JSON and
+chunk; SVG and PDF: the Creator; HTML: a ``generator`` meta tag; Parquet: a ``twin`` footer key). CSV, JSON and
 OpenMetrics text have no such room: there ``--force`` replaces a file only when it begins with
 the same header the new output begins with (the CSV header row, the first JSON key, the first
 ``# TYPE`` line), so re-running a query replaces its last result but never ``notes.csv``.
@@ -138,7 +138,8 @@ def _foreign_entry(directory: Path, marker: Marker, prefix: str = "") -> str | N
 def _signed(path: Path) -> bool:
     """A file carrying twin's own signature (a plot, render, report or query Parquet saved into the
     directory later) is twin's too. CSV/JSON/OpenMetrics have no signature: they stay the user's."""
-    fmt = {".png": "png", ".html": "html", ".htm": "html", ".parquet": "parquet"}.get(path.suffix.lower())
+    fmt = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".html": "html", ".htm": "html",
+           ".parquet": "parquet"}.get(path.suffix.lower())
     return fmt is not None and SIGNATURES[fmt](path, None)
 
 
@@ -217,6 +218,20 @@ def _png_ours(path: Path, new: Path | None) -> bool:
     return sw is not None and sw.split(" ")[0] == SIGNATURE
 
 
+def _svg_ours(path: Path, new: Path | None) -> bool:
+    return f"<dc:title>{SIGNATURE}".encode() in _head(path, 1 << 16)  # matplotlib's Creator
+
+
+def _pdf_ours(path: Path, new: Path | None) -> bool:
+    try:  # matplotlib writes the Info dictionary (Creator) near the end
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - (1 << 16)))
+            tail = fh.read()
+    except OSError:
+        return False
+    return f"/Creator ({SIGNATURE}".encode() in tail
+
+
 def _html_ours(path: Path, new: Path | None) -> bool:
     return HTML_GENERATOR_TAG.encode() in _head(path)
 
@@ -251,8 +266,9 @@ def _same_header(fmt: str) -> Callable[[Path, Path | None], bool]:
 
 
 SIGNATURES: dict[str, Callable[[Path, Path | None], bool]] = {
-    "png": _png_ours, "html": _html_ours, "parquet": _parquet_ours,
+    "png": _png_ours, "svg": _svg_ours, "pdf": _pdf_ours, "html": _html_ours, "parquet": _parquet_ours,
     "csv": _same_header("csv"), "json": _same_header("json"), "openmetrics": _same_header("openmetrics"),
+    "prometheus": _same_header("prometheus"),
 }
 """Output format -> "did twin write this existing file?" (existing path, new file or None)."""
 

@@ -56,6 +56,14 @@ class _ScenarioInfo(_Loose):
     sha256: Optional[StrictStr] = None
     seed: Optional[StrictInt] = None
     description: Optional[StrictStr] = None
+    source: Optional[StrictStr] = None
+    overrides: dict[str, Any] = {}
+
+
+class _Hardware(_Loose):
+    gpu: Optional[StrictStr] = None
+    gpu_memory_gb: Optional[Number] = Field(default=None, gt=0)
+    gpu_boost_clock_mhz: Optional[Number] = Field(default=None, gt=0)
 
 
 class _Simulation(_Loose):
@@ -79,6 +87,7 @@ class _Manifest(_Loose):
     tables: dict[str, StrictInt] = {}
     wall_time_s: Optional[Number] = None
     stage: Optional[dict[str, Any]] = None
+    hardware: Optional[_Hardware] = None
 
 
 def check_manifest(doc: Any, origin: str) -> dict[str, Any]:
@@ -222,8 +231,10 @@ class Run:
         _check_schema(path, self.path / rel, name)
         return path
 
+    @property
     def tables(self) -> list[str]:
-        """Names of the telemetry tables present in this run, in contract order."""
+        """Names of the telemetry tables present in this run, in contract order (a property,
+        like `name` and `sample_s`)."""
         return [n for n in TABLES if os.path.lexists(self.path / "telemetry" / f"{n}.parquet")]
 
     def table(self, name: str, columns: list[str] | None = None) -> pa.Table:

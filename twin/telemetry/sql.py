@@ -36,6 +36,7 @@ class Run(Protocol):
     sample_s: float
     gpu_slowdown_c: float
 
+    @property
     def tables(self) -> Iterable[str]: ...
 
     def table_path(self, name: str) -> Path: ...
@@ -63,7 +64,7 @@ def connect(run: Run, *, unrestricted: bool = False) -> Iterator[duckdb.DuckDBPy
 
     Confined to the run's Parquet files (see the module docstring) unless `unrestricted`.
     """
-    paths = {name: run.table_path(name) for name in run.tables()}  # checked: inside the run, right types
+    paths = {name: run.table_path(name) for name in run.tables}  # checked: inside the run, right types
     con = duckdb.connect(":memory:")
     try:
         if not unrestricted:

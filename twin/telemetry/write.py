@@ -54,13 +54,50 @@ def _version(pkg: str) -> str:
         return "unknown"
 
 
-def manifest(result: SimResult, table_rows: dict[str, int]) -> dict:
+def resolved_scenario_yaml(result: SimResult, overrides: Mapping[str, object] | None = None,
+                           source: Path | None = None) -> str:
+    """The scenario exactly as it ran: every default filled in, --set and --seed applied.
+
+    `twin run` on this text reproduces the run's telemetry byte for byte (the spec round-trips
+    through pydantic unchanged, floats through YAML exactly). Extra catalogue files are written
+    as absolute paths, so the copy in the run directory still finds them.
+    """
+    import yaml
+
+    doc = result.scenario.spec.model_dump(mode="json")
+    if source is not None:
+        base = Path(source).resolve().parent
+        doc["catalogue"] = [p if Path(p).is_absolute() else str(base / p) for p in doc.get("catalogue", [])]
+    head = ["# Resolved scenario of this run: defaults filled in, overrides and seed applied.",
+            "# `twin run` on this file reproduces the run's telemetry byte for byte."]
+    if source is not None:
+        head.append(f"# source: {source}")
+    head += [f"# override: {k}={v}" for k, v in (overrides or {}).items()]
+    return "\n".join(head) + "\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+
+
+def _hardware(result: SimResult) -> dict:
+    """What exporters need to name the hardware like the real thing (dcgm-exporter labels)."""
+    cat, node_type = result.scenario.catalogue, result.scenario.spec.topology.node_type
+    try:
+        node = cat.node(node_type)
+        gpu = cat.gpu(node.gpu)
+    except Exception:  # a synthetic or custom catalogue without the entry: exporters fall back
+        return {"node_type": node_type}
+    return {"node_type": node_type, "gpu": gpu.name, "gpu_memory_gb": gpu.memory_gb,
+            "gpu_boost_clock_mhz": gpu.boost_clock_mhz}
+
+
+def manifest(result: SimResult, table_rows: dict[str, int], overrides: Mapping[str, object] | None = None,
+             source: Path | None = None) -> dict:
     sc = result.scenario
     sim = sc.spec.simulation
     topo = result.topology
     return {
         "twin_version": _version("twin"),
-        "scenario": {"name": sc.name, "sha256": sc.sha256, "seed": sc.seed, "description": sc.spec.description},
+        "scenario": {"name": sc.name, "sha256": sc.sha256, "seed": sc.seed, "description": sc.spec.description,
+                     "source": None if source is None else str(source), "overrides": dict(overrides or {})},
+        "hardware": _hardware(result),
         "simulation": {"duration_s": sim.duration_s, "dt_s": sim.dt_s, "sample_s": sim.sample_s},
         "topology": {"rows": topo.rows, "racks_per_row": topo.racks_per_row, "nodes_per_rack": topo.nodes_per_rack,
                      "gpus_per_node": topo.gpus_per_node},
@@ -74,9 +111,12 @@ def manifest(result: SimResult, table_rows: dict[str, int]) -> dict:
 
 
 def write_run(result: SimResult, run_dir: Path, *, force: bool = False,
-              stage: Callable[[Path], dict] | None = None, lock: OutputLock | None = None) -> dict:
+              stage: Callable[[Path], dict] | None = None, overrides: Mapping[str, object] | None = None,
+              source: Path | None = None, lock: OutputLock | None = None) -> dict:
     """Write telemetry + manifest (+ stage via the `stage` callback) into `run_dir` atomically.
 
+    `overrides` (dotted field -> value, incl. simulation.seed for --seed) and `source` (the
+    scenario file) are recorded in the manifest; scenario.yaml is the resolved scenario.
     Returns the manifest. Byte-identical determinism is promised for the Parquet telemetry; the
     manifest also records wall time and versions, which naturally differ between machines.
     `lock` is the OutputLock on `run_dir` the caller already holds, if any (twin.telemetry.atomic).
@@ -84,9 +124,9 @@ def write_run(result: SimResult, run_dir: Path, *, force: bool = False,
     tables = {name: to_table(name, cols) for name, cols in result.columns.items()}
     with AtomicDir(Path(run_dir), force=force, kind=RUN_KIND, lock=lock) as tmp:
         rows = write_tables(tmp, tables)
-        man = manifest(result, rows)
+        man = manifest(result, rows, overrides, source)
         man["wall_time_s"] = round(result.wall_time_s, 3)
-        (tmp / "scenario.yaml").write_text(result.scenario.text)
+        (tmp / "scenario.yaml").write_text(resolved_scenario_yaml(result, overrides, source))
         write_json_atomic(tmp / "manifest.json", man)
         if stage is not None:
             man["stage"] = stage(tmp)

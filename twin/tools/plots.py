@@ -15,9 +15,7 @@ from typing import Callable
 
 import numpy as np
 from matplotlib import colormaps, rc_context
-from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from twin.errors import ToolError, unknown_name
 from twin.telemetry.atomic import atomic_write, check_output_file
@@ -101,37 +99,84 @@ def _draw_rack_power(run: Run, fig: Figure, opts: PlotOptions) -> None:
 
 
 def _draw_gpu_temp(run: Run, fig: Figure, opts: PlotOptions) -> None:
+    """Temperature bands over *powered* GPUs only (their node neither OFF nor FAILED): a cold OFF
+    card at room temperature would otherwise stretch the band down to the inlet air."""
     g = run.sql("""
-        SELECT time_s, min(temp_c) AS lo, median(temp_c) AS mid, max(temp_c) AS hi
-        FROM gpus GROUP BY time_s ORDER BY time_s""")
+        SELECT t.time_s, p.lo, p.p10, p.mid, p.p90, p.hi, coalesce(p.n, 0) AS n
+        FROM (SELECT DISTINCT time_s FROM gpus) t LEFT JOIN (
+            SELECT g.time_s, min(g.temp_c) AS lo, quantile_cont(g.temp_c, 0.1) AS p10, median(g.temp_c) AS mid,
+                   quantile_cont(g.temp_c, 0.9) AS p90, max(g.temp_c) AS hi, count(*) AS n
+            FROM gpus g JOIN nodes s ON s.time_s = g.time_s AND s.node_id = g.node_id
+            WHERE s.state NOT IN ('OFF', 'FAILED') GROUP BY g.time_s) p USING (time_s)
+        ORDER BY t.time_s""")
     t, xlabel = _time_axis(_col(g, "time_s"))
     ax = fig.add_subplot()
-    ax.fill_between(t, _col(g, "lo"), _col(g, "hi"), color="tab:orange", alpha=0.3, label="min–max")
+    ax.fill_between(t, _col(g, "lo"), _col(g, "hi"), color="tab:orange", alpha=0.18, lw=0, label="min–max")
+    ax.fill_between(t, _col(g, "p10"), _col(g, "p90"), color="tab:orange", alpha=0.4, lw=0, label="p10–p90")
     ax.plot(t, _col(g, "mid"), color="tab:orange", lw=1.5, label="median")
     ax.plot(t, _col(g, "hi"), color="tab:red", lw=0.8, label="max")
     slowdown = run.gpu_slowdown_c
     ax.axhline(slowdown, color="black", ls="--", lw=1, label=f"slowdown {slowdown:g} °C")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("GPU temperature (°C)")
-    ax.set_title(f"{run.name} — GPU temperature envelope")
-    ax.legend(loc="upper left")
+    ax.set_ylabel("GPU temperature (°C), powered GPUs")
+    ax.set_title(f"{run.name} — GPU temperature bands over powered GPUs")
     ax.grid(alpha=0.3)
+    axn = ax.twinx()
+    axn.step(t, _col(g, "n"), where="post", color="tab:gray", lw=0.8, alpha=0.7, label="powered GPUs")
+    axn.set_ylabel("powered GPUs (count)")
+    axn.set_ylim(bottom=0)
+    lines = [h for h in ax.get_legend_handles_labels()[0]] + axn.get_lines()
+    ax.legend(lines, [h.get_label() for h in lines], loc="upper left", fontsize="small", ncol=2)
+
+
+def latency_windows(run: Run, target_windows: int = 120) -> tuple[float, dict[str, np.ndarray]]:
+    """p50/p99 TTFT and latency of completed requests per window of completion time, by the one
+    percentile definition (twin.model.metrics.percentile, nearest rank). The window is a whole
+    number of samples giving about `target_windows` windows, so each holds enough requests for a
+    p99 (one second of a surge holds a handful). Returns (window_s, columns incl. window end_s)."""
+    from twin.model.metrics import percentile
+
+    req = run.sql("SELECT done_s, ttft_s, latency_s FROM requests WHERE status = 'completed' ORDER BY done_s")
+    end = run.sql("SELECT max(time_s) AS t FROM facility").column(0)[0].as_py() or 0.0
+    window = max(1, round(end / target_windows / run.sample_s)) * run.sample_s if end else run.sample_s
+    n = max(1, int(np.ceil(end / window))) if end else 1
+    done = _col(req, "done_s")
+    idx = np.clip(np.ceil(done / window - 1e-9).astype(np.int64) - 1, 0, n - 1) if done.size else done
+    out = {"end_s": (np.arange(n) + 1) * window, "count": np.bincount(idx.astype(np.int64), minlength=n)[:n]
+           if done.size else np.zeros(n)}
+    bounds = np.searchsorted(idx, np.arange(n + 1)) if done.size else np.zeros(n + 1, dtype=np.int64)
+    for col in ("ttft_s", "latency_s"):
+        values = _col(req, col)
+        for q in (50, 99):
+            key = f"{col[:-2]}_p{q}_s"
+            out[key] = np.array([percentile(values[bounds[i]:bounds[i + 1]], q) if bounds[i + 1] > bounds[i]
+                                 else np.nan for i in range(n)], dtype=float)
+    return window, out
 
 
 def _draw_latency(run: Run, fig: Figure, opts: PlotOptions) -> None:
-    f = run.sql("""SELECT time_s, ttft_p50_s, ttft_p99_s, latency_p50_s, latency_p99_s, queued, in_flight
-                   FROM facility ORDER BY time_s""")
+    """p50 and p99 on a log axis: in a surge p99 is minutes while p50 stays seconds, and a linear
+    axis would flatten p50 onto zero."""
+    window, w = latency_windows(run)
+    f = run.sql("SELECT time_s, queued, in_flight FROM facility ORDER BY time_s")
     t, xlabel = _time_axis(_col(f, "time_s"))
+    tw, _ = _time_axis(np.concatenate([w["end_s"], _col(f, "time_s")[-1:]]))
+    tw = tw[:-1]
     ax, axq = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    ax.plot(t, _col(f, "latency_p99_s"), color="tab:red", lw=1.4, label="latency p99")
-    ax.plot(t, _col(f, "latency_p50_s"), color="tab:red", lw=1.0, ls="--", label="latency p50")
-    ax.plot(t, _col(f, "ttft_p99_s"), color="tab:blue", lw=1.4, label="TTFT p99")
-    ax.plot(t, _col(f, "ttft_p50_s"), color="tab:blue", lw=1.0, ls="--", label="TTFT p50")
-    ax.set_ylabel("seconds (requests completed in interval)")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left", ncol=2)
-    ax.grid(alpha=0.3)
-    ax.set_title(f"{run.name} — request latency and queue")
+    for key, colour, ls, label in (("latency_p99_s", "tab:red", "-", "latency p99"),
+                                   ("latency_p50_s", "tab:red", "--", "latency p50"),
+                                   ("ttft_p99_s", "tab:blue", "-", "TTFT p99"),
+                                   ("ttft_p50_s", "tab:blue", "--", "TTFT p50")):
+        y = np.where(w[key] > 0, w[key], np.nan)  # log axis: no zeros
+        ax.step(tw, y, where="pre", color=colour, lw=1.5 if ls == "-" else 1.2, ls=ls, label=label)
+    finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for k, v in w.items() if k.endswith("_s") and k != "end_s"])
+    ax.set_yscale("log")
+    if finite.size:
+        ax.set_ylim(finite.min() / 1.5, finite.max() * 1.5)
+    ax.set_ylabel(f"seconds, log scale ({window:g} s windows)")
+    ax.legend(loc="upper left", ncol=2, fontsize="small")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(f"{run.name} — request latency (completed requests per {window:g} s window) and queue")
     axq.plot(t, _col(f, "queued"), color="tab:purple", lw=1.2, label="queued")
     axq.plot(t, _col(f, "in_flight"), color="tab:green", lw=1.0, label="in flight")
     axq.set_ylabel("requests")
@@ -179,59 +224,75 @@ def _heatmap_time(run: Run, at_s: float | None) -> float:
 
 
 def _draw_heatmap(run: Run, fig: Figure, opts: PlotOptions) -> None:
+    """Rack elevations side by side: x = rack (row A's racks, a gap, row B's), y = slot in the rack
+    (bottom = slot 0), colour = the node's hottest GPU at one sample. Both axes are positions in
+    the room; nodes without powered GPUs are grey."""
     t = _heatmap_time(run, opts.at_s)
     n = run.sql(f"""
-        SELECT tp.node_id, tp.rack_name, tp.slot, tp.rack_x_m, tp.rack_y_m, tp.facing, g.temp_max_c
-        FROM topology tp LEFT JOIN (
-            SELECT node_id, max(temp_c) AS temp_max_c FROM gpus WHERE time_s = {t!r} GROUP BY node_id
-        ) g USING (node_id)
-        ORDER BY tp.node_id""")
-    x, y = _col(n, "rack_x_m"), _col(n, "rack_y_m")
-    slot = n.column("slot").to_numpy()
-    temp = _col(n, "temp_max_c")
-    facing = n.column("facing").to_pylist()
-    per_rack = int(slot.max()) + 1 if slot.size else 1
-    # Rack footprint: width from the rack pitch along x, depth ~1 m (no depth in the contract).
-    xs = np.unique(np.round(x, 6))
-    width = 0.9 * (float(np.diff(xs).min()) if xs.size > 1 else 0.6)
-    depth = min(1.0, 1.6 * float(np.abs(y).min())) if np.abs(y).min() > 0 else 1.0
-    strip = depth / per_rack
-    patches = []
-    for xi, yi, si, face in zip(x, y, slot, facing):
-        # slot 0 (bottom of the rack) drawn nearest the cold aisle the rack faces
-        toward_aisle = 1.0 if face == "+y" else -1.0
-        front = yi + toward_aisle * depth / 2
-        y0 = front - toward_aisle * (si + 1) * strip if toward_aisle > 0 else front + si * strip
-        patches.append(Rectangle((xi - width / 2, y0), width, strip))
+        SELECT tp.node_id, tp.rack_id, tp.rack_name, tp.row, tp.slot, g.temp_max_c, s.state
+        FROM topology tp
+        LEFT JOIN (SELECT node_id, max(temp_c) AS temp_max_c FROM gpus WHERE time_s = {t!r} GROUP BY node_id) g
+            USING (node_id)
+        LEFT JOIN (SELECT node_id, state FROM nodes WHERE time_s = {t!r}) s USING (node_id)
+        ORDER BY tp.rack_id, tp.slot""")
+    racks = sorted({(r, name, row) for r, name, row in zip(n.column("rack_id").to_pylist(),
+                                                            n.column("rack_name").to_pylist(),
+                                                            n.column("row").to_pylist())})
+    rows = list(dict.fromkeys(row for _, _, row in racks))
+    # column of each rack: racks in id order, one empty column between rows (the aisle)
+    col_of, names, x = {}, [], 0
+    for i, (rid, name, row) in enumerate(racks):
+        if i and row != racks[i - 1][2]:
+            names.append("")
+            x += 1
+        col_of[rid] = x
+        names.append(name)
+        x += 1
+    slots = int(max(n.column("slot").to_pylist(), default=0)) + 1
+    grid = np.full((slots, len(names)), np.nan)
+    off = np.zeros_like(grid, dtype=bool)
+    for rid, slot, temp, state in zip(n.column("rack_id").to_pylist(), n.column("slot").to_pylist(),
+                                      _col(n, "temp_max_c"), n.column("state").to_pylist()):
+        if state in ("OFF", "FAILED"):
+            off[slot, col_of[rid]] = True
+        else:
+            grid[slot, col_of[rid]] = temp
     ax = fig.add_subplot()
-    coll = PatchCollection(patches, cmap="inferno", edgecolor="white", linewidth=0.4)
-    coll.set_array(np.ma.masked_invalid(temp))
-    coll.set_clim(np.nanmin(temp) if np.isfinite(temp).any() else 0, max(np.nanmax(temp), run.gpu_slowdown_c)
-                  if np.isfinite(temp).any() else 100)
-    ax.add_collection(coll)
-    for name, rx, ry in sorted({(r, a, b) for r, a, b in zip(n.column("rack_name").to_pylist(), x, y)}):
-        ax.annotate(name, (rx, ry + np.sign(ry or 1) * (depth / 2 + 0.12)), ha="center", va="center", fontsize=8)
-    ax.axhline(0, color="tab:blue", lw=0.8, ls=":", label="cold aisle centre")
-    ax.update_datalim([(x.min() - width, y.min() - depth), (x.max() + width, y.max() + depth)])
-    ax.autoscale_view()
-    # equal metres on both axes; grow the data limits (not shrink the axes) to fill the figure
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
-    ax.legend(loc="lower right", fontsize="small")
-    fig.colorbar(coll, ax=ax, label="max GPU temperature in node (°C)")
-    ax.set_title(f"{run.name} — node max GPU temperature at t = {t:g} s")
-    ax.text(0.01, 0.01, f"each rack footprint split into {per_rack} slot strips, bottom slot nearest the cold aisle",
-            transform=ax.transAxes, fontsize=7, color="dimgray")
+    powered = grid[np.isfinite(grid)]
+    lo = float(powered.min()) if powered.size else 20.0
+    hi = max(float(powered.max()) if powered.size else lo + 1, run.gpu_slowdown_c + 2)
+    mesh = ax.pcolormesh(np.arange(len(names) + 1) - 0.5, np.arange(slots + 1) - 0.5, np.ma.masked_invalid(grid),
+                         cmap="inferno", vmin=lo, vmax=hi, edgecolors="white", linewidth=0.5)
+    ax.pcolormesh(np.arange(len(names) + 1) - 0.5, np.arange(slots + 1) - 0.5,
+                  np.ma.masked_where(~off, np.ones_like(grid)), cmap="Greys", vmin=0, vmax=3,
+                  edgecolors="white", linewidth=0.5)
+    ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 20 else 0, fontsize=8)
+    ax.set_yticks(range(slots))
+    ax.set_xlim(-0.5, len(names) - 0.5)
+    ax.set_ylim(-0.5, slots - 0.5)
+    if grid.size <= 400:  # the number in each cell, while it still fits
+        for (yi, xi), v in np.ndenumerate(grid):
+            if np.isfinite(v):
+                ax.text(xi, yi, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                        color="black" if v > lo + 0.6 * (hi - lo) else "white")
+    ax.set_xlabel(f"rack (rows {' | '.join(rows)}, in floor order)")
+    ax.set_ylabel("slot in rack (0 = bottom)")
+    cbar = fig.colorbar(mesh, ax=ax, label="hottest GPU in node (°C)")
+    cbar.ax.axhline(run.gpu_slowdown_c, color="cyan", lw=1.5)
+    ax.set_title(f"{run.name} — node max GPU temperature at t = {t:g} s (grey: OFF or failed; "
+                 f"cyan on the scale: slowdown {run.gpu_slowdown_c:g} °C)", fontsize=10)
 
 
 PLOTS: dict[str, PlotKind] = {
     "power": PlotKind("facility, IT and cooling power (kW) with PUE on a twin axis", _draw_power),
     "rack-power": PlotKind("stacked wall power per rack (kW)", _draw_rack_power),
-    "gpu-temp": PlotKind("GPU temperature min/median/max envelope (°C) with the slowdown line", _draw_gpu_temp),
-    "latency": PlotKind("p50/p99 TTFT and latency (s) over time, plus queue length", _draw_latency),
+    "gpu-temp": PlotKind("GPU temperature bands (°C) over powered GPUs, slowdown line, powered count",
+                         _draw_gpu_temp),
+    "latency": PlotKind("p50/p99 TTFT and latency (s, log axis) per window of completions, plus queue length",
+                        _draw_latency),
     "ignition": PlotKind("nodes per state over time, stacked", _draw_ignition),
-    "heatmap": PlotKind("floor plan of nodes coloured by max GPU temperature at --at SECONDS", _draw_heatmap),
+    "heatmap": PlotKind("rack elevations (rack x slot) coloured by max GPU temperature at --at SECONDS",
+                        _draw_heatmap),
 }
 
 
@@ -256,12 +317,27 @@ def png_bytes(run: Run, kind: str, opts: PlotOptions | None = None) -> bytes:
     return _png(figure(run, kind, opts))
 
 
+IMAGE_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+def image_format(out: Path) -> str:
+    """'png', 'svg' or 'pdf' from `out`'s extension; ToolError for anything else, so a PNG is
+    never written under an .svg name."""
+    fmt = IMAGE_FORMATS.get(Path(out).suffix.lower())
+    if fmt is None:
+        raise ToolError(f"-o {out}: unknown image extension {Path(out).suffix or '(none)'!r}; "
+                        f"use {', '.join(IMAGE_FORMATS)}")
+    return fmt
+
+
 def plot(run: Run, kind: str, out: Path, opts: PlotOptions | None = None, force: bool = False) -> Path:
-    """Draw plot `kind` of `run` and save it as PNG to `out` (temp file + rename); an existing
-    `out` only with `force`, and only a PNG twin wrote (docs/safety.md)."""
+    """Draw plot `kind` of `run` and save it to `out` as PNG, SVG or PDF by its extension
+    (temp file + rename); an existing `out` only with `force`, and only an image twin wrote
+    (docs/safety.md)."""
     out = Path(out)
-    check_output_file(out, force, "png")  # before drawing
-    return _save_png(figure(run, kind, opts), out, force)
+    fmt = image_format(out)
+    check_output_file(out, force, fmt)  # before drawing
+    return _save(figure(run, kind, opts), out, fmt, force)
 
 
 def sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, y_label: str, group_label: str,
@@ -291,19 +367,29 @@ def _sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str,
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save_png(fig, out)
+    return _save(fig, out)
 
 
-def _png(fig: Figure) -> bytes:
+# No creation dates in SVG/PDF metadata, so the same run gives the same bytes. The creator is
+# twin's signature (twin.telemetry.outputs): --force replaces only images that carry it.
+_CREATOR = f"{SIGNATURE} plot, matplotlib"
+_METADATA = {"svg": {"Date": None, "Creator": _CREATOR}, "pdf": {"CreationDate": None, "Creator": _CREATOR},
+             "png": {"Software": _CREATOR}}
+
+
+def _image(fig: Figure, fmt: str = "png") -> bytes:
     buf = io.BytesIO()
     with _literal_text():  # text is laid out when drawn, here
-        # the Software tag is twin's signature: --force replaces only PNGs that carry it
-        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": f"{SIGNATURE} plot (matplotlib)"})
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
     return buf.getvalue()
 
 
-def _save_png(fig: Figure, out: Path, force: bool = False) -> Path:
-    """Save `fig` to `out` via a temp file + rename, so readers never see half a PNG."""
-    data = _png(fig)
-    atomic_write(out, lambda fh: fh.write(data), force=force, fmt="png")
+def _png(fig: Figure) -> bytes:
+    return _image(fig, "png")
+
+
+def _save(fig: Figure, out: Path, fmt: str = "png", force: bool = False) -> Path:
+    """Save `fig` to `out` via a temp file + rename, so readers never see half an image."""
+    data = _image(fig, fmt)
+    atomic_write(out, lambda fh: fh.write(data), force=force, fmt=fmt)
     return out

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from twin.model.metrics import metric
 from twin.telemetry.atomic import atomic_write, check_output_file
 from twin.telemetry.outputs import HTML_GENERATOR_TAG
 from twin.telemetry.read import Run
@@ -47,11 +48,6 @@ class ReportOptions:
 
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and not math.isfinite(value))
-
-
-def fmt_int(value: Any) -> str:
-    """Thousands-separated integer (3,712); '—' when missing."""
-    return "—" if _is_missing(value) else f"{int(round(value)):,}"
 
 
 def fmt_fixed(decimals: int, scale: float = 1.0) -> Callable[[Any], str]:
@@ -96,40 +92,16 @@ def _drop_reasons(value: Any) -> str:
 
 # ------------------------------------------------------------------ summary (manifest)
 
-@dataclass(frozen=True)
-class SummaryRow:
-    """One line of the summary table: manifest summary key, label, display unit, formatter."""
-
-    key: str
-    label: str
-    unit: str
-    fmt: Callable[[Any], str]
-
-
-# Keys and units from docs/telemetry.md "manifest summary keys"; powers shown in kW (W / 1e3).
-SUMMARY_ROWS: tuple[SummaryRow, ...] = (
-    SummaryRow("requests_arrived", "requests arrived", "requests", fmt_int),
-    SummaryRow("requests_completed", "requests completed", "requests", fmt_int),
-    SummaryRow("requests_dropped", "requests dropped", "requests", fmt_int),
-    SummaryRow("drop_reasons", "drop reasons", "requests", _drop_reasons),
-    SummaryRow("requests_queued", "still queued at end", "requests", fmt_int),
-    SummaryRow("requests_in_flight", "in flight at end", "requests", fmt_int),
-    SummaryRow("peak_arrival_rate_per_s", "peak arrival rate", "requests/s", fmt_fixed(2)),
-    SummaryRow("ttft_p50_s", "TTFT p50", "s", fmt_fixed(2)),
-    SummaryRow("ttft_p99_s", "TTFT p99", "s", fmt_fixed(2)),
-    SummaryRow("latency_p50_s", "latency p50", "s", fmt_fixed(2)),
-    SummaryRow("latency_p99_s", "latency p99", "s", fmt_fixed(2)),
-    SummaryRow("peak_it_power_w", "peak IT (wall) power", "kW", fmt_fixed(2, 1e-3)),
-    SummaryRow("peak_facility_power_w", "peak facility power", "kW", fmt_fixed(2, 1e-3)),
-    SummaryRow("it_energy_kwh", "IT energy", "kWh", fmt_fixed(3)),
-    SummaryRow("facility_energy_kwh", "facility energy", "kWh", fmt_fixed(3)),
-    SummaryRow("pue", "PUE (energy-weighted)", "facility / IT energy", fmt_fixed(3)),
-    SummaryRow("peak_gpu_temp_c", "peak GPU temperature", "°C", fmt_fixed(1)),
-    SummaryRow("throttled_gpu_s", "throttled GPU-seconds", "GPU·s", fmt_fixed(0)),
-    SummaryRow("nodes_ignited", "ignitions", "ignite events", fmt_int),
-    SummaryRow("peak_nodes_on", "peak nodes on", "nodes", fmt_int),
-    SummaryRow("peak_nodes_serving", "peak nodes serving", "nodes", fmt_int),
-    SummaryRow("thermal_shutdowns", "thermal shutdowns", "GPUs", fmt_int),
+# The summary keys the page shows, in order; label, unit and format are twin.model.metrics'
+# (the same as `twin run` and `twin compare`), shown to 4 significant digits.
+REPORT_SUMMARY_KEYS: tuple[str, ...] = (
+    "requests_arrived", "requests_completed", "requests_dropped", "drop_reasons", "requests_queued",
+    "requests_in_flight", "peak_arrival_rate_per_s", "ttft_p50_s", "ttft_p99_s", "latency_p50_s",
+    "latency_p99_s", "peak_it_power_w", "peak_facility_power_w", "it_energy_kwh", "facility_energy_kwh",
+    "pue", "peak_gpu_temp_c", "throttled_gpu_s", "nodes_ignited", "peak_nodes_on", "peak_nodes_serving",
+    "thermal_shutdowns", "tokens_served", "tokens_per_kwh", "energy_cost_usd", "amortised_capex_usd",
+    "total_cost_usd", "fleet_capex_usd", "cost_per_mtok_energy_usd", "cost_per_mtok_usd",
+    "gpu_hours_serving", "gpu_hours_warm", "gpu_hours_booting", "gpu_hours_loading",
 )
 
 
@@ -139,7 +111,17 @@ def summary_rows(manifest: dict[str, Any]) -> list[tuple[str, str, str]]:
     Readers must tolerate missing keys (docs/telemetry.md), so absent keys are skipped.
     """
     summary = manifest.get("summary") or {}
-    return [(r.label, r.fmt(summary[r.key]), r.unit) for r in SUMMARY_ROWS if r.key in summary]
+    rows = []
+    for key in REPORT_SUMMARY_KEYS:
+        if key not in summary:
+            continue
+        if key == "drop_reasons":
+            rows.append(("drop reasons", _drop_reasons(summary[key]), "requests"))
+            continue
+        m = metric(key)
+        value = m.format(summary[key], unit=False, significant=4)
+        rows.append((m.label, "—" if value == "n/a" else value, m.unit))
+    return rows
 
 
 # ------------------------------------------------------------------ tables
@@ -288,6 +270,10 @@ def run_rows(run: Run) -> list[tuple[str, str, str]]:
         rows.append(("seed", str(scenario["seed"]), ""))
     if scenario.get("sha256"):
         rows.append(("scenario sha256", str(scenario["sha256"]), ""))
+    if scenario.get("source"):
+        rows.append(("scenario file", str(scenario["source"]), ""))
+    for key, value in (scenario.get("overrides") or {}).items():
+        rows.append(("override", f"{key} = {value}", ""))
     for key, label in (("duration_s", "simulated duration"), ("dt_s", "physics tick"), ("sample_s", "sample interval")):
         if key in sim:
             rows.append((label, fmt_number(sim[key]), "s"))
@@ -333,10 +319,23 @@ def _figure(kind: str, png: bytes, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def render_html(run: Run, opts: ReportOptions | None = None) -> str:
-    """The whole report page for `run` as an HTML string (no I/O besides reading the run)."""
+def render_html(run: Run, opts: ReportOptions | None = None,
+                progress: Callable[[float, str], None] | None = None) -> str:
+    """The whole report page for `run` as an HTML string (no I/O besides reading the run).
+
+    `progress(fraction, what)` is called before each table and chart (they take the time).
+    """
     opts = opts or ReportOptions()
-    tables = {t.key: run.sql(t.query) for t in REPORT_TABLES}
+    steps = len(REPORT_TABLES) + len(PLOTS)
+
+    def step(i: int, what: str) -> None:
+        if progress:
+            progress(i / steps, what)
+
+    tables = {}
+    for i, t in enumerate(REPORT_TABLES):
+        step(i, f"table {t.key}")
+        tables[t.key] = run.sql(t.query)
     heatmap_at = opts.heatmap_at_s if opts.heatmap_at_s is not None else _hottest_time_s(tables)
     description = run.manifest.get("scenario", {}).get("description") or ""
 
@@ -372,8 +371,10 @@ def render_html(run: Run, opts: ReportOptions | None = None) -> str:
     parts.append("</section></div>")
 
     # the heatmap first: a bad --at fails before the other charts are drawn
-    pngs = {kind: png_bytes(run, kind, PlotOptions(at_s=heatmap_at) if kind == "heatmap" else None)
-            for kind in sorted(PLOTS, key=lambda k: k != "heatmap")}
+    pngs = {}
+    for i, kind in enumerate(sorted(PLOTS, key=lambda k: k != "heatmap")):
+        step(len(REPORT_TABLES) + i, f"chart {kind}")
+        pngs[kind] = png_bytes(run, kind, PlotOptions(at_s=heatmap_at) if kind == "heatmap" else None)
     parts.append('<h2 id="plots">Plots</h2>')
     for kind, spec in PLOTS.items():
         caption = spec.description.replace("--at SECONDS", "")
@@ -398,7 +399,8 @@ def render_html(run: Run, opts: ReportOptions | None = None) -> str:
     return "\n".join(parts)
 
 
-def write_report(run: Run, out: Path, opts: ReportOptions | None = None, force: bool = False) -> Path:
+def write_report(run: Run, out: Path, opts: ReportOptions | None = None,
+                 progress: Callable[[float, str], None] | None = None, force: bool = False) -> Path:
     """Render the report of `run` and write it to `out` atomically (temp file + rename).
 
     Raises ToolError when `out`'s directory does not exist, or `out` exists and `force` is not
@@ -406,7 +408,7 @@ def write_report(run: Run, out: Path, opts: ReportOptions | None = None, force: 
     """
     out = Path(out)
     check_output_file(out, force, "html")  # fail before the seconds spent rendering
-    page = render_html(run, opts).encode("utf-8")  # render first: a failure writes nothing
+    page = render_html(run, opts, progress).encode("utf-8")  # render first: a failure writes nothing
 
     atomic_write(out, lambda fh: fh.write(page), force=force, fmt="html")
     return out

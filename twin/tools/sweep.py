@@ -1,4 +1,5 @@
-"""Scenario sweeps: a grid or random sample over scenario fields, run in parallel on Dask.
+"""Scenario sweeps: a grid, a uniform random sample, or a Sobol / Latin hypercube design over
+scenario fields, run in parallel on Dask.
 
 A sweep spec (YAML, see docs/planning.md and scenarios/sweeps/) names a base scenario and axes,
 each a dotted scenario field (``scheduler.policy``, ``pools.0.nodes``) with a list of values or,
@@ -77,25 +78,33 @@ class SweepSpec(_Spec):
     name: PlainName  # a plain file name: runs/sweeps/<name>
     description: str = ""
     base: str  # scenario YAML, relative to the sweep file
-    mode: Literal["grid", "random"] = "grid"
-    samples: Annotated[int, Field(ge=1, le=MAX_VARIANTS)] | None = None  # random mode: how many variants
-    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0  # random mode: sampling seed (numpy refuses negatives)
+    # grid: every combination; random: independent uniform draws; sobol / lhs: a scrambled Sobol
+    # sequence or a Latin hypercube over all axes at once (scipy.stats.qmc), which covers the space
+    # evenly with far fewer variants than a grid
+    mode: Literal["grid", "random", "sobol", "lhs"] = "grid"
+    samples: Annotated[int, Field(ge=1, le=MAX_VARIANTS)] | None = None  # sampled modes: how many variants
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0  # sampled modes: sampling seed (numpy refuses negatives)
     axes: Annotated[dict[str, Union[Annotated[list[Any], Field(min_length=1)], RangeAxis]], Field(min_length=1)]
     plot: PlotSpec = PlotSpec()
 
     @model_validator(mode="after")
     def _mode(self) -> "SweepSpec":
-        if self.mode == "random" and self.samples is None:
-            raise ValueError("mode random needs samples (how many variants to draw)")
+        if self.mode != "grid" and self.samples is None:
+            raise ValueError(f"mode {self.mode} needs samples (how many variants to draw)")
+        if self.mode == "sobol" and self.samples and self.samples & (self.samples - 1):
+            raise ValueError(f"mode sobol needs samples a power of 2 (Sobol points balance only then), "
+                             f"got {self.samples}; try {1 << max(0, self.samples.bit_length() - 1)} or "
+                             f"{1 << self.samples.bit_length()}")
         if self.mode == "grid":
             if self.samples is not None:
-                raise ValueError("samples applies to mode random only; a grid runs every combination")
+                raise ValueError("samples applies to the sampled modes (random, sobol, lhs); a grid runs every combination")
             ranges = [k for k, v in self.axes.items() if isinstance(v, RangeAxis)]
             if ranges:
-                raise ValueError(f"axes.{ranges[0]}: a grid needs a list of values ({{min, max}} is for mode random)")
+                raise ValueError(f"axes.{ranges[0]}: a grid needs a list of values ({{min, max}} is for the "
+                                 f"sampled modes random, sobol and lhs)")
             n = math.prod(len(v) for v in self.axes.values())
             if n > MAX_VARIANTS:
-                raise ValueError(f"the grid has {n:,} variants (more than {MAX_VARIANTS:,}); use mode random")
+                raise ValueError(f"the grid has {n:,} variants (more than {MAX_VARIANTS:,}); use mode sobol, lhs or random")
         return self
 
 
@@ -169,6 +178,26 @@ def _draw(axis: list[Any] | RangeAxis, rng: np.random.Generator) -> Any:
     return axis[int(rng.integers(len(axis)))]
 
 
+def _from_unit(axis: list[Any] | RangeAxis, u: float) -> Any:
+    """Map a unit-interval coordinate u in [0, 1) onto an axis: a range linearly (integers in equal
+    bins, so each whole number is as likely), a list by equal bins."""
+    if isinstance(axis, RangeAxis):
+        if axis.integer:
+            lo, hi = math.ceil(axis.min), math.floor(axis.max)
+            return int(min(hi, lo + math.floor(u * (hi - lo + 1))))
+        return float(axis.min + u * (axis.max - axis.min))
+    return axis[min(len(axis) - 1, int(math.floor(u * len(axis))))]
+
+
+def _qmc_points(mode: str, dims: int, n: int, seed: int) -> np.ndarray:
+    """n points in [0, 1)^dims from a scrambled Sobol sequence or a Latin hypercube (seeded)."""
+    from scipy.stats import qmc
+
+    if mode == "sobol":
+        return qmc.Sobol(dims, scramble=True, rng=seed).random_base2(int(math.log2(n)))
+    return qmc.LatinHypercube(dims, rng=seed).random(n)
+
+
 def plan_sweep(path: Path | str) -> SweepPlan:
     """Read and validate a sweep spec and expand its variants. Raises SpecError (field paths)."""
     from twin.model.validate import load_scenario
@@ -194,9 +223,12 @@ def plan_sweep(path: Path | str) -> SweepPlan:
     keys = list(spec.axes)
     if spec.mode == "grid":
         combos = [dict(zip(keys, values)) for values in itertools.product(*spec.axes.values())]
-    else:
+    elif spec.mode == "random":
         rng = np.random.default_rng(spec.seed)
         combos = [{k: _draw(spec.axes[k], rng) for k in keys} for _ in range(spec.samples or 0)]
+    else:
+        points = _qmc_points(spec.mode, len(keys), spec.samples or 0, spec.seed)
+        combos = [{k: _from_unit(spec.axes[k], float(u)) for k, u in zip(keys, row)} for row in points]
     width = max(3, len(str(len(combos) - 1)))
     variants = tuple(Variant(f"v{i:0{width}d}", c) for i, c in enumerate(combos))
     return SweepPlan(spec=spec, base_path=base, variants=variants)
@@ -378,8 +410,10 @@ def write_sweep(result: SweepResult, out_dir: Path, *, force: bool = False, lock
         plot_file = None
         if points:
             plot_file = "sweep.png"
-            sweep_scatter(points, spec.plot.x, spec.plot.y, next(iter(spec.axes)),
-                          f"{spec.name}: one point per variant", tmp / plot_file)
+            from twin.model.metrics import metric
+
+            sweep_scatter(points, metric(spec.plot.x).axis_label, metric(spec.plot.y).axis_label,
+                          next(iter(spec.axes)), f"{spec.name}: one point per variant", tmp / plot_file)
         meta = {
             "name": spec.name, "spec": spec.model_dump(mode="json"), "base": str(result.plan.base_path),
             "variants": [{"id": v.id, "overrides": v.overrides} for v in result.plan.variants],
