@@ -256,6 +256,11 @@ def run_dir(tmp_path_factory, tiny_result) -> Path:
     (["query", "{run}", "--recipe", "peak-power", "--format", "json", "-o", "{out}"], ".json"),
     (["query", "{run}", "--recipe", "peak-power", "--format", "parquet", "-o", "{out}"], ".parquet"),
     (["compare", "{run}", "{run}", "--format", "json", "-o", "{out}"], ".json"),
+    (["plot", "{run}", "power", "-o", "{out}"], ".svg"),
+    (["plot", "{run}", "power", "-o", "{out}"], ".pdf"),
+    (["export", "{run}", "-o", "{out}", "-q"], ".parquet"),
+    (["export", "{run}", "-o", "{out}", "-q"], ".prom"),
+    (["schema", "-o", "{out}"], ".json"),
 ])
 def test_an_output_file_is_never_written_over_a_users_file(tmp_path, run_dir, args, suffix):
     mine = tmp_path / f"mine{suffix}"

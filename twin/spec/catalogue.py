@@ -41,6 +41,8 @@ def _admits(annotation: Any, kind: type) -> bool:
         return True
     if get_origin(annotation) is Literal:
         return any(type(a) is kind for a in get_args(annotation))
+    if get_origin(annotation) is dict:  # the values: booleans only ever sit there (YAML keys are names)
+        return _admits(get_args(annotation)[1], kind)
     return any(_admits(a, kind) for a in get_args(annotation) if isinstance(a, type) or get_origin(a) is not None)
 
 

@@ -31,7 +31,8 @@ def _plain_name(value: str) -> str:
     return value
 
 
-PlainName = Annotated[str, Field(max_length=80), AfterValidator(_plain_name)]
+# the pattern goes into the JSON Schema (editors check it as you type); the validator words the error
+PlainName = Annotated[str, Field(max_length=80, json_schema_extra={"pattern": PLAIN_NAME}), AfterValidator(_plain_name)]
 
 Pos = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
