@@ -1,7 +1,9 @@
 """Benchmark: write the USD stage of the full default surge (1 h, 160 nodes) from its telemetry.
 
 Target on a 2-core machine: <= 30 s wall and telemetry.usdc <= 150 MB. Prints samples written
-per second for the Sdf fast path and the time of each phase. Not a test: numbers only.
+per second for the Sdf fast path, the time of each phase, the process CPU time, and a yardstick
+measured in the same invocation (a plain Sdf loop of 200,000 float time samples) so numbers from
+a busy shared machine can be compared: "stage = N yardsticks". Not a test: numbers only.
 
     python benchmarks/bench_stage.py [RUN_DIR] [--links] [--stage-sample-s 5] [--keep DIR]
 
@@ -52,9 +54,10 @@ def _bench(args: argparse.Namespace, base: Path) -> None:
         print(f"synthetic links: {add_synthetic_links(run_dir)}", flush=True)
     out = base / "stage"
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
+    yard = _yardstick()
+    t0, c0 = time.perf_counter(), time.process_time()
     info = build_stage(run_dir, stage_sample_s=args.stage_sample_s, out_dir=out)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     sec = info["seconds"]
     mb = info["telemetry_bytes"] / 1e6
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -62,7 +65,22 @@ def _bench(args: argparse.Namespace, base: Path) -> None:
           f"{info['samples']:,} samples in {wall:.2f} s wall (layout {sec['layout']:.2f} s, samples "
           f"{sec['samples']:.2f} s = {info['samples'] / max(sec['samples'], 1e-9):,.0f} samples/s, previews "
           f"{sec['total'] - sec['layout'] - sec['samples']:.2f} s); telemetry.usdc {mb:.1f} MB; peak RSS {rss_mb:.0f} MB")
+    print(f"cpu {cpu:.2f} s; yardstick {yard:.3f} s (200,000 Sdf float samples) -> stage = {wall / yard:.1f} yardsticks")
     print(f"targets: wall <= 30 s {'OK' if wall <= 30 else 'MISSED'}; usdc <= 150 MB {'OK' if mb <= 150 else 'MISSED'}")
+
+
+def _yardstick(n_attrs: int = 250, n_frames: int = 800) -> float:
+    """Seconds for a bare Sdf SetTimeSample loop of n_attrs x n_frames floats (machine speed now)."""
+    from pxr import Sdf
+    layer = Sdf.Layer.CreateAnonymous()
+    paths = [Sdf.AttributeSpec(Sdf.CreatePrimInLayer(layer, f"/Y/P{k}"), "v", Sdf.ValueTypeNames.Float).path
+             for k in range(n_attrs)]
+    t0 = time.perf_counter()
+    with Sdf.ChangeBlock():
+        for k, path in enumerate(paths):
+            for f in range(n_frames):
+                layer.SetTimeSample(path, float(f), float(k + f))
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

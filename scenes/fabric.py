@@ -1,10 +1,18 @@
-"""``/Refinery/Fabric``: leaf (ToR) and spine switches, storage, and one BasisCurve per link.
+"""``/Refinery/Fabric``: leaf and spine switches, storage, cables routed through the overhead trays
+(scenes.routes) and the RDMA pulses that travel along them.
 
-Switches: a tor_switch asset on top of every rack (leaf), spines above the cold-aisle centre line
-evenly along X at tray height, storage beyond the last rack (positions: scenes.layout).
-Cables: linear BasisCurves routed up into the overhead trays and across; colour (utilisation ramp
-of scenes.colours), width and opacity are time-sampled from the `links` table's utilisation
-(mean over each stage frame window), quantised to UTIL_STEPS.
+Brightness and width follow the ``links`` table's bytes (window mean per stage frame) through the
+stated visual gain of scenes.effects.traffic_level, relative to the run's busiest link-frame, so
+the light traffic of an in-rack pipeline still shows. ``fabric:bytes_per_s_peak`` (on
+/Refinery/Fabric) records that reference; ``customLayerData`` states the gain.
+
+* Link_####: a pinned Catmull-Rom cable; ``widths`` and ``primvars:displayColor`` (the Light
+  look's emission) time-sampled from its level; ``primvars:fx:pinned`` marks the pins;
+  ``fabric:src``/``fabric:dst``/``fabric:kind`` name the endpoints.
+* Pulses: one Points prim holding the pulses of every link that carries bytes at some frame;
+  ``points`` move along the routes every frame, ``widths`` and ``primvars:displayOpacity``
+  (brightness) follow the link's level (0 = invisible), ``primvars:fabric:link`` names each
+  pulse's link.
 """
 from __future__ import annotations
 
@@ -13,20 +21,24 @@ from dataclasses import dataclass
 import numpy as np
 from pxr import Gf, Kind, Sdf, Usd, UsdGeom, Vt
 
-from scenes import colours, layout as lay
+from scenes import colours, effects, layout as lay, routes
 from scenes.animate import attr_spec, write_palette_series
 from scenes.frames import Links
-from scenes.prims import group, ref
+from scenes.prims import bind, group, label, ref
 
 FABRIC = f"{lay.ROOT}/Fabric"
-LINK_WIDTH_M = {"nic-leaf": (0.004, 0.012), "leaf-spine": (0.008, 0.03), "storage-spine": (0.008, 0.03)}
-LINK_OPACITY = (0.15, 1.0)    # idle links stay faintly visible; saturated ones are opaque
+LEVEL_STEPS = 24
+CABLE_WIDTH_M = {"nic-leaf": (0.006, 0.014), "leaf-spine": (0.010, 0.026), "storage-spine": (0.010, 0.026)}
+CABLE_GLOW = 2.5                   # emission of a cable at full level (x RDMA_RGB)
+PULSE_WIDTH_M = (0.018, 0.045)     # pulse diameter at the faintest and the busiest link
+PULSE_GLOW = 6.0
 
 
 @dataclass(frozen=True)
 class FabricPrims:
     link_paths: tuple[str, ...]     # indexed like Links.link_id
     kinds: tuple[str, ...]
+    tracks: routes.PulseTracks | None
 
 
 def _count(names: set[str], kind: str) -> int:
@@ -34,15 +46,17 @@ def _count(names: set[str], kind: str) -> int:
     return max(ks) + 1 if ks else 0
 
 
-def author_fabric(stage: Usd.Stage, layout: lay.Layout, links: Links | None) -> FabricPrims:
-    """Define switches and link curves (static parts) on the root layer."""
+def author_fabric(stage: Usd.Stage, layout: lay.Layout, links: Links | None, looks) -> FabricPrims:
+    """Define switches, cable curves and the pulse points (static parts) on the root layer."""
     group(stage, FABRIC)
     group(stage, f"{FABRIC}/Leaves")
-    for rack in layout.racks:   # ToR on the rack roof, turned like its rack
-        ref(stage, f"{FABRIC}/Leaves/Leaf_{lay.prim_name(rack.name)}", "tor_switch.usda", instanceable=True,
-             translate=(*rack.xy, lay.RACK_HEIGHT_M), yaw_deg=rack.yaw_deg)
+    for rack in layout.racks:   # each rack's leaf, hung under the aisle tray in front of it, ports to the rack
+        leaf = ref(stage, f"{FABRIC}/Leaves/Leaf_{lay.prim_name(rack.name)}", "tor_switch.usda", instanceable=True,
+                   translate=lay.leaf_centre(layout, rack) - np.array([0.0, 0.0, lay.TOR_HEIGHT_M / 2]),
+                   yaw_deg=rack.yaw_deg + 180.0)
+        bind(leaf, looks.surface)
     if links is None or not len(links.link_id):
-        return FabricPrims((), ())
+        return FabricPrims((), (), None)
     names = set(links.src) | set(links.dst)
     n_spines, n_storage = _count(names, "spine"), _count(names, "storage")
     pos = lay.endpoint_positions(layout, names, n_spines, n_storage)
@@ -51,55 +65,111 @@ def author_fabric(stage: Usd.Stage, layout: lay.Layout, links: Links | None) -> 
         if keys:
             group(stage, f"{FABRIC}/{folder}")
         for name in keys:
-            ref(stage, f"{FABRIC}/{folder}/{lay.prim_name(name).title()}", "tor_switch.usda", instanceable=True,
-                 translate=pos[name] - np.array([0.0, 0.0, lay.TOR_HEIGHT_M / 2]))
+            box = ref(stage, f"{FABRIC}/{folder}/{lay.prim_name(name).title()}", "tor_switch.usda", instanceable=True,
+                      translate=pos[name] - np.array([0.0, 0.0, lay.TOR_HEIGHT_M / 2]))
+            bind(box, looks.surface)
     UsdGeom.Scope.Define(stage, f"{FABRIC}/Links")
-    paths = []
-    for lid, src, dst, kind in zip(links.link_id, links.src, links.dst, links.kind):
+    paths, route_list = [], []
+    for lane, (lid, src, dst, kind) in enumerate(zip(links.link_id, links.src, links.dst, links.kind)):
         path = f"{FABRIC}/Links/Link_{int(lid):04d}"
-        pts = lay.link_polyline(pos[src], pos[dst])
-        c = UsdGeom.BasisCurves.Define(stage, path)
-        c.CreateTypeAttr(UsdGeom.Tokens.linear)
-        c.CreateCurveVertexCountsAttr([len(pts)])
-        c.CreatePointsAttr(Vt.Vec3fArray([Gf.Vec3f(*map(float, p)) for p in pts]))
-        c.CreateExtentAttr(Vt.Vec3fArray([Gf.Vec3f(*map(float, pts.min(0) - 0.03)),
-                                          Gf.Vec3f(*map(float, pts.max(0) + 0.03))]))
-        c.CreateWidthsAttr()
-        c.SetWidthsInterpolation(UsdGeom.Tokens.constant)
-        c.CreateDisplayColorPrimvar(UsdGeom.Tokens.constant)
-        c.CreateDisplayOpacityPrimvar(UsdGeom.Tokens.constant)
-        prim = c.GetPrim()
-        prim.CreateAttribute("fabric:src", Sdf.ValueTypeNames.String, custom=True).Set(src)
-        prim.CreateAttribute("fabric:dst", Sdf.ValueTypeNames.String, custom=True).Set(dst)
-        prim.CreateAttribute("fabric:kind", Sdf.ValueTypeNames.Token, custom=True).Set(kind)
+        r = routes.route_link(layout, src, dst, pos, lane)
+        _cable(stage, path, r, src, dst, kind, looks)
         paths.append(path)
-    Usd.ModelAPI(stage.GetPrimAtPath(FABRIC)).SetKind(Kind.Tokens.group)
-    return FabricPrims(tuple(paths), tuple(links.kind))
+        route_list.append(r)
+    busy = [i for i in range(len(route_list)) if links.bytes_per_s[:, i].max() > 0]   # links that ever carry bytes
+    tracks = routes.pulse_tracks([route_list[i] for i in busy], busy) if busy else None
+    if tracks is not None and tracks.length.size == 0:
+        tracks = None
+    if tracks is not None:
+        _pulses(stage, tracks, links, looks)
+    fab = stage.GetPrimAtPath(FABRIC)
+    Usd.ModelAPI(fab).SetKind(Kind.Tokens.group)
+    label(fab, "network")
+    return FabricPrims(tuple(paths), tuple(links.kind), tracks)
 
 
-def link_width_m(kind: str, util: np.ndarray) -> np.ndarray:
-    """Curve width (m) of a link of `kind` at utilisation 0..1 (linear between idle and full)."""
-    lo, hi = LINK_WIDTH_M.get(kind, LINK_WIDTH_M["nic-leaf"])
-    return lo + np.clip(util, 0.0, 1.0) * (hi - lo)
+def _pulses(stage: Usd.Stage, tracks: routes.PulseTracks, links: Links, looks) -> None:
+    pulses = UsdGeom.Points.Define(stage, f"{FABRIC}/Pulses")
+    pulses.CreatePointsAttr()
+    pulses.CreateWidthsAttr()
+    pulses.SetWidthsInterpolation(UsdGeom.Tokens.vertex)
+    pulses.CreateDisplayColorPrimvar(UsdGeom.Tokens.constant).Set(
+        Vt.Vec3fArray([Gf.Vec3f(*(float(c * PULSE_GLOW) for c in colours.RDMA_RGB))]))
+    pulses.CreateDisplayOpacityPrimvar(UsdGeom.Tokens.vertex)
+    pts = tracks.points
+    pulses.CreateExtentAttr(Vt.Vec3fArray([Gf.Vec3f(*map(float, pts.min(0) - 0.05)), Gf.Vec3f(*map(float, pts.max(0) + 0.05))]))
+    UsdGeom.PrimvarsAPI(pulses).CreatePrimvar("fabric:link", Sdf.ValueTypeNames.IntArray, UsdGeom.Tokens.vertex).Set(
+        Vt.IntArray([int(links.link_id[i]) for i in tracks.link_of_pulse]))
+    bind(pulses.GetPrim(), looks.pulse)
 
 
-def sample_fabric(tel: Sdf.Layer, fabric: FabricPrims, links: Links | None, timecodes: np.ndarray) -> int:
-    """Time-sample every link's colour, width and opacity from utilisation (inside a ChangeBlock)."""
+def _cable(stage: Usd.Stage, path: str, r: routes.Route, src: str, dst: str, kind: str, looks) -> None:
+    c = UsdGeom.BasisCurves.Define(stage, path)
+    c.CreateTypeAttr(UsdGeom.Tokens.cubic)
+    c.CreateBasisAttr(UsdGeom.Tokens.catmullRom)
+    c.CreateWrapAttr(UsdGeom.Tokens.pinned)
+    c.CreateCurveVertexCountsAttr(Vt.IntArray([len(r.points)]))
+    c.CreatePointsAttr(Vt.Vec3fArray.FromNumpy(r.points.astype(np.float32)))
+    c.CreateExtentAttr(Vt.Vec3fArray([Gf.Vec3f(*map(float, r.points.min(0) - 0.03)),
+                                      Gf.Vec3f(*map(float, r.points.max(0) + 0.03))]))
+    c.CreateWidthsAttr()
+    c.SetWidthsInterpolation(UsdGeom.Tokens.constant)
+    c.CreateDisplayColorPrimvar(UsdGeom.Tokens.constant)
+    UsdGeom.PrimvarsAPI(c).CreatePrimvar("fx:pinned", Sdf.ValueTypeNames.FloatArray, UsdGeom.Tokens.vertex).Set(
+        Vt.FloatArray.FromNumpy(r.pinned))
+    prim = c.GetPrim()
+    prim.CreateAttribute("fabric:src", Sdf.ValueTypeNames.String, custom=True).Set(src)
+    prim.CreateAttribute("fabric:dst", Sdf.ValueTypeNames.String, custom=True).Set(dst)
+    prim.CreateAttribute("fabric:kind", Sdf.ValueTypeNames.Token, custom=True).Set(kind)
+    bind(prim, looks.light)
+
+
+def link_level(links: Links) -> tuple[np.ndarray, float]:
+    """(F, L) visual level of every link (traffic gain, then smoothed under 3 Hz) and the peak
+    bytes/s it is relative to."""
+    peak = float(links.bytes_per_s.max()) if links.bytes_per_s.size else 0.0
+    return effects.smooth_level(effects.traffic_level(links.bytes_per_s, peak)), peak
+
+
+def sample_fabric(tel: Sdf.Layer, fabric: FabricPrims, links: Links | None, timecodes: np.ndarray) -> dict:
+    """Time-sample every cable's width/colour and the pulses (inside a ChangeBlock)."""
     if links is None or not fabric.link_paths:
-        return 0
+        return {"samples": 0, "bytes_per_s_peak": 0.0}
     T = Sdf.ValueTypeNames
-    step = colours.util_step(links.util)                        # (F, L)
-    u = np.arange(colours.UTIL_STEPS) / (colours.UTIL_STEPS - 1)
-    rgb = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c))]) for c in colours.util_rgb(u)]
-    opac = [Vt.FloatArray([float(LINK_OPACITY[0] + f * (LINK_OPACITY[1] - LINK_OPACITY[0]))]) for f in u]
+    level, peak = link_level(links)
+    step = np.rint(level * (LEVEL_STEPS - 1)).astype(np.int32)          # (F, L)
+    u = np.arange(LEVEL_STEPS) / (LEVEL_STEPS - 1)
+    idle, hot = np.array(colours.CABLE_IDLE_RGB), np.array(colours.RDMA_RGB) * CABLE_GLOW
+    rgb = [Vt.Vec3fArray([Gf.Vec3f(*map(float, idle + f * (hot - idle)))]) for f in u]
     n = write_palette_series(tel, [attr_spec(tel, p, "primvars:displayColor", T.Color3fArray).path
                                    for p in fabric.link_paths], timecodes, step, rgb)
-    n += write_palette_series(tel, [attr_spec(tel, p, "primvars:displayOpacity", T.FloatArray).path
-                                    for p in fabric.link_paths], timecodes, step, opac)
-    # widths depend on the kind: offset codes per kind so each (kind, step) has its own Vt value
     kinds = sorted(set(fabric.kinds))
-    widths = [Vt.FloatArray([float(w)]) for k in kinds for w in link_width_m(k, u)]
-    code = step + np.array([kinds.index(k) for k in fabric.kinds])[None, :] * colours.UTIL_STEPS
+    widths = []
+    for k in kinds:
+        lo, hi = CABLE_WIDTH_M.get(k, CABLE_WIDTH_M["nic-leaf"])
+        widths += [Vt.FloatArray([float(lo + f * (hi - lo))]) for f in u]
+    code = step + np.array([kinds.index(k) for k in fabric.kinds])[None, :] * LEVEL_STEPS
     n += write_palette_series(tel, [attr_spec(tel, p, "widths", T.FloatArray).path for p in fabric.link_paths],
                               timecodes, code, widths)
+    n += _sample_pulses(tel, fabric.tracks, level, timecodes)
+    return {"samples": n, "bytes_per_s_peak": peak}
+
+
+def _sample_pulses(tel: Sdf.Layer, tracks: routes.PulseTracks | None, level: np.ndarray, timecodes: np.ndarray) -> int:
+    """Pulse positions every frame; widths and displayOpacity (brightness) from the link level."""
+    if tracks is None or tracks.length.size == 0:
+        return 0
+    base = f"{FABRIC}/Pulses"
+    T = Sdf.ValueTypeNames
+    p_pts = attr_spec(tel, base, "points", T.Point3fArray).path
+    p_w = attr_spec(tel, base, "widths", T.FloatArray).path
+    p_o = attr_spec(tel, base, "primvars:displayOpacity", T.FloatArray).path
+    n = 0
+    for f, t in enumerate(timecodes.tolist()):
+        lv = level[f, tracks.link_of_pulse].astype(np.float32)
+        w = np.where(lv > 0, PULSE_WIDTH_M[0] + lv * (PULSE_WIDTH_M[1] - PULSE_WIDTH_M[0]), 0.0).astype(np.float32)
+        tel.SetTimeSample(p_pts, t, Vt.Vec3fArray.FromNumpy(routes.pulse_positions(tracks, f).astype(np.float32)))
+        tel.SetTimeSample(p_w, t, Vt.FloatArray.FromNumpy(w))
+        tel.SetTimeSample(p_o, t, Vt.FloatArray.FromNumpy(lv))
+        n += 3
     return n

@@ -1,15 +1,17 @@
 """Read a run's telemetry into dense per-frame arrays for the stage (no pxr here).
 
-The stage samples visual attributes at a *stage frame* spacing (``stage_sample_s``, default 5 s)
-rather than the telemetry rate; the 1-s detail stays in Parquet. A stage frame at time t takes:
+Two time mappings (both stated in the stage's customLayerData, see scenes/stage.py):
 
-* instantaneous columns (temperatures, state, fan rpm, inlet) from the telemetry row at t;
-* interval-mean columns (power, P2P and link traffic) averaged over the telemetry samples in
-  (previous frame, t], so a short burst between frames is diluted, not lost;
-* the fan angle as the exact integral of rpm over every telemetry sample up to t.
+* **compressed** (default): one stage frame every ``stage_sample_s`` simulated seconds (5 s), on
+  telemetry sample times: every ``step = round(stage_sample_s / sample_s)``-th sample plus the
+  last, so the one-hour surge is 720 frames (30 s at 24 fps, 120x real time).
+* **real time** (``realtime=True``): 24 frames per simulated second over a window of the run, so a
+  stage second is a simulated second (velocities in m/s play back at their true speed). Each
+  frame shows the telemetry sample whose interval ``(t - sample_s, t]`` contains the frame time.
 
-Frames fall on telemetry sample times: every ``step = round(stage_sample_s / sample_s)``-th sample,
-plus the last sample so the stage ends where the run ends.
+A frame takes instantaneous columns (temperatures, state, fan rpm, airflow) from its telemetry
+row, and interval-mean columns (power, utilisation, P2P and link traffic) averaged over the
+samples since the previous frame, so a burst between frames is diluted, not lost.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from twin.telemetry.schema import NODE_STATES
 from twin.telemetry.read import read_manifest, read_table
 
 DEFAULT_STAGE_SAMPLE_S = 5.0
-FAN_MAX_DEG_PER_FRAME = 90.0   # visual fan spin is slowed so the fastest fan turns <= 90° per frame
+FRAMES_PER_SECOND = 24.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Topology:
     rack_xy: np.ndarray      # (N, 2) rack footprint centre, metres
     facing: list[str]        # "+y" | "-y"
     gpus: np.ndarray
+    node_type: list[str]
 
     @property
     def n_nodes(self) -> int:
@@ -51,12 +54,13 @@ class Topology:
 
 @dataclass(frozen=True)
 class Links:
-    """Fabric links (static endpoints) and their per-frame utilisation."""
+    """Fabric links (static endpoints) and their per-frame traffic."""
     link_id: np.ndarray      # (L,)
     src: list[str]
     dst: list[str]
     kind: list[str]
     util: np.ndarray         # (F, L) mean utilisation 0..1 over each frame window
+    bytes_per_s: np.ndarray  # (F, L) mean bytes per second over each frame window, both directions
 
 
 @dataclass(frozen=True)
@@ -65,23 +69,35 @@ class StageFrames:
     manifest: dict
     topology: Topology
     sample_s: float                  # telemetry interval, s
-    stage_sample_s: float            # requested frame spacing, s
+    seconds_per_frame: float         # simulated seconds per stage frame (= per time code)
+    realtime: bool
+    window_s: tuple[float, float]    # simulated seconds covered (first frame time, last frame time)
     times: np.ndarray                # (F,) frame times, s
     frame_rows: np.ndarray           # (F,) telemetry sample index of each frame
     state: np.ndarray                # (F, N) index into NODE_STATES
     gpu_temp_max_c: np.ndarray       # (F, N) °C
     gpu_temp_c: np.ndarray           # (F, N, G) °C per GPU (G = max GPUs per node; NaN padding)
     power_w: np.ndarray              # (F, N) wall power, mean over the frame window, W
+    gpu_util: np.ndarray             # (F, N) mean GPU busy fraction, window mean
     p2p_gb_s: np.ndarray             # (F, N) intra-node GPU<->GPU traffic, window mean, GB/s
     fan_rpm: np.ndarray              # (F, N) chassis fan speed at the frame, rpm
     inlet_c: np.ndarray              # (F, N) °C
-    fan_angle_deg: np.ndarray        # (F, N) visual rotor angle (accumulated rotation / divisor)
-    fan_spin_divisor: float          # real rotation / visual rotation
+    exhaust_c: np.ndarray            # (F, N) °C
+    airflow_m3_s: np.ndarray         # (F, N) volume flow through the node, m³/s
     links: Links | None
+
+    @property
+    def stage_sample_s(self) -> float:
+        return self.seconds_per_frame
 
     @property
     def duration_s(self) -> float:
         return float(self.times[-1]) if self.times.size else 0.0
+
+    @property
+    def timecodes(self) -> np.ndarray:
+        """USD time code of each frame: simulated seconds / seconds per frame."""
+        return self.times / self.seconds_per_frame
 
 
 def _read(run_dir: Path, name: str, columns: list[str] | None = None) -> pa.Table:
@@ -112,6 +128,7 @@ def read_topology(run_dir: Path) -> Topology:
         xyz=np.stack([_np(t, "x_m"), _np(t, "y_m"), _np(t, "z_m")], axis=1).astype(np.float64),
         rack_xy=np.stack([_np(t, "rack_x_m"), _np(t, "rack_y_m")], axis=1).astype(np.float64),
         facing=t.column("facing").to_pylist(), gpus=_np(t, "gpus", np.int64),
+        node_type=t.column("node_type").to_pylist(),
     )
 
 
@@ -126,37 +143,63 @@ def frame_rows(n_samples: int, sample_s: float, stage_sample_s: float) -> np.nda
     return rows.astype(np.int64)
 
 
-def window_mean(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Mean of values[(prev_row, row]] along axis 0 for each frame row (first window from 0)."""
+def window_mean(values: np.ndarray, rows: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
+    """Mean of values[(start, row]] along axis 0 per frame; start defaults to the previous row
+    (first window from the first sample); a start >= row means the row alone."""
     csum = np.concatenate([np.zeros((1, *values.shape[1:])), np.cumsum(values, axis=0, dtype=np.float64)])
-    starts = np.concatenate([[-1], rows[:-1]])
-    return ((csum[rows + 1] - csum[starts + 1]) / (rows - starts).reshape(-1, *[1] * (values.ndim - 1)))
+    if starts is None:
+        starts = np.concatenate([[-1], rows[:-1]])
+    starts = np.minimum(starts, rows - 1)
+    return (csum[rows + 1] - csum[starts + 1]) / (rows - starts).reshape(-1, *[1] * (values.ndim - 1))
 
 
 def _dense(times: np.ndarray, ids: np.ndarray, values: np.ndarray, n_t: np.ndarray, n_ids: int,
            fill=np.nan) -> np.ndarray:
     """Scatter long-format rows (time, id, value) into a dense (T, n_ids) array."""
     ti = np.searchsorted(n_t, times)
-    out = np.full((n_t.size, n_ids), fill, dtype=values.dtype if fill is None else np.result_type(values.dtype, type(fill)))
+    out = np.full((n_t.size, n_ids), fill, dtype=np.result_type(values.dtype, type(fill)))
     out[ti, ids] = values
     return out
 
 
-def load_frames(run_dir: Path, stage_sample_s: float | None = None) -> StageFrames:
-    """Read manifest + topology + nodes + gpus (+ links) and sample them at stage frames."""
+def _select(t_all: np.ndarray, sample_s: float, stage_sample_s: float | None,
+            window: tuple[float, float] | None, realtime: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(frame times, frame rows, window starts, seconds per frame) for the chosen time mapping."""
+    if realtime:
+        t0, t1 = window if window else (float(t_all[0]), float(t_all[-1]))
+        dt = 1.0 / FRAMES_PER_SECOND
+        times = t0 + np.arange(int(math.floor((t1 - t0) / dt + 1e-9)) + 1) * dt
+        rows = np.clip(np.searchsorted(t_all, times - 1e-9), 0, t_all.size - 1)
+        return times, rows, rows - 1, dt
+    dt = float(stage_sample_s) if stage_sample_s else max(DEFAULT_STAGE_SAMPLE_S, sample_s)
+    rows = frame_rows(t_all.size, sample_s, dt)
+    if window:
+        keep = (t_all[rows] >= window[0] - 1e-9) & (t_all[rows] <= window[1] + 1e-9)
+        rows = rows[keep]
+    step = max(1, int(round(dt / sample_s)))
+    starts = np.concatenate([[max(int(rows[0]) - step, -1)], rows[:-1]]) if rows.size else rows
+    return t_all[rows], rows, starts, dt
+
+
+def load_frames(run_dir: Path, stage_sample_s: float | None = None,
+                window: tuple[float, float] | None = None, realtime: bool = False) -> StageFrames:
+    """Read manifest + topology + nodes + gpus (+ links) and sample them at stage frames.
+
+    window: (start_s, end_s) of simulated time to keep; realtime: 24 frames per simulated second.
+    """
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     topo = read_topology(run_dir)
     n = topo.n_nodes
-    nodes = _read(run_dir, "nodes", ["time_s", "node_id", "state", "power_w", "fan_rpm", "inlet_c",
-                                     "gpu_temp_max_c", "p2p_gb_s"])
+    nodes = _read(run_dir, "nodes", ["time_s", "node_id", "state", "power_w", "fan_rpm", "inlet_c", "exhaust_c",
+                                     "airflow_m3_s", "gpu_temp_max_c", "p2p_gb_s"])
     t_all = np.unique(_np(nodes, "time_s", np.float64))
+    if t_all.size == 0:
+        raise ValueError(f"{run_dir}: the nodes table has no samples")
     sample_s = float(manifest.get("simulation", {}).get("sample_s")
                      or (np.diff(t_all).min() if t_all.size > 1 else 1.0))
-    stage_dt = float(stage_sample_s) if stage_sample_s else max(DEFAULT_STAGE_SAMPLE_S, sample_s)
-    if stage_dt <= 0 or not math.isfinite(stage_dt):
+    if stage_sample_s is not None and not (math.isfinite(stage_sample_s) and stage_sample_s > 0):
         raise ValueError(f"stage_sample_s must be a positive number of seconds, got {stage_sample_s!r}")
-    rows = frame_rows(t_all.size, sample_s, stage_dt)
     where = f"{run_dir}/telemetry/topology.parquet"
     if not np.array_equal(topo.node_id, np.arange(n)):
         raise ValueError(f"{where}: node_id must be 0..{n - 1}, one row each")
@@ -164,56 +207,79 @@ def load_frames(run_dir: Path, stage_sample_s: float | None = None) -> StageFram
     if len({(r, s) for r, s in zip(topo.rack_id.tolist(), topo.slot.tolist())}) != n or \
             len(racks) != len({r for r, _ in racks}) or len(racks) != len({name for _, name in racks}):
         raise ValueError(f"{where}: each node needs its own (rack_id, slot) and each rack one name (prim paths)")
+    if window is not None:
+        w0, w1 = window
+        if not (math.isfinite(w0) and math.isfinite(w1) and w1 > w0):
+            raise ValueError(f"--window: need START < END in simulated seconds, got {w0:g}:{w1:g}")
+        if w1 < t_all[0] or w0 > t_all[-1]:
+            raise ValueError(f"--window {w0:g}:{w1:g}: outside the run's samples {t_all[0]:g}..{t_all[-1]:g} s")
+        window = (max(w0, float(t_all[0])), min(w1, float(t_all[-1])))
+    times, rows, starts, spf = _select(t_all, sample_s, stage_sample_s, window, realtime)
+    if rows.size == 0:
+        raise ValueError(f"--window: no stage frame falls inside {window[0]:g}..{window[1]:g} s")
     nt, nid = _np(nodes, "time_s", np.float64), _ids(nodes, "node_id", n, f"{run_dir}/telemetry/nodes.parquet")
 
     def dense(col: str) -> np.ndarray:
         return _dense(nt, nid, _np(nodes, col, np.float64), t_all, n)
 
+    def mean(values: np.ndarray) -> np.ndarray:
+        return window_mean(np.nan_to_num(values), rows, starts).astype(np.float32)
+
     state_idx = pc.index_in(nodes.column("state"), value_set=pa.array(NODE_STATES)).fill_null(0)
     state = _dense(nt, nid, state_idx.to_numpy().astype(np.int32), t_all, n, fill=0).astype(np.int32)
-    rpm = np.nan_to_num(dense("fan_rpm"))
-    # accumulated rotor rotation, degrees: rpm/60 rev/s * 360 °/rev * sample_s s per sample
-    turn_deg = np.cumsum(rpm * (6.0 * sample_s), axis=0)[rows]
-    step_deg = np.diff(turn_deg, axis=0, prepend=0.0)
-    divisor = max(1.0, float(math.ceil(step_deg.max() / FAN_MAX_DEG_PER_FRAME))) if step_deg.size else 1.0
-
-    gpus = _read(run_dir, "gpus", ["time_s", "node_id", "gpu_index", "temp_c"])
-    gfile = f"{run_dir}/telemetry/gpus.parquet"
-    g_max = int(topo.gpus.max()) if n else 0
-    gt = np.full((rows.size, n, max(g_max, 1)), np.nan, dtype=np.float32)
-    if gpus.num_rows:
-        ti = np.searchsorted(t_all, _np(gpus, "time_s", np.float64))
-        pos = np.full(t_all.size, -1, dtype=np.int64)
-        pos[rows] = np.arange(rows.size)
-        keep = pos[ti] >= 0   # only rows at frame times
-        gt[pos[ti[keep]], _ids(gpus, "node_id", n, gfile)[keep], _ids(gpus, "gpu_index", max(g_max, 1), gfile)[keep]] = \
-            _np(gpus, "temp_c", np.float32)[keep]
-
+    gt, util = _gpu_frames(run_dir, t_all, rows, n, int(topo.gpus.max()) if n else 0)
     return StageFrames(
-        manifest=manifest, topology=topo, sample_s=sample_s, stage_sample_s=stage_dt,
-        times=t_all[rows], frame_rows=rows, state=state[rows],
-        gpu_temp_max_c=dense("gpu_temp_max_c")[rows].astype(np.float32),
-        gpu_temp_c=gt[:, :, :g_max] if g_max else gt[:, :, :0],
-        power_w=window_mean(np.nan_to_num(dense("power_w")), rows).astype(np.float32),
-        p2p_gb_s=window_mean(np.nan_to_num(dense("p2p_gb_s")), rows).astype(np.float32),
-        fan_rpm=rpm[rows].astype(np.float32), inlet_c=dense("inlet_c")[rows].astype(np.float32),
-        fan_angle_deg=(turn_deg / divisor).astype(np.float32), fan_spin_divisor=divisor,
-        links=_load_links(run_dir, t_all, rows),
+        manifest=manifest, topology=topo, sample_s=sample_s, seconds_per_frame=spf, realtime=realtime,
+        window_s=(float(times[0]), float(times[-1])), times=times, frame_rows=rows, state=state[rows],
+        gpu_temp_max_c=dense("gpu_temp_max_c")[rows].astype(np.float32), gpu_temp_c=gt,
+        power_w=mean(dense("power_w")), gpu_util=mean(util), p2p_gb_s=mean(dense("p2p_gb_s")),
+        fan_rpm=np.nan_to_num(dense("fan_rpm"))[rows].astype(np.float32),
+        inlet_c=dense("inlet_c")[rows].astype(np.float32), exhaust_c=dense("exhaust_c")[rows].astype(np.float32),
+        airflow_m3_s=np.nan_to_num(dense("airflow_m3_s"))[rows].astype(np.float32),
+        links=_load_links(run_dir, t_all, rows, starts, sample_s),
     )
 
 
-def _load_links(run_dir: Path, t_all: np.ndarray, rows: np.ndarray) -> Links | None:
+def _gpu_frames(run_dir: Path, t_all: np.ndarray, rows: np.ndarray, n: int, g_max: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(F, N, G) GPU temperatures at the frames and the (T, N) node-mean GPU utilisation."""
+    gpus = _read(run_dir, "gpus", ["time_s", "node_id", "gpu_index", "temp_c", "util"])
+    gfile = f"{run_dir}/telemetry/gpus.parquet"
+    gt = np.full((rows.size, n, max(g_max, 1)), np.nan, dtype=np.float32)
+    util = np.zeros((t_all.size, n))
+    if gpus.num_rows:
+        ti = np.searchsorted(t_all, _np(gpus, "time_s", np.float64))
+        nid, gix = _ids(gpus, "node_id", n, gfile), _ids(gpus, "gpu_index", max(g_max, 1), gfile)
+        count = np.zeros((t_all.size, n))
+        np.add.at(util, (ti, nid), _np(gpus, "util", np.float64))
+        np.add.at(count, (ti, nid), 1.0)
+        util = np.divide(util, count, out=np.zeros_like(util), where=count > 0)
+        pos = np.full(t_all.size, -1, dtype=np.int64)
+        pos[rows] = np.arange(rows.size)     # (with repeated rows in real time, the last frame wins)
+        keep = pos[ti] >= 0
+        gt[pos[ti[keep]], nid[keep], gix[keep]] = _np(gpus, "temp_c", np.float32)[keep]
+        if rows.size and np.unique(rows).size != rows.size:    # real time: frames share rows
+            gt = gt[pos[rows]]
+    return (gt[:, :, :g_max] if g_max else gt[:, :, :0]), util
+
+
+def _load_links(run_dir: Path, t_all: np.ndarray, rows: np.ndarray, starts: np.ndarray,
+                sample_s: float) -> Links | None:
     if not os.path.lexists(Path(run_dir) / "telemetry" / "links.parquet"):
         return None
-    links = read_table(run_dir, "links", ["time_s", "link_id", "src", "dst", "kind", "utilisation"])
+    links = read_table(run_dir, "links", ["time_s", "link_id", "src", "dst", "kind", "utilisation", "bytes"])
     if links.num_rows == 0:
         return None
     lid = _np(links, "link_id", np.int64)
     ids, first = np.unique(lid, return_index=True)   # static endpoints from each link's first row
     remap = np.searchsorted(ids, lid)
-    util = _dense(_np(links, "time_s", np.float64), remap, _np(links, "utilisation", np.float64),
-                  t_all, ids.size)
+    lt = _np(links, "time_s", np.float64)
+
+    def mean(col: str) -> np.ndarray:
+        d = _dense(lt, remap, _np(links, col, np.float64), t_all, ids.size)
+        return window_mean(np.nan_to_num(d), rows, starts).astype(np.float32)
+
     take = pa.array(first)
     return Links(link_id=ids, src=links.column("src").take(take).to_pylist(),
                  dst=links.column("dst").take(take).to_pylist(), kind=links.column("kind").take(take).to_pylist(),
-                 util=window_mean(np.nan_to_num(util), rows).astype(np.float32))
+                 util=mean("utilisation"), bytes_per_s=mean("bytes") / np.float32(sample_s))

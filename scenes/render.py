@@ -1,138 +1,139 @@
-"""Render one frame of a run's stage with Blender Cycles on CPU (bpy, the PyPI Blender module).
+"""Render frames of a run's stage with Blender Cycles on CPU (bpy, the PyPI Blender module).
 
-bpy is imported only here, and only inside a child process (``python -m scenes.render``): a
-Blender session is heavy, global and not re-entrant, so `twin render` stays a thin wrapper and a
-Blender crash cannot take the CLI down with it.
+bpy runs only in a child process (``python -m scenes.render``): a Blender session is heavy,
+global and not re-entrant, and bpy may live in a different Python than twin (bpy 5.0 wheels
+exist for CPython 3.11 only). find_bpy_python() picks the interpreter: $TWIN_BPY_PYTHON, then
+this Python, then any python3.11 on PATH or under pyenv. The child needs only bpy and the
+standard library.
 
-What Blender keeps from the stage (measured with bpy 5.0.1, /work/shared/reference/usd.md): the
-time-sampled ``primvars:displayColor`` arrives as an animated colour attribute, but no
-UsdPreviewSurface material survives the import, so this script gives every mesh that carries a
-``displayColor`` attribute one material whose base colour is read from that attribute (and
-whose emission follows it faintly, so hot nodes glow). Camera: the stage's ``Hero`` camera.
+What the import keeps (bpy 5.0.1, measured on this stage): materials bound to non-instanced
+meshes (the node shells' Surface look: displayColor -> base colour, primvars:emissive ->
+emission), displayColor / displayOpacity / heat as attributes, animated through a mesh-sequence
+cache, instancing (collection instances), curves and points. It drops bindings on instance
+roots and on curves/points, so the child gives those their looks back from the same primvars:
+instanced parts a displayColor surface, glass to glass panes, the blur discs alpha from
+displayOpacity, cables, pulses and P2P arcs an emission of their displayColor.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, Sequence
 
 DEFAULT_SIZE = (480, 270)
 DEFAULT_SAMPLES = 16
-GLOW_STRENGTH = 0.6   # emission strength of the heat colour (visual only)
-GLASS_ALPHA = 0.12    # rack door glass coverage (materials.usda Glass has opacity 0.25)
+INSTALL_HINT = ("install it into a CPython 3.11 with `python3.11 -m pip install --no-deps bpy==5.0.1`, "
+                "or set TWIN_BPY_PYTHON to a Python that has it")
 
 
 class RenderError(RuntimeError):
     """Rendering failed for a reason the user can act on (bpy missing, bad frame, no stage)."""
 
 
-def bpy_available() -> tuple[bool, str]:
-    """(True, version) when `import bpy` works in a child Python, else (False, reason)."""
-    proc = subprocess.run([sys.executable, "-c", "import bpy; print(bpy.app.version_string)"],
-                          capture_output=True, text=True, timeout=300)
+def _has_bpy(python: str) -> tuple[bool, str]:
+    try:
+        proc = subprocess.run([python, "-c", "import bpy; print(bpy.app.version_string)"],
+                              capture_output=True, text=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["import failed"])[-1]
-        return False, f"bpy (Blender as a Python module) cannot be imported: {last}"
+        return False, (proc.stderr.strip().splitlines() or ["import failed"])[-1]
     return True, proc.stdout.strip().splitlines()[-1]
 
 
-def render_frame(stage_root: Path, frame: int, out_png: Path, size: tuple[int, int] = DEFAULT_SIZE,
-                 samples: int = DEFAULT_SAMPLES, camera: str = "Hero", timeout_s: float = 900) -> dict:
-    """Render `frame` (USD time code = Blender frame) of `stage_root` to `out_png` in a child process."""
-    stage_root, out_png = Path(stage_root), Path(out_png)
+def _candidates() -> list[str]:
+    env = os.environ.get("TWIN_BPY_PYTHON")
+    if env:
+        return [env]        # an explicit choice is the only one tried
+    out = [sys.executable]
+    for name in ("python3.11",):
+        found = shutil.which(name)
+        if found:
+            out.append(found)
+    out += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.11*/bin/python")))
+    seen, uniq = set(), []
+    for p in out:
+        real = os.path.realpath(p)
+        if real not in seen:
+            seen.add(real)
+            uniq.append(p)
+    return uniq
+
+
+def find_bpy_python() -> tuple[str, str]:
+    """(python executable, Blender version) of the first candidate that imports bpy.
+
+    Raises RenderError with one line saying where it looked and how to get bpy."""
+    tried = []
+    for python in _candidates():
+        ok, info = _has_bpy(python)
+        if ok:
+            return python, info
+        tried.append(python)
+    where = "TWIN_BPY_PYTHON=" + tried[0] if os.environ.get("TWIN_BPY_PYTHON") else ", ".join(tried)
+    raise RenderError(f"bpy (Blender as a Python module) not found (tried {where}); {INSTALL_HINT}")
+
+
+def bpy_available() -> tuple[bool, str]:
+    """(True, version) when some Python can import bpy, else (False, reason)."""
+    try:
+        return True, find_bpy_python()[1]
+    except RenderError as exc:
+        return False, str(exc)
+
+
+def render_frames(stage_root: Path, frames: Sequence[int], outs: Sequence[Path], size: tuple[int, int] = DEFAULT_SIZE,
+                  samples: int = DEFAULT_SAMPLES, camera: str = "Hero",
+                  progress: Callable[[int, int], None] | None = None, timeout_s: float = 36000) -> dict:
+    """Render stage frames (USD time code = Blender frame) to the PNG paths `outs` in one Blender
+    session (the stage is imported once); progress(done, total) after each frame."""
+    stage_root = Path(stage_root)
     if not stage_root.exists():
         raise RenderError(f"{stage_root}: no stage (run `twin scene RUN_DIR` first)")
-    job = {"stage": str(stage_root), "frame": int(frame), "out": str(out_png.resolve()),
+    python, _ = find_bpy_python()
+    job = {"stage": str(stage_root.resolve()), "frames": [int(f) for f in frames],
+           "outs": [str(Path(o).resolve()) for o in outs],
            "size": list(size), "samples": int(samples), "camera": camera}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-m", "scenes.render", json.dumps(job)], capture_output=True,
-                          text=True, timeout=timeout_s, env=env)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        errs = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("RENDER-ERROR ")]
-        if errs:
-            raise RenderError(errs[-1].removeprefix("RENDER-ERROR "))
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RenderError(f"Blender render failed: {tail}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
-
-
-# ------------------------------------------------------------------ child process (bpy inside)
-def _heat_material(bpy):
-    mat = bpy.data.materials.new("TwinDisplayColor")
-    mat.use_nodes = True
-    nt = mat.node_tree
-    bsdf = nt.nodes.get("Principled BSDF")
-    attr = nt.nodes.new("ShaderNodeAttribute")
-    attr.attribute_type = "GEOMETRY"
-    attr.attribute_name = "displayColor"
-    nt.links.new(attr.outputs["Color"], bsdf.inputs["Base Color"])
-    nt.links.new(attr.outputs["Color"], bsdf.inputs["Emission Color"])
-    bsdf.inputs["Emission Strength"].default_value = GLOW_STRENGTH
-    bsdf.inputs["Roughness"].default_value = 0.45
-    return mat
-
-
-def _glass_material(bpy):
-    mat = bpy.data.materials.new("TwinGlass")
-    mat.use_nodes = True
-    bsdf = mat.node_tree.nodes.get("Principled BSDF")
-    bsdf.inputs["Base Color"].default_value = (0.55, 0.7, 0.75, 1.0)
-    bsdf.inputs["Alpha"].default_value = GLASS_ALPHA
-    return mat
-
-
-def _child(job: dict) -> dict:
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    proc = subprocess.Popen([python, "-m", "scenes.render", json.dumps(job)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    result, error, lines = None, None, []
     try:
-        import bpy
-    except ImportError as exc:
-        raise RenderError(f"bpy (Blender as a Python module) is not installed: {exc}; install it with "
-                          f"pip install --no-deps 'bpy==5.0.1' (CPython 3.11; --no-deps keeps numpy 2)") from exc
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    if "FINISHED" not in bpy.ops.wm.usd_import(filepath=job["stage"], set_frame_range=True):
-        raise RenderError(f"{job['stage']}: Blender could not import the stage")
-    scene = bpy.context.scene
-    if not scene.frame_start <= job["frame"] <= scene.frame_end:
-        raise RenderError(f"--frame {job['frame']}: outside the stage's frames "
-                          f"{scene.frame_start}..{scene.frame_end}")
-    mat, glass = _heat_material(bpy), _glass_material(bpy)
-    coloured = 0
-    for obj in bpy.data.objects:
-        if obj.type == "MESH" and "displayColor" in obj.data.attributes:
-            obj.data.materials.clear()
-            # the rack doors' Glass look is lost on import too: keep them see-through
-            obj.data.materials.append(glass if obj.name.startswith("GlassDoor") else mat)
-            coloured += 1
-    cam = bpy.data.objects.get(job["camera"])
-    if cam is None or cam.type != "CAMERA":
-        raise RenderError(f"camera {job['camera']!r} not in the stage")
-    scene.camera = cam
-    world = bpy.data.worlds.new("TwinWorld")
-    world.use_nodes = True
-    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.3
-    scene.world = world
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = job["samples"]
-    # OpenImageDenoise (CPU) turns a 16-sample frame from speckle into a readable still for ~1 s more
-    scene.cycles.use_denoising = True
-    scene.cycles.denoiser = "OPENIMAGEDENOISE"
-    scene.render.resolution_x, scene.render.resolution_y = job["size"]
-    scene.render.resolution_percentage = 100
-    scene.render.image_settings.file_format = "PNG"
-    scene.render.filepath = job["out"]
-    scene.frame_set(job["frame"])
-    bpy.ops.render.render(write_still=True)
-    return {"out": job["out"], "frame": job["frame"], "coloured_meshes": coloured,
-            "objects": len(bpy.data.objects), "frames": [scene.frame_start, scene.frame_end]}
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("PROGRESS ") and progress:
+                done, total = map(int, line.split()[1:3])
+                progress(done, total)
+            elif line.startswith("RESULT "):
+                result = json.loads(line.removeprefix("RESULT "))
+            elif line.startswith("RENDER-ERROR "):
+                error = line.removeprefix("RENDER-ERROR ").strip()
+        stderr = proc.stderr.read()
+        proc.wait(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if error:
+        raise RenderError(error)
+    if proc.returncode != 0 or result is None:
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
+        raise RenderError(f"Blender render failed: {tail}")
+    return result
+
+
+def render_frame(stage_root: Path, frame: int, out_png: Path, size: tuple[int, int] = DEFAULT_SIZE,
+                 samples: int = DEFAULT_SAMPLES, camera: str = "Hero") -> dict:
+    """Render one frame to out_png."""
+    return render_frames(stage_root, [frame], [out_png], size, samples, camera)
 
 
 if __name__ == "__main__":
-    try:
-        print("RESULT " + json.dumps(_child(json.loads(sys.argv[1]))), flush=True)
-    except RenderError as exc:
-        print(f"RENDER-ERROR {exc}", flush=True)
-        sys.exit(2)
+    from scenes.blender_job import main
+    main()

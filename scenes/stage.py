@@ -1,15 +1,16 @@
-"""Build a run's USD stage: ``stage/refinery.usda`` (layout, assets, cameras, lights, metadata)
-sublayering ``stage/telemetry.usdc`` (every time sample), plus Pillow previews.
+"""Build a run's USD stage: ``stage/refinery.usda`` (layout, assets, room, cameras, lights, metadata)
+sublayering ``stage/telemetry.usdc`` (every time sample), plus previews (legend, floor heat map).
 
 Reads only the run's telemetry + manifest (scenes/frames.py) and the hand-authored assets, which
 are copied next to the stage (``stage/assets/``) so a run directory opens anywhere.
 
-Time: one USD time code per stage frame spacing, i.e. ``timecode = simulation_s / stage_sample_s``,
-played at TIMECODES_PER_SECOND (1 h at 5 s per frame -> 720 frames, 30 s of playback at 24 fps).
+Time: ``time code = simulated seconds / twin:seconds_per_timecode``, played at 24 time codes per
+second; compressed by default (5 s per frame: the hour is 30 s of playback) or real time over a
+window (1/24 s per frame). Both are stated in customLayerData (docs/stage.md, "Time").
 
 Value resolution note: the root layer is *stronger* than its sublayer and a default value in a
 stronger layer beats time samples in a weaker one, so the root never authors a value for an
-attribute that telemetry.usdc animates (it only declares it).
+attribute that telemetry.usdc animates.
 """
 from __future__ import annotations
 
@@ -19,25 +20,21 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from pxr import Gf, Kind, Sdf, Usd, UsdGeom, UsdLux, UsdShade, Vt
+from pxr import Gf, Kind, Sdf, Usd, UsdGeom, UsdLux, UsdShade
 
-from scenes import colours, layout as lay
-from scenes.animate import attr_spec, write_float_series, write_palette_series, write_series
+from scenes import cameras, effects, layout as lay, mapping as cmap
+from scenes.mapping import quantity_values
 from scenes.fabric import author_fabric, sample_fabric
-from scenes.frames import StageFrames, load_frames
-from scenes.prims import group, ref, xform
+from scenes.frames import FRAMES_PER_SECOND, StageFrames, load_frames
+from scenes.nodes import Looks, author_nodes, read_airflow, write_node_samples
+from scenes.prims import bind, group, label, ref, xform
+from scenes.room import author_room
 from twin.telemetry.schema import NODE_STATES
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 ROOT_NAME = "refinery.usda"
 TELEMETRY_NAME = "telemetry.usdc"
-TIMECODES_PER_SECOND = 24.0
-HERO_YAW_DEG = 25.0            # hero camera turned from the aisle axis towards row A
-HERO_PITCH_DEG = 12.0          # and tilted down so the whole rack height is in view
-P2P_FULL_SCALE_GB_S = 28.0   # PCIe 5.0 P2P achievable between RTX PRO cards (hardware.md: ~20-28 GB/s)
-P2P_WIDTH_M = (0.002, 0.012)  # P2P arc width at zero and full-scale traffic
-P2P_STEPS = 16                # quantisation of P2P width/opacity
-P2P_RGB = (0.2, 0.9, 1.0)
+TIMECODES_PER_SECOND = FRAMES_PER_SECOND
 
 Progress = Callable[[str, float], None]
 
@@ -48,23 +45,29 @@ def _noop(msg: str, frac: float) -> None:
 
 def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
                 progress: Progress | None = None, out_dir: Path | str | None = None,
-                previews: bool = True) -> dict:
+                previews: bool = True, colour_by: str | None = None, colour_range: str | None = None,
+                window: tuple[float, float] | None = None, realtime: bool = False) -> dict:
     """Write the stage of the run in `run_dir` into `out_dir` (default run_dir/stage).
 
+    colour_by / colour_range: scenes.mapping (default gpu_temp, auto). window: (start_s, end_s)
+    of simulated time; realtime: 24 frames per simulated second over the window.
     Returns the manifest["stage"] record: paths (relative to run_dir when inside it), prim and
-    sample counts, stage_sample_s, frame count and seconds spent.
+    sample counts, the time mapping, colour mapping, story beats and seconds spent.
     """
     t0 = time.perf_counter()
     progress = progress or _noop
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "stage"
     progress("reading telemetry", 0.0)
-    fr = load_frames(run_dir, stage_sample_s)
+    fr = load_frames(run_dir, stage_sample_s, window=window, realtime=realtime)
+    q = cmap.quantity(colour_by)
+    mapping = cmap.resolve(q.name, colour_range, quantity_values(fr, q.name), fr.state, fr.manifest)
+    beats = story_beats(fr, mapping)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ASSETS_DIR, out / "assets", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     layout = lay.build_layout(fr.topology)
-    timecodes = fr.times / fr.stage_sample_s
+    timecodes = fr.timecodes
 
     progress("authoring layout", 0.1)
     root_path, tel_path = out / ROOT_NAME, out / TELEMETRY_NAME
@@ -74,26 +77,30 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
     tel = Sdf.Layer.CreateNew(str(tel_path))
     stage = Usd.Stage.CreateNew(str(root_path))
     stage.GetRootLayer().subLayerPaths.append("./" + TELEMETRY_NAME)
-    _metadata(stage, fr, timecodes)
-    counts = _author_layout(stage, layout, fr)
-    fabric = author_fabric(stage, layout, fr.links)
-    _author_cameras_lights(stage, layout)
-    stage.GetRootLayer().Save()
+    looks = _author_looks(stage)
+    counts = _author_layout(stage, layout, fr, looks)
+    author_room(stage, layout, looks)
+    fabric = author_fabric(stage, layout, fr.links, looks)
+    cameras.author_cameras(stage, layout, close_up_node(layout, fr))
+    _key_light(stage)
     t_layout = time.perf_counter() - t0
 
     progress("writing time samples", 0.3)
     t1 = time.perf_counter()
     with Sdf.ChangeBlock():
-        samples = _write_node_samples(tel, layout, fr, timecodes)
-        samples += sample_fabric(tel, fabric, fr.links, timecodes)
-        samples += _write_camera_samples(tel, layout, timecodes)
+        node_info = write_node_samples(tel, layout, fr, mapping, read_airflow(ASSETS_DIR))
+        fab_info = sample_fabric(tel, fabric, fr.links, timecodes)
+        samples = node_info["samples"] + fab_info["samples"]
+        samples += cameras.write_hero_samples(tel, layout, {k: v["frame"] for k, v in beats.items()}, timecodes)
+    _metadata(stage, fr, timecodes, mapping, beats, node_info, fab_info)
+    stage.GetRootLayer().Save()
     tel.Save()
     t_samples = time.perf_counter() - t1
     progress("writing previews", 0.85)
     preview_paths: list[str] = []
     if previews:
         from scenes.previews import write_previews
-        preview_paths = [str(p) for p in write_previews(out / "previews", fr)]
+        preview_paths = [str(p) for p in write_previews(out / "previews", fr, mapping)]
     progress("stage done", 1.0)
 
     def rel(p: Path | str) -> str:
@@ -105,10 +112,12 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
 
     return {
         "root": rel(root_path), "telemetry": rel(tel_path), "previews": [rel(p) for p in preview_paths],
-        "stage_sample_s": fr.stage_sample_s, "frames": int(fr.times.size),
+        "stage_sample_s": fr.seconds_per_frame, "seconds_per_timecode": fr.seconds_per_frame,
+        "realtime": fr.realtime, "window_s": list(fr.window_s), "frames": int(fr.times.size),
         "start_time_code": float(timecodes[0]) if timecodes.size else 0.0,
         "end_time_code": float(timecodes[-1]) if timecodes.size else 0.0,
-        "timecodes_per_second": TIMECODES_PER_SECOND, "fan_spin_divisor": fr.fan_spin_divisor,
+        "timecodes_per_second": TIMECODES_PER_SECOND,
+        "colour": mapping.layer_data(), "beats": {k: v["timecode"] for k, v in beats.items()},
         "prims": counts | {"links": len(fabric.link_paths)}, "samples": samples,
         "telemetry_bytes": tel_path.stat().st_size,
         "seconds": {"layout": round(t_layout, 3), "samples": round(t_samples, 3),
@@ -116,7 +125,47 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
     }
 
 
-def _metadata(stage: Usd.Stage, fr: StageFrames, timecodes: np.ndarray) -> None:
+def story_beats(fr: StageFrames, mapping: cmap.ColourMapping) -> dict:
+    """Frames (and time codes) of the run's story: idle, ignition (half the cascade lit),
+    cascade_end (95 % lit), peak (hottest mean of the mapped quantity), decay (back below half
+    way after the peak), last."""
+    f_n = fr.times.size
+    powered = ~np.isin(fr.state, [NODE_STATES.index("OFF"), NODE_STATES.index("FAILED")])
+    on = powered.sum(axis=1)
+    heat = mapping.normalise(quantity_values(fr, mapping.quantity.name)).mean(axis=1) if f_n else np.zeros(0)
+
+    def first(mask: np.ndarray, default: int) -> int:
+        hits = np.flatnonzero(mask)
+        return int(hits[0]) if hits.size else default
+    rise = on.max() - on[0] if f_n else 0
+    ign = first(on >= on[0] + 0.5 * rise, 0) if rise > 0 else 0
+    end = first(on >= on[0] + 0.95 * rise, ign) if rise > 0 else 0
+    peak = int(np.argmax(heat)) if f_n else 0
+    half = heat[0] + 0.5 * (heat[peak] - heat[0]) if f_n else 0.0
+    after = np.flatnonzero(heat[peak:] < half)
+    decay = int(peak + after[0]) if after.size else max(f_n - 1, 0)
+    frames = {"idle": 0, "ignition": ign, "cascade_end": end, "peak": peak, "decay": decay, "last": max(f_n - 1, 0)}
+    tc = fr.timecodes
+    return {k: {"frame": v, "timecode": float(tc[v]) if f_n else 0.0} for k, v in frames.items()}
+
+
+def read_beats(root: Path | str) -> dict[str, float]:
+    """The story beats (name -> time code) recorded in a stage root's customLayerData."""
+    layer = Sdf.Layer.FindOrOpen(str(root))
+    data = dict(layer.customLayerData) if layer else {}
+    return {k.removeprefix("twin:beat_"): float(v) for k, v in data.items() if k.startswith("twin:beat_")}
+
+
+def close_up_node(layout: lay.Layout, fr: StageFrames) -> int:
+    """The close-up's node: in the middle rack of the first row, the slot nearest eye height."""
+    first_row = [k for k, r in enumerate(layout.racks) if r.row == layout.rows[0]]
+    rack = sorted(first_row, key=lambda k: layout.racks[k].xy[0])[len(first_row) // 2]
+    nodes = np.flatnonzero(layout.node_rack_index == rack)
+    return int(nodes[np.argmin(np.abs(layout.node_local[nodes, 2] - 1.1))])
+
+
+def _metadata(stage: Usd.Stage, fr: StageFrames, timecodes: np.ndarray, mapping: cmap.ColourMapping,
+              beats: dict, node_info: dict, fab_info: dict) -> None:
     UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
     UsdGeom.SetStageMetersPerUnit(stage, 1.0)
     stage.SetTimeCodesPerSecond(TIMECODES_PER_SECOND)
@@ -127,162 +176,62 @@ def _metadata(stage: Usd.Stage, fr: StageFrames, timecodes: np.ndarray) -> None:
     scen = man.get("scenario", {})
     root = stage.GetRootLayer()
     root.documentation = "AI Inference Refinery digital twin stage (generated by `twin run` / `twin scene`)"
-    root.customLayerData = {
+    spf = float(fr.seconds_per_frame)
+    data = {
         "twin:scenario": str(scen.get("name", "")), "twin:seed": int(scen.get("seed", 0) or 0),
         "twin:version": str(man.get("twin_version", "")), "twin:scenario_sha256": str(scen.get("sha256", "")),
-        "twin:stage_sample_s": float(fr.stage_sample_s),
-        "twin:seconds_per_timecode": float(fr.stage_sample_s),
-        "twin:duration_s": float(fr.duration_s), "twin:fan_spin_divisor": float(fr.fan_spin_divisor),
+        "twin:time_mapping": "realtime" if fr.realtime else "compressed",
+        "twin:seconds_per_timecode": spf, "twin:stage_sample_s": spf,
+        "twin:simulated_seconds_per_stage_second": spf * TIMECODES_PER_SECOND,
+        "twin:timecode_formula": "timecode = simulated_seconds / twin:seconds_per_timecode",
+        "twin:window_start_s": float(fr.window_s[0]), "twin:window_end_s": float(fr.window_s[1]),
+        "twin:duration_s": float(fr.duration_s),
+        "twin:velocity_units": "metres per simulated second (FX/Airflow velocities)",
+        "twin:traffic_gain": float(effects.TRAFFIC_GAIN),
+        "twin:traffic_level": "min(1, gain * sqrt(value / run peak))",
+        "twin:link_bytes_per_s_peak": float(fab_info["bytes_per_s_peak"]),
+        "twin:p2p_gb_s_peak": float(node_info["p2p_peak_gb_s"]),
+        "twin:max_flashes_per_second": float(effects.FLASH_MAX_HZ),
+        "twin:fan_spin": f"{effects.MAX_SPIN_DEG_PER_FRAME:.1f} deg/frame at the run's peak rpm "
+                         f"({node_info['fan_peak_rpm']:.0f}); blur disc above {effects.BLUR_START_RPM:.0f} rpm",
+        "twin:legend": "./previews/colour_legend.png",
+        **{f"twin:beat_{k}": float(v["timecode"]) for k, v in beats.items()},
+        **mapping.layer_data(),
     }
+    root.customLayerData = data
 
 
-def _author_layout(stage: Usd.Stage, layout: lay.Layout, fr: StageFrames) -> dict:
+def _author_looks(stage: Usd.Stage) -> Looks:
+    """The one set of materials, referenced once; /Refinery binds Surface for everything below."""
     root = group(stage, lay.ROOT, Kind.Tokens.assembly)
     stage.SetDefaultPrim(root)
     looks = stage.DefinePrim(f"{lay.ROOT}/Looks", "Scope")
     looks.GetReferences().AddReference("./assets/materials.usda", Sdf.Path("/Looks"))
-    material = UsdShade.Material(stage.GetPrimAtPath(f"{lay.ROOT}/Looks/DisplayColor"))
+    m = {name: UsdShade.Material(stage.GetPrimAtPath(f"{lay.ROOT}/Looks/{name}"))
+         for name in ("Surface", "Light", "Blur", "Glass", "Pulse")}
+    out = Looks(surface=m["Surface"], light=m["Light"], blur=m["Blur"], glass=m["Glass"], pulse=m["Pulse"])
+    bind(root, out.surface)
+    return out
 
-    _author_room(stage, layout)
+
+def _author_layout(stage: Usd.Stage, layout: lay.Layout, fr: StageFrames, looks: Looks) -> dict:
     for row in layout.rows:
         group(stage, f"{lay.ROOT}/Row_{lay.prim_name(row)}")
     for rack in layout.racks:
-        group(stage, rack.path)
-        xform(stage.GetPrimAtPath(rack.path), (*rack.xy, 0.0), rack.yaw_deg)
-        ref(stage, f"{rack.path}/Frame", "rack.usda", instanceable=True)
-    counts, pts = [3, 3, 3], lay.p2p_arcs_local()[1]
-    for n, path in enumerate(layout.node_path):
-        node = UsdGeom.Xform.Define(stage, path).GetPrim()
-        Usd.ModelAPI(node).SetKind(Kind.Tokens.component)
-        xform(node, layout.node_local[n])
-        for name, tname in (("power_w", "Float"), ("gpu_temp_c", "FloatArray"), ("gpu_temp_max_c", "Float"),
-                            ("state", "Token"), ("fan_rpm", "Float"), ("inlet_c", "Float"), ("p2p_gb_s", "Float")):
-            node.CreateAttribute(f"telemetry:{name}", getattr(Sdf.ValueTypeNames, tname), custom=True)
-        node.CreateAttribute("telemetry:node_id", Sdf.ValueTypeNames.Int, custom=True).Set(n)
-        node.CreateAttribute("telemetry:rack", Sdf.ValueTypeNames.String, custom=True).Set(
-            layout.racks[layout.node_rack_index[n]].name)
-        shell = ref(stage, f"{path}/Shell", "node_shell.usda")
-        UsdShade.MaterialBindingAPI.Apply(shell).Bind(material)
-        ref(stage, f"{path}/Internals", "node_internals.usda", instanceable=True)
-        for i, fx in enumerate(lay.FAN_X_M):
-            fan = UsdGeom.Xform.Define(stage, f"{path}/Fan_{i + 1}")
-            fan.AddTranslateOp().Set(Gf.Vec3d(fx, lay.FAN_Y_M, 0.0))
-            fan.AddRotateYOp()   # value only in telemetry.usdc (see module doc)
-            ref(stage, f"{path}/Fan_{i + 1}/Rotor", "fan.usda", "/Fan/Rotor", instanceable=True)
-        curves = UsdGeom.BasisCurves.Define(stage, f"{path}/P2P")
-        curves.CreateTypeAttr(UsdGeom.Tokens.linear)
-        curves.CreateCurveVertexCountsAttr(counts)
-        curves.CreatePointsAttr(Vt.Vec3fArray([Gf.Vec3f(*map(float, p)) for p in pts]))
-        curves.CreateExtentAttr(Vt.Vec3fArray([Gf.Vec3f(*map(float, pts.min(0) - 0.01)),
-                                               Gf.Vec3f(*map(float, pts.max(0) + 0.01))]))
-        curves.CreateWidthsAttr()
-        curves.SetWidthsInterpolation(UsdGeom.Tokens.constant)
-        curves.CreateDisplayColorPrimvar(UsdGeom.Tokens.constant).Set(Vt.Vec3fArray([Gf.Vec3f(*P2P_RGB)]))
-        curves.CreateDisplayOpacityPrimvar(UsdGeom.Tokens.constant)
+        prim = group(stage, rack.path, Kind.Tokens.assembly)
+        label(prim, "rack")
+        xform(prim, (*rack.xy, 0.0), rack.yaw_deg)
+        ref(stage, f"{rack.path}/Cabinet", "rack.usda", "/Rack/Body", instanceable=True, payload=True)
+        door = ref(stage, f"{rack.path}/Door", "rack.usda", "/Rack/Glass", instanceable=True, payload=True)
+        bind(door, looks.glass)
+    author_nodes(stage, layout, fr, looks)
     return {"rows": len(layout.rows), "racks": len(layout.racks), "nodes": layout.n_nodes,
             "prims": sum(1 for _ in stage.Traverse())}
 
 
-def _author_room(stage: Usd.Stage, layout: lay.Layout) -> None:
-    group(stage, f"{lay.ROOT}/Room")
-    (x0, y0), (x1, y1) = layout.extent_min, layout.extent_max
-    floor = UsdGeom.Mesh.Define(stage, f"{lay.ROOT}/Room/Floor")
-    floor.CreatePointsAttr([(x0, y0, -0.03), (x1, y0, -0.03), (x1, y1, -0.03), (x0, y1, -0.03)])
-    floor.CreateFaceVertexCountsAttr([4])
-    floor.CreateFaceVertexIndicesAttr([0, 1, 2, 3])
-    floor.CreateExtentAttr([(x0, y0, -0.03), (x1, y1, -0.03)])
-    floor.CreateSubdivisionSchemeAttr(UsdGeom.Tokens.none)
-    floor.CreateDisplayColorPrimvar(UsdGeom.Tokens.constant).Set([(0.32, 0.33, 0.35)])
-    group(stage, f"{lay.ROOT}/Room/Tiles")
-    for k, (x, y) in enumerate(lay.tile_centres(layout)):
-        ref(stage, f"{lay.ROOT}/Room/Tiles/Tile_{k:03d}", "floor_tile.usda", instanceable=True,
-             translate=(x, y, 0.0))
-    group(stage, f"{lay.ROOT}/Room/Trays")
-    for k, p in enumerate(lay.tray_centres(layout)):
-        ref(stage, f"{lay.ROOT}/Room/Trays/Tray_{k:03d}", "cable_tray.usda", instanceable=True, translate=p)
-
-
-def _author_cameras_lights(stage: Usd.Stage, layout: lay.Layout) -> None:
-    stage.DefinePrim(f"{lay.ROOT}/Cameras", "Scope")
-    hero = UsdGeom.Camera.Define(stage, f"{lay.ROOT}/Cameras/Hero")
-    hero.CreateFocalLengthAttr(18.0)        # mm on the default 20.955 mm aperture: a wide aisle view
-    hero.CreateClippingRangeAttr(Gf.Vec2f(0.05, 200.0))
-    hero.AddTranslateOp()                   # animated: walks the cold aisle (telemetry.usdc)
-    # camera -Z -> world +X turned 25 degrees towards row A (-Y) so its fronts face the lens; +Y -> +Z
-    hero.AddRotateXYZOp().Set(Gf.Vec3f(90.0 - HERO_PITCH_DEG, 0.0, -90.0 - HERO_YAW_DEG))
-    over = UsdGeom.Camera.Define(stage, f"{lay.ROOT}/Cameras/Overview")
-    over.CreateFocalLengthAttr(20.0)
-    over.CreateClippingRangeAttr(Gf.Vec2f(0.1, 500.0))
-    (x0, y0), (x1, y1) = layout.extent_min, layout.extent_max
-    span = max(x1 - x0, y1 - y0)
-    # from beyond the -X end, above the first cold aisle, pitched 35 degrees down, looking along +X
-    over.AddTranslateOp().Set(Gf.Vec3d(x0 - 0.6 * span, lay.aisle_ys(layout)[0], 1.0 + 0.6 * span))
-    over.AddRotateXYZOp().Set(Gf.Vec3f(55.0, 0.0, -90.0))
-    # facing the first row's fronts square-on from the far side of the aisle: every node visible
-    front = UsdGeom.Camera.Define(stage, f"{lay.ROOT}/Cameras/Front")
-    front.CreateFocalLengthAttr(12.0)
-    front.CreateClippingRangeAttr(Gf.Vec2f(0.05, 200.0))
-    front.AddTranslateOp().Set(Gf.Vec3d((x0 + x1) / 2, lay.aisle_ys(layout)[0] + 0.55, 1.05))
-    front.AddRotateXYZOp().Set(Gf.Vec3f(90.0, 0.0, 180.0))   # camera -Z -> world -Y
-    stage.DefinePrim(f"{lay.ROOT}/Lights", "Scope")
+def _key_light(stage: Usd.Stage) -> None:
     sun = UsdLux.DistantLight.Define(stage, f"{lay.ROOT}/Lights/Key")
-    sun.CreateIntensityAttr(2.5)
-    sun.CreateAngleAttr(2.0)
+    sun.CreateIntensityAttr(0.6)
+    sun.CreateAngleAttr(4.0)
+    sun.CreateColorAttr(Gf.Vec3f(0.8, 0.88, 1.0))
     UsdGeom.Xformable(sun).AddRotateXYZOp().Set(Gf.Vec3f(40.0, 0.0, 30.0))
-    dome = UsdLux.DomeLight.Define(stage, f"{lay.ROOT}/Lights/Fill")
-    dome.CreateIntensityAttr(0.4)
-    for k, y in enumerate(lay.aisle_ys(layout)):   # ceiling panel over each cold aisle
-        panel = UsdLux.RectLight.Define(stage, f"{lay.ROOT}/Lights/Aisle_{k}")
-        panel.CreateWidthAttr(float(x1 - x0 - 2.0))
-        panel.CreateHeightAttr(0.6)
-        panel.CreateIntensityAttr(30.0)
-        UsdGeom.Xformable(panel).AddTranslateOp().Set(Gf.Vec3d((x0 + x1) / 2, y, 3.2))
-
-
-def _write_node_samples(tel: Sdf.Layer, layout: lay.Layout, fr: StageFrames, timecodes: np.ndarray) -> int:
-    """Shell colour + heat, fan spin, P2P arcs and telemetry:* attributes of every node."""
-    T = Sdf.ValueTypeNames
-    paths = layout.node_path
-
-    def specs(suffix: str, name: str, tname) -> list[Sdf.Path]:
-        return [attr_spec(tel, p + suffix, name, tname).path for p in paths]
-
-    temp = np.nan_to_num(fr.gpu_temp_max_c, nan=float(colours.TEMP_STOPS_C[0]))
-    frame_no = np.arange(fr.times.size)
-    pal = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c))]) for c in colours.palette()]
-    idx = colours.node_palette_index(temp, fr.state, frame_no)
-    n = write_palette_series(tel, specs("/Shell", "primvars:displayColor", T.Color3fArray), timecodes, idx, pal)
-    step = colours.ramp_step(temp)
-    n += write_palette_series(tel, specs("/Shell", "primvars:heat", T.Float), timecodes, step,
-                              [i / (colours.RAMP_STEPS - 1) for i in range(colours.RAMP_STEPS)])
-    for i in range(len(lay.FAN_X_M)):
-        n += write_float_series(tel, specs(f"/Fan_{i + 1}", "xformOp:rotateY", T.Float), timecodes, fr.fan_angle_deg)
-    # P2P arcs: width and opacity follow nodes.p2p_gb_s on a 16-step scale; invisible when idle
-    p2p_step = np.rint(np.clip(fr.p2p_gb_s / P2P_FULL_SCALE_GB_S, 0, 1) * (P2P_STEPS - 1)).astype(np.int32)
-    p2p_step = np.where((fr.p2p_gb_s > 0) & (p2p_step == 0), 1, p2p_step)
-    frac = np.arange(P2P_STEPS) / (P2P_STEPS - 1)
-    widths = [Vt.FloatArray([float(P2P_WIDTH_M[0] + f * (P2P_WIDTH_M[1] - P2P_WIDTH_M[0]))]) for f in frac]
-    opac = [Vt.FloatArray([0.0 if s == 0 else float(0.35 + 0.65 * f)]) for s, f in enumerate(frac)]
-    n += write_palette_series(tel, specs("/P2P", "widths", T.FloatArray), timecodes, p2p_step, widths)
-    n += write_palette_series(tel, specs("/P2P", "primvars:displayOpacity", T.FloatArray), timecodes, p2p_step, opac)
-    # numeric telemetry on the node prim (float32; the 1-s detail stays in Parquet)
-    for name, values in (("power_w", fr.power_w), ("gpu_temp_max_c", temp), ("fan_rpm", fr.fan_rpm),
-                         ("inlet_c", np.nan_to_num(fr.inlet_c)), ("p2p_gb_s", fr.p2p_gb_s)):
-        n += write_float_series(tel, specs("", f"telemetry:{name}", T.Float), timecodes, values)
-    n += write_palette_series(tel, specs("", "telemetry:state", T.Token), timecodes, fr.state, list(NODE_STATES))
-    g = np.nan_to_num(fr.gpu_temp_c).astype(np.float32)
-    gl = g.tolist()
-    n += write_series(tel, specs("", "telemetry:gpu_temp_c", T.FloatArray), timecodes, g,
-                      lambda f, k: Vt.FloatArray(gl[f][k]))
-    return n
-
-
-def _write_camera_samples(tel: Sdf.Layer, layout: lay.Layout, timecodes: np.ndarray) -> int:
-    """Hero camera walks the aisle from the first to the last stage frame (linear in time)."""
-    if timecodes.size == 0:
-        return 0
-    path = attr_spec(tel, f"{lay.ROOT}/Cameras/Hero", "xformOp:translate", Sdf.ValueTypeNames.Double3).path
-    eyes = lay.hero_camera_path(layout, 2)
-    for tc, eye in zip((timecodes[0], timecodes[-1]), eyes):
-        tel.SetTimeSample(path, float(tc), Gf.Vec3d(*map(float, eye)))
-    return 2

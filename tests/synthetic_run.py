@@ -101,7 +101,7 @@ def make_synthetic_run(run_dir: Path, racks_per_row: int = 2, nodes_per_rack: in
         "prompt_tokens": np.full(n_req, 1000), "output_tokens": np.full(n_req, 100),
         "replica_id": np.arange(n_req) % n_nodes, "status": ["completed"] * n_req, "drop_reason": [""] * n_req,
         "ttft_s": np.full(n_req, 0.2), "latency_s": np.full(n_req, 2.0), "network_s": np.zeros(n_req),
-        "retries": np.zeros(n_req),
+        "retries": np.zeros(n_req), "preemptions": np.zeros(n_req),
     }
     events = {
         "time_s": np.array([2 * sample_s, 4 * sample_s]), "kind": ["state_change", "state_change"],

@@ -39,7 +39,7 @@ def test_model_that_does_not_fit_says_how_much_it_needs_and_has():
     text = TINY.replace("quantisation: awq-int4, tp: 1, pp: 3", "quantisation: bf16, tp: 1, pp: 3")
     (msg,) = problems(text)
     assert msg.startswith("pools[0]: llama-3.3-70b in bf16 needs 141.2 GB of weights")
-    assert "has 88.3 GB usable (3 x 32 GB x 0.92)" in msg
+    assert "has 89.5 GB usable (3 x 31.84 GiB x 0.92 - 1.5 GiB engine reserve)" in msg
 
 
 def test_impossible_parallelism():

@@ -26,7 +26,9 @@ def test_run_writes_the_stage_and_records_it(tmp_path):
     assert st["frames"] == 120 and st["prims"]["nodes"] == 4 and st["samples"] > 0
     for rel in [st["root"], st["telemetry"], *st["previews"]]:
         assert (out / rel).is_file(), rel
-    assert (out / "stage" / "assets" / "rack.usda").is_file()   # the stage opens without the repo
+    assert (out / "stage" / "assets" / "node.usda").is_file()   # the stage opens without the repo
+    assert [Path(p).name for p in st["previews"]] == ["colour_legend.png", "floor_heatmap.gif"]
+    assert st["colour"]["twin:colour_by"] == "gpu_temp" and set(st["beats"]) >= {"idle", "peak"}
 
 
 def test_scene_regenerates_atomically_with_force(tmp_path, tiny_run):
@@ -45,10 +47,17 @@ def test_scene_regenerates_atomically_with_force(tmp_path, tiny_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["scene", "{missing}"], "not a twin run directory"),
+    (["scene", "{missing}"], "no such run directory"),
+    (["scene", "{tmp}"], "not a twin run directory"),
     (["scene", "{run}", "--force", "--stage-sample-s", "0"], "--stage-sample-s: must be a positive"),
+    (["scene", "{run}", "--force", "--colour-by", "rgb"], "--colour-by: unknown quantity 'rgb'"),
+    (["scene", "{run}", "--force", "--colour-range", "90:20"], "--colour-range: need finite LO < HI"),
+    (["scene", "{run}", "--force", "--window", "later"], "--window: expected START:END"),
+    (["scene", "{run}", "--force", "--window", "9000:9100", "--realtime"], "outside the run's samples"),
     (["render", "{run}", "-o", "{tmp}/x.jpg"], "must be a .png"),
     (["render", "{missing}"], "no stage"),
+    (["showreel", "{run}", "-o", "{tmp}/reel", "--width", "161"], "must be even"),
+    (["showreel", "{missing}", "-o", "{tmp}/reel"], "no such run directory"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, tiny_run, args, message):
     subs = {"missing": str(tmp_path / "nope"), "run": str(tiny_run), "tmp": str(tmp_path)}
@@ -57,3 +66,28 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny_run, args, message):
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.output
     assert "Traceback" not in result.output
+
+
+def test_scene_colour_mapping_and_realtime_window(tmp_path, tiny_run):
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    res = runner.invoke(app, ["scene", str(run), "--no-previews", "--colour-by", "exhaust", "--colour-range", "physical",
+                              "--window", "300:310", "--realtime"])
+    assert res.exit_code == 0, res.output
+    assert "colour exhaust 20..45 (physical)" in res.output
+    st = json.loads((run / "manifest.json").read_text())["stage"]
+    # 10 simulated seconds at 24 frames per second: 241 frames, time code = 24 x seconds
+    assert st["frames"] == 241 and st["realtime"] and st["start_time_code"] == 7200.0
+
+
+def test_render_without_bpy_says_how_to_get_it(tiny_run, tmp_path, monkeypatch):
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    assert runner.invoke(app, ["scene", str(run), "--no-previews"]).exit_code == 0
+    monkeypatch.setenv("TWIN_BPY_PYTHON", str(tmp_path / "no-python-here"))
+    for cmd in (["render", str(run), "-o", str(tmp_path / "f.png")], ["showreel", str(run), "-o", str(tmp_path / "r")]):
+        res = runner.invoke(app, cmd)
+        lines = [ln for ln in res.output.splitlines() if ln.strip()]
+        assert res.exit_code == 2 and len(lines) == 1, res.output
+        assert "bpy (Blender as a Python module) not found" in lines[0] and "pip install --no-deps bpy==5.0.1" in lines[0]
+    assert not (tmp_path / "r").exists() and not (tmp_path / "f.png").exists()

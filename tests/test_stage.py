@@ -1,23 +1,27 @@
-"""The USD stage opened with pxr: structure, metadata, kinds, instancing, sample values and counts.
+"""The USD stage opened with pxr: structure, assets, metadata, values, FX hand-off, cameras.
 
 Built from the hand-made run of tests/synthetic_run.py (2 rows x 2 racks x 3 nodes, 20 samples
-at 10 s) plus synthetic links (tests/stage_links.py), so every expected value below is computed
-by hand from those closed forms. Stage frames = telemetry samples (10 s >= the 5-s default), so
-sample k (time (k+1)*10 s) sits at time code k+1.
+at 10 s) plus synthetic links (tests/stage_links.py), so expected values are computed by hand
+from those closed forms. Stage frames = telemetry samples (10 s >= the 5-s default): sample k
+(time (k+1)*10 s) sits at time code k+1. The colour range is fixed (--colour-range 30:60) so the
+expected colours do not depend on the auto fit (tested in test_scene_colours.py).
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 pxr = pytest.importorskip("pxr")
-from pxr import Kind, Sdf, Usd, UsdGeom, UsdValidation  # noqa: E402
+from pxr import Gf, Kind, Sdf, Usd, UsdGeom, UsdSemantics, UsdShade, UsdValidation  # noqa: E402
 
 from scenes import build_stage  # noqa: E402
 from stage_links import add_synthetic_links  # noqa: E402
 from synthetic_run import make_synthetic_run  # noqa: E402
 
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 N_NODES = 12
 
 
@@ -25,199 +29,268 @@ N_NODES = 12
 def syn(tmp_path_factory):
     run = make_synthetic_run(tmp_path_factory.mktemp("stage") / "syn")
     n_links = add_synthetic_links(run, spines=2, storage=1)
-    info = build_stage(run)
+    info = build_stage(run, colour_range="30:60")
     stage = Usd.Stage.Open(str(run / "stage" / "refinery.usda"))
     return run, info, stage, n_links
 
 
-def node(stage, rack="A01", slot=1, row=None):
-    row = row or rack[0]
-    return stage.GetPrimAtPath(f"/Refinery/Row_{row}/Rack_{rack}/Node_{slot:02d}")
+def node(stage, rack="A01", slot=1):
+    return stage.GetPrimAtPath(f"/Refinery/Row_{rack[0]}/Rack_{rack}/Node_{slot:02d}")
 
 
-def test_files_and_layers(syn):
+def errors_of(stage) -> list[str]:
+    reg = UsdValidation.ValidationRegistry()
+    return [e.GetMessage() for e in UsdValidation.ValidationContext(reg.GetOrLoadAllValidators()).Validate(stage)
+            if e.GetType() == UsdValidation.ValidationErrorType.Error]
+
+
+def test_files_layers_and_metadata(syn):
     run, info, stage, _ = syn
-    assert (run / "stage" / "refinery.usda").is_file() and (run / "stage" / "telemetry.usdc").is_file()
     root = stage.GetRootLayer()
     assert list(root.subLayerPaths) == ["./telemetry.usdc"]
     assert Sdf.Layer.FindOrOpen(str(run / "stage" / "telemetry.usdc")).GetFileFormat().formatId == "usdc"
-    # the root layer holds no time samples: all of them live in telemetry.usdc
-    assert not any(root.ListTimeSamplesForPath(p.path) for p in
-                   [a for prim in [root.GetPrimAtPath(n.GetPath()) for n in stage.Traverse()] if prim
-                    for a in prim.attributes])
-    assert info["prims"]["nodes"] == N_NODES and info["frames"] == 20
-    assert info["previews"] == ["stage/previews/colour_ramp.png", "stage/previews/floor_heatmap.gif"]
+    assert info["previews"] == ["stage/previews/colour_legend.png", "stage/previews/floor_heatmap.gif"]
+    assert UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z and UsdGeom.GetStageMetersPerUnit(stage) == 1.0
+    assert stage.GetTimeCodesPerSecond() == 24.0 and (stage.GetStartTimeCode(), stage.GetEndTimeCode()) == (1.0, 20.0)
+    d = root.customLayerData
+    assert d["twin:scenario"] == "synthetic" and d["twin:seed"] == 1
+    # time mapping: 10 simulated s per time code, 240 simulated s per second of playback
+    assert d["twin:time_mapping"] == "compressed" and d["twin:seconds_per_timecode"] == 10.0
+    assert d["twin:simulated_seconds_per_stage_second"] == 240.0
+    # the colour mapping in force, and the traffic gain
+    assert (d["twin:colour_by"], d["twin:colour_range_mode"], d["twin:colour_range_lo"], d["twin:colour_range_hi"]) == \
+        ("gpu_temp", "manual", 30.0, 60.0)
+    assert d["twin:traffic_gain"] == 2.0 and d["twin:max_flashes_per_second"] == 3.0
+    assert (run / "stage" / d["twin:legend"]).is_file()
 
 
-def test_metadata(syn):
-    _, _, stage, _ = syn
-    assert UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z
-    assert UsdGeom.GetStageMetersPerUnit(stage) == 1.0
-    assert stage.GetTimeCodesPerSecond() == 24.0
-    # 20 samples at 10 s: time codes = seconds / 10 -> 1 .. 20
-    assert (stage.GetStartTimeCode(), stage.GetEndTimeCode()) == (1.0, 20.0)
-    assert stage.GetDefaultPrim().GetPath() == "/Refinery"
-    data = stage.GetRootLayer().customLayerData
-    assert data["twin:scenario"] == "synthetic" and data["twin:seed"] == 1 and data["twin:version"] == "test"
-    assert data["twin:seconds_per_timecode"] == 10.0
+def test_validators_report_no_errors_on_the_stage_and_every_asset(syn):
+    assert not errors_of(syn[2])
+    for path in sorted(ASSETS.glob("*.usda")):
+        assert not errors_of(Usd.Stage.Open(str(path))), path.name
 
 
-def test_hierarchy_kinds_and_instancing(syn):
+def test_kinds_assets_payloads_and_instancing(syn):
     _, _, stage, _ = syn
     kind = lambda p: Usd.ModelAPI(stage.GetPrimAtPath(p)).GetKind()  # noqa: E731
     assert kind("/Refinery") == Kind.Tokens.assembly
-    assert kind("/Refinery/Row_A") == kind("/Refinery/Row_B") == Kind.Tokens.group
+    assert kind("/Refinery/Row_A") == Kind.Tokens.group
     racks = [p for p in stage.Traverse() if p.GetName().startswith("Rack_")]
     assert sorted(p.GetName() for p in racks) == ["Rack_A01", "Rack_A02", "Rack_B01", "Rack_B02"]
     for rack in racks:
-        assert Usd.ModelAPI(rack).GetKind() == Kind.Tokens.group
-        nodes = [c for c in rack.GetChildren() if c.GetName().startswith("Node_")]
-        assert [c.GetName() for c in nodes] == ["Node_01", "Node_02", "Node_03"]
-        assert rack.GetChild("Frame").IsInstance()
-        for n in nodes:
+        assert Usd.ModelAPI(rack).GetKind() == Kind.Tokens.assembly
+        assert rack.GetChild("Cabinet").IsInstance() and rack.GetChild("Door").IsInstance()
+        assert rack.GetChild("Cabinet").HasAuthoredPayloads()          # heavy parts are payloads
+        for n in (c for c in rack.GetChildren() if c.GetName().startswith("Node_")):
+            # the one node asset, referenced per node (its colour is per node), internals instanced
             assert Usd.ModelAPI(n).GetKind() == Kind.Tokens.component
-            shell = n.GetChild("Shell")
-            assert shell.GetTypeName() == "Mesh" and not shell.IsInstance() and not shell.IsInstanceProxy()
-            assert n.GetChild("Internals").IsInstance()
-            assert [n.GetChild(f"Fan_{i}").GetChild("Rotor").IsInstance() for i in (1, 2, 3)] == [True] * 3
-            assert n.GetChild("P2P").GetTypeName() == "BasisCurves"
-    # row B is turned to face the cold aisle: rack B01 at y = +1.2 rotated 180 degrees about Z
+            assert n.GetPrimStack()[-1].layer.identifier.endswith("assets/node.usda")
+            assert Usd.ModelAPI(n).GetAssetInfo()["name"] == "Node"
+            assert n.GetVariantSets().GetVariantSelection("gpu") == "rtx_pro_blower"
+            assert n.GetVariantSets().GetVariantSelection("lod") == "full"
+            assert n.GetChild("Internals").IsInstance() and not n.GetChild("Shell").IsInstance()
+            assert n.GetChild("Shell").GetTypeName() == "Mesh" and n.GetChild("FrontMesh").GetTypeName() == "Mesh"
+    n_nodes = sum(1 for p in stage.Traverse() if p.GetName().startswith("Node_"))
+    assert n_nodes == N_NODES
+    # row B turned to face the cold aisle: rack B01 at y = +1.2 rotated 180 degrees about Z
     m = UsdGeom.Xformable(stage.GetPrimAtPath("/Refinery/Row_B/Rack_B01")).ComputeLocalToWorldTransform(0)
-    assert m.ExtractTranslation()[1] == pytest.approx(1.2)
-    assert m.TransformDir(pxr.Gf.Vec3d(0, 1, 0))[1] == pytest.approx(-1.0)
-    # node 0 (slot 0, u_position 3, 4U): z = 0.1 + 3 * 0.04445 (synthetic z_m), front on the rails
+    assert m.ExtractTranslation()[1] == pytest.approx(1.2) and m.TransformDir(Gf.Vec3d(0, 1, 0))[1] == pytest.approx(-1.0)
     w = UsdGeom.Xformable(node(stage)).ComputeLocalToWorldTransform(0).ExtractTranslation()
-    assert w[2] == pytest.approx(0.1 + 3 * 0.04445)
-    assert w[1] == pytest.approx(-1.2 + (0.48 - 0.40))
+    assert (w[1], w[2]) == pytest.approx((-1.2 + (0.48 - 0.40), 0.1 + 3 * 0.04445))
 
 
-def test_validators_report_no_errors(syn):
+def test_lod_variant_switches_to_a_proxy(syn):
+    stage = Usd.Stage.Open(str(syn[0] / "stage" / "refinery.usda"))
+    n = node(stage)
+    with Usd.EditContext(stage, stage.GetSessionLayer()):     # the session layer: the file stays as built
+        n.GetVariantSets().GetVariantSet("lod").SetVariantSelection("proxy")
+    assert not n.GetChild("Internals").IsActive() and n.GetChild("Shell").IsActive()
+
+
+def test_semantic_labels_and_one_set_of_materials(syn):
     _, _, stage, _ = syn
-    reg = UsdValidation.ValidationRegistry()
-    errors = [e for e in UsdValidation.ValidationContext(reg.GetOrLoadAllValidators()).Validate(stage)
-              if e.GetType() == UsdValidation.ValidationErrorType.Error]
-    assert not errors, [e.GetMessage() for e in errors[:5]]
+    def labels(p):
+        return list(UsdSemantics.LabelsAPI(p, "class").GetLabelsAttr().Get() or [])
+    assert labels(stage.GetPrimAtPath("/Refinery/Row_A/Rack_A01")) == ["rack"]
+    assert labels(node(stage)) == ["node"]
+    gpus = [p for p in Usd.PrimRange(node(stage).GetChild("Internals"), Usd.TraverseInstanceProxies())
+            if p.GetName().startswith("Gpu_")]
+    assert len(gpus) == 3 and all(labels(g) == ["gpu"] for g in gpus)
+    everything = list(Usd.PrimRange(stage.GetPseudoRoot(), Usd.TraverseInstanceProxies()))
+    materials = sorted(str(p.GetPath()) for p in everything if p.IsA(UsdShade.Material))
+    assert materials == [f"/Refinery/Looks/{m}" for m in ("Blur", "Glass", "Light", "Pulse", "Surface")]
+    shell = node(stage).GetChild("Shell")
+    mat, _ = UsdShade.MaterialBindingAPI(shell).ComputeBoundMaterial()
+    assert mat.GetPath() == "/Refinery/Looks/Surface"
+    emissive = UsdShade.Shader(stage.GetPrimAtPath("/Refinery/Looks/Surface/Shader")).GetInput("emissiveColor")
+    assert emissive.GetConnectedSources()[0][0].source.GetPath() == "/Refinery/Looks/Surface/Emission"
 
 
-def test_node_telemetry_values(syn):
+def test_node_telemetry_primvars(syn):
     _, _, stage, _ = syn
-    # node 5 = rack A02 (row A, 2 racks x 3 nodes), slot 2 -> Node_03; sample k=7 -> time code 8
-    n5 = node(stage, "A02", 3)
-    assert n5.GetAttribute("telemetry:node_id").Get() == 5
-    assert n5.GetAttribute("telemetry:power_w").Get(8) == pytest.approx(200 + 10 * 5 + 5 * 7)
-    assert n5.GetAttribute("telemetry:gpu_temp_max_c").Get(8) == pytest.approx(30 + 7 + 5 + 2)
-    assert list(n5.GetAttribute("telemetry:gpu_temp_c").Get(8)) == pytest.approx([30 + 7 + 5 + g for g in range(3)])
-    assert n5.GetAttribute("telemetry:fan_rpm").Get(8) == pytest.approx(1000 + 10 * 7)
-    n0 = node(stage)
-    assert [n0.GetAttribute("telemetry:state").Get(t) for t in (1, 2, 3, 4, 5, 20)] == \
+    n5 = UsdGeom.PrimvarsAPI(node(stage, "A02", 3))   # node 5 = rack A02 slot 2; sample k=7 -> time code 8
+    get = lambda name, t: n5.GetPrimvar(f"telemetry:{name}").Get(t)  # noqa: E731
+    assert n5.GetPrimvar("telemetry:node_id").Get() == 5
+    assert get("power_w", 8) == pytest.approx(200 + 10 * 5 + 5 * 7)
+    assert get("gpu_temp_max_c", 8) == pytest.approx(30 + 7 + 5 + 2)
+    assert list(get("gpu_temp_c", 8)) == pytest.approx([30 + 7 + 5 + g for g in range(3)])
+    assert get("fan_rpm", 8) == pytest.approx(1000 + 10 * 7)
+    assert get("exhaust_c", 8) == pytest.approx(22 + 285 / 100)
+    assert get("airflow_m3_s", 8) == pytest.approx(0.05) and get("p2p_gb_s", 8) == pytest.approx(7 % 3)
+    assert get("gpu_util", 8) == pytest.approx(7 / 20)
+    n0 = UsdGeom.PrimvarsAPI(node(stage))
+    assert [n0.GetPrimvar("telemetry:state").Get(t) for t in (1, 2, 3, 4, 5, 20)] == \
         ["OFF", "OFF", "BOOTING", "BOOTING", "SERVING", "SERVING"]
 
 
-def test_shell_colour_heat_and_pulse(syn):
+def test_shell_colour_emission_heat_and_pulse(syn):
     _, _, stage, _ = syn
     shell = node(stage, "A02", 3).GetChild("Shell")
-    # SERVING at 44 °C -> palette step rint(19/67 * 255) = 72 = 25 + 72*67/255 = 43.918 °C, on the
-    # ramp between 40 °C (0.05, 0.65, 0.80) and 55 °C (0.35, 0.80, 0.25): f = 3.918/15 = 0.26118
-    # -> (0.05 + 0.3f, 0.65 + 0.15f, 0.80 - 0.55f) = (0.12835, 0.68918, 0.65635)
-    rgb = shell.GetAttribute("primvars:displayColor").Get(8)[0]
-    assert tuple(rgb) == pytest.approx((0.12835, 0.68918, 0.65635), abs=0.001)
-    assert shell.GetAttribute("primvars:heat").Get(8) == pytest.approx((44 - 25) / (92 - 25), abs=1 / 255)
+    # SERVING at 44 °C on 30..60: x = 14/30 -> step rint(0.4667 * 255) = 119 -> 0.46667, between the
+    # 0.30 indigo (0.08, 0.05, 0.78) and 0.50 violet (0.38, 0.02, 0.60): f = 0.8333 -> (0.33, 0.025, 0.63)
+    rgb = np.array(shell.GetAttribute("primvars:displayColor").Get(8)[0])
+    assert rgb == pytest.approx([0.33, 0.025, 0.63], abs=1e-3)
+    glow = 0.08 + 1.6 * 119 / 255                              # emission base + gain * heat
+    assert np.array(shell.GetAttribute("primvars:emissive").Get(8)[0]) == pytest.approx(rgb * glow, abs=1e-3)
+    front = node(stage, "A02", 3).GetChild("FrontMesh")
+    assert np.array(front.GetAttribute("primvars:emissive").Get(8)[0]) == pytest.approx(rgb * glow * 0.5, abs=1e-3)
+    assert list(shell.GetAttribute("primvars:heat").Get(8)) == pytest.approx([119 / 255])
     s0 = node(stage).GetChild("Shell").GetAttribute("primvars:displayColor")
-    assert tuple(s0.Get(1)[0]) == pytest.approx((0.03, 0.03, 0.035))        # OFF: near black
-    # BOOTING at frame index 2 (time code 3): pulse brightness PULSE_LEVELS[2 % 4] = 0.3 of the
-    # 34 °C colour: step rint(9/67 * 255) = 34 = 33.933 °C, f = 8.933/15 = 0.59556 between 25 °C
-    # (0.05, 0.20, 0.85) and 40 °C (0.05, 0.65, 0.80): (0.05, 0.46800, 0.82022) * 0.3
-    assert tuple(s0.Get(3)[0]) == pytest.approx((0.015, 0.14040, 0.24607), abs=0.001)
-    # frame index 3: brightness 0.6 of the 35 °C colour: step 38 = 34.984 °C, f = 0.66562:
-    # (0.05, 0.49953, 0.81672) * 0.6
-    assert tuple(s0.Get(4)[0]) == pytest.approx((0.03, 0.29972, 0.49003), abs=0.001)
+    assert tuple(s0.Get(1)[0]) == pytest.approx((0.010, 0.035, 0.20))         # OFF: dim standby blue
+    # BOOTING at frame 2: node 0's pulse phase = (2 + floor(0.381966 * 16) = 6) % 16 = 8 -> brightness
+    # 1 - 0.6 = 0.4 of the 34 °C colour: step rint(4/30 * 255) = 34 -> f = (34/255)/0.3 = 0.4444 between
+    # (0.01, 0.09, 0.85) and (0.08, 0.05, 0.78) -> (0.04111, 0.07222, 0.81889) * 0.4
+    assert tuple(s0.Get(3)[0]) == pytest.approx((0.016444, 0.028889, 0.327556), abs=1e-4)
 
 
-def test_fan_spin_is_accumulated_rotation(syn):
-    run, info, stage, _ = syn
-    # rpm = 1000 + 10k; one sample = 10 s = rpm/60*10 turns = rpm*60 degrees. Largest step
-    # (k=19): 1190*60 = 71400° -> divisor ceil(71400/90) = 794 so no fan turns > 90° per frame.
-    assert info["fan_spin_divisor"] == 794
+def test_fans_spin_below_half_pitch_and_blur_above_the_aliasing_rpm(syn):
+    _, _, stage, _ = syn
     rot = node(stage).GetChild("Fan_2").GetAttribute("xformOp:rotateY")
-    assert rot.Get(1) == pytest.approx(1000 * 60 / 794, rel=1e-5)
-    assert rot.Get(2) == pytest.approx((1000 + 1010) * 60 / 794, rel=1e-5)
-    assert rot.Get(20) == pytest.approx(sum(1000 + 10 * k for k in range(20)) * 60 / 794, rel=1e-5)
+    # rpm = 1000 + 10k, run peak 1190: each frame turns 0.45 * 360/7 * rpm / 1190 degrees; written
+    # within 0.5° (swing door), so every frame is within that of the accumulated angle
+    step = [0.45 * 360 / 7 * (1000 + 10 * k) / 1190 for k in range(20)]
+    for k in range(20):
+        assert rot.Get(k + 1) == pytest.approx(sum(step[:k + 1]), abs=0.5)
+    assert max(step) < 360 / 7 / 2
+    assert len(rot.GetTimeSamples()) < 20                      # a steady ramp needs few keys
+    blur = node(stage).GetChild("Blur").GetAttribute("primvars:displayOpacity")
+    assert list(blur.Get(1)) == pytest.approx([0.55])           # 1000 rpm: a full blur disc
 
 
-def test_held_values_are_not_repeated(syn):
-    run, _, stage, _ = syn
-    tel = Sdf.Layer.FindOrOpen(str(run / "stage" / "telemetry.usdc"))
-    p = node(stage).GetPath()
-    # inlet is 22 °C throughout: only the first and last frames are written
-    assert tel.ListTimeSamplesForPath(p.AppendProperty("telemetry:inlet_c")) == [1.0, 20.0]
-    # state OFF(k 0-1) BOOTING(2-3) SERVING(4-19): the ends of each run -> k = 0,1,2,3,4,19
-    assert tel.ListTimeSamplesForPath(p.AppendProperty("telemetry:state")) == [1, 2, 3, 4, 5, 20]
-    # and the held value plays back between written samples (linear interpolation of equal ends)
-    assert node(stage).GetAttribute("telemetry:inlet_c").Get(10.5) == pytest.approx(22.0)
-
-
-def test_p2p_arcs_follow_traffic(syn):
+def test_p2p_flashes_follow_traffic_and_stay_under_three_hertz(syn):
     _, _, stage, _ = syn
-    curves = UsdGeom.BasisCurves(node(stage).GetChild("P2P"))
-    assert list(curves.GetCurveVertexCountsAttr().Get()) == [3, 3, 3]
-    # p2p = k % 3 GB/s. k=0 -> 0: invisible; k=2 -> 2 GB/s on the 28 GB/s scale, 16 steps:
-    # step rint(2/28*15) = 1 -> width 0.002 + 1/15*0.010, opacity 0.35 + 0.65/15
-    assert curves.GetDisplayOpacityPrimvar().Get(1)[0] == 0.0
-    assert curves.GetWidthsAttr().Get(3)[0] == pytest.approx(0.002 + 0.010 / 15, rel=1e-5)
-    assert curves.GetDisplayOpacityPrimvar().Get(3)[0] == pytest.approx(0.35 + 0.65 / 15, rel=1e-5)
+    for slot in (1, 2, 3):
+        curves = UsdGeom.BasisCurves(node(stage, "B01", slot).GetChild("P2P"))
+        w = np.array([curves.GetWidthsAttr().Get(t)[0] for t in range(1, 21)])
+        assert (w[[0, 3, 6, 9, 12, 15, 18]] == 0).all()          # p2p = k % 3: no traffic, no flash
+        onsets = np.flatnonzero((w[1:] > 0) & (w[:-1] == 0)) + 1
+        assert onsets.size >= 1 and (np.diff(onsets) >= 8).all()
+    pts = np.array(UsdGeom.BasisCurves(node(stage).GetChild("P2P")).GetPointsAttr().Get())
+    assert pts[:, 2].max() < 0.084                              # arcs stay under the node's lid
 
 
-def test_fabric_switches_and_link_curves(syn):
+def test_fx_airflow_points_velocities_and_inherited_primvars(syn):
+    _, _, stage, _ = syn
+    pts = UsdGeom.Points(node(stage, "A02", 3).GetChild("FX").GetChild("Airflow"))
+    side = np.array(UsdGeom.PrimvarsAPI(pts).GetPrimvar("fx:side").Get())
+    assert (side == 0).sum() == 12 and (side == 1).sum() == 10
+    # 0.05 m³/s through 3 fan annuli pi (0.056² - 0.020²) = 0.025787 m² -> 1.94 m/s; through the rear
+    # grille (0.40 - 13 * 0.008) * 0.12 = 0.03552 m² -> 1.41 m/s; front to rear = node-local -Y
+    v = np.array(pts.GetVelocitiesAttr().Get(9))
+    assert v[side == 0] == pytest.approx(np.tile([0, -1.94, 0], (12, 1)), abs=1e-5)
+    assert v[side == 1] == pytest.approx(np.tile([0, -1.41, 0], (10, 1)), abs=1e-5)
+    # temperatures: inlet 22 °C at the intake, 22 + 290/100 = 24.9 °C exhaust (k=8)
+    t = np.array(UsdGeom.PrimvarsAPI(pts).GetPrimvar("temperature_c").Get(9))
+    assert t[side == 0] == pytest.approx([22.0] * 12) and t[side == 1] == pytest.approx([24.9] * 10)
+    inherited = UsdGeom.PrimvarsAPI(pts).FindPrimvarWithInheritance("telemetry:fan_rpm")
+    assert inherited.Get(9) == pytest.approx(1080)
+
+
+def test_fabric_cables_are_pinned_catenaries_with_bytes_gain(syn):
     _, info, stage, n_links = syn
-    # 12 nic-leaf + 4 racks x 2 spines + 1 storage x 2 spines = 22 links
-    assert n_links == 22 and info["prims"]["links"] == 22
+    assert n_links == 22 and info["prims"]["links"] == 22      # 12 nic-leaf + 4 x 2 leaf-spine + 2 storage
     fab = stage.GetPrimAtPath("/Refinery/Fabric")
-    assert Usd.ModelAPI(fab).GetKind() == Kind.Tokens.group
-    leaves = fab.GetChild("Leaves").GetChildren()
-    assert sorted(p.GetName() for p in leaves) == ["Leaf_A01", "Leaf_A02", "Leaf_B01", "Leaf_B02"]
-    assert all(p.IsInstance() for p in leaves)
-    top = UsdGeom.Xformable(fab.GetChild("Leaves").GetChild("Leaf_A01")).ComputeLocalToWorldTransform(0)
-    assert tuple(top.ExtractTranslation()) == pytest.approx((0.0, -1.2, 2.0))   # on the A01 roof
-    assert [p.GetName() for p in fab.GetChild("Spines").GetChildren()] == ["Spine_0", "Spine_1"]
-    sp = UsdGeom.Xformable(fab.GetChild("Spines").GetChild("Spine_0")).ComputeLocalToWorldTransform(0)
-    assert sp.ExtractTranslation()[1] == pytest.approx(0.0)           # over the cold-aisle centre line
-    st = UsdGeom.Xformable(fab.GetChild("Storage").GetChild("Storage_0")).ComputeLocalToWorldTransform(0)
-    assert st.ExtractTranslation()[0] > 0.6 + 0.3                     # beyond the last rack in X
+    assert sorted(p.GetName() for p in fab.GetChild("Leaves").GetChildren()) == ["Leaf_A01", "Leaf_A02", "Leaf_B01", "Leaf_B02"]
     link = UsdGeom.BasisCurves(fab.GetChild("Links").GetChild("Link_0000"))
+    assert (link.GetTypeAttr().Get(), link.GetBasisAttr().Get(), link.GetWrapAttr().Get()) == ("cubic", "catmullRom", "pinned")
+    pts = np.array(link.GetPointsAttr().Get())
+    pinned = np.array(UsdGeom.PrimvarsAPI(link).GetPrimvar("fx:pinned").Get())
+    assert len(pts) > 10 and pinned[0] == pinned[-1] == 1.0 and 0 < pinned.sum() < len(pts)
     assert link.GetPrim().GetAttribute("fabric:src").Get() == "node:0"
-    assert link.GetPrim().GetAttribute("fabric:kind").Get() == "nic-leaf"
-    # util(link 0, sample k) = (k % 5)/4. k=3 -> 0.75, quantised to rint(0.75*31)/31 = 23/31;
-    # width nic-leaf 0.004 + 23/31 * 0.008; colour between 0.7 (1, .85, .10) and 1.0 (1, .10, .05)
-    u = 23 / 31
-    f = (u - 0.7) / 0.3
-    assert link.GetWidthsAttr().Get(4)[0] == pytest.approx(0.004 + u * 0.008, rel=1e-5)
-    assert tuple(link.GetDisplayColorPrimvar().Get(4)[0]) == pytest.approx((1.0, 0.85 - 0.75 * f, 0.10 - 0.05 * f), abs=1e-5)
-    assert link.GetDisplayOpacityPrimvar().Get(4)[0] == pytest.approx(0.15 + u * 0.85, rel=1e-5)
-    # k=0 -> idle: thinnest, the slate idle colour
-    assert tuple(link.GetDisplayColorPrimvar().Get(1)[0]) == pytest.approx((0.15, 0.20, 0.30), abs=1e-6)
+    # util (link 0, sample k) = (k % 5)/4 and bytes = util * 50e9 per 10 s: peak 5e9 B/s; level =
+    # min(1, 2 sqrt(util)) is 0 at k % 5 == 0, else 1. Smoothed by the 15-frame triangle (weights
+    # (8 - |j|)/64): at k=7 the zeros at k = 0, 5, 10 (j = -7, -2, +3) remove (1 + 6 + 5)/64 -> 0.8125,
+    # quantised to rint(0.8125 * 23) = 19 steps -> width 0.006 + 19/23 * 0.008, glow 19/23 of full
+    u = 19 / 23
+    assert link.GetWidthsAttr().Get(8)[0] == pytest.approx(0.006 + u * 0.008)
+    idle, hot = np.array([0.05, 0.06, 0.08]), np.array([0.25, 0.85, 1.0]) * 2.5
+    assert np.array(link.GetDisplayColorPrimvar().Get(8)[0]) == pytest.approx(idle + u * (hot - idle), abs=1e-5)
+    assert len(link.GetWidthsAttr().GetTimeSamples()) >= 10
+    assert stage.GetRootLayer().customLayerData["twin:link_bytes_per_s_peak"] == pytest.approx(5e9)
 
 
-def test_hero_camera_walks_the_aisle(syn):
+def test_rdma_pulses_travel_along_the_cables(syn):
     _, _, stage, _ = syn
-    cam = UsdGeom.Camera(stage.GetPrimAtPath("/Refinery/Cameras/Hero"))
-    a = cam.ComputeLocalToWorldTransform(1).ExtractTranslation()
-    b = cam.ComputeLocalToWorldTransform(20).ExtractTranslation()
-    assert a[1] == b[1] == pytest.approx(0.0) and a[2] == pytest.approx(1.7)
-    assert b[0] > a[0]
-    look = cam.ComputeLocalToWorldTransform(1).TransformDir(pxr.Gf.Vec3d(0, 0, -1))
-    assert look[0] > 0.8 and look[1] < 0                            # down the aisle, towards row A
-    assert stage.GetPrimAtPath("/Refinery/Lights/Key").IsA(pxr.UsdLux.DistantLight)
+    pulses = UsdGeom.Points(stage.GetPrimAtPath("/Refinery/Fabric/Pulses"))
+    link_of = np.array(UsdGeom.PrimvarsAPI(pulses).GetPrimvar("fabric:link").Get())
+    p1, p2 = np.array(pulses.GetPointsAttr().Get(1)), np.array(pulses.GetPointsAttr().Get(2))
+    route = np.array(UsdGeom.BasisCurves(stage.GetPrimAtPath("/Refinery/Fabric/Links/Link_0003")).GetPointsAttr().Get())
+    for p in p1[link_of == 3]:                                 # every pulse of link 3 lies on its cable
+        assert np.linalg.norm(route - p, axis=1).min() < 0.06
+    moved = np.linalg.norm(p2 - p1, axis=1)
+    # each pulse moves 9 cm a frame along its cable, or wraps from one end of it back to the other
+    assert (moved > 0).all() and np.mean(moved <= 0.09 + 1e-5) > 0.9
+    # pulse size and brightness follow the same smoothed level (0.8125 for link 0 at k=7, unquantised)
+    w, o = np.array(pulses.GetWidthsAttr().Get(8)), np.array(pulses.GetDisplayOpacityPrimvar().Get(8))
+    assert w[link_of == 0] == pytest.approx(0.018 + 0.8125 * 0.027) and o[link_of == 0] == pytest.approx(0.8125)
 
 
-def test_stage_sample_spacing(tmp_path):
+def test_cameras_lenses_in_stage_units_and_the_hero_move(syn):
+    _, _, stage, _ = syn
+    cams = {p.GetName(): UsdGeom.Camera(p) for p in stage.GetPrimAtPath("/Refinery/Cameras").GetChildren()}
+    assert set(cams) == {"Hero", "CloseUp", "Overview", "Front"}
+    for name, cam in cams.items():
+        f = cam.GetFocalLengthAttr().Get()
+        assert 0.05 < f <= 1.0, name                             # tenths of a metre: 16 mm = 0.16
+        assert cam.GetHorizontalApertureAttr().Get() / cam.GetVerticalApertureAttr().Get() == pytest.approx(16 / 9)
+    assert cams["Hero"].GetFocalLengthAttr().Get() == pytest.approx(0.16)
+    hero = cams["Hero"]
+    xs = np.array([hero.ComputeLocalToWorldTransform(t).ExtractTranslation()[0] for t in range(1, 21)])
+    assert xs[0] < -0.3 - 1.0 < xs[-1]                           # from beyond the aisle's end, in
+    assert (np.diff(xs) >= -1e-9).all()                          # one direction, eased
+    look = hero.ComputeLocalToWorldTransform(1).TransformDir(Gf.Vec3d(0, 0, -1))
+    assert look[0] > 0.9 and look[2] > 0                         # down the aisle, tilted up to the trays
+
+
+def test_room_has_walls_ceiling_floor_cooling_and_containment(syn):
+    _, _, stage, _ = syn
+    room = stage.GetPrimAtPath("/Refinery/Room")
+    names = {p.GetName() for p in room.GetChildren()}
+    assert {"Walls", "Ceiling", "Deck", "PlenumSlab", "Tiles", "Trays", "Cooling", "Containment", "LightPanels"} <= names
+    assert all(p.IsInstance() for p in room.GetChild("Cooling").GetChildren())
+    glass = room.GetChild("Containment").GetChild("Aisle_0").GetChild("Glass")
+    assert UsdShade.MaterialBindingAPI(glass).ComputeBoundMaterial()[0].GetPath() == "/Refinery/Looks/Glass"
+
+
+def test_stage_sample_spacing_and_realtime_window(tmp_path):
     run = make_synthetic_run(tmp_path / "syn")
     info = build_stage(run, stage_sample_s=30.0, previews=False)
     # 20 samples at 10 s, every 3rd sample (rows 2, 5, ... 17) plus the last (19): 7 frames
     assert info["frames"] == 7 and info["stage_sample_s"] == 30.0
     stage = Usd.Stage.Open(str(run / "stage" / "refinery.usda"))
     # interval mean over (prev frame, frame]: node 0 power 200 + 5k, frame at k=5 covers k = 3..5
-    assert node(stage).GetAttribute("telemetry:power_w").Get(60 / 30) == pytest.approx(200 + 5 * 4)
+    assert UsdGeom.PrimvarsAPI(node(stage)).GetPrimvar("telemetry:power_w").Get(60 / 30) == pytest.approx(200 + 5 * 4)
     assert math.isclose(stage.GetEndTimeCode(), 200 / 30)
+    rt = build_stage(run, out_dir=tmp_path / "rt", window=(50.0, 60.0), realtime=True, previews=False)
+    # real time: 24 frames per simulated second over 50..60 s -> 241 frames, time code = 24 x seconds
+    assert rt["frames"] == 241 and rt["realtime"] and rt["seconds_per_timecode"] == pytest.approx(1 / 24)
+    st = Usd.Stage.Open(str(tmp_path / "rt" / "refinery.usda"))
+    assert (st.GetStartTimeCode(), st.GetEndTimeCode()) == pytest.approx((1200.0, 1440.0))
+    d = st.GetRootLayer().customLayerData
+    assert d["twin:time_mapping"] == "realtime" and d["twin:simulated_seconds_per_stage_second"] == pytest.approx(1.0)
+    pv = UsdGeom.PrimvarsAPI(node(st)).GetPrimvar("telemetry:power_w")
+    # t = 50 s shows sample k=4 (interval 40..50 s); any t in (50, 60] shows k=5
+    assert pv.Get(1200) == pytest.approx(220.0) and pv.Get(1201) == pytest.approx(225.0) and pv.Get(1440) == pytest.approx(225.0)
 
 
 def test_real_tiny_run_stage(tiny_run, tmp_path):
@@ -225,22 +298,22 @@ def test_real_tiny_run_stage(tiny_run, tmp_path):
     stage = Usd.Stage.Open(str(tmp_path / "stage" / "refinery.usda"))
     # tiny.yaml: 600 s, 5-s samples -> 120 frames; one rack of four nodes
     assert info["frames"] == 120 and info["prims"]["nodes"] == 4
-    nodes = [p for p in stage.Traverse() if p.GetName().startswith("Node_")]
-    assert len(nodes) == 4
+    assert len([p for p in stage.Traverse() if p.GetName().startswith("Node_")]) == 4
     import pyarrow.compute as pc
     from twin.telemetry.read import read_table
     t = read_table(tiny_run, "nodes")
     row = t.filter(pc.and_(pc.equal(t["node_id"], 2), pc.equal(t["time_s"], 300.0)))
-    n2 = stage.GetPrimAtPath("/Refinery/Row_A/Rack_A01/Node_03")
-    assert n2.GetAttribute("telemetry:state").Get(60) == row["state"][0].as_py()
-    assert n2.GetAttribute("telemetry:gpu_temp_max_c").Get(60) == pytest.approx(row["gpu_temp_max_c"][0].as_py())
+    n2 = UsdGeom.PrimvarsAPI(stage.GetPrimAtPath("/Refinery/Row_A/Rack_A01/Node_03"))
+    assert n2.GetPrimvar("telemetry:state").Get(60) == row["state"][0].as_py()
+    assert n2.GetPrimvar("telemetry:gpu_temp_max_c").Get(60) == pytest.approx(row["gpu_temp_max_c"][0].as_py())
+    assert not errors_of(stage)
 
 
 def test_same_run_gives_byte_identical_stage(syn, tmp_path):
     run = syn[0]
     for i in range(2):
         build_stage(run, out_dir=tmp_path / f"s{i}")
-    for name in ("refinery.usda", "telemetry.usdc", "previews/floor_heatmap.gif", "previews/colour_ramp.png"):
+    for name in ("refinery.usda", "telemetry.usdc", "previews/floor_heatmap.gif", "previews/colour_legend.png"):
         assert (tmp_path / "s0" / name).read_bytes() == (tmp_path / "s1" / name).read_bytes(), name
 
 

@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from twin.cli.common import SetOption, _with_progress, fail, load_scenario_or_exit, out, parse_sets
+from twin.cli.common import CatalogueOption, SetOption, _with_progress, fail, load_scenario_or_exit, out, parse_sets
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="AI Inference Refinery digital twin: simulate, query and render the surge.")
@@ -47,6 +47,7 @@ def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scena
         out_dir: Annotated[Optional[Path], typer.Option("-o", "--out", help="Run directory (default runs/<scenario name>)")] = None,
         seed: Annotated[Optional[int], typer.Option(help="Override simulation.seed")] = None,
         sets: SetOption = None,
+        catalogue: CatalogueOption = None,
         force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing run directory")] = False,
         stage: Annotated[bool, typer.Option("--stage/--no-stage", help="Also write the USD stage")] = True,
         stage_sample_s: Annotated[Optional[float], typer.Option(help="Seconds between stage time samples")] = None,
@@ -57,7 +58,7 @@ def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scena
 
     if stage_sample_s is not None and not (math.isfinite(stage_sample_s) and stage_sample_s > 0):
         fail(f"--stage-sample-s: must be a positive number of seconds, got {stage_sample_s:g}")  # before simulating
-    sc = load_scenario_or_exit(scenario, seed, sets)
+    sc = load_scenario_or_exit(scenario, seed, sets, catalogue)
     target = out_dir or default_run_dir(sc.name)
     try:  # before simulating: a refusal should not cost the user the whole run
         target = target_path(target)
@@ -133,6 +134,7 @@ SUMMARY_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("throttled GPU-seconds", ("throttled_gpu_s",)),
     ("thermal shutdowns", ("thermal_shutdowns",)),
     ("faults / units lost / request retries", ("faults", "units_lost", "request_retries")),
+    ("KV preemptions (recompute)", ("preemptions",)),
     ("tokens served / per facility kWh", ("tokens_served", "tokens_per_kwh")),
     ("energy cost / amortised capex", ("energy_cost_usd", "amortised_capex_usd")),
     ("USD per Mtok energy / total", ("cost_per_mtok_energy_usd", "cost_per_mtok_usd")),
@@ -217,7 +219,7 @@ def catalogue_show(name: Annotated[str, typer.Argument(help="Entry name, e.g. rt
 
 # Commands contributed by other modules: each exposes register(app).
 for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.plan", "twin.cli.schema",
-             "twin.cli.replay"):
+             "twin.cli.replay", "twin.cli.calibrate"):
     importlib.import_module(_mod).register(app)
 
 

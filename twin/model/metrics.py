@@ -112,6 +112,7 @@ _ALL: tuple[Metric, ...] = (
     _m("requests_queued", "still queued at end", "", LOWER, 0),
     _m("requests_in_flight", "in flight at end", "", NEITHER, 0),
     _m("request_retries", "request retries", "", LOWER, 0),
+    _m("preemptions", "KV preemptions (recompute)", "", LOWER, 0),
     _m("peak_arrival_rate_per_s", "peak arrival rate", "req/s", NEITHER, 2),
     # latency: nearest-rank percentiles (percentile()) over completed requests
     _m("ttft_p50_s", "TTFT p50", "s", LOWER, 2),

@@ -19,7 +19,7 @@ from twin.model.checks import design_findings
 from twin.model.fabric import element_names, parse_element
 from twin.model.policies import POLICIES
 from twin.model.resources import resource_problems
-from twin.model.serving import replica_memory_plan
+from twin.model.serving_checks import serving_problems
 from twin.spec.catalogue import Catalogue, load_catalogue
 from twin.spec.safe_yaml import read_input
 from twin.spec.scenario import (
@@ -176,13 +176,20 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
         if pool.nodes % nodes_per_replica:
             problems.append(f"{path}.nodes: {pool.nodes} is not a multiple of the {nodes_per_replica} nodes "
                             f"one replica spans")
-        plan = replica_memory_plan(model, cat.quant(pool.quantisation), gpu, gpus, pool.memory_utilisation,
-                                   pool.kv_bytes)
-        if plan.kv_budget_gb <= 0:
+        serving = serving_problems(path, pool, model, node, gpu, cat)
+        problems.extend(serving)
+        engine = cat.engine(pool.engine)
+        usable_b = gpus * (gpu.memory_bytes * pool.memory_utilisation - engine.activation_reserve_gib * 2**30)
+        weights_gb = model.total_params_b * cat.quant(pool.quantisation).bytes_per_param
+        # offloaded pools hold only their GPU layers in VRAM (serving_problems checks the rest)
+        if pool.gpu_layers is None and weights_gb * 1e9 >= usable_b:
+            mem = gpu.memory_gib if gpu.memory_gib is not None else gpu.memory_gb
             problems.append(
-                f"{path}: {pool.model} in {pool.quantisation} needs {plan.weights_gb:.1f} GB of weights but a "
-                f"replica of {gpus} x {gpu.name} has {plan.usable_gb:.1f} GB usable "
-                f"({gpus} x {gpu.memory_gb:g} GB x {pool.memory_utilisation:g}); raise tp/pp or pick a smaller quantisation")
+                f"{path}: {pool.model} in {pool.quantisation} needs {weights_gb:.1f} GB of weights but a "
+                f"replica of {gpus} x {gpu.name} has {usable_b / 1e9:.1f} GB usable ({gpus} x {mem:g} GiB x "
+                f"{pool.memory_utilisation:g} - {engine.activation_reserve_gib:g} GiB engine reserve); raise tp/pp "
+                f"or pick a smaller quantisation"
+                + (" or keep layers in system memory (gpu_layers: auto)" if engine.cpu_offload else ""))
     if node_ok:  # node peak vs PSU, rack vs feed (twin.checks); warnings go on Scenario.warnings
         problems.extend(f.message for f in design_findings(spec, cat) if f.level == "error")
     mixes = sum(p.mix for p in spec.pools)

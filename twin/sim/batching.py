@@ -2,10 +2,15 @@
 
 Per replica, prompts are prefilled FIFO (admission order) within a token budget: the whole tick
 when nothing decodes, PREFILL_SHARE_MAX of it when sequences are decoding and the engine batches
-continuously, none when it does not (llama.cpp --no-cont-batching). Decode then runs at the
-roofline token interval (twin.model.serving) for the replica's batch, TP all-reduces and
-pipeline hops included, in the time prefill left. First-token and completion times are sub-tick.
-All requests are handled at once with group-wise scans; no Python loop over requests.
+continuously, none when it does not (llama.cpp --no-cont-batching). Each prompt costs its GEMMs
+plus causal attention at the replica's throughput (twin.model.replica.prefill_s_per_token); on a
+pipeline-parallel replica whose stages overlap, its first token also waits for the pipeline fill
+(the sum of the stage times, twin.model.replica.pipeline_fill_s). Decode then runs at the
+kernel-table roofline step (twin.model.replica.decode_step_s: the SM clock scales only the compute
+term) for the replica's batch, TP all-reduces and pipeline hops included, in the time prefill left.
+Paged pools (vLLM) then grow each sequence's KV blocks and preempt the newest sequences of a replica
+whose pool runs dry (RequestBook.grow_kv). First-token and completion times are sub-tick. All
+requests are handled at once with group-wise scans; no Python loop over requests.
 """
 from __future__ import annotations
 
@@ -13,10 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twin.model import offload as ol
+from twin.model import replica as rp
 from twin.model import serving as sv
 from twin.sim.layout import Layout
 from twin.sim.requests import RequestBook
-from twin.spec.catalogue import NodeSpec
+from twin.spec.catalogue import CpuSpec, NodeSpec
 
 PREFILL_SHARE_MAX = 0.6   # estimate: chunked-prefill token budget keeps >= 40 % of a step for decode
 P2P_HOP_LATENCY_S = 5e-6  # estimate: PCIe P2P copy launch + sync per intra-node pipeline hop
@@ -48,36 +55,44 @@ class ServingOutputs:
     batch: np.ndarray          # sequences per micro-batch
     tokens_s: np.ndarray       # decode tokens/s
     prefill_tok_s: np.ndarray  # prompt tokens/s
+    # the work behind it, for the power model (power.replica_gpu_work)
+    decode_batch: np.ndarray   # sequences decoding
+    kv_tokens: np.ndarray      # KV-cache tokens they read per step
+    interval_s: np.ndarray     # decode token interval
+    decode_time_frac: np.ndarray  # share of the tick left to decode (after prefill)
 
 
 class ServingStep:
     """Advances the RequestBook's in-flight requests; owns the decode interval and work estimate."""
 
-    def __init__(self, layout: Layout, book: RequestBook, node: NodeSpec, dt_s: float) -> None:
-        self.lay, self.book, self.node, self.dt = layout, book, node, dt_s
+    def __init__(self, layout: Layout, book: RequestBook, node: NodeSpec, dt_s: float,
+                 cpu: CpuSpec | None = None) -> None:
+        self.lay, self.book, self.node, self.dt, self.cpu = layout, book, node, dt_s, cpu
         nr = layout.n_rep
         self.rep_interval_s = np.array([self._single_interval(p) for p in layout.rep_pool])
         self.rep_busy = np.zeros(nr)  # outstanding work estimate for the router, s
+        self.rep_state_b = np.array([layout.plans[p].state_bytes_per_seq for p in layout.rep_pool])
         z = np.zeros(nr)
-        self.idle = ServingOutputs(z, z, z, z, z)
+        self.idle = ServingOutputs(z, z, z, z, z, z, z, z, z)
 
     def _single_interval(self, pool: int) -> float:
-        pf = self.lay.perf[pool]
-        return float(sv.decode_token_interval_s(
-            np.array([1.0]), np.array([1000.0]), weights_bytes=pf.weights_bytes, active_fraction=pf.active_fraction,
-            active_params=pf.active_params, kv_bytes_per_token=pf.kv_bytes_per_token,
-            state_bytes_per_seq=pf.state_bytes_per_seq, tp=pf.tp, pp=pf.pp, bandwidth_gb_s=pf.bandwidth_gb_s,
-            dense_tflops=pf.decode_tflops, eta_bw=pf.eta_bw, eta_fl=pf.eta_fl, clock=np.array([1.0]),
-            step_overhead_s=pf.step_overhead_s)[0])
+        pl, split = self.lay.plans[pool], self.lay.splits[pool]
+        if split is not None and self.cpu is not None:
+            return ol.offload_decode_token_s(pl, split, self.cpu, self.node, context_tokens=1000.0)
+        return float(rp.decode_step_s(pl, 1.0, 1000.0))
 
     def step(self, t0: float, gpu_clock: np.ndarray, rep_nic_gb_s: np.ndarray,
-             rep_cross_lat_s: np.ndarray) -> ServingOutputs:
-        """Advance every in-flight request by one tick (vectorised over requests, grouped by replica)."""
+             rep_cross_lat_s: np.ndarray, gpu_mem_clock: np.ndarray | None = None) -> ServingOutputs:
+        """Advance every in-flight request by one tick (vectorised over requests, grouped by replica).
+        `gpu_mem_clock`: memory-clock share per GPU (memory-junction throttle); the slowest GPU's sets
+        its replica's bandwidth."""
         lay, bk, dt = self.lay, self.book, self.dt
         nr = lay.n_rep
         ids = bk.inflight
         clock_ext = np.append(gpu_clock, 1.0)
         rep_clock = clock_ext[lay.rep_gpus].min(axis=1)
+        rep_mem = (np.ones(nr) if gpu_mem_clock is None
+                   else np.append(gpu_mem_clock, 1.0)[lay.rep_gpus].min(axis=1))
         if not len(ids):
             self.rep_busy[:] = 0
             return self.idle
@@ -93,7 +108,8 @@ class ServingStep:
         hop_per_tok_s = (lay.rep_hops_intra * tok_bytes / (p2p * sv.GB)
                          + lay.rep_hops_cross * tok_bytes / (nic * sv.GB))
         hop_lat_s = lay.rep_hops_intra * P2P_HOP_LATENCY_S + rep_cross_lat_s
-        p_cost = lay.rep_prefill_s_per_tok / np.maximum(rep_clock, 1e-3) + hop_per_tok_s
+        p_comp = lay.rep_prefill_s_per_tok / np.maximum(rep_clock, 1e-3)   # GEMMs + TP, per replica
+        p_cost = p_comp + hop_per_tok_s
         # ---- prefill: FIFO per replica, starting no earlier than the request's arrival in this tick
         pf_mask = bk.prefill_left[ids] > 0
         decoding0 = ~pf_mask
@@ -110,30 +126,46 @@ class ServingStep:
             pidx = pidx[order]
             rr = r[pidx]
             rid = ids[pidx]
-            w = bk.prefill_left[rid] * p_cost[rr]
+            total = bk.req.prompt_tokens[rid] + bk.generated[rid]     # tokens this prefill computes in all
+            comp = p_comp[rr] + lay.rep_prefill_attn_s[rr] * total / np.maximum(rep_clock[rr], 1e-3)
+            cost = comp + hop_per_tok_s[rr]
+            w = bk.prefill_left[rid] * cost
             a = np.clip(bk.enqueued_s[rid] - t0, 0.0, dt)
             start, end = prefill_scan(w, a, rr)
             done = end <= budget[rr] + 1e-12
             used = np.clip(budget[rr] - start, 0.0, w)
-            bk.prefill_left[rid] = np.where(done, 0.0, bk.prefill_left[rid] - used / p_cost[rr])
+            bk.prefill_left[rid] = np.where(done, 0.0, bk.prefill_left[rid] - used / cost)
             bk.prefill_left[rid] = np.maximum(bk.prefill_left[rid], 0.0)
             prefill_used = np.bincount(rr, weights=used, minlength=nr)
             done_ids = rid[done]
-            bk.first_token_s[done_ids] = t0 + end[done]
-            bk.generated[done_ids] = 1
-            bk.network_s[rid] += used / p_cost[rr] * (lay.rep_hops_cross[rr] * tok_bytes[rr] / (nic[rr] * sv.GB))
+            # the prompt's own traversal of the stages beyond its throughput share (sum of stage times)
+            fill = np.zeros(len(done_ids))
+            for p in np.unique(lay.rep_pool[rr[done]]):
+                m = lay.rep_pool[rr[done]] == p
+                rd0 = rr[done][m]
+                fill[m] = rp.pipeline_fill_s(total[done][m] * comp[done][m], int(lay.rep_pp[rd0[0]]),
+                                             np.ceil(total[done][m] / lay.rep_chunk_tokens[rd0]),
+                                             bool(lay.rep_pp_overlap[rd0[0]]))
+            ready = t0 + end[done] + fill
+            fresh = np.isnan(bk.first_token_s[done_ids])
+            bk.first_token_s[done_ids] = np.where(fresh, ready, bk.first_token_s[done_ids])
+            bk.decode_from_s[done_ids] = ready
+            bk.generated[done_ids] = np.maximum(bk.generated[done_ids], 1)
+            bk.network_s[rid] += used / cost * (lay.rep_hops_cross[rr] * tok_bytes[rr] / (nic[rr] * sv.GB))
             bk.network_s[done_ids] += rep_cross_lat_s[rr[done]]
             first_done[pidx[done]] = True
-            dec_start[pidx[done]] = end[done]
-            rep_prefill_tok_s = np.bincount(rr, weights=used / p_cost[rr], minlength=nr) / dt
-        # ---- decode
-        dec = decoding0 | first_done
+            dec_start[pidx[done]] = np.minimum(end[done] + fill, dt)
+            rep_prefill_tok_s = np.bincount(rr, weights=used / cost, minlength=nr) / dt
+        # ---- decode: sequences whose first token (or recomputed context) is out before the tick ends
+        from_s = np.nan_to_num(bk.decode_from_s[ids] - t0, nan=0.0)
+        dec = (decoding0 | first_done) & ~(from_s >= dt)
+        dec_start = np.where(decoding0 & dec, np.clip(from_s, 0.0, dt), dec_start)
         didx = np.flatnonzero(dec)
         rd = r[didx]
         batch = np.bincount(rd, minlength=nr).astype(float)
         ctx_tok = (bk.req.prompt_tokens[ids] + bk.generated[ids])
-        kv_tok = np.bincount(r, weights=ctx_tok * ~pf_mask, minlength=nr)
-        interval = self._intervals(batch, kv_tok, rep_clock, hop_per_tok_s, hop_lat_s)
+        kv_tok = np.bincount(r, weights=ctx_tok * dec, minlength=nr)
+        interval = self._intervals(batch, kv_tok, rep_clock, hop_per_tok_s, hop_lat_s, rep_mem)
         self.rep_interval_s = np.where(batch > 0, interval, self.rep_interval_s)
         decode_frac = 1.0 - prefill_used / dt
         if len(didx):
@@ -158,30 +190,42 @@ class ServingStep:
             rep_decode_frac = np.where(batch > 0, decode_frac * np.minimum(pp, batch) / pp, 0.0)
             rep_batch = batch / np.minimum(pp, np.maximum(batch, 1.0))
             bk.finish(fin_ids, done_s)
+            # paged KV: blocks for the new tokens; a pool that runs dry preempts its newest sequences
+            grow = bk.inflight[lay.rep_paged[bk.replica[bk.inflight]]]
+            if len(grow):
+                bk.grow_kv(grow, lay.rep_block_bytes, lay.rep_block_tokens, self.rep_state_b, lay.rep_kv_cap, t0 + dt)
         # outstanding work estimate for the router: seconds of prefill + decode left
-        remaining = bk.prefill_left[bk.inflight] * p_cost[bk.replica[bk.inflight]]
+        rin = bk.replica[bk.inflight]
+        remaining = bk.prefill_left[bk.inflight] * (p_cost[rin] + lay.rep_prefill_attn_s[rin]
+                                                    * bk.req.prompt_tokens[bk.inflight])
         self.rep_busy = np.bincount(bk.replica[bk.inflight], weights=remaining, minlength=nr)
         return ServingOutputs(prefill_frac=prefill_used / dt, decode_frac=rep_decode_frac, batch=rep_batch,
-                              tokens_s=rep_tokens_s, prefill_tok_s=rep_prefill_tok_s)
+                              tokens_s=rep_tokens_s, prefill_tok_s=rep_prefill_tok_s, decode_batch=batch,
+                              kv_tokens=kv_tok, interval_s=np.where(batch > 0, interval, 0.0),
+                              decode_time_frac=np.where(batch > 0, decode_frac, 0.0))
 
     def _intervals(self, batch: np.ndarray, kv_tok: np.ndarray, rep_clock: np.ndarray, hop_per_tok_s: np.ndarray,
-                   hop_lat_s: np.ndarray) -> np.ndarray:
-        """Decode token interval of every replica at its batch and context (serving roofline)."""
+                   hop_lat_s: np.ndarray, rep_mem: np.ndarray | None = None) -> np.ndarray:
+        """Decode step of every replica at its batch and context (twin.model.replica.decode_step_s);
+        `rep_mem`: the replica's memory-clock share (memory-junction throttle) scales its bandwidth."""
         lay, node = self.lay, self.node
         interval = np.zeros(lay.n_rep)
-        for p, pf in enumerate(lay.perf):
+        for p, pl in enumerate(lay.plans):
             reps = lay.pool_reps[p]
             if not len(reps):
                 continue
             b = batch[reps]
-            micro = np.minimum(pf.pp, np.maximum(b, 1.0))
-            tp_s = sv.tp_allreduce_s(np.maximum(b, 1.0) / micro, pf.layers, pf.hidden_size, pf.tp,
+            split = lay.splits[p]
+            if split is not None and self.cpu is not None:   # llama.cpp -ngl: GPU layers, then system memory
+                interval[reps] = [ol.offload_decode_token_s(pl, split, self.cpu, node, context_tokens=float(kv),
+                                                            batch=max(float(n), 1.0), clock=float(c))
+                                  for n, kv, c in zip(b, kv_tok[reps], rep_clock[reps])]
+                continue
+            micro = np.minimum(pl.pp, np.maximum(b, 1.0))
+            tp_s = sv.tp_allreduce_s(np.maximum(b, 1.0) / micro, pl.layers, pl.hidden_size, pl.tp,
                                      node.pcie_p2p_gb_s, node.tp_allreduce_latency_s)
             hop_s = hop_per_tok_s[reps] * np.maximum(b, 1.0) / micro + hop_lat_s[reps]
-            interval[reps] = sv.decode_token_interval_s(
-                b, kv_tok[reps], weights_bytes=pf.weights_bytes, active_fraction=pf.active_fraction,
-                active_params=pf.active_params, kv_bytes_per_token=pf.kv_bytes_per_token,
-                state_bytes_per_seq=pf.state_bytes_per_seq, tp=pf.tp, pp=pf.pp, bandwidth_gb_s=pf.bandwidth_gb_s,
-                dense_tflops=pf.decode_tflops, eta_bw=pf.eta_bw, eta_fl=pf.eta_fl, clock=rep_clock[reps],
-                step_overhead_s=pf.step_overhead_s, hop_s=hop_s, tp_comm_s=tp_s)
+            interval[reps] = rp.decode_step_s(pl, b, kv_tok[reps], clock=rep_clock[reps],
+                                              mem_clock=1.0 if rep_mem is None else rep_mem[reps],
+                                              hop_s=hop_s, tp_comm_s=tp_s)
         return interval

@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator
 import numpy as np
 import simpy
 
-from twin.model import serving as sv
+from twin.model import power as pw
 from twin.model.node_power import node_parts_w, node_wall_w
 from twin.model.workload import generate_requests
 from twin.sim.autoscaler import Autoscaler
@@ -33,7 +33,7 @@ from twin.sim.faults import Fleet, fault_process
 from twin.sim.layout import build_layout
 from twin.sim.lifecycle import Lifecycle
 from twin.sim.network import Network
-from twin.sim.plant import Plant
+from twin.sim.plant import LOADING_GPU_GB_S, Plant
 from twin.sim.power_cap import FacilityCap
 from twin.sim.requests import RequestBook, arrivals_before, kv_reservation_b
 from twin.sim.result import RequestRecord, SimResult, collect
@@ -67,23 +67,29 @@ class Engine:
         self.log = log = EventLog(topo.node_rack, lambda: env.now)
         self.lay = lay = build_layout(scenario, topo, node)
         max_ctx = np.array([cat.model(p.model).max_context for p in spec.pools])[req.pool]
-        self.book = book = RequestBook(req, kv_reservation_b(req, lay.perf), max_ctx, lay.pool_kv_cap, lay.n_rep,
-                                       spec.workload.timeout_s, lay.rep_first_node, log)
-        self.serving = ServingStep(lay, book, node, dt)
+        self.book = book = RequestBook(req, kv_reservation_b(req, lay.plans), max_ctx, lay.pool_kv_cap, lay.n_rep,
+                                       spec.workload.timeout_s, lay.rep_first_node, log,
+                                       full_b=kv_reservation_b(req, lay.plans, worst_case=True))
+        self.serving = ServingStep(lay, book, node, dt, cpu)
         self.out = self.serving.idle
         # a node loading weights with its GPUs idle (the cap's floor) and one serving flat out (ramp unit)
         loading = node_parts_w(node, cpu, nic, fan, cpu_util=node.cpu_util_loading, dimm_activity=1.0,
                                fan_rpm=fan.max_rpm)
         serving = node_parts_w(node, cpu, nic, fan, cpu_util=node.cpu_util_serving, dimm_activity=1.0,
                                fan_rpm=fan.max_rpm)
-        floor_w = node_wall_w(node, loading, node.gpu_count * (gpu.idle_power_w + gpu.loaded_idle_extra_w), psu)
-        peak_w = node_wall_w(node, serving, node.gpu_count * gpu.board_power_w * sv.ACTIVITY_DECODE_LARGE, psu)
-        self.cap = FacilityCap(gpu, psu, spec.facility, topo.gpu_node, topo.n_nodes, lay, floor_w, log)
-        self.plant = Plant(topo, cat, node, spec.facility, lay.gpu_rep, self.cap, dt)
+        loading_gpu_w = float(pw.gpu_board_power_w(pw.gpu_active_idle_w(gpu), LOADING_GPU_GB_S, 0.0, 1.0, gpu))
+        floor_w = node_wall_w(node, loading, node.gpu_count * loading_gpu_w, psu)
+        peak_w = node_wall_w(node, serving, node.gpu_count * gpu.board_power_w, psu)
+        self.cap = FacilityCap(gpu, psu, node.input_voltage_v, topo.gpu_node, topo.n_nodes, lay, floor_w, log)
+        engines = tuple(cat.engine(p.engine) for p in spec.pools)
+        self.plant = Plant(topo, cat, node, spec.facility, lay, engines, self.cap, dt)
+        self.cap.facility_w_at = self.plant.facility_w
         self.network = Network(spec, lay, topo, node, nic, dt, book, log)
-        warmup = tuple(cat.engine(p.engine).warmup_s for p in spec.pools)
-        self.life = Lifecycle(spec, lay, topo, node, warmup, env, np.random.default_rng(s_boot), book, self.plant,
-                              log, dt)
+        # engine start after the weights (twin.model.coldstart): a unit's first start compiles, later ones
+        # load the torch.compile cache
+        self.life = Lifecycle(spec, lay, topo, node, tuple(lay.pool_warmup_first_s), env,
+                              np.random.default_rng(s_boot), book, self.plant, log, dt,
+                              warmup_cached_s=tuple(lay.pool_warmup_cached_s))
         unit_peak_w = np.array([len(n) for n in lay.unit_nodes], dtype=float) * peak_w
         self.autoscaler = Autoscaler(spec, lay, topo, env, self.life, book, self.plant, self.network.unit_cut,
                                      unit_peak_w, self.cap.allows_ignition)
@@ -117,7 +123,8 @@ class Engine:
         book.expire(t0)
         net.step(life.state, book.rep_inflight, self.out)
         self._admit(t0)
-        self.out = self.serving.step(t0, plant.out.gpu_clock, net.rep_nic_gb_s, net.rep_cross_lat_s)
+        self.out = self.serving.step(t0, plant.out.gpu_clock, net.rep_nic_gb_s, net.rep_cross_lat_s,
+                                     plant.out.gpu_mem_clock)
         plant.step(life.state, life.gpu_ok, self.out)
         life.react()
         life.follow_traffic(book.rep_inflight)
@@ -162,7 +169,8 @@ class Engine:
         rq = RequestRecord(arrival_s=req.arrival_s, pool=req.pool, prompt_tokens=req.prompt_tokens,
                            output_tokens=req.output_tokens, status=bk.status, drop_reason=bk.drop_reason,
                            admitted_s=bk.admitted_s, first_token_s=bk.first_token_s, done_s=bk.done_s,
-                           replica=bk.replica, network_s=bk.network_s, retries=bk.retries)
+                           replica=bk.replica, network_s=bk.network_s, retries=bk.retries,
+                           preemptions=bk.preemptions)
         return collect(self.sc, self.topo, self.sampler, rq, self.log, self.network.link_columns(self.sampler.links),
                        wall_time_s)
 

@@ -34,9 +34,11 @@ class Lifecycle:
 
     def __init__(self, spec: ScenarioSpec, layout: Layout, topo: Topology, node: NodeSpec,
                  warmup_s: tuple[float, ...], env: simpy.Environment, boot_rng: np.random.Generator,
-                 book: RequestBook, plant: Plant, log: EventLog, dt_s: float) -> None:
+                 book: RequestBook, plant: Plant, log: EventLog, dt_s: float,
+                 warmup_cached_s: tuple[float, ...] | None = None) -> None:
         self.spec, self.lay, self.topo, self.node = spec, layout, topo, node
-        self.warmup_s = warmup_s                     # per pool: the engine's warm-up after loading
+        self.warmup_s = warmup_s                     # per pool: the engine's warm-up after loading, first start
+        self.warmup_cached_s = warmup_s if warmup_cached_s is None else warmup_cached_s  # with compile caches
         self.env, self.boot_rng, self.book, self.plant, self.log, self.dt = env, boot_rng, book, plant, log, dt_s
         N, U = topo.n_nodes, layout.n_units
         self.state = np.full(N, OFF, dtype=np.int8)
@@ -45,6 +47,7 @@ class Lifecycle:
         self.unit_draining = np.zeros(U, dtype=bool)
         self.unit_failed = np.zeros(U, dtype=bool)
         self.unit_gen = np.zeros(U, dtype=np.int64)  # bumped when a unit is lost mid-ignition
+        self.unit_started = np.zeros(U, dtype=bool)  # has warmed up once: its nodes hold the compile cache
         self.node_holds = np.zeros(N, dtype=np.int64)  # active causes keeping a node FAILED
         self.psu_tripped = np.zeros(N, dtype=bool)     # a PSU overload holds the node until a PSU is swapped
         self.gpu_holds = np.zeros(topo.n_gpus, dtype=np.int64)
@@ -84,6 +87,7 @@ class Lifecycle:
                     self.state[nd] = WARM
                     self.log.emit(Kind.INITIAL, int(nd), -1, "WARM")
                 self.unit_ready[u] = True
+                self.unit_started[u] = True   # it has run the model before: compile cache on disk
 
     # ---------------------------------------------------------------- ignition
     def ignite(self, u: int, why: str = "") -> None:
@@ -108,12 +112,14 @@ class Lifecycle:
         yield simpy.AllOf(env, procs)
         if self.unit_gen[u] != gen:
             return
-        yield env.timeout(self.warmup_s[self.lay.unit_pool[u]])
+        pool = self.lay.unit_pool[u]
+        yield env.timeout(self.warmup_cached_s[pool] if self.unit_started[u] else self.warmup_s[pool])
         if self.unit_gen[u] != gen:
             return
         for nd in nodes:
             self.set_state(int(nd), WARM)
         self.unit_ready[u] = True
+        self.unit_started[u] = True
         self.log.emit(Kind.READY, int(nodes[0]), -1, f"unit {u}")
 
     def _boot_and_load(self, nd: int, boot_s: float, u: int, gen: int) -> Generator:

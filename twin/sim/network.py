@@ -33,7 +33,7 @@ class Network:
         self.rep_nic_gb_s = np.full(layout.n_rep, nic.achievable_gb_s)
         self.rep_cross_lat_s = layout.rep_hops_cross * (2 * nic.latency_s + spec.fabric.switch_latency_s)
         self.unit_cut = np.zeros(layout.n_units, dtype=bool)  # powered but unreachable over the fabric
-        self._local_rate_b_s = np.full(N, min(node.nvme_read_gb_s, node.pcie_h2d_gb_s) * sv.GB)
+        self._local_rate_b_s = layout.node_load_rate_b_s  # engine's first-boot read rate (twin.model.coldstart)
         self.fabric = None
         faults = any(f.kind in FABRIC_FAULTS for f in spec.faults)
         if spec.fabric.enabled and (layout.rep_hops_cross.any() or spec.fabric.load_from == "network" or faults):

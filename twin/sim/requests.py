@@ -6,8 +6,10 @@ replica that is lost goes back to QUEUED in its pool's retry line (served before
 it was admitted once already). Conservation: every request is completed, dropped with a reason,
 queued or in flight (or not yet arrived) at every instant.
 
-Occupancy (`rep_inflight`, `rep_kv_reserved`) changes exactly when a request changes replica,
-so it lives here beside the request arrays.
+Occupancy (`rep_inflight`, `rep_kv_reserved`) changes when a request changes replica and, for
+paged KV (vLLM), when a decoded token opens a new block; a replica whose pool runs dry preempts
+its newest sequences (recompute: back to the front of the retry line, their tokens kept), so
+it lives here beside the request arrays.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from collections import deque
 
 import numpy as np
 
-from twin.model.serving import ReplicaPerf
+from twin.model.kvcache import blocks_for, preempt_for_growth
+from twin.model.replica import ServingPlan
 from twin.model.workload import Requests
 from twin.sim.events import EventLog, Kind
 
@@ -34,11 +37,20 @@ def arrivals_before(req: Requests, horizon_s: float) -> Requests:
                     output_tokens=req.output_tokens[:m], pool=req.pool[:m])
 
 
-def kv_reservation_b(req: Requests, perf: tuple[ReplicaPerf, ...]) -> np.ndarray:
-    """KV bytes each request holds once admitted: (prompt + output) tokens x bytes/token + per-sequence state."""
-    kvpt = np.array([pf.kv_bytes_per_token for pf in perf])
-    stpt = np.array([pf.state_bytes_per_seq for pf in perf])
-    return (req.prompt_tokens + req.output_tokens) * kvpt[req.pool] + stpt[req.pool]
+def kv_reservation_b(req: Requests, plans: tuple[ServingPlan, ...], *, worst_case: bool = False) -> np.ndarray:
+    """KV bytes each request takes at admission, + per-sequence recurrent state.
+
+    Paged pools (vLLM): the blocks of its prompt; pools that reserve up front (llama.cpp slots) or
+    `worst_case`: prompt + output tokens (in whole blocks when paged).
+    """
+    out = np.zeros(req.n)
+    for k, pl in enumerate(plans):
+        m = req.pool == k
+        tokens = req.prompt_tokens[m] + (req.output_tokens[m] if worst_case or pl.engine.preemption == "none" else 0)
+        kv = (blocks_for(tokens, pl.kv_block_tokens) * pl.kv_block_bytes if pl.engine.preemption != "none"
+              else tokens * pl.kv_bytes_per_token)
+        out[m] = kv + pl.state_bytes_per_seq
+    return out
 
 
 class RequestBook:
@@ -46,10 +58,13 @@ class RequestBook:
 
     def __init__(self, req: Requests, reservation_b: np.ndarray, max_context: np.ndarray,
                  pool_kv_cap_b: np.ndarray, n_replicas: int, timeout_s: float, rep_first_node: np.ndarray,
-                 log: EventLog) -> None:
+                 log: EventLog, full_b: np.ndarray | None = None) -> None:
         self.req = req
         n, n_pools = req.n, len(pool_kv_cap_b)
-        self.reservation = reservation_b           # KV bytes a request holds: prompt + output tokens
+        self.reservation = reservation_b.copy()    # KV bytes a request takes at admission (paged: its prompt)
+        self._reservation0 = reservation_b         # ... when fresh (a preempted one takes its context so far)
+        self.full_b = reservation_b if full_b is None else full_b  # ... with its whole output: must fit alone
+        self.held = np.zeros(n)                    # KV bytes it holds now (grows with paged decoding)
         self.max_ctx = max_context                 # its model's context window
         self.pool_kv_cap = pool_kv_cap_b
         self.timeout_s = timeout_s
@@ -66,6 +81,8 @@ class RequestBook:
         self.generated = np.zeros(n)
         self.network_s = np.zeros(n)
         self.retries = np.zeros(n, dtype=np.int32)
+        self.preemptions = np.zeros(n, dtype=np.int32)
+        self.decode_from_s = np.full(n, np.nan)    # when its next decode may start (first token / resumed)
         self.drop_reason = np.zeros(n, dtype=np.int8)
         self.admit_seq = np.zeros(n, dtype=np.int64)
         self._admit_counter = 0
@@ -88,7 +105,7 @@ class RequestBook:
         ids = np.arange(j, end)
         self.next_arrival = end
         too_long = ((self.req.prompt_tokens[ids] + self.req.output_tokens[ids] > self.max_ctx[ids])
-                    | (self.reservation[ids] > self.pool_kv_cap[self.req.pool[ids]]))
+                    | (self.full_b[ids] > self.pool_kv_cap[self.req.pool[ids]]))
         bad = ids[too_long]
         self.status[bad] = DROPPED
         self.drop_reason[bad] = DROP_REASONS.index("context_too_long")
@@ -124,10 +141,12 @@ class RequestBook:
         self.replica[ids] = reps
         np.add.at(self.rep_inflight, reps, 1)
         np.add.at(self.rep_kv_reserved, reps, self.reservation[ids])  # in order: the same sums as one by one
+        self.held[ids] = self.reservation[ids]
         self.status[ids] = INFLIGHT
-        self.admitted_s[ids] = np.maximum(self.enqueued_s[ids], t0)
-        self.prefill_left[ids] = self.req.prompt_tokens[ids]
-        self.decode_left[ids] = self.req.output_tokens[ids] - 1
+        resumed = self.generated[ids] > 0          # preempted earlier: recompute prompt + tokens so far
+        self.admitted_s[ids] = np.where(resumed, self.admitted_s[ids], np.maximum(self.enqueued_s[ids], t0))
+        self.prefill_left[ids] = self.req.prompt_tokens[ids] + self.generated[ids]
+        self.decode_left[ids] = np.where(resumed, self.decode_left[ids], self.req.output_tokens[ids] - 1)
         self.admit_seq[ids] = np.arange(self._admit_counter, self._admit_counter + len(ids))
         self._admit_counter += len(ids)
         self.inflight = np.concatenate([self.inflight, ids])
@@ -139,7 +158,8 @@ class RequestBook:
         if len(ids):
             rf = self.replica[ids]
             np.subtract.at(self.rep_inflight, rf, 1)
-            np.subtract.at(self.rep_kv_reserved, rf, self.reservation[ids])
+            np.subtract.at(self.rep_kv_reserved, rf, self.held[ids])
+            self.held[ids] = 0.0
             self.inflight = self.inflight[self.status[self.inflight] == INFLIGHT]
 
     def requeue(self, reps: np.ndarray, why: str, now: float) -> None:
@@ -151,7 +171,7 @@ class RequestBook:
         for i in ids:
             r = self.replica[i]
             self.rep_inflight[r] -= 1
-            self.rep_kv_reserved[r] -= self.reservation[i]
+            self.rep_kv_reserved[r] -= self.held[i]
             self.log.emit(Kind.REQUEST_RETRY, int(self.rep_first_node[r]), int(r), f"request {int(i)}; reason {why}")
         self.status[ids] = QUEUED
         self.replica[ids] = -1
@@ -159,7 +179,66 @@ class RequestBook:
         self.enqueued_s[ids] = now
         self.first_token_s[ids] = np.nan
         self.admitted_s[ids] = np.nan
+        self.decode_from_s[ids] = np.nan
         self.generated[ids] = 0
+        self.held[ids] = 0.0
+        self.reservation[ids] = self._reservation0[ids]
         for i in ids:
             self.retry_queues[self.req.pool[i]].append(int(i))
         self.inflight = self.inflight[~lost]
+
+    def grow_kv(self, ids: np.ndarray, block_b: np.ndarray, block_tokens: np.ndarray, state_b: np.ndarray,
+                cap_b: np.ndarray, now: float) -> np.ndarray:
+        """Paged KV after this tick's tokens: each of `ids` (in flight on paged replicas) holds the
+        blocks of prompt + generated tokens (+ state). Where a replica's pool runs dry, its newest
+        sequences are preempted (twin.model.kvcache.preempt_for_growth) and recomputed later.
+        `block_b`, `block_tokens`, `state_b`, `cap_b` are (R,). Returns the preempted request ids."""
+        if not len(ids):
+            return ids
+        r = self.replica[ids]
+        ctx = self.req.prompt_tokens[ids] + np.ceil(self.generated[ids]).astype(np.int64)
+        new = blocks_for(ctx, block_tokens[r]) * block_b[r] + state_b[r]
+        new = np.maximum(new, self.held[ids])
+        nr = len(cap_b)
+        total = self.rep_kv_reserved + np.bincount(r, weights=new - self.held[ids], minlength=nr)
+        out: list[int] = []
+        for rep in np.flatnonzero(total > cap_b + 1e-6):
+            sel = ids[r == rep]
+            sel = sel[np.argsort(self.admit_seq[sel], kind="stable")]    # oldest first
+            blk = block_b[rep]
+            held_blk = np.rint((self.held[sel] - state_b[rep]) / blk).astype(np.int64)
+            need_blk = np.rint((new[_positions(ids, sel)] - self.held[sel]) / blk).astype(np.int64)
+            free_blk = int((cap_b[rep] - self.rep_kv_reserved[rep]) // blk)
+            out.extend(sel[preempt_for_growth(free_blk, need_blk, held_blk)].tolist())
+        grow = ~np.isin(ids, out)
+        np.add.at(self.rep_kv_reserved, r[grow], new[grow] - self.held[ids[grow]])
+        self.held[ids[grow]] = new[grow]
+        pre = np.array(out, dtype=np.int64)
+        self.preempt(pre, now)
+        return pre
+
+    def preempt(self, ids: np.ndarray, now: float) -> None:
+        """IN_FLIGHT -> QUEUED in the retry line, served before new arrivals (vLLM V1 recompute
+        preemption): blocks freed, first token and generated tokens kept; on re-admission it prefills
+        prompt + generated tokens again. Re-enqueued at `now` (the line stays in enqueued order)."""
+        if not len(ids):
+            return
+        rf = self.replica[ids]
+        np.subtract.at(self.rep_inflight, rf, 1)
+        np.subtract.at(self.rep_kv_reserved, rf, self.held[ids])
+        self.reservation[ids] = self.held[ids]     # what it takes again on re-admission: its context so far
+        self.held[ids] = 0.0
+        self.status[ids] = QUEUED
+        self.replica[ids] = -1
+        self.preemptions[ids] += 1
+        self.decode_from_s[ids] = np.nan
+        self.enqueued_s[ids] = now
+        for i in sorted(ids.tolist(), key=lambda j: self.admit_seq[j]):  # oldest first
+            self.retry_queues[self.req.pool[i]].append(int(i))
+        self.inflight = self.inflight[self.status[self.inflight] == INFLIGHT]
+
+
+def _positions(ids: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """Index of each of `sel` in `ids` (both unique request ids)."""
+    order = np.argsort(ids, kind="stable")
+    return order[np.searchsorted(ids[order], sel)]

@@ -46,6 +46,7 @@ class RequestRecord:
     replica: np.ndarray
     network_s: np.ndarray
     retries: np.ndarray
+    preemptions: np.ndarray | None = None   # paged-KV preemptions (recompute) of each request
 
     @property
     def n(self) -> int:
@@ -140,6 +141,7 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "prompt_tokens": rq.prompt_tokens, "output_tokens": rq.output_tokens,
         "replica_id": rq.replica, "status": st_names.tolist(), "drop_reason": reasons.tolist(),
         "ttft_s": ttft_out, "latency_s": lat_out, "network_s": rq.network_s, "retries": rq.retries,
+        "preemptions": rq.preemptions if rq.preemptions is not None else np.zeros(rq.n, dtype=np.int32),
     }
 
     # facility, incl. per-interval request counts and percentiles
@@ -199,6 +201,7 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "faults": events.count(Kind.FAULT),
         "units_lost": events.count(Kind.UNIT_LOST),
         "request_retries": int(rq.retries.sum()),
+        "preemptions": int(rq.preemptions.sum()) if rq.preemptions is not None else 0,
         "peak_arrival_rate_per_s": float((arrivals / sample_s).max()) if S else 0.0,
     }
     summary.update(_economics(scenario, topo, S, rq, count, completed, it_kwh, fac_kwh))

@@ -2,7 +2,9 @@
 
 The built-in catalogue lives in ``twin/data/catalogue/*.yaml``; every numeric entry carries a
 ``source`` string (spec sheet, standard, or "estimate: ..." with the reasoning). Scenarios may
-add or override entries with their own catalogue files (``catalogue: [my_parts.yaml]``).
+add or override entries with their own catalogue files (``catalogue: [my_parts.yaml]``). An entry
+with ``base: NAME`` is an overlay: its fields replace those of the earlier entry NAME and the rest
+are kept (what ``twin calibrate -o`` writes).
 
 Specs are pydantic models with ``frozen=True`` and ``extra="forbid"``: an entry with a missing
 field, an unknown key or a value out of range fails with the entry and field named.
@@ -11,71 +13,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from twin.errors import SpecError, format_validation_error
+from twin.spec.base import Arch, Frac, NonNeg, Pos, Spec
+from twin.spec.kernels import BootSpec, KernelSpec
 from twin.spec.safe_yaml import load_yaml, read_input
 
 MAX_CATALOGUE_BYTES = 2_000_000
 
 DATA_DIR = Path(__file__).parent.parent / "data" / "catalogue"
-
-Pos = Annotated[float, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Frac = Annotated[float, Field(ge=0, le=1)]
-
-
-def _admits(annotation: Any, kind: type) -> bool:
-    """Whether `annotation` (Annotated, Optional, unions, Literal, list/dict items) admits `kind`."""
-    if annotation is kind:
-        return True
-    if get_origin(annotation) is Literal:
-        return any(type(a) is kind for a in get_args(annotation))
-    if get_origin(annotation) is dict:  # the values: booleans only ever sit there (YAML keys are names)
-        return _admits(get_args(annotation)[1], kind)
-    return any(_admits(a, kind) for a in get_args(annotation) if isinstance(a, type) or get_origin(a) is not None)
-
-
-def _holds_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(_holds_bool(v) for v in value)
-    if isinstance(value, dict):
-        return any(_holds_bool(v) for v in value.values())
-    return False
-
-
-class NumbersAreNumbers(BaseModel):
-    """`nodes: true` is not one node: pydantic's lax mode reads YAML booleans as 1 and 0 (and
-    numeric strings such as "1e3", which PyYAML leaves unparsed, as numbers: those stay)."""
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        f = cls.model_fields.get(info.field_name or "")
-        # fields that also take text (a fault target: node id or 'spine:0') keep pydantic's message
-        if f is not None and _holds_bool(value) and not _admits(f.annotation, bool) and not _admits(f.annotation, str) \
-                and (_admits(f.annotation, int) or _admits(f.annotation, float)):
-            raise ValueError(f"expected a number, not the boolean {str(value).lower()!s}"
-                             if isinstance(value, bool) else "expected numbers, not booleans (true/false)")
-        return value
-
-
-class Spec(NumbersAreNumbers):
-    # allow_inf_nan=False: `.inf`/`.nan` are valid YAML floats but no catalogue figure is infinite,
-    # and a NaN would flow through the physics into manifest.json as an invalid JSON token
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class GpuSpec(Spec):
@@ -86,10 +40,7 @@ class GpuSpec(Spec):
     dense_tflops: dict[Literal["fp32", "fp16", "fp8", "fp4", "int8"], Pos]
     board_power_w: Pos
     idle_power_w: Pos
-    loaded_idle_extra_w: NonNeg = 8.0
     thermal_resistance_k_per_w: Pos  # die to local air at full fan speed (steady state: T = T_air + P R)
-    thermal_time_constant_s: Pos     # die stage: R_die x C_die (hardware.md "die/heatsink level" 10-20 s)
-    die_resistance_frac: Annotated[float, Field(gt=0, lt=1)] = 0.25  # share of R from die to heatsink base
     heatsink_heat_capacity_j_per_k: Pos = 450.0  # heatsink + shroud thermal mass (mass x c_p)
     fan_target_c: float = 84.0
     slowdown_temp_c: float
@@ -101,6 +52,29 @@ class GpuSpec(Spec):
     price_usd: NonNeg | None = None
     price_date: str | None = None
     price_source: str | None = None  # where price_usd comes from (list, reseller, estimate)
+    # ---- board power split and P-states (twin.model.power.gpu_board_power_w); None = derived
+    idle_p0_w: Pos | None = None            # P0/P2 with nothing running (clocks up); None: 2 x idle_power_w
+    pstate_decay_s: NonNeg = 10.0           # after the last kernel until the board drops to P8
+    context_holds_p0: bool = False          # stays in P0 while a CUDA context is open (Tesla-class)
+    memory_type: Literal["gddr6", "gddr6x", "gddr7", "hbm2", "hbm2e", "hbm3", "hbm3e"] = "gddr6"
+    memory_w_per_gb_s: NonNeg | None = None  # board W per GB/s of achieved DRAM traffic at full clock
+    sm_power_w: Pos | None = None           # SM power at 100 % math utilisation and full clock
+    transient_peak_frac: NonNeg = 0.0       # 1-s wall-meter peaks above the power limit, share of it
+    # ---- two-stage die/heatsink and memory junction (twin.model.thermal.gpu_thermal_step)
+    spreader_time_constant_s: Pos = 3.0     # die + spreader stage (1-5 s in published burns)
+    spreader_resistance_frac: Annotated[float, Field(gt=0, lt=1)] = 0.35  # its share of R at full fan
+    memory_junction_max_c: float | None = None   # memory-clock throttle; None: none modelled
+    memory_resistance_k_per_w: Pos = 1.0    # memory junction to heatsink
+    memory_time_constant_s: Pos = 30.0      # memory modules + pads
+    blower_free_flow_m3_s: Pos | None = None  # fan curve (twin.model.airflow); None: 1.5 x blower_airflow
+    blower_shutoff_pa: Pos = 150.0
+    # --- serving (twin/model/kernels.py): architecture keys the kernel table; memory as
+    # nvidia-smi reports it; FP16-accumulate and power-limited sustained tensor rates
+    architecture: Arch | None = None
+    memory_gib: Pos | None = None          # total MiB / 1024 as nvidia-smi reports; default memory_gb
+    fp16_acc16_tflops: Pos | None = None   # dense FP16 with FP16 accumulate (GeForce: 2x fp16); default fp16
+    sustained_frac: Annotated[float, Field(gt=0, le=1)] = 1.0  # sustained / datasheet tensor rate at the board's power limit
+    sustained_source: str | None = None
     source: str
 
     @model_validator(mode="after")
@@ -111,22 +85,21 @@ class GpuSpec(Spec):
             raise ValueError("temperatures must satisfy fan_target_c < slowdown_temp_c < shutdown_temp_c")
         if "fp16" not in self.dense_tflops:
             raise ValueError("dense_tflops must include fp16")
+        if self.idle_p0_w is not None and not self.idle_power_w <= self.idle_p0_w < self.board_power_w:
+            raise ValueError(f"idle_p0_w ({self.idle_p0_w}) must lie between idle_power_w (P8, "
+                             f"{self.idle_power_w}) and board_power_w ({self.board_power_w})")
         return self
 
     @property
-    def die_resistance_k_per_w(self) -> float:
-        """Die to heatsink base (TIM, vapour chamber): independent of the fan."""
-        return self.die_resistance_frac * self.thermal_resistance_k_per_w
+    def memory_bytes(self) -> float:
+        """Total VRAM in bytes as nvidia-smi reports it (GiB x 2^30)."""
+        return (self.memory_gib if self.memory_gib is not None else self.memory_gb) * 2.0 ** 30
 
-    @property
-    def sink_resistance_k_per_w(self) -> float:
-        """Heatsink to air at full fan speed."""
-        return self.thermal_resistance_k_per_w - self.die_resistance_k_per_w
-
-    @property
-    def heat_capacity_j_per_k(self) -> float:
-        """Die-stage heat capacity C_die = tau / R_die (the fast node of the two-node ladder)."""
-        return self.thermal_time_constant_s / self.die_resistance_k_per_w
+    def sustained_tflops(self, precision: str) -> float:
+        """Dense tensor TFLOPS the board sustains at its power limit (`fp16_acc16`: FP16 accumulate)."""
+        if precision == "fp16_acc16":
+            return (self.fp16_acc16_tflops or self.dense_tflops["fp16"]) * self.sustained_frac
+        return self.tflops(precision) * self.sustained_frac
 
     def tflops(self, precision: str) -> float:
         """Dense tensor TFLOPS at `precision`, falling back to the next wider format available."""
@@ -147,6 +120,13 @@ class CpuSpec(Spec):
     idle_power_w: Pos
     price_usd: NonNeg | None = None
     price_date: PriceDate | None = None
+    # --- serving on the CPU (twin/model/offload.py): memory channels x MT/s, cores x clock x FLOP/cycle
+    memory_channels: Annotated[int, Field(ge=1)] | None = None
+    max_memory_mt_s: Annotated[int, Field(ge=100)] | None = None  # fastest DIMM speed the CPU supports
+    memory_read_eta: Annotated[float, Field(gt=0, le=1)] = 0.7  # achievable share of channel bandwidth (streaming reads)
+    per_core_read_gb_s: Pos = 25.0    # one core's streaming read bandwidth (estimate: Zen 3/4 20-30 GB/s)
+    all_core_ghz: Pos | None = None   # sustained all-core clock under AVX load
+    fp32_flops_per_cycle: Pos = 32.0  # per core: 2 x 256-bit FMA pipes (Zen 3/4) = 2 x 8 x 2
     source: str
 
 
@@ -159,16 +139,31 @@ class PsuSpec(Spec):
     standby_w: NonNeg = 3.0
     price_usd: NonNeg | None = None
     price_date: PriceDate | None = None
+    # the same supply on 115 V mains (80 PLUS 115 V internal points); None: no 115 V curve known
+    efficiency_load_points_115v: list[Frac] | None = None
+    efficiency_points_115v: list[Annotated[float, Field(gt=0, le=1)]] | None = None
     source: str
 
     @model_validator(mode="after")
     def _curve(self) -> "PsuSpec":
-        pts = self.efficiency_load_points
-        if len(pts) != len(self.efficiency_points) or len(pts) < 2:
-            raise ValueError("efficiency_load_points and efficiency_points need the same length (>= 2)")
-        if any(b <= a for a, b in zip(pts, pts[1:])):
-            raise ValueError("efficiency_load_points must increase")
+        for suffix, pts, eff in (("", self.efficiency_load_points, self.efficiency_points),
+                                 ("_115v", self.efficiency_load_points_115v, self.efficiency_points_115v)):
+            if suffix and pts is None and eff is None:
+                continue
+            if pts is None or eff is None or len(pts) != len(eff) or len(pts) < 2:
+                raise ValueError(f"efficiency_load_points{suffix} and efficiency_points{suffix} need the same "
+                                 "length (>= 2)")
+            if any(b <= a for a, b in zip(pts, pts[1:])):
+                raise ValueError(f"efficiency_load_points{suffix} must increase")
         return self
+
+    def curve(self, input_v: int = 230) -> tuple[list[float], list[float]]:
+        """(load points, efficiencies) at `input_v` mains (230: the default curve)."""
+        if input_v == 115:
+            if self.efficiency_points_115v is None or self.efficiency_load_points_115v is None:
+                raise KeyError(f"psu {self.name!r} has no 115 V efficiency curve")
+            return self.efficiency_load_points_115v, self.efficiency_points_115v
+        return self.efficiency_load_points, self.efficiency_points
 
 
 class NicSpec(Spec):
@@ -196,6 +191,9 @@ class FanSpec(Spec):
     min_rpm: Pos
     max_power_w: Pos
     max_airflow_m3_s: Pos  # in the chassis (system impedance), not free air
+    # fan curve at full speed (twin.model.airflow): None = 1.5 x max_airflow_m3_s / 30 Pa (estimates)
+    free_air_flow_m3_s: Pos | None = None
+    max_static_pa: Pos | None = None
     source: str
 
 
@@ -216,6 +214,7 @@ class NodeSpec(Spec):
     dimm_power_w: Pos
     dimm_idle_w: Pos
     memory_gb: Pos
+    dimm_mt_s: Annotated[int, Field(ge=100)] | None = None  # DDR transfer rate the DIMMs run at (serving on the CPU)
     platform_power_w: Pos  # board, BMC, chipset, NVMe, CPU cooler fan
     nvme_read_gb_s: Pos
     pcie_h2d_gb_s: Pos
@@ -232,6 +231,7 @@ class NodeSpec(Spec):
     cpu_util_booting: Frac = 0.5
     cpu_util_loading: Frac = 0.3
     gpu_preheat_frac: Frac = 0.5  # share of CPU/platform heat that warms the GPUs' intake air
+    input_voltage_v: Literal[115, 230] = 230  # mains the PSUs run on (selects their 80 PLUS curve)
     price_usd: NonNeg | None = None
     price_date: str | None = None
     price_source: str | None = None  # where price_usd comes from (quote, sum of parts, estimate)
@@ -269,6 +269,8 @@ class ModelSpec(Spec):
     state_mb_per_seq: NonNeg = 0.0  # fixed recurrent (Mamba) state per sequence
     max_context: Annotated[int, Field(ge=1)] = 131072
     quantisations: list[str]
+    vocab_size: Annotated[int, Field(ge=0)] = 0  # input embedding rows: read one row per token, not all
+    tied_embeddings: bool = False               # True: the same table is the output head (read in full)
     source: str
 
     @field_validator("total_params_b", "active_params_b")
@@ -303,12 +305,24 @@ class EngineSpec(Spec):
     default_max_batch: Annotated[int, Field(ge=1)]
     warmup_s: NonNeg  # CUDA graphs, compile, allocator warm-up after weights are in VRAM
     step_overhead_s: NonNeg = 0.0  # fixed per decode iteration (scheduler, sampling, launch)
+    # host CPU the engine uses while serving (twin.model.power.host_cpu_util)
+    host_busy_cores: NonNeg = 1.0          # cores per replica its loops keep busy
+    host_core_s_per_token: NonNeg = 5e-5   # core-seconds per token (tokenise, detokenise, stream); estimate
+    # --- serving v2 (twin/model/kernels.py, kvcache.py, coldstart.py, offload.py)
+    kv_block_tokens: Annotated[int, Field(ge=1)] = 16   # paged KV block (vLLM --block-size default 16)
+    preemption: Literal["recompute", "none"] = "recompute"  # vLLM V1: evict newest, recompute later
+    activation_reserve_gib: NonNeg = 0.0  # per GPU: profiled activations + CUDA graphs + non-torch memory
+    max_batched_tokens: Annotated[int, Field(ge=1)] = 8192  # prefill chunk (vLLM max_num_batched_tokens)
+    cpu_offload: bool = False            # can keep layers in system memory (llama.cpp -ngl)
+    cpu_eta_compute: Annotated[float, Field(gt=0, le=1)] = 0.5  # CPU prefill: share of cores x GHz x FLOP/cycle
+    boot: BootSpec | None = None        # cold-start phases; None: warmup_s only
     source: str
 
 
 KINDS: dict[str, type[Spec]] = {
     "gpus": GpuSpec, "cpus": CpuSpec, "psus": PsuSpec, "nics": NicSpec, "fans": FanSpec,
     "nodes": NodeSpec, "quantisations": QuantSpec, "models": ModelSpec, "engines": EngineSpec,
+    "kernels": KernelSpec,
 }
 
 
@@ -335,6 +349,7 @@ class Catalogue:
     def model(self, name: str) -> ModelSpec: return self.get("models", name)
     def quant(self, name: str) -> QuantSpec: return self.get("quantisations", name)
     def engine(self, name: str) -> EngineSpec: return self.get("engines", name)
+    def kernel_rows(self) -> list[KernelSpec]: return list(self.entries.get("kernels", {}).values())
 
 
 def _parse_file(path: Path, entries: dict[str, dict[str, Spec]], problems: list[str]) -> None:
@@ -356,6 +371,13 @@ def _parse_file(path: Path, entries: dict[str, dict[str, Spec]], problems: list[
             continue
         for i, item in enumerate(items):
             label = f"{kind}[{i}]" + (f" ({item.get('name')})" if isinstance(item, dict) and "name" in item else "")
+            if isinstance(item, dict) and "base" in item:  # an overlay: these fields over an earlier entry
+                base = entries.get(kind, {}).get(item["base"]) if isinstance(item["base"], str) else None
+                if base is None:
+                    problems.append(f"{path}: {label}.base: no earlier {kind[:-1]} {item['base']!r} to overlay")
+                    continue
+                item = {**base.model_dump(), "name": item["base"],
+                        **{k: v for k, v in item.items() if k != "base"}}
             try:
                 spec = KINDS[kind].model_validate(item)
             except ValidationError as exc:
@@ -386,6 +408,12 @@ def load_catalogue(extra_files: list[Path] | tuple[Path, ...] = ()) -> Catalogue
         for q in model.quantisations:
             if q not in entries.get("quantisations", {}):
                 problems.append(f"models ({model.name}).quantisations: unknown quantisation {q!r}")
+    for row in entries.get("kernels", {}).values():
+        if row.engine not in entries.get("engines", {}):
+            problems.append(f"kernels ({row.name}).engine: unknown engine {row.engine!r}")
+        for q in row.quantisations:
+            if q not in entries.get("quantisations", {}):
+                problems.append(f"kernels ({row.name}).quantisations: unknown quantisation {q!r}")
     if problems:
         raise SpecError(problems)
     return cat

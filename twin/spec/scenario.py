@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from twin.errors import SpecError
-from twin.spec.catalogue import Catalogue, NumbersAreNumbers
+from twin.spec.base import NumbersAreNumbers
+from twin.spec.catalogue import Catalogue
 from twin.spec.safe_yaml import load_yaml
 
 MAX_SCENARIO_BYTES = 1_000_000
@@ -68,17 +69,55 @@ class SimulationSpec(Section):
         return self
 
 
+class SealedRackSpec(Section):
+    """Sealed glass-door racks fed from the floor plenum by blowers (twin.model.airflow)."""
+    blower_free_flow_m3_s: Pos = 0.60  # per rack, at full speed against no pressure (~1,270 CFM; estimate: rack-door EC blower unit)
+    blower_shutoff_pa: Pos = 100.0     # estimate: EC blower shut-off pressure
+    blower_speed_frac: Annotated[float, Field(ge=0, le=1.5)] = 1.0
+    plenum_pa: NonNeg = 12.5           # raised-floor static pressure, 0.05 in. w.g. (typical design; estimate)
+    leakage_area_m2: NonNeg = 0.01     # effective gaps: rails, cable cut-outs, door seals (estimate: ~1 % of a 0.6 x 2 m door)
+
+
+class PlantSpec(Section):
+    """Cooling plant (twin.model.cooling). Defaults: a chilled-water CRAH room with a water-cooled
+    chiller and cooling tower."""
+    crah_pressure_pa: Pos = 375.0      # total rise: coil ~150 + filter ~100 + casing ~50 + floor/tiles ~75 Pa (estimate)
+    crah_fan_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.6   # EC plug fan + motor + drive (estimate)
+    crah_variable_speed: bool = False  # constant-speed CRAH fans: a fixed share of facility power
+    crah_min_speed_frac: Frac = 0.3
+    pump_w_per_kw: NonNeg = 28.7       # ASHRAE 90.1 App. G: CHW 22 W/gpm x 2 gpm/ton + CW 19 W/gpm x 3 gpm/ton
+    chiller_cop_ref: Pos = 3.67        # DOE-2 reciprocating chiller at 6.67 C CHW / 29.4 C condenser water (EnergyPlus dataset)
+    chilled_water_c: Annotated[float, Field(ge=2, le=20)] = 10.0     # CHW supply for 18-22 C CRAH air (estimate)
+    outdoor_wet_bulb_c: Annotated[float, Field(ge=-20, le=35)] = 20.0  # site-dependent; set per site
+    tower_approach_k: NonNeg = 4.0     # cooling-tower design approach ~7 F (ASHRAE HVAC Systems and Equipment ch. 40)
+    tower_w_per_kw: NonNeg = 16.7      # ASHRAE 90.1 App. G tower: 38.2 gpm/hp at 3 gpm/ton
+
+
+class ElectricalSpec(Section):
+    """UPS and transformer losses a P_rated + b P + c P^2 / P_rated (Schneider Electric WP 113)."""
+    ups_rating_kw: Pos | None = None   # None: sized like the cooling plant (cooling_capacity_kw)
+    ups_no_load_frac: Frac = 0.013     # estimate: modern double-conversion UPS, ~93 % at 25 %, ~96 % at full load
+    ups_proportional_frac: Frac = 0.02
+    ups_square_frac: Frac = 0.01
+    transformer_no_load_frac: Frac = 0.005   # estimate: dry-type distribution transformer ~98.5 % at load
+    transformer_square_frac: Frac = 0.01
+
+
 class FacilitySpec(Section):
     supply_air_c: Annotated[float, Field(ge=5, le=40)] = 20.0  # CRAH supply (hardware.md: 18-22 C)
     plenum_airflow_per_rack_m3_s: Pos = 0.45  # perforated tiles in front of a rack (~950 CFM, one high-flow grate; estimate)
     cooling_capacity_kw: Pos = 400.0
-    cooling_cop: Pos = 2.5  # heat removed per unit cooling electrical power (chiller + CRAH fans); gives PUE ~1.5 (Uptime surveys 1.56-1.58)
-    electrical_loss_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.08  # UPS + distribution
-    fixed_overhead_kw: NonNeg = 5.0  # lighting, controls, security
+    fixed_overhead_kw: NonNeg = 5.0  # lighting, controls, security (the plant's fixed load)
     air_density_kg_m3: Pos = 1.20  # standard air, 20 C, sea level (hardware.md)
     recirculation_top_bias: Annotated[float, Field(ge=0, le=1)] = 0.5  # share of extra recirculation at the top
     room_heat_capacity_j_per_k: Pos = 5.0e6  # room air + rack/floor thermal mass (estimate)
     supply_recovery_s: Pos = 300.0  # time constant for supply air to return to set point
+    # sealed: each rack's front chamber balances blower supply, server fans and leakage
+    # (twin.model.airflow); open: intake shortfall drawn from the hot aisle over the rack top
+    containment: Literal["sealed", "open"] = "sealed"
+    sealed_rack: SealedRackSpec = SealedRackSpec()
+    plant: PlantSpec = PlantSpec()
+    electrical: ElectricalSpec = ElectricalSpec()
 
 
 class TopologySpec(Section):
@@ -105,6 +144,10 @@ class PoolSpec(Section):
     memory_utilisation: Annotated[float, Field(gt=0, le=1)] = 0.92  # share of VRAM the engine may use
     mix: Frac = 1.0  # share of arriving requests asking for this pool's model
     kv_bytes: Annotated[float, Field(gt=0, le=4)] | None = None  # KV-cache bytes per element (1 = FP8 KV); default: the quantisation's
+    # serving (twin/model/kernels.py, kvcache.py, offload.py); checked in twin/model/validate.py
+    kernel: str | None = None  # GEMM kernel, e.g. awq_marlin, awq, fp8, gguf; default: what the engine picks
+    gpu_layers: Annotated[int, Field(ge=0)] | Literal["auto"] | None = None  # llama.cpp -ngl; rest in system memory
+    kv_block_tokens: Annotated[int, Field(ge=1)] | None = None  # paged KV block; default: the engine's (vLLM 16)
 
 
 class LengthSpec(Section):

@@ -52,7 +52,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("request_id", _i64), ("pool", _str), ("arrival_s", _f64), ("admitted_s", _f64),
         ("first_token_s", _f64), ("done_s", _f64), ("prompt_tokens", _i32), ("output_tokens", _i32),
         ("replica_id", _i32), ("status", _str), ("drop_reason", _str), ("ttft_s", _f64),
-        ("latency_s", _f64), ("network_s", _f64), ("retries", _i32),
+        ("latency_s", _f64), ("network_s", _f64), ("retries", _i32), ("preemptions", _i32),
     ]),
     "events": pa.schema([
         ("time_s", _f64), ("kind", _str), ("node_id", _i32), ("rack_id", _i32), ("replica_id", _i32),

@@ -38,7 +38,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from twin.errors import SpecError, ToolError, format_validation_error, suggest
-from twin.spec.catalogue import NumbersAreNumbers
+from twin.spec.base import NumbersAreNumbers
 from twin.spec.scenario import MAX_SCENARIO_BYTES, PlainName
 from twin.spec.safe_yaml import read_input
 
