@@ -268,7 +268,9 @@ def _same_header(fmt: str) -> Callable[[Path, Path | None], bool]:
 SIGNATURES: dict[str, Callable[[Path, Path | None], bool]] = {
     "png": _png_ours, "svg": _svg_ours, "pdf": _pdf_ours, "html": _html_ours, "parquet": _parquet_ours,
     "csv": _same_header("csv"), "json": _same_header("json"), "openmetrics": _same_header("openmetrics"),
-    "prometheus": _same_header("prometheus"), "yaml": _same_header("yaml"),
+    "prometheus": _same_header("prometheus"),
+    # YAML twin writes (calibrate's catalogue overlay) opens with a "# twin ..." comment
+    "yaml": lambda path, new: _head(path, len(SIGNATURE) + 3) == f"# {SIGNATURE} ".encode(),
 }
 """Output format -> "did twin write this existing file?" (existing path, new file or None)."""
 
