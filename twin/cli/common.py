@@ -12,18 +12,35 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from twin.errors import SpecError
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# markup=False: user strings (model names, paths, SQL, run names) may hold "[/bold]" or
+# "[link=...]"; rich must print them, not parse them. Styles are applied with Text, never markup.
+err = Console(stderr=True, highlight=False, markup=False)
+out = Console(highlight=False, markup=False)
+
+
+def console(stderr: bool = False) -> Console:
+    """A console that prints user data literally (no rich markup, no highlighting)."""
+    return Console(stderr=stderr, highlight=False, markup=False, emoji=False)
+
+
+def styled(prefix: str, style: str, rest: str) -> Text:
+    """`prefix` in `style`, then `rest` printed literally."""
+    return Text.assemble((prefix, style), " ", rest)
 
 
 def fail(lines: list[str] | str, code: int = 2) -> None:
     """Print user-facing problems and exit non-zero."""
     for line in [lines] if isinstance(lines, str) else lines:
-        err.print(f"[bold red]error:[/] {line}", markup=True, soft_wrap=True)
+        err.print(styled("error:", "bold red", str(line)), soft_wrap=True)
     raise typer.Exit(code)
+
+
+def warn(line: str) -> None:
+    err.print(styled("warning:", "bold yellow", line), soft_wrap=True)
 
 
 SetOption = Annotated[Optional[list[str]], typer.Option(
@@ -80,7 +97,7 @@ def load_scenario_or_exit(path: Path, seed: int | None = None, sets: list[str] |
     except SpecError as exc:
         fail([f"{path}: {p}" if not p.startswith(str(path)) else p for p in exc.problems])
     for line in sc.warnings:  # design checks that do not stop the run (twin.checks)
-        err.print(f"[bold yellow]warning:[/] {path}: {line}", markup=True, soft_wrap=True)
+        warn(f"{path}: {line}")
     return sc
 
 

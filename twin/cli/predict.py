@@ -117,13 +117,15 @@ def _as_dict(pred) -> dict:
 
 def _print(pred) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from twin.model.thermal import CFM_M3_S
     from twin.tools.predict import psu_headroom_frac
 
     b, burn = pred.box, pred.burn
-    out.print(f"[bold]{b.node.name}[/]: {b.node.gpu_count} x {b.gpu.name}, {b.model.name} {b.quant.name} "
-              f"on {b.engine.name} (kernel {b.kernel.kernel}), tp={b.tp} pp={b.pp} -> {b.replicas} replica(s)")
+    out.print(Text.assemble((b.node.name, "bold"), f": {b.node.gpu_count} x {b.gpu.name}, {b.model.name} "
+                            f"{b.quant.name} on {b.engine.name} (kernel {b.kernel.kernel}), tp={b.tp} pp={b.pp} "
+                            f"-> {b.replicas} replica(s)"))
     if b.split is not None:
         out.print(f"CPU offload: {b.split.gpu_layers} of {b.split.layers} layers on the GPUs, "
                   f"{b.split.cpu_layers} in system memory ({b.cpu.name})")

@@ -25,7 +25,9 @@ from pydantic import (
 from twin.errors import SpecError, format_validation_error
 from twin.spec.base import Arch, Frac, NonNeg, Pos, Spec
 from twin.spec.kernels import BootSpec, KernelSpec
-from twin.spec.safe_yaml import load_yaml
+from twin.spec.safe_yaml import load_yaml, read_input
+
+MAX_CATALOGUE_BYTES = 2_000_000
 
 DATA_DIR = Path(__file__).parent.parent / "data" / "catalogue"
 
@@ -351,13 +353,9 @@ class Catalogue:
 
 
 def _parse_file(path: Path, entries: dict[str, dict[str, Spec]], problems: list[str]) -> None:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        problems.append(f"{path}: cannot read ({exc.strerror})")
-        return
-    try:  # size limit, alias bombs, duplicate keys, one-line messages (twin.safe_yaml)
-        doc = load_yaml(text, str(path), 2_000_000) or {}
+    try:  # type and size checked before reading; alias bombs, duplicate keys, one-line messages
+        text = read_input(path, MAX_CATALOGUE_BYTES, "catalogue file")
+        doc = load_yaml(text, str(path), MAX_CATALOGUE_BYTES) or {}
     except SpecError as exc:
         problems.extend(exc.problems)
         return

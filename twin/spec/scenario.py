@@ -7,17 +7,33 @@ raised together as one :class:`SpecError`, each line naming its field path.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from twin.errors import SpecError
+from twin.spec.base import NumbersAreNumbers
 from twin.spec.catalogue import Catalogue
 from twin.spec.safe_yaml import load_yaml
 
 MAX_SCENARIO_BYTES = 1_000_000
+# A plain file name: the run directory is runs/<name>, so ".", "..", "a/b", ".hidden" and "-x"
+# (which would name runs/ itself, its parent, a subfolder, a hidden folder or an option) are refused.
+PLAIN_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+
+
+def _plain_name(value: str) -> str:
+    if not re.fullmatch(PLAIN_NAME, value):
+        raise ValueError(f"{value!r} is not a plain file name (letters, digits, '_', '.', '-'; not starting "
+                         f"with '.' or '-'): the output goes to runs/<name>")
+    return value
+
+
+# the pattern goes into the JSON Schema (editors check it as you type); the validator words the error
+PlainName = Annotated[str, Field(max_length=80, json_schema_extra={"pattern": PLAIN_NAME}), AfterValidator(_plain_name)]
 
 Pos = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
@@ -25,7 +41,7 @@ Frac = Annotated[float, Field(ge=0, le=1)]
 PosInt = Annotated[int, Field(ge=1)]
 
 
-class Section(BaseModel):
+class Section(NumbersAreNumbers):
     # allow_inf_nan=False: `.inf`/`.nan` are valid YAML floats but meaningless for any field here
     # (an infinite airflow or a NaN temperature would silently poison the physics)
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -46,6 +62,10 @@ class SimulationSpec(Section):
             raise ValueError(f"sample_s ({self.sample_s}) must be a whole multiple of dt_s ({self.dt_s})")
         if self.duration_s / self.dt_s > 2_000_000:
             raise ValueError("duration_s / dt_s exceeds 2,000,000 ticks; raise dt_s")
+        ticks = int(self.duration_s / self.dt_s + 1e-9)
+        if ticks < round(ratio):  # the engine writes one row per sample_s: none would fit
+            raise ValueError(f"sample_s ({self.sample_s:g}) exceeds the run's {ticks * self.dt_s:g} s of whole "
+                             f"ticks: not one telemetry sample would be written; lower sample_s")
         return self
 
 
@@ -228,7 +248,7 @@ class DesignSpec(Section):
 
 
 class ScenarioSpec(Section):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
+    name: PlainName
     description: str = ""
     catalogue: list[str] = []
     simulation: SimulationSpec = SimulationSpec()

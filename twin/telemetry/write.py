@@ -15,11 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from twin.sim.result import SimResult
-from twin.telemetry.atomic import AtomicDir, write_json_atomic
+from twin.telemetry.atomic import AtomicDir, OutputLock, write_json_atomic
+from twin.telemetry.outputs import write_marker
 from twin.telemetry.schema import SCHEMAS, TABLES, to_table
 
 RUNS_DIR = Path("runs")
-RUN_MARKER = "manifest.json"  # what makes a directory a run that --force may replace
+RUN_KIND = "run"  # the marker kind (twin.telemetry.outputs) that --force may replace with a run
+STAGE_KIND = "stage"
 
 
 ROW_GROUP_ROWS = 1 << 20
@@ -145,16 +147,17 @@ def manifest(result: SimResult, table_rows: dict[str, int], overrides: Mapping[s
 
 def write_run(result: SimResult, run_dir: Path, *, force: bool = False,
               stage: Callable[[Path], dict] | None = None, overrides: Mapping[str, object] | None = None,
-              source: Path | None = None) -> dict:
+              source: Path | None = None, lock: OutputLock | None = None) -> dict:
     """Write telemetry + manifest (+ stage via the `stage` callback) into `run_dir` atomically.
 
     `overrides` (dotted field -> value, incl. simulation.seed for --seed) and `source` (the
     scenario file) are recorded in the manifest; scenario.yaml is the resolved scenario.
     Returns the manifest. Byte-identical determinism is promised for the Parquet telemetry; the
     manifest also records wall time and versions, which naturally differ between machines.
+    `lock` is the OutputLock on `run_dir` the caller already holds, if any (twin.telemetry.atomic).
     """
     tables = {name: cols if hasattr(cols, "blocks") else to_table(name, cols) for name, cols in result.columns.items()}
-    with AtomicDir(Path(run_dir), force=force, marker=RUN_MARKER) as tmp:
+    with AtomicDir(Path(run_dir), force=force, kind=RUN_KIND, lock=lock) as tmp:
         rows = write_tables(tmp, tables)
         man = manifest(result, rows, overrides, source)
         man["wall_time_s"] = round(result.wall_time_s, 3)
@@ -163,4 +166,6 @@ def write_run(result: SimResult, run_dir: Path, *, force: bool = False,
         if stage is not None:
             man["stage"] = stage(tmp)
             write_json_atomic(tmp / "manifest.json", man)
+            if (tmp / "stage").is_dir():  # its own marker: `twin scene --force` may replace it alone
+                write_marker(tmp / "stage", STAGE_KIND)
     return man

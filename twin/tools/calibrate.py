@@ -214,7 +214,7 @@ def write_overlay(path: Path, text: str, force: bool) -> None:
             raise ToolError(f"{path}: exists; pass --force to replace it")
     if not path.parent.is_dir():
         raise ToolError(f"{path.parent}: output directory does not exist")
-    atomic_write(path, lambda fh: fh.write(text.encode()))
+    atomic_write(path, lambda fh: fh.write(text.encode()), force=force, fmt="yaml")  # the shared guard, under a lock
 
 
 def calibrate(traces: list[GpuTrace], gpu: GpuSpec, origin: str) -> tuple[list[GpuFit], dict[str, Estimate]]:
