@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-SPILL_ROWS = 8_000_000   # tables up to ~200 MB stay in memory (every scenario up to the 160-node hall)
+from twin.model.resources import SPILL_ROWS  # tables up to ~200 MB stay in memory (up to the 160-node hall)
 BLOCK_SAMPLES = 64
 
 
