@@ -16,16 +16,16 @@ samples since the previous frame, so a burst between frames is diluted, not lost
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from twin.telemetry.schema import NODE_STATES
-from twin.telemetry.read import read_manifest
+from twin.telemetry.read import read_manifest, read_table
 
 DEFAULT_STAGE_SAMPLE_S = 5.0
 FRAMES_PER_SECOND = 24.0
@@ -101,10 +101,16 @@ class StageFrames:
 
 
 def _read(run_dir: Path, name: str, columns: list[str] | None = None) -> pa.Table:
-    path = Path(run_dir) / "telemetry" / f"{name}.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such telemetry table (is {run_dir} a twin run directory?)")
-    return pq.read_table(path, columns=columns)
+    # through the run reader: no links out of the run, column types checked (docs/safety.md)
+    return read_table(run_dir, name, columns)
+
+
+def _ids(table: pa.Table, col: str, n: int, what: str) -> np.ndarray:
+    """Column `col` as int64 ids, each in [0, n): a crafted table must fail with its name, not index past an array."""
+    ids = _np(table, col, np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        raise ValueError(f"{what}: column {col} must lie in 0..{n - 1} (the topology's), found {ids.min()}..{ids.max()}")
+    return ids
 
 
 def _np(table: pa.Table, col: str, dtype=None) -> np.ndarray:
@@ -194,6 +200,13 @@ def load_frames(run_dir: Path, stage_sample_s: float | None = None,
                      or (np.diff(t_all).min() if t_all.size > 1 else 1.0))
     if stage_sample_s is not None and not (math.isfinite(stage_sample_s) and stage_sample_s > 0):
         raise ValueError(f"stage_sample_s must be a positive number of seconds, got {stage_sample_s!r}")
+    where = f"{run_dir}/telemetry/topology.parquet"
+    if not np.array_equal(topo.node_id, np.arange(n)):
+        raise ValueError(f"{where}: node_id must be 0..{n - 1}, one row each")
+    racks = set(zip(topo.rack_id.tolist(), topo.rack_name))
+    if len({(r, s) for r, s in zip(topo.rack_id.tolist(), topo.slot.tolist())}) != n or \
+            len(racks) != len({r for r, _ in racks}) or len(racks) != len({name for _, name in racks}):
+        raise ValueError(f"{where}: each node needs its own (rack_id, slot) and each rack one name (prim paths)")
     if window is not None:
         w0, w1 = window
         if not (math.isfinite(w0) and math.isfinite(w1) and w1 > w0):
@@ -204,7 +217,7 @@ def load_frames(run_dir: Path, stage_sample_s: float | None = None,
     times, rows, starts, spf = _select(t_all, sample_s, stage_sample_s, window, realtime)
     if rows.size == 0:
         raise ValueError(f"--window: no stage frame falls inside {window[0]:g}..{window[1]:g} s")
-    nt, nid = _np(nodes, "time_s", np.float64), _np(nodes, "node_id", np.int64)
+    nt, nid = _np(nodes, "time_s", np.float64), _ids(nodes, "node_id", n, f"{run_dir}/telemetry/nodes.parquet")
 
     def dense(col: str) -> np.ndarray:
         return _dense(nt, nid, _np(nodes, col, np.float64), t_all, n)
@@ -231,11 +244,12 @@ def _gpu_frames(run_dir: Path, t_all: np.ndarray, rows: np.ndarray, n: int, g_ma
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(F, N, G) GPU temperatures at the frames and the (T, N) node-mean GPU utilisation."""
     gpus = _read(run_dir, "gpus", ["time_s", "node_id", "gpu_index", "temp_c", "util"])
+    gfile = f"{run_dir}/telemetry/gpus.parquet"
     gt = np.full((rows.size, n, max(g_max, 1)), np.nan, dtype=np.float32)
     util = np.zeros((t_all.size, n))
     if gpus.num_rows:
         ti = np.searchsorted(t_all, _np(gpus, "time_s", np.float64))
-        nid, gix = _np(gpus, "node_id", np.int64), _np(gpus, "gpu_index", np.int64)
+        nid, gix = _ids(gpus, "node_id", n, gfile), _ids(gpus, "gpu_index", max(g_max, 1), gfile)
         count = np.zeros((t_all.size, n))
         np.add.at(util, (ti, nid), _np(gpus, "util", np.float64))
         np.add.at(count, (ti, nid), 1.0)
@@ -251,10 +265,9 @@ def _gpu_frames(run_dir: Path, t_all: np.ndarray, rows: np.ndarray, n: int, g_ma
 
 def _load_links(run_dir: Path, t_all: np.ndarray, rows: np.ndarray, starts: np.ndarray,
                 sample_s: float) -> Links | None:
-    path = Path(run_dir) / "telemetry" / "links.parquet"
-    if not path.exists():
+    if not os.path.lexists(Path(run_dir) / "telemetry" / "links.parquet"):
         return None
-    links = pq.read_table(path, columns=["time_s", "link_id", "src", "dst", "kind", "utilisation", "bytes"])
+    links = read_table(run_dir, "links", ["time_s", "link_id", "src", "dst", "kind", "utilisation", "bytes"])
     if links.num_rows == 0:
         return None
     lid = _np(links, "link_id", np.int64)

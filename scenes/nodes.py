@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pxr import Gf, Sdf, Usd, UsdShade, Vt
+from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, Vt
 
 from scenes import colours, effects, layout as lay
 from scenes.animate import attr_spec, keep_mask, write_cached_series, write_columns, write_float_series, write_palette_series
@@ -94,8 +94,9 @@ def author_nodes(stage: Usd.Stage, layout: lay.Layout, fr: StageFrames, looks: L
         bind(node, looks.surface)
         bind(stage.GetPrimAtPath(f"{path}/P2P"), looks.light)
         bind(stage.GetPrimAtPath(f"{path}/Blur"), looks.blur)
-        node.CreateAttribute("primvars:telemetry:node_id", Sdf.ValueTypeNames.Int).Set(n)
-        node.CreateAttribute("primvars:telemetry:rack", Sdf.ValueTypeNames.String).Set(
+        pv = UsdGeom.PrimvarsAPI(node)
+        pv.CreatePrimvar("telemetry:node_id", Sdf.ValueTypeNames.Int, UsdGeom.Tokens.constant).Set(n)
+        pv.CreatePrimvar("telemetry:rack", Sdf.ValueTypeNames.String, UsdGeom.Tokens.constant).Set(
             layout.racks[layout.node_rack_index[n]].name)
 
 

@@ -21,7 +21,8 @@ LAYER = {"twin.errors": 0, "twin.spec": 1, "twin.model": 2, "twin.sim": 3, "twin
          "twin.tools": 5, "scenes": 5, "twin.cli": 6, "twin": 7, "twin.__main__": 7}
 # The part of telemetry that readers use must not depend on the engine: only telemetry.write
 # (the one module that turns a SimResult into a run directory) may import twin.sim.
-READ_SIDE = {"twin.telemetry.schema", "twin.telemetry.read", "twin.telemetry.sql", "twin.telemetry.atomic"}
+READ_SIDE = {"twin.telemetry.schema", "twin.telemetry.read", "twin.telemetry.sql", "twin.telemetry.atomic",
+             "twin.telemetry.outputs"}
 # scenes/ builds the stage from a finished run: it reads runs, never the engine or the physics.
 SCENES_MAY_IMPORT = READ_SIDE | {"twin.errors"}
 # One home per heavy library (docs/architecture.md: "one library per module").
@@ -29,6 +30,7 @@ HOMES = {
     "simpy": ("twin.sim.",), "networkx": ("twin.model.fabric",), "pxr": ("scenes.",),
     "duckdb": ("twin.telemetry.sql",), "matplotlib": ("twin.tools.plots",),
     "dask": ("twin.tools.sweep",), "distributed": ("twin.tools.sweep",),
+    "numba": ("twin.sim.router",),  # compiled kernels with a numpy fallback (tests/test_kernels.py)
 }
 
 

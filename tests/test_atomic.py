@@ -63,7 +63,7 @@ def test_force_never_replaces_something_that_is_not_a_run(tmp_path, make, monkey
         target.mkdir()
         (target / "thesis.tex").write_text("thesis")
     with pytest.raises(RunExistsError, match="not a twin run directory"):
-        AtomicDir(target, force=True, marker="manifest.json")
+        AtomicDir(target, force=True, kind="run")
     import twin.sim.engine
 
     def no_simulation(*args, **kwargs):

@@ -87,7 +87,6 @@ gpus:
     board_power_w: 300
     idle_power_w: 20
     thermal_resistance_k_per_w: 0.2
-    thermal_time_constant_s: 15
     slowdown_temp_c: 90
     shutdown_temp_c: 100
     blower_airflow_m3_s: 0.01
@@ -131,7 +130,6 @@ gpus:
     board_power_w: 300
     idle_power_w: 22
     thermal_resistance_k_per_w: 0.25
-    thermal_time_constant_s: 15
     slowdown_temp_c: 93
     shutdown_temp_c: 102
     blower_airflow_m3_s: 0.01

@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
 from twin.model.facility import (
     BINDING,
     CAP_BISECT_STEPS,
     INFEASIBLE,
     UNDER,
-    facility_w_per_it_w,
     solve_gpu_limit_w,
 )
 
@@ -46,8 +43,3 @@ def test_more_steps_halve_the_gap_each_time():
     for n in (4, 8, 16):
         limit = solve_gpu_limit_w(hall, 29_999.0, 200.0, steps=n).limit_w
         assert best - 200.0 / 2 ** n <= limit <= best
-
-
-def test_marginal_facility_watts_per_it_watt():
-    # COP 2.5 and 8 % losses: 1 + 0.4 + 0.08
-    assert facility_w_per_it_w(2.5, 0.08) == pytest.approx(1.48)

@@ -40,9 +40,11 @@ def test_the_peak_envelope_is_every_part_at_its_limit():
 def test_parts_that_are_off_draw_nothing_vectorised_over_nodes():
     st = np.array([OFF, POWERING_ON, SERVING, FAILED])
     on = ~np.isin(st, (OFF, FAILED))
-    p = node_parts_w(NODE, *PARTS, cpu_util=cpu_util_for_state(NODE, st), dimm_activity=dimm_activity_for_state(st),
+    p = node_parts_w(NODE, *PARTS, cpu_util=cpu_util_for_state(NODE, st, 0.2),
+                     dimm_activity=dimm_activity_for_state(st),
                      fan_rpm=np.full(4, 2000.0), powered=on, nic_powered=on & (st != POWERING_ON), fans_driven=on)
-    # POWERING_ON: CPU at 0.1 (75 + 27.5 W), DIMMs idle (24 W), platform, fans at full speed, NIC still off
+    # POWERING_ON: CPU at 0.1 (75 + 27.5 W), DIMMs idle (24 W), platform, fans at full speed, NIC still off;
+    # SERVING: the CPU at what the workload asks (here 20 %: 130 W)
     assert p.other_w.tolist() == pytest.approx([0.0, 102.5 + 24 + 50 + 7.5, 130 + 30 + 50 + 22 + 7.5, 0.0])
 
 

@@ -35,26 +35,3 @@ def test_wall_power_at_half_load_is_dc_over_96_percent():
 def test_fan_cube_law_half_speed_is_one_eighth_power():
     assert pw.fan_power_w(2.5, np.array([1000.0]), 2000.0)[0] == pytest.approx(2.5 / 8)
     assert pw.fan_airflow_m3_s(0.02, np.array([1000.0]), 2000.0)[0] == pytest.approx(0.01)
-
-
-def test_gpu_power_spans_idle_to_board_power():
-    assert pw.gpu_power_w(15, 200, np.array([0.0]), np.array([1.0]))[0] == 15
-    assert pw.gpu_power_w(15, 200, np.array([1.0]), np.array([1.0]))[0] == 200
-    # activity 0.5 at 80 % clock: 15 + 185 * 0.5 * 0.512 = 62.36 W
-    assert pw.gpu_power_w(15, 200, np.array([0.5]), np.array([0.8]))[0] == pytest.approx(62.36)
-
-
-def test_clock_for_power_cap_inverts_the_cube_law():
-    c = pw.clock_for_power_cap(150.0, 15, 200, np.array([1.0]))
-    assert c[0] == pytest.approx((135 / 185) ** (1 / 3))
-    assert pw.gpu_power_w(15, 200, np.array([1.0]), c)[0] == pytest.approx(150.0)
-
-
-def test_facility_power_and_pue_by_hand():
-    total, cooling, overhead = pw.facility_power_w(np.array([100e3]), 200e3, 2.5, 0.08, 5e3)
-    assert cooling[0] == pytest.approx(40e3)
-    assert overhead[0] == pytest.approx(13e3)
-    assert total[0] / 100e3 == pytest.approx(1.53)
-    # cooling is capped at its capacity: the excess heat is not removed
-    _, cooling, _ = pw.facility_power_w(np.array([300e3]), 200e3, 2.5, 0.0, 0.0)
-    assert cooling[0] == pytest.approx(80e3)

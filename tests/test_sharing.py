@@ -136,5 +136,7 @@ def test_a_cpu_only_pool_in_the_engine_decodes_at_that_bound():
     # weights + the context's KV at 256.3 GB/s plus llama.cpp's 0.8 ms per token: ~5.9 tok/s
     assert np.median((out[ok] - 1) / (done[ok] - ft[ok])) == pytest.approx(5.9, rel=0.05)
     nodes = res.columns["nodes"]
-    # while it works the package carries 12/32 of its cores at full load on top of the serving baseline
-    assert max(nodes["cpu_util"]) == pytest.approx(0.2 + 12 / 32, abs=0.01)
+    # while it works the package carries 12/32 of its cores at full load on top of the GPU engines'
+    # host work (twin.model.power.host_cpu_util): the busiest sample adds at least the 12 cores
+    util = np.asarray(nodes["cpu_util"], float)
+    assert util.max() - np.median(util) >= 12 / 32 - 0.02

@@ -1,7 +1,7 @@
 """Fault handlers alone (hand-built state, no tick), overlapping faults and the run's end in whole runs.
 
 Handlers get the parts of an Engine built for scenarios/tiny.yaml (4 nodes of 3 GPUs, one
-one-node llama unit each, 1 PSU per node, 50 kW of cooling) and are called directly; state is
+one-node llama unit each, 1 PSU per node, 6 kW of cooling) and are called directly; state is
 set by hand. Whole runs check the accounting of the summary against the tables.
 """
 from __future__ import annotations
@@ -121,7 +121,7 @@ def test_fan_failures_overlap():
 
 @pytest.mark.parametrize("kind, values, get, healthy", [
     ("cooling_failure", (0.2, 0.5), lambda e: e.plant.plenum_frac, 1.0),
-    ("cooling_capacity", (10.0, 20.0), lambda e: e.plant.cooling_capacity_w / 1e3, 50.0),
+    ("cooling_capacity", (2.0, 4.0), lambda e: e.plant.cooling_capacity_w / 1e3, 6.0),   # tiny: a 6 kW plant
     ("power_cap", (100.0, 150.0), lambda e: float(e.plant.gpu_cap_w.max()), math.inf),
     ("facility_power_cap", (3.0, 5.0), lambda e: e.cap.cap_w / 1e3, math.inf),
 ])
@@ -140,7 +140,7 @@ def test_overlapping_degradations_apply_the_most_severe_and_restore_in_any_order
 def test_cooling_failure_defaults_to_most_crah_units_down():
     e = engine()
     apply(e, "cooling_failure")
-    assert e.plant.plenum_frac == 0.3 and e.plant.cooling_available_w == pytest.approx(0.3 * 50e3)
+    assert e.plant.plenum_frac == 0.3 and e.plant.cooling_available_w == pytest.approx(0.3 * 6e3)
 
 
 def test_lifting_a_binding_facility_cap_is_an_event():

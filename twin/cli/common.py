@@ -12,18 +12,35 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from twin.errors import SpecError
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# markup=False: user strings (model names, paths, SQL, run names) may hold "[/bold]" or
+# "[link=...]"; rich must print them, not parse them. Styles are applied with Text, never markup.
+err = Console(stderr=True, highlight=False, markup=False)
+out = Console(highlight=False, markup=False)
+
+
+def console(stderr: bool = False) -> Console:
+    """A console that prints user data literally (no rich markup, no highlighting)."""
+    return Console(stderr=stderr, highlight=False, markup=False, emoji=False)
+
+
+def styled(prefix: str, style: str, rest: str) -> Text:
+    """`prefix` in `style`, then `rest` printed literally."""
+    return Text.assemble((prefix, style), " ", rest)
 
 
 def fail(lines: list[str] | str, code: int = 2) -> None:
     """Print user-facing problems and exit non-zero."""
     for line in [lines] if isinstance(lines, str) else lines:
-        err.print(f"[bold red]error:[/] {line}", markup=True, soft_wrap=True)
+        err.print(styled("error:", "bold red", str(line)), soft_wrap=True)
     raise typer.Exit(code)
+
+
+def warn(line: str) -> None:
+    err.print(styled("warning:", "bold yellow", line), soft_wrap=True)
 
 
 SetOption = Annotated[Optional[list[str]], typer.Option(
@@ -46,14 +63,41 @@ def parse_sets(sets: list[str] | None) -> dict:
     return out
 
 
-def load_scenario_or_exit(path: Path, seed: int | None = None, sets: list[str] | None = None):
-    from twin.model.validate import load_scenario
+CatalogueOption = Annotated[Optional[list[Path]], typer.Option(
+    "--catalogue", help="Extra catalogue YAML applied after the scenario's own, e.g. a `twin calibrate` "
+                        "overlay (repeatable)")]
+
+
+def _with_catalogues(path: Path, overrides: dict, catalogues: list[Path] | None) -> dict:
+    """Append --catalogue files (absolute) to the scenario's `catalogue:` list (after its own files,
+    so an overlay wins); the resolved spec, and so the manifest's scenario hash, includes them."""
+    if not catalogues:
+        return overrides
+    from twin.spec.scenario import parse_yaml
+    missing = [p for p in catalogues if not p.is_file()]
+    if missing:
+        fail([f"--catalogue: no such file {str(p)!r}" for p in missing])
     try:
-        sc = load_scenario(path, seed=seed, overrides=parse_sets(sets))
+        doc = parse_yaml(path.read_text(), str(path))
+    except (OSError, UnicodeDecodeError):
+        return overrides  # load_scenario reports the unreadable file itself
+    except SpecError as exc:
+        fail(exc.problems)
+    listed = doc.get("catalogue", []) if isinstance(doc.get("catalogue", []), list) else []
+    own = [str((path.parent / p).resolve()) if not Path(str(p)).is_absolute() else str(p) for p in listed]
+    return {**overrides, "catalogue": own + [str(p.resolve()) for p in catalogues]}
+
+
+def load_scenario_or_exit(path: Path, seed: int | None = None, sets: list[str] | None = None,
+                          catalogues: list[Path] | None = None):
+    from twin.model.validate import load_scenario
+    overrides = _with_catalogues(path, parse_sets(sets), catalogues)
+    try:
+        sc = load_scenario(path, seed=seed, overrides=overrides)
     except SpecError as exc:
         fail([f"{path}: {p}" if not p.startswith(str(path)) else p for p in exc.problems])
     for line in sc.warnings:  # design checks that do not stop the run (twin.checks)
-        err.print(f"[bold yellow]warning:[/] {path}: {line}", markup=True, soft_wrap=True)
+        warn(f"{path}: {line}")
     return sc
 
 

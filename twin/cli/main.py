@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import signal
 import threading
 from pathlib import Path
@@ -14,8 +15,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from twin.cli.common import SetOption, _with_progress, fail, load_scenario_or_exit, out, parse_sets
+from twin.cli.common import CatalogueOption, SetOption, _with_progress, fail, load_scenario_or_exit, out, parse_sets
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="AI Inference Refinery digital twin: simulate, query and render the surge.")
@@ -45,29 +47,35 @@ def run(scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scena
         out_dir: Annotated[Optional[Path], typer.Option("-o", "--out", help="Run directory (default runs/<scenario name>)")] = None,
         seed: Annotated[Optional[int], typer.Option(help="Override simulation.seed")] = None,
         sets: SetOption = None,
+        catalogue: CatalogueOption = None,
         force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing run directory")] = False,
         stage: Annotated[bool, typer.Option("--stage/--no-stage", help="Also write the USD stage")] = True,
         stage_sample_s: Annotated[Optional[float], typer.Option(help="Seconds between stage time samples")] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False) -> None:
     """Simulate SCENARIO and write telemetry (Parquet), a manifest and the USD stage."""
-    from twin.telemetry.atomic import RunExistsError, check_replaceable
-    from twin.telemetry.write import RUN_MARKER, default_run_dir
+    from twin.telemetry.atomic import OutputError, OutputLock, check_replaceable, prepare_target, target_path
+    from twin.telemetry.write import RUN_KIND, default_run_dir
 
-    if stage_sample_s is not None and not stage_sample_s > 0:  # before the simulation, not after it
-        fail(f"--stage-sample-s: must be a positive number of seconds, got {stage_sample_s:g}")
-    sc = load_scenario_or_exit(scenario, seed, sets)
+    if stage_sample_s is not None and not (math.isfinite(stage_sample_s) and stage_sample_s > 0):
+        fail(f"--stage-sample-s: must be a positive number of seconds, got {stage_sample_s:g}")  # before simulating
+    sc = load_scenario_or_exit(scenario, seed, sets, catalogue)
     target = out_dir or default_run_dir(sc.name)
-    if target.exists() and not force:
-        fail(f"{target} already exists; pass --force to replace it or -o to choose another directory")
     try:  # before simulating: a refusal should not cost the user the whole run
-        check_replaceable(target, force, marker=RUN_MARKER)
-    except RunExistsError as exc:
+        target = target_path(target)
+        check_replaceable(target, force, RUN_KIND)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        overrides = dict(parse_sets(sets))
+        if seed is not None:
+            overrides["simulation.seed"] = seed
+        # held from here to the rename: a second `twin run -o` of this target is refused at once
+        with OutputLock(target) as lock:
+            prepare_target(target, force, RUN_KIND)
+            with _interruptible(target):
+                _run(sc, target, force, stage, stage_sample_s, quiet, overrides, scenario, lock)
+    except OutputError as exc:
         fail(str(exc))
-    overrides = dict(parse_sets(sets))
-    if seed is not None:
-        overrides["simulation.seed"] = seed
-    with _interruptible(target):
-        _run(sc, target, force, stage, stage_sample_s, quiet, overrides, scenario)
+    except OSError as exc:  # -o under a read-only or full file system: a user-side problem
+        fail(f"cannot write {target}: {exc.strerror or exc}")
 
 
 @contextlib.contextmanager
@@ -92,9 +100,8 @@ def _interruptible(target: Path):
 
 
 def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | None, quiet: bool,
-         overrides: dict | None = None, source: Path | None = None) -> None:
+         overrides: dict | None = None, source: Path | None = None, lock=None) -> None:
     from twin.sim.engine import simulate
-    from twin.telemetry.atomic import RunExistsError
     from twin.telemetry.write import write_run
 
     result = _with_progress(f"simulating {sc.name}", lambda cb: simulate(sc, progress=cb), quiet)
@@ -106,12 +113,7 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
             return _with_progress("writing USD stage", lambda cb: build_stage(
                 tmp, stage_sample_s=stage_sample_s,
                 progress=(lambda msg, frac: cb(frac, {"msg": msg})) if cb else None), quiet)  # cb is None with -q
-    try:
-        man = write_run(result, target, force=force, stage=stage_fn, overrides=overrides, source=source)
-    except RunExistsError as exc:
-        fail(str(exc))
-    except OSError as exc:  # -o under a read-only or full file system: a user-side problem
-        fail(f"cannot write {target}: {exc.strerror or exc}")
+    man = write_run(result, target, force=force, stage=stage_fn, overrides=overrides, source=source, lock=lock)
     print_summary(man, target)
 
 
@@ -200,7 +202,7 @@ def catalogue_list(kind: Annotated[Optional[str], typer.Argument(help="gpus, mod
     for k in kinds:
         if k not in KINDS:
             fail(f"unknown catalogue kind {k!r}; choose one of {', '.join(KINDS)}")
-        out.print(f"[bold]{k}[/]: " + ", ".join(cat.names(k)))
+        out.print(Text.assemble((k, "bold"), ": " + ", ".join(cat.names(k))))
 
 
 @catalogue_app.command("show")
@@ -222,7 +224,7 @@ def catalogue_show(name: Annotated[str, typer.Argument(help="Entry name, e.g. rt
 
 # Commands contributed by other modules: each exposes register(app).
 for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.plan", "twin.cli.schema",
-             "twin.cli.replay", "twin.cli.train"):
+             "twin.cli.replay", "twin.cli.calibrate", "twin.cli.train"):
     importlib.import_module(_mod).register(app)
 
 

@@ -105,22 +105,27 @@ def _as_dict(pred) -> dict:
         "idle_dc_w": pred.idle.dc_w, "idle_wall_w": pred.idle.wall_w,
         "idle_loaded_dc_w": pred.idle_loaded.dc_w, "idle_loaded_wall_w": pred.idle_loaded.wall_w,
         "peak_dc_w": pred.peak.dc_w, "peak_wall_w": pred.peak.wall_w,
+        "gpu_power": [r.__dict__ for r in pred.gpu_power],
         "burn": {"gpu_power_w": burn.gpu_power_w[-1].tolist(), "gpu_temp_c": burn.plateau_c.tolist(),
+                 "gpu_memory_junction_c": burn.gpu_mem_c[-1].tolist(), "start_c": burn.start_c.tolist(),
                  "gpu_clock": burn.gpu_clock[-1].tolist(), "node_dc_w": float(burn.node_dc_w[-1]),
-                 "node_wall_w": float(burn.node_wall_w[-1]), "time_to_plateau_s": burn.time_to_plateau_s,
+                 "node_wall_w": float(burn.node_wall_w[-1]), "node_wall_peak_w": float(burn.node_wall_peak_w.max()),
+                 "time_to_plateau_s": burn.time_to_plateau_s, "rise_at_60_s": burn.rise_fraction_at(60.0),
                  "settled": burn.settled, "airflow_m3_s": float(burn.airflow_m3_s[-1])},
     }
 
 
 def _print(pred) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from twin.model.thermal import CFM_M3_S
     from twin.tools.predict import psu_headroom_frac
 
     b, burn = pred.box, pred.burn
-    out.print(f"[bold]{b.node.name}[/]: {b.node.gpu_count} x {b.gpu.name}, {b.model.name} {b.quant.name} "
-              f"on {b.engine.name} (kernel {b.kernel.kernel}), tp={b.tp} pp={b.pp} -> {b.replicas} replica(s)")
+    out.print(Text.assemble((b.node.name, "bold"), f": {b.node.gpu_count} x {b.gpu.name}, {b.model.name} "
+                            f"{b.quant.name} on {b.engine.name} (kernel {b.kernel.kernel}), tp={b.tp} pp={b.pp} "
+                            f"-> {b.replicas} replica(s)"))
     if b.split is not None:
         out.print(f"CPU offload: {b.split.gpu_layers} of {b.split.layers} layers on the GPUs, "
                   f"{b.split.cpu_layers} in system memory ({b.cpu.name})")
@@ -137,12 +142,21 @@ def _print(pred) -> None:
         t.add_row(str(r.concurrency), str(r.batch), f"{r.stream_tok_s:.1f}", f"{r.aggregate_tok_s:.1f}",
                   f"{r.ttft_s:.2f}", f"{r.latency_s:.1f}")
     out.print(t)
+    gt = Table(title="per-GPU board power (busiest replica)")
+    for col in ("clients", "decode W", "decode SM clock", "decode GB/s", "prefill W", "mean W"):
+        gt.add_column(col, justify="right")
+    for r in pred.gpu_power:
+        gt.add_row(str(r.concurrency), f"{r.decode_w:.0f}", f"{r.decode_clock:.2f}", f"{r.decode_mem_gb_s:.0f}",
+                   f"{r.prefill_w:.0f}", f"{r.mean_w:.0f}")
+    out.print(gt)
     out.print(f"power idle {pred.idle.dc_w:.0f} W DC / {pred.idle.wall_w:.0f} W wall; model loaded "
               f"{pred.idle_loaded.dc_w:.0f} / {pred.idle_loaded.wall_w:.0f} W; burn plateau "
-              f"{burn.node_dc_w[-1]:.0f} / {burn.node_wall_w[-1]:.0f} W; all-parts peak {pred.peak.dc_w:.0f} / "
+              f"{burn.node_dc_w[-1]:.0f} / {burn.node_wall_w[-1]:.0f} W (wall peak {burn.node_wall_peak_w.max():.0f} W); "
+              f"all-parts peak {pred.peak.dc_w:.0f} / "
               f"{pred.peak.wall_w:.0f} W; PSU headroom at peak {psu_headroom_frac(b, pred.peak.dc_w):.0%} "
               f"of {b.node.psu_count} x {b.psu.rated_w:.0f} W")
-    bt = Table(title=f"burn test: every GPU at full load, plateau after {burn.time_to_plateau_s:.0f} s"
+    bt = Table(title=f"burn test: every GPU at full load from idle ({burn.start_c.max():.1f} °C), plateau after "
+                     f"{burn.time_to_plateau_s:.0f} s, {burn.rise_fraction_at(60.0):.0%} of the rise at 60 s"
                      f"{'' if burn.settled else ' (not settled: lengthen --burn-s)'}")
     bt.add_column("t s", justify="right")
     for g in range(b.node.gpu_count):

@@ -4,8 +4,9 @@
 Thin Typer commands over scenes/: user errors print one line ``error: ...`` on stderr and exit 2
 (twin.cli.common.fail); -q hides the progress bars.
 Outputs are built under a temporary name and renamed into place when complete
-(twin.telemetry.AtomicDir), so an interrupted command leaves the old result intact. pxr and bpy
-are imported inside the commands so `twin --help` stays fast.
+(twin.telemetry.AtomicDir), so an interrupted command leaves the old result intact; --force
+replaces only a stage/, PNG or showreel twin wrote (docs/safety.md). pxr and bpy are imported
+inside the commands so `twin --help` stays fast.
 """
 from __future__ import annotations
 
@@ -25,9 +26,23 @@ ColourRange = Annotated[Optional[str], typer.Option("--colour-range", help="auto
 def _check_run(run_dir: Path) -> None:
     from twin.telemetry.read import NotARunError, load_run
     try:
-        load_run(run_dir)
+        load_run(run_dir)  # readable: manifest fields, tables, nothing linked from outside
     except NotARunError as exc:
         fail(str(exc))
+
+
+def _check_own_run(run_dir: Path) -> None:
+    """`twin scene` writes into RUN_DIR: it must be a run this version of twin wrote."""
+    from twin.telemetry.outputs import is_twin_dir
+    from twin.telemetry.read import is_run_dir
+    from twin.telemetry.write import RUN_KIND
+
+    if not is_run_dir(run_dir):
+        fail(f"{run_dir}: not a twin run directory (no manifest.json / telemetry/)")
+    _check_run(run_dir)
+    if not is_twin_dir(run_dir, RUN_KIND):
+        fail(f"{run_dir}: not written by this version of twin (no .twin marker), so `twin scene` does not "
+             f"write into it; re-run the scenario with `twin run` to get a run it may update")
 
 
 def _window(text: Optional[str]) -> Optional[tuple[float, float]]:
@@ -72,7 +87,7 @@ def _progress(quiet: bool):
 
 def scene(run_dir: Annotated[Path, typer.Argument(help="A finished run directory (twin run -o ...)")],
           stage_sample_s: Annotated[Optional[float], typer.Option(help="Simulated seconds per stage frame (default 5)")] = None,
-          force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing stage/")] = False,
+          force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing stage/ that twin wrote")] = False,
           previews: Annotated[bool, typer.Option("--previews/--no-previews", help="Also write the legend and heat-map previews")] = True,
           colour_by: ColourBy = None, colour_range: ColourRange = None,
           window: Annotated[Optional[str], typer.Option(help="Only simulated seconds START:END of the run")] = None,
@@ -80,25 +95,29 @@ def scene(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
           quiet: QuietOption = False,
           ) -> None:
     """Regenerate RUN_DIR/stage (refinery.usda + telemetry.usdc + previews) without re-simulating."""
-    from twin.telemetry.atomic import AtomicDir, RunExistsError, write_json_atomic
+    from twin.errors import ToolError
+    from twin.telemetry.atomic import AtomicDir, write_json_atomic
     from twin.telemetry.read import read_manifest
+    from twin.telemetry.write import STAGE_KIND
 
-    _check_run(run_dir)
+    _check_own_run(run_dir)
     if stage_sample_s is not None and not (math.isfinite(stage_sample_s) and stage_sample_s > 0):
         fail(f"--stage-sample-s: must be a positive number of seconds, got {stage_sample_s}")
     _check_mapping(colour_by, colour_range)
     span = _window(window)
     from scenes import build_stage
     try:
-        with AtomicDir(run_dir / "stage", force=force) as tmp:
+        with AtomicDir(run_dir / "stage", force=force, kind=STAGE_KIND) as tmp:
             info = _with_progress("writing USD stage", lambda cb: build_stage(
                 run_dir, stage_sample_s=stage_sample_s, out_dir=tmp, previews=previews, colour_by=colour_by,
                 colour_range=colour_range, window=span, realtime=realtime,
                 progress=(lambda msg, frac: cb(frac, {"msg": msg})) if cb else None), quiet)
-    except RunExistsError:
-        fail(f"{run_dir / 'stage'} already exists; pass --force to replace it")
+    except ToolError as exc:  # the stage exists, is not twin's, or is being written by another process
+        fail(str(exc))
     except (FileNotFoundError, ValueError, KeyError) as exc:
         fail(str(exc).strip("'\""))
+    except OSError as exc:
+        fail(f"cannot write {run_dir / 'stage'}: {exc.strerror or exc}")
     tmp_name = Path(tmp).name        # paths are recorded relative to the run directory, as `twin run` does
     for key in ("root", "telemetry"):
         info[key] = info[key].replace(tmp_name, "stage")
@@ -130,22 +149,30 @@ def render(run_dir: Annotated[Path, typer.Argument(help="A run directory with a 
            height: Annotated[int, typer.Option(help="Image height, px")] = 270,
            samples: Annotated[int, typer.Option(help="Cycles samples per pixel (denoised)")] = 16,
            camera: Annotated[str, typer.Option(help=f"Stage camera: {CAMERAS}")] = "Hero",
+           force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing PNG that twin wrote")] = False,
            quiet: QuietOption = False,
            ) -> None:
     """Render one frame of RUN_DIR's stage with Blender Cycles on the CPU (needs bpy; see --help)."""
+    import os
+
     from scenes.render import RenderError, render_frame
+    from twin.errors import ToolError
+    from twin.telemetry.atomic import atomic_write, check_output_file
+    from twin.telemetry.outputs import tag_png
 
     if width < 16 or height < 16 or samples < 1:
         fail("--width/--height must be >= 16 px and --samples >= 1")
     if out.suffix.lower() != ".png":
         fail(f"-o {out}: the output must be a .png file")
-    if not out.resolve().parent.is_dir():
-        fail(f"{out.parent}: output directory does not exist")
     root = run_dir / "stage" / "refinery.usda"
     if not root.is_file():
         fail(f"{root}: no stage (run `twin scene {run_dir}` first)")
     number = _frame_number(frame, root)
-    tmp = out.with_name(f".{out.stem}.tmp.png")   # render to a temp name, rename when complete
+    try:
+        check_output_file(out, force, "png")  # before the minutes of rendering
+    except ToolError as exc:
+        fail(str(exc))
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.render.png")   # Blender writes here; we tag and rename
     try:
         if quiet:
             render_frame(root, number, tmp, size=(width, height), samples=samples, camera=camera)
@@ -153,10 +180,14 @@ def render(run_dir: Annotated[Path, typer.Argument(help="A run directory with a 
             from twin.cli.common import err
             with err.status(f"rendering frame {number} ({width}x{height}, {samples} samples, Cycles on CPU)"):
                 render_frame(root, number, tmp, size=(width, height), samples=samples, camera=camera)
-        tmp.replace(out)
-    except RenderError as exc:
-        tmp.unlink(missing_ok=True)
+        png = tag_png(tmp.read_bytes(), "twin render")  # twin's signature: render --force replaces only its own
+        atomic_write(out, lambda fh: fh.write(png), force=force, fmt="png")
+    except (RenderError, ToolError) as exc:
         fail(str(exc))
+    except OSError as exc:  # an unwritable output folder
+        fail(f"cannot write {out}: {exc.strerror or exc}")
+    finally:
+        tmp.unlink(missing_ok=True)
     typer.echo(f"wrote {out} (frame {number}, {width}x{height}, {samples} samples, camera {camera})")
 
 
@@ -174,8 +205,9 @@ def showreel(run_dir: Annotated[Path, typer.Argument(help="A finished run direct
              ) -> None:
     """Render a camera move over RUN_DIR (Cycles, CPU, preview quality) and encode it to MP4."""
     from scenes.render import RenderError, find_bpy_python
-    from scenes.showreel import MARKER, make_showreel
-    from twin.telemetry.atomic import AtomicDir, RunExistsError
+    from scenes.showreel import make_showreel
+    from twin.errors import ToolError
+    from twin.telemetry.atomic import AtomicDir
 
     _check_run(run_dir)
     if not (0 < seconds <= 600) or not (1 <= fps <= 60):
@@ -192,10 +224,10 @@ def showreel(run_dir: Annotated[Path, typer.Argument(help="A finished run direct
         fail("imageio-ffmpeg is not installed: pip install 'imageio-ffmpeg>=0.5' (it bundles ffmpeg)")
     bar, cb = _progress(quiet)
     try:
-        with bar, AtomicDir(out_dir, force=force, marker=MARKER) as tmp:
+        with bar, AtomicDir(out_dir, force=force, kind="showreel") as tmp:  # --force: only a showreel twin wrote
             rec = make_showreel(run_dir, tmp, seconds=seconds, fps=fps, size=(width, height), samples=samples,
                                 camera=camera, colour_by=colour_by, colour_range=colour_range, progress=cb)
-    except RunExistsError as exc:
+    except ToolError as exc:  # exists, is not twin's showreel, or another process is writing it
         fail(str(exc))
     except RenderError as exc:
         fail(str(exc))

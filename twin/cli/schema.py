@@ -32,9 +32,12 @@ def schema_text() -> str:
 
 
 def schema(out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Write the schema here (.json) "
-                                                                           "instead of stdout")] = None) -> None:
+                                                                           "instead of stdout")] = None,
+           force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing -o schema that twin wrote")] = False,
+           ) -> None:
     """Write the scenario JSON Schema, so editors autocomplete and check scenario YAML."""
     from twin.cli.common import fail
+    from twin.errors import ToolError
 
     text = schema_text()
     if out is None:
@@ -42,11 +45,14 @@ def schema(out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Writ
         return
     if out.suffix.lower() != ".json":
         fail(f"-o {out}: the schema is JSON; name it .json")
-    if not out.resolve().parent.is_dir():
-        fail(f"{out.parent}: output directory does not exist")
     from twin.telemetry.atomic import atomic_write
 
-    atomic_write(out, lambda fh: fh.write(text.encode()))
+    try:  # an existing file only with --force, and only one starting as twin's schema does
+        atomic_write(out, lambda fh: fh.write(text.encode()), force=force, fmt="json")
+    except ToolError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
     typer.echo(f"wrote {out}")
 
 

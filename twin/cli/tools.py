@@ -18,6 +18,8 @@ import typer
 from twin.cli.common import QuietOption, check_choice, format_help
 
 QUERY_FORMATS = ("table", "csv", "json", "parquet")
+ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Replace an existing -o file that twin wrote "
+                                           "(never any other file; docs/safety.md)")]
 
 
 def _fail(message: str) -> None:
@@ -46,16 +48,21 @@ def _load(path: Path | None, what: str = "RUN_DIR"):
     return load_run(path)
 
 
-def _write_text(text: str, out: Path | None) -> None:
-    """Text to `out` (temp file + rename) or stdout."""
+def check_output_file(out: Path, force: bool, fmt: str) -> None:
+    """Refuse an existing -o before the work (twin.telemetry.atomic; imported here to keep --help fast)."""
+    from twin.telemetry.atomic import check_output_file as check
+
+    check(out, force, fmt)
+
+
+def _write_text(text: str, out: Path | None, fmt: str, force: bool = False) -> None:
+    """Text to `out` (temp file + rename; an existing file only with --force, only twin's) or stdout."""
     if out is None:
         sys.stdout.write(text)
         return
     from twin.telemetry.atomic import atomic_write
 
-    if not out.parent.is_dir():
-        _fail(f"{out.parent}: output directory does not exist")
-    atomic_write(out, lambda fh: fh.write(text.encode()))
+    atomic_write(out, lambda fh: fh.write(text.encode()), force=force, fmt=fmt)
 
 
 def _cell(value: Any) -> str:
@@ -74,15 +81,16 @@ def _cell(value: Any) -> str:
 
 
 def _print_table(table, limit: int) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from twin.cli.common import console as plain_console
 
     view = Table(show_lines=False)
     for name in table.column_names:
         view.add_column(name, justify="left" if table.schema.field(name).type in ("string", "large_string") else "right")
     for row in table.slice(0, limit).to_pylist():
         view.add_row(*(_cell(v) for v in row.values()))
-    console = Console(highlight=False)
+    console = plain_console()  # cells are user data: "[/bold]" in a pool name must print, not parse
     console.print(view)
     if table.num_rows > limit:
         console.print(f"… {table.num_rows - limit} more rows ({table.num_rows} total); "
@@ -100,8 +108,11 @@ def query(
                                                                 "extension"))] = None,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output file: .csv, .json or .parquet")] = None,
     limit: Annotated[int, typer.Option(help="Rows shown by --format table")] = 50,
+    force: ForceOption = False,
+    unsafe_sql: Annotated[bool, typer.Option("--unsafe-sql", help="Plain DuckDB: any statement, any file this "
+                                             "user can read or write (default: one SELECT over the run only)")] = False,
 ) -> None:
-    """Run SQL (or a named --recipe) over a run's telemetry tables."""
+    """Run SQL (or a named --recipe) over a run's telemetry tables (read-only, the run's files only)."""
     from twin.tools import query as q
 
     if list_:
@@ -123,17 +134,19 @@ def query(
     if fmt == "parquet" and out is None:
         _fail("--format parquet needs -o FILE")
     with _user_errors():
+        if out is not None:
+            check_output_file(out, force, fmt)  # before the query runs
         run = _load(run_dir)
         text = q.recipe(recipe).sql if recipe else sql
-        result = run.sql(text)
+        result = run.sql(text, unrestricted=unsafe_sql)
         if fmt == "table":
             _print_table(result, limit)
         elif fmt == "csv":
-            _write_text(q.to_csv(result), out)
+            _write_text(q.to_csv(result), out, "csv", force)
         elif fmt == "json":
-            _write_text(q.to_json(result), out)
+            _write_text(q.to_json(result), out, "json", force)
         else:
-            q.write_parquet(result, out)
+            q.write_parquet(result, out, force)
 
 
 def plot(
@@ -143,6 +156,7 @@ def plot(
     at: Annotated[Optional[float], typer.Option("--at", help="heatmap: simulation time in seconds "
                                                  "(default: last sample)")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the plot kinds and exit")] = False,
+    force: ForceOption = False,
 ) -> None:
     """Draw a chart of a run (PNG, SVG or PDF): power, rack-power, gpu-temp, latency, ignition, heatmap."""
     from twin.tools import plots
@@ -160,7 +174,7 @@ def plot(
             _fail("missing -o FILE (.png, .svg or .pdf)")
         if at is not None and kind != "heatmap":
             _fail("--at applies to the heatmap only")
-        written = plots.plot(run, kind, out, plots.PlotOptions(at_s=at))
+        written = plots.plot(run, kind, out, plots.PlotOptions(at_s=at), force=force)
     typer.echo(f"wrote {written}")
 
 
@@ -172,6 +186,7 @@ def compare(
     run_b: Annotated[Path, typer.Argument(help="Run directory to compare (B)")],
     fmt: Annotated[str, typer.Option("--format", metavar="[table|json]", help=format_help(COMPARE_FORMATS))] = "table",
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Write JSON here instead of stdout")] = None,
+    force: ForceOption = False,
 ) -> None:
     """Compare two runs: work, latency, power, energy, money, heat (B vs A), with notes on what misleads."""
     import json
@@ -182,15 +197,17 @@ def compare(
     if out is not None and fmt != "json":
         _fail("-o writes JSON; add --format json")
     with _user_errors():
+        if out is not None:
+            check_output_file(out, force, "json")
         a, b = _load(run_a), _load(run_b)
         rows = cmp.compare(a, b)
         notes = cmp.notes(a, b, rows)
-    if fmt == "json":
-        _write_text(json.dumps(cmp.to_dict(a, b, rows, notes), indent=2) + "\n", out)
-    else:
-        from rich.console import Console
+        if fmt == "json":
+            _write_text(json.dumps(cmp.to_dict(a, b, rows, notes), indent=2) + "\n", out, "json", force)
+    if fmt != "json":
+        from twin.cli.common import console as plain_console
 
-        Console(highlight=False).print(cmp.render(a, b, rows, notes))
+        plain_console().print(cmp.render(a, b, rows, notes))  # run names are the manifests' strings: no markup
 
 
 def export(
@@ -204,6 +221,7 @@ def export(
     scrape_s: Annotated[Optional[float], typer.Option(help="Keep one sample per this many seconds, like a "
                                                            "Prometheus scrape interval (default: every sample)")] = None,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Export a run as timestamped metrics (dcgm-exporter names and labels) for Prometheus/Grafana."""
     from twin.cli.common import _with_progress, progress_fraction
@@ -215,11 +233,12 @@ def export(
     check_choice(fmt, FORMATS)
     with _user_errors():
         fmt = format_for(out, fmt)
+        check_output_file(out, force, fmt)  # before the export's seconds
         run = _load(run_dir)
         t0 = time.perf_counter()
         n = _with_progress(f"exporting {fmt}", lambda cb: do_export(run, out, fmt, start_epoch,
                                                                     progress=progress_fraction(cb),
-                                                                    scrape_s=scrape_s), quiet)
+                                                                    scrape_s=scrape_s, force=force), quiet)
     dt = time.perf_counter() - t0
     typer.echo(f"wrote {n:,} samples to {out} ({out.stat().st_size / 1e6:,.1f} MB) in {dt:.1f} s")
 
@@ -231,6 +250,7 @@ def report(
                                                 "(default: when the hottest GPU peaked)")] = None,
     rows: Annotated[int, typer.Option(help="Rows shown per table")] = 20,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Write one self-contained HTML page (summary with costs, plots, tables) for sharing; works offline."""
     from twin.cli.common import _with_progress, progress_fraction
@@ -244,7 +264,8 @@ def report(
         run = _load(run_dir)
         t0 = time.perf_counter()
         _with_progress("writing report", lambda cb: write_report(
-            run, out, ReportOptions(heatmap_at_s=at, max_table_rows=rows), progress=progress_fraction(cb)), quiet)
+            run, out, ReportOptions(heatmap_at_s=at, max_table_rows=rows), progress=progress_fraction(cb),
+            force=force), quiet)
     dt = time.perf_counter() - t0
     typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:,.2f} MB) in {dt:.1f} s")
 

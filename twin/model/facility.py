@@ -1,10 +1,10 @@
 """Facility power cap: the largest uniform per-GPU power limit that keeps the facility under a cap.
 
-Pure functions. Facility power (IT through the PSU curves, plus cooling and distribution losses,
-twin.model.power.facility_power_w) rises monotonically with a uniform per-GPU limit (cube law in
-clock), so bisection on [0, board power] finds the largest limit that fits. Limit 0 W maps to
-the lowest clock power.clock_for_power_cap allows: the facility's floor, what capping can never
-remove.
+Pure functions. Facility power (IT through the PSU curves, plus the cooling plant and UPS losses,
+twin.model.cooling.plant_power) rises monotonically with a uniform per-GPU limit (the power
+limiter's clock, power.clock_for_board_limit), so bisection on [0, board power] finds the largest
+limit that fits. Limit 0 W maps to the lowest clock the limiter allows: the facility's floor, what
+capping can never remove.
 """
 from __future__ import annotations
 
@@ -46,9 +46,3 @@ def solve_gpu_limit_w(facility_w_at: Callable[[float], float], cap_w: float, boa
         else:
             hi = mid
     return CapSolution(lo, BINDING, floor_w, full_w)
-
-
-def facility_w_per_it_w(cooling_cop: float, electrical_loss_fraction: float) -> float:
-    """Marginal facility watts per IT watt below the cooling capacity: 1 + 1/COP + losses
-    (the slope of power.facility_power_w)."""
-    return 1.0 + 1.0 / cooling_cop + electrical_loss_fraction

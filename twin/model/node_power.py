@@ -6,7 +6,8 @@ twin.model.power; this module only says which parts a node has, when each draws,
 order they add up (so that every caller gets the same watts to the last bit).
 
 DC power = GPUs + (CPU + DIMMs + platform + NIC + fans); wall power goes through the PSU curve
-(power.wall_power_w). Parts that are off draw nothing: CPU, DIMMs and platform when the node is
+for the node's mains voltage (power.wall_power_w). GPU board power itself is
+power.gpu_board_power_w (idle by P-state + memory term + SM term). Parts that are off draw nothing: CPU, DIMMs and platform when the node is
 unpowered, the NIC also during POWERING_ON (link training starts with the OS), fans when they
 are not driven (a coasting fan draws nothing). Source: hardware.md "Node power".
 """
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.model import power as pw
-from twin.model.power import CPU_UTIL_WARM
 from twin.model.states import BOOTING, DRAINING, LOADING, POWERING_ON, SERVING, WARM
 from twin.spec.catalogue import CpuSpec, FanSpec, NicSpec, NodeSpec, PsuSpec
 
@@ -26,12 +26,14 @@ CPU_UTIL_POWERING_ON = 0.1  # estimate: BMC + firmware before the OS (hardware.m
 DIMM_ACTIVITY = {POWERING_ON: 0.0, BOOTING: 1.0, LOADING: 1.0, WARM: 0.0, SERVING: 0.5, DRAINING: 0.5}
 
 
-def cpu_util_for_state(node: NodeSpec, state: np.ndarray) -> np.ndarray:
-    """CPU utilisation by lifecycle state: the node's boot/load/serving figures, polling when WARM."""
+def cpu_util_for_state(node: NodeSpec, state: np.ndarray, work_util: np.ndarray | float) -> np.ndarray:
+    """CPU utilisation by lifecycle state: the node's boot and load figures, and while a model is
+    resident (WARM, SERVING, DRAINING) what the workload asks of it (`work_util`:
+    power.host_cpu_util of the engines' busy loops and per-token host work)."""
     st = np.asarray(state)
-    return np.select([st == POWERING_ON, st == BOOTING, st == LOADING, st == WARM, st == SERVING, st == DRAINING],
-                     [CPU_UTIL_POWERING_ON, node.cpu_util_booting, node.cpu_util_loading, CPU_UTIL_WARM,
-                      node.cpu_util_serving, node.cpu_util_serving], 0.0)
+    return np.select([st == POWERING_ON, st == BOOTING, st == LOADING, np.isin(st, (WARM, SERVING, DRAINING))],
+                     [CPU_UTIL_POWERING_ON, node.cpu_util_booting, node.cpu_util_loading,
+                      np.broadcast_to(np.asarray(work_util, dtype=float), st.shape)], 0.0)
 
 
 def dimm_activity_for_state(state: np.ndarray) -> np.ndarray:
@@ -88,5 +90,6 @@ def peak_parts_w(node: NodeSpec, cpu: CpuSpec, nic: NicSpec, fan: FanSpec) -> No
 
 
 def node_wall_w(node: NodeSpec, parts: NodeParts, gpu_w: float, psu: PsuSpec) -> float:
-    """Wall power of one node whose GPUs draw `gpu_w` in total, all its PSUs working."""
-    return float(pw.wall_power_w(np.float64(float(parts.dc_w(gpu_w))), psu, node.psu_count))
+    """Wall power of one node whose GPUs draw `gpu_w` in total, all its PSUs working, on the node's
+    mains voltage (the PSU's 80 PLUS curve for it)."""
+    return float(pw.wall_power_w(np.float64(float(parts.dc_w(gpu_w))), psu, node.psu_count, node.input_voltage_v))

@@ -107,19 +107,6 @@ def rc2_step_c(die_c: np.ndarray, sink_c: np.ndarray, ambient_c: np.ndarray, pow
     return die_ss + new_xd, sink_ss + new_xs
 
 
-def gpu_step_c(die_c: np.ndarray, sink_c: np.ndarray, ambient_c: np.ndarray, power_w: np.ndarray,
-               fan_frac: np.ndarray, gpu: GpuSpec, dt_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """One tick of a GPU board's die and heatsink temperatures (the engine's and `twin predict`'s).
-
-    Die-to-heatsink resistance is fixed (TIM, vapour chamber); heatsink-to-air resistance follows
-    the blower speed (R / f^0.8, gpu_thermal_resistance_k_per_w). Figures: catalogue GpuSpec.
-    """
-    r_sink = gpu_thermal_resistance_k_per_w(gpu.sink_resistance_k_per_w,
-                                            np.maximum(fan_frac, gpu.min_fan_frac * 0.2))
-    return rc2_step_c(die_c, sink_c, ambient_c, power_w, gpu.die_resistance_k_per_w, r_sink,
-                      gpu.heat_capacity_j_per_k, gpu.heatsink_heat_capacity_j_per_k, dt_s)
-
-
 def fan_curve_frac(temp_c: np.ndarray, min_frac: float, start_c: float, target_c: float) -> np.ndarray:
     """Fan controller set point: min below start_c, rising linearly to full at the fan target."""
     x = (np.asarray(temp_c, dtype=float) - start_c) / (target_c - start_c)
@@ -152,3 +139,71 @@ def room_supply_c(supply_c: float, setpoint_c: float, excess_heat_w: float, heat
     if excess_heat_w > 0:
         return supply_c + excess_heat_w * dt_s / heat_capacity_j_per_k
     return float(first_order_lag(np.float64(supply_c), np.float64(setpoint_c), recovery_tau_s, dt_s))
+
+
+# ------------------------------------------- two-stage die/heatsink + memory junction (burn-test fit)
+# A heatsink is a distributed RC line (base -> fins), not a lump: the slowest mode of a uniform
+# line driven at one end has tau = 4 R C / pi^2 (first eigenvalue (pi/2)^2 of the diffusion
+# equation; Carslaw & Jaeger, Conduction of Heat in Solids, s. 3.3), so the die sees ~0.41 of the
+# cooler's mass x c_p. With it, published gpu-burn traces (stibbons1990/hex 2022-11-05, RTX 3070 Ti:
+# tau ~32-38 s) follow from the coolers' masses instead of a tuned capacity.
+DISTRIBUTED_RC_FIRST_MODE = 4.0 / np.pi ** 2
+MEMORY_THROTTLE_SPAN_K = 5.0    # estimate: memory clock falls to MEMORY_THROTTLE_MIN over 5 K above the limit
+MEMORY_THROTTLE_MIN = 0.5       # estimate: GDDR6X memory clock steps down to about half at most
+
+
+def gpu_stage_resistances(gpu: GpuSpec, fan_frac: np.ndarray) -> tuple[float, np.ndarray]:
+    """(R_spreader, R_sink(fan)) of the two-stage model, K/W: the die + spreader stage carries
+    `spreader_resistance_frac` of R at full fan (fixed: TIM, vapour chamber), the heatsink the rest,
+    R_sink / f^0.8 (forced convection)."""
+    r_spr = gpu.spreader_resistance_frac * gpu.thermal_resistance_k_per_w
+    r_sink_full = gpu.thermal_resistance_k_per_w - r_spr
+    return r_spr, gpu_thermal_resistance_k_per_w(r_sink_full, np.maximum(fan_frac, gpu.min_fan_frac * 0.2))
+
+
+def gpu_heatsink_capacity_j_per_k(gpu: GpuSpec) -> float:
+    """Effective heatsink capacity of the slow stage: 4/pi^2 x mass x c_p (distributed fin)."""
+    return DISTRIBUTED_RC_FIRST_MODE * gpu.heatsink_heat_capacity_j_per_k
+
+
+def gpu_thermal_equilibrium(ambient_c: np.ndarray | float, power_w: np.ndarray | float, dram_w: np.ndarray | float,
+                            fan_frac: np.ndarray | float, gpu: GpuSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steady (die, heatsink, memory junction) temperatures: sink = T_a + P R_sink(f),
+    die = sink + P R_spr, memory = sink + P_dram R_mem. Burns start here from idle, not from ambient."""
+    r_spr, r_sink = gpu_stage_resistances(gpu, np.asarray(fan_frac, dtype=float))
+    p = np.asarray(power_w, dtype=float)
+    sink = np.asarray(ambient_c, dtype=float) + p * r_sink
+    return sink + p * r_spr, sink, sink + np.asarray(dram_w, dtype=float) * gpu.memory_resistance_k_per_w
+
+
+def gpu_thermal_step(die_c: np.ndarray, sink_c: np.ndarray, mem_c: np.ndarray, ambient_c: np.ndarray,
+                     power_w: np.ndarray, dram_w: np.ndarray, fan_frac: np.ndarray, gpu: GpuSpec,
+                     dt_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One exact step of the two-stage GPU model plus its memory-junction node.
+
+    Die + spreader: R_spr with tau = `spreader_time_constant_s` (1-5 s; it carries 30-40 % of the
+    rise, the fast jump of published burns). Heatsink: R_sink(f) x 4/pi^2 x mass c_p, 30-60 s at the
+    fan speed the controller reaches. Both as the exact two-node ladder (rc2_step_c). Memory
+    junction (GDDR6X/GDDR7 packages): C_m dT_m/dt = P_dram - (T_m - T_sink) / R_mem with
+    tau = `memory_time_constant_s`, fed by the DRAM share of memory power; its heat is already part
+    of board power, so it only offsets the memory from the heatsink.
+    """
+    r_spr, r_sink = gpu_stage_resistances(gpu, fan_frac)
+    c_spr = gpu.spreader_time_constant_s / r_spr
+    die, sink = rc2_step_c(die_c, sink_c, ambient_c, power_w, r_spr, r_sink, c_spr,
+                           gpu_heatsink_capacity_j_per_k(gpu), dt_s)
+    mem_target = sink + np.asarray(dram_w, dtype=float) * gpu.memory_resistance_k_per_w
+    mem = first_order_lag(np.asarray(mem_c, dtype=float), mem_target, gpu.memory_time_constant_s, dt_s)
+    return die, sink, mem
+
+
+def memory_clock_frac(mem_c: np.ndarray, limit_c: float | None) -> np.ndarray:
+    """Memory-clock share the board allows at a memory-junction temperature: 1 up to the limit
+    (GDDR6X: 110 C), falling linearly to MEMORY_THROTTLE_MIN over MEMORY_THROTTLE_SPAN_K above it
+    (a proportional stand-in for the firmware stepping the memory clock down). Bandwidth and DRAM
+    power follow it; with no limit (HBM, GDDR6 boards) always 1."""
+    m = np.asarray(mem_c, dtype=float)
+    if limit_c is None:
+        return np.ones_like(m)
+    x = (m - limit_c) / MEMORY_THROTTLE_SPAN_K
+    return np.clip(1.0 - x * (1.0 - MEMORY_THROTTLE_MIN), MEMORY_THROTTLE_MIN, 1.0)

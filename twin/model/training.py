@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from twin.model import power as pw
 from twin.spec.catalogue import Catalogue, GpuSpec, ModelSpec, NodeSpec
 
 GB = 1e9
@@ -46,7 +47,8 @@ ACT_BYTES_PER_SBH = 34.0      # Korthikanti et al. 2022, eq. (1) without the 5as
 CHECKPOINT_BYTES_PER_SBH = 2.0  # full recompute: the BF16 input of every layer (same paper, §4)
 LOGIT_BYTES = 6.0             # BF16 logits + their FP32 upcast inside the cross-entropy loss
 CUDA_CONTEXT_GB = 0.5         # estimate: CUDA context + allocator slack per process (0.3-0.6 GB on Ampere/Ada)
-TRAINING_ACTIVITY = 1.0       # GEMM-bound training holds the board at its power limit (hardware.md: 0.9-1.0 in prefill)
+TRAINING_ACTIVITY = 1.0       # GEMM-bound training keeps the SMs busy: the board runs at its power limit
+TRAIN_DRAM_FRAC = 0.5         # estimate: GEMM-bound training reads DRAM at ~half its peak (weights, activations, optimizer)
 
 
 @dataclass(frozen=True)
@@ -306,3 +308,14 @@ def job_steps(job, s: TrainingSetup) -> int:
         return int(job.steps)
     per_step = s.accumulation * s.micro_batch * s.seq_len * s.n_gpus
     return max(1, math.ceil(job.tokens / per_step))
+
+
+def nominal_training_clock(gpu: GpuSpec) -> float:
+    """SM clock share a board settles to under training load at its power limit (power model).
+
+    The trainer efficiencies were fitted to runs on boards at their limit, so a step's compute
+    scales with clock / this nominal clock: only clocks *below* it (a cap, a throttle, a shared
+    facility limit) slow training further. Source: twin.model.power.clock_for_board_limit.
+    """
+    gb_s = TRAIN_DRAM_FRAC * gpu.memory_bandwidth_gb_s
+    return float(pw.clock_for_board_limit(gpu.board_power_w, pw.gpu_active_idle_w(gpu), gb_s, TRAINING_ACTIVITY, gpu))

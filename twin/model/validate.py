@@ -19,10 +19,13 @@ from twin.model import sharing, training
 from twin.model.checks import design_findings
 from twin.model.fabric import element_names, parse_element
 from twin.model.policies import POLICIES
+from twin.model.resources import resource_problems
 from twin.model.serving_checks import serving_problems
 from twin.spec.catalogue import Catalogue, load_catalogue
+from twin.spec.safe_yaml import read_input
 from twin.spec.scenario import (
     FIELDS_AT,
+    MAX_SCENARIO_BYTES,
     NODE_FAULTS,
     Scenario,
     ScenarioSpec,
@@ -36,12 +39,7 @@ def load_scenario(path: Path | str, *, seed: int | None = None,
                   overrides: dict[str, Any] | None = None) -> Scenario:
     """Read, validate and cross-check a scenario file. Raises SpecError with every problem."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError([f"{path}: no such scenario file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([f"{path}: cannot read ({exc})"]) from None
+    text = read_input(path, MAX_SCENARIO_BYTES, "scenario file")  # type and size before reading
     return scenario_from_text(text, origin=str(path), base_dir=path.parent, seed=seed, overrides=overrides)
 
 
@@ -74,6 +72,8 @@ def scenario_from_text(text: str, *, origin: str = "<scenario>", base_dir: Path 
     if schema_problems:
         problems = [p for p in problems if not any(p.startswith(b) for b in bad)]
         raise SpecError(schema_problems + problems)
+    if not problems:  # what the run would cost: only for a scenario that is otherwise runnable
+        problems = resource_problems(spec, catalogue)
     if problems:
         raise SpecError(problems)
     canonical = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=True)
@@ -129,6 +129,8 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
 
     topo = spec.topology
     node_ok = known("nodes", topo.node_type, "topology.node_type")
+    if node_ok:
+        problems.extend(_rack_fit_problems(spec, cat))
     if spec.scheduler.policy not in POLICIES:
         problems.append(f"scheduler.policy: unknown policy {spec.scheduler.policy!r}"
                         f"{suggest(spec.scheduler.policy, POLICIES)}; choose one of {', '.join(sorted(POLICIES))}")
@@ -226,6 +228,33 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
     return problems
 
 
+def _rack_fit_problems(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
+    """The nodes must fit in the rack: slots stack from first_node_u, height_u each (twin.spec.topology)."""
+    t, height = spec.topology, cat.node(spec.topology.node_type).height_u
+    top_u = t.first_node_u + t.nodes_per_rack * height - 1
+    if top_u <= t.rack_units:
+        return []
+    room = max(0, (t.rack_units - t.first_node_u + 1) // height)
+    return [f"topology.nodes_per_rack: {t.nodes_per_rack} x {height}U {t.node_type} from U{t.first_node_u} reach "
+            f"U{top_u}, past the {t.rack_units}U rack (room for {room}); lower nodes_per_rack or first_node_u, "
+            f"or raise rack_units"]
+
+
+def _cable_exists(a: str, b: str, spec: ScenarioSpec) -> bool:
+    """Whether the leaf-spine fabric (twin.model.fabric.build_fabric) has a cable between a and b:
+    node:i - leaf of its rack, leaf - every spine, storage target - every spine."""
+    t = spec.topology
+    names = rack_names(t.rows, t.racks_per_row)
+    for x, y in ((a, b), (b, a)):
+        kx, _, vx = x.partition(":")
+        ky, _, vy = y.partition(":")
+        if kx == "node" and ky == "leaf" and vx.isdigit():
+            return names[int(vx) // t.nodes_per_rack] == vy
+        if kx in ("leaf", "storage") and ky == "spine":
+            return True  # both ends are known elements: every leaf and storage target meets every spine
+    return False
+
+
 def _fabric_target_problems(path: str, kind: str, target: Any, spec: ScenarioSpec) -> list[str]:
     """A link/switch fault must name an element of the fabric this scenario builds."""
     example = "e.g. 'spine:0', 'leaf:A01', 'node:3' (its NIC) or a cable 'leaf:A01-spine:0'"
@@ -239,6 +268,9 @@ def _fabric_target_problems(path: str, kind: str, target: Any, spec: ScenarioSpe
     bad = [e for e in ends if e not in known]
     if bad:
         return [f"{path}: unknown fabric element {bad[0]!r}{suggest(bad[0], sorted(known))}; {example}"]
+    if parsed[0] == "link" and not _cable_exists(ends[0], ends[1], spec):
+        return [f"{path}: no cable between {ends[0]} and {ends[1]}; cables join a node to its rack's leaf, "
+                f"a leaf to each spine and a storage target to each spine"]
     if not fab.enabled:
         return [f"{path}: {kind} needs fabric.enabled: true"]
     return []

@@ -13,7 +13,7 @@ import numpy as np
 import simpy
 
 from twin.model.policies import POLICIES, IgnitionContext, replicas_needed, units_to_change
-from twin.model.states import BOOTING, FAILED, LOADING, OFF, POWERING_ON
+from twin.model.states import FAILED, IS_STARTING, OFF
 from twin.sim.layout import Layout
 from twin.sim.lifecycle import Lifecycle
 from twin.sim.plant import Plant
@@ -49,7 +49,7 @@ class Autoscaler:
         sched, lay, life = self.spec.scheduler, self.lay, self.life
         now = self.env.now
         total_nodes = sum(p.nodes for p in self.spec.pools)
-        booting = int(np.isin(life.state, (POWERING_ON, BOOTING, LOADING)).sum())
+        booting = int(IS_STARTING[life.state].sum())
         boot_slots = max(0, sched.max_concurrent_boots - booting)
         for k, pool in enumerate(self.spec.pools):
             units = lay.pool_units[k]

@@ -57,6 +57,11 @@ class ServingOutputs:
     batch: np.ndarray          # sequences per micro-batch
     tokens_s: np.ndarray       # decode tokens/s
     prefill_tok_s: np.ndarray  # prompt tokens/s
+    # the work behind it, for the power model (power.replica_gpu_work)
+    decode_batch: np.ndarray   # sequences decoding
+    kv_tokens: np.ndarray      # KV-cache tokens they read per step
+    interval_s: np.ndarray     # decode token interval
+    decode_time_frac: np.ndarray  # share of the tick left to decode (after prefill)
 
 
 class ServingStep:
@@ -70,7 +75,7 @@ class ServingStep:
         self.rep_busy = np.zeros(nr)  # outstanding work estimate for the router, s
         self.rep_state_b = np.array([layout.plans[p].state_bytes_per_seq for p in layout.rep_pool])
         z = np.zeros(nr)
-        self.idle = ServingOutputs(z, z, z, z, z)
+        self.idle = ServingOutputs(z, z, z, z, z, z, z, z, z)
 
     def _single_interval(self, pool: int) -> float:
         pl, split = self.lay.plans[pool], self.lay.splits[pool]
@@ -80,16 +85,19 @@ class ServingStep:
         return float(rp.decode_step_s(pl, 1.0, 1000.0))
 
     def step(self, t0: float, gpu_clock: np.ndarray, rep_nic_gb_s: np.ndarray,
-             rep_cross_lat_s: np.ndarray, speed: np.ndarray | None = None) -> ServingOutputs:
+             rep_cross_lat_s: np.ndarray, gpu_mem_clock: np.ndarray | None = None,
+             speed: np.ndarray | None = None) -> ServingOutputs:
         """Advance every in-flight request by one tick (vectorised over requests, grouped by replica).
-
-        `speed` (R,) in (0, 1]: each replica's share of its GPUs' time (None: every GPU to itself).
-        """
+        `gpu_mem_clock`: memory-clock share per GPU (memory-junction throttle); the slowest GPU's sets
+        its replica's bandwidth. `speed` (R,) in (0, 1]: each replica's share of its GPUs' time
+        (None: every GPU to itself)."""
         lay, bk, dt = self.lay, self.book, self.dt
         nr = lay.n_rep
         ids = bk.inflight
         clock_ext = np.append(gpu_clock, 1.0)
         rep_clock = clock_ext[lay.rep_gpus].min(axis=1)
+        rep_mem = (np.ones(nr) if gpu_mem_clock is None
+                   else np.append(gpu_mem_clock, 1.0)[lay.rep_gpus].min(axis=1))
         if not len(ids):
             self.rep_busy[:] = 0
             return self.idle
@@ -163,7 +171,7 @@ class ServingStep:
         batch = np.bincount(rd, minlength=nr).astype(float)
         ctx_tok = (bk.req.prompt_tokens[ids] + bk.generated[ids])
         kv_tok = np.bincount(r, weights=ctx_tok * dec, minlength=nr)
-        interval = self._intervals(batch, kv_tok, rep_clock, hop_per_tok_s, hop_lat_s)
+        interval = self._intervals(batch, kv_tok, rep_clock, hop_per_tok_s, hop_lat_s, rep_mem)
         if speed is not None:
             interval = interval * slow
         self.rep_interval_s = np.where(batch > 0, interval, self.rep_interval_s)
@@ -200,11 +208,14 @@ class ServingStep:
                                                     * bk.req.prompt_tokens[bk.inflight])
         self.rep_busy = np.bincount(bk.replica[bk.inflight], weights=remaining, minlength=nr)
         return ServingOutputs(prefill_frac=prefill_used / dt, decode_frac=rep_decode_frac, batch=rep_batch,
-                              tokens_s=rep_tokens_s, prefill_tok_s=rep_prefill_tok_s)
+                              tokens_s=rep_tokens_s, prefill_tok_s=rep_prefill_tok_s, decode_batch=batch,
+                              kv_tokens=kv_tok, interval_s=np.where(batch > 0, interval, 0.0),
+                              decode_time_frac=np.where(batch > 0, decode_frac, 0.0))
 
     def _intervals(self, batch: np.ndarray, kv_tok: np.ndarray, rep_clock: np.ndarray, hop_per_tok_s: np.ndarray,
-                   hop_lat_s: np.ndarray) -> np.ndarray:
-        """Decode step of every replica at its batch and context (twin.model.replica.decode_step_s)."""
+                   hop_lat_s: np.ndarray, rep_mem: np.ndarray | None = None) -> np.ndarray:
+        """Decode step of every replica at its batch and context (twin.model.replica.decode_step_s);
+        `rep_mem`: the replica's memory-clock share (memory-junction throttle) scales its bandwidth."""
         lay, node = self.lay, self.node
         interval = np.zeros(lay.n_rep)
         for p, pl in enumerate(lay.plans):
@@ -223,5 +234,7 @@ class ServingStep:
             tp_s = sv.tp_allreduce_s(np.maximum(b, 1.0) / micro, pl.layers, pl.hidden_size, pl.tp,
                                      node.pcie_p2p_gb_s, node.tp_allreduce_latency_s)
             hop_s = hop_per_tok_s[reps] * np.maximum(b, 1.0) / micro + hop_lat_s[reps]
-            interval[reps] = rp.decode_step_s(pl, b, kv_tok[reps], clock=rep_clock[reps], hop_s=hop_s, tp_comm_s=tp_s)
+            interval[reps] = rp.decode_step_s(pl, b, kv_tok[reps], clock=rep_clock[reps],
+                                              mem_clock=1.0 if rep_mem is None else rep_mem[reps],
+                                              hop_s=hop_s, tp_comm_s=tp_s)
         return interval

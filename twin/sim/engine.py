@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator
 import numpy as np
 import simpy
 
-from twin.model import serving as sv
+from twin.model import power as pw
 from twin.model.node_power import node_parts_w, node_wall_w
 from twin.model.states import DRAINING, SERVING, WARM
 from twin.model.workload import generate_requests
@@ -34,11 +34,11 @@ from twin.sim.faults import Fleet, fault_process
 from twin.sim.layout import build_layout, pool_offload
 from twin.sim.lifecycle import Lifecycle
 from twin.sim.network import Network
-from twin.sim.plant import Plant
+from twin.sim.plant import LOADING_GPU_GB_S, Plant
 from twin.sim.power_cap import FacilityCap
 from twin.sim.requests import RequestBook, arrivals_before, kv_reservation_b
 from twin.sim.result import RequestRecord, SimResult, collect
-from twin.sim.router import ReplicaLoad, least_work_admit
+from twin.sim.router import HAVE_NUMBA, ROUTERS, ReplicaLoad
 from twin.sim.sampler import Sampler, SamplerLayout
 from twin.sim.tenancy import GpuArbiter, Tenancy
 from twin.sim.training import build_training
@@ -51,8 +51,11 @@ Progress = Callable[[float, dict], None]
 class Engine:
     """One run of one scenario: the parts, wired, and the tick that sequences them."""
 
-    def __init__(self, scenario: Scenario, progress: Progress | None = None) -> None:
+    def __init__(self, scenario: Scenario, progress: Progress | None = None, kernels: str = "auto") -> None:
         self.sc, self.progress = scenario, progress
+        # compiled kernels give the same bytes as the numpy/Python ones (tests/test_kernels.py)
+        self.kernels = ("numba" if HAVE_NUMBA else "numpy") if kernels == "auto" else kernels
+        self.route = ROUTERS[self.kernels]
         spec, cat = scenario.spec, scenario.catalogue
         self.topo = topo = build_topology(scenario)
         node = cat.node(spec.topology.node_type)
@@ -80,10 +83,13 @@ class Engine:
                                fan_rpm=fan.max_rpm)
         serving = node_parts_w(node, cpu, nic, fan, cpu_util=node.cpu_util_serving, dimm_activity=1.0,
                                fan_rpm=fan.max_rpm)
-        floor_w = node_wall_w(node, loading, node.gpu_count * (gpu.idle_power_w + gpu.loaded_idle_extra_w), psu)
-        peak_w = node_wall_w(node, serving, node.gpu_count * gpu.board_power_w * sv.ACTIVITY_DECODE_LARGE, psu)
-        self.cap = FacilityCap(gpu, psu, spec.facility, topo.gpu_node, topo.n_nodes, lay, floor_w, log)
-        self.plant = Plant(topo, cat, node, spec.facility, (lay.pair_rep, lay.pair_gpu), self.cap, dt)
+        loading_gpu_w = float(pw.gpu_board_power_w(pw.gpu_active_idle_w(gpu), LOADING_GPU_GB_S, 0.0, 1.0, gpu))
+        floor_w = node_wall_w(node, loading, node.gpu_count * loading_gpu_w, psu)
+        peak_w = node_wall_w(node, serving, node.gpu_count * gpu.board_power_w, psu)
+        self.cap = FacilityCap(gpu, psu, node.input_voltage_v, topo.gpu_node, topo.n_nodes, lay, floor_w, log)
+        engines = tuple(cat.engine(p.engine) for p in spec.pools)
+        self.plant = Plant(topo, cat, node, spec.facility, lay, engines, self.cap, dt)
+        self.cap.facility_w_at = self.plant.facility_w
         self.network = Network(spec, lay, topo, node, nic, dt, book, log)
         # engine start after the weights (twin.model.coldstart): a unit's first start compiles, later ones
         # load the torch.compile cache
@@ -141,7 +147,7 @@ class Engine:
         self._admit(t0)
         ten = self._tenancy(t0)
         self.out = self.serving.step(t0, plant.out.gpu_clock, net.rep_nic_gb_s, net.rep_cross_lat_s,
-                                     speed=None if ten is None else ten.rep_speed)
+                                     plant.out.gpu_mem_clock, speed=None if ten is None else ten.rep_speed)
         plant.step(life.state, life.gpu_ok, self.out, rep_share=self._gpu_share(ten),
                    gpu_train=None if ten is None or self.jobs is None else ten.gpu_train,
                    cpu_extra_util=self._cpu_util())
@@ -200,10 +206,10 @@ class Engine:
             if not (main or bk.retry_queues[k]):
                 continue
             ready = self.life.ready_replicas(lay.pool_reps[k], self.network.unit_cut)
-            ids, reps = least_work_admit(bk.retry_queues[k], main, ready, load, bk.reservation,
-                                         self.req.prompt_tokens, self.req.output_tokens)
-            if ids:
-                bk.admit(np.array(ids, dtype=np.int64), np.array(reps, dtype=np.int64), t0)
+            ids, reps = self.route(bk.retry_queues[k], main, ready, load, bk.reservation,
+                                   self.req.prompt_tokens, self.req.output_tokens)
+            if len(ids):
+                bk.admit(np.asarray(ids, dtype=np.int64), np.asarray(reps, dtype=np.int64), t0)
 
     def _sample(self, k: int) -> None:
         sm, pl, o, bk = self.sampler, self.plant, self.plant.out, self.book
@@ -253,9 +259,13 @@ def _sampler_layout(topo, lay, pool_gpu_weights_b: np.ndarray) -> SamplerLayout:
         gpair_rep=lay.pair_rep, gpair_gpu=lay.pair_gpu)
 
 
-def simulate(scenario: Scenario, progress: Progress | None = None) -> SimResult:
-    """Run `scenario` and return telemetry columns and a summary. Deterministic for a given seed."""
+def simulate(scenario: Scenario, progress: Progress | None = None, kernels: str = "auto") -> SimResult:
+    """Run `scenario` and return telemetry columns and a summary. Deterministic for a given seed.
+
+    `kernels`: "numba" (compiled hot loops), "numpy" (pure numpy/Python), "auto" (numba if
+    installed); both give byte-identical telemetry.
+    """
     t0 = time.perf_counter()
-    engine = Engine(scenario, progress)
+    engine = Engine(scenario, progress, kernels)
     engine.run()
     return engine.result(time.perf_counter() - t0)

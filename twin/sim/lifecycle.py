@@ -265,9 +265,7 @@ class Lifecycle:
         """SERVING <-> WARM follows traffic; drained units power down once empty; repaired units return.
         A unit pinned by a training job (`unit_pinned`) counts as busy."""
         lay, topo, st = self.lay, self.topo, self.state
-        u_busy = self.unit_pinned.copy()
-        if lay.n_rep:
-            np.logical_or.at(u_busy, lay.rep_unit, rep_inflight > 0)
+        u_busy = self.unit_pinned | (np.bincount(lay.rep_unit, weights=rep_inflight > 0, minlength=lay.n_units) > 0)
         node_busy = np.zeros(topo.n_nodes, dtype=bool)
         has_unit = topo.node_unit >= 0
         node_busy[has_unit] = u_busy[topo.node_unit[has_unit]]

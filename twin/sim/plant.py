@@ -1,54 +1,63 @@
 """The physical plant: GPU, node, rack and facility power; air; temperatures; clocks.
 
 One `step` per tick, in the order the physics closes its loop:
-  1. GPU activity from the serving step and the node states; clocks from the thermal throttle
-     (start-of-tick temperature) and any per-GPU power cap;
-  2. node power of every part but the GPUs (twin.model.node_power, THE composition), chassis fans
-     following the hottest GPU;
+  1. GPU work from the serving step (achieved DRAM GB/s and SM utilisation per GPU,
+     power.replica_gpu_work) and the node states; P-states (activity decay, context-holding
+     boards); clocks from the thermal throttle (start-of-tick temperature) and the board's power
+     limiter at min(TGP, any per-GPU cap);
+  2. node power of every part but the GPUs (twin.model.node_power, THE composition), the CPU
+     following the workload, chassis fans following the hottest GPU;
   3. the clock limiter (facility power cap, twin.sim.power_cap) solves for GPU clocks against
-     everything else; GPU power; node DC and wall power;
-  4. air: node airflow, rack recirculation, inlets and exhausts; GPU die/sink temperatures and
-     blower fans (twin.model.thermal);
-  5. facility power, cooling and the room's supply air.
+     everything else; GPU board power (power.gpu_board_power_w); node DC and wall power;
+  4. air: sealed racks balance each front chamber's pressure (twin.model.airflow) or open racks
+     spill over the top; inlets and exhausts; GPU die/heatsink/memory temperatures, blower fans
+     and the memory-clock throttle (twin.model.thermal);
+  5. facility power from the cooling plant (twin.model.cooling) and the room's supply air.
 What should make something else happen (a PSU overloaded, a GPU crossing its slowdown or shutdown
 temperature, the room starting to heat up) is returned as `Alarms`; the lifecycle reacts.
 
-The plant holds what it integrates (temperatures, fan speeds, rack exhausts, supply air) and the
-conditions faults degrade (fans, PSUs, per-GPU caps, CRAH airflow and capacity).
+The plant holds what it integrates (temperatures, fan speeds, rack exhausts and chamber
+pressures, supply air, when each GPU last worked) and the conditions faults degrade (fans, PSUs,
+per-GPU caps, CRAH airflow and capacity).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from twin.model import airflow as af
+from twin.model import cooling
 from twin.model import power as pw
-from twin.model import serving as sv
 from twin.model import thermal as th
 from twin.model.cpu_load import cpu_temp_step_c
-from twin.model.training import TRAINING_ACTIVITY
 from twin.model.node_power import cpu_util_for_state, dimm_activity_for_state, node_parts_w
+from twin.model.training import TRAIN_DRAM_FRAC, TRAINING_ACTIVITY
 from twin.model.states import DRAINING, FAILED, LOADING, OFF, POWERING_ON, SERVING, WARM
 from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
 from twin.sim.batching import ServingOutputs
-from twin.spec.catalogue import Catalogue, NodeSpec
+from twin.sim.layout import Layout
+from twin.spec.catalogue import Catalogue, EngineSpec, NodeSpec
 from twin.spec.scenario import FacilitySpec
 from twin.spec.topology import Topology
 
-LOADING_GPU_ACTIVITY = 0.10  # estimate: H2D weight copies + allocator warm-up
+LOADING_GPU_GB_S = 25.0       # weights arrive over PCIe H2D at ~25 GB/s and land in DRAM (hardware.md)
+PREFILL_CHUNK_TOKENS = 2048   # as twin.tools.predict: weights re-read once per chunked-prefill step (estimate)
 
 
 @dataclass(frozen=True)
 class CapPreview:
     """Everything a facility cap controller needs to choose GPU clocks this tick."""
-    clock0: np.ndarray          # (G,) clock before the facility cap (throttle, per-GPU cap)
+    clock0: np.ndarray          # (G,) clock before the facility cap (throttle, board limiter)
     powered: np.ndarray         # (G,) bool
-    activity: np.ndarray        # (G,)
-    extra_w: np.ndarray         # (G,) resident-model idle increase
+    idle_w: np.ndarray          # (G,) idle floor by P-state
+    mem_gb_s: np.ndarray        # (G,) achieved DRAM traffic
+    sm_util: np.ndarray         # (G,) share of SM math cycles in use
     other_dc_w: np.ndarray      # (N,) node DC power of everything but the GPUs
     psus_working: np.ndarray    # (N,) PSUs sharing the load (at least 1)
-    cooling_available_w: float
+    facility_w_at: Callable[[float], float]  # facility W at an IT load, with today's plant
 
 
 class ClockLimiter(Protocol):
@@ -62,7 +71,7 @@ class Alarms:
     throttle_changed: np.ndarray  # GPUs that crossed their slowdown temperature (first 1,000)
     hot_nodes: np.ndarray        # nodes with a GPU at or above its shutdown temperature
     gpu_max_c: np.ndarray        # (N,) hottest GPU per node at the start of the tick
-    cooling_short: bool | None   # IT heat newly above (True) / below (False) the cooling, else None
+    cooling_short: bool | None   # heat newly above (True) / below (False) what the plant removes, else None
 
 
 @dataclass(frozen=True)
@@ -70,17 +79,18 @@ class PlantOutputs:
     gpu_power_w: np.ndarray
     gpu_util: np.ndarray
     gpu_clock: np.ndarray
+    gpu_mem_clock: np.ndarray
     node_dc_w: np.ndarray
     node_gpu_w: np.ndarray
     node_wall_w: np.ndarray
-    node_cpu_w: np.ndarray
-    node_cpu_util: np.ndarray
+    node_cpu_w: np.ndarray          # CPU package power (twin.model.cpu_load heats it)
+    node_cpu_util: np.ndarray       # CPU package utilisation
     node_airflow_m3_s: np.ndarray
     node_inlet_c: np.ndarray
     node_exhaust_c: np.ndarray
-    rack_demand_m3_s: np.ndarray
-    rack_supply_m3_s: np.ndarray
-    rack_recirc_frac: np.ndarray
+    rack_demand_m3_s: np.ndarray   # server flow out of each rack's front
+    rack_supply_m3_s: np.ndarray   # what the floor / blowers deliver
+    rack_recirc_frac: np.ndarray   # share of intake that is hot-aisle air
     it_w: float
     facility_w: float
     cooling_w: float
@@ -91,22 +101,33 @@ class PlantOutputs:
 class Plant:
     """Power, air and heat of the whole hall."""
 
-    def __init__(self, topo: Topology, cat: Catalogue, node: NodeSpec, fac: FacilitySpec, pairs: tuple[np.ndarray, np.ndarray],
-                 limiter: ClockLimiter, dt_s: float) -> None:
-        """`pairs`: (replica, GPU) of every replica-GPU incidence (Layout.pair_rep, pair_gpu)."""
-        self.topo, self.node, self.fac, self.limiter, self.dt = topo, node, fac, limiter, dt_s
-        self.pair_rep, self.pair_gpu = pairs
+    def __init__(self, topo: Topology, cat: Catalogue, node: NodeSpec, fac: FacilitySpec, layout: Layout,
+                 engines: tuple[EngineSpec, ...], limiter: ClockLimiter, dt_s: float) -> None:
+        self.topo, self.node, self.fac, self.lay, self.limiter, self.dt = topo, node, fac, layout, limiter, dt_s
+        self.gpu_rep = layout.gpu_rep
+        # every (replica, GPU) incidence: several pools may share one GPU (issue 20)
+        self.gpair_rep, self.gpair_gpu = layout.pair_rep, layout.pair_gpu
         self.gpu, self.cpu, self.psu = cat.gpu(node.gpu), cat.cpu(node.cpu), cat.psu(node.psu)
         self.nic, self.fan = cat.nic(node.nic), cat.fan(node.chassis_fan)
+        self.rep_busy_cores = np.array([engines[p].host_busy_cores for p in layout.rep_pool], dtype=float)
+        self.core_s_per_token = float(np.mean([e.host_core_s_per_token for e in engines])) if engines else 0.0
         N, G, R = topo.n_nodes, topo.n_gpus, topo.n_racks
         self.N, self.G, self.R, self.gpn = N, G, R, topo.gpus_per_node
+        self.pair_rep = np.array([r.replica_id for r in topo.replicas for _ in r.node_ids], dtype=np.int64)
+        self.pair_node = np.array([n for r in topo.replicas for n in r.node_ids], dtype=np.int64)
+        self.rep_n_nodes = np.bincount(self.pair_rep, minlength=layout.n_rep).astype(float)
         # integrated state
+        self.t_s = 0.0
         self.supply_c = fac.supply_air_c
-        self.gpu_temp = np.full(G, fac.supply_air_c)   # die
-        self.gpu_sink = np.full(G, fac.supply_air_c)   # heatsink (thermal.gpu_step_c)
+        self.gpu_temp = np.full(G, fac.supply_air_c)   # die + spreader
+        self.gpu_sink = np.full(G, fac.supply_air_c)   # heatsink (thermal.gpu_thermal_step)
+        self.gpu_mem = np.full(G, fac.supply_air_c)    # memory junction
+        self.gpu_last_work_s = np.full(G, -np.inf)     # last time each board ran work (P-state decay)
+        self.gpu_mem_clock = np.ones(G)
         self.gpu_fan = np.zeros(G)
         self.fan_rpm = np.zeros(N)
         self.rack_exhaust = np.full(R, fac.supply_air_c)
+        self.rack_pa: np.ndarray | None = None         # sealed racks: last chamber pressures (warm start)
         self.gpu_throttled = np.zeros(G, dtype=bool)
         self.cpu_temp = np.full(N, fac.supply_air_c)   # CPU package (twin.model.cpu_load)
         self.cooling_short = False
@@ -119,9 +140,8 @@ class Plant:
         z, zn, zr = np.zeros(G), np.zeros(N), np.zeros(R)
         none = np.zeros(0, dtype=np.int64)
         self.out = PlantOutputs(  # before the first tick: cold, idle, full clocks
-            gpu_power_w=z, gpu_util=z, gpu_clock=np.ones(G), node_dc_w=zn, node_gpu_w=zn, node_wall_w=zn,
-            node_cpu_w=zn, node_cpu_util=zn,
-            node_airflow_m3_s=zn, node_inlet_c=np.full(N, fac.supply_air_c), node_exhaust_c=zn,
+            gpu_power_w=z, gpu_util=z, gpu_clock=np.ones(G), gpu_mem_clock=np.ones(G), node_dc_w=zn, node_gpu_w=zn,
+            node_wall_w=zn, node_cpu_w=zn, node_cpu_util=zn, node_airflow_m3_s=zn, node_inlet_c=np.full(N, fac.supply_air_c), node_exhaust_c=zn,
             rack_demand_m3_s=zr, rack_supply_m3_s=zr, rack_recirc_frac=zr, it_w=0.0, facility_w=0.0,
             cooling_w=0.0, overhead_w=0.0, alarms=Alarms(none, none, none, zn, None))
 
@@ -130,54 +150,127 @@ class Plant:
         """Heat the plant can remove now: capacity x share of CRAH units running (cooling_failure)."""
         return self.cooling_capacity_w * self.plenum_frac
 
-    def facility_w(self, it_w: float) -> float:
-        """Facility power at an IT load with today's cooling (power.facility_power_w)."""
+    @property
+    def crah_airflow_m3_s(self) -> float:
+        """Air the running CRAH units deliver to the floor."""
+        return self.fac.plenum_airflow_per_rack_m3_s * self.R * self.plenum_frac
+
+    def plant_power(self, it_w: float) -> cooling.PlantPower:
+        """The facility at an IT load with today's cooling (twin.model.cooling.plant_power)."""
         fac = self.fac
-        return float(pw.facility_power_w(np.float64(it_w), self.cooling_available_w, fac.cooling_cop,
-                                         fac.electrical_loss_fraction, fac.fixed_overhead_kw * 1e3)[0])
+        return cooling.plant_power(it_w, capacity_w=self.cooling_available_w, crah_airflow_m3_s=self.crah_airflow_m3_s,
+                                   crah_design_airflow_m3_s=fac.plenum_airflow_per_rack_m3_s * self.R,
+                                   plant=fac.plant, electrical=fac.electrical, fixed_w=fac.fixed_overhead_kw * 1e3,
+                                   design_capacity_w=fac.cooling_capacity_kw * 1e3)
+
+    def facility_w(self, it_w: float) -> float:
+        """Facility power at an IT load with today's cooling."""
+        return self.plant_power(it_w).total_w
+
+    def _gpu_work(self, serving: ServingOutputs, clock: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-GPU tick-average DRAM GB/s and SM utilisation of each replica's serving work."""
+        lay = self.lay
+        rep_gb, rep_u = np.zeros(lay.n_rep), np.zeros(lay.n_rep)
+        rep_clock = np.append(clock, 1.0)[lay.rep_gpus].min(axis=1)
+        for p, pf in enumerate(lay.perf):
+            reps = lay.pool_reps[p]
+            if len(reps):
+                rep_gb[reps], rep_u[reps] = pw.replica_gpu_work(
+                    pf.weights_bytes, pf.active_fraction, pf.active_params, pf.kv_bytes_per_token,
+                    pf.state_bytes_per_seq, pf.n_gpus, pf.pp, pf.decode_tflops, serving.decode_batch[reps],
+                    serving.kv_tokens[reps], serving.interval_s[reps], serving.decode_time_frac[reps],
+                    serving.prefill_tok_s[reps], pf.prefill_gpus, PREFILL_CHUNK_TOKENS, rep_clock[reps])
+                split = lay.splits[p]
+                if split is not None:  # llama.cpp offload: the cards read and compute only their layers
+                    rep_gb[reps] *= split.gpu_frac
+                    rep_u[reps] *= split.gpu_frac
+        # per GPU: the sum over its tenants (a time-sliced replica's interval already carries its share)
+        gb = np.bincount(self.gpair_gpu, weights=rep_gb[self.gpair_rep], minlength=self.G)
+        u = np.bincount(self.gpair_gpu, weights=rep_u[self.gpair_rep], minlength=self.G)
+        return gb, np.minimum(u, 1.0)
+
+    def _host_util(self, st: np.ndarray, serving: ServingOutputs) -> np.ndarray:
+        """CPU utilisation the workload asks of each node: its replicas' engine loops + tokens/s."""
+        share = 1.0 / self.rep_n_nodes[self.pair_rep]
+        sp = st[self.pair_node]
+        live = (sp == WARM) | (sp == SERVING) | (sp == DRAINING)
+        busy = np.bincount(self.pair_node, weights=self.rep_busy_cores[self.pair_rep] * share * live, minlength=self.N)
+        tok = serving.tokens_s + serving.prefill_tok_s
+        tok_n = np.bincount(self.pair_node, weights=tok[self.pair_rep] * share, minlength=self.N)
+        return pw.host_cpu_util(busy, tok_n, self.core_s_per_token, self.cpu.cores)
+
+    def _air(self) -> tuple[np.ndarray, ...]:
+        """(node airflow, node inlet, rack server flow, rack supply, rack hot-air share) this tick."""
+        fac, topo, node, gpu = self.fac, self.topo, self.node, self.gpu
+        rack = topo.node_rack
+        if fac.containment == "sealed":
+            sr = fac.sealed_rack
+            fans = af.server_fan_groups(self.N, self.fan, node.chassis_fan_count, self.fan_rpm / self.fan.max_rpm,
+                                        gpu, topo.gpu_node, self.gpu_fan)
+            bal = af.rack_balance(fans, rack, self.R, plenum_pa=sr.plenum_pa * self.plenum_frac ** 2,
+                                  blower_free_flow_m3_s=sr.blower_free_flow_m3_s, blower_shutoff_pa=sr.blower_shutoff_pa,
+                                  blower_speed_frac=sr.blower_speed_frac, leak_area_m2=sr.leakage_area_m2,
+                                  rho_kg_m3=fac.air_density_kg_m3, guess_pa=self.rack_pa)
+            self.rack_pa = bal.chamber_pa
+            # blowers drawing more than the running CRAHs deliver pull room air back through the floor
+            blow_c = af.blower_intake_c(self.supply_c, float(np.mean(self.rack_exhaust)), float(bal.blower_m3_s.sum()),
+                                        self.crah_airflow_m3_s)
+            rack_in = af.sealed_inlet_c(blow_c, self.rack_exhaust, bal.blower_m3_s, bal.leak_in_m3_s)
+            seen = bal.leak_in_m3_s + bal.blower_m3_s
+            hot = np.divide(bal.leak_in_m3_s, seen, out=np.zeros(self.R), where=seen > 0)
+            return (bal.node_m3_s, rack_in[rack], np.bincount(rack, weights=bal.node_m3_s, minlength=self.R),
+                    bal.blower_m3_s, hot)
+        blower = gpu.blower_airflow_m3_s * self.gpu_fan.reshape(self.N, self.gpn).sum(axis=1)
+        chassis = node.chassis_fan_count * pw.fan_airflow_m3_s(self.fan.max_airflow_m3_s, self.fan_rpm, self.fan.max_rpm)
+        airflow = chassis + blower
+        demand = np.bincount(rack, weights=airflow, minlength=self.R)
+        supply = np.full(self.R, fac.plenum_airflow_per_rack_m3_s * self.plenum_frac)
+        recirc = th.recirculation_frac(demand, supply)
+        node_frac = th.node_recirculation_frac(recirc[rack], topo.node_height, fac.recirculation_top_bias)
+        return airflow, th.mixed_inlet_c(self.supply_c, self.rack_exhaust[rack], node_frac), demand, supply, recirc
 
     def step(self, state: np.ndarray, gpu_ok: np.ndarray, serving: ServingOutputs,
              rep_share: np.ndarray | None = None, gpu_train: np.ndarray | None = None,
              cpu_extra_util: np.ndarray | None = None) -> PlantOutputs:
         """One tick. `rep_share` (R,): each replica's share of its GPUs' time when GPUs are shared;
-        `gpu_train` (G,): share of each GPU's time a training job runs (at TRAINING_ACTIVITY);
-        `cpu_extra_util` (N,): package utilisation CPU-resident engines add (twin.model.cpu_load)."""
+        `gpu_train` (G,): share of each GPU's time a training job runs (GEMM-bound: SMs fully busy,
+        DRAM at TRAIN_DRAM_FRAC of peak); `cpu_extra_util` (N,): package utilisation CPU-resident
+        engines add (twin.model.cpu_load)."""
         dt = self.dt
         topo, gpu, node, fac, fan = self.topo, self.gpu, self.node, self.fac, self.fan
         st = state
-        G = self.G
-        # ---- GPU activity and clocks before any facility cap: every replica on a GPU adds its
-        # phases weighted by its share of the GPU's time (1 when the GPU is its own)
+        self.t_s += dt
+        # ---- GPU work, P-states and clocks before any facility cap
         g_state = st[topo.gpu_node]
-        pr, pg = self.pair_rep, self.pair_gpu
-        serving_p = np.isin(g_state[pg], (SERVING, DRAINING, WARM))
+        has_rep = self.gpu_rep >= 0
+        rep_idx = np.where(has_rep, self.gpu_rep, 0)
+        resident = (g_state == WARM) | (g_state == SERVING) | (g_state == DRAINING)
+        serving_g = resident & has_rep
+        pr, pg = self.gpair_rep, self.gpair_gpu
         w = 1.0 if rep_share is None else rep_share[pr]
-        pre_p = np.where(serving_p, serving.prefill_frac[pr], 0.0) * w
-        dec_p = np.where(serving_p, serving.decode_frac[pr], 0.0) * w
-        act_p = pre_p * sv.ACTIVITY_PREFILL + dec_p * sv.decode_activity(np.where(serving_p, serving.batch[pr], 1.0))
-        pre = np.bincount(pg, weights=pre_p, minlength=G)
-        decf = np.bincount(pg, weights=dec_p, minlength=G)
-        activity = np.bincount(pg, weights=act_p, minlength=G)
-        if gpu_train is not None:
-            loaded_g = np.isin(g_state, (SERVING, DRAINING, WARM))
-            train = np.where(loaded_g, gpu_train, 0.0)
-            activity = np.minimum(activity + train * TRAINING_ACTIVITY, 1.0)
-            decf = decf + train
-        activity = np.where(g_state == LOADING, LOADING_GPU_ACTIVITY, activity)
-        gpu_util = np.clip(pre + decf, 0.0, 1.0)
-        powered = ~np.isin(g_state, (OFF, FAILED))
-        loaded = np.isin(g_state, (WARM, SERVING, DRAINING))
-        extra = np.where(loaded, gpu.loaded_idle_extra_w, 0.0)
-        # clocks: thermal throttle (from the temperature at the start of the tick) and power cap
+        busy_p = (serving.prefill_frac[pr] + serving.decode_frac[pr]) * w
+        gpu_util = np.clip(np.where(serving_g, np.bincount(pg, weights=busy_p, minlength=self.G), 0.0), 0.0, 1.0)
+        powered = (g_state != OFF) & (g_state != FAILED)
+        loading = g_state == LOADING
+        resident = resident | loading
+        gb_s, sm_u = self._gpu_work(serving, self.out.gpu_clock)
+        gb_s = np.where(loading, LOADING_GPU_GB_S, np.where(serving_g, gb_s, 0.0)) * self.gpu_mem_clock
+        sm_u = np.where(serving_g, sm_u, 0.0)
+        if gpu_train is not None:  # training jobs: the GEMMs keep the SMs full (board at its limit)
+            train = np.where(resident & ~loading, gpu_train, 0.0)
+            sm_u = np.minimum(sm_u + train * TRAINING_ACTIVITY, 1.0)
+            gb_s = gb_s + train * TRAIN_DRAM_FRAC * gpu.memory_bandwidth_gb_s * self.gpu_mem_clock
+            gpu_util = np.clip(gpu_util + train, 0.0, 1.0)
+        self.gpu_last_work_s = np.where(powered & ((gb_s > 0) | (sm_u > 0)), self.t_s, self.gpu_last_work_s)
+        active = pw.pstate_active(resident, self.t_s - self.gpu_last_work_s, False, gpu)
+        idle_w = pw.gpu_idle_power_w(active, gpu)
         c_th = th.throttle_clock_frac(self.gpu_temp, gpu.slowdown_temp_c, gpu.shutdown_temp_c)
-        capped = np.isfinite(self.gpu_cap_w)
-        c_cap = np.where(capped, pw.clock_for_power_cap(np.where(capped, self.gpu_cap_w, 1e9), gpu.idle_power_w,
-                                                        gpu.board_power_w, activity, extra), 1.0)
+        c_lim = pw.clock_for_board_limit(np.minimum(gpu.board_power_w, self.gpu_cap_w), idle_w, gb_s, sm_u, gpu)
         powered &= gpu_ok  # a failed GPU has dropped off the bus
-        clock0 = np.where(powered, np.minimum(c_th, c_cap), 1.0)
+        clock0 = np.where(powered, np.minimum(c_th, c_lim), 1.0)
         # ---- the node's other parts; chassis fans: full speed during power-on (POST fan test),
         # else following the hottest GPU
-        on = ~np.isin(st, (OFF, FAILED))
+        on = (st != OFF) & (st != FAILED)
         gmax = self.gpu_temp.reshape(self.N, self.gpn).max(axis=1)
         rpm_target = fan.min_rpm + (fan.max_rpm - fan.min_rpm) * np.clip(
             (gmax - FAN_START_C) / (gpu.fan_target_c - FAN_START_C), 0.0, 1.0)
@@ -185,43 +278,41 @@ class Plant:
         driven = on & self.fan_ok
         rpm_target = np.where(driven, rpm_target, 0.0)
         self.fan_rpm = th.first_order_lag(self.fan_rpm, rpm_target, CHASSIS_FAN_TAU_S, dt)
-        cpu_util = cpu_util_for_state(node, st)
-        if cpu_extra_util is not None:
-            cpu_util = np.clip(cpu_util + np.where(on, cpu_extra_util, 0.0), 0.0, 1.0)
+        host = self._host_util(st, serving)
+        if cpu_extra_util is not None:  # CPU-only pools and offloaded layers stream on their cores
+            host = np.clip(host + cpu_extra_util, 0.0, 1.0)
+        cpu_util = cpu_util_for_state(node, st, host)
         parts = node_parts_w(node, self.cpu, self.nic, fan, cpu_util=cpu_util,
                              dimm_activity=dimm_activity_for_state(st), fan_rpm=self.fan_rpm, powered=on,
                              nic_powered=on & (st != POWERING_ON), fans_driven=driven)
         other_dc = parts.other_w
         psus = np.maximum(self.psu_ok, 1)
         # ---- GPU power last, so that a facility cap can be solved for against everything else
-        clock = self.limiter.clock_limit(CapPreview(clock0=clock0, powered=powered, activity=activity, extra_w=extra,
-                                                    other_dc_w=other_dc, psus_working=psus,
-                                                    cooling_available_w=self.cooling_available_w))
-        g_pow = np.where(powered, pw.gpu_power_w(gpu.idle_power_w, gpu.board_power_w, activity, clock, extra), 0.0)
+        clock = self.limiter.clock_limit(CapPreview(clock0=clock0, powered=powered, idle_w=idle_w, mem_gb_s=gb_s,
+                                                    sm_util=sm_u, other_dc_w=other_dc, psus_working=psus,
+                                                    facility_w_at=self.facility_w))
+        g_pow = np.where(powered, pw.gpu_board_power_w(idle_w, gb_s, sm_u, clock, gpu), 0.0)
         gpu_node_w = np.bincount(topo.gpu_node, weights=g_pow, minlength=self.N)
         node_dc = parts.dc_w(gpu_node_w)
-        node_wall = pw.wall_power_w(node_dc, self.psu, psus)
+        node_wall = pw.wall_power_w(node_dc, self.psu, psus, node.input_voltage_v)
         # redundant PSUs: the survivors trip when the node asks for more than they are rated for
         overload = np.flatnonzero(on & (self.psu_ok < node.psu_count) & (node_dc > self.psu_ok * self.psu.rated_w))
-        # ---- air: node airflow (chassis fans + GPU blowers), rack recirculation, inlets
-        blower = gpu.blower_airflow_m3_s * self.gpu_fan.reshape(self.N, self.gpn).sum(axis=1)
-        chassis = node.chassis_fan_count * pw.fan_airflow_m3_s(fan.max_airflow_m3_s, self.fan_rpm, fan.max_rpm)
-        airflow = chassis + blower
+        # ---- air and heat
         rho = fac.air_density_kg_m3
-        rack = topo.node_rack
-        demand = np.bincount(rack, weights=airflow, minlength=self.R)
-        supply = np.full(self.R, fac.plenum_airflow_per_rack_m3_s * self.plenum_frac)
-        recirc = th.recirculation_frac(demand, supply)
-        node_frac = th.node_recirculation_frac(recirc[rack], topo.node_height, fac.recirculation_top_bias)
-        inlet = th.mixed_inlet_c(self.supply_c, self.rack_exhaust[rack], node_frac)
+        airflow, inlet, demand, supply, recirc = self._air()
         exhaust = th.exhaust_c(inlet, node_dc, airflow, rho)
+        rack = topo.node_rack
+        flow = np.bincount(rack, weights=airflow, minlength=self.R)
         flow_w = np.bincount(rack, weights=airflow * exhaust, minlength=self.R)
-        self.rack_exhaust = np.where(demand > 1e-9, flow_w / np.maximum(demand, 1e-9), self.supply_c)
+        self.rack_exhaust = np.where(flow > 1e-9, flow_w / np.maximum(flow, 1e-9), self.supply_c)
         # GPUs breathe chassis air pre-heated by part of the CPU/memory/platform heat
         preheat = th.exhaust_c(0.0, node.gpu_preheat_frac * parts.upstream_w, airflow, rho)
         g_amb = (inlet + preheat)[topo.gpu_node]
-        self.gpu_temp, self.gpu_sink = th.gpu_step_c(self.gpu_temp, self.gpu_sink, g_amb, g_pow, self.gpu_fan, gpu, dt)
+        self.gpu_temp, self.gpu_sink, self.gpu_mem = th.gpu_thermal_step(
+            self.gpu_temp, self.gpu_sink, self.gpu_mem, g_amb, g_pow, pw.gpu_dram_w_per_gb_s(gpu) * gb_s,
+            self.gpu_fan, gpu, dt)
         self.cpu_temp = cpu_temp_step_c(self.cpu_temp, inlet, parts.cpu_w, dt)
+        self.gpu_mem_clock = th.memory_clock_frac(self.gpu_mem, gpu.memory_junction_max_c)
         fan_target = np.where(powered, th.fan_curve_frac(self.gpu_temp, gpu.min_fan_frac, FAN_START_C,
                                                          gpu.fan_target_c), 0.0)
         self.gpu_fan = th.first_order_lag(self.gpu_fan, fan_target, GPU_FAN_TAU_S, dt)
@@ -229,21 +320,23 @@ class Plant:
         changed = np.flatnonzero(throttled != self.gpu_throttled)[:1000]
         self.gpu_throttled = throttled
         hot = np.unique(topo.gpu_node[np.flatnonzero(powered & (self.gpu_temp >= gpu.shutdown_temp_c))])
-        # ---- facility
+        # ---- facility: the cooling plant; heat it cannot remove warms the room
         it_w = float(node_wall.sum())
-        fac_w, cool_w, over_w = pw.facility_power_w(np.float64(it_w), self.cooling_available_w, fac.cooling_cop,
-                                                    fac.electrical_loss_fraction, fac.fixed_overhead_kw * 1e3)
-        self.supply_c = th.room_supply_c(self.supply_c, fac.supply_air_c, it_w - self.cooling_available_w,
-                                         fac.room_heat_capacity_j_per_k, fac.supply_recovery_s, dt)
-        short = it_w > self.cooling_available_w
+        plant = self.plant_power(it_w)
+        # no excess: spare capacity brings the supply back to its set point (any negative excess relaxes it)
+        excess = plant.heat_excess_w if plant.heat_excess_w > 0 else -1.0
+        self.supply_c = th.room_supply_c(self.supply_c, fac.supply_air_c, excess, fac.room_heat_capacity_j_per_k,
+                                         fac.supply_recovery_s, dt)
+        short = plant.heat_excess_w > 0
         short_changed = None
         if short != self.cooling_short:
             self.cooling_short = short_changed = short
         self.out = PlantOutputs(
-            gpu_power_w=g_pow, gpu_util=gpu_util, gpu_clock=clock, node_dc_w=node_dc, node_gpu_w=gpu_node_w,
-            node_wall_w=node_wall, node_cpu_w=np.asarray(parts.cpu_w, dtype=float), node_cpu_util=cpu_util, node_airflow_m3_s=airflow, node_inlet_c=inlet, node_exhaust_c=exhaust,
-            rack_demand_m3_s=demand, rack_supply_m3_s=supply, rack_recirc_frac=recirc, it_w=it_w, facility_w=fac_w,
-            cooling_w=cool_w, overhead_w=over_w,
+            gpu_power_w=g_pow, gpu_util=gpu_util, gpu_clock=clock, gpu_mem_clock=self.gpu_mem_clock, node_dc_w=node_dc,
+            node_gpu_w=gpu_node_w, node_wall_w=node_wall, node_cpu_w=np.asarray(parts.cpu_w, dtype=float),
+            node_cpu_util=np.asarray(cpu_util, dtype=float), node_airflow_m3_s=airflow, node_inlet_c=inlet,
+            node_exhaust_c=exhaust, rack_demand_m3_s=demand, rack_supply_m3_s=supply, rack_recirc_frac=recirc,
+            it_w=it_w, facility_w=plant.total_w, cooling_w=plant.cooling_w, overhead_w=plant.overhead_w,
             alarms=Alarms(psu_overload=overload, throttle_changed=changed, hot_nodes=hot, gpu_max_c=gmax,
                           cooling_short=short_changed))
         return self.out

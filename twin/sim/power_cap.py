@@ -1,8 +1,8 @@
 """The facility power cap controller (the `facility_power_cap` fault): GPU clocks that hold it.
 
-Each tick the plant hands a CapPreview (clocks before the cap, activity, the nodes' other DC
-power); the controller bisects for one uniform per-GPU limit (twin.model.facility) and returns
-the clocks. It also budgets ignitions: a unit may start only if the facility would still fit
+Each tick the plant hands a CapPreview (clocks before the cap, each GPU's idle floor, DRAM
+traffic and SM utilisation, the nodes' other DC power, the plant's facility function); the
+controller bisects for one uniform per-GPU limit (twin.model.facility) and returns the clocks. It also budgets ignitions: a unit may start only if the facility would still fit
 with every GPU at its lowest clock. Regime changes (engaged / released / infeasible) are events,
 not every tick. Without a cap (`cap_w` infinite) it returns the clocks unchanged.
 
@@ -12,16 +12,16 @@ another.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from twin.model import power as pw
-from twin.model.facility import BINDING, INFEASIBLE, UNDER, facility_w_per_it_w, solve_gpu_limit_w
+from twin.model.facility import BINDING, INFEASIBLE, UNDER, solve_gpu_limit_w
 from twin.sim.events import EventLog, Kind
 from twin.sim.layout import Layout
 from twin.sim.plant import CapPreview
 from twin.spec.catalogue import GpuSpec, PsuSpec
-from twin.spec.scenario import FacilitySpec
 
 _REGIME_EVENT = {UNDER: Kind.POWER_CAP_RELEASED, BINDING: Kind.POWER_CAP_ENGAGED,
                  INFEASIBLE: Kind.POWER_CAP_INFEASIBLE}
@@ -30,20 +30,18 @@ _REGIME_EVENT = {UNDER: Kind.POWER_CAP_RELEASED, BINDING: Kind.POWER_CAP_ENGAGED
 class FacilityCap:
     """Holds facility power <= cap_w by limiting every GPU alike."""
 
-    def __init__(self, gpu: GpuSpec, psu: PsuSpec, fac: FacilitySpec, gpu_node: np.ndarray, n_nodes: int,
+    def __init__(self, gpu: GpuSpec, psu: PsuSpec, input_v: int, gpu_node: np.ndarray, n_nodes: int,
                  layout: Layout, node_floor_wall_w: float, log: EventLog) -> None:
-        self.gpu, self.psu, self.fac, self.gpu_node, self.N = gpu, psu, fac, gpu_node, n_nodes
+        self.gpu, self.psu, self.input_v, self.gpu_node, self.N = gpu, psu, input_v, gpu_node, n_nodes
         self.lay, self.log = layout, log
         self.node_floor_wall_w = node_floor_wall_w  # a loading node with idle GPUs: what capping cannot remove
         self.cap_w = math.inf          # W at the utility meter
         self.gpu_limit_w = math.inf    # per-GPU limit applied now
         self.regime = UNDER
         self.floor_w = 0.0             # facility power with every GPU at its lowest clock (+ units let in since)
-
-    def _facility_w(self, it_w: float, cooling_available_w: float) -> float:
-        fac = self.fac
-        return float(pw.facility_power_w(np.float64(it_w), cooling_available_w, fac.cooling_cop,
-                                         fac.electrical_loss_fraction, fac.fixed_overhead_kw * 1e3)[0])
+        self.floor_it_w = 0.0          # the IT power behind it
+        # facility W at an IT load: the plant's (Plant.facility_w), set by the engine once both exist
+        self.facility_w_at: Callable[[float], float] = lambda it_w: it_w
 
     def clock_limit(self, pv: CapPreview) -> np.ndarray:
         """GPU clocks that keep facility power <= cap_w this tick (everything else taken as given)."""
@@ -52,17 +50,17 @@ class FacilityCap:
         gpu = self.gpu
 
         def clock_at(limit_w: float) -> np.ndarray:
-            return np.minimum(pv.clock0, pw.clock_for_power_cap(limit_w, gpu.idle_power_w, gpu.board_power_w,
-                                                                pv.activity, pv.extra_w))
+            return np.minimum(pv.clock0, pw.clock_for_board_limit(limit_w, pv.idle_w, pv.mem_gb_s, pv.sm_util, gpu))
 
-        def facility_at(limit_w: float) -> float:
-            g = np.where(pv.powered, pw.gpu_power_w(gpu.idle_power_w, gpu.board_power_w, pv.activity,
-                                                    clock_at(limit_w), pv.extra_w), 0.0)
+        def it_at(limit_w: float) -> float:
+            g = np.where(pv.powered, pw.gpu_board_power_w(pv.idle_w, pv.mem_gb_s, pv.sm_util, clock_at(limit_w), gpu),
+                         0.0)
             dc = np.bincount(self.gpu_node, weights=g, minlength=self.N) + pv.other_dc_w
-            return self._facility_w(float(pw.wall_power_w(dc, self.psu, pv.psus_working).sum()), pv.cooling_available_w)
+            return float(pw.wall_power_w(dc, self.psu, pv.psus_working, self.input_v).sum())
 
-        sol = solve_gpu_limit_w(facility_at, self.cap_w, float(gpu.board_power_w))
+        sol = solve_gpu_limit_w(lambda lim: pv.facility_w_at(it_at(lim)), self.cap_w, float(gpu.board_power_w))
         self.floor_w = sol.floor_w  # the scheduler's ignition budget starts from here
+        self.floor_it_w = it_at(0.0)
         self.gpu_limit_w = sol.limit_w
         cap_kw = self.cap_w / 1e3
         if sol.regime == UNDER:
@@ -95,10 +93,13 @@ class FacilityCap:
         if not math.isfinite(self.cap_w):
             return True
         nodes = self.lay.unit_nodes[u]
-        add_w = len(nodes) * self.node_floor_wall_w * facility_w_per_it_w(self.fac.cooling_cop,
-                                                                          self.fac.electrical_loss_fraction)
+        add_it = len(nodes) * self.node_floor_wall_w
+        # the plant's marginal watts for that IT (fans, pumps, chiller part load, UPS losses)
+        f = self.facility_w_at
+        add_w = f(self.floor_it_w + add_it) - f(self.floor_it_w)
         if self.floor_w + add_w <= self.cap_w:
             self.floor_w += add_w
+            self.floor_it_w += add_it
             return True
         self.log.emit(Kind.IGNITION_DELAYED, int(nodes[0]), -1,
                       f"unit {u}: facility_power_cap {self.cap_w / 1e3:.1f} kW (floor {self.floor_w / 1e3:.1f} kW "

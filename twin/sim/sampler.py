@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.model import serving as sv
-from twin.model.states import DRAINING, FAILED, OFF, SERVING, WARM
+from twin.model.states import IS_LOADED, IS_POWERED, NODE_STATES, SERVING
+from twin.sim.spool import SampleSpool
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,14 @@ class Sampler:
         self.G, self.N, self.R = G, N, R
         self.n_rep = len(layout.rep_n_nodes)
         f32 = np.float32
-        self.gpu = {k: np.zeros((S, G), f32) for k in ("power_w", "temp_c", "util", "clock_factor", "fan_frac",
-                                                        "memory_used_gb")}
-        self.gpu["throttled"] = np.zeros((S, G), bool)
-        self.node = {k: np.zeros((S, N), f32) for k in ("power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm",
-                                                         "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w", "p2p_gb_s",
-                                                         "nic_gb_s", "cpu_power_w", "cpu_temp_c", "cpu_util")}
-        self.node["state"] = np.zeros((S, N), np.int8)
-        self.node["active_requests"] = np.zeros((S, N), np.int32)
+        # the GPU table is the largest: it goes to a spool that spills to disk for large halls
+        self.gpu = SampleSpool({"power_w": f32, "temp_c": f32, "util": f32, "clock_factor": f32, "fan_frac": f32,
+                                "throttled": np.dtype(bool), "memory_used_gb": f32}, G, S, track_max=("temp_c",))
+        self.node = SampleSpool({**{k: np.dtype(f32) for k in (
+            "power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm", "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w",
+            "p2p_gb_s", "nic_gb_s", "cpu_power_w", "cpu_temp_c", "cpu_util")}, "state": np.dtype(np.int8),
+            "active_requests": np.dtype(np.int32)}, N, S)
+        self.state_counts = np.zeros((S, len(NODE_STATES)), np.int64)  # nodes in each state per sample
         self.rack = {k: np.zeros((S, R), f32) for k in ("power_w", "inlet_c", "exhaust_c", "airflow_demand_m3_s",
                                                          "airflow_supply_m3_s", "recirculation_frac")}
         self.rack["nodes_on"] = np.zeros((S, R), np.int32)
@@ -131,35 +132,24 @@ class Sampler:
         lay = self.lay
         s = (k + 1) // self.ticks_per_sample - 1
         n = self.ticks_per_sample
-        g, nd, rk, fc = self.gpu, self.node, self.rack, self.fac
-        g["power_w"][s] = self.acc_gpu_w / n
-        g["temp_c"][s] = gpu_temp_c
-        g["util"][s] = self.acc_util / n
-        g["clock_factor"][s] = gpu_clock
-        g["fan_frac"][s] = gpu_fan_frac
-        g["throttled"][s] = gpu_throttled
-        loaded = np.isin(node_state[lay.gpu_node], (WARM, SERVING, DRAINING)) & (lay.gpu_rep >= 0)
+        rk, fc = self.rack, self.fac
+        loaded = IS_LOADED[node_state[lay.gpu_node]] & (lay.gpu_rep >= 0)
         mem = np.zeros(self.G)
-        if self.n_rep and len(lay.gpair_rep):
+        if self.n_rep and len(lay.gpair_rep):  # every tenant of a shared GPU adds its weights and KV
             rep_kv = rep_kv_reserved_b / lay.rep_n_gpus
             per = (lay.rep_weights_per_gpu_b + rep_kv)[lay.gpair_rep]
             mem = np.where(loaded, np.bincount(lay.gpair_gpu, weights=per, minlength=self.G) / sv.GB, 0.0)
-        g["memory_used_gb"][s] = mem + np.asarray(gpu_extra_b) / sv.GB  # + training jobs'
-        nd["cpu_power_w"][s] = self.acc_cpu_w / n
-        nd["cpu_util"][s] = self.acc_cpu_util / n
-        nd["cpu_temp_c"][s] = node_cpu_temp_c
-        nd["power_w"][s] = self.acc_node_w / n
-        nd["dc_power_w"][s] = self.acc_node_dc / n
-        nd["inlet_c"][s] = node_inlet_c
-        nd["exhaust_c"][s] = node_exhaust_c
-        nd["fan_rpm"][s] = node_fan_rpm
-        nd["airflow_m3_s"][s] = node_airflow_m3_s
-        nd["gpu_temp_max_c"][s] = gpu_temp_c.reshape(self.N, lay.gpus_per_node).max(axis=1)
-        nd["gpu_power_w"][s] = self.acc_node_gpu / n
-        nd["p2p_gb_s"][s] = self.acc_p2p / n
-        nd["nic_gb_s"][s] = self.acc_nic / n
-        nd["state"][s] = node_state
-        nd["active_requests"][s] = self.per_node(rep_inflight[lay.pair_rep]) if self.n_rep else 0
+        mem = mem + np.asarray(gpu_extra_b) / sv.GB  # + training jobs' memory
+        self.gpu.append(power_w=self.acc_gpu_w / n, temp_c=gpu_temp_c, util=self.acc_util / n, clock_factor=gpu_clock,
+                        fan_frac=gpu_fan_frac, throttled=gpu_throttled, memory_used_gb=mem)
+        self.node.append(power_w=self.acc_node_w / n, dc_power_w=self.acc_node_dc / n, inlet_c=node_inlet_c,
+                         exhaust_c=node_exhaust_c, fan_rpm=node_fan_rpm, airflow_m3_s=node_airflow_m3_s,
+                         gpu_temp_max_c=gpu_temp_c.reshape(self.N, lay.gpus_per_node).max(axis=1),
+                         gpu_power_w=self.acc_node_gpu / n, p2p_gb_s=self.acc_p2p / n, nic_gb_s=self.acc_nic / n,
+                         state=node_state,
+                         active_requests=self.per_node(rep_inflight[lay.pair_rep]) if self.n_rep else 0,
+                         cpu_power_w=self.acc_cpu_w / n, cpu_temp_c=node_cpu_temp_c, cpu_util=self.acc_cpu_util / n)
+        self.state_counts[s] = np.bincount(node_state, minlength=len(NODE_STATES))
         rack = lay.node_rack
         rk["power_w"][s] = np.bincount(rack, weights=self.acc_node_w / n, minlength=self.R)
         rk["inlet_c"][s] = np.bincount(rack, weights=node_inlet_c, minlength=self.R) / lay.nodes_per_rack
@@ -167,7 +157,7 @@ class Sampler:
         rk["airflow_demand_m3_s"][s] = rack_demand_m3_s
         rk["airflow_supply_m3_s"][s] = rack_supply_m3_s
         rk["recirculation_frac"][s] = rack_recirc_frac
-        on = ~np.isin(node_state, (OFF, FAILED))
+        on = IS_POWERED[node_state]
         rk["nodes_on"][s] = np.bincount(rack, weights=on, minlength=self.R)
         rk["nodes_serving"][s] = np.bincount(rack, weights=node_state == SERVING, minlength=self.R)
         mean = self.acc_fac / n

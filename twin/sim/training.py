@@ -37,6 +37,7 @@ class TrainingJobs:
         self.tokens_per_step = np.array([tr.step_time(s).tokens_per_step for s in setups], dtype=float)
         self.seq_len = np.array([s.seq_len for s in setups], dtype=float)
         self.memory_gb = np.array([tr.training_memory(s).total_gb for s in setups], dtype=float)
+        self.nominal_clock = np.array([tr.nominal_training_clock(s.gpu) for s in setups], dtype=float)
         self.state = np.zeros(n, dtype=np.int8)            # index into STATES
         self.share = np.zeros(n)                           # GPU time share in the last tick
         self.energy_j = np.zeros(n)                        # GPU energy attributed to the job
@@ -72,7 +73,8 @@ class TrainingJobs:
         """Progress every running job by its share of the tick at its GPUs' slowest clock."""
         self._used = np.zeros(self.n_jobs)  # share of the tick each job actually used (it may finish early)
         for j in np.flatnonzero(self.share > 0):
-            c = float(min(clock[g] for g in self.gpu_ids[j]))
+            # the efficiencies were fitted at the board's training clock: only clocks below it slow a step
+            c = min(1.0, float(min(clock[g] for g in self.gpu_ids[j])) / self.nominal_clock[j])
             step_s = tr.step_time(self.setups[j], clock_frac=c).step_s
             left = self.steps_total[j] - self.steps_done[j]
             steps = min(left, self.share[j] * dt_s / step_s)

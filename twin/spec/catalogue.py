@@ -2,7 +2,9 @@
 
 The built-in catalogue lives in ``twin/data/catalogue/*.yaml``; every numeric entry carries a
 ``source`` string (spec sheet, standard, or "estimate: ..." with the reasoning). Scenarios may
-add or override entries with their own catalogue files (``catalogue: [my_parts.yaml]``).
+add or override entries with their own catalogue files (``catalogue: [my_parts.yaml]``). An entry
+with ``base: NAME`` is an overlay: its fields replace those of the earlier entry NAME and the rest
+are kept (what ``twin calibrate -o`` writes).
 
 Specs are pydantic models with ``frozen=True`` and ``extra="forbid"``: an entry with a missing
 field, an unknown key or a value out of range fails with the entry and field named.
@@ -23,7 +25,9 @@ from pydantic import (
 from twin.errors import SpecError, format_validation_error
 from twin.spec.base import Arch, Frac, NonNeg, Pos, Spec
 from twin.spec.kernels import BootSpec, KernelSpec
-from twin.spec.safe_yaml import load_yaml
+from twin.spec.safe_yaml import load_yaml, read_input
+
+MAX_CATALOGUE_BYTES = 2_000_000
 
 DATA_DIR = Path(__file__).parent.parent / "data" / "catalogue"
 
@@ -36,10 +40,7 @@ class GpuSpec(Spec):
     dense_tflops: dict[Literal["fp32", "fp16", "fp8", "fp4", "int8"], Pos]
     board_power_w: Pos
     idle_power_w: Pos
-    loaded_idle_extra_w: NonNeg = 8.0
     thermal_resistance_k_per_w: Pos  # die to local air at full fan speed (steady state: T = T_air + P R)
-    thermal_time_constant_s: Pos     # die stage: R_die x C_die (hardware.md "die/heatsink level" 10-20 s)
-    die_resistance_frac: Annotated[float, Field(gt=0, lt=1)] = 0.25  # share of R from die to heatsink base
     heatsink_heat_capacity_j_per_k: Pos = 450.0  # heatsink + shroud thermal mass (mass x c_p)
     fan_target_c: float = 84.0
     slowdown_temp_c: float
@@ -51,6 +52,22 @@ class GpuSpec(Spec):
     price_usd: NonNeg | None = None
     price_date: str | None = None
     price_source: str | None = None  # where price_usd comes from (list, reseller, estimate)
+    # ---- board power split and P-states (twin.model.power.gpu_board_power_w); None = derived
+    idle_p0_w: Pos | None = None            # P0/P2 with nothing running (clocks up); None: 2 x idle_power_w
+    pstate_decay_s: NonNeg = 10.0           # after the last kernel until the board drops to P8
+    context_holds_p0: bool = False          # stays in P0 while a CUDA context is open (Tesla-class)
+    memory_type: Literal["gddr6", "gddr6x", "gddr7", "hbm2", "hbm2e", "hbm3", "hbm3e"] = "gddr6"
+    memory_w_per_gb_s: NonNeg | None = None  # board W per GB/s of achieved DRAM traffic at full clock
+    sm_power_w: Pos | None = None           # SM power at 100 % math utilisation and full clock
+    transient_peak_frac: NonNeg = 0.0       # 1-s wall-meter peaks above the power limit, share of it
+    # ---- two-stage die/heatsink and memory junction (twin.model.thermal.gpu_thermal_step)
+    spreader_time_constant_s: Pos = 3.0     # die + spreader stage (1-5 s in published burns)
+    spreader_resistance_frac: Annotated[float, Field(gt=0, lt=1)] = 0.35  # its share of R at full fan
+    memory_junction_max_c: float | None = None   # memory-clock throttle; None: none modelled
+    memory_resistance_k_per_w: Pos = 1.0    # memory junction to heatsink
+    memory_time_constant_s: Pos = 30.0      # memory modules + pads
+    blower_free_flow_m3_s: Pos | None = None  # fan curve (twin.model.airflow); None: 1.5 x blower_airflow
+    blower_shutoff_pa: Pos = 150.0
     # --- serving (twin/model/kernels.py): architecture keys the kernel table; memory as
     # nvidia-smi reports it; FP16-accumulate and power-limited sustained tensor rates
     architecture: Arch | None = None
@@ -68,22 +85,10 @@ class GpuSpec(Spec):
             raise ValueError("temperatures must satisfy fan_target_c < slowdown_temp_c < shutdown_temp_c")
         if "fp16" not in self.dense_tflops:
             raise ValueError("dense_tflops must include fp16")
+        if self.idle_p0_w is not None and not self.idle_power_w <= self.idle_p0_w < self.board_power_w:
+            raise ValueError(f"idle_p0_w ({self.idle_p0_w}) must lie between idle_power_w (P8, "
+                             f"{self.idle_power_w}) and board_power_w ({self.board_power_w})")
         return self
-
-    @property
-    def die_resistance_k_per_w(self) -> float:
-        """Die to heatsink base (TIM, vapour chamber): independent of the fan."""
-        return self.die_resistance_frac * self.thermal_resistance_k_per_w
-
-    @property
-    def sink_resistance_k_per_w(self) -> float:
-        """Heatsink to air at full fan speed."""
-        return self.thermal_resistance_k_per_w - self.die_resistance_k_per_w
-
-    @property
-    def heat_capacity_j_per_k(self) -> float:
-        """Die-stage heat capacity C_die = tau / R_die (the fast node of the two-node ladder)."""
-        return self.thermal_time_constant_s / self.die_resistance_k_per_w
 
     @property
     def memory_bytes(self) -> float:
@@ -134,16 +139,31 @@ class PsuSpec(Spec):
     standby_w: NonNeg = 3.0
     price_usd: NonNeg | None = None
     price_date: PriceDate | None = None
+    # the same supply on 115 V mains (80 PLUS 115 V internal points); None: no 115 V curve known
+    efficiency_load_points_115v: list[Frac] | None = None
+    efficiency_points_115v: list[Annotated[float, Field(gt=0, le=1)]] | None = None
     source: str
 
     @model_validator(mode="after")
     def _curve(self) -> "PsuSpec":
-        pts = self.efficiency_load_points
-        if len(pts) != len(self.efficiency_points) or len(pts) < 2:
-            raise ValueError("efficiency_load_points and efficiency_points need the same length (>= 2)")
-        if any(b <= a for a, b in zip(pts, pts[1:])):
-            raise ValueError("efficiency_load_points must increase")
+        for suffix, pts, eff in (("", self.efficiency_load_points, self.efficiency_points),
+                                 ("_115v", self.efficiency_load_points_115v, self.efficiency_points_115v)):
+            if suffix and pts is None and eff is None:
+                continue
+            if pts is None or eff is None or len(pts) != len(eff) or len(pts) < 2:
+                raise ValueError(f"efficiency_load_points{suffix} and efficiency_points{suffix} need the same "
+                                 "length (>= 2)")
+            if any(b <= a for a, b in zip(pts, pts[1:])):
+                raise ValueError(f"efficiency_load_points{suffix} must increase")
         return self
+
+    def curve(self, input_v: int = 230) -> tuple[list[float], list[float]]:
+        """(load points, efficiencies) at `input_v` mains (230: the default curve)."""
+        if input_v == 115:
+            if self.efficiency_points_115v is None or self.efficiency_load_points_115v is None:
+                raise KeyError(f"psu {self.name!r} has no 115 V efficiency curve")
+            return self.efficiency_load_points_115v, self.efficiency_points_115v
+        return self.efficiency_load_points, self.efficiency_points
 
 
 class NicSpec(Spec):
@@ -171,6 +191,9 @@ class FanSpec(Spec):
     min_rpm: Pos
     max_power_w: Pos
     max_airflow_m3_s: Pos  # in the chassis (system impedance), not free air
+    # fan curve at full speed (twin.model.airflow): None = 1.5 x max_airflow_m3_s / 30 Pa (estimates)
+    free_air_flow_m3_s: Pos | None = None
+    max_static_pa: Pos | None = None
     source: str
 
 
@@ -208,6 +231,7 @@ class NodeSpec(Spec):
     cpu_util_booting: Frac = 0.5
     cpu_util_loading: Frac = 0.3
     gpu_preheat_frac: Frac = 0.5  # share of CPU/platform heat that warms the GPUs' intake air
+    input_voltage_v: Literal[115, 230] = 230  # mains the PSUs run on (selects their 80 PLUS curve)
     price_usd: NonNeg | None = None
     price_date: str | None = None
     price_source: str | None = None  # where price_usd comes from (quote, sum of parts, estimate)
@@ -282,6 +306,9 @@ class EngineSpec(Spec):
     default_max_batch: Annotated[int, Field(ge=1)]
     warmup_s: NonNeg  # CUDA graphs, compile, allocator warm-up after weights are in VRAM
     step_overhead_s: NonNeg = 0.0  # fixed per decode iteration (scheduler, sampling, launch)
+    # host CPU the engine uses while serving (twin.model.power.host_cpu_util)
+    host_busy_cores: NonNeg = 1.0          # cores per replica its loops keep busy
+    host_core_s_per_token: NonNeg = 5e-5   # core-seconds per token (tokenise, detokenise, stream); estimate
     # --- serving v2 (twin/model/kernels.py, kvcache.py, coldstart.py, offload.py)
     kv_block_tokens: Annotated[int, Field(ge=1)] = 16   # paged KV block (vLLM --block-size default 16)
     preemption: Literal["recompute", "none"] = "recompute"  # vLLM V1: evict newest, recompute later
@@ -327,13 +354,9 @@ class Catalogue:
 
 
 def _parse_file(path: Path, entries: dict[str, dict[str, Spec]], problems: list[str]) -> None:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        problems.append(f"{path}: cannot read ({exc.strerror})")
-        return
-    try:  # size limit, alias bombs, duplicate keys, one-line messages (twin.safe_yaml)
-        doc = load_yaml(text, str(path), 2_000_000) or {}
+    try:  # type and size checked before reading; alias bombs, duplicate keys, one-line messages
+        text = read_input(path, MAX_CATALOGUE_BYTES, "catalogue file")
+        doc = load_yaml(text, str(path), MAX_CATALOGUE_BYTES) or {}
     except SpecError as exc:
         problems.extend(exc.problems)
         return
@@ -349,6 +372,13 @@ def _parse_file(path: Path, entries: dict[str, dict[str, Spec]], problems: list[
             continue
         for i, item in enumerate(items):
             label = f"{kind}[{i}]" + (f" ({item.get('name')})" if isinstance(item, dict) and "name" in item else "")
+            if isinstance(item, dict) and "base" in item:  # an overlay: these fields over an earlier entry
+                base = entries.get(kind, {}).get(item["base"]) if isinstance(item["base"], str) else None
+                if base is None:
+                    problems.append(f"{path}: {label}.base: no earlier {kind[:-1]} {item['base']!r} to overlay")
+                    continue
+                item = {**base.model_dump(), "name": item["base"],
+                        **{k: v for k, v in item.items() if k != "base"}}
             try:
                 spec = KINDS[kind].model_validate(item)
             except ValidationError as exc:

@@ -1,12 +1,20 @@
-"""Loading user YAML (scenarios, catalogue files) without surprises.
+"""Reading and loading user files (scenarios, catalogue files, sweep specs) without surprises.
 
-``yaml.safe_load`` already refuses to build arbitrary objects; this adds what it lets through:
-a size limit, alias bombs (a 1 MB file whose anchors expand to 10^9 values), duplicate keys
-(where the last silently wins), nesting deep enough to overflow the parser's recursion, and
-one-line error messages with the line and column. Every problem is raised as a SpecError.
+:func:`read_input` looks before it reads: a device (``/dev/zero``), a FIFO (which would block
+forever), a directory or a file over the size limit is refused from its metadata, and a regular
+file is read only up to the limit.
+
+``yaml.safe_load`` already refuses to build arbitrary objects; :func:`load_yaml` adds what it
+lets through: alias bombs (a 1 MB file whose anchors expand to 10^9 values, or 1,000 aliases of
+a 400 kB mapping: few values, many bytes, so both are bounded), duplicate keys (where the last
+silently wins), nesting deep enough to overflow the parser's recursion, and one-line error
+messages with the line and column. Every problem is raised as a SpecError.
 """
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -14,6 +22,48 @@ import yaml
 from twin.errors import SpecError
 
 MAX_YAML_VALUES = 200_000  # values after alias expansion; the shipped scenarios have a few hundred
+EXPANSION_FACTOR = 4  # aliases may make a document at most this many times its file size (bytes)
+_NODE_BYTES = 8  # per value on top of its text: what a ", " or "- " costs when written out
+
+
+def read_input(path: Path | str, max_bytes: int, what: str = "file") -> str:
+    """The UTF-8 text of the regular file `path`, read only if its metadata allow it.
+
+    Raises SpecError (one line naming `path`) for a missing file, a directory, a device, FIFO or
+    socket, a file larger than `max_bytes`, or bytes that are not UTF-8.
+    """
+    path = Path(path)
+    try:  # O_NONBLOCK: opening a FIFO must not wait for a writer; reads of regular files ignore it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise SpecError([f"{path}: no such {what}"]) from None
+    except OSError as exc:
+        raise SpecError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise SpecError([f"{path}: is a directory, not a {what}"])
+        if not stat.S_ISREG(st.st_mode):
+            raise SpecError([f"{path}: not a regular file (a device, FIFO or socket); give a {what}"])
+        if st.st_size > max_bytes:
+            raise SpecError([f"{path}: larger than {max_bytes // 1000:,} kB ({st.st_size:,} bytes); refusing to read it"])
+        chunks, size = [], 0
+        while size <= max_bytes:  # bounded even if the file grows while we read
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise SpecError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
+    finally:
+        os.close(fd)
+    if size > max_bytes:
+        raise SpecError([f"{path}: larger than {max_bytes // 1000:,} kB; refusing to read it"])
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
 
 
 def load_yaml(text: str, origin: str, max_bytes: int) -> Any:
@@ -21,7 +71,8 @@ def load_yaml(text: str, origin: str, max_bytes: int) -> Any:
     if len(text.encode()) > max_bytes:
         raise SpecError([f"{origin}: larger than {max_bytes // 1000} kB; refusing to parse"])
     try:
-        problems = _shape_problems(yaml.compose(text, Loader=yaml.SafeLoader), origin)
+        problems = _shape_problems(yaml.compose(text, Loader=yaml.SafeLoader), origin,
+                                   EXPANSION_FACTOR * max(len(text.encode()), 64_000))
         if problems:
             raise SpecError(problems)
         return yaml.safe_load(text)
@@ -34,32 +85,43 @@ def load_yaml(text: str, origin: str, max_bytes: int) -> Any:
         raise SpecError([f"{origin}: YAML nested too deeply"]) from None
 
 
-def _shape_problems(root: yaml.Node | None, origin: str) -> list[str]:
+def _shape_problems(root: yaml.Node | None, origin: str, max_expanded_bytes: int) -> list[str]:
     """Problems safe_load would hide: duplicate keys (the last silently wins) and alias bombs.
 
     Walks the composed node graph once per distinct node (aliases share nodes), counting the
-    values the document expands to.
+    values and the bytes (scalar text plus a small per-value overhead) the document expands to.
     """
     problems: list[str] = []
-    size: dict[int, int] = {}
+    size: dict[int, tuple[int, int]] = {}
 
-    def walk(node: yaml.Node) -> int:
+    def walk(node: yaml.Node) -> tuple[int, int]:
         if id(node) in size:
             return size[id(node)]
-        size[id(node)] = 1  # a self-referencing alias counts once (pydantic rejects the cycle later)
-        n = 1
-        if isinstance(node, yaml.MappingNode):
+        size[id(node)] = (1, _NODE_BYTES)  # a self-referencing alias counts once (pydantic rejects the cycle later)
+        n, b = 1, _NODE_BYTES
+        if isinstance(node, yaml.ScalarNode):
+            b += len(node.value)
+        elif isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for k, v in node.value:
                 if isinstance(k, yaml.ScalarNode) and k.value in seen:
                     problems.append(f"{origin}: duplicate key {k.value!r} at line {k.start_mark.line + 1}")
                 seen.add(k.value if isinstance(k, yaml.ScalarNode) else "")
-                n += walk(k) + walk(v)
+                (nk, bk), (nv, bv) = walk(k), walk(v)
+                n, b = n + nk + nv, b + bk + bv
         elif isinstance(node, yaml.SequenceNode):
-            n += sum(walk(v) for v in node.value)
-        size[id(node)] = n
-        return n
+            for v in node.value:
+                nv, bv = walk(v)
+                n, b = n + nv, b + bv
+        size[id(node)] = (n, b)
+        return n, b
 
-    if root is not None and walk(root) > MAX_YAML_VALUES:
-        problems.append(f"{origin}: anchors and aliases expand to more than {MAX_YAML_VALUES:,} values; refusing to load")
+    if root is not None:
+        values, expanded = walk(root)
+        if values > MAX_YAML_VALUES:
+            problems.append(f"{origin}: anchors and aliases expand to more than {MAX_YAML_VALUES:,} values; "
+                            f"refusing to load")
+        elif expanded > max_expanded_bytes:
+            problems.append(f"{origin}: anchors and aliases expand to {expanded / 1e6:,.1f} MB, more than "
+                            f"{EXPANSION_FACTOR}x the file; refusing to load")
     return problems

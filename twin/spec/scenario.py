@@ -8,17 +8,33 @@ raised together as one :class:`SpecError`, each line naming its field path.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from twin.errors import SpecError
+from twin.spec.base import NumbersAreNumbers
 from twin.spec.catalogue import Catalogue
 from twin.spec.safe_yaml import load_yaml
 
 MAX_SCENARIO_BYTES = 1_000_000
+# A plain file name: the run directory is runs/<name>, so ".", "..", "a/b", ".hidden" and "-x"
+# (which would name runs/ itself, its parent, a subfolder, a hidden folder or an option) are refused.
+PLAIN_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+
+
+def _plain_name(value: str) -> str:
+    if not re.fullmatch(PLAIN_NAME, value):
+        raise ValueError(f"{value!r} is not a plain file name (letters, digits, '_', '.', '-'; not starting "
+                         f"with '.' or '-'): the output goes to runs/<name>")
+    return value
+
+
+# the pattern goes into the JSON Schema (editors check it as you type); the validator words the error
+PlainName = Annotated[str, Field(max_length=80, json_schema_extra={"pattern": PLAIN_NAME}), AfterValidator(_plain_name)]
 
 Pos = Annotated[float, Field(gt=0)]
 NonNeg = Annotated[float, Field(ge=0)]
@@ -26,7 +42,7 @@ Frac = Annotated[float, Field(ge=0, le=1)]
 PosInt = Annotated[int, Field(ge=1)]
 
 
-class Section(BaseModel):
+class Section(NumbersAreNumbers):
     # allow_inf_nan=False: `.inf`/`.nan` are valid YAML floats but meaningless for any field here
     # (an infinite airflow or a NaN temperature would silently poison the physics)
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -48,20 +64,62 @@ class SimulationSpec(Section):
         ratio = self.sample_s / self.dt_s
         if not math.isfinite(ratio) or abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
             raise ValueError(f"sample_s ({self.sample_s}) must be a whole multiple of dt_s ({self.dt_s})")
+        ticks = int(self.duration_s / self.dt_s + 1e-9)
+        if ticks < round(ratio):  # the engine writes one row per sample_s: none would fit
+            raise ValueError(f"sample_s ({self.sample_s:g}) exceeds the run's {ticks * self.dt_s:g} s of whole "
+                             f"ticks: not one telemetry sample would be written; lower sample_s")
         return self
+
+
+class SealedRackSpec(Section):
+    """Sealed glass-door racks fed from the floor plenum by blowers (twin.model.airflow)."""
+    blower_free_flow_m3_s: Pos = 0.60  # per rack, at full speed against no pressure (~1,270 CFM; estimate: rack-door EC blower unit)
+    blower_shutoff_pa: Pos = 100.0     # estimate: EC blower shut-off pressure
+    blower_speed_frac: Annotated[float, Field(ge=0, le=1.5)] = 1.0
+    plenum_pa: NonNeg = 12.5           # raised-floor static pressure, 0.05 in. w.g. (typical design; estimate)
+    leakage_area_m2: NonNeg = 0.01     # effective gaps: rails, cable cut-outs, door seals (estimate: ~1 % of a 0.6 x 2 m door)
+
+
+class PlantSpec(Section):
+    """Cooling plant (twin.model.cooling). Defaults: a chilled-water CRAH room with a water-cooled
+    chiller and cooling tower."""
+    crah_pressure_pa: Pos = 375.0      # total rise: coil ~150 + filter ~100 + casing ~50 + floor/tiles ~75 Pa (estimate)
+    crah_fan_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.6   # EC plug fan + motor + drive (estimate)
+    crah_variable_speed: bool = False  # constant-speed CRAH fans: a fixed share of facility power
+    crah_min_speed_frac: Frac = 0.3
+    pump_w_per_kw: NonNeg = 28.7       # ASHRAE 90.1 App. G: CHW 22 W/gpm x 2 gpm/ton + CW 19 W/gpm x 3 gpm/ton
+    chiller_cop_ref: Pos = 3.67        # DOE-2 reciprocating chiller at 6.67 C CHW / 29.4 C condenser water (EnergyPlus dataset)
+    chilled_water_c: Annotated[float, Field(ge=2, le=20)] = 10.0     # CHW supply for 18-22 C CRAH air (estimate)
+    outdoor_wet_bulb_c: Annotated[float, Field(ge=-20, le=35)] = 20.0  # site-dependent; set per site
+    tower_approach_k: NonNeg = 4.0     # cooling-tower design approach ~7 F (ASHRAE HVAC Systems and Equipment ch. 40)
+    tower_w_per_kw: NonNeg = 16.7      # ASHRAE 90.1 App. G tower: 38.2 gpm/hp at 3 gpm/ton
+
+
+class ElectricalSpec(Section):
+    """UPS and transformer losses a P_rated + b P + c P^2 / P_rated (Schneider Electric WP 113)."""
+    ups_rating_kw: Pos | None = None   # None: sized like the cooling plant (cooling_capacity_kw)
+    ups_no_load_frac: Frac = 0.013     # estimate: modern double-conversion UPS, ~93 % at 25 %, ~96 % at full load
+    ups_proportional_frac: Frac = 0.02
+    ups_square_frac: Frac = 0.01
+    transformer_no_load_frac: Frac = 0.005   # estimate: dry-type distribution transformer ~98.5 % at load
+    transformer_square_frac: Frac = 0.01
 
 
 class FacilitySpec(Section):
     supply_air_c: Annotated[float, Field(ge=5, le=40)] = 20.0  # CRAH supply (hardware.md: 18-22 C)
     plenum_airflow_per_rack_m3_s: Pos = 0.45  # perforated tiles in front of a rack (~950 CFM, one high-flow grate; estimate)
     cooling_capacity_kw: Pos = 400.0
-    cooling_cop: Pos = 2.5  # heat removed per unit cooling electrical power (chiller + CRAH fans); gives PUE ~1.5 (Uptime surveys 1.56-1.58)
-    electrical_loss_fraction: Annotated[float, Field(ge=0, le=0.5)] = 0.08  # UPS + distribution
-    fixed_overhead_kw: NonNeg = 5.0  # lighting, controls, security
+    fixed_overhead_kw: NonNeg = 5.0  # lighting, controls, security (the plant's fixed load)
     air_density_kg_m3: Pos = 1.20  # standard air, 20 C, sea level (hardware.md)
     recirculation_top_bias: Annotated[float, Field(ge=0, le=1)] = 0.5  # share of extra recirculation at the top
     room_heat_capacity_j_per_k: Pos = 5.0e6  # room air + rack/floor thermal mass (estimate)
     supply_recovery_s: Pos = 300.0  # time constant for supply air to return to set point
+    # sealed: each rack's front chamber balances blower supply, server fans and leakage
+    # (twin.model.airflow); open: intake shortfall drawn from the hot aisle over the rack top
+    containment: Literal["sealed", "open"] = "sealed"
+    sealed_rack: SealedRackSpec = SealedRackSpec()
+    plant: PlantSpec = PlantSpec()
+    electrical: ElectricalSpec = ElectricalSpec()
 
 
 class TopologySpec(Section):
@@ -249,7 +307,7 @@ class TrainingSpec(Section):
 
 
 class ScenarioSpec(Section):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
+    name: PlainName
     description: str = ""
     catalogue: list[str] = []
     simulation: SimulationSpec = SimulationSpec()

@@ -1,45 +1,146 @@
-"""Atomic files and directories: readers never see half a run, and Ctrl-C leaves nothing behind."""
+"""Atomic files and directories: readers never see half an output, Ctrl-C leaves nothing behind,
+two processes never write one target at once, and --force replaces only what twin wrote.
+
+Every output goes through one of two doors:
+
+* :class:`AtomicDir` for directories (a run, a stage, a sweep): built under a temporary sibling
+  name, marked (``.twin``, twin.telemetry.outputs) and renamed into place only when complete;
+* :func:`atomic_write` for single files (reports, plots, exports, query results).
+
+Both hold an :class:`OutputLock` on the target while they work and check the target again just
+before the rename, so a second writer is refused instead of overwriting the first.
+"""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
 import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, TypeVar
+from typing import Any, BinaryIO, Callable, Iterator, TypeVar
 
 import numpy as np
 
+from twin.errors import ToolError
+from twin.telemetry.outputs import file_problem, replace_problem, write_marker
 
-class RunExistsError(FileExistsError):
-    """The run directory exists and overwriting was not asked for."""
+
+class OutputError(ToolError):
+    """The output exists, is not twin's to replace, or another twin process is writing it."""
+
+
+RunExistsError = OutputError  # the name callers have used since run directories were atomic
+
+
+class OutputLock:
+    """An exclusive lock on one output path (``.<name>.twin-lock`` beside it), never waited for.
+
+    flock is released by the kernel when the process dies, so a killed run never blocks the next.
+    The lock file is removed on release; a process that opened it just before the removal sees
+    that its file is no longer the one at the path and tries again.
+    """
+
+    def __init__(self, target: Path):
+        self.target = Path(target)
+        self.path = self.target.with_name(f".{self.target.name}.twin-lock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> "OutputLock":
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666 & ~_umask())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise OutputError(f"{self.target}: another twin process is writing it right now; "
+                                  f"wait for it to finish or choose another -o") from None
+            try:
+                same = os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return self
+            os.close(fd)  # the previous holder removed the file we opened: lock the new one
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block is done, then deliver them.
+
+    A swap of two renames must not be cut in half (the old run would be left under a hidden
+    name). Handlers run in the main thread only, so elsewhere there is nothing to defer.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    deferrable = [s for s, h in previous.items() if h is not None]
+    for s in deferrable:
+        signal.signal(s, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for s in deferrable:
+            signal.signal(s, previous[s])
+        for s in got:
+            signal.raise_signal(s)
 
 
 class AtomicDir:
     """Build a directory under a temporary name and move it into place only on success.
 
     Use as a context manager; on an exception (including KeyboardInterrupt) the temporary
-    directory is removed and nothing appears at `final`. With `force`, an existing `final`
-    is replaced only after the new one is complete, and only if it is a run directory (or empty).
-    The temporary name is known before it is created, so a Ctrl-C landing anywhere between
-    mkdir and the with-block still cleans it up.
+    directory is removed and nothing appears at `final`. The finished directory gets a `kind`
+    marker (twin.telemetry.outputs). An existing `final` is replaced only with `force`, and only
+    if twin wrote it as the same kind (or it is empty); the swap of old and new cannot be
+    interrupted by SIGINT/SIGTERM, and one cut short by SIGKILL is repaired by the next writer.
+    Pass the `lock` a caller already holds (e.g. since before a simulation), else one is taken.
     """
 
-    def __init__(self, final: Path, force: bool = False, marker: str | None = None):
-        self.final = Path(final)
+    def __init__(self, final: Path, force: bool = False, kind: str = "run", lock: OutputLock | None = None):
+        self.final = target_path(final)
         self.force = force
-        check_replaceable(self.final, force, marker)
+        self.kind = kind
         self.final.parent.mkdir(parents=True, exist_ok=True)
+        self._own_lock = lock is None
+        self.lock = lock or OutputLock(self.final)
+        if self._own_lock:
+            self.lock.__enter__()
+        try:
+            prepare_target(self.final, force, kind)
+        except BaseException:
+            self._release()
+            raise
         # a name fixed before mkdir (see __enter__); mkdir's mode honours the umask like any directory
         stem = f".{self.final.name}.{os.getpid()}.{id(self):x}"
         self.tmp = self.final.with_name(f"{stem}.tmp")
         self.old = self.final.with_name(f"{stem}.old")
+
+    def _release(self) -> None:
+        if self._own_lock:
+            self.lock.__exit__(None, None, None)
 
     def __enter__(self) -> Path:
         try:
             self.tmp.mkdir()
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            self._release()
             raise
         return self.tmp
 
@@ -52,38 +153,81 @@ class AtomicDir:
             shutil.rmtree(self.tmp, ignore_errors=True)
             if self.final.exists():
                 shutil.rmtree(self.old, ignore_errors=True)
+            self._release()
         return False
 
     def _commit(self) -> None:
-        if not self.final.exists():
-            os.replace(self.tmp, self.final)
-            return
-        os.replace(self.final, self.old)
-        try:
-            os.replace(self.tmp, self.final)
-        except BaseException:
-            os.replace(self.old, self.final)  # put the previous run back
-            raise
+        write_marker(self.tmp, self.kind)
+        with _signals_deferred():
+            check_replaceable(self.final, self.force, self.kind)  # it may have appeared meanwhile
+            if not os.path.lexists(self.final):
+                os.rename(self.tmp, self.final)
+                return
+            os.rename(self.final, self.old)
+            try:
+                os.rename(self.tmp, self.final)
+            except BaseException:
+                os.rename(self.old, self.final)  # put the previous output back
+                raise
 
 
-def check_replaceable(path: Path, force: bool, marker: str | None = None) -> None:
-    """Raise RunExistsError unless `path` is free, or `force` is given and it may be replaced.
+def target_path(path: Path | str) -> Path:
+    """`path` as a directory twin can create: `-o .` and `-o runs/..` name the directory itself."""
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        path = Path(os.path.abspath(path))
+    if path.parent == path:
+        raise OutputError(f"{path}: not a directory twin can create (give a path such as runs/name)")
+    return path
 
-    --force must never turn `-o ~` into rm -rf ~: with a `marker` only what we wrote (a directory
-    holding `marker`, e.g. a run's manifest.json) or an empty directory may go.
+
+def prepare_target(final: Path, force: bool, kind: str) -> None:
+    """With `final`'s OutputLock held: repair what a killed writer left, then check_replaceable."""
+    recover_orphans(final)
+    check_replaceable(final, force, kind)
+
+
+def check_replaceable(path: Path, force: bool, kind: str = "run") -> None:
+    """Raise OutputError unless `path` is free, or `force` is given and twin may replace it.
+
+    --force must never turn `-o ~` into rm -rf ~: only a directory twin wrote as `kind` (with
+    nothing in it twin did not write) or an empty directory may go (twin.telemetry.outputs).
     """
     path = Path(path)
-    if path.exists() and not force:
-        raise RunExistsError(f"{path} already exists; pass --force to replace it")
-    if marker and path.exists() and not _replaceable(path, marker):
-        raise RunExistsError(f"{path} exists and is not a twin run directory (no {marker}); "
-                             f"refusing to replace it even with --force")
+    if not os.path.lexists(path):
+        return
+    if not force:
+        raise OutputError(f"{path} already exists; pass --force to replace it or -o to choose another directory")
+    problem = replace_problem(path, kind)
+    if problem:
+        raise OutputError(problem)
 
 
-def _replaceable(path: Path, marker: str) -> bool:
-    """An existing path --force may replace: a directory holding `marker` (e.g. a run's
-    manifest.json) or an empty directory; never a file or a symlink."""
-    return path.is_dir() and not path.is_symlink() and ((path / marker).is_file() or not any(path.iterdir()))
+def recover_orphans(final: Path) -> list[Path]:
+    """Repair what a SIGKILLed writer of `final` left: a displaced old output whose replacement
+    never arrived is renamed back; finished temporaries are removed. Returns the paths handled.
+
+    Call with the target's OutputLock held: no live writer of `final` exists then, so every
+    temporary of its name belongs to a dead process.
+    """
+    final = Path(final)
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.\d+\.[0-9a-f]+\.(tmp|old)$")
+    handled = []
+    try:
+        siblings = sorted((p for p in final.parent.iterdir() if pattern.match(p.name)),
+                          key=lambda p: p.stat(follow_symlinks=False).st_mtime_ns, reverse=True)  # newest first
+    except OSError:
+        return handled
+    for p in siblings:
+        m = pattern.match(p.name)
+        if not m or p.is_symlink() or not p.is_dir():
+            continue
+        if m.group(1) == "old" and not os.path.lexists(final):
+            os.rename(p, final)  # the swap was cut between its two renames: the old output returns
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+        handled.append(p)
+    return handled
 
 
 T = TypeVar("T")
@@ -95,34 +239,85 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path | str, write: Callable[[BinaryIO], T]) -> T:
+def atomic_write(path: Path | str, write: Callable[[BinaryIO], T], *, force: bool = False,
+                 fmt: str | None = None) -> T:
     """Call write(fh) on a temp file beside `path`, then rename it into place; return its result.
 
-    Readers never see half a file and a failure (or Ctrl-C) leaves nothing behind. The file gets
-    an ordinary file's mode (0666 minus the umask), not mkstemp's private 0600.
+    Readers never see half a file and a failure (or Ctrl-C) leaves nothing behind. An existing
+    `path` is refused unless `force` is given and twin wrote it as a `fmt` output (its signature,
+    twin.telemetry.outputs). The file gets an ordinary file's mode (0666 minus the umask).
     """
+    path = Path(path)
+    check_output_file(path, force, fmt)
+    with OutputLock(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+                result = write(fh)
+            check_output_file(path, force, fmt, new=Path(tmp))  # the header is known now
+            os.replace(tmp, path)
+            return result
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def check_output_file(path: Path | str, force: bool, fmt: str | None, new: Path | None = None) -> None:
+    """Raise OutputError unless `path` is free or `force` may replace it (see atomic_write).
+
+    Call it before expensive work so that a refusal costs nothing; atomic_write checks again.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputError(f"{path.parent}: output directory does not exist")
+    if not os.path.lexists(path):
+        return
+    if not force:
+        raise OutputError(f"{path} already exists; pass --force to replace it")
+    problem = file_problem(path, fmt or "", new)
+    if problem:
+        raise OutputError(problem)
+
+
+def replace_file(path: Path | str, data: bytes) -> None:
+    """Write `data` to `path` via a temp file + rename, replacing what is there (for files twin
+    itself owns, e.g. a run's manifest.json; user-named outputs go through atomic_write)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-            result = write(fh)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
-        return result
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON via a temp file + rename so readers never see half a file."""
-    text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n"
-    atomic_write(path, lambda fh: fh.write(text.encode()))
+    """Write JSON via a temp file + rename so readers never see half a file.
+
+    NaN and infinities (e.g. a p99 latency with no completed request) become null: the file stays
+    valid JSON for every reader, not only Python's.
+    """
+    text = json.dumps(_finite(payload), indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n"
+    replace_file(path, text.encode())
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    return value
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

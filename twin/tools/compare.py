@@ -239,7 +239,7 @@ def render(run_a: Run, run_b: Run, rows: list[Row], note_lines: list[str] | None
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"A = {run_a.name} ({run_a.path})   B = {run_b.name} ({run_b.path})")
+    table = Table(title=Text(f"A = {run_a.name} ({run_a.path})   B = {run_b.name} ({run_b.path})"))
     for col, justify in [("metric", "left"), ("unit", "left"), ("A", "right"), ("B", "right"),
                          ("B − A", "right"), ("%", "right")]:
         table.add_column(col, justify=justify)
@@ -253,8 +253,9 @@ def render(run_a: Run, run_b: Run, rows: list[Row], note_lines: list[str] | None
             delta = ("+" if row.delta > 0 else "") + m.format(row.delta, unit=False, significant=4)
         a = "—" if row.a is None else m.format(row.a, unit=False, significant=4)
         b = "—" if row.b is None else m.format(row.b, unit=False, significant=4)
-        table.add_row(row.label, row.unit, a, b, f"[{style}]{delta}[/]" if style else delta,
-                      f"[{style}]{pct}[/]" if style else pct, end_section=row.key in _SECTION_ENDS)
+        # styles as Text, not markup: the CLI prints with markup off (run names are user strings)
+        table.add_row(row.label, row.unit, a, b, Text(delta, style=style or ""), Text(pct, style=style or ""),
+                      end_section=row.key in _SECTION_ENDS)
     if not note_lines:
         return table
     return Group(table, *(Text(f"note: {line}") for line in note_lines))

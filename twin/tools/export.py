@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from twin.errors import ToolError
 from twin.telemetry.atomic import atomic_write
+from twin.telemetry.outputs import PARQUET_KEY
 from twin.telemetry.read import Run
 from twin.telemetry.sql import batches
 from twin.tools.families import Family, Hardware, families_for, family_sql, hardware, header, label_columns
@@ -95,12 +96,13 @@ def _write_string_column(fh: BinaryIO, column: pa.Array) -> int:
     return len(column)
 
 
-def _atomic_output(path: Path, write: Callable[[BinaryIO], int]) -> int:
-    """Call write(fh) on a temp file next to `path`, then rename it into place."""
+def _atomic_output(path: Path, write: Callable[[BinaryIO], int], force: bool, fmt: str) -> int:
+    """Call write(fh) on a temp file next to `path`, then rename it into place; an existing file
+    only with `force`, and only one twin wrote (twin.telemetry.outputs)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ToolError(f"{path.parent}: output directory does not exist")
-    return atomic_write(path, write)
+    return atomic_write(path, write, force=force, fmt=fmt)
 
 
 def _each(families: list[Family], progress: Progress | None):
@@ -124,8 +126,12 @@ def check_scrape(run: Run, scrape_s: float | None) -> float | None:
 
 
 def write_text(run: Run, path: Path, style: str, start_epoch: float | None = None,
-               batch_rows: int = 1 << 20, progress: Progress | None = None, scrape_s: float | None = None) -> int:
-    """Write `run` as OpenMetrics (style 's') or Prometheus text (style 'ms'). Returns samples."""
+               batch_rows: int = 1 << 20, progress: Progress | None = None, scrape_s: float | None = None,
+               force: bool = False) -> int:
+    """Write `run` as OpenMetrics (style 's') or Prometheus text (style 'ms'). Returns samples.
+
+    An existing `path` is replaced only with `force`, and only if twin wrote it (docs/safety.md).
+    """
     scrape_s = check_scrape(run, scrape_s)
     hw = hardware(run)
     epoch_ms = round(start_epoch_for(run, start_epoch) * 1000)
@@ -141,7 +147,7 @@ def write_text(run: Run, path: Path, style: str, start_epoch: float | None = Non
             fh.write(b"# EOF\n")
         return samples
 
-    return _atomic_output(path, write)
+    return _atomic_output(path, write, force, "openmetrics" if style == "s" else "prometheus")
 
 
 def write_openmetrics(run: Run, path: Path, start_epoch: float | None = None, **kw) -> int:
@@ -179,27 +185,29 @@ def family_long_sql(fam: Family, hw: Hardware, epoch_ms: int, scrape_s: float | 
 
 
 def write_long(run: Run, path: Path, fmt: str, start_epoch: float | None = None, batch_rows: int = 1 << 20,
-               progress: Progress | None = None, scrape_s: float | None = None) -> int:
+               progress: Progress | None = None, scrape_s: float | None = None, force: bool = False) -> int:
     """Write `run` in long format as CSV or Parquet. Returns rows (= samples)."""
     scrape_s = check_scrape(run, scrape_s)
     hw = hardware(run)
     epoch_ms = round(start_epoch_for(run, start_epoch) * 1000)
     families = families_for(run, hw)
+    # the footer key is twin's signature: export --force replaces only Parquet files that carry it
+    schema = LONG_SCHEMA.with_metadata({PARQUET_KEY: b"twin export"})
 
     def write(fh: BinaryIO) -> int:
         rows = 0
         if fmt == "csv":
             writer = pacsv.CSVWriter(fh, LONG_SCHEMA, write_options=pacsv.WriteOptions(quoting_style="needed"))
         else:
-            writer = pq.ParquetWriter(fh, LONG_SCHEMA, compression="zstd")
+            writer = pq.ParquetWriter(fh, schema, compression="zstd")
         with writer:
             for fam in _each(families, progress):
                 for batch in batches(run, family_long_sql(fam, hw, epoch_ms, scrape_s), batch_rows):
-                    writer.write_batch(batch.cast(LONG_SCHEMA))
+                    writer.write_batch(batch.cast(LONG_SCHEMA if fmt == "csv" else schema))
                     rows += batch.num_rows
         return rows
 
-    return _atomic_output(path, write)
+    return _atomic_output(path, write, force, fmt)
 
 
 def write_csv(run: Run, path: Path, start_epoch: float | None = None, **kw) -> int:
@@ -207,14 +215,15 @@ def write_csv(run: Run, path: Path, start_epoch: float | None = None, **kw) -> i
 
 
 def export(run: Run, path: Path, fmt: str | None = None, start_epoch: float | None = None,
-           progress: Progress | None = None, scrape_s: float | None = None) -> int:
+           progress: Progress | None = None, scrape_s: float | None = None, force: bool = False) -> int:
     """Export `run` to `path` (format from `fmt` or the extension). Returns the samples written.
 
     `scrape_s` keeps one sample per that many seconds, as a Prometheus scraping every
     `scrape_s` would see (the full surge at 1 s samples is 3.7 GB of OpenMetrics; at 15 s, 1/15).
+    An existing `path` is replaced only with `force`, and only if twin wrote it (docs/safety.md).
     """
     fmt = format_for(path, fmt)
     if fmt in ("openmetrics", "prometheus"):
         return write_text(run, path, "s" if fmt == "openmetrics" else "ms", start_epoch, progress=progress,
-                          scrape_s=scrape_s)
-    return write_long(run, path, fmt, start_epoch, progress=progress, scrape_s=scrape_s)
+                          scrape_s=scrape_s, force=force)
+    return write_long(run, path, fmt, start_epoch, progress=progress, scrape_s=scrape_s, force=force)

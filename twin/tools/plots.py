@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.figure import Figure
 
 from twin.errors import ToolError, unknown_name
-from twin.telemetry.atomic import atomic_write
+from twin.telemetry.atomic import atomic_write, check_output_file
+from twin.telemetry.outputs import SIGNATURE
 from twin.telemetry.read import Run
 
 FIGSIZE_IN = (10.0, 5.5)
@@ -299,9 +300,16 @@ def figure(run: Run, kind: str, opts: PlotOptions | None = None) -> Figure:
     """Build (but do not save) plot `kind` of `run`."""
     if kind not in PLOTS:
         raise unknown_name("plot kind", kind, PLOTS)
-    fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
-    PLOTS[kind].draw(run, fig, opts or PlotOptions())
+    with _literal_text():
+        fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
+        PLOTS[kind].draw(run, fig, opts or PlotOptions())
     return fig
+
+
+def _literal_text():
+    """Run and rack names, pool names, sweep values are user strings: a '$' in one must print,
+    not start mathtext (which raises on '$\\frac$' when the figure is drawn)."""
+    return rc_context({"text.parse_math": False})
 
 
 def png_bytes(run: Run, kind: str, opts: PlotOptions | None = None) -> bytes:
@@ -322,14 +330,14 @@ def image_format(out: Path) -> str:
     return fmt
 
 
-def plot(run: Run, kind: str, out: Path, opts: PlotOptions | None = None) -> Path:
+def plot(run: Run, kind: str, out: Path, opts: PlotOptions | None = None, force: bool = False) -> Path:
     """Draw plot `kind` of `run` and save it to `out` as PNG, SVG or PDF by its extension
-    (temp file + rename)."""
+    (temp file + rename); an existing `out` only with `force`, and only an image twin wrote
+    (docs/safety.md)."""
     out = Path(out)
     fmt = image_format(out)
-    if not out.parent.is_dir():
-        raise ToolError(f"{out.parent}: output directory does not exist")
-    return _save(figure(run, kind, opts), out, fmt)
+    check_output_file(out, force, fmt)  # before drawing
+    return _save(figure(run, kind, opts), out, fmt, force)
 
 
 def sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, y_label: str, group_label: str,
@@ -338,6 +346,12 @@ def sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, 
 
     `points`: (variant id, x, y, group value). Axis labels are summary keys (units in their names).
     """
+    with _literal_text():
+        return _sweep_scatter(points, x_label, y_label, group_label, title, Path(out))
+
+
+def _sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, y_label: str, group_label: str,
+                   title: str, out: Path) -> Path:
     fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     groups = list(dict.fromkeys(str(p[3]) for p in points))
@@ -353,16 +367,20 @@ def sweep_scatter(points: list[tuple[str, float, float, object]], x_label: str, 
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, Path(out))
+    return _save(fig, out)
 
 
-# No creation dates in SVG/PDF metadata, so the same run gives the same bytes.
-_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None}, "png": None}
+# No creation dates in SVG/PDF metadata, so the same run gives the same bytes. The creator is
+# twin's signature (twin.telemetry.outputs): --force replaces only images that carry it.
+_CREATOR = f"{SIGNATURE} plot, matplotlib"
+_METADATA = {"svg": {"Date": None, "Creator": _CREATOR}, "pdf": {"CreationDate": None, "Creator": _CREATOR},
+             "png": {"Software": _CREATOR}}
 
 
 def _image(fig: Figure, fmt: str = "png") -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
+    with _literal_text():  # text is laid out when drawn, here
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
     return buf.getvalue()
 
 
@@ -370,8 +388,8 @@ def _png(fig: Figure) -> bytes:
     return _image(fig, "png")
 
 
-def _save(fig: Figure, out: Path, fmt: str = "png") -> Path:
+def _save(fig: Figure, out: Path, fmt: str = "png", force: bool = False) -> Path:
     """Save `fig` to `out` via a temp file + rename, so readers never see half an image."""
     data = _image(fig, fmt)
-    atomic_write(out, lambda fh: fh.write(data))
+    atomic_write(out, lambda fh: fh.write(data), force=force, fmt=fmt)
     return out

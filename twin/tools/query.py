@@ -16,6 +16,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from twin.errors import unknown_name
+from twin.telemetry.atomic import atomic_write
+from twin.telemetry.outputs import PARQUET_KEY
 from twin.telemetry.sql import QueryError, batches, connect, sql  # noqa: F401 (re-exported for tools)
 
 if TYPE_CHECKING:
@@ -137,13 +139,8 @@ def to_json(table: pa.Table) -> str:
     return json.dumps(rows, indent=2, default=str) + "\n"
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write `table` to `path` as Parquet via a temp file + rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def write_parquet(table: pa.Table, path: Path, force: bool = False) -> None:
+    """Write `table` to `path` as Parquet via a temp file + rename; an existing file only with
+    `force`, and only a Parquet file twin wrote (its footer carries the ``twin`` key)."""
+    signed = table.replace_schema_metadata({**(table.schema.metadata or {}), PARQUET_KEY: b"twin query"})
+    atomic_write(path, lambda fh: pq.write_table(signed, fh, compression="zstd"), force=force, fmt="parquet")

@@ -8,8 +8,13 @@ in random mode, a ``{min, max}`` range. Every variant is ``load_scenario(base, o
 
 This is the only module that imports dask. Dask beats a hand-written process pool here because
 the same code runs on a local cluster or on an existing multi-machine one (``--scheduler
-tcp://host:8786``), retries work lost with a dead worker, and reports completions as they
+tls://host:8786``), retries work lost with a dead worker, and reports completions as they
 arrive.
+
+Trust (docs/safety.md): Dask returns results as pickles, and unpickling runs code, so the
+scheduler and every worker behind it can run code in this process. Connect only to a cluster you
+control; over a network use ``tls://`` with certificates (Dask's Security: mutual TLS, so only
+holders of a certificate signed by your CA can join), see :func:`scheduler_security`.
 
 Determinism: a variant's row depends only on the base scenario, its overrides (incl. the seed)
 and the catalogue, never on which worker ran it or in which order; rows are written in variant
@@ -22,6 +27,7 @@ import contextlib
 import itertools
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,25 +37,34 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from twin.errors import SpecError, format_validation_error, suggest
+from twin.errors import SpecError, ToolError, format_validation_error, suggest
+from twin.spec.base import NumbersAreNumbers
+from twin.spec.scenario import MAX_SCENARIO_BYTES, PlainName
+from twin.spec.safe_yaml import read_input
 
 MAX_VARIANTS = 10_000
+SWEEP_KIND = "sweep"  # the marker kind (twin.telemetry.outputs) of a sweep directory
+# tcp://host:port or tls://host:port; host a DNS name, an IPv4 address or [IPv6]
+_SCHEDULER = re.compile(r"^(?P<scheme>[a-z]+)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
+                        r":(?P<port>[0-9]{1,5})$")
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Spec(NumbersAreNumbers):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class RangeAxis(_Spec):
     """A uniform range for random sampling; `integer` draws whole numbers in [min, max]."""
-    min: float
-    max: float
+    min: Annotated[float, Field(ge=-1e15, le=1e15)]  # within int64 and float precision for integer draws
+    max: Annotated[float, Field(ge=-1e15, le=1e15)]
     integer: bool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> "RangeAxis":
         if self.min > self.max:
             raise ValueError(f"min ({self.min:g}) must not exceed max ({self.max:g})")
+        if self.integer and math.ceil(self.min) > math.floor(self.max):
+            raise ValueError(f"no whole number lies in [{self.min:g}, {self.max:g}]")
         return self
 
 
@@ -60,7 +75,7 @@ class PlotSpec(_Spec):
 
 
 class SweepSpec(_Spec):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
+    name: PlainName  # a plain file name: runs/sweeps/<name>
     description: str = ""
     base: str  # scenario YAML, relative to the sweep file
     # grid: every combination; random: independent uniform draws; sobol / lhs: a scrambled Sobol
@@ -68,7 +83,7 @@ class SweepSpec(_Spec):
     # evenly with far fewer variants than a grid
     mode: Literal["grid", "random", "sobol", "lhs"] = "grid"
     samples: Annotated[int, Field(ge=1, le=MAX_VARIANTS)] | None = None  # sampled modes: how many variants
-    seed: int = 0  # sampled modes: sampling seed (each variant's simulation seed is its own axis)
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0  # sampled modes: sampling seed (numpy refuses negatives)
     axes: Annotated[dict[str, Union[Annotated[list[Any], Field(min_length=1)], RangeAxis]], Field(min_length=1)]
     plot: PlotSpec = PlotSpec()
 
@@ -189,12 +204,7 @@ def plan_sweep(path: Path | str) -> SweepPlan:
     from twin.spec.scenario import parse_yaml
 
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError([f"{path}: no such sweep file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([f"{path}: cannot read ({exc})"]) from None
+    text = read_input(path, MAX_SCENARIO_BYTES, "sweep file")  # type and size before reading
     try:
         spec = SweepSpec.model_validate(parse_yaml(text, str(path)))
     except ValidationError as exc:
@@ -260,13 +270,51 @@ def run_variant(base_path: str, overrides: dict[str, Any]) -> tuple[dict[str, An
 Progress = Callable[[int, int, int], None]  # (done, total, failed)
 
 
-def run_sweep(plan: SweepPlan, *, workers: int = 2, scheduler: str | None = None,
+def scheduler_security(scheduler: str | None, ca_file: Path | None = None, cert: Path | None = None,
+                       key: Path | None = None) -> Any:
+    """Check a --scheduler address and build the Dask Security for it (None for plain tcp://).
+
+    The address must be tcp://host:port or tls://host:port. tls:// needs a CA file and a client
+    certificate, given here or in the Dask config (distributed.comm.tls.ca-file,
+    distributed.comm.tls.client.cert/key); the connection then requires encryption and mutual
+    authentication. Raises ToolError with one line naming the option.
+    """
+    if scheduler is None:
+        if any(x is not None for x in (ca_file, cert, key)):
+            raise ToolError("--tls-ca-file/--tls-cert/--tls-key apply to --scheduler tls://host:port only")
+        return None
+    m = _SCHEDULER.match(scheduler.strip())
+    if not m or m["scheme"] not in ("tcp", "tls") or not 1 <= int(m["port"]) <= 65535:
+        raise ToolError(f"--scheduler {scheduler!r}: expected tcp://host:port or tls://host:port "
+                        f"(e.g. tls://10.0.0.5:8786), the address `dask scheduler` prints")
+    files = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
+    for option, f in files.items():
+        if f is not None and not Path(f).is_file():
+            raise ToolError(f"{option} {f}: no such file")
+    if m["scheme"] == "tcp":
+        if any(f is not None for f in files.values()):
+            raise ToolError(f"--scheduler {scheduler}: TLS certificates need a tls:// address")
+        return None
+    from distributed.security import Security
+
+    kwargs = {k: str(v) for k, v in (("tls_ca_file", ca_file), ("tls_client_cert", cert),
+                                     ("tls_client_key", key)) if v is not None}
+    security = Security(require_encryption=True, **kwargs)  # unset fields come from the Dask config
+    if not security.tls_ca_file or not security.tls_client_cert:
+        raise ToolError(f"--scheduler {scheduler}: tls:// needs --tls-ca-file and --tls-cert (or "
+                        f"distributed.comm.tls.ca-file and .client.cert in the Dask config)")
+    return security
+
+
+def run_sweep(plan: SweepPlan, *, workers: int = 2, scheduler: str | None = None, security: Any = None,
               progress: Progress | None = None) -> SweepResult:
     """Run every variant: serially in-process (workers=0), on a local Dask cluster of `workers`
-    single-threaded processes, or on the existing cluster at `scheduler` (tcp://host:8786).
+    single-threaded processes, or on the existing cluster at `scheduler` (tcp:// or tls://,
+    `security` from :func:`scheduler_security`). That cluster is trusted: see the module docstring.
 
     A variant that fails validation or raises becomes a row with status invalid/failed; a worker
-    lost mid-run becomes status failed. Raises OSError when `scheduler` cannot be reached.
+    lost mid-run becomes status failed. Raises ToolError when `scheduler` is malformed, cannot be
+    reached or refuses the connection.
     """
     t0 = time.perf_counter()
     n = len(plan.variants)
@@ -290,10 +338,12 @@ def run_sweep(plan: SweepPlan, *, workers: int = 2, scheduler: str | None = None
 
         with contextlib.ExitStack() as stack:
             if scheduler:
+                if security is None:
+                    security = scheduler_security(scheduler)  # checks the address; None for tcp://
                 try:
-                    client = stack.enter_context(Client(scheduler, timeout="10s"))
-                except (OSError, TimeoutError) as exc:
-                    raise OSError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+                    client = stack.enter_context(Client(scheduler, timeout="10s", security=security))
+                except (OSError, TimeoutError, ValueError) as exc:  # refused, TLS handshake, bad config
+                    raise ToolError(f"--scheduler {scheduler}: cannot connect ({str(exc).splitlines()[0]})") from None
                 executor = {"kind": "dask", "scheduler": scheduler,
                             "workers": len(client.scheduler_info().get("workers", {}))}
             else:
@@ -339,8 +389,11 @@ def to_table(result: SweepResult) -> pa.Table:
     return pa.table(cols)
 
 
-def write_sweep(result: SweepResult, out_dir: Path, *, force: bool = False) -> dict[str, Any]:
-    """Write sweep.parquet, sweep.json and the comparison plot into `out_dir` atomically."""
+def write_sweep(result: SweepResult, out_dir: Path, *, force: bool = False, lock: Any = None) -> dict[str, Any]:
+    """Write sweep.parquet, sweep.json and the comparison plot into `out_dir` atomically.
+
+    `lock`: the OutputLock on `out_dir` the caller holds (twin.telemetry.atomic), if any.
+    """
     import pyarrow.parquet as pq
 
     from twin.telemetry.atomic import AtomicDir, write_json_atomic
@@ -348,7 +401,7 @@ def write_sweep(result: SweepResult, out_dir: Path, *, force: bool = False) -> d
 
     spec = result.plan.spec
     table = to_table(result)
-    with AtomicDir(Path(out_dir), force=force) as tmp:
+    with AtomicDir(Path(out_dir), force=force, kind=SWEEP_KIND, lock=lock) as tmp:  # --force: only a sweep twin wrote
         pq.write_table(table, tmp / "sweep.parquet", compression="zstd")
         points = [(r["variant"], r.get(spec.plot.x), r.get(spec.plot.y), r.get(next(iter(spec.axes))))
                   for r in result.rows if r["status"] == "ok"]
