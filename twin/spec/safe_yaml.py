@@ -68,11 +68,15 @@ def read_input(path: Path | str, max_bytes: int, what: str = "file") -> str:
 
 def load_yaml(text: str, origin: str, max_bytes: int) -> Any:
     """Parse `text` (from `origin`, for messages) with safe_load after the checks above."""
-    if len(text.encode()) > max_bytes:
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:  # a lone surrogate (e.g. from a --set value or a Python caller)
+        raise SpecError([f"{origin}: not valid Unicode text ({exc.reason} at character {exc.start})"]) from None
+    if size > max_bytes:
         raise SpecError([f"{origin}: larger than {max_bytes // 1000} kB; refusing to parse"])
     try:
         problems = _shape_problems(yaml.compose(text, Loader=yaml.SafeLoader), origin,
-                                   EXPANSION_FACTOR * max(len(text.encode()), 64_000))
+                                   EXPANSION_FACTOR * max(size, 64_000))
         if problems:
             raise SpecError(problems)
         return yaml.safe_load(text)
