@@ -57,6 +57,7 @@ def make_synthetic_run(run_dir: Path, racks_per_row: int = 2, nodes_per_rack: in
         "gpu_power_w": (power * 0.5).ravel(), "p2p_gb_s": (kk % 3).ravel().astype(float),
         "nic_gb_s": np.zeros(tt.size), "active_requests": (kk * 2).ravel(),
         "energy_j": (np.cumsum(power, axis=0) * sample_s).ravel(),
+        "cpu_power_w": np.full(tt.size, 100.0), "cpu_temp_c": np.full(tt.size, 40.0), "cpu_util": np.full(tt.size, 0.2),
     }
     gpu = np.arange(n_nodes * 3)
     tg, gg = np.meshgrid(t, gpu, indexing="ij")

@@ -30,6 +30,7 @@ HOMES = {
     "simpy": ("twin.sim.",), "networkx": ("twin.model.fabric",), "pxr": ("scenes.",),
     "duckdb": ("twin.telemetry.sql",), "matplotlib": ("twin.tools.plots",),
     "dask": ("twin.tools.sweep",), "distributed": ("twin.tools.sweep",),
+    "numba": ("twin.sim.router",),  # compiled kernels with a numpy fallback (tests/test_kernels.py)
 }
 
 

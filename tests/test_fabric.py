@@ -173,3 +173,18 @@ def test_fabric_is_deterministic():
     b = simulate(scenario_from_text(LINK_DOWN)).columns["links"]
     for k in ("bytes", "utilisation", "active_flows"):
         assert np.array_equal(np.asarray(a[k]), np.asarray(b[k]))
+
+
+def test_the_structural_paths_of_a_healthy_fabric_are_the_graph_search_paths():
+    import networkx as nx
+
+    from twin.model.fabric import _directed, leaf_spine_paths
+    fg = small_fabric(spines=3, storage=2)
+    g = fg.graph
+    names = sorted(g)
+    pairs = [(a, b) for a in names for b in names if a != b and (
+        (a.startswith("node:") and b.split(":")[0] in ("node", "spine")) or (a.startswith("storage:") and b.startswith("node:")))]
+    assert len(pairs) > 20
+    for a, b in pairs:
+        searched = [_directed(fg, p) for p in sorted(nx.all_shortest_paths(g, a, b))]
+        assert leaf_spine_paths(fg, a, b) == searched, (a, b)

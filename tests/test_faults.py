@@ -312,7 +312,7 @@ def test_same_seed_and_faults_give_byte_identical_tables(tmp_path):
         write_run(run(TINY, faults), tmp_path / name)
         digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest()
                         for p in sorted((tmp_path / name / "telemetry").glob("*.parquet"))})
-    assert digests[0] == digests[1] and len(digests[0]) == 8
+    assert digests[0] == digests[1] and len(digests[0]) == 9  # 8 + the (empty) jobs table
 
 
 @pytest.mark.parametrize("fault, message", [

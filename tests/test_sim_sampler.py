@@ -43,20 +43,20 @@ def test_powers_are_interval_means_and_temperatures_end_of_interval_values():
         assert sm.closes_interval(k) == (k == 2)
     snapshot(sm, 2, 50.0, np.array([SERVING, WARM]))
     # mean of 100, 200, 300 W = 200 W; nodes (400 + 500 + 900) / 3 = 600 W; racks sum the nodes
-    assert sm.gpu["power_w"][0].tolist() == [200.0] * 4
-    assert sm.node["power_w"][0].tolist() == [600.0, 600.0]
+    assert sm.gpu.column("power_w")[0].tolist() == [200.0] * 4
+    assert sm.node.column("power_w")[0].tolist() == [600.0, 600.0]
     assert sm.rack["power_w"][0, 0] == 1200.0
     assert sm.fac["facility_power_w"][0] == pytest.approx(1200.0)
     assert sm.fac["it_power_w"][0] == pytest.approx(1200.0)
     # temperature is the value at the end, and a node's max is over its own GPUs
-    assert sm.gpu["temp_c"][0].tolist() == [50.0, 51.0, 52.0, 53.0]
-    assert sm.node["gpu_temp_max_c"][0].tolist() == [51.0, 53.0]
+    assert sm.gpu.column("temp_c")[0].tolist() == [50.0, 51.0, 52.0, 53.0]
+    assert sm.node.column("gpu_temp_max_c")[0].tolist() == [51.0, 53.0]
     assert sm.rack["inlet_c"][0, 0] == 22.0
     # 1,000 tok/s x 1 MB x 1 cross hop = 1 GB/s leaving one node and entering the other: 1 GB/s each
-    assert sm.node["nic_gb_s"][0].tolist() == [1.0, 1.0]
+    assert sm.node.column("nic_gb_s")[0].tolist() == [1.0, 1.0]
     # the replica's GPUs hold 10 GB of weights + 4 GB / 2 of KV; the idle GPUs nothing
-    assert sm.gpu["memory_used_gb"][0].tolist() == [12.0, 0.0, 12.0, 0.0]
-    assert sm.node["active_requests"][0].tolist() == [3, 3]
+    assert sm.gpu.column("memory_used_gb")[0].tolist() == [12.0, 0.0, 12.0, 0.0]
+    assert sm.node.column("active_requests")[0].tolist() == [3, 3]
     assert sm.rack["nodes_on"][0, 0] == 2 and sm.rack["nodes_serving"][0, 0] == 1
     # throttled GPU-seconds: 0 + 1 + 2 GPUs over ticks of 0.5 s = 1.5
     assert sm.throttled_gpu_s == 1.5
@@ -68,7 +68,7 @@ def test_accumulators_restart_for_each_interval():
         tick(sm, g, 10.0, tok_s=0.0, fac_w=1.0)
         if sm.closes_interval(k):
             snapshot(sm, k, 40.0, np.array([OFF, OFF]))
-    assert sm.gpu["power_w"][:, 0].tolist() == [200.0, 1000.0]
+    assert sm.gpu.column("power_w")[:, 0].tolist() == [200.0, 1000.0]
     # an OFF node holds no model: no memory used even though its GPU belongs to a replica
-    assert sm.gpu["memory_used_gb"][1].tolist() == [0.0] * 4
+    assert sm.gpu.column("memory_used_gb")[1].tolist() == [0.0] * 4
     assert sm.rack["nodes_on"][:, 0].tolist() == [0, 0]

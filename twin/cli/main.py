@@ -139,10 +139,15 @@ SUMMARY_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("energy cost / amortised capex", ("energy_cost_usd", "amortised_capex_usd")),
     ("USD per Mtok energy / total", ("cost_per_mtok_energy_usd", "cost_per_mtok_usd")),
     ("GPU-hours serving / warm / booting+loading", ("gpu_hours_serving", "gpu_hours_warm", "gpu_hours_booting+loading")),
+    ("training jobs / done", ("training_jobs", "training_jobs_done")),
+    ("training tokens / steps", ("training_tokens", "training_steps")),
+    ("training GPU-hours / energy / preempted", ("training_gpu_hours", "training_energy_kwh", "training_preempted_s")),
     ("simulation wall time", ("wall_time_s",)),
 )
 _UNITLESS_IN_SUMMARY = {"cost_per_mtok_energy_usd", "cost_per_mtok_usd", "tokens_per_kwh", "tokens_served",
-                        "gpu_hours_serving", "gpu_hours_warm", "gpu_hours_booting+loading"}  # the row label says it
+                        "gpu_hours_serving", "gpu_hours_warm", "gpu_hours_booting+loading",
+                        "training_jobs", "training_jobs_done", "training_tokens", "training_steps",
+                        "training_gpu_hours"}  # the row label says it
 
 
 def summary_rows(man: dict) -> list[tuple[str, str]]:
@@ -219,7 +224,7 @@ def catalogue_show(name: Annotated[str, typer.Argument(help="Entry name, e.g. rt
 
 # Commands contributed by other modules: each exposes register(app).
 for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.plan", "twin.cli.schema",
-             "twin.cli.replay", "twin.cli.calibrate"):
+             "twin.cli.replay", "twin.cli.calibrate", "twin.cli.train"):
     importlib.import_module(_mod).register(app)
 
 

@@ -27,6 +27,7 @@ Traffic the engine puts on the fabric each tick (FabricModel.step):
 from __future__ import annotations
 
 import zlib
+from itertools import chain
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
@@ -118,6 +119,14 @@ def element_names(rack_names: Iterable[str], n_nodes: int, spines: int, storage_
     return names | {f"spine:{k}" for k in range(spines)} | {f"storage:{j}" for j in range(storage_targets)}
 
 
+def _directed(fg: FabricGraph, path: list[str]) -> tuple[int, ...]:
+    hops = []
+    for u, v in zip(path, path[1:]):
+        c = fg.cables[fg.graph.edges[u, v]["link_id"]]
+        hops.append(2 * c.link_id + (0 if c.a == u else 1))
+    return tuple(hops)
+
+
 def ecmp_paths(fg: FabricGraph, src: str, dst: str, down_links: frozenset[int] = frozenset(),
                down_elements: frozenset[str] = frozenset()) -> list[tuple[int, ...]]:
     """Equal-cost shortest paths src -> dst as tuples of directed link indices (2*id + dir).
@@ -125,18 +134,43 @@ def ecmp_paths(fg: FabricGraph, src: str, dst: str, down_links: frozenset[int] =
     Failed links and switches are removed first; [] when dst is unreachable.
     """
     g = fg.graph
+    if not down_links and not down_elements:
+        return leaf_spine_paths(fg, src, dst)
     view = nx.restricted_view(g, [e for e in down_elements if e in g],
                               [(fg.cables[i].a, fg.cables[i].b) for i in down_links])
     if src not in view or dst not in view or not nx.has_path(view, src, dst):
         return []
-    out = []
-    for path in sorted(nx.all_shortest_paths(view, src, dst)):
-        hops = []
-        for u, v in zip(path, path[1:]):
-            c = fg.cables[g.edges[u, v]["link_id"]]
-            hops.append(2 * c.link_id + (0 if c.a == u else 1))
-        out.append(tuple(hops))
-    return out
+    return [_directed(fg, path) for path in sorted(nx.all_shortest_paths(view, src, dst))]
+
+
+def leaf_spine_paths(fg: FabricGraph, src: str, dst: str) -> list[tuple[int, ...]]:
+    """ecmp_paths of a healthy leaf-spine fabric from its structure, without a graph search
+    (a search per pair costs a BFS of the whole hall): node -> its leaf -> [a spine -> the other
+    leaf] -> node; storage -> a spine -> leaf -> node; node -> leaf -> spine. Every spine that both
+    ends reach gives one path; sorted by element names as ecmp_paths sorts them."""
+    g = fg.graph
+    if src not in g or dst not in g:
+        return []
+
+    def up(x: str) -> str:  # a node's one leaf
+        return next(iter(g[x]))
+
+    def spines(x: str) -> set[str]:
+        return {n for n in g[x] if n.startswith("spine:")}
+
+    kind_s, kind_d = src.split(":")[0], dst.split(":")[0]
+    if kind_s == "node" and kind_d == "node":
+        la, lb = up(src), up(dst)
+        paths = [[src, la, dst]] if la == lb else [[src, la, s, lb, dst] for s in spines(la) & spines(lb)]
+    elif kind_s == "storage" and kind_d == "node":
+        lb = up(dst)
+        paths = [[src, s, lb, dst] for s in spines(src) & spines(lb)]
+    elif kind_s == "node" and kind_d == "spine":
+        la = up(src)
+        paths = [[src, la, dst]] if dst in g[la] else []
+    else:  # anything else: search
+        return [_directed(fg, p) for p in sorted(nx.all_shortest_paths(g, src, dst))] if nx.has_path(g, src, dst) else []
+    return [_directed(fg, p) for p in sorted(paths)]
 
 
 def ecmp_pick(paths: list[tuple[int, ...]], src: str, dst: str) -> tuple[int, ...] | None:
@@ -189,6 +223,10 @@ class _FlowSet:
     src_node: np.ndarray   # (F,) node id at the source end, -1 for storage
     dst_node: np.ndarray   # (F,)
     elastic: np.ndarray    # (F,) max-min share if pipeline flows were unbounded, GB/s
+    inc_count: np.ndarray  # (L',) flows on each used link
+    entry_col: np.ndarray  # (sum of path lengths,) column of each (flow, link) entry, flow by flow
+    entry_flow: np.ndarray  # (same,) its flow
+    flow_ptr: np.ndarray   # (F,) first entry of each flow (paths are never empty)
 
 
 class FabricModel:
@@ -327,19 +365,22 @@ class FabricModel:
                 rep.append(-1); node.append(int(nd)); src_node.append(-1); dst_node.append(int(nd)); paths.append(p)
         flows = None
         if paths:
-            used = np.unique(np.concatenate(paths))
-            col = np.full(2 * self.fg.n_links, -1)
-            col[used] = np.arange(used.size)
+            lengths = np.fromiter(map(len, paths), dtype=np.int64, count=len(paths))
+            flat = np.fromiter(chain.from_iterable(paths), dtype=np.int64, count=int(lengths.sum()))
+            used = np.unique(flat)
+            entry_col = np.searchsorted(used, flat)
+            entry_flow = np.repeat(np.arange(len(paths)), lengths)
             inc = np.zeros((len(paths), used.size), dtype=bool)
-            for row, p in enumerate(paths):
-                inc[row, col[list(p)]] = True
+            inc[entry_flow, entry_col] = True
             rep_a, node_a = np.array(rep), np.array(node)
             cap = self.cap[used]
             is_pp = rep_a >= 0
             # elastic shares depend only on the structure: pipeline flows unbounded, loads at H2D
             elastic = max_min_fair_gb_s(inc, cap, np.where(is_pp, np.inf, self.h2d_gb_s))
             flows = _FlowSet(inc=inc, used=used, cap=cap, rep=rep_a, node=node_a, is_pp=is_pp,
-                             src_node=np.array(src_node), dst_node=np.array(dst_node), elastic=elastic)
+                             src_node=np.array(src_node), dst_node=np.array(dst_node), elastic=elastic,
+                             inc_count=inc.sum(axis=0), entry_col=entry_col, entry_flow=entry_flow,
+                             flow_ptr=np.r_[0, np.cumsum(lengths)[:-1]])
         self._cache_key, self._cache = key, flows
         return flows
 
@@ -361,12 +402,15 @@ class FabricModel:
         ridx = np.where(fs.is_pp, fs.rep, 0)
         demand = np.where(fs.is_pp, rep_rate[ridx] * self.rep_hidden_bytes[ridx] / GB, self.h2d_gb_s)
         # max-min with demand caps gives every flow its demand when no link is over-asked
-        load = demand @ fs.inc
+        # load per link: its flows' rates added in flow order (a sequential sum, not a BLAS
+        # product whose blocking, and so whose last bits, depend on the machine)
+        load = np.bincount(fs.entry_col, weights=demand[fs.entry_flow], minlength=fs.used.size)
         alloc = demand if np.all(load <= fs.cap) else max_min_fair_gb_s(fs.inc, fs.cap, demand)
         if alloc is not demand:
-            load = alloc @ fs.inc
+            load = np.bincount(fs.entry_col, weights=alloc[fs.entry_flow], minlength=fs.used.size)
         # bandwidth a burst sees: what the other flows leave free, at least the elastic fair share
-        residual = np.where(fs.inc, fs.cap - load + alloc[:, None], np.inf).min(axis=1)
+        # (the minimum over each flow's own links, not over a dense flows x links matrix)
+        residual = np.minimum.reduceat((fs.cap - load)[fs.entry_col] + alloc[fs.entry_flow], fs.flow_ptr)
         burst = np.maximum(residual, fs.elastic)
         np.minimum.at(self.rep_nic_gb_s, fs.rep[fs.is_pp], burst[fs.is_pp])
         ld = ~fs.is_pp
@@ -376,7 +420,7 @@ class FabricModel:
             ok = ends >= 0
             np.add.at(self.node_nic_gb_s, ends[ok], alloc[ok])
         self._acc_bytes[fs.used] += load * GB * self.dt_s
-        self._acc_flows[fs.used // 2] += fs.inc.sum(axis=0)
+        self._acc_flows[fs.used // 2] += fs.inc_count
 
     def sample(self, time_s: float, n_ticks: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """Close a telemetry interval of `n_ticks` ticks: (time, bytes, utilisation, mean flows) per cable."""
@@ -389,16 +433,18 @@ class FabricModel:
         self._acc_flows[:] = 0.0
         return out
 
-    def columns(self, samples: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, object]:
-        """Assemble the `links` telemetry table (docs/telemetry.md) from the samples."""
-        L, S = self.fg.n_links, len(samples)
-        cables = self.fg.cables
-        return {
-            "time_s": np.repeat([s[0] for s in samples], L),
-            "link_id": np.tile(np.arange(L), S),
-            "src": [c.a for c in cables] * S, "dst": [c.b for c in cables] * S,
-            "kind": [c.kind for c in cables] * S,
-            "bytes": np.concatenate([s[1] for s in samples]),
-            "utilisation": np.concatenate([s[2] for s in samples]),
-            "active_flows": np.concatenate([s[3] for s in samples]).astype(np.int64),
-        }
+    def column_blocks(self, samples: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]],
+                      per: int = 64) -> "Iterable[dict[str, object]]":
+        """The `links` telemetry table (docs/telemetry.md) `per` samples at a time (bounded memory)."""
+        L, cables = self.fg.n_links, self.fg.cables
+        src, dst, kind = [c.a for c in cables], [c.b for c in cables], [c.kind for c in cables]
+        for i in range(0, max(len(samples), 1), per):
+            chunk = samples[i:i + per]
+            S = len(chunk)
+            yield {
+                "time_s": np.repeat([s[0] for s in chunk], L), "link_id": np.tile(np.arange(L), S),
+                "src": src * S, "dst": dst * S, "kind": kind * S,
+                "bytes": np.concatenate([s[1] for s in chunk]) if S else np.zeros(0),
+                "utilisation": np.concatenate([s[2] for s in chunk]) if S else np.zeros(0, np.float32),
+                "active_flows": (np.concatenate([s[3] for s in chunk]) if S else np.zeros(0)).astype(np.int64),
+            }

@@ -154,6 +154,14 @@ _ALL: tuple[Metric, ...] = (
     _m("gpu_hours_booting", "GPU-hours booting", "GPU·h", LOWER, 1),
     _m("gpu_hours_loading", "GPU-hours loading", "GPU·h", LOWER, 1),
     _m("gpu_hours_draining", "GPU-hours draining", "GPU·h", NEITHER, 1),
+    # training jobs (twin.sim.training), present when a scenario has them
+    _m("training_jobs", "training jobs", "", NEITHER, 0),
+    _m("training_jobs_done", "training jobs done", "", HIGHER, 0),
+    _m("training_tokens", "training tokens", "tok", HIGHER, 0),
+    _m("training_steps", "training steps", "", HIGHER, 1),
+    _m("training_gpu_hours", "training GPU-hours", "GPU·h", NEITHER, 2),
+    _m("training_energy_kwh", "training GPU energy", "kWh", LOWER, 2),
+    _m("training_preempted_s", "training time preempted", "s", NEITHER, 0),
     # the engine's own speed (not a property of the refinery)
     _m("wall_time_s", "simulation wall time", "s", NEITHER, 1),
 )

@@ -50,6 +50,10 @@ BASE_B = 170e6  # Python + numpy + pyarrow + simpy + networkx imported, catalogu
 # (int64 ids, Python lists for string columns), the Arrow table and Parquet buffers.
 BYTES_PER_ROW = {"gpus": 80.0, "nodes": 160.0, "racks": 160.0, "facility": 400.0, "links": 100.0}
 BYTES_PER_REQUEST = 550.0  # ~20 per-request engine arrays, queues, the requests table (Python lists of strings)
+# The engine keeps at most this many rows of each streamed table (gpus, nodes, links) in memory and
+# spills the rest to a temporary directory in blocks (twin.sim.spool), so their memory is bounded.
+SPILL_ROWS = 8_000_000
+STREAMED_TABLES = ("gpus", "nodes", "links")
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,8 @@ def estimate(spec: ScenarioSpec, cat: Catalogue) -> ResourceEstimate:
     shape = spec.workload.arrival.shape if spec.workload.arrival.process == "gamma" else 1.0
     draws = req + 6 * math.sqrt(req / min(shape, 1.0)) + 16  # arrival_times_s's first block
     grid = sim.duration_s / ARRIVAL_GRID_S + 2
-    memory = (BASE_B + sum(rows[t] * BYTES_PER_ROW[t] for t in rows) + req * BYTES_PER_REQUEST
+    held = {t: min(n, SPILL_ROWS) if t in STREAMED_TABLES else n for t, n in rows.items()}
+    memory = (BASE_B + sum(held[t] * BYTES_PER_ROW[t] for t in held) + req * BYTES_PER_REQUEST
               + max(draws * 16, grid * 24))  # gaps + cumulative sums, or the rate grid's three arrays
     return ResourceEstimate(nodes=nodes, ticks=ticks, node_ticks=float(ticks) * (nodes + TICK_OVERHEAD_NODES), samples=samples, autoscaler_steps=sim.duration_s / spec.scheduler.interval_s,
                             expected_requests=req, arrival_draws=draws, arrival_grid_points=grid, rows=rows,

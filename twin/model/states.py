@@ -5,6 +5,8 @@ from any powered state. The names are also the `state` strings of the telemetry 
 """
 from __future__ import annotations
 
+import numpy as np
+
 NODE_STATES = ("OFF", "POWERING_ON", "BOOTING", "LOADING", "WARM", "SERVING", "DRAINING", "FAILED")
 
 STATE = {name: i for i, name in enumerate(NODE_STATES)}
@@ -20,3 +22,17 @@ LEGAL: frozenset[tuple[int, int]] = frozenset({
 
 def is_legal(old: int, new: int) -> bool:
     return (old, new) in LEGAL
+
+
+def state_mask(*states: int) -> np.ndarray:
+    """(len(NODE_STATES),) read-only bool table: `state_mask(A, B)[state_array]` is
+    `np.isin(state_array, (A, B))` with one gather instead of a set-membership test."""
+    m = np.zeros(len(NODE_STATES), dtype=bool)
+    m[list(states)] = True
+    m.flags.writeable = False
+    return m
+
+
+IS_POWERED = state_mask(POWERING_ON, BOOTING, LOADING, WARM, SERVING, DRAINING)  # not OFF / FAILED
+IS_LOADED = state_mask(WARM, SERVING, DRAINING)                                  # model resident in VRAM
+IS_STARTING = state_mask(POWERING_ON, BOOTING, LOADING)                          # holding a boot slot

@@ -13,7 +13,7 @@ import numpy as np
 import simpy
 
 from twin.model.policies import POLICIES, IgnitionContext, replicas_needed, units_to_change
-from twin.model.states import BOOTING, FAILED, LOADING, OFF, POWERING_ON
+from twin.model.states import FAILED, IS_STARTING, OFF
 from twin.sim.layout import Layout
 from twin.sim.lifecycle import Lifecycle
 from twin.sim.plant import Plant
@@ -38,6 +38,7 @@ class Autoscaler:
         self.ramp_hist: deque = deque()            # (time, peak W) of recent ignitions
         self.unit_rack = np.array([topo.node_rack[n[0]] for n in layout.unit_nodes])
         self.unit_n_nodes = np.array([len(n) for n in layout.unit_nodes])
+        self.guests = [tuple(q for q, g in enumerate(spec.pools) if g.colocate == p.name) for p in spec.pools]
 
     def process(self) -> Generator:
         while True:
@@ -48,7 +49,7 @@ class Autoscaler:
         sched, lay, life = self.spec.scheduler, self.lay, self.life
         now = self.env.now
         total_nodes = sum(p.nodes for p in self.spec.pools)
-        booting = int(np.isin(life.state, (POWERING_ON, BOOTING, LOADING)).sum())
+        booting = int(IS_STARTING[life.state].sum())
         boot_slots = max(0, sched.max_concurrent_boots - booting)
         for k, pool in enumerate(self.spec.pools):
             units = lay.pool_units[k]
@@ -56,7 +57,9 @@ class Autoscaler:
                 continue
             reps_per_unit = len(lay.unit_reps[units[0]])
             nodes_per_unit = len(lay.unit_nodes[units[0]])
-            load = self.book.waiting(k) + int(self.book.rep_inflight[lay.pool_reps[k]].sum())
+            # pools colocated on this pool's units (issue 20) load the same units
+            load = sum(self.book.waiting(q) + int(self.book.rep_inflight[lay.pool_reps[q]].sum())
+                       for q in (k, *self.guests[k]))
             need_reps = replicas_needed(load, lay.pool_req_per_replica[k], sched.target_utilisation)
             warm_units = math.ceil(sched.warm_pool_nodes * pool.nodes / total_nodes / nodes_per_unit)
             needed = min(len(units), math.ceil(need_reps / reps_per_unit) + warm_units)
@@ -86,7 +89,7 @@ class Autoscaler:
                 if self.low_since[k] < 0:
                     self.low_since[k] = now
                 if now - self.low_since[k] >= sched.scale_down_delay_s:
-                    ready = [u for u in active if life.unit_ready[u]]
+                    ready = [u for u in active if life.unit_ready[u] and not life.unit_pinned[u]]
                     for u in sorted(ready, reverse=True)[:-delta]:
                         life.drain(int(u))
                     self.low_since[k] = now

@@ -11,6 +11,8 @@ term) for the replica's batch, TP all-reduces and pipeline hops included, in the
 Paged pools (vLLM) then grow each sequence's KV blocks and preempt the newest sequences of a replica
 whose pool runs dry (RequestBook.grow_kv). First-token and completion times are sub-tick. All
 requests are handled at once with group-wise scans; no Python loop over requests.
+A replica that shares its GPUs (several pools on one GPU, or a training job) runs at its time
+share's speed (twin.model.sharing, twin.sim.tenancy): prefill and decode take 1 / speed as long.
 """
 from __future__ import annotations
 
@@ -78,14 +80,17 @@ class ServingStep:
     def _single_interval(self, pool: int) -> float:
         pl, split = self.lay.plans[pool], self.lay.splits[pool]
         if split is not None and self.cpu is not None:
-            return ol.offload_decode_token_s(pl, split, self.cpu, self.node, context_tokens=1000.0)
+            return ol.offload_decode_token_s(pl, split, self.cpu, self.node, context_tokens=1000.0,
+                                             cores=self.lay.pool_cores[pool])
         return float(rp.decode_step_s(pl, 1.0, 1000.0))
 
     def step(self, t0: float, gpu_clock: np.ndarray, rep_nic_gb_s: np.ndarray,
-             rep_cross_lat_s: np.ndarray, gpu_mem_clock: np.ndarray | None = None) -> ServingOutputs:
+             rep_cross_lat_s: np.ndarray, gpu_mem_clock: np.ndarray | None = None,
+             speed: np.ndarray | None = None) -> ServingOutputs:
         """Advance every in-flight request by one tick (vectorised over requests, grouped by replica).
         `gpu_mem_clock`: memory-clock share per GPU (memory-junction throttle); the slowest GPU's sets
-        its replica's bandwidth."""
+        its replica's bandwidth. `speed` (R,) in (0, 1]: each replica's share of its GPUs' time
+        (None: every GPU to itself)."""
         lay, bk, dt = self.lay, self.book, self.dt
         nr = lay.n_rep
         ids = bk.inflight
@@ -109,7 +114,8 @@ class ServingStep:
                          + lay.rep_hops_cross * tok_bytes / (nic * sv.GB))
         hop_lat_s = lay.rep_hops_intra * P2P_HOP_LATENCY_S + rep_cross_lat_s
         p_comp = lay.rep_prefill_s_per_tok / np.maximum(rep_clock, 1e-3)   # GEMMs + TP, per replica
-        p_cost = p_comp + hop_per_tok_s
+        slow = np.ones(nr) if speed is None else 1.0 / np.maximum(speed, 1e-6)  # time-sliced GPUs
+        p_cost = p_comp * slow + hop_per_tok_s
         # ---- prefill: FIFO per replica, starting no earlier than the request's arrival in this tick
         pf_mask = bk.prefill_left[ids] > 0
         decoding0 = ~pf_mask
@@ -127,7 +133,7 @@ class ServingStep:
             rr = r[pidx]
             rid = ids[pidx]
             total = bk.req.prompt_tokens[rid] + bk.generated[rid]     # tokens this prefill computes in all
-            comp = p_comp[rr] + lay.rep_prefill_attn_s[rr] * total / np.maximum(rep_clock[rr], 1e-3)
+            comp = (p_comp[rr] + lay.rep_prefill_attn_s[rr] * total / np.maximum(rep_clock[rr], 1e-3)) * slow[rr]
             cost = comp + hop_per_tok_s[rr]
             w = bk.prefill_left[rid] * cost
             a = np.clip(bk.enqueued_s[rid] - t0, 0.0, dt)
@@ -166,6 +172,8 @@ class ServingStep:
         ctx_tok = (bk.req.prompt_tokens[ids] + bk.generated[ids])
         kv_tok = np.bincount(r, weights=ctx_tok * dec, minlength=nr)
         interval = self._intervals(batch, kv_tok, rep_clock, hop_per_tok_s, hop_lat_s, rep_mem)
+        if speed is not None:
+            interval = interval * slow
         self.rep_interval_s = np.where(batch > 0, interval, self.rep_interval_s)
         decode_frac = 1.0 - prefill_used / dt
         if len(didx):
@@ -218,7 +226,8 @@ class ServingStep:
             split = lay.splits[p]
             if split is not None and self.cpu is not None:   # llama.cpp -ngl: GPU layers, then system memory
                 interval[reps] = [ol.offload_decode_token_s(pl, split, self.cpu, node, context_tokens=float(kv),
-                                                            batch=max(float(n), 1.0), clock=float(c))
+                                                            batch=max(float(n), 1.0), clock=float(c),
+                                                            cores=lay.pool_cores[p])
                                   for n, kv, c in zip(b, kv_tok[reps], rep_clock[reps])]
                 continue
             micro = np.minimum(pl.pp, np.maximum(b, 1.0))

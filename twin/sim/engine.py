@@ -25,20 +25,23 @@ import simpy
 
 from twin.model import power as pw
 from twin.model.node_power import node_parts_w, node_wall_w
+from twin.model.states import DRAINING, SERVING, WARM
 from twin.model.workload import generate_requests
 from twin.sim.autoscaler import Autoscaler
 from twin.sim.batching import ServingStep
 from twin.sim.events import EventLog
 from twin.sim.faults import Fleet, fault_process
-from twin.sim.layout import build_layout
+from twin.sim.layout import build_layout, pool_offload
 from twin.sim.lifecycle import Lifecycle
 from twin.sim.network import Network
 from twin.sim.plant import LOADING_GPU_GB_S, Plant
 from twin.sim.power_cap import FacilityCap
 from twin.sim.requests import RequestBook, arrivals_before, kv_reservation_b
 from twin.sim.result import RequestRecord, SimResult, collect
-from twin.sim.router import ReplicaLoad, least_work_admit
+from twin.sim.router import HAVE_NUMBA, ROUTERS, ReplicaLoad
 from twin.sim.sampler import Sampler, SamplerLayout
+from twin.sim.tenancy import GpuArbiter, Tenancy
+from twin.sim.training import build_training
 from twin.spec.scenario import Scenario
 from twin.spec.topology import build_topology
 
@@ -48,8 +51,11 @@ Progress = Callable[[float, dict], None]
 class Engine:
     """One run of one scenario: the parts, wired, and the tick that sequences them."""
 
-    def __init__(self, scenario: Scenario, progress: Progress | None = None) -> None:
+    def __init__(self, scenario: Scenario, progress: Progress | None = None, kernels: str = "auto") -> None:
         self.sc, self.progress = scenario, progress
+        # compiled kernels give the same bytes as the numpy/Python ones (tests/test_kernels.py)
+        self.kernels = ("numba" if HAVE_NUMBA else "numpy") if kernels == "auto" else kernels
+        self.route = ROUTERS[self.kernels]
         spec, cat = scenario.spec, scenario.catalogue
         self.topo = topo = build_topology(scenario)
         node = cat.node(spec.topology.node_type)
@@ -96,7 +102,23 @@ class Engine:
         self.life.on_unit_lost = self.autoscaler.decide  # lost capacity: decide now, not at the next interval
         self.fleet = Fleet(self.life, self.plant, self.cap, self.network, log, node.psu_count,
                            spec.facility.cooling_capacity_kw * 1e3)
-        self.sampler = Sampler(_sampler_layout(topo, lay), n_samples, ticks_per_sample, dt)
+        # several tenants on one GPU (colocated pools, training jobs): the arbiter splits GPU time
+        self.jobs = build_training(spec, cat, node, topo.gpus_per_node) if spec.training.jobs else None
+        self.job_rows: list[dict] = []
+        self.arbiter = None
+        if self.jobs is not None or lay.shared_gpus:
+            job_gpus = self.jobs.gpu_ids if self.jobs else []
+            prio = self.jobs.priority() if self.jobs else np.zeros(0, dtype=np.int64)
+            self.arbiter = GpuArbiter(lay.pair_rep, lay.pair_gpu, lay.n_rep, topo.n_gpus, job_gpus, prio)
+            self.job_unit = np.array([topo.node_unit[j.node] for j in spec.training.jobs], dtype=np.int64)
+        # replicas that work on the CPU (CPU-only pools, offloaded layers) load the package: busy share
+        # x their share of the cores (twin.model.cpu_load); offloaded GPUs work only part of a step
+        gpu_busy, cpu_load, gpu_w = pool_offload(scenario, lay)
+        self.rep_gpu_busy = gpu_busy[lay.rep_pool] if (gpu_busy < 1).any() else None
+        self.cpu_reps = np.flatnonzero(cpu_load[lay.rep_pool] > 0)
+        self.cpu_rep_node = lay.rep_first_node[self.cpu_reps]
+        self.cpu_rep_frac = cpu_load[lay.rep_pool][self.cpu_reps]
+        self.sampler = Sampler(_sampler_layout(topo, lay, gpu_w), n_samples, ticks_per_sample, dt)
 
     # ------------------------------------------------------------------ processes
     def run(self) -> None:
@@ -123,13 +145,55 @@ class Engine:
         book.expire(t0)
         net.step(life.state, book.rep_inflight, self.out)
         self._admit(t0)
+        ten = self._tenancy(t0)
         self.out = self.serving.step(t0, plant.out.gpu_clock, net.rep_nic_gb_s, net.rep_cross_lat_s,
-                                     plant.out.gpu_mem_clock)
-        plant.step(life.state, life.gpu_ok, self.out)
+                                     plant.out.gpu_mem_clock, speed=None if ten is None else ten.rep_speed)
+        plant.step(life.state, life.gpu_ok, self.out, rep_share=self._gpu_share(ten),
+                   gpu_train=None if ten is None or self.jobs is None else ten.gpu_train,
+                   cpu_extra_util=self._cpu_util())
+        if self.jobs is not None:
+            self.jobs.advance(t0, self.dt, plant.out.gpu_clock)
+            self.jobs.account_energy(plant.out.gpu_power_w, self.dt)
         life.react()
         life.follow_traffic(book.rep_inflight)
         life.progress_loading(net.loading_rate_b_s())
         self._sample(k)
+
+    def _tenancy(self, t0: float) -> Tenancy | None:
+        """Split shared GPUs' time for this tick; pin the units training jobs keep busy."""
+        if self.arbiter is None:
+            return None
+        st, topo = self.life.state, self.topo
+        busy = self.book.rep_inflight > 0
+        if self.jobs is None:
+            return self.arbiter.split(busy, np.zeros(0, dtype=bool))
+        gpu_up = self.life.gpu_ok & np.isin(st[topo.gpu_node], (WARM, SERVING, DRAINING))
+        want = self.jobs.active(t0, gpu_up)
+        ten = self.arbiter.split(busy, want)
+        self.jobs.take(t0, want, ten.job_share)
+        self.life.unit_pinned[:] = False
+        self.life.unit_pinned[self.job_unit[want & (self.job_unit >= 0)]] = True
+        return ten
+
+    def _gpu_share(self, ten: Tenancy | None) -> np.ndarray | None:
+        """(R,) share of its GPUs' time each replica keeps them working: time slice x offload busy share."""
+        if ten is None:
+            return self.rep_gpu_busy
+        return ten.rep_speed if self.rep_gpu_busy is None else ten.rep_speed * self.rep_gpu_busy
+
+    def _job_memory_b(self) -> np.ndarray | float:
+        """(G,) bytes the training jobs hold on each GPU while they are not done (twin.model.training)."""
+        if self.jobs is None:
+            return 0.0
+        return self.jobs.gpu_memory_b(self.topo.n_gpus)
+
+    def _cpu_util(self) -> np.ndarray | None:
+        """(N,) package utilisation the CPU-resident replicas add this tick, None without any."""
+        if not len(self.cpu_reps):
+            return None
+        # llama.cpp's threads spin through a step whenever the replica has work (prefill or decode)
+        busy = (self.book.rep_inflight[self.cpu_reps] > 0).astype(float)
+        return np.bincount(self.cpu_rep_node, weights=busy * self.cpu_rep_frac, minlength=self.topo.n_nodes)
 
     def _admit(self, t0: float) -> None:
         """Per pool, the router sends queue heads to ready replicas; the request book applies it."""
@@ -142,10 +206,10 @@ class Engine:
             if not (main or bk.retry_queues[k]):
                 continue
             ready = self.life.ready_replicas(lay.pool_reps[k], self.network.unit_cut)
-            ids, reps = least_work_admit(bk.retry_queues[k], main, ready, load, bk.reservation,
-                                         self.req.prompt_tokens, self.req.output_tokens)
-            if ids:
-                bk.admit(np.array(ids, dtype=np.int64), np.array(reps, dtype=np.int64), t0)
+            ids, reps = self.route(bk.retry_queues[k], main, ready, load, bk.reservation,
+                                   self.req.prompt_tokens, self.req.output_tokens)
+            if len(ids):
+                bk.admit(np.asarray(ids, dtype=np.int64), np.asarray(reps, dtype=np.int64), t0)
 
     def _sample(self, k: int) -> None:
         sm, pl, o, bk = self.sampler, self.plant, self.plant.out, self.book
@@ -153,16 +217,19 @@ class Engine:
                       node_dc_w=o.node_dc_w, node_gpu_w=o.node_gpu_w, rep_tokens_s=self.out.tokens_s,
                       rep_prefill_tok_s=self.out.prefill_tok_s, node_load_gb_s=self.network.node_load_gb_s(),
                       it_w=o.it_w, cooling_w=o.cooling_w, overhead_w=o.overhead_w, facility_w=o.facility_w,
-                      gpu_throttled=pl.gpu_throttled)
+                      gpu_throttled=pl.gpu_throttled, node_cpu_w=o.node_cpu_w, node_cpu_util=o.node_cpu_util)
         if not sm.closes_interval(k):
             return
+        if self.jobs is not None:
+            self.job_rows.append(self.jobs.record((k + 1) * self.dt))
         sm.snapshot(k, gpu_temp_c=pl.gpu_temp, gpu_clock=o.gpu_clock, gpu_fan_frac=pl.gpu_fan,
                     gpu_throttled=pl.gpu_throttled, node_state=self.life.state, rep_kv_reserved_b=bk.rep_kv_reserved,
                     rep_inflight=bk.rep_inflight, node_inlet_c=o.node_inlet_c, node_exhaust_c=o.node_exhaust_c,
                     node_fan_rpm=pl.fan_rpm, node_airflow_m3_s=o.node_airflow_m3_s, rack_exhaust_c=pl.rack_exhaust,
                     rack_demand_m3_s=o.rack_demand_m3_s, rack_supply_m3_s=o.rack_supply_m3_s,
                     rack_recirc_frac=o.rack_recirc_frac, supply_c=pl.supply_c, queued=bk.queued(),
-                    in_flight=len(bk.inflight), links=self.network.sample((k + 1) * self.dt, sm.ticks_per_sample))
+                    in_flight=len(bk.inflight), links=self.network.sample((k + 1) * self.dt, sm.ticks_per_sample),
+                    node_cpu_temp_c=pl.cpu_temp, gpu_extra_b=self._job_memory_b())
 
     def result(self, wall_time_s: float) -> SimResult:
         bk, req = self.book, self.req
@@ -171,11 +238,12 @@ class Engine:
                            admitted_s=bk.admitted_s, first_token_s=bk.first_token_s, done_s=bk.done_s,
                            replica=bk.replica, network_s=bk.network_s, retries=bk.retries,
                            preemptions=bk.preemptions)
+        jobs = None if self.jobs is None else (self.job_rows, self.jobs.totals())
         return collect(self.sc, self.topo, self.sampler, rq, self.log, self.network.link_columns(self.sampler.links),
-                       wall_time_s)
+                       wall_time_s, jobs=jobs)
 
 
-def _sampler_layout(topo, lay) -> SamplerLayout:
+def _sampler_layout(topo, lay, pool_gpu_weights_b: np.ndarray) -> SamplerLayout:
     reps = topo.replicas
     # (replica, node) pairs for spreading per-replica quantities onto nodes without loops
     pair_rep = np.array([r.replica_id for r in reps for _ in r.node_ids], dtype=np.int64)
@@ -186,13 +254,18 @@ def _sampler_layout(topo, lay) -> SamplerLayout:
         gpus_per_node=topo.gpus_per_node, n_racks=topo.n_racks, pair_rep=pair_rep, pair_node=pair_node,
         rep_n_nodes=np.bincount(pair_rep, minlength=lay.n_rep).astype(float), rep_hidden_bytes=lay.rep_hidden_bytes,
         rep_hops_intra=lay.rep_hops_intra, rep_hops_cross=lay.rep_hops_cross,
-        rep_weights_per_gpu_b=np.array([perf[p].weights_bytes / perf[p].n_gpus for p in lay.rep_pool]),
-        rep_n_gpus=np.array([perf[p].n_gpus for p in lay.rep_pool], dtype=float))
+        rep_weights_per_gpu_b=np.array([pool_gpu_weights_b[p] / perf[p].n_gpus for p in lay.rep_pool]),
+        rep_n_gpus=np.array([perf[p].n_gpus for p in lay.rep_pool], dtype=float),
+        gpair_rep=lay.pair_rep, gpair_gpu=lay.pair_gpu)
 
 
-def simulate(scenario: Scenario, progress: Progress | None = None) -> SimResult:
-    """Run `scenario` and return telemetry columns and a summary. Deterministic for a given seed."""
+def simulate(scenario: Scenario, progress: Progress | None = None, kernels: str = "auto") -> SimResult:
+    """Run `scenario` and return telemetry columns and a summary. Deterministic for a given seed.
+
+    `kernels`: "numba" (compiled hot loops), "numpy" (pure numpy/Python), "auto" (numba if
+    installed); both give byte-identical telemetry.
+    """
     t0 = time.perf_counter()
-    engine = Engine(scenario, progress)
+    engine = Engine(scenario, progress, kernels)
     engine.run()
     return engine.result(time.perf_counter() - t0)

@@ -32,7 +32,13 @@ class Layout:
     rep_unit: np.ndarray                    # (R,) int
     rep_gpus: np.ndarray                    # (R, max GPUs) int, padded with n_gpus
     rep_first_node: np.ndarray              # (R,) node that stands for the replica in events
-    gpu_rep: np.ndarray                     # (G,) replica of each GPU, -1 if none
+    gpu_rep: np.ndarray                     # (G,) replica of each GPU (the first one when shared), -1 if none
+    gpu_reps: tuple[tuple[int, ...], ...]   # (G,) every replica on each GPU (several pools on one GPU)
+    pair_rep: np.ndarray                    # (P,) replica of each (replica, GPU) pair
+    pair_gpu: np.ndarray                    # (P,) GPU of each pair
+    shared_gpus: bool                       # some GPU carries more than one replica
+    rep_cpu: np.ndarray                     # (R,) bool: a CPU-only replica (device: cpu), no GPUs
+    pool_cores: tuple[float | None, ...]    # per pool: CPU cores its system-memory part streams with (None: all)
     rep_cross_hops: tuple[tuple[tuple[int, int], ...], ...]  # per replica: (src, dst) node pairs over the NIC
     rep_hops_cross: np.ndarray              # (R,) pipeline hops across the NIC
     rep_hops_intra: np.ndarray              # (R,) pipeline hops over PCIe P2P inside a node
@@ -75,7 +81,7 @@ def pool_perf(scenario: Scenario) -> tuple[sv.ReplicaPerf, ...]:
     spec, cat = scenario.spec, scenario.catalogue
     gpu = cat.gpu(cat.node(spec.topology.node_type).gpu)
     return tuple(sv.replica_perf(cat.model(p.model), cat.quant(p.quantisation), gpu, cat.engine(p.engine), p.tp, p.pp,
-                                 p.memory_utilisation, p.max_batch, p.kv_bytes) for p in spec.pools)
+                                 p.memory_fraction, p.max_batch, p.kv_bytes) for p in spec.pools)
 
 
 def pool_plans(scenario: Scenario) -> tuple[rp.ServingPlan, ...]:
@@ -90,20 +96,24 @@ def pool_plans(scenario: Scenario) -> tuple[rp.ServingPlan, ...]:
             eng = eng.model_copy(update={"kv_block_tokens": p.kv_block_tokens})
         plans.append(rp.serving_plan(cat.model(p.model), cat.quant(p.quantisation), gpu, eng,
                                      select_kernel(cat, p.engine, p.quantisation, gpu, p.kernel), p.tp, p.pp,
-                                     p.memory_utilisation, p.kv_bytes, p.max_batch))
+                                     p.memory_fraction, p.kv_bytes, p.max_batch))
     return tuple(plans)
 
 
 def pool_splits(scenario: Scenario, plans: tuple[rp.ServingPlan, ...]) -> tuple[ol.OffloadSplit | None, ...]:
-    """Each pool's `gpu_layers` (an int, or 'auto' for the workload's longest request per slot)."""
+    """Each pool's `gpu_layers` (an int, or 'auto' for the workload's longest request per slot);
+    a CPU-only pool (``device: cpu``) keeps every layer in system memory (gpu_layers 0)."""
     spec = scenario.spec
     ctx = spec.workload.prompt_tokens.max + spec.workload.output_tokens.max
     out: list[ol.OffloadSplit | None] = []
     for p, pl in zip(spec.pools, plans):
+        if p.device == "cpu":
+            out.append(ol.OffloadSplit(layers=pl.layers, gpu_layers=0))
+            continue
         if p.gpu_layers is None:
             out.append(None)
             continue
-        n = ol.auto_gpu_layers(pl, p.memory_utilisation, ctx, pl.max_batch) if p.gpu_layers == "auto" else p.gpu_layers
+        n = ol.auto_gpu_layers(pl, p.memory_fraction, ctx, pl.max_batch) if p.gpu_layers == "auto" else p.gpu_layers
         out.append(None if n >= pl.layers else ol.OffloadSplit(layers=pl.layers, gpu_layers=int(n)))
     return tuple(out)
 
@@ -133,24 +143,39 @@ def build_layout(scenario: Scenario, topo: Topology, node: NodeSpec) -> Layout:
     max_g = max((len(r.gpu_ids) for r in reps), default=1)
     rep_gpus = np.full((nr, max_g), G, dtype=np.int64)
     gpu_rep = np.full(G, -1, dtype=np.int64)
+    on_gpu: list[list[int]] = [[] for _ in range(G)]
     for r in reps:
         rep_gpus[r.replica_id, :len(r.gpu_ids)] = r.gpu_ids
-        gpu_rep[list(r.gpu_ids)] = r.replica_id
+        for g in r.gpu_ids:
+            if gpu_rep[g] < 0:
+                gpu_rep[g] = r.replica_id
+            on_gpu[g].append(r.replica_id)
+    pair_rep = np.array([r.replica_id for r in reps for _ in r.gpu_ids], dtype=np.int64)
+    pair_gpu = np.array([g for r in reps for g in r.gpu_ids], dtype=np.int64)
+    pool_cores = tuple(float(p.cores) if p.cores is not None and (p.device == "cpu" or p.gpu_layers is not None)
+                       else None for p in spec.pools)
     # pipeline hops per traversal: (src, dst) node pairs that cross the NIC (the fabric's flows),
     # the rest stay inside a node on PCIe P2P
     cross: list[tuple[tuple[int, int], ...]] = []
     for r in reps:
         pool = spec.pools[r.pool_id]
-        stage_nodes = [r.gpu_ids[s * pool.tp] // gpn for s in range(pool.pp)]
+        stage_nodes = [r.gpu_ids[s * pool.tp] // gpn for s in range(pool.pp)] if r.gpu_ids else []
         cross.append(tuple((a, b) for a, b in zip(stage_nodes, stage_nodes[1:]) if a != b))
     hops_cross = np.array([len(h) for h in cross], dtype=float)
     hops_intra = np.array([spec.pools[r.pool_id].pp - 1 for r in reps], dtype=float) - hops_cross
     pool_kv_cap = np.array([_kv_pool_b(pl, sp) for pl, sp in zip(plans, splits)])
+    for k, p in enumerate(spec.pools):  # a CPU-only pool keeps its KV cache in the RAM it reserves
+        if p.device == "cpu":
+            pool_kv_cap[k] = max(0.0, (p.ram_gb or 0.0) * sv.GB - plans[k].weights_bytes)
     mean_prompt = mean_tokens(spec.workload.prompt_tokens)
     # offloaded pools: llama.cpp prefills at the offload rate (CPU layers computed or streamed over PCIe)
+    # a CPU-only pool computes its prompts on its own cores (no GPU to stream its layers to)
     offload_s_per_tok = [None if sp is None else
-                         1.0 / ol.offload_prefill_tokens_per_s(pl, sp, cpu, node, mean_prompt, cpu_eta=pl.engine.cpu_eta_compute)
-                         for pl, sp in zip(plans, splits)]
+                         1.0 / (ol.cpu_prefill_tokens_per_s(2.0 * pl.active_params, cpu, pl.engine.cpu_eta_compute,
+                                                            pool_cores[k]) if spec.pools[k].device == "cpu" else
+                                ol.offload_prefill_tokens_per_s(pl, sp, cpu, node, mean_prompt,
+                                                                cpu_eta=pl.engine.cpu_eta_compute, cores=pool_cores[k]))
+                         for k, (pl, sp) in enumerate(zip(plans, splits))]
     paged = np.array([pl.engine.preemption != "none" for pl in plans], dtype=bool)
     unit_reps = tuple(np.flatnonzero(np.array([r.unit_id for r in reps], dtype=np.int64) == u)
                       for u in range(topo.n_units))
@@ -173,6 +198,9 @@ def build_layout(scenario: Scenario, topo: Topology, node: NodeSpec) -> Layout:
         perf=perf, plans=plans, splits=splits, n_gpus=G, node_load_rate_b_s=node_rate, pool_warmup_first_s=warm_first,
         pool_warmup_cached_s=warm_cached, rep_pool=rep_pool, rep_unit=np.array([r.unit_id for r in reps], dtype=np.int64),
         rep_gpus=rep_gpus, rep_first_node=np.array([r.node_ids[0] for r in reps], dtype=np.int64), gpu_rep=gpu_rep,
+        gpu_reps=tuple(tuple(x) for x in on_gpu), pair_rep=pair_rep, pair_gpu=pair_gpu,
+        shared_gpus=any(len(x) > 1 for x in on_gpu), rep_cpu=np.array([r.device == "cpu" for r in reps], dtype=bool),
+        pool_cores=pool_cores,
         rep_cross_hops=tuple(cross), rep_hops_cross=hops_cross, rep_hops_intra=hops_intra,
         rep_hidden_bytes=np.array([perf[p].hidden_size for p in rep_pool], dtype=float) * sv.ACTIVATION_BYTES,
         rep_pp=np.array([perf[p].pp for p in rep_pool], dtype=float),
@@ -200,6 +228,38 @@ def build_layout(scenario: Scenario, topo: Topology, node: NodeSpec) -> Layout:
             for k, pl in enumerate(plans)]),
         unit_nodes=unit_nodes, unit_reps=unit_reps, unit_pool=topo.unit_pool,
         unit_first_node=np.array([int(n[0]) for n in unit_nodes], dtype=np.int64),
-        unit_load_bytes_per_node=np.array([len(unit_reps[u]) * perf[topo.unit_pool[u]].weights_bytes
-                                           / len(unit_nodes[u]) for u in range(topo.n_units)]),
+        unit_load_bytes_per_node=np.array([_unit_weights_b(unit_reps[u], rep_pool, perf) / len(unit_nodes[u])
+                                           for u in range(topo.n_units)]),
     )
+
+
+def _unit_weights_b(reps: np.ndarray, rep_pool: np.ndarray, perf: tuple[sv.ReplicaPerf, ...]) -> float:
+    """Weight bytes a unit loads: replicas x weights, pool by pool (colocated pools add theirs)."""
+    pools, counts = np.unique(rep_pool[reps], return_counts=True)
+    return float(sum(int(c) * perf[int(p)].weights_bytes for p, c in zip(pools, counts)))
+
+
+def pool_offload(scenario: Scenario, lay: "Layout") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pool: (share of a busy decode step its GPUs work, share of the CPU package its threads
+    load while it has work, weight bytes a replica keeps on its GPUs).
+
+    1 / 0 / all for GPU pools; 0 / cores share / 0 for CPU-only pools; with llama.cpp partial
+    offload the GPUs wait on system memory for the CPU part of every step (twin.model.offload:
+    the parts add), while the streaming threads (all cores unless `cores`) keep the package busy."""
+    spec, cat = scenario.spec, scenario.catalogue
+    node = cat.node(spec.topology.node_type)
+    cpu = cat.cpu(node.cpu)
+    n = len(spec.pools)
+    gpu_busy, cpu_load = np.ones(n), np.zeros(n)
+    gpu_w = np.array([pf.weights_bytes for pf in lay.perf])
+    for k, (p, pl, sp) in enumerate(zip(spec.pools, lay.plans, lay.splits)):
+        if sp is None:
+            continue
+        cores = lay.pool_cores[k]
+        total = ol.offload_decode_token_s(pl, sp, cpu, node, context_tokens=1000.0, cores=cores)
+        kv = 1000.0 * pl.kv_bytes_per_token
+        cpu_s = (1.0 - sp.gpu_frac) * (pl.weights_read_bytes + kv) / (ol.cpu_read_gb_s(cpu, node, cores) * 1e9)
+        gpu_busy[k] = 0.0 if p.device == "cpu" else max(0.0, 1.0 - cpu_s / total)
+        cpu_load[k] = (1.0 - gpu_busy[k]) * (cores or cpu.cores) / cpu.cores
+        gpu_w[k] = sp.gpu_frac * pl.weights_bytes
+    return gpu_busy, cpu_load, gpu_w

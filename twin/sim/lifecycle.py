@@ -44,6 +44,7 @@ class Lifecycle:
         self.state = np.full(N, OFF, dtype=np.int8)
         self.load_left = np.zeros(N)                 # weight bytes a LOADING node still has to copy
         self.unit_ready = np.zeros(U, dtype=bool)
+        self.unit_pinned = np.zeros(layout.n_units, dtype=bool)  # kept on by a training job (engine sets it)
         self.unit_draining = np.zeros(U, dtype=bool)
         self.unit_failed = np.zeros(U, dtype=bool)
         self.unit_gen = np.zeros(U, dtype=np.int64)  # bumped when a unit is lost mid-ignition
@@ -194,16 +195,17 @@ class Lifecycle:
         if not self.gpu_ok[g]:
             return
         self.gpu_ok[g] = False
-        nd, r = int(self.topo.gpu_node[g]), int(self.lay.gpu_rep[g])
-        if r < 0 or self.rep_lost[r]:
-            return
-        self.rep_lost[r] = True
-        self.log.emit(Kind.REPLICA_LOST, nd, r, f"{why} on gpu {g}")
-        self.book.requeue(np.array([r]), f"{why} on gpu {g}", self.env.now)
-        u = int(self.lay.rep_unit[r])
-        if self.rep_lost[self.lay.unit_reps[u]].all() and not self.unit_failed[u]:
-            # nothing left to serve: take the unit out of service
-            self._lose_unit(u, f"{why} on gpu {g}", was_on=self.state[nd] != OFF)
+        nd = int(self.topo.gpu_node[g])
+        for r in self.lay.gpu_reps[g]:  # every pool's replica on the GPU (shared GPUs carry several)
+            if self.rep_lost[r]:
+                continue
+            self.rep_lost[r] = True
+            self.log.emit(Kind.REPLICA_LOST, nd, r, f"{why} on gpu {g}")
+            self.book.requeue(np.array([r]), f"{why} on gpu {g}", self.env.now)
+            u = int(self.lay.rep_unit[r])
+            if self.rep_lost[self.lay.unit_reps[u]].all() and not self.unit_failed[u]:
+                # nothing left to serve: take the unit out of service
+                self._lose_unit(u, f"{why} on gpu {g}", was_on=self.state[nd] != OFF)
 
     def release_gpu(self, g: int) -> None:
         """A fault on GPU g cleared; once none is left the GPU is swapped and its replica serves again."""
@@ -211,8 +213,7 @@ class Lifecycle:
         if self.gpu_holds[g] > 0:
             return
         self.gpu_ok[g] = True
-        r = int(self.lay.gpu_rep[g])
-        if r >= 0:
+        for r in self.lay.gpu_reps[g]:
             gpus = self.lay.rep_gpus[r]
             if self.gpu_ok[gpus[gpus < self.lay.n_gpus]].all():
                 self.rep_lost[r] = False
@@ -261,11 +262,10 @@ class Lifecycle:
                           f"supply air {pl.supply_c:.1f} C")
 
     def follow_traffic(self, rep_inflight: np.ndarray) -> None:
-        """SERVING <-> WARM follows traffic; drained units power down once empty; repaired units return."""
+        """SERVING <-> WARM follows traffic; drained units power down once empty; repaired units return.
+        A unit pinned by a training job (`unit_pinned`) counts as busy."""
         lay, topo, st = self.lay, self.topo, self.state
-        u_busy = np.zeros(lay.n_units, dtype=bool)
-        if lay.n_rep:
-            np.logical_or.at(u_busy, lay.rep_unit, rep_inflight > 0)
+        u_busy = self.unit_pinned | (np.bincount(lay.rep_unit, weights=rep_inflight > 0, minlength=lay.n_units) > 0)
         node_busy = np.zeros(topo.n_nodes, dtype=bool)
         has_unit = topo.node_unit >= 0
         node_busy[has_unit] = u_busy[topo.node_unit[has_unit]]

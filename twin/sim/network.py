@@ -18,6 +18,7 @@ from twin.sim.batching import ServingOutputs
 from twin.sim.events import EventLog, Kind
 from twin.sim.layout import Layout
 from twin.sim.requests import RequestBook
+from twin.sim.spool import BlockTable
 from twin.spec.catalogue import NicSpec, NodeSpec
 from twin.spec.scenario import ScenarioSpec
 from twin.spec.topology import Topology
@@ -29,7 +30,6 @@ class Network:
     def __init__(self, spec: ScenarioSpec, layout: Layout, topo: Topology, node: NodeSpec, nic: NicSpec,
                  dt_s: float, book: RequestBook, log: EventLog) -> None:
         self.spec, self.lay, self.book, self.log = spec.fabric, layout, book, log
-        N = topo.n_nodes
         self.rep_nic_gb_s = np.full(layout.n_rep, nic.achievable_gb_s)
         self.rep_cross_lat_s = layout.rep_hops_cross * (2 * nic.latency_s + spec.fabric.switch_latency_s)
         self.unit_cut = np.zeros(layout.n_units, dtype=bool)  # powered but unreachable over the fabric
@@ -63,8 +63,12 @@ class Network:
     def sample(self, time_s: float, n_ticks: int) -> tuple | None:
         return self.fabric.sample(time_s, n_ticks) if self.fabric is not None else None
 
-    def link_columns(self, samples: list[tuple]) -> dict | None:
-        return self.fabric.columns(samples) if self.fabric is not None and samples else None
+    def link_columns(self, samples: list[tuple]) -> BlockTable | None:
+        """The `links` table, handed over in blocks of samples (None without a fabric model)."""
+        if self.fabric is None or not samples:
+            return None
+        names = ("time_s", "link_id", "src", "dst", "kind", "bytes", "utilisation", "active_flows")
+        return BlockTable(names, lambda: self.fabric.column_blocks(samples))
 
     # ---------------------------------------------------------------- failures
     def fail(self, target: str, why: str) -> None:

@@ -32,7 +32,9 @@ from twin.model import airflow as af
 from twin.model import cooling
 from twin.model import power as pw
 from twin.model import thermal as th
+from twin.model.cpu_load import cpu_temp_step_c
 from twin.model.node_power import cpu_util_for_state, dimm_activity_for_state, node_parts_w
+from twin.model.training import TRAIN_DRAM_FRAC, TRAINING_ACTIVITY
 from twin.model.states import DRAINING, FAILED, LOADING, OFF, POWERING_ON, SERVING, WARM
 from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
 from twin.sim.batching import ServingOutputs
@@ -81,6 +83,8 @@ class PlantOutputs:
     node_dc_w: np.ndarray
     node_gpu_w: np.ndarray
     node_wall_w: np.ndarray
+    node_cpu_w: np.ndarray          # CPU package power (twin.model.cpu_load heats it)
+    node_cpu_util: np.ndarray       # CPU package utilisation
     node_airflow_m3_s: np.ndarray
     node_inlet_c: np.ndarray
     node_exhaust_c: np.ndarray
@@ -101,6 +105,8 @@ class Plant:
                  engines: tuple[EngineSpec, ...], limiter: ClockLimiter, dt_s: float) -> None:
         self.topo, self.node, self.fac, self.lay, self.limiter, self.dt = topo, node, fac, layout, limiter, dt_s
         self.gpu_rep = layout.gpu_rep
+        # every (replica, GPU) incidence: several pools may share one GPU (issue 20)
+        self.gpair_rep, self.gpair_gpu = layout.pair_rep, layout.pair_gpu
         self.gpu, self.cpu, self.psu = cat.gpu(node.gpu), cat.cpu(node.cpu), cat.psu(node.psu)
         self.nic, self.fan = cat.nic(node.nic), cat.fan(node.chassis_fan)
         self.rep_busy_cores = np.array([engines[p].host_busy_cores for p in layout.rep_pool], dtype=float)
@@ -123,6 +129,7 @@ class Plant:
         self.rack_exhaust = np.full(R, fac.supply_air_c)
         self.rack_pa: np.ndarray | None = None         # sealed racks: last chamber pressures (warm start)
         self.gpu_throttled = np.zeros(G, dtype=bool)
+        self.cpu_temp = np.full(N, fac.supply_air_c)   # CPU package (twin.model.cpu_load)
         self.cooling_short = False
         # conditions the faults degrade
         self.fan_ok = np.ones(N, dtype=bool)
@@ -134,7 +141,7 @@ class Plant:
         none = np.zeros(0, dtype=np.int64)
         self.out = PlantOutputs(  # before the first tick: cold, idle, full clocks
             gpu_power_w=z, gpu_util=z, gpu_clock=np.ones(G), gpu_mem_clock=np.ones(G), node_dc_w=zn, node_gpu_w=zn,
-            node_wall_w=zn, node_airflow_m3_s=zn, node_inlet_c=np.full(N, fac.supply_air_c), node_exhaust_c=zn,
+            node_wall_w=zn, node_cpu_w=zn, node_cpu_util=zn, node_airflow_m3_s=zn, node_inlet_c=np.full(N, fac.supply_air_c), node_exhaust_c=zn,
             rack_demand_m3_s=zr, rack_supply_m3_s=zr, rack_recirc_frac=zr, it_w=0.0, facility_w=0.0,
             cooling_w=0.0, overhead_w=0.0, alarms=Alarms(none, none, none, zn, None))
 
@@ -173,9 +180,14 @@ class Plant:
                     pf.state_bytes_per_seq, pf.n_gpus, pf.pp, pf.decode_tflops, serving.decode_batch[reps],
                     serving.kv_tokens[reps], serving.interval_s[reps], serving.decode_time_frac[reps],
                     serving.prefill_tok_s[reps], pf.prefill_gpus, PREFILL_CHUNK_TOKENS, rep_clock[reps])
-        has = self.gpu_rep >= 0
-        idx = np.where(has, self.gpu_rep, 0)
-        return np.where(has, rep_gb[idx], 0.0), np.where(has, rep_u[idx], 0.0)
+                split = lay.splits[p]
+                if split is not None:  # llama.cpp offload: the cards read and compute only their layers
+                    rep_gb[reps] *= split.gpu_frac
+                    rep_u[reps] *= split.gpu_frac
+        # per GPU: the sum over its tenants (a time-sliced replica's interval already carries its share)
+        gb = np.bincount(self.gpair_gpu, weights=rep_gb[self.gpair_rep], minlength=self.G)
+        u = np.bincount(self.gpair_gpu, weights=rep_u[self.gpair_rep], minlength=self.G)
+        return gb, np.minimum(u, 1.0)
 
     def _host_util(self, st: np.ndarray, serving: ServingOutputs) -> np.ndarray:
         """CPU utilisation the workload asks of each node: its replicas' engine loops + tokens/s."""
@@ -217,7 +229,13 @@ class Plant:
         node_frac = th.node_recirculation_frac(recirc[rack], topo.node_height, fac.recirculation_top_bias)
         return airflow, th.mixed_inlet_c(self.supply_c, self.rack_exhaust[rack], node_frac), demand, supply, recirc
 
-    def step(self, state: np.ndarray, gpu_ok: np.ndarray, serving: ServingOutputs) -> PlantOutputs:
+    def step(self, state: np.ndarray, gpu_ok: np.ndarray, serving: ServingOutputs,
+             rep_share: np.ndarray | None = None, gpu_train: np.ndarray | None = None,
+             cpu_extra_util: np.ndarray | None = None) -> PlantOutputs:
+        """One tick. `rep_share` (R,): each replica's share of its GPUs' time when GPUs are shared;
+        `gpu_train` (G,): share of each GPU's time a training job runs (GEMM-bound: SMs fully busy,
+        DRAM at TRAIN_DRAM_FRAC of peak); `cpu_extra_util` (N,): package utilisation CPU-resident
+        engines add (twin.model.cpu_load)."""
         dt = self.dt
         topo, gpu, node, fac, fan = self.topo, self.gpu, self.node, self.fac, self.fan
         st = state
@@ -228,14 +246,21 @@ class Plant:
         rep_idx = np.where(has_rep, self.gpu_rep, 0)
         resident = (g_state == WARM) | (g_state == SERVING) | (g_state == DRAINING)
         serving_g = resident & has_rep
-        gpu_util = np.clip(np.where(serving_g, serving.prefill_frac[rep_idx] + serving.decode_frac[rep_idx], 0.0),
-                           0.0, 1.0)
+        pr, pg = self.gpair_rep, self.gpair_gpu
+        w = 1.0 if rep_share is None else rep_share[pr]
+        busy_p = (serving.prefill_frac[pr] + serving.decode_frac[pr]) * w
+        gpu_util = np.clip(np.where(serving_g, np.bincount(pg, weights=busy_p, minlength=self.G), 0.0), 0.0, 1.0)
         powered = (g_state != OFF) & (g_state != FAILED)
         loading = g_state == LOADING
         resident = resident | loading
         gb_s, sm_u = self._gpu_work(serving, self.out.gpu_clock)
         gb_s = np.where(loading, LOADING_GPU_GB_S, np.where(serving_g, gb_s, 0.0)) * self.gpu_mem_clock
         sm_u = np.where(serving_g, sm_u, 0.0)
+        if gpu_train is not None:  # training jobs: the GEMMs keep the SMs full (board at its limit)
+            train = np.where(resident & ~loading, gpu_train, 0.0)
+            sm_u = np.minimum(sm_u + train * TRAINING_ACTIVITY, 1.0)
+            gb_s = gb_s + train * TRAIN_DRAM_FRAC * gpu.memory_bandwidth_gb_s * self.gpu_mem_clock
+            gpu_util = np.clip(gpu_util + train, 0.0, 1.0)
         self.gpu_last_work_s = np.where(powered & ((gb_s > 0) | (sm_u > 0)), self.t_s, self.gpu_last_work_s)
         active = pw.pstate_active(resident, self.t_s - self.gpu_last_work_s, False, gpu)
         idle_w = pw.gpu_idle_power_w(active, gpu)
@@ -253,7 +278,11 @@ class Plant:
         driven = on & self.fan_ok
         rpm_target = np.where(driven, rpm_target, 0.0)
         self.fan_rpm = th.first_order_lag(self.fan_rpm, rpm_target, CHASSIS_FAN_TAU_S, dt)
-        parts = node_parts_w(node, self.cpu, self.nic, fan, cpu_util=cpu_util_for_state(node, st, self._host_util(st, serving)),
+        host = self._host_util(st, serving)
+        if cpu_extra_util is not None:  # CPU-only pools and offloaded layers stream on their cores
+            host = np.clip(host + cpu_extra_util, 0.0, 1.0)
+        cpu_util = cpu_util_for_state(node, st, host)
+        parts = node_parts_w(node, self.cpu, self.nic, fan, cpu_util=cpu_util,
                              dimm_activity=dimm_activity_for_state(st), fan_rpm=self.fan_rpm, powered=on,
                              nic_powered=on & (st != POWERING_ON), fans_driven=driven)
         other_dc = parts.other_w
@@ -282,6 +311,7 @@ class Plant:
         self.gpu_temp, self.gpu_sink, self.gpu_mem = th.gpu_thermal_step(
             self.gpu_temp, self.gpu_sink, self.gpu_mem, g_amb, g_pow, pw.gpu_dram_w_per_gb_s(gpu) * gb_s,
             self.gpu_fan, gpu, dt)
+        self.cpu_temp = cpu_temp_step_c(self.cpu_temp, inlet, parts.cpu_w, dt)
         self.gpu_mem_clock = th.memory_clock_frac(self.gpu_mem, gpu.memory_junction_max_c)
         fan_target = np.where(powered, th.fan_curve_frac(self.gpu_temp, gpu.min_fan_frac, FAN_START_C,
                                                          gpu.fan_target_c), 0.0)
@@ -303,7 +333,8 @@ class Plant:
             self.cooling_short = short_changed = short
         self.out = PlantOutputs(
             gpu_power_w=g_pow, gpu_util=gpu_util, gpu_clock=clock, gpu_mem_clock=self.gpu_mem_clock, node_dc_w=node_dc,
-            node_gpu_w=gpu_node_w, node_wall_w=node_wall, node_airflow_m3_s=airflow, node_inlet_c=inlet,
+            node_gpu_w=gpu_node_w, node_wall_w=node_wall, node_cpu_w=np.asarray(parts.cpu_w, dtype=float),
+            node_cpu_util=np.asarray(cpu_util, dtype=float), node_airflow_m3_s=airflow, node_inlet_c=inlet,
             node_exhaust_c=exhaust, rack_demand_m3_s=demand, rack_supply_m3_s=supply, rack_recirc_frac=recirc,
             it_w=it_w, facility_w=plant.total_w, cooling_w=plant.cooling_w, overhead_w=plant.overhead_w,
             alarms=Alarms(psu_overload=overload, throttle_changed=changed, hot_nodes=hot, gpu_max_c=gmax,

@@ -139,7 +139,7 @@ class RequestBook:
         if not len(ids):
             return
         self.replica[ids] = reps
-        np.add.at(self.rep_inflight, reps, 1)
+        self.rep_inflight += np.bincount(reps, minlength=len(self.rep_inflight))
         np.add.at(self.rep_kv_reserved, reps, self.reservation[ids])  # in order: the same sums as one by one
         self.held[ids] = self.reservation[ids]
         self.status[ids] = INFLIGHT
@@ -157,7 +157,7 @@ class RequestBook:
         self.status[ids] = DONE
         if len(ids):
             rf = self.replica[ids]
-            np.subtract.at(self.rep_inflight, rf, 1)
+            self.rep_inflight -= np.bincount(rf, minlength=len(self.rep_inflight))
             np.subtract.at(self.rep_kv_reserved, rf, self.held[ids])
             self.held[ids] = 0.0
             self.inflight = self.inflight[self.status[self.inflight] == INFLIGHT]

@@ -5,6 +5,7 @@ Column meanings and units: docs/telemetry.md.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from twin.model.states import NODE_STATES
 from twin.sim.events import EventLog, Kind
 from twin.sim.requests import DONE, DROP_REASONS, DROPPED, INFLIGHT, QUEUED, STATUS_NAMES
 from twin.sim.sampler import Sampler
+from twin.sim.spool import BlockTable, SampleSpool
 from twin.spec.scenario import Scenario
 from twin.spec.topology import Topology
 
@@ -29,6 +31,47 @@ class SimResult:
     summary: dict
     wall_time_s: float
     thresholds: dict = field(default_factory=dict)
+
+
+def _gpu_table(spool: SampleSpool, topo: Topology, sample_s: float) -> BlockTable:
+    G = topo.n_gpus
+
+    def index(first: int, n: int) -> dict[str, np.ndarray]:
+        return {"time_s": np.repeat((np.arange(first, first + n) + 1) * sample_s, G),
+                "gpu_id": np.tile(np.arange(G), n), "node_id": np.tile(topo.gpu_node, n),
+                "rack_id": np.tile(topo.node_rack[topo.gpu_node], n), "gpu_index": np.tile(topo.gpu_index, n)}
+
+    def blocks() -> Iterator[dict[str, np.ndarray]]:
+        for first, blk in spool.blocks():
+            yield {**index(first, len(blk["power_w"])), **{k: v.ravel() for k, v in blk.items()}}
+
+    return BlockTable(("time_s", "gpu_id", "node_id", "rack_id", "gpu_index", *spool.dtypes), blocks, spool)
+
+
+def _node_table(spool: SampleSpool, topo: Topology, sample_s: float) -> BlockTable:
+    N = topo.n_nodes
+    state_names = np.array(NODE_STATES, dtype=object)
+
+    def index(first: int, n: int) -> dict[str, np.ndarray]:
+        return {"time_s": np.repeat((np.arange(first, first + n) + 1) * sample_s, N),
+                "node_id": np.tile(np.arange(N), n), "rack_id": np.tile(topo.node_rack, n)}
+
+    carry = {}
+
+    def finish(first: int, blk: dict[str, np.ndarray]) -> dict[str, np.ndarray | list]:
+        # energy: the running sum of interval means x sample_s, carried from block to block in the
+        # same order as one cumsum over the whole table
+        start = carry.get(first, np.zeros(N))
+        e = np.cumsum(np.vstack([start[None, :], blk["power_w"].astype(np.float64) * sample_s]), axis=0)[1:]
+        carry[first + len(e)] = e[-1]
+        out = {k: v.ravel() for k, v in blk.items() if k != "state"}
+        return {**out, "state": state_names[blk["state"].ravel()].tolist(), "energy_j": e.ravel()}
+
+    def blocks() -> Iterator[dict[str, np.ndarray | list]]:
+        for first, blk in spool.blocks():
+            yield {**index(first, len(blk["power_w"])), **finish(first, blk)}
+
+    return BlockTable(("time_s", "node_id", "rack_id", *spool.dtypes, "energy_j"), blocks, spool)
 
 
 @dataclass(frozen=True)
@@ -92,9 +135,11 @@ def _economics(scenario: Scenario, topo: Topology, n_samples: int, rq: RequestRe
 
 
 def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRecord, events: EventLog,
-            links: dict | None, wall_time_s: float) -> SimResult:
-    """Assemble every telemetry table and the run summary from what the parts recorded."""
-    S, N, G, R = samples.n_samples, topo.n_nodes, topo.n_gpus, topo.n_racks
+            links: dict | None, wall_time_s: float, jobs: tuple[list[dict], dict] | None = None) -> SimResult:
+    """Assemble every telemetry table and the run summary from what the parts recorded.
+
+    `jobs`: the training part's sampled rows and summary totals (twin.sim.training), if any."""
+    S, N, R = samples.n_samples, topo.n_nodes, topo.n_racks
     sample_s = scenario.spec.simulation.sample_s
     node_spec = scenario.catalogue.node(scenario.spec.topology.node_type)
     gpu = scenario.catalogue.gpu(node_spec.gpu)
@@ -112,16 +157,8 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "node_type": [node_spec.name] * N, "gpus": np.full(N, topo.gpus_per_node),
         "pool": [topo.pool_names[p] if p >= 0 else "" for p in topo.node_pool], "unit_id": topo.node_unit,
     }
-    t_g = np.repeat(times, G)
-    cols["gpus"] = {"time_s": t_g, "gpu_id": np.tile(np.arange(G), S), "node_id": np.tile(topo.gpu_node, S),
-                    "rack_id": np.tile(topo.node_rack[topo.gpu_node], S), "gpu_index": np.tile(topo.gpu_index, S),
-                    **{k: v.ravel() for k, v in samples.gpu.items()}}
-    nd = samples.node
-    node_energy = np.cumsum(nd["power_w"].astype(np.float64) * sample_s, axis=0)
-    state_names = np.array(NODE_STATES, dtype=object)
-    cols["nodes"] = {"time_s": np.repeat(times, N), "node_id": np.tile(np.arange(N), S),
-                     "rack_id": np.tile(topo.node_rack, S), "state": state_names[nd["state"].ravel()].tolist(),
-                     **{k: v.ravel() for k, v in nd.items() if k != "state"}, "energy_j": node_energy.ravel()}
+    cols["gpus"] = _gpu_table(samples.gpu, topo, sample_s)
+    cols["nodes"] = _node_table(samples.node, topo, sample_s)
     cols["racks"] = {"time_s": np.repeat(times, R), "rack_id": np.tile(np.arange(R), S),
                      **{k: v.ravel() for k, v in samples.rack.items()}}
 
@@ -154,8 +191,7 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
     drop = np.bincount(done_idx[status == DROPPED].astype(np.int64).clip(0, S - 1), minlength=S)[:S]
     ttft_p = _interval_percentiles(np.where(completed, rq.done_s, np.nan), ttft_out, times, sample_s, (50, 99))
     lat_p = _interval_percentiles(np.where(completed, rq.done_s, np.nan), lat_out, times, sample_s, (50, 99))
-    sn = nd["state"]
-    count = {name: (sn == i).sum(axis=1) for i, name in enumerate(NODE_STATES)}
+    count = {name: samples.state_counts[:, i] for i, name in enumerate(NODE_STATES)}
     it_energy = np.cumsum(fc["it_power_w"].astype(np.float32).astype(np.float64) * sample_s)
     fac_energy = np.cumsum(fc["facility_power_w"].astype(np.float32).astype(np.float64) * sample_s)
     cols["facility"] = {
@@ -173,6 +209,9 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
     cols["events"] = events.columns()
     if links is not None:
         cols["links"] = links
+    if jobs is not None:
+        rows, _ = jobs
+        cols["jobs"] = {k: [v for r in rows for v in r[k]] for k in (rows[0] if rows else {})}
 
     drop_counts = {DROP_REASONS[i]: int((rq.drop_reason[status == DROPPED] == i).sum())
                    for i in range(1, len(DROP_REASONS))}
@@ -192,7 +231,7 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "peak_facility_power_w": float(fc["facility_power_w"].max()) if S else 0.0,
         "it_energy_kwh": it_kwh, "facility_energy_kwh": fac_kwh,
         "pue": fac_kwh / it_kwh if it_kwh > 0 else None,
-        "peak_gpu_temp_c": float(samples.gpu["temp_c"].max()) if S else None,
+        "peak_gpu_temp_c": samples.gpu.max["temp_c"] if S else None,
         "throttled_gpu_s": float(samples.throttled_gpu_s),
         "peak_nodes_on": int(np.max(on_counts)) if S else 0,
         "peak_nodes_serving": int(count["SERVING"].max()) if S else 0,
@@ -205,6 +244,8 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "peak_arrival_rate_per_s": float((arrivals / sample_s).max()) if S else 0.0,
     }
     summary.update(_economics(scenario, topo, S, rq, count, completed, it_kwh, fac_kwh))
+    if jobs is not None:
+        summary.update(jobs[1])
     thresholds = {"gpu_slowdown_c": gpu.slowdown_temp_c, "gpu_shutdown_c": gpu.shutdown_temp_c,
                   "gpu_fan_target_c": gpu.fan_target_c}
     return SimResult(scenario=scenario, topology=topo, columns=cols, summary=summary, wall_time_s=wall_time_s,

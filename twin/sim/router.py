@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from itertools import islice
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,3 +64,108 @@ def least_work_admit(retry_line: deque, main_line: deque, candidates: np.ndarray
                + output_tokens[i] * load.interval_s[r] / max(inflight[r], 1))
         heapq.heapreplace(heap, (w + est, r))
     return ids, reps
+
+
+def _sift_down(heap: np.ndarray, size: int, pos: int, work: np.ndarray, cand: np.ndarray) -> None:
+    """Restore the min-heap order of candidate indices keyed by (work, replica id) below `pos`."""
+    item = heap[pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        right = child + 1
+        if right < size and (work[heap[right]] < work[heap[child]]
+                             or (work[heap[right]] == work[heap[child]] and cand[heap[right]] < cand[heap[child]])):
+            child = right
+        c = heap[child]
+        if work[c] < work[item] or (work[c] == work[item] and cand[c] < cand[item]):
+            heap[pos] = c
+            pos = child
+        else:
+            break
+    heap[pos] = item
+
+
+def _least_work_heap(line0: np.ndarray, line1: np.ndarray, cand: np.ndarray, work: np.ndarray,
+                     inflight: np.ndarray, kv: np.ndarray, max_batch: np.ndarray, kv_cap_b: np.ndarray,
+                     prefill_s_per_tok: np.ndarray, interval_s: np.ndarray, reservation_b: np.ndarray,
+                     prompt_tokens: np.ndarray, output_tokens: np.ndarray, out_ids: np.ndarray,
+                     out_reps: np.ndarray) -> tuple[int, int, int]:
+    """least_work_admit over plain arrays (for numba). Its heap of (work, replica) tuples is
+    totally ordered (replica ids are unique), so any min-heap on the same key pops the same
+    replica each time; this one holds candidate indices. `work`, `inflight`, `kv` (per
+    candidate) are updated in place. Returns (admitted, taken from line0, taken from line1)."""
+    n_c = len(cand)
+    heap = np.arange(n_c)
+    size = n_c
+    for pos in range(n_c // 2 - 1, -1, -1):
+        _sift_down(heap, size, pos, work, cand)
+    n_out, t0, t1 = 0, 0, 0
+    while size > 0:
+        if t0 < len(line0):
+            i, first = line0[t0], True
+        elif t1 < len(line1):
+            i, first = line1[t1], False
+        else:
+            break
+        best = heap[0]
+        r = cand[best]
+        if inflight[best] >= max_batch[r] or kv[best] + reservation_b[i] > kv_cap_b[r]:
+            size -= 1  # full for the rest of the tick: pop it
+            heap[0] = heap[size]
+            _sift_down(heap, size, 0, work, cand)
+            continue
+        if first:
+            t0 += 1
+        else:
+            t1 += 1
+        out_ids[n_out] = i
+        out_reps[n_out] = r
+        n_out += 1
+        inflight[best] += 1
+        kv[best] += reservation_b[i]
+        est = prompt_tokens[i] * prefill_s_per_tok[r] + output_tokens[i] * interval_s[r] / max(inflight[best], 1)
+        work[best] = work[best] + est   # only grows: sifting down restores the order
+        _sift_down(heap, size, 0, work, cand)
+    return n_out, t0, t1
+
+
+try:  # numba compiles the loop; without it the heapq version above is the (identical) fallback
+    from numba import njit
+    _sift_down = njit(cache=True, nogil=True)(_sift_down)
+    _scan = njit(cache=True, nogil=True)(_least_work_heap)
+except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
+    _scan = None
+
+HAVE_NUMBA = _scan is not None
+
+
+def least_work_admit_fast(retry_line: deque, main_line: deque, candidates: np.ndarray, load: ReplicaLoad,
+                          reservation_b: np.ndarray, prompt_tokens: np.ndarray,
+                          output_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """least_work_admit through the compiled scan: the same admissions, the same order."""
+    if _scan is None:
+        return least_work_admit(retry_line, main_line, candidates, load, reservation_b, prompt_tokens, output_tokens)
+    if not len(candidates) or not (retry_line or main_line):
+        return [], []
+    cand = np.asarray(candidates, dtype=np.int64)
+    # no more can be admitted than the free batch slots: convert only that much of the lines
+    room = int(np.maximum(load.max_batch[cand] - load.inflight[cand], 0).sum())
+    line0 = np.fromiter(islice(retry_line, room), dtype=np.int64)
+    line1 = np.fromiter(islice(main_line, max(room - len(line0), 0)), dtype=np.int64)
+    work = load.work_s[cand] + load.inflight[cand] * 1e-3
+    n = len(line0) + len(line1)
+    out_ids, out_reps = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    n_out, t0, t1 = _scan(line0, line1, cand, work, load.inflight[cand].astype(np.int64),
+                          load.kv_reserved_b[cand].astype(np.float64), load.max_batch, load.kv_cap_b,
+                          load.prefill_s_per_tok, load.interval_s, reservation_b, prompt_tokens, output_tokens,
+                          out_ids, out_reps)
+    for _ in range(t0):
+        retry_line.popleft()
+    for _ in range(t1):
+        main_line.popleft()
+    return out_ids[:n_out], out_reps[:n_out]
+
+
+# serving kernels by name: the engine takes "numba" when it is installed
+ROUTERS = {"numpy": least_work_admit, "numba": least_work_admit_fast}

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.model import serving as sv
-from twin.model.states import DRAINING, FAILED, OFF, SERVING, WARM
+from twin.model.states import IS_LOADED, IS_POWERED, NODE_STATES, SERVING
+from twin.sim.spool import SampleSpool
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,14 @@ class SamplerLayout:
     rep_hops_cross: np.ndarray   # (R_rep,) pipeline hops across the NIC
     rep_weights_per_gpu_b: np.ndarray  # (R_rep,) resident weights on each of the replica's GPUs
     rep_n_gpus: np.ndarray       # (R_rep,) GPUs of the replica (float, divides the KV reservation)
+    gpair_rep: np.ndarray | None = None  # (Q,) replica of each (replica, GPU) pair: shared GPUs add their tenants
+    gpair_gpu: np.ndarray | None = None  # (Q,) GPU of each pair (default: one pair per GPU of gpu_rep)
+
+    def __post_init__(self) -> None:
+        if self.gpair_rep is None:  # one replica per GPU at most
+            gpus = np.flatnonzero(self.gpu_rep >= 0)
+            object.__setattr__(self, "gpair_rep", self.gpu_rep[gpus])
+            object.__setattr__(self, "gpair_gpu", gpus)
 
 
 class Sampler:
@@ -47,14 +56,14 @@ class Sampler:
         self.G, self.N, self.R = G, N, R
         self.n_rep = len(layout.rep_n_nodes)
         f32 = np.float32
-        self.gpu = {k: np.zeros((S, G), f32) for k in ("power_w", "temp_c", "util", "clock_factor", "fan_frac",
-                                                        "memory_used_gb")}
-        self.gpu["throttled"] = np.zeros((S, G), bool)
-        self.node = {k: np.zeros((S, N), f32) for k in ("power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm",
-                                                         "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w", "p2p_gb_s",
-                                                         "nic_gb_s")}
-        self.node["state"] = np.zeros((S, N), np.int8)
-        self.node["active_requests"] = np.zeros((S, N), np.int32)
+        # the GPU table is the largest: it goes to a spool that spills to disk for large halls
+        self.gpu = SampleSpool({"power_w": f32, "temp_c": f32, "util": f32, "clock_factor": f32, "fan_frac": f32,
+                                "throttled": np.dtype(bool), "memory_used_gb": f32}, G, S, track_max=("temp_c",))
+        self.node = SampleSpool({**{k: np.dtype(f32) for k in (
+            "power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm", "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w",
+            "p2p_gb_s", "nic_gb_s", "cpu_power_w", "cpu_temp_c", "cpu_util")}, "state": np.dtype(np.int8),
+            "active_requests": np.dtype(np.int32)}, N, S)
+        self.state_counts = np.zeros((S, len(NODE_STATES)), np.int64)  # nodes in each state per sample
         self.rack = {k: np.zeros((S, R), f32) for k in ("power_w", "inlet_c", "exhaust_c", "airflow_demand_m3_s",
                                                          "airflow_supply_m3_s", "recirculation_frac")}
         self.rack["nodes_on"] = np.zeros((S, R), np.int32)
@@ -69,6 +78,8 @@ class Sampler:
         self.acc_p2p = np.zeros(N)
         self.acc_nic = np.zeros(N)
         self.acc_util = np.zeros(G)
+        self.acc_cpu_w = np.zeros(N)
+        self.acc_cpu_util = np.zeros(N)
         self.acc_fac = np.zeros(4)
         self.throttled_gpu_s = 0.0
         self.links: list[tuple] = []
@@ -84,9 +95,12 @@ class Sampler:
     def accumulate(self, *, gpu_power_w: np.ndarray, gpu_util: np.ndarray, node_wall_w: np.ndarray,
                    node_dc_w: np.ndarray, node_gpu_w: np.ndarray, rep_tokens_s: np.ndarray,
                    rep_prefill_tok_s: np.ndarray, node_load_gb_s: np.ndarray | None, it_w: float,
-                   cooling_w: float, overhead_w: float, facility_w: float, gpu_throttled: np.ndarray) -> None:
+                   cooling_w: float, overhead_w: float, facility_w: float, gpu_throttled: np.ndarray,
+                   node_cpu_w: np.ndarray | float = 0.0, node_cpu_util: np.ndarray | float = 0.0) -> None:
         """Add one tick's readings to the interval means."""
         lay = self.lay
+        self.acc_cpu_w += node_cpu_w
+        self.acc_cpu_util += node_cpu_util
         self.acc_gpu_w += gpu_power_w
         self.acc_util += gpu_util
         self.acc_node_w += node_wall_w
@@ -112,37 +126,30 @@ class Sampler:
                  rep_inflight: np.ndarray, node_inlet_c: np.ndarray, node_exhaust_c: np.ndarray,
                  node_fan_rpm: np.ndarray, node_airflow_m3_s: np.ndarray, rack_exhaust_c: np.ndarray,
                  rack_demand_m3_s: np.ndarray, rack_supply_m3_s: np.ndarray, rack_recirc_frac: np.ndarray,
-                 supply_c: float, queued: int, in_flight: int, links: tuple | None) -> None:
+                 supply_c: float, queued: int, in_flight: int, links: tuple | None,
+                 node_cpu_temp_c: np.ndarray | float = 0.0, gpu_extra_b: np.ndarray | float = 0.0) -> None:
         """Close the interval ending with tick k: write one row of every table, reset the means."""
         lay = self.lay
         s = (k + 1) // self.ticks_per_sample - 1
         n = self.ticks_per_sample
-        g, nd, rk, fc = self.gpu, self.node, self.rack, self.fac
-        g["power_w"][s] = self.acc_gpu_w / n
-        g["temp_c"][s] = gpu_temp_c
-        g["util"][s] = self.acc_util / n
-        g["clock_factor"][s] = gpu_clock
-        g["fan_frac"][s] = gpu_fan_frac
-        g["throttled"][s] = gpu_throttled
-        loaded = np.isin(node_state[lay.gpu_node], (WARM, SERVING, DRAINING)) & (lay.gpu_rep >= 0)
+        rk, fc = self.rack, self.fac
+        loaded = IS_LOADED[node_state[lay.gpu_node]] & (lay.gpu_rep >= 0)
         mem = np.zeros(self.G)
-        if self.n_rep:
+        if self.n_rep and len(lay.gpair_rep):  # every tenant of a shared GPU adds its weights and KV
             rep_kv = rep_kv_reserved_b / lay.rep_n_gpus
-            ridx = np.where(lay.gpu_rep >= 0, lay.gpu_rep, 0)
-            mem = np.where(loaded, (lay.rep_weights_per_gpu_b[ridx] + rep_kv[ridx]) / sv.GB, 0.0)
-        g["memory_used_gb"][s] = mem
-        nd["power_w"][s] = self.acc_node_w / n
-        nd["dc_power_w"][s] = self.acc_node_dc / n
-        nd["inlet_c"][s] = node_inlet_c
-        nd["exhaust_c"][s] = node_exhaust_c
-        nd["fan_rpm"][s] = node_fan_rpm
-        nd["airflow_m3_s"][s] = node_airflow_m3_s
-        nd["gpu_temp_max_c"][s] = gpu_temp_c.reshape(self.N, lay.gpus_per_node).max(axis=1)
-        nd["gpu_power_w"][s] = self.acc_node_gpu / n
-        nd["p2p_gb_s"][s] = self.acc_p2p / n
-        nd["nic_gb_s"][s] = self.acc_nic / n
-        nd["state"][s] = node_state
-        nd["active_requests"][s] = self.per_node(rep_inflight[lay.pair_rep]) if self.n_rep else 0
+            per = (lay.rep_weights_per_gpu_b + rep_kv)[lay.gpair_rep]
+            mem = np.where(loaded, np.bincount(lay.gpair_gpu, weights=per, minlength=self.G) / sv.GB, 0.0)
+        mem = mem + np.asarray(gpu_extra_b) / sv.GB  # + training jobs' memory
+        self.gpu.append(power_w=self.acc_gpu_w / n, temp_c=gpu_temp_c, util=self.acc_util / n, clock_factor=gpu_clock,
+                        fan_frac=gpu_fan_frac, throttled=gpu_throttled, memory_used_gb=mem)
+        self.node.append(power_w=self.acc_node_w / n, dc_power_w=self.acc_node_dc / n, inlet_c=node_inlet_c,
+                         exhaust_c=node_exhaust_c, fan_rpm=node_fan_rpm, airflow_m3_s=node_airflow_m3_s,
+                         gpu_temp_max_c=gpu_temp_c.reshape(self.N, lay.gpus_per_node).max(axis=1),
+                         gpu_power_w=self.acc_node_gpu / n, p2p_gb_s=self.acc_p2p / n, nic_gb_s=self.acc_nic / n,
+                         state=node_state,
+                         active_requests=self.per_node(rep_inflight[lay.pair_rep]) if self.n_rep else 0,
+                         cpu_power_w=self.acc_cpu_w / n, cpu_temp_c=node_cpu_temp_c, cpu_util=self.acc_cpu_util / n)
+        self.state_counts[s] = np.bincount(node_state, minlength=len(NODE_STATES))
         rack = lay.node_rack
         rk["power_w"][s] = np.bincount(rack, weights=self.acc_node_w / n, minlength=self.R)
         rk["inlet_c"][s] = np.bincount(rack, weights=node_inlet_c, minlength=self.R) / lay.nodes_per_rack
@@ -150,7 +157,7 @@ class Sampler:
         rk["airflow_demand_m3_s"][s] = rack_demand_m3_s
         rk["airflow_supply_m3_s"][s] = rack_supply_m3_s
         rk["recirculation_frac"][s] = rack_recirc_frac
-        on = ~np.isin(node_state, (OFF, FAILED))
+        on = IS_POWERED[node_state]
         rk["nodes_on"][s] = np.bincount(rack, weights=on, minlength=self.R)
         rk["nodes_serving"][s] = np.bincount(rack, weights=node_state == SERVING, minlength=self.R)
         mean = self.acc_fac / n
@@ -161,5 +168,5 @@ class Sampler:
         if links is not None:
             self.links.append(links)
         for a in (self.acc_gpu_w, self.acc_node_w, self.acc_node_dc, self.acc_node_gpu, self.acc_p2p,
-                  self.acc_nic, self.acc_util, self.acc_fac):
+                  self.acc_nic, self.acc_util, self.acc_fac, self.acc_cpu_w, self.acc_cpu_util):
             a[:] = 0.0

@@ -268,6 +268,7 @@ class ModelSpec(Spec):
     hidden_size: Annotated[int, Field(ge=1)]
     state_mb_per_seq: NonNeg = 0.0  # fixed recurrent (Mamba) state per sequence
     max_context: Annotated[int, Field(ge=1)] = 131072
+    vocab_size: Annotated[int, Field(ge=0)] = 0  # tokenizer vocabulary; training logits memory (0: unknown, omitted)
     quantisations: list[str]
     vocab_size: Annotated[int, Field(ge=0)] = 0  # input embedding rows: read one row per token, not all
     tied_embeddings: bool = False               # True: the same table is the output head (read in full)

@@ -7,6 +7,7 @@ raised together as one :class:`SpecError`, each line naming its field path.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,11 +58,12 @@ class SimulationSpec(Section):
     def _steps(self) -> "SimulationSpec":
         if self.dt_s > self.duration_s:
             raise ValueError(f"dt_s ({self.dt_s}) must not exceed duration_s ({self.duration_s})")
-        ratio = self.sample_s / self.dt_s
-        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-            raise ValueError(f"sample_s ({self.sample_s}) must be a whole multiple of dt_s ({self.dt_s})")
+        # the tick count first: a denormal dt_s would make sample_s / dt_s infinite below
         if self.duration_s / self.dt_s > 2_000_000:
             raise ValueError("duration_s / dt_s exceeds 2,000,000 ticks; raise dt_s")
+        ratio = self.sample_s / self.dt_s
+        if not math.isfinite(ratio) or abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            raise ValueError(f"sample_s ({self.sample_s}) must be a whole multiple of dt_s ({self.dt_s})")
         ticks = int(self.duration_s / self.dt_s + 1e-9)
         if ticks < round(ratio):  # the engine writes one row per sample_s: none would fit
             raise ValueError(f"sample_s ({self.sample_s:g}) exceeds the run's {ticks * self.dt_s:g} s of whole "
@@ -132,7 +134,23 @@ class TopologySpec(Section):
     cold_aisle_m: Pos = 1.2
 
 
-class PoolSpec(Section):
+class PoolPlacement(Section):
+    """Where a pool runs when it shares nodes (issue 20): several pools per node, GPU subsets,
+    GPU memory shares, CPU-only pools pinned to cores. Inherited by PoolSpec; all optional."""
+    colocate: str | None = None  # name of another pool whose nodes this pool shares (takes no nodes of its own)
+    device: Literal["gpu", "cpu"] = "gpu"  # cpu: a CPU-only engine (llama.cpp) on `cores` and `ram_gb`
+    gpus: list[Annotated[int, Field(ge=0)]] | None = None  # GPU indices of each node this pool uses (default: all)
+    gpu_memory_share: Annotated[float, Field(gt=0, le=1)] | None = None  # share of each GPU's memory (vLLM gpu_memory_utilization); replaces memory_utilisation
+    cores: PosInt | None = None  # CPU cores pinned to this pool (taskset / llama.cpp --threads)
+    ram_gb: Pos | None = None  # system RAM reserved for this pool (CPU-only weights + KV)
+
+    @property
+    def memory_fraction(self) -> float:
+        """Share of each of its GPUs' memory the pool may use: gpu_memory_share, else memory_utilisation."""
+        return self.gpu_memory_share if self.gpu_memory_share is not None else self.memory_utilisation  # type: ignore[attr-defined]
+
+
+class PoolSpec(PoolPlacement):
     name: str
     model: str
     quantisation: str
@@ -247,6 +265,47 @@ class DesignSpec(Section):
     strict: bool = True  # False: envelope violations become warnings, so the what-if still runs
 
 
+TRAINING_METHODS = ("full", "lora", "qlora")
+OPTIMIZER_NAMES = ("adamw", "adamw_fp32", "adamw_bf16", "adamw_8bit", "sgd")
+
+
+class TrainingJobSpec(Section):
+    """One training job (twin.model.training): what trains, how, on which GPUs of which node."""
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
+    model: str
+    method: Literal[TRAINING_METHODS] = "lora"  # type: ignore[valid-type]
+    trainer: str = "torchtune"  # efficiency profile (twin.model.training.TRAINERS)
+    batch: PosInt = 16  # sequences per optimizer step, all GPUs together
+    micro_batch: PosInt = 4  # sequences per GPU per forward/backward (gradient accumulation makes up the batch)
+    seq_len: PosInt = 2048  # tokens per sequence (packed)
+    steps: PosInt | None = None  # optimizer steps to run ...
+    tokens: Pos | None = None  # ... or training tokens to process (give one)
+    lora_rank: PosInt = 16
+    lora_targets: Literal["qv", "attention", "all_linear"] = "all_linear"
+    optimizer: Literal[OPTIMIZER_NAMES] = "adamw"  # type: ignore[valid-type]
+    recompute: bool = True  # activation checkpointing (full recompute)
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # fsdp shards weights, grads and optimizer states over the GPUs
+    optimizer_offload: bool = False  # optimizer states paged to system RAM
+    node: Annotated[int, Field(ge=0)] = 0  # node id (topology order)
+    gpus: list[Annotated[int, Field(ge=0)]] | None = None  # GPU indices on that node (default: all)
+    start_s: NonNeg = 0.0
+    preemptible: bool = True  # yields GPU time to inference pools on the same GPUs (training.policy)
+
+    @model_validator(mode="after")
+    def _length(self) -> "TrainingJobSpec":
+        if (self.steps is None) == (self.tokens is None):
+            raise ValueError("give exactly one of steps or tokens")
+        return self
+
+
+class TrainingSpec(Section):
+    """Training jobs beside the inference traffic, and how they share GPUs with it."""
+    # inference_first: a preemptible job runs only in GPU time inference leaves idle;
+    # time_slice: jobs and engines get equal time slices of a shared GPU (CUDA default without MPS)
+    policy: Literal["inference_first", "time_slice"] = "inference_first"
+    jobs: list[TrainingJobSpec] = []
+
+
 class ScenarioSpec(Section):
     name: PlainName
     description: str = ""
@@ -261,6 +320,7 @@ class ScenarioSpec(Section):
     faults: list[FaultSpec] = []
     economics: EconomicsSpec = EconomicsSpec()
     design: DesignSpec = DesignSpec()
+    training: TrainingSpec = TrainingSpec()
 
 
 def _fields_at(model: type[BaseModel], prefix: str = "", out: dict[str, list[str]] | None = None) -> dict[str, list[str]]:

@@ -7,6 +7,12 @@ unit is 44.45 mm (EIA-310).
 Placement of pools (multi-node replicas "prefer same rack, then same row"): pools whose
 replicas span k > 1 nodes are placed first, taking whole k-node groups inside each rack in
 rack order; single-node pools then take the remaining nodes in topology order.
+
+Several pools on one node (issue 20): a pool with ``colocate: OTHER`` takes no nodes of its own;
+its single-node replicas sit on the first ``nodes`` nodes of pool OTHER and join OTHER's ignition
+units. ``gpus: [i, ...]`` restricts a pool to those GPU indices of each node; ``device: cpu``
+pools have one GPU-less replica per node. ``node_pools`` / ``unit_pools`` list every pool on a
+node / unit; ``node_pool`` / ``unit_pool`` keep the host (first) pool.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ class Replica:
     unit_id: int
     node_ids: tuple[int, ...]
     gpu_ids: tuple[int, ...]
+    device: str = "gpu"   # "cpu": a CPU-only engine replica (gpu_ids empty)
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class Topology:
     unit_pool: np.ndarray      # (U,) pool id
     replicas: tuple[Replica, ...]
     pool_names: tuple[str, ...]
+    node_pools: tuple[tuple[int, ...], ...] = ()  # (N,) every pool with replicas on the node, host first
+    unit_pools: tuple[tuple[int, ...], ...] = ()  # (U,) every pool in the ignition unit, host first
 
     @property
     def n_nodes(self) -> int: return int(self.node_rack.size)
@@ -98,7 +107,7 @@ def build_topology(scenario: Scenario) -> Topology:
     node_unit = np.full(n, -1)
     unit_nodes: list[tuple[int, ...]] = []
     unit_pool: list[int] = []
-    pools = list(enumerate(spec.pools))
+    pools = [(i, p) for i, p in enumerate(spec.pools) if p.colocate is None]
     span = {i: max(1, (p.tp * p.pp) // g) for i, p in pools}
     # multi-node pools first, whole groups inside a rack; then the rest in topology order
     for pid, pool in sorted(pools, key=lambda ip: -span[ip[0]]):
@@ -126,15 +135,35 @@ def build_topology(scenario: Scenario) -> Topology:
     unit_pool = [unit_pool[u] for u in order]
     node_unit = np.array([remap[u] if u >= 0 else -1 for u in node_unit])
 
+    # guests: colocated pools on their host's first `nodes` nodes (host unit order)
+    names_to_id = {p.name: i for i, p in enumerate(spec.pools)}
+    guests_on: dict[int, list[int]] = {}  # node -> guest pool ids
+    for pid, pool in enumerate(spec.pools):
+        if pool.colocate is not None:
+            host = names_to_id[pool.colocate]
+            host_nodes = [nd for u, nodes in enumerate(unit_nodes) if unit_pool[u] == host for nd in nodes]
+            for nd in host_nodes[:pool.nodes]:
+                guests_on.setdefault(nd, []).append(pid)
+
     replicas: list[Replica] = []
     for u, nodes in enumerate(unit_nodes):
-        pool = spec.pools[unit_pool[u]]
-        gpus_per_replica = pool.tp * pool.pp
-        unit_gpus = [nd * g + i for nd in nodes for i in range(g)]
-        for j in range(len(unit_gpus) // gpus_per_replica):
-            gids = tuple(unit_gpus[j * gpus_per_replica:(j + 1) * gpus_per_replica])
-            rnodes = tuple(sorted({gid // g for gid in gids}))
-            replicas.append(Replica(len(replicas), unit_pool[u], u, rnodes, gids))
+        for pid in dict.fromkeys([unit_pool[u]] + [q for nd in nodes for q in guests_on.get(nd, [])]):
+            pool = spec.pools[pid]
+            own = [nd for nd in nodes if pid == unit_pool[u] or pid in guests_on.get(nd, [])]
+            if pool.device == "cpu":
+                for nd in own:
+                    replicas.append(Replica(len(replicas), pid, u, (nd,), (), device="cpu"))
+                continue
+            gpus_per_replica = pool.tp * pool.pp
+            idx = pool.gpus if pool.gpus is not None else range(g)
+            unit_gpus = [nd * g + i for nd in own for i in idx]
+            for j in range(len(unit_gpus) // gpus_per_replica):
+                gids = tuple(unit_gpus[j * gpus_per_replica:(j + 1) * gpus_per_replica])
+                rnodes = tuple(sorted({gid // g for gid in gids}))
+                replicas.append(Replica(len(replicas), pid, u, rnodes, gids))
+    node_pools = tuple(((int(node_pool[x]),) if node_pool[x] >= 0 else ()) + tuple(guests_on.get(x, []))
+                       for x in range(n))
+    unit_pools = tuple(tuple(dict.fromkeys(q for nd in nodes for q in node_pools[nd])) for nodes in unit_nodes)
 
     gpu = np.arange(n * g)
     return Topology(
@@ -143,7 +172,7 @@ def build_topology(scenario: Scenario) -> Topology:
         rack_row=rack_row, rack_xy=rack_xy, rack_names=names, gpu_node=gpu // g, gpu_index=gpu % g,
         node_pool=node_pool, node_unit=node_unit, unit_nodes=tuple(unit_nodes),
         unit_pool=np.array(unit_pool, dtype=int), replicas=tuple(replicas),
-        pool_names=tuple(p.name for p in spec.pools),
+        pool_names=tuple(p.name for p in spec.pools), node_pools=node_pools, unit_pools=unit_pools,
     )
 
 

@@ -80,7 +80,7 @@ class _Manifest(_Loose):
     scenario: _ScenarioInfo = _ScenarioInfo()
     simulation: _Simulation = _Simulation()
     topology: dict[str, Scalar] = {}
-    pools: list[dict[str, Scalar]] = []
+    pools: list[dict[str, Union[Scalar, list[StrictInt]]]] = []  # lists: a pool's `gpus` indices (shared nodes)
     thresholds: dict[str, Optional[Number]] = {}
     summary: dict[str, Union[Optional[Number], dict[str, Number]]] = {}
     versions: dict[str, Scalar] = {}

@@ -33,6 +33,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("dc_power_w", _f32), ("inlet_c", _f32), ("exhaust_c", _f32), ("fan_rpm", _f32),
         ("airflow_m3_s", _f32), ("gpu_temp_max_c", _f32), ("gpu_power_w", _f32), ("p2p_gb_s", _f32),
         ("nic_gb_s", _f32), ("active_requests", _i32), ("energy_j", _f64),
+        ("cpu_power_w", _f32), ("cpu_temp_c", _f32), ("cpu_util", _f32),
     ]),
     "racks": pa.schema([
         ("time_s", _f64), ("rack_id", _i32), ("power_w", _f32), ("inlet_c", _f32), ("exhaust_c", _f32),
@@ -57,6 +58,11 @@ SCHEMAS: dict[str, pa.Schema] = {
     "events": pa.schema([
         ("time_s", _f64), ("kind", _str), ("node_id", _i32), ("rack_id", _i32), ("replica_id", _i32),
         ("detail", _str),
+    ]),
+    "jobs": pa.schema([  # training jobs (twin.sim.training), one row per job and sample
+        ("time_s", _f64), ("job_id", _i32), ("job", _str), ("state", _str), ("steps_done", _f64),
+        ("progress", _f32), ("tokens_per_s", _f32), ("samples_per_s", _f32), ("gpu_share", _f32),
+        ("power_w", _f32), ("energy_j", _f64),
     ]),
     "links": pa.schema([
         ("time_s", _f64), ("link_id", _i32), ("src", _str), ("dst", _str), ("kind", _str),

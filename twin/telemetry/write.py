@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,17 +24,52 @@ RUN_KIND = "run"  # the marker kind (twin.telemetry.outputs) that --force may re
 STAGE_KIND = "stage"
 
 
+ROW_GROUP_ROWS = 1 << 20
+
+
 def write_table(table: pa.Table, path: Path) -> None:
     """Write one Parquet file deterministically (no wall-clock metadata; fixed row groups)."""
-    pq.write_table(table, path, compression="zstd", row_group_size=1 << 20, write_statistics=True)
+    pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True)
+
+
+def write_streamed(name: str, blocks: Iterable[Mapping[str, object]], path: Path) -> int:
+    """Write table `name` from blocks of columns, holding at most one row group in memory.
+
+    Row groups are cut at exactly ROW_GROUP_ROWS rows, as write_table cuts a whole table, so
+    the file is the same, byte for byte, as writing the table at once.
+    """
+    schema = SCHEMAS[name]
+    pending: list[pa.Table] = []
+    rows = total = 0
+    with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True) as w:
+        def flush(n: int) -> None:
+            nonlocal pending, rows
+            t = pa.concat_tables(pending)
+            w.write_table(t.slice(0, n).combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+            pending = [t.slice(n)] if t.num_rows > n else []
+            rows = t.num_rows - n
+        for cols in blocks:
+            t = to_table(name, cols)
+            pending.append(t)
+            rows += t.num_rows
+            total += t.num_rows
+            while rows >= ROW_GROUP_ROWS:
+                flush(ROW_GROUP_ROWS)
+        if rows or not total:
+            flush(rows) if rows else w.write_table(schema.empty_table())
+    return total
 
 
 def write_tables(run_dir: Path, tables: Mapping[str, pa.Table]) -> dict[str, int]:
-    """Write every telemetry table into RUN_DIR/telemetry; return row counts."""
+    """Write every telemetry table into RUN_DIR/telemetry; return row counts. A value with
+    `blocks()` (the gpus table of a SimResult) is streamed instead of built whole."""
     tdir = Path(run_dir) / "telemetry"
     tdir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name in TABLES:
+        if hasattr(tables.get(name), "blocks"):
+            counts[name] = write_streamed(name, tables[name].blocks(), tdir / f"{name}.parquet")
+            continue
         table = tables.get(name) if name in tables else SCHEMAS[name].empty_table()
         if table.schema != SCHEMAS[name]:
             raise ValueError(f"telemetry table {name!r} does not match its schema")
@@ -121,7 +156,7 @@ def write_run(result: SimResult, run_dir: Path, *, force: bool = False,
     manifest also records wall time and versions, which naturally differ between machines.
     `lock` is the OutputLock on `run_dir` the caller already holds, if any (twin.telemetry.atomic).
     """
-    tables = {name: to_table(name, cols) for name, cols in result.columns.items()}
+    tables = {name: cols if hasattr(cols, "blocks") else to_table(name, cols) for name, cols in result.columns.items()}
     with AtomicDir(Path(run_dir), force=force, kind=RUN_KIND, lock=lock) as tmp:
         rows = write_tables(tmp, tables)
         man = manifest(result, rows, overrides, source)

@@ -1,0 +1,89 @@
+"""Benchmark: how the engine scales from the 160-node surge to 1,600 and 16,000 nodes.
+
+For each scale, in its own process (so that peak RSS is that run's): wall time of simulate(),
+wall time of writing the telemetry (no stage), peak RSS, simulated requests per wall second.
+In the same invocation, the plain one-process-per-replica SimPy yardstick
+(shared/bench/yardstick.py, requests per wall second) so that ratios hold on a shared machine.
+Not a test: numbers only. Targets (issue 19): engine >= 100k requests/wall s; 1,600 nodes
+<= 10x the 160-node wall time and < 2 GB; 16,000 nodes one simulated hour <= 10 min and
+< 16 GB; a 24-hour 160-node day <= 60 s.
+
+    python benchmarks/bench_scale.py                       # 160 and 1,600 nodes
+    python benchmarks/bench_scale.py --scales 160,1600,16000 [--duration-s 600] [--day]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = {160: "surge", 1600: "hall-1600", 16000: "hall-16000"}
+
+CHILD = r"""
+import json, resource, sys, tempfile, time
+from pathlib import Path
+from twin.model.validate import load_scenario
+from twin.sim.engine import simulate
+from twin.telemetry.write import write_run
+path, overrides = sys.argv[1], json.loads(sys.argv[2])
+sc = load_scenario(path, overrides=overrides)
+t0 = time.perf_counter(); c0 = time.process_time()
+res = simulate(sc)
+sim_wall, sim_cpu = time.perf_counter() - t0, time.process_time() - c0
+with tempfile.TemporaryDirectory(prefix="twin-bench-") as tmp:
+    t1 = time.perf_counter()
+    write_run(res, Path(tmp) / "run")
+    write_wall = time.perf_counter() - t1
+print(json.dumps({"sim_wall_s": sim_wall, "sim_cpu_s": sim_cpu, "write_wall_s": write_wall,
+                  "requests": res.summary["requests_arrived"], "duration_s": sc.spec.simulation.duration_s,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def yardstick() -> float | None:
+    for base in (ROOT.parent, ROOT.parent.parent):
+        y = base / "shared" / "bench" / "yardstick.py"
+        if y.exists():
+            out = subprocess.run([sys.executable, str(y)], capture_output=True, text=True, check=True)
+            return float(out.stdout.strip().splitlines()[-1])
+    return None
+
+
+def run(name: str, overrides: dict) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / "scenarios" / f"{name}.yaml"), json.dumps(overrides)],
+                         capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise SystemExit(f"{name}: {out.stderr.strip().splitlines()[-1]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scales", default="160,1600", help="node counts, from 160,1600,16000")
+    ap.add_argument("--duration-s", type=float, default=None, help="shorten the 16,000-node run (simulated s)")
+    ap.add_argument("--day", action="store_true", help="also a 24-hour 160-node day")
+    args = ap.parse_args()
+    ys = yardstick()
+    print(f"yardstick (plain SimPy, one process per replica): {ys:,.0f} requests/wall s" if ys else
+          "yardstick: shared/bench/yardstick.py not found")
+    runs = [(f"{n:,} nodes", SCENARIOS[n], {"simulation.duration_s": args.duration_s}
+             if n == 16000 and args.duration_s else {}) for n in (int(x) for x in args.scales.split(","))]
+    if args.day:
+        runs.append(("160 nodes, 24 h", "surge", {"simulation.duration_s": 86400}))
+    base = None
+    for label, name, ov in runs:
+        r = run(name, ov)
+        base = base or r["sim_wall_s"]
+        rate = r["requests"] / r["sim_wall_s"]
+        print(f"{label:>16}: {r['duration_s']:,.0f} simulated s, simulate {r['sim_wall_s']:.1f} s wall "
+              f"({r['sim_cpu_s']:.1f} s CPU, {r['sim_wall_s'] / base:.1f}x the first), write {r['write_wall_s']:.1f} s; "
+              f"{r['requests']:,} requests = {rate:,.0f}/wall s"
+              + (f" ({rate / ys:.2f}x yardstick)" if ys else "") + f"; peak RSS {r['rss_mb']:,.0f} MB", flush=True)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""A bounded-memory store for the largest sampled table (one row per GPU per sample).
+
+The sampler appends one sample (one array per column, a value per GPU) at a time; samples are
+kept in blocks of `block_samples`, and once the run's table would exceed `spill_rows` rows a
+full block is written to a private temporary directory (raw .npy, one file per column) and
+dropped from memory. Readers iterate `blocks()` (what the Parquet writer streams into row
+groups) or read one column whole (`column`, for small runs and tests). The directory is the
+spool's own and is removed when the spool is garbage-collected or the interpreter exits.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from twin.model.resources import SPILL_ROWS  # tables up to ~200 MB stay in memory (up to the 160-node hall)
+BLOCK_SAMPLES = 64
+
+
+class SampleSpool:
+    """(samples, width) columns of fixed dtypes, appended one sample row at a time."""
+
+    def __init__(self, dtypes: dict[str, np.dtype], width: int, n_samples: int, track_max: tuple[str, ...] = (),
+                 block_samples: int | None = None, spill_rows: int | None = None) -> None:
+        self.dtypes, self.width, self.n_samples, self.track_max = dtypes, width, n_samples, track_max
+        spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
+        block = BLOCK_SAMPLES if block_samples is None else block_samples
+        self.block_samples = block if n_samples * width > spill_rows else max(n_samples, 1)
+        self._buf = {k: np.zeros((self.block_samples, width), dt) for k, dt in dtypes.items()}
+        self._in_buf = 0
+        self._spilled: list[int] = []  # sample count of each block on disk
+        self._dir: Path | None = None
+        self.max: dict[str, float] = {}  # running maximum of the track_max columns (for the summary)
+
+    def append(self, **row: np.ndarray) -> None:
+        j = self._in_buf
+        for k, v in row.items():
+            self._buf[k][j] = v
+        for k in self.track_max:
+            if self.width:
+                self.max[k] = max(self.max.get(k, -np.inf), float(self._buf[k][j].max()))
+        self._in_buf += 1
+        if self._in_buf == self.block_samples and self.block_samples < self.n_samples:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="twin-spool-"))
+            weakref.finalize(self, shutil.rmtree, self._dir, True)
+        b = len(self._spilled)
+        for k, a in self._buf.items():
+            np.save(self._dir / f"{b:06d}_{k}.npy", a[:self._in_buf])
+        self._spilled.append(self._in_buf)
+        self._in_buf = 0
+
+    @property
+    def samples(self) -> int:
+        return sum(self._spilled) + self._in_buf
+
+    def blocks(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """(first sample index, {column: (samples_in_block, width)}) in order."""
+        first = 0
+        for b, n in enumerate(self._spilled):
+            yield first, {k: np.load(self._dir / f"{b:06d}_{k}.npy") for k in self.dtypes}
+            first += n
+        if self._in_buf:
+            yield first, {k: a[:self._in_buf] for k, a in self._buf.items()}
+
+    def column(self, name: str) -> np.ndarray:
+        """One column of the whole table, (samples, width)."""
+        parts = [blk[name] for _, blk in self.blocks()]
+        return np.concatenate(parts) if parts else np.zeros((0, self.width), self.dtypes[name])
+
+
+class BlockTable(Mapping):
+    """A table handed over in blocks of rows without materialising it: `blocks()` yields column
+    dicts in row order (what the Parquet writer streams into row groups); `table[name]` gives
+    one whole column (small runs, tests)."""
+
+    def __init__(self, names: tuple[str, ...], blocks: Callable[[], Iterator[dict]],
+                 spool: SampleSpool | None = None) -> None:
+        self.names, self._blocks, self.spool = names, blocks, spool
+
+    def blocks(self) -> Iterator[dict]:
+        return self._blocks()
+
+    def __getitem__(self, name: str) -> np.ndarray | list:
+        if name not in self.names:
+            raise KeyError(name)
+        parts = [b[name] for b in self.blocks()]
+        if parts and isinstance(parts[0], list):
+            return [x for p in parts for x in p]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
