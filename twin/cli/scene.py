@@ -34,11 +34,8 @@ def _check_run(run_dir: Path) -> None:
 def _check_own_run(run_dir: Path) -> None:
     """`twin scene` writes into RUN_DIR: it must be a run this version of twin wrote."""
     from twin.telemetry.outputs import is_twin_dir
-    from twin.telemetry.read import is_run_dir
     from twin.telemetry.write import RUN_KIND
 
-    if not is_run_dir(run_dir):
-        fail(f"{run_dir}: not a twin run directory (no manifest.json / telemetry/)")
     _check_run(run_dir)
     if not is_twin_dir(run_dir, RUN_KIND):
         fail(f"{run_dir}: not written by this version of twin (no .twin marker), so `twin scene` does not "

@@ -39,7 +39,10 @@ RunExistsError = OutputError  # the name callers have used since run directories
 
 
 class OutputLock:
-    """An exclusive lock on one output path (``.<name>.twin-lock`` beside it), never waited for.
+    """An exclusive lock on one output path (``.twin-lock.<name>`` beside it), never waited for.
+
+    The name does not start with ``.<name>.`` as the temporaries do, so a watcher of those (a test
+    that interrupts the writing the moment the temporary appears) is not misled by the lock.
 
     flock is released by the kernel when the process dies, so a killed run never blocks the next.
     The lock file is removed on release; a process that opened it just before the removal sees
@@ -48,10 +51,21 @@ class OutputLock:
 
     def __init__(self, target: Path):
         self.target = Path(target)
-        self.path = self.target.with_name(f".{self.target.name}.twin-lock")
+        self.path = self.target.with_name(f".twin-lock.{self.target.name}")
         self._fd: int | None = None
 
     def __enter__(self) -> "OutputLock":
+        # Ctrl-C between creating the lock file and the `with` taking over would leave the file
+        # behind: signals wait until the lock is taken, and one that then arrives releases it.
+        try:
+            with _signals_deferred():
+                self._acquire()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _acquire(self) -> None:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666 & ~_umask())
             try:
@@ -66,15 +80,17 @@ class OutputLock:
                 same = False
             if same:
                 self._fd = fd
-                return self
+                return
             os.close(fd)  # the previous holder removed the file we opened: lock the new one
 
     def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        with _signals_deferred():  # the file goes before the lock does: never a lock file without a holder
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-            os.close(self._fd)
-            self._fd = None
+            os.close(fd)
 
 
 @contextlib.contextmanager

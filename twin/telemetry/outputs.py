@@ -43,7 +43,7 @@ _HEAD_BYTES = 8192  # how much of an existing file a signature check reads
 # what a run, sweep or stage directory from before the marker holds (for the refusal's wording only)
 _WRITTEN_BY_OLDER_TWIN = ("manifest.json", "sweep.json", "refinery.usda")
 # names of twin's own locks and temporaries (twin.telemetry.atomic), e.g. left by a killed writer
-_TEMPORARY = re.compile(r"^\..+\.(twin-lock|\d+\.[0-9a-f]+\.(tmp|old)|[a-z0-9_]{8}\.tmp)$")
+_TEMPORARY = re.compile(r"^(\.twin-lock\..+|\..+\.(\d+\.[0-9a-f]+\.(tmp|old)|[a-z0-9_]{8}\.tmp))$")
 
 
 @dataclass(frozen=True)
