@@ -236,7 +236,9 @@ def _small(path: Path) -> bool:
 
     sc = load_scenario(path)
     est = estimate(sc.spec, sc.catalogue)
-    return est.node_ticks < 2e6 and est.expected_requests < 2e5 and est.memory_b < 1e9
+    # rows bounded directly too: the memory estimate counts spilled tables only up to SPILL_ROWS
+    return (est.node_ticks < 2e6 and est.expected_requests < 2e5 and est.memory_b < 1e9
+            and est.telemetry_rows < 2e6)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
