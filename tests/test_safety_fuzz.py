@@ -164,6 +164,8 @@ def _mutate(run: Path, secret: Path, op: str, where: Any, what: Any) -> None:
         (run / "manifest.json").write_text(json.dumps(man))
         return
     target = run / where
+    if not target.parent.is_dir() or target.parent.is_symlink():  # an earlier mutation replaced its folder
+        return
     if target.is_dir() and not target.is_symlink():
         shutil.rmtree(target)
     elif os.path.lexists(target):
