@@ -48,11 +48,40 @@ class Section(NumbersAreNumbers):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+class TableSamplingSpec(Section):
+    """How often one telemetry table gets a row (twin.sim.sampler): every `sample_s` seconds, the
+    mean over that interval for powers, utilisations and traffic, the value at its end for
+    temperatures, clocks and states. None: simulation.sample_s."""
+    sample_s: Pos | None = None
+
+
+class TelemetrySpec(Section):
+    """Per-table sampling of the three tables that grow with the hall (one row per GPU, node or
+    cable per sample). racks, facility and jobs are small and stay at simulation.sample_s, which
+    also sets the facility table's request counts and percentiles and the summary."""
+    gpus: TableSamplingSpec = TableSamplingSpec()
+    nodes: TableSamplingSpec = TableSamplingSpec()
+    links: TableSamplingSpec = TableSamplingSpec()
+
+
+SAMPLED_TABLES = ("gpus", "nodes", "links")  # the tables TelemetrySpec samples on their own interval
+
+
 class SimulationSpec(Section):
     duration_s: Pos = 3600.0
     dt_s: Pos = 1.0
-    sample_s: Pos = 1.0
+    sample_s: Pos = 1.0  # telemetry interval of racks, facility, jobs, and of every table telemetry leaves unset
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 42  # numpy SeedSequence rejects negatives
+    telemetry: TelemetrySpec = TelemetrySpec()
+
+    def table_sample_s(self, table: str) -> float:
+        """The sampling interval of telemetry table `table` (s)."""
+        own = getattr(self.telemetry, table).sample_s if table in SAMPLED_TABLES else None
+        return self.sample_s if own is None else own
+
+    def table_ticks(self, table: str) -> int:
+        """Ticks per row of `table` (validated to be a whole number)."""
+        return int(round(self.table_sample_s(table) / self.dt_s))
 
     @model_validator(mode="after")
     def _steps(self) -> "SimulationSpec":
@@ -68,7 +97,33 @@ class SimulationSpec(Section):
         if ticks < round(ratio):  # the engine writes one row per sample_s: none would fit
             raise ValueError(f"sample_s ({self.sample_s:g}) exceeds the run's {ticks * self.dt_s:g} s of whole "
                              f"ticks: not one telemetry sample would be written; lower sample_s")
+        _check_table_sampling(self.telemetry, self.dt_s, ticks - ticks % round(ratio))
         return self
+
+
+def _check_table_sampling(tel: TelemetrySpec, dt_s: float, ticks: int) -> None:
+    """Each table's interval is whole ticks and fits the run at least once; the error names the
+    field (simulation.telemetry.<table>.sample_s: pydantic prefixes the raised error's loc)."""
+    from pydantic import ValidationError
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
+    errors = []
+    for table in SAMPLED_TABLES:
+        value = getattr(tel, table).sample_s
+        if value is None:
+            continue
+        ratio = value / dt_s
+        if not math.isfinite(ratio) or abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            msg = f"{value:g} s must be a whole multiple of dt_s ({dt_s:g} s)"
+        elif round(ratio) > ticks:
+            msg = (f"{value:g} s exceeds the run's {ticks * dt_s:g} s of whole samples: the {table} table would "
+                   f"have no row; lower it")
+        else:
+            continue
+        errors.append(InitErrorDetails(type=PydanticCustomError("value_error", "{msg}", {"msg": msg}),
+                                       loc=("telemetry", table, "sample_s"), input=value))
+    if errors:
+        raise ValidationError.from_exception_data("SimulationSpec", errors)
 
 
 class SealedRackSpec(Section):
