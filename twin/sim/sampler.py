@@ -20,7 +20,7 @@ import numpy as np
 from twin.model import serving as sv
 from twin.model.states import IS_LOADED, IS_POWERED, NODE_STATES, SERVING
 from twin.sim.spool import SampleSpool
-from twin.spec.scenario import SAMPLED_TABLES
+from twin.spec.scenario import SAMPLED_TABLES, SimulationSpec
 
 
 @dataclass(frozen=True)
@@ -223,3 +223,35 @@ class Sampler:
         self.acc_fac[:] = 0.0
         if self._own_rack_acc:
             self.acc_rack_node_w[:] = 0.0
+
+
+# what a sampled row's columns are (docs/telemetry.md): means over the row's interval, totals over
+# it (counts, bytes; the facility's percentiles are over requests finishing in it), running sums
+# since t = 0; every other column is the value at the end of the interval
+INTERVAL_MEANS = {
+    "gpus": ("power_w", "util"),
+    "nodes": ("power_w", "dc_power_w", "gpu_power_w", "p2p_gb_s", "nic_gb_s", "cpu_power_w", "cpu_util"),
+    "racks": ("power_w",),
+    "facility": ("it_power_w", "cooling_power_w", "overhead_power_w", "facility_power_w", "pue"),
+    "links": ("utilisation", "active_flows"),
+    "jobs": ("tokens_per_s", "samples_per_s", "power_w"),
+}
+INTERVAL_TOTALS = {"facility": ("arrivals", "completed", "dropped", "ttft_p50_s", "ttft_p99_s", "latency_p50_s",
+                                "latency_p99_s"), "links": ("bytes",)}
+RUNNING_SUMS = {"nodes": ("energy_j",), "facility": ("it_energy_j", "facility_energy_j"), "jobs": ("energy_j",)}
+
+
+def sampling_statement(sim: SimulationSpec) -> dict[str, dict]:
+    """What each sampled table's rows are, for the manifest: {table: {sample_s, statistic}}."""
+    out = {}
+    for table, means in INTERVAL_MEANS.items():
+        s = sim.table_sample_s(table)
+        parts = [f"one row per element every {s:g} s, labelled with the end of its interval",
+                 f"mean over the {s:g} s: {', '.join(means)}"]
+        if table in INTERVAL_TOTALS:
+            parts.append(f"over the {s:g} s: {', '.join(INTERVAL_TOTALS[table])}")
+        if table in RUNNING_SUMS:
+            parts.append(f"running sum since 0 s: {', '.join(RUNNING_SUMS[table])}")
+        parts.append("other columns: the value at the interval's end")
+        out[table] = {"sample_s": s, "statistic": "; ".join(parts)}
+    return out
