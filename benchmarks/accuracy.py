@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -19,6 +19,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twin.model.coldstart import start_phases  # noqa: E402
+from twin.model.kernels import select_kernel  # noqa: E402
 from twin.model.offload import cpu_decode_token_s  # noqa: E402
 from twin.model.replica import embedding_bytes  # noqa: E402
 from twin.spec.catalogue import Catalogue, load_catalogue  # noqa: E402
@@ -57,10 +58,15 @@ def load_rows(path: Path = ROWS_FILE) -> list[dict]:
 
 
 def _box(cat: Catalogue, r: dict, kernel: str | None = None):
+    """The row's box; a `build` (engine build era of the measurement) swaps in that era's kernel row."""
     node = r.get("node", "ws-4x4090-tr" if r.get("gpus", 1) > 1 else "rtx5090-server")
-    return resolve_box(cat, node, r["model"], r["quant"], r["engine"], gpu=r.get("gpu"), gpu_count=r.get("gpus"),
-                       tp=r.get("tp", 1), pp=r.get("pp", 1), kernel=kernel or r.get("kernel"),
-                       max_batch=r.get("max_batch"))
+    box = resolve_box(cat, node, r["model"], r["quant"], r["engine"], gpu=r.get("gpu"), gpu_count=r.get("gpus"),
+                      tp=r.get("tp", 1), pp=r.get("pp", 1), kernel=kernel or r.get("kernel"),
+                      max_batch=r.get("max_batch"))
+    if r.get("build") is None:
+        return box
+    return replace(box, kernel=select_kernel(cat, r["engine"], r["quant"], box.gpu, kernel or r.get("kernel"),
+                                             build=r["build"]))
 
 
 def twin_value(cat: Catalogue, r: dict) -> float:
