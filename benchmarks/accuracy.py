@@ -73,8 +73,11 @@ def twin_value(cat: Catalogue, r: dict) -> float:
     """What the twin predicts for row `r` (see the metric list in measurements.yaml)."""
     m = r["metric"]
     if m in ("first_boot", "warm_restart"):
+        # a row that names its GPU and quantisation pays that kernel's first-use JIT on a first boot
+        jit = (select_kernel(cat, r["engine"], r["quant"], cat.gpu(r["gpu"])).first_use_jit_s
+               if "quant" in r else 0.0)
         return start_phases(cat.engine(r["engine"]), cat.node(BOOT_NODE), r["weights_gb"], r["workers"],
-                            r["layers"], warm=m == "warm_restart").total_s
+                            r["layers"], warm=m == "warm_restart", first_use_jit_s=jit).total_s
     if m == "cpu_decode":
         node = cat.node(BOOT_NODE).model_copy(update={"cpu": r["cpu"], "dimms": r["dimms"],
                                                       "dimm_mt_s": r["dimm_mt_s"]})

@@ -47,6 +47,7 @@ class KernelSpec(Spec):
     step_overhead_s: NonNeg | None = None   # per decode step; None: the engine's
     overhead_s_per_layer: NonNeg = 0.0      # per decode step and layer (kernel launches without graphs)
     ridge_sharpness: Annotated[float, Field(ge=1, le=50)] = 3.0  # smooth roofline exponent (max() is infinity)
+    first_use_jit_s: NonNeg = 0.0           # first boot: JIT compile of kernels not shipped precompiled (cached for restarts)
     build: str | None = None                # engine build era this row describes (e.g. llama.cpp "2023-12"); None: current builds
     source: str
 
