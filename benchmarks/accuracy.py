@@ -122,7 +122,8 @@ def summary(results: list[Result], which: str) -> tuple[float, float, int]:
 
 def _setup(r: dict) -> str:
     if r["metric"] in ("first_boot", "warm_restart"):
-        return f"{r['engine']} {r['metric'].replace('_', ' ')}, {r['weights_gb']:g} GB, {r['layers']} layers"
+        on = f" {r['gpu']} {r['quant']}" if "quant" in r else ""
+        return f"{r['engine']} {r['metric'].replace('_', ' ')}{on}, {r['weights_gb']:g} GB, {r['layers']} layers"
     if r["metric"] == "cpu_decode":
         return f"CPU only {r['cpu']}, {r['model']} {r['quant']}"
     gpus = r.get("gpus", 1)
@@ -131,7 +132,8 @@ def _setup(r: dict) -> str:
     load = {"decode": f"ctx {r.get('context', 256)}" + (f" x{r['batch']}" if r.get("batch") else ""),
             "prefill": f"pp{r.get('prompt')}" + (f"@{r['cached']}" if r.get("cached") else ""),
             "cap_ratio": f"SM clock {r.get('clock')}"}.get(r["metric"], f"C={r.get('clients')} {r.get('prompt')}/{r.get('output')}")
-    return f"{gpus}x{gpu}{par} {r['model']} {r['quant']} {r['engine']}, {r['metric']} {load}"
+    engine = f"{r['engine']}@{r['build']}" if r.get("build") else r["engine"]
+    return f"{gpus}x{gpu}{par} {r['model']} {r['quant']} {engine}, {r['metric']} {load}"
 
 
 def table(results: list[Result], markdown: bool) -> str:
