@@ -46,8 +46,9 @@ MEMORY_SHARE = 0.8                    # of physical (or cgroup) memory a run may
 # surge without fabric 524 MB (388 MB at sample_s 10); request-heavy tiny at sample_s 60 (240
 # rows): 442 MB with 370,500 requests, 766 MB with 1,482,000, i.e. 291 B per request at the
 # margin; hall-16000 (16,000 nodes, 13.0M requests, every table at 1 s) 4,978 MB (/usr/bin/time
-# -v on main 5367544). Estimates: 346 / 615 / 549 / 405 / 453 / 797 / 5,743 MB (1.00-1.18x, at
-# or above every measurement).
+# -v on main 5367544); hall-1600 1,539 MB. Estimates: 341 / 633 / 563 / 398 / 453 / 794 / 5,753 MB
+# (1.03-1.17x) and hall-1600 2,297 MB (1.49x: the whole links table at 100 B a row): at or
+# above every measurement.
 BASE_B = 340e6  # Python + numpy + pyarrow + simpy + networkx + numba imported, catalogue loaded
 # Bytes per row at the peak: the engine's sample arrays, the flattened columns collect() builds
 # (int64 ids, Python lists for string columns), the Arrow table and Parquet buffers.
