@@ -23,7 +23,7 @@ per-GPU caps, CRAH airflow and capacity).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -127,6 +127,10 @@ class Plant:
         self.gpu_fan = np.zeros(G)
         self.fan_rpm = np.zeros(N)
         self.fresh = True   # before the first tick: fans of the nodes the run starts on are set then
+        self._fan_speed = np.zeros(N + G)   # sealed racks: chassis fan groups, then one per GPU blower
+        self._fan_groups = replace(af.server_fan_groups(N, self.fan, node.chassis_fan_count, self._fan_speed[:N],
+                                                        self.gpu, topo.gpu_node, self._fan_speed[N:]),
+                                   speed_frac=self._fan_speed)  # the buffer the ticks write the speeds into
         self.rack_exhaust = np.full(R, fac.supply_air_c)
         self.rack_pa: np.ndarray | None = None         # sealed racks: last chamber pressures (warm start)
         self.gpu_throttled = np.zeros(G, dtype=bool)
@@ -206,8 +210,11 @@ class Plant:
         rack = topo.node_rack
         if fac.containment == "sealed":
             sr = fac.sealed_rack
-            fans = af.server_fan_groups(self.N, self.fan, node.chassis_fan_count, self.fan_rpm / self.fan.max_rpm,
-                                        gpu, topo.gpu_node, self.gpu_fan)
+            # the room's fans never change, only their speeds: one FanGroups, speeds written in place
+            speed = self._fan_speed
+            np.divide(self.fan_rpm, self.fan.max_rpm, out=speed[:self.N])
+            speed[self.N:] = self.gpu_fan
+            fans = self._fan_groups
             bal = af.rack_balance(fans, rack, self.R, plenum_pa=sr.plenum_pa * self.plenum_frac ** 2,
                                   blower_free_flow_m3_s=sr.blower_free_flow_m3_s, blower_shutoff_pa=sr.blower_shutoff_pa,
                                   blower_speed_frac=sr.blower_speed_frac, leak_area_m2=sr.leakage_area_m2,
