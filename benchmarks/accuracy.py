@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -58,26 +58,24 @@ def load_rows(path: Path = ROWS_FILE) -> list[dict]:
 
 
 def _box(cat: Catalogue, r: dict, kernel: str | None = None):
-    """The row's box; a `build` (engine build era of the measurement) swaps in that era's kernel row."""
+    """The row's box; a `build` (engine build era of the measurement) selects that era's kernel rows."""
     node = r.get("node", "ws-4x4090-tr" if r.get("gpus", 1) > 1 else "rtx5090-server")
-    box = resolve_box(cat, node, r["model"], r["quant"], r["engine"], gpu=r.get("gpu"), gpu_count=r.get("gpus"),
-                      tp=r.get("tp", 1), pp=r.get("pp", 1), kernel=kernel or r.get("kernel"),
-                      max_batch=r.get("max_batch"))
-    if r.get("build") is None:
-        return box
-    return replace(box, kernel=select_kernel(cat, r["engine"], r["quant"], box.gpu, kernel or r.get("kernel"),
-                                             build=r["build"]))
+    return resolve_box(cat, node, r["model"], r["quant"], r["engine"], gpu=r.get("gpu"), gpu_count=r.get("gpus"),
+                       tp=r.get("tp", 1), pp=r.get("pp", 1), kernel=kernel or r.get("kernel"),
+                       max_batch=r.get("max_batch"), build=r.get("build"))
 
 
 def twin_value(cat: Catalogue, r: dict) -> float:
     """What the twin predicts for row `r` (see the metric list in measurements.yaml)."""
     m = r["metric"]
     if m in ("first_boot", "warm_restart"):
-        # a row that names its GPU and quantisation pays that kernel's first-use JIT on a first boot
+        # a row that names its GPU and quantisation pays that kernel's first-use JIT on a first boot;
+        # the published first boots are fresh installs (boot_cache "none") unless the row says otherwise
         jit = (select_kernel(cat, r["engine"], r["quant"], cat.gpu(r["gpu"])).first_use_jit_s
                if "quant" in r else 0.0)
         return start_phases(cat.engine(r["engine"]), cat.node(BOOT_NODE), r["weights_gb"], r["workers"],
-                            r["layers"], warm=m == "warm_restart", first_use_jit_s=jit).total_s
+                            r["layers"], warm=m == "warm_restart", first_use_jit_s=jit,
+                            boot_cache=r.get("boot_cache", "none")).total_s
     if m == "cpu_decode":
         node = cat.node(BOOT_NODE).model_copy(update={"cpu": r["cpu"], "dimms": r["dimms"],
                                                       "dimm_mt_s": r["dimm_mt_s"]})

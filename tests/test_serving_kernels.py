@@ -118,3 +118,21 @@ def test_a_dec_2023_llama_cpp_token_pays_host_launches_per_layer():
     # the current build (CUDA graphs, 0.86 of bandwidth) is 1.5x faster on the same card
     now = resolve_box(CAT, "rtx5090-server", "llama-2-7b", "gguf-q4_0", "llama.cpp", gpu="rtx-4090")
     assert float(decode_step_s(now.plan, 1, 1012)) == pytest.approx(bytes_ / (0.86 * 1008e9) + 0.00082, rel=5e-3)
+
+
+def test_a_pool_build_is_checked_with_its_field_path_and_reaches_the_engine_plan():
+    from pathlib import Path
+
+    from twin.errors import SpecError
+    from twin.model.validate import load_scenario
+    from twin.sim.layout import pool_plans
+    path = Path(__file__).resolve().parent.parent / "scenarios" / "rtx5090-server.yaml"
+    with pytest.raises(SpecError) as err:
+        load_scenario(path, overrides={"pools.1.build": "2023-12", "pools.2.build": "2019-01"})
+    assert ("pools[1].build: unknown vllm build '2023-12'; builds with their own kernel rows: none "
+            "(omit build for the current one)") in err.value.problems
+    # the CPU-only pool (pools[2]) is checked too: the layout selects its row as well
+    assert any(p.startswith("pools[2].build: unknown llama.cpp build '2019-01'") for p in err.value.problems)
+    sc = load_scenario(path, overrides={"pools.0.build": "2024-05"})
+    plans = pool_plans(sc)
+    assert plans[0].kernel.name == "llama.cpp/gguf@2024-05" and plans[1].kernel.build is None

@@ -23,7 +23,8 @@ OPTION_OF = {"pools[0].tp": "--tp", "pools[0].pp": "--pp", "pools[0].model": "--
              "kv_bytes": "--kv-bytes", "max_batch": "--max-batch", "memory_utilisation": "--memory-utilisation",
              "pools[0].kernel": "--kernel", "pools[0].gpu_layers": "--gpu-layers",
              "pools[0].kv_block_tokens": "--kv-block-tokens", "kv_block_tokens": "--kv-block-tokens",
-             "gpu_layers": "--gpu-layers"}
+             "gpu_layers": "--gpu-layers", "pools[0].build": "--build", "pools[0].boot_cache": "--boot-cache",
+             "boot_cache": "--boot-cache"}
 
 
 def _as_option(problem: str) -> str:
@@ -49,7 +50,8 @@ def _gpu_layers(text: str | None) -> int | str | None:
 
 def _box(cat, node: str, gpu: str | None, gpus: int | None, model: str, quant: str, engine: str, tp: int, pp: int,
          memory_utilisation: float, max_batch: int | None, kv_bytes: float | None, kernel: str | None = None,
-         gpu_layers: int | str | None = None, kv_block_tokens: int | None = None, context_tokens: float = 4096):
+         gpu_layers: int | str | None = None, kv_block_tokens: int | None = None, context_tokens: float = 4096,
+         build: str | None = None, boot_cache: str | None = None):
     """Resolve and validate the box through the scenario's own cross-checks, or exit 2."""
     from pydantic import ValidationError
 
@@ -75,7 +77,8 @@ def _box(cat, node: str, gpu: str | None, gpus: int | None, model: str, quant: s
                             pools=[PoolSpec(name="predict", model=model, quantisation=quant, engine=engine, tp=tp,
                                             pp=pp, nodes=1, memory_utilisation=memory_utilisation,
                                             max_batch=max_batch, kv_bytes=kv_bytes, kernel=kernel,
-                                            gpu_layers=gpu_layers, kv_block_tokens=kv_block_tokens)],
+                                            gpu_layers=gpu_layers, kv_block_tokens=kv_block_tokens, build=build,
+                                            **({} if boot_cache is None else {"boot_cache": boot_cache}))],
                             scheduler={"initial_on_nodes": 1})
     except ValidationError as exc:  # range errors on the numeric options, e.g. --kv-bytes 8
         fail([_as_option(p) for p in format_validation_error(exc)])
@@ -87,14 +90,16 @@ def _box(cat, node: str, gpu: str | None, gpus: int | None, model: str, quant: s
         cat = Catalogue({**cat.entries, "engines": {**cat.entries["engines"], engine: eng}})
     return resolve_box(cat, node, model, quant, engine, gpu=gpu, gpu_count=gpus, tp=tp, pp=pp,
                        memory_utilisation=memory_utilisation, max_batch=max_batch, kv_bytes=kv_bytes,
-                       kernel=kernel, gpu_layers=gpu_layers, context_tokens=context_tokens)
+                       kernel=kernel, gpu_layers=gpu_layers, context_tokens=context_tokens, build=build,
+                       boot_cache=spec.pools[0].boot_cache)
 
 
 def _as_dict(pred) -> dict:
     b, burn = pred.box, pred.burn
     return {
         "node": b.node.name, "gpu": b.gpu.name, "gpus": b.node.gpu_count, "model": b.model.name,
-        "quantisation": b.quant.name, "engine": b.engine.name, "kernel": b.kernel.kernel, "tp": b.tp, "pp": b.pp,
+        "quantisation": b.quant.name, "engine": b.engine.name, "kernel": b.kernel.kernel, "build": b.build,
+        "boot_cache": b.boot_cache, "tp": b.tp, "pp": b.pp,
         "replicas": b.replicas, "gpu_layers": b.model.layers if b.split is None else b.split.gpu_layers,
         "weights_gb_per_replica": pred.weights_gb, "kv_budget_gb_per_replica": pred.kv_budget_gb,
         "kv_blocks_per_replica": pred.kv_blocks, "kv_block_tokens": b.engine.kv_block_tokens,
@@ -124,14 +129,15 @@ def _print(pred) -> None:
 
     b, burn = pred.box, pred.burn
     out.print(Text.assemble((b.node.name, "bold"), f": {b.node.gpu_count} x {b.gpu.name}, {b.model.name} "
-                            f"{b.quant.name} on {b.engine.name} (kernel {b.kernel.kernel}), tp={b.tp} pp={b.pp} "
+                            f"{b.quant.name} on {b.engine.name}{'' if b.build is None else ' build ' + b.build} "
+                            f"(kernel {b.kernel.kernel}), tp={b.tp} pp={b.pp} "
                             f"-> {b.replicas} replica(s)"))
     if b.split is not None:
         out.print(f"CPU offload: {b.split.gpu_layers} of {b.split.layers} layers on the GPUs, "
                   f"{b.split.cpu_layers} in system memory ({b.cpu.name})")
     out.print(f"weights {pred.weights_gb:.1f} GB/replica, KV pool {pred.kv_budget_gb:.1f} GB/replica "
               f"({pred.kv_blocks:,} blocks of {b.engine.kv_block_tokens} tokens); engine first boot "
-              f"{pred.load_s:.0f} s, warm restart {pred.warm_restart_s:.0f} s (cold start incl. POST/OS "
+              f"{pred.load_s:.0f} s (boot cache: {b.boot_cache}), warm restart {pred.warm_restart_s:.0f} s (cold start incl. POST/OS "
               f"{pred.cold_start_s:.0f} s)")
     out.print(f"single-stream decode {pred.single_stream_tok_s:.1f} tok/s; prefill {pred.prefill_tok_s:,.0f} tok/s "
               f"per replica; one prompt alone reaches its first token after {pred.prompt_latency_s:.2f} s")
@@ -187,6 +193,8 @@ def predict_cmd(
         kernel: Annotated[Optional[str], typer.Option(help="GEMM kernel, e.g. awq_marlin, awq, fp8, gguf (default: the engine's pick)")] = None,
         gpu_layers: Annotated[Optional[str], typer.Option(help="llama.cpp layers on the GPUs (N or auto); the rest in system memory")] = None,
         kv_block_tokens: Annotated[Optional[int], typer.Option(help="Paged KV block size in tokens (vLLM default 16)")] = None,
+        build: Annotated[Optional[str], typer.Option(help="Engine build era with its own kernel rows, e.g. llama.cpp 2023-12 (default: current)")] = None,
+        boot_cache: Annotated[Optional[str], typer.Option(help="What the first boot finds compiled: none, kernels (default: prebuilt FlashInfer kernels in the image) or all (+ torch.compile cache)")] = None,
         concurrency: Annotated[str, typer.Option(help="Comma-separated client counts")] = "1,4,16,64",
         prompt_tokens: Annotated[int, typer.Option(min=1, help="Prompt tokens per request")] = 1020,
         output_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per request")] = 129,
@@ -213,7 +221,7 @@ def predict_cmd(
     except SpecError as exc:
         fail(exc.problems)
     box = _box(cat, node, gpu, gpus, model, quant, engine, tp, pp, memory_utilisation, max_batch, kv_bytes,
-               kernel, _gpu_layers(gpu_layers), kv_block_tokens, prompt_tokens + output_tokens)
+               kernel, _gpu_layers(gpu_layers), kv_block_tokens, prompt_tokens + output_tokens, build, boot_cache)
     pred = predict(box, levels, prompt_tokens, output_tokens, ambient_c, burn_s, power_cap_w)
     if as_json:
         out.print_json(json.dumps(_as_dict(pred)))

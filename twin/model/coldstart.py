@@ -30,19 +30,36 @@ class StartPhases:
         return self.init_s + self.weights_s + self.compile_s + self.kv_profile_s + self.cuda_graph_s + self.jit_s
 
 
+def first_boot_cached(boot_cache: str) -> tuple[bool, bool]:
+    """(prebuilt kernels present, torch.compile cache present) on a first boot with `boot_cache`.
+
+    Values as twin.spec.scenario.BootCache: "none" (fresh install: JIT and compile from scratch),
+    "kernels" (image with flashinfer-jit-cache, vllm-project/vllm#54529), "all" (also the compile
+    cache in VLLM_CACHE_ROOT, vllm-project/vllm#49782).
+    """
+    table = {"none": (False, False), "kernels": (True, False), "all": (True, True)}
+    if boot_cache not in table:
+        raise ValueError(f"boot_cache must be one of {', '.join(table)}, got {boot_cache!r}")
+    return table[boot_cache]
+
+
 def start_phases(engine: EngineSpec, node: NodeSpec, weights_gb: float, workers: int, layers_per_stage: float, *,
-                 warm: bool, first_use_jit_s: float = 0.0) -> StartPhases:
+                 warm: bool, first_use_jit_s: float = 0.0, boot_cache: str = "none") -> StartPhases:
     """Phases of starting `engine` with `weights_gb` of weights (decimal GB) read by `workers` GPU processes.
 
     Weights, first boot: weights / min(workers x effective read rate, NVMe, workers x H2D); with
     mmap (llama.cpp) the first read is at the drive's rate. Warm restart: weights / min(NVMe, H2D)
     (page cache or drive), compile from cache. CUDA graphs: per layer of the largest stage.
     An engine without a `boot` block keeps the old model: weights at min(NVMe, H2D) + warmup_s.
-    `first_use_jit_s` (the kernel row's, e.g. FlashInfer CUTLASS FP4 on sm_120) is paid on a first
-    boot only: the compiled kernels are cached on disk (vllm-project/vllm #47456).
+    First boot with `boot_cache` (first_boot_cached): `first_use_jit_s` (the kernel row's, e.g.
+    FlashInfer CUTLASS FP4 on sm_120; vllm-project/vllm #47456) is paid unless the image ships the
+    prebuilt kernels, and torch.compile runs at `compile_s` unless its cache is there
+    (`compile_cached_s`). The page cache is cold either way: a first boot follows power-on.
+    A warm restart has every cache and the page cache.
     """
     local = min(node.nvme_read_gb_s, node.pcie_h2d_gb_s)
     b = engine.boot
+    kernels_cached, compile_cached = (True, True) if warm else first_boot_cached(boot_cache)
     if b is None:
         return StartPhases(0.0, weights_gb / local, 0.0, 0.0, engine.warmup_s)
     if warm:
@@ -52,6 +69,6 @@ def start_phases(engine: EngineSpec, node: NodeSpec, weights_gb: float, workers:
     else:
         rate = min(workers * b.weights_first_gb_s, node.nvme_read_gb_s, workers * node.pcie_h2d_gb_s)
     return StartPhases(init_s=b.init_s, weights_s=weights_gb / rate,
-                       compile_s=b.compile_cached_s if warm else b.compile_s,
+                       compile_s=b.compile_cached_s if compile_cached else b.compile_s,
                        kv_profile_s=b.kv_profile_s, cuda_graph_s=b.cuda_graph_s_per_layer * layers_per_stage,
-                       jit_s=0.0 if warm else first_use_jit_s)
+                       jit_s=0.0 if kernels_cached else first_use_jit_s)

@@ -39,6 +39,11 @@ def _rank(r: KernelSpec) -> tuple:
     return (-r.priority, "*" in r.architectures, r.name)
 
 
+def build_eras(cat: Catalogue, engine: str) -> list[str]:
+    """Build eras of `engine` that have their own kernel rows, oldest first (YYYY-MM sorts by date)."""
+    return sorted({r.build for r in cat.kernel_rows() if r.engine == engine and r.build is not None})
+
+
 def _for_build(cat: Catalogue, engine: str, rows: list[KernelSpec], build: str | None) -> list[KernelSpec]:
     """Rows of one build era: the era's own rows, and the current rows of kernels the era did not change.
 
@@ -47,7 +52,7 @@ def _for_build(cat: Catalogue, engine: str, rows: list[KernelSpec], build: str |
     current = [r for r in rows if r.build is None]
     if build is None:
         return current
-    eras = sorted({r.build for r in cat.kernel_rows() if r.engine == engine and r.build is not None})
+    eras = build_eras(cat, engine)
     if build not in eras:
         raise KernelError(f"no kernel rows for {engine} build {build!r}; builds with their own rows: "
                           f"{', '.join(eras) or 'none'} (omit the build for the current one)")

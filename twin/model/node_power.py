@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.model import power as pw
-from twin.model.states import BOOTING, DRAINING, LOADING, POWERING_ON, SERVING, WARM
+from twin.model.states import BOOTING, DRAINING, IS_LOADED, LOADING, NODE_STATES, POWERING_ON, SERVING, WARM
 from twin.spec.catalogue import CpuSpec, FanSpec, NicSpec, NodeSpec, PsuSpec
 
 CPU_UTIL_POWERING_ON = 0.1  # estimate: BMC + firmware before the OS (hardware.md "Boot and load")
@@ -29,17 +29,22 @@ DIMM_ACTIVITY = {POWERING_ON: 0.0, BOOTING: 1.0, LOADING: 1.0, WARM: 0.0, SERVIN
 def cpu_util_for_state(node: NodeSpec, state: np.ndarray, work_util: np.ndarray | float) -> np.ndarray:
     """CPU utilisation by lifecycle state: the node's boot and load figures, and while a model is
     resident (WARM, SERVING, DRAINING) what the workload asks of it (`work_util`:
-    power.host_cpu_util of the engines' busy loops and per-token host work)."""
+    power.host_cpu_util of the engines' busy loops and per-token host work). One gather from a
+    per-state table (no per-state masks: this runs every tick over every node)."""
     st = np.asarray(state)
-    return np.select([st == POWERING_ON, st == BOOTING, st == LOADING, np.isin(st, (WARM, SERVING, DRAINING))],
-                     [CPU_UTIL_POWERING_ON, node.cpu_util_booting, node.cpu_util_loading,
-                      np.broadcast_to(np.asarray(work_util, dtype=float), st.shape)], 0.0)
+    table = np.zeros(len(NODE_STATES))
+    table[[POWERING_ON, BOOTING, LOADING]] = CPU_UTIL_POWERING_ON, node.cpu_util_booting, node.cpu_util_loading
+    return np.where(IS_LOADED[st], np.broadcast_to(np.asarray(work_util, dtype=float), st.shape), table[st])
+
+
+_DIMM_TABLE = np.zeros(len(NODE_STATES))
+_DIMM_TABLE[list(DIMM_ACTIVITY)] = list(DIMM_ACTIVITY.values())
+_DIMM_TABLE.flags.writeable = False
 
 
 def dimm_activity_for_state(state: np.ndarray) -> np.ndarray:
-    """DIMM activity by lifecycle state (DIMM_ACTIVITY; 0 for OFF and FAILED)."""
-    st = np.asarray(state)
-    return np.select([st == k for k in DIMM_ACTIVITY], list(DIMM_ACTIVITY.values()), 0.0)
+    """DIMM activity by lifecycle state (DIMM_ACTIVITY; 0 for OFF and FAILED), one table gather."""
+    return _DIMM_TABLE[np.asarray(state)]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Scenario checks of a pool's serving choices: kernel, CPU offload, KV block size.
+"""Scenario checks of a pool's serving choices: build era, kernel, CPU offload, KV block size.
 
 Each problem is one line naming the field path (`pools[0].kernel: ...`); `twin predict` rewrites
 the path to its option (`--kernel: ...`). Called from twin.model.validate.check_against_catalogue.
@@ -7,18 +7,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from twin.model.kernels import KernelError, select_kernel
+from twin.model.kernels import KernelError, build_eras, select_kernel
 from twin.spec.catalogue import Catalogue, GpuSpec, ModelSpec, NodeSpec
 
 
 def serving_problems(path: str, pool: Any, model: ModelSpec, node: NodeSpec, gpu: GpuSpec,
                      cat: Catalogue) -> list[str]:
-    """Problems with `pool`'s kernel, gpu_layers and kv_block_tokens (empty when all is well)."""
+    """Problems with `pool`'s build, kernel, gpu_layers and kv_block_tokens (empty when all is well)."""
     problems: list[str] = []
     engine = cat.engine(pool.engine)
+    build = getattr(pool, "build", None)
+    if build is not None and build not in build_eras(cat, pool.engine):
+        eras = build_eras(cat, pool.engine)
+        problems.append(f"{path}.build: unknown {pool.engine} build {build!r}; builds with their own kernel rows: "
+                        f"{', '.join(eras) or 'none'} (omit build for the current one)")
+        build = None  # check the kernel against the current rows
     if pool.quantisation in model.quantisations:
         try:
-            select_kernel(cat, pool.engine, pool.quantisation, gpu, pool.kernel)
+            select_kernel(cat, pool.engine, pool.quantisation, gpu, pool.kernel, build)
         except KernelError as exc:
             problems.append(f"{path}.kernel: {exc}")
     if pool.gpu_layers is not None:

@@ -16,6 +16,7 @@ FAN_RESISTANCE_EXPONENT = 0.8  # forced-convection h ~ velocity^0.8 (turbulent D
 FAN_START_C = 45.0        # estimate: blower/chassis fan curves start rising above ~45 C
 GPU_FAN_TAU_S = 3.0       # estimate: blower spin-up lag
 CHASSIS_FAN_TAU_S = 5.0   # estimate: chassis fan controller + spin-up lag
+NO_FLOW_M3_S = 1e-9       # below this a node has no air stream of its own (exhaust_c: no rise)
 
 
 def airflow_m3_s(power_w: np.ndarray | float, delta_t_k: float, rho_kg_m3: float = RHO_AIR_KG_M3,
@@ -32,7 +33,7 @@ def exhaust_c(inlet_c: np.ndarray, power_w: np.ndarray, airflow_m3_s_: np.ndarra
     """Exhaust temperature: T_out = T_in + P / (m_dot cp), m_dot = rho V. No flow -> inlet."""
     flow = np.asarray(airflow_m3_s_, dtype=float)
     rise = np.divide(np.asarray(power_w, dtype=float), rho_kg_m3 * CP_AIR_J_PER_KG_K * flow,
-                     out=np.zeros(np.broadcast(power_w, flow).shape), where=flow > 1e-9)
+                     out=np.zeros(np.broadcast(power_w, flow).shape), where=flow > NO_FLOW_M3_S)
     return np.asarray(inlet_c, dtype=float) + rise
 
 
@@ -189,12 +190,32 @@ def gpu_thermal_step(die_c: np.ndarray, sink_c: np.ndarray, mem_c: np.ndarray, a
     of board power, so it only offsets the memory from the heatsink.
     """
     r_spr, r_sink = gpu_stage_resistances(gpu, fan_frac)
-    c_spr = gpu.spreader_time_constant_s / r_spr
-    die, sink = rc2_step_c(die_c, sink_c, ambient_c, power_w, r_spr, r_sink, c_spr,
+    die, sink = rc2_step_c(die_c, sink_c, ambient_c, power_w, r_spr, r_sink, gpu_spreader_capacity_j_per_k(gpu),
                            gpu_heatsink_capacity_j_per_k(gpu), dt_s)
     mem_target = sink + np.asarray(dram_w, dtype=float) * gpu.memory_resistance_k_per_w
     mem = first_order_lag(np.asarray(mem_c, dtype=float), mem_target, gpu.memory_time_constant_s, dt_s)
     return die, sink, mem
+
+
+def gpu_spreader_capacity_j_per_k(gpu: GpuSpec) -> float:
+    """Die + spreader stage capacity, J/K: its time constant over its (fan-independent) resistance."""
+    return gpu.spreader_time_constant_s / (gpu.spreader_resistance_frac * gpu.thermal_resistance_k_per_w)
+
+
+def heat_to_air_w(power_w: np.ndarray, stored_j: np.ndarray, dt_s: float) -> np.ndarray:
+    """Tick-average heat a part hands to the air stream: P - dE_stored / dt (first law over the
+    tick). A part that is warming keeps some of its power in its own mass, so its exhaust lags its
+    power; one that is cooling gives back what it stored. With the exact RC steps (rc_step_c,
+    rc2_step_c) this is exactly the tick integral of (T_sink - T_air) / R_sink."""
+    return np.asarray(power_w, dtype=float) - np.asarray(stored_j, dtype=float) / dt_s
+
+
+def gpu_stored_j(die0_c: np.ndarray, die1_c: np.ndarray, sink0_c: np.ndarray, sink1_c: np.ndarray,
+                 gpu: GpuSpec) -> np.ndarray:
+    """Heat the die/spreader and heatsink stages took up over a tick, J: C_spr dT_die + C_sink dT_sink.
+    The memory junction is a massless offset above the heatsink (first_order_lag), so it stores none."""
+    return (gpu_spreader_capacity_j_per_k(gpu) * (np.asarray(die1_c) - np.asarray(die0_c))
+            + gpu_heatsink_capacity_j_per_k(gpu) * (np.asarray(sink1_c) - np.asarray(sink0_c)))
 
 
 def memory_clock_frac(mem_c: np.ndarray, limit_c: float | None) -> np.ndarray:

@@ -154,6 +154,7 @@ def check_against_catalogue(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
             problems.append(f"{path}.quantisation: {pool.model} is not offered in {pool.quantisation!r}; "
                             f"choose one of {', '.join(model.quantisations)}")
         if pool.device == "cpu":  # no GPU parallelism or VRAM to check (pool_placement_problems)
+            problems.extend(serving_problems(path, pool, model, node, gpu, cat))  # build / kernel: layout selects a row
             continue
         gpus = pool.tp * pool.pp
         if pool.tp > 1 and not cat.engine(pool.engine).tensor_parallel:

@@ -86,7 +86,7 @@ def pool_perf(scenario: Scenario) -> tuple[sv.ReplicaPerf, ...]:
 
 def pool_plans(scenario: Scenario) -> tuple[rp.ServingPlan, ...]:
     """twin.model.replica.serving_plan for every pool: its kernel (the pool's or the engine's
-    default) and its paged-KV block size (the pool's or the engine's)."""
+    default, from the pool's build era) and its paged-KV block size (the pool's or the engine's)."""
     spec, cat = scenario.spec, scenario.catalogue
     gpu = cat.gpu(cat.node(spec.topology.node_type).gpu)
     plans = []
@@ -95,7 +95,7 @@ def pool_plans(scenario: Scenario) -> tuple[rp.ServingPlan, ...]:
         if p.kv_block_tokens is not None:
             eng = eng.model_copy(update={"kv_block_tokens": p.kv_block_tokens})
         plans.append(rp.serving_plan(cat.model(p.model), cat.quant(p.quantisation), gpu, eng,
-                                     select_kernel(cat, p.engine, p.quantisation, gpu, p.kernel), p.tp, p.pp,
+                                     select_kernel(cat, p.engine, p.quantisation, gpu, p.kernel, p.build), p.tp, p.pp,
                                      p.memory_fraction, p.kv_bytes, p.max_batch))
     return tuple(plans)
 
@@ -185,10 +185,13 @@ def build_layout(scenario: Scenario, topo: Topology, node: NodeSpec) -> Layout:
     mean_p, mean_o = mean_tokens(spec.workload.prompt_tokens), mean_tokens(spec.workload.output_tokens)
     mean_res = np.where(paged, mean_p + mean_o / 2, mean_p + mean_o)
     # engine start (twin.model.coldstart): the weights at the first-boot rate of each node's pool
-    # (nodes were powered off, so the page cache is cold); then the engine's warm-up phases
-    starts = [(start_phases(pl.engine, node, 1.0, node.gpu_count, -(-pl.layers // pl.pp), warm=False),
+    # (nodes were powered off, so the page cache is cold); then the engine's warm-up phases: a unit's
+    # first start pays the kernel row's first-use JIT and torch.compile unless the pool's boot_cache
+    # has them; a restart of the same unit finds both on its disk
+    starts = [(start_phases(pl.engine, node, 1.0, node.gpu_count, -(-pl.layers // pl.pp), warm=False,
+                            first_use_jit_s=pl.kernel.first_use_jit_s, boot_cache=p.boot_cache),
                start_phases(pl.engine, node, 1.0, node.gpu_count, -(-pl.layers // pl.pp), warm=True))
-              for pl in plans]
+              for p, pl in zip(spec.pools, plans)]
     node_rate = np.full(topo.n_nodes, min(node.nvme_read_gb_s, node.pcie_h2d_gb_s) * sv.GB)
     for u, nodes in enumerate(topo.unit_nodes):
         node_rate[list(nodes)] = sv.GB / starts[topo.unit_pool[u]][0].weights_s  # 1 GB in weights_s seconds

@@ -23,7 +23,7 @@ per-GPU caps, CRAH airflow and capacity).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -32,7 +32,7 @@ from twin.model import airflow as af
 from twin.model import cooling
 from twin.model import power as pw
 from twin.model import thermal as th
-from twin.model.cpu_load import cpu_temp_step_c
+from twin.model.cpu_load import CPU_HEAT_CAPACITY_J_PER_K, cpu_temp_step_c
 from twin.model.node_power import cpu_util_for_state, dimm_activity_for_state, node_parts_w
 from twin.model.training import TRAIN_DRAM_FRAC, TRAINING_ACTIVITY
 from twin.model.states import DRAINING, FAILED, LOADING, OFF, POWERING_ON, SERVING, WARM
@@ -126,6 +126,11 @@ class Plant:
         self.gpu_mem_clock = np.ones(G)
         self.gpu_fan = np.zeros(G)
         self.fan_rpm = np.zeros(N)
+        self.fresh = True   # before the first tick: fans of the nodes the run starts on are set then
+        self._fan_speed = np.zeros(N + G)   # sealed racks: chassis fan groups, then one per GPU blower
+        self._fan_groups = replace(af.server_fan_groups(N, self.fan, node.chassis_fan_count, self._fan_speed[:N],
+                                                        self.gpu, topo.gpu_node, self._fan_speed[N:]),
+                                   speed_frac=self._fan_speed)  # the buffer the ticks write the speeds into
         self.rack_exhaust = np.full(R, fac.supply_air_c)
         self.rack_pa: np.ndarray | None = None         # sealed racks: last chamber pressures (warm start)
         self.gpu_throttled = np.zeros(G, dtype=bool)
@@ -205,8 +210,11 @@ class Plant:
         rack = topo.node_rack
         if fac.containment == "sealed":
             sr = fac.sealed_rack
-            fans = af.server_fan_groups(self.N, self.fan, node.chassis_fan_count, self.fan_rpm / self.fan.max_rpm,
-                                        gpu, topo.gpu_node, self.gpu_fan)
+            # the room's fans never change, only their speeds: one FanGroups, speeds written in place
+            speed = self._fan_speed
+            np.divide(self.fan_rpm, self.fan.max_rpm, out=speed[:self.N])
+            speed[self.N:] = self.gpu_fan
+            fans = self._fan_groups
             bal = af.rack_balance(fans, rack, self.R, plenum_pa=sr.plenum_pa * self.plenum_frac ** 2,
                                   blower_free_flow_m3_s=sr.blower_free_flow_m3_s, blower_shutoff_pa=sr.blower_shutoff_pa,
                                   blower_speed_frac=sr.blower_speed_frac, leak_area_m2=sr.leakage_area_m2,
@@ -268,6 +276,9 @@ class Plant:
         c_lim = pw.clock_for_board_limit(np.minimum(gpu.board_power_w, self.gpu_cap_w), idle_w, gb_s, sm_u, gpu)
         powered &= gpu_ok  # a failed GPU has dropped off the bus
         clock0 = np.where(powered, np.minimum(c_th, c_lim), 1.0)
+        if self.fresh:  # the nodes a run starts on have been running: blowers at their set point
+            self.gpu_fan = np.where(powered, th.fan_curve_frac(self.gpu_temp, gpu.min_fan_frac, FAN_START_C,
+                                                               gpu.fan_target_c), 0.0)
         # ---- the node's other parts; chassis fans: full speed during power-on (POST fan test),
         # else following the hottest GPU
         on = (st != OFF) & (st != FAILED)
@@ -277,6 +288,9 @@ class Plant:
         rpm_target = np.where(st == POWERING_ON, fan.max_rpm, rpm_target)
         driven = on & self.fan_ok
         rpm_target = np.where(driven, rpm_target, 0.0)
+        if self.fresh:  # ... and chassis fans spinning at theirs, not spinning up from rest
+            self.fan_rpm = np.where(driven & (st != POWERING_ON), rpm_target, self.fan_rpm)
+            self.fresh = False
         self.fan_rpm = th.first_order_lag(self.fan_rpm, rpm_target, CHASSIS_FAN_TAU_S, dt)
         host = self._host_util(st, serving)
         if cpu_extra_util is not None:  # CPU-only pools and offloaded layers stream on their cores
@@ -297,21 +311,34 @@ class Plant:
         node_wall = pw.wall_power_w(node_dc, self.psu, psus, node.input_voltage_v)
         # redundant PSUs: the survivors trip when the node asks for more than they are rated for
         overload = np.flatnonzero(on & (self.psu_ok < node.psu_count) & (node_dc > self.psu_ok * self.psu.rated_w))
-        # ---- air and heat
+        # ---- air and heat. What reaches the air is each part's power less what its own mass takes
+        # up this tick (first law): a warming GPU or CPU heats the exhaust only as fast as its
+        # heatsink passes the heat on, so no exhaust is hotter than the surfaces that heated it.
         rho = fac.air_density_kg_m3
         airflow, inlet, demand, supply, recirc = self._air()
-        exhaust = th.exhaust_c(inlet, node_dc, airflow, rho)
+        cpu0 = self.cpu_temp
+        self.cpu_temp = cpu_temp_step_c(cpu0, inlet, parts.cpu_w, dt)
+        cpu_stored_j = CPU_HEAT_CAPACITY_J_PER_K * (self.cpu_temp - cpu0)
+        # the fans of a powered node drive an air stream through it; an unpowered node has none (its
+        # coasting fans stop within seconds and its parts cool by natural convection into the rack air)
+        stream = on & (airflow > th.NO_FLOW_M3_S)
+        # GPUs breathe chassis air pre-heated by part of the CPU/memory/platform heat
+        preheat = np.where(stream, th.exhaust_c(0.0, node.gpu_preheat_frac * th.heat_to_air_w(
+            parts.upstream_w, cpu_stored_j, dt), airflow, rho), 0.0)
+        g_amb = (inlet + preheat)[topo.gpu_node]
+        die0, sink0 = self.gpu_temp, self.gpu_sink
+        self.gpu_temp, self.gpu_sink, self.gpu_mem = th.gpu_thermal_step(
+            die0, sink0, self.gpu_mem, g_amb, g_pow, pw.gpu_dram_w_per_gb_s(gpu) * gb_s, self.gpu_fan, gpu, dt)
+        gpu_stored_j = th.gpu_stored_j(die0, self.gpu_temp, sink0, self.gpu_sink, gpu)
+        node_air_w = th.heat_to_air_w(node_dc, np.bincount(topo.gpu_node, weights=gpu_stored_j, minlength=self.N)
+                                      + cpu_stored_j, dt)
+        exhaust = np.where(stream, th.exhaust_c(inlet, node_air_w, airflow, rho), inlet)
         rack = topo.node_rack
         flow = np.bincount(rack, weights=airflow, minlength=self.R)
         flow_w = np.bincount(rack, weights=airflow * exhaust, minlength=self.R)
         self.rack_exhaust = np.where(flow > 1e-9, flow_w / np.maximum(flow, 1e-9), self.supply_c)
-        # GPUs breathe chassis air pre-heated by part of the CPU/memory/platform heat
-        preheat = th.exhaust_c(0.0, node.gpu_preheat_frac * parts.upstream_w, airflow, rho)
-        g_amb = (inlet + preheat)[topo.gpu_node]
-        self.gpu_temp, self.gpu_sink, self.gpu_mem = th.gpu_thermal_step(
-            self.gpu_temp, self.gpu_sink, self.gpu_mem, g_amb, g_pow, pw.gpu_dram_w_per_gb_s(gpu) * gb_s,
-            self.gpu_fan, gpu, dt)
-        self.cpu_temp = cpu_temp_step_c(self.cpu_temp, inlet, parts.cpu_w, dt)
+        # a node with no stream of its own: the air at its back is the rack's hot-aisle air
+        exhaust = np.where(stream, exhaust, np.where(flow[rack] > 1e-9, self.rack_exhaust[rack], inlet))
         self.gpu_mem_clock = th.memory_clock_frac(self.gpu_mem, gpu.memory_junction_max_c)
         fan_target = np.where(powered, th.fan_curve_frac(self.gpu_temp, gpu.min_fan_frac, FAN_START_C,
                                                          gpu.fan_target_c), 0.0)

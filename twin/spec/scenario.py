@@ -41,6 +41,18 @@ NonNeg = Annotated[float, Field(ge=0)]
 Frac = Annotated[float, Field(ge=0, le=1)]
 PosInt = Annotated[int, Field(ge=1)]
 
+# What an engine's first boot on a node finds already compiled (twin/model/coldstart.py):
+#   none:    nothing: FlashInfer JIT-compiles its kernels on first use and torch.compile runs from scratch
+#            (a fresh `pip install vllm`; vllm-project/vllm#47456, #44881);
+#   kernels: the image ships prebuilt FlashInfer kernels (flashinfer-jit-cache, installed by vLLM's own
+#            Dockerfile: vllm-project/vllm#54529) but not the model's torch.compile artifacts;
+#   all:     kernels + the torch.compile cache (VLLM_CACHE_ROOT, ~/.cache/vllm) baked into the image or
+#            on a persisted volume (vllm-project/vllm#49782: 79 s -> 48 s to /v1/models on an A10).
+# Default `kernels`: a production fleet runs a container image, and the official one carries the kernel
+# cache; the compile cache is per model and config and is opt-in (a volume or a baked image).
+BootCache = Literal["none", "kernels", "all"]
+DEFAULT_BOOT_CACHE: BootCache = "kernels"
+
 
 class Section(NumbersAreNumbers):
     # allow_inf_nan=False: `.inf`/`.nan` are valid YAML floats but meaningless for any field here
@@ -221,6 +233,8 @@ class PoolSpec(PoolPlacement):
     kernel: str | None = None  # GEMM kernel, e.g. awq_marlin, awq, fp8, gguf; default: what the engine picks
     gpu_layers: Annotated[int, Field(ge=0)] | Literal["auto"] | None = None  # llama.cpp -ngl; rest in system memory
     kv_block_tokens: Annotated[int, Field(ge=1)] | None = None  # paged KV block; default: the engine's (vLLM 16)
+    build: str | None = None  # engine build era with its own kernel rows (llama.cpp "2023-12"); default: current builds
+    boot_cache: BootCache = DEFAULT_BOOT_CACHE  # what a node's first boot finds cached (twin/model/coldstart.py)
 
 
 class LengthSpec(Section):

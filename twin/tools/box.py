@@ -19,6 +19,7 @@ from twin.spec.catalogue import (
     PsuSpec,
     QuantSpec,
 )
+from twin.spec.scenario import DEFAULT_BOOT_CACHE, BootCache
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class Box:
     kv_bytes: float | None = None
     kernel: KernelSpec | None = None     # the kernel-table row (resolve_box: the engine's default)
     split: OffloadSplit | None = None    # llama.cpp layers in system memory; None: all on the GPUs
+    build: str | None = None             # engine build era of the kernel row (None: current builds)
+    boot_cache: BootCache = DEFAULT_BOOT_CACHE  # what a first boot finds compiled (twin.model.coldstart)
 
     @property
     def replicas(self) -> int:
@@ -58,10 +61,13 @@ def resolve_box(cat: Catalogue, node: str, model: str, quantisation: str, engine
                 gpu: str | None = None, gpu_count: int | None = None, tp: int = 1, pp: int = 1,
                 memory_utilisation: float = 0.92, max_batch: int | None = None,
                 kv_bytes: float | None = None, kernel: str | None = None,
-                gpu_layers: int | str | None = None, context_tokens: float = 4096) -> Box:
+                gpu_layers: int | str | None = None, context_tokens: float = 4096, build: str | None = None,
+                boot_cache: BootCache = DEFAULT_BOOT_CACHE) -> Box:
     """Look every name up (KeyError names the missing one); `gpu`/`gpu_count` replace the node's GPUs.
 
     `kernel`: a kernel-table kernel (KernelError if it does not run here); default the engine's.
+    `build`: an engine build era with its own kernel rows (KernelError naming the eras if unknown).
+    `boot_cache`: what the engine's first boot finds compiled (twin.spec.scenario.BootCache).
     `gpu_layers`: llama.cpp layers on the GPUs (an int, or "auto": as many as fit with
     `context_tokens` of KV per slot); the rest stay in system memory.
     """
@@ -76,7 +82,8 @@ def resolve_box(cat: Catalogue, node: str, model: str, quantisation: str, engine
     box = Box(node=n, gpu=g, cpu=cat.cpu(n.cpu), psu=cat.psu(n.psu), nic=cat.nic(n.nic),
               fan=cat.fan(n.chassis_fan), model=cat.model(model), quant=cat.quant(quantisation),
               engine=cat.engine(engine), tp=tp, pp=pp, memory_utilisation=memory_utilisation,
-              max_batch=max_batch, kv_bytes=kv_bytes, kernel=select_kernel(cat, engine, quantisation, g, kernel))
+              max_batch=max_batch, kv_bytes=kv_bytes, kernel=select_kernel(cat, engine, quantisation, g, kernel, build),
+              build=build, boot_cache=boot_cache)
     if gpu_layers is None:
         return box
     layers = box.model.layers

@@ -134,8 +134,13 @@ def concurrency_table(box: Box, concurrencies: list[int], prompt_tokens: float,
 
 
 def engine_start(box: Box, *, warm: bool) -> StartPhases:
-    """First boot (warm=False) or warm restart of every replica's engine on the node (twin.model.coldstart)."""
+    """First boot (warm=False) or warm restart of every replica's engine on the node (twin.model.coldstart).
+
+    A first boot pays the kernel row's first-use JIT unless `box.boot_cache` has the prebuilt kernels,
+    and torch.compile unless it has the compile cache."""
     pf = box.plan
     gpu_share = 1.0 if box.split is None else box.split.gpu_frac
     return start_phases(box.engine, box.node, pf.weights_bytes / 1e9 * box.replicas, box.node.gpu_count,
-                        math.ceil(gpu_share * box.model.layers / box.pp), warm=warm)
+                        math.ceil(gpu_share * box.model.layers / box.pp), warm=warm,
+                        first_use_jit_s=box.kernel.first_use_jit_s if box.kernel else 0.0,
+                        boot_cache=box.boot_cache)
