@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from twin.errors import SpecError
 from twin.spec.base import NumbersAreNumbers
@@ -61,16 +62,13 @@ class Section(NumbersAreNumbers):
 
 
 class TableSamplingSpec(Section):
-    """How often one telemetry table gets a row (twin.sim.sampler): every `sample_s` seconds, the
-    mean over that interval for powers, utilisations and traffic, the value at its end for
-    temperatures, clocks and states. None: simulation.sample_s."""
-    sample_s: Pos | None = None
+    """One table's row interval (twin.sim.sampler: means over it, values at its end)."""
+    sample_s: Pos | None = None  # None: simulation.sample_s
 
 
 class TelemetrySpec(Section):
-    """Per-table sampling of the three tables that grow with the hall (one row per GPU, node or
-    cable per sample). racks, facility and jobs are small and stay at simulation.sample_s, which
-    also sets the facility table's request counts and percentiles and the summary."""
+    """Own intervals of the tables that grow with the hall (a row per GPU, node or cable); racks,
+    facility, jobs and the summary stay at simulation.sample_s."""
     gpus: TableSamplingSpec = TableSamplingSpec()
     nodes: TableSamplingSpec = TableSamplingSpec()
     links: TableSamplingSpec = TableSamplingSpec()
@@ -116,20 +114,15 @@ class SimulationSpec(Section):
 def _check_table_sampling(tel: TelemetrySpec, dt_s: float, ticks: int) -> None:
     """Each table's interval is whole ticks and fits the run at least once; the error names the
     field (simulation.telemetry.<table>.sample_s: pydantic prefixes the raised error's loc)."""
-    from pydantic import ValidationError
-    from pydantic_core import InitErrorDetails, PydanticCustomError
-
     errors = []
     for table in SAMPLED_TABLES:
-        value = getattr(tel, table).sample_s
-        if value is None:
+        if (value := getattr(tel, table).sample_s) is None:
             continue
         ratio = value / dt_s
         if not math.isfinite(ratio) or abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
             msg = f"{value:g} s must be a whole multiple of dt_s ({dt_s:g} s)"
         elif round(ratio) > ticks:
-            msg = (f"{value:g} s exceeds the run's {ticks * dt_s:g} s of whole samples: the {table} table would "
-                   f"have no row; lower it")
+            msg = f"{value:g} s exceeds the run's {ticks * dt_s:g} s of whole samples: the {table} table would have no row"
         else:
             continue
         errors.append(InitErrorDetails(type=PydanticCustomError("value_error", "{msg}", {"msg": msg}),
