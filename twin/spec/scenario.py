@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator, model_validator
 
 from twin.errors import SpecError
 from twin.spec.base import NumbersAreNumbers
@@ -218,13 +218,42 @@ class SchedulerSpec(Section):
 
 
 class FabricSectionSpec(Section):
+    """The RDMA fabric (twin.model.fabric): a two-tier leaf-spine, or with `racks_per_pod` a
+    three-tier pod Clos whose pods meet through `super_spines` in `spines` planes."""
     enabled: bool = True
-    spines: PosInt = 2
-    oversubscription: Pos = 1.0
+    spines: PosInt = 2  # spine switches: of the hall (two-tier) or of each pod
+    oversubscription: Pos = 1.0  # leaf downlink / uplink (1.0 = non-blocking)
+    racks_per_pod: Annotated[int, Field(ge=0)] = 0  # 0: two-tier leaf-spine; > 0: pods of this many racks
+    super_spines: Annotated[int, Field(ge=0, validate_default=True)] = 0  # pod fabric only: a multiple of spines (one plane per pod spine)
+    pod_oversubscription: Annotated[float, Field(gt=0, validate_default=True)] = 1.0  # pod fabric only: pod spine downlink / uplink to the super-spines
     switch_latency_s: Pos = 0.7e-6
     load_from: Literal["nvme", "network"] = "nvme"
     storage_targets: Annotated[int, Field(ge=0)] = 1
     storage_gb_s: Pos = 46.0
+
+    # field validators (not one model validator) so that an error names its field path
+    @field_validator("super_spines")
+    @classmethod
+    def _planes(cls, v: int, info: ValidationInfo) -> int:
+        pods, spines = info.data.get("racks_per_pod"), info.data.get("spines")
+        if pods is None or spines is None:
+            return v  # an earlier field is already wrong
+        if pods > 0 and v == 0:
+            raise ValueError(f"a pod fabric (racks_per_pod {pods}) needs super-spines joining its pods: give a "
+                             f"multiple of spines ({spines}), one plane of super-spines per pod spine")
+        if pods == 0 and v > 0:
+            raise ValueError("super-spines join pods: set fabric.racks_per_pod too (0 = a two-tier leaf-spine)")
+        if v % spines:
+            raise ValueError(f"{v} super-spines do not split into {spines} planes (one per pod spine): "
+                             f"give a multiple of {spines}")
+        return v
+
+    @field_validator("pod_oversubscription")
+    @classmethod
+    def _pod_only(cls, v: float, info: ValidationInfo) -> float:
+        if info.data.get("racks_per_pod") == 0 and v != 1.0:
+            raise ValueError("applies to a pod fabric only: set fabric.racks_per_pod (and super_spines)")
+        return v
 
 
 FAULT_KINDS = ("node_crash", "gpu_failure", "fan_failure", "psu_failure", "cooling_failure",
