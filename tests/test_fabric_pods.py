@@ -104,20 +104,23 @@ def _model(spec: FabricSectionSpec, hops, hidden_b: float = 1e12):
 def test_flows_across_pods_share_the_super_spine_uplink_by_hand():
     # one pod spine, one super-spine, 4:1 at the pod spine: pod uplink = 4 x 46 / 4 = 46 GB/s
     spec = FabricSectionSpec(spines=1, racks_per_pod=2, super_spines=1, pod_oversubscription=4.0)
-    hops = [((0, 4),), ((1, 5),), ((2, 6),), ((3, 7),), ((0, 2),)]
+    hops = [((0, 4),), ((1, 5),), ((2, 6),), ((3, 7),), ((0, 2),), ((5, 0),)]
     m = _model(spec, hops)
-    m.step(np.arange(5), np.zeros(0, dtype=np.int64), np.full(5, 1.0))
+    m.step(np.arange(6), np.zeros(0, dtype=np.int64), np.full(6, 1.0))
     # the 4 cross-pod flows fill spine:0 -> super:0 first: 46 / 4 = 11.5 each; 0 -> 2 (inside
     # pod 0) then takes what node 0's NIC has left: 46 - 11.5 = 34.5 (its leaf uplink, 92, is not tight)
-    assert m.rep_nic_gb_s == pytest.approx([11.5] * 4 + [34.5])
-    assert m.node_nic_gb_s[0] == pytest.approx(46.0) and m.node_nic_gb_s[4] == pytest.approx(11.5)
+    # 5 -> 0 runs the other way (super:0 -> spine:0, node 0's NIC inbound): alone, it gets a full NIC
+    assert m.rep_nic_gb_s == pytest.approx([11.5] * 4 + [34.5, 46.0])
+    assert m.node_nic_gb_s[0] == pytest.approx(46.0 + 46.0) and m.node_nic_gb_s[4] == pytest.approx(11.5)
     t, b, util, flows = m.sample(1.0, 1)
     up = m.fg.cable_of[("spine:0", "super:0")]
-    assert util[up] == pytest.approx(1.0) and flows[up] == 4
-    assert b[up] == pytest.approx(46e9)
+    # the cable carries 4 flows up and 1 down: both count; bytes are both directions' sum
+    assert util[up] == pytest.approx(1.0) and flows[up] == 5 and flows[0] == 3  # node 0's NIC: 2 out, 1 in
+    assert b[up] == pytest.approx(46e9 + 46e9)
     # latency: 2 NIC traversals + 5 switches (leaf, pod spine, super, pod spine, leaf) across pods, 3 inside
     assert m.rep_cross_latency_s[0] == pytest.approx(2e-6 + 5 * 0.7e-6)
     assert m.rep_cross_latency_s[4] == pytest.approx(2e-6 + 3 * 0.7e-6)
+    assert m.rep_cross_latency_s[5] == pytest.approx(2e-6 + 5 * 0.7e-6)
 
 
 def test_a_super_spine_failure_moves_flows_to_the_other_plane():

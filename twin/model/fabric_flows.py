@@ -254,7 +254,8 @@ class FabricModel:
             ok = ends >= 0
             np.add.at(self.node_nic_gb_s, ends[ok], alloc[ok])
         self._acc_bytes[fs.used] += load * GB * self.dt_s
-        self._acc_flows[fs.used // 2] += fs.inc_count
+        # both directions of a cable add up (a buffered `a[idx] += v` would keep only the last)
+        np.add.at(self._acc_flows, fs.used // 2, fs.inc_count)
 
     def sample(self, time_s: float, n_ticks: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """Close a telemetry interval of `n_ticks` ticks: (time, bytes, utilisation, mean flows) per cable."""
