@@ -177,6 +177,10 @@ class FabricGraph:
         return _Ids(self.shape)
 
     @cached_property
+    def orders(self) -> "_Orders":
+        return _Orders(self.shape)
+
+    @cached_property
     def cable_of(self) -> dict[tuple[str, str], int]:
         """(a, b) and (b, a) -> cable id."""
         out = {(a, b): i for i, (a, b) in enumerate(zip(self.cable_a, self.cable_b))}
@@ -290,11 +294,51 @@ def cable_rule(s: ClosShape) -> str:
 
 
 # ---------------------------------------------------------------- paths
-def _node(name: str) -> int:
-    return int(name.split(":", 1)[1])
+def _node(name: str) -> int: return int(name.split(":", 1)[1])
 
 
-def structural_paths(fg: FabricGraph, src: str, dst: str) -> list[tuple[int, ...]] | None:
+class Paths:
+    """Equal-cost paths listed lazily: path i is built only when asked for (a flow hash picks
+    one of a cross-pod pair's `super_spines` paths without building the others)."""
+
+    def __init__(self, n: int, build) -> None:
+        self._n, self._build = n, build
+
+    def __len__(self) -> int: return self._n
+    def __iter__(self): return (self._build(i) for i in range(self._n))
+    def __eq__(self, other: object) -> bool: return isinstance(other, (list, Paths)) and list(self) == list(other)
+
+    def __getitem__(self, i: int) -> tuple[int, ...]:
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return self._build(i % self._n)
+
+
+class _Orders:
+    """Switch orders of the path listing, cached per pod / plane: ids sorted by element name."""
+
+    def __init__(self, s: ClosShape) -> None:
+        self.s = s
+        self.spines = _by_name("spine", range(s.spines))  # two-tier spines
+        self._pod: dict[int, list[int]] = {}
+        self._cross: dict[int, list[tuple[int, int]]] = {}
+        self.supers = _by_name("super", range(s.super_spines))
+
+    def pod_spines(self, pod: int) -> list[int]:
+        if pod not in self._pod:
+            self._pod[pod] = _by_name("spine", range(pod * self.s.spines, (pod + 1) * self.s.spines))
+        return self._pod[pod]
+
+    def cross(self, pod: int) -> list[tuple[int, int]]:
+        """(pod spine, super-spine) in listing order for paths leaving `pod`."""
+        if pod not in self._cross:
+            pp = self.s.per_plane
+            self._cross[pod] = [(g, sup) for g in self.pod_spines(pod)
+                                for sup in _by_name("super", range((g % self.s.spines) * pp, (g % self.s.spines + 1) * pp))]
+        return self._cross[pod]
+
+
+def structural_paths(fg: FabricGraph, src: str, dst: str) -> Paths | None:
     """The equal-cost shortest paths of the healthy fabric from its structure, as tuples of
     directed link indices, listed as a sorted graph search lists them (by element names);
     None for pairs the engine never routes (then a graph search answers).
@@ -302,7 +346,7 @@ def structural_paths(fg: FabricGraph, src: str, dst: str) -> list[tuple[int, ...
     node -> its leaf -> [pod spine k -> [super-spine of plane k -> spine k of the other pod] ->
     the other leaf] -> node; storage -> top-tier switch -> ... -> leaf -> node.
     """
-    s, ids = fg.shape, fg.ids
+    s, ids, order = fg.shape, fg.ids, fg.orders
     ks, kd = src.split(":")[0], dst.split(":")[0]
     if kd != "node" or ks not in ("node", "storage") or dst not in fg.elements or src not in fg.elements:
         return None
@@ -313,29 +357,31 @@ def structural_paths(fg: FabricGraph, src: str, dst: str) -> list[tuple[int, ...
     if ks == "storage":
         j = _node(src)
         if not s.tiered:
-            return [(2 * ids.storage(j, k), 2 * ids.leaf_spine(rb, k) + 1) + down for k in _by_name("spine", range(s.spines))]
-        out = []
-        for sup in _by_name("super", range(s.super_spines)):
+            return Paths(s.spines, lambda i: (2 * ids.storage(j, order.spines[i]),
+                                              2 * ids.leaf_spine(rb, order.spines[i]) + 1) + down)
+
+        def via_super(i: int) -> tuple[int, ...]:
+            sup = order.supers[i]
             g = pb * s.spines + sup // s.per_plane
-            out.append((2 * ids.storage(j, sup), 2 * ids.spine_super(g, sup) + 1, 2 * ids.leaf_spine(rb, g % s.spines) + 1) + down)
-        return out
+            return (2 * ids.storage(j, sup), 2 * ids.spine_super(g, sup) + 1, 2 * ids.leaf_spine(rb, g % s.spines) + 1) + down
+        return Paths(s.super_spines, via_super)
     a = _node(src)
     ra = int(s.node_rack[a])
     pa = s.pod_of_rack(ra)
     up = (2 * a,)
     if ra == rb:
-        return [up + down]
+        return Paths(1, lambda i: up + down)
     if pa == pb:
-        return [up + (2 * ids.leaf_spine(ra, g % s.spines), 2 * ids.leaf_spine(rb, g % s.spines) + 1) + down
-                for g in _by_name("spine", range(pa * s.spines, (pa + 1) * s.spines))]
-    out = []
-    for ga in _by_name("spine", range(pa * s.spines, (pa + 1) * s.spines)):
+        ks_ = [g % s.spines for g in order.pod_spines(pa)]
+        return Paths(s.spines, lambda i: up + (2 * ids.leaf_spine(ra, ks_[i]), 2 * ids.leaf_spine(rb, ks_[i]) + 1) + down)
+    cross = order.cross(pa)
+
+    def via_pods(i: int) -> tuple[int, ...]:
+        ga, sup = cross[i]
         k = ga % s.spines
-        gb = pb * s.spines + k
-        for sup in _by_name("super", range(k * s.per_plane, (k + 1) * s.per_plane)):
-            out.append(up + (2 * ids.leaf_spine(ra, k), 2 * ids.spine_super(ga, sup), 2 * ids.spine_super(gb, sup) + 1,
-                             2 * ids.leaf_spine(rb, k) + 1) + down)
-    return out
+        return up + (2 * ids.leaf_spine(ra, k), 2 * ids.spine_super(ga, sup), 2 * ids.spine_super(pb * s.spines + k, sup) + 1,
+                     2 * ids.leaf_spine(rb, k) + 1) + down
+    return Paths(len(cross), via_pods)
 
 
 def _directed(fg: FabricGraph, path: list[str]) -> tuple[int, ...]:
@@ -360,7 +406,7 @@ def _search(fg: FabricGraph, src: str, dst: str, down_links: frozenset[int],
 
 
 def ecmp_paths(fg: FabricGraph, src: str, dst: str, down_links: frozenset[int] = frozenset(),
-               down_elements: frozenset[str] = frozenset()) -> list[tuple[int, ...]]:
+               down_elements: frozenset[str] = frozenset()) -> "list[tuple[int, ...]] | Paths":
     """Equal-cost shortest paths src -> dst as tuples of directed link indices (2*id + dir).
 
     Failed links and switches are removed first; [] when dst is unreachable.
@@ -379,7 +425,7 @@ def ecmp_paths(fg: FabricGraph, src: str, dst: str, down_links: frozenset[int] =
     return kept if kept else _search(fg, src, dst, down_links, down_elements)
 
 
-def ecmp_pick(paths: list[tuple[int, ...]], src: str, dst: str) -> tuple[int, ...] | None:
+def ecmp_pick(paths: "list[tuple[int, ...]] | Paths", src: str, dst: str) -> tuple[int, ...] | None:
     """The path a switch's flow hash would choose: stable across runs and platforms (CRC32)."""
     if not paths:
         return None
