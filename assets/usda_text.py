@@ -39,13 +39,18 @@ class MeshBuilder:
             self.counts.append(4)
             self.indices.extend(base + i for i in face)
 
-    def cylinder_y(self, cx: float, cz: float, r: float, y0: float, y1: float, n: int = 16) -> None:
-        """Closed cylinder along Y (fan hubs, GPU blower wheels)."""
+    def _rings(self, cx: float, cz: float, rings: list[tuple[float, float]], n: int) -> int:
+        """Append n points on each (radius, y) circle around (cx, cz); return the first index."""
         base = len(self.points)
-        for y in (y0, y1):
+        for r, y in rings:
             for i in range(n):
                 a = 2 * math.pi * i / n
                 self.points.append((cx + r * math.cos(a), y, cz + r * math.sin(a)))
+        return base
+
+    def cylinder_y(self, cx: float, cz: float, r: float, y0: float, y1: float, n: int = 16) -> None:
+        """Closed cylinder along Y (fan hubs, GPU blower wheels)."""
+        base = self._rings(cx, cz, [(r, y0), (r, y1)], n)
         for i in range(n):
             j = (i + 1) % n
             self.counts.append(4)
@@ -57,11 +62,7 @@ class MeshBuilder:
 
     def annulus_y(self, cx: float, cz: float, r0: float, r1: float, y: float, n: int = 24) -> None:
         """Flat ring facing +Y (fan blur discs), one quad per segment."""
-        base = len(self.points)
-        for r in (r0, r1):
-            for i in range(n):
-                a = 2 * math.pi * i / n
-                self.points.append((cx + r * math.cos(a), y, cz + r * math.sin(a)))
+        base = self._rings(cx, cz, [(r0, y), (r1, y)], n)
         for i in range(n):
             j = (i + 1) % n
             self.counts.append(4)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -19,6 +19,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twin.model.coldstart import start_phases  # noqa: E402
+from twin.model.kernels import select_kernel  # noqa: E402
 from twin.model.offload import cpu_decode_token_s  # noqa: E402
 from twin.model.replica import embedding_bytes  # noqa: E402
 from twin.spec.catalogue import Catalogue, load_catalogue  # noqa: E402
@@ -57,18 +58,26 @@ def load_rows(path: Path = ROWS_FILE) -> list[dict]:
 
 
 def _box(cat: Catalogue, r: dict, kernel: str | None = None):
+    """The row's box; a `build` (engine build era of the measurement) swaps in that era's kernel row."""
     node = r.get("node", "ws-4x4090-tr" if r.get("gpus", 1) > 1 else "rtx5090-server")
-    return resolve_box(cat, node, r["model"], r["quant"], r["engine"], gpu=r.get("gpu"), gpu_count=r.get("gpus"),
-                       tp=r.get("tp", 1), pp=r.get("pp", 1), kernel=kernel or r.get("kernel"),
-                       max_batch=r.get("max_batch"))
+    box = resolve_box(cat, node, r["model"], r["quant"], r["engine"], gpu=r.get("gpu"), gpu_count=r.get("gpus"),
+                      tp=r.get("tp", 1), pp=r.get("pp", 1), kernel=kernel or r.get("kernel"),
+                      max_batch=r.get("max_batch"))
+    if r.get("build") is None:
+        return box
+    return replace(box, kernel=select_kernel(cat, r["engine"], r["quant"], box.gpu, kernel or r.get("kernel"),
+                                             build=r["build"]))
 
 
 def twin_value(cat: Catalogue, r: dict) -> float:
     """What the twin predicts for row `r` (see the metric list in measurements.yaml)."""
     m = r["metric"]
     if m in ("first_boot", "warm_restart"):
+        # a row that names its GPU and quantisation pays that kernel's first-use JIT on a first boot
+        jit = (select_kernel(cat, r["engine"], r["quant"], cat.gpu(r["gpu"])).first_use_jit_s
+               if "quant" in r else 0.0)
         return start_phases(cat.engine(r["engine"]), cat.node(BOOT_NODE), r["weights_gb"], r["workers"],
-                            r["layers"], warm=m == "warm_restart").total_s
+                            r["layers"], warm=m == "warm_restart", first_use_jit_s=jit).total_s
     if m == "cpu_decode":
         node = cat.node(BOOT_NODE).model_copy(update={"cpu": r["cpu"], "dimms": r["dimms"],
                                                       "dimm_mt_s": r["dimm_mt_s"]})
@@ -113,7 +122,8 @@ def summary(results: list[Result], which: str) -> tuple[float, float, int]:
 
 def _setup(r: dict) -> str:
     if r["metric"] in ("first_boot", "warm_restart"):
-        return f"{r['engine']} {r['metric'].replace('_', ' ')}, {r['weights_gb']:g} GB, {r['layers']} layers"
+        on = f" {r['gpu']} {r['quant']}" if "quant" in r else ""
+        return f"{r['engine']} {r['metric'].replace('_', ' ')}{on}, {r['weights_gb']:g} GB, {r['layers']} layers"
     if r["metric"] == "cpu_decode":
         return f"CPU only {r['cpu']}, {r['model']} {r['quant']}"
     gpus = r.get("gpus", 1)
@@ -122,7 +132,8 @@ def _setup(r: dict) -> str:
     load = {"decode": f"ctx {r.get('context', 256)}" + (f" x{r['batch']}" if r.get("batch") else ""),
             "prefill": f"pp{r.get('prompt')}" + (f"@{r['cached']}" if r.get("cached") else ""),
             "cap_ratio": f"SM clock {r.get('clock')}"}.get(r["metric"], f"C={r.get('clients')} {r.get('prompt')}/{r.get('output')}")
-    return f"{gpus}x{gpu}{par} {r['model']} {r['quant']} {r['engine']}, {r['metric']} {load}"
+    engine = f"{r['engine']}@{r['build']}" if r.get("build") else r["engine"]
+    return f"{gpus}x{gpu}{par} {r['model']} {r['quant']} {engine}, {r['metric']} {load}"
 
 
 def table(results: list[Result], markdown: bool) -> str:

@@ -1,9 +1,16 @@
 """Shared fixtures: a real tiny run (engine end to end) and scenario text helpers."""
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
+
+# A shell without job control starts background commands (`pytest &`, some CI runners) with SIGINT
+# ignored, and an ignored signal stays ignored across exec: the Ctrl-C tests would then see twin
+# run to completion. Give this process and the `twin` processes it starts Python's default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"

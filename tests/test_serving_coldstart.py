@@ -34,3 +34,13 @@ def test_an_engine_without_boot_phases_keeps_weights_plus_warmup():
     eng = CAT.engine("vllm").model_copy(update={"boot": None})
     p = start_phases(eng, CAT.node("refinery-node"), 40.0, 3, 80, warm=False)
     assert p.total_s == pytest.approx(40 / 6 + 60)
+
+
+def test_a_first_boot_pays_the_kernel_jit_once():
+    """RTX 5090, 23.43 GB NVFP4 (vllm#44881's setup): init 24 + 23.43 / 1.5 GB/s + compile 45 +
+    profiling 8 + 0.8 s x 40 layers + 120 s FlashInfer JIT (vllm#47456); a restart hits the JIT cache."""
+    eng, node = CAT.engine("vllm"), CAT.node("rtx5090-server")
+    first = start_phases(eng, node, 23.43, 1, 40, warm=False, first_use_jit_s=120.0)
+    warm = start_phases(eng, node, 23.43, 1, 40, warm=True, first_use_jit_s=120.0)
+    assert first.total_s == pytest.approx(24 + 23.43 / 1.5 + 45 + 8 + 32 + 120)
+    assert warm.jit_s == 0.0 and warm.total_s == pytest.approx(24 + 23.43 / 6.0 + 7.5 + 8 + 32)

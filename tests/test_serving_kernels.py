@@ -82,3 +82,39 @@ def test_a_scenario_pool_names_the_field_path():
     assert problems[1].startswith("pools[0].kernel: unknown kernel 'exllama' for vllm; kernels for awq-int4")
     assert problems[2].startswith("pools[0].gpu_layers: vllm cannot keep layers in system memory")
     assert len(problems) == 3
+
+
+def test_a_build_era_runs_its_own_rows_and_the_current_row_of_kernels_it_did_not_change():
+    h100, ada = CAT.gpu("h100-pcie"), CAT.gpu("rtx-4090")
+    assert select_kernel(CAT, "llama.cpp", "gguf-q4_0", ada, build="2023-12").name == "llama.cpp/gguf@2023-12"
+    assert select_kernel(CAT, "llama.cpp", "gguf-q4_0", h100, build="2023-12").name == "llama.cpp/gguf/hopper@2023-12"
+    # May 2024 changed the quantised kernels only: F16 runs the current row
+    assert select_kernel(CAT, "llama.cpp", "bf16", ada, build="2024-05").name == "llama.cpp/f16"
+    # no build: never an era row
+    assert all(select_kernel(CAT, "llama.cpp", q, g).build is None
+               for q in ("gguf-q4_0", "gguf-q4_k_m", "bf16") for g in (h100, ada))
+
+
+def test_an_unknown_build_names_the_eras_that_exist():
+    with pytest.raises(KernelError, match=r"build '2022-01'.*2023-12, 2024-05"):
+        select_kernel(CAT, "llama.cpp", "gguf-q4_0", CAT.gpu("rtx-4090"), build="2022-01")
+    with pytest.raises(KernelError, match="builds with their own rows: none"):
+        select_kernel(CAT, "vllm", "bf16", CAT.gpu("rtx-4090"), build="2023-12")
+
+
+def test_a_dec_2023_llama_cpp_token_pays_host_launches_per_layer():
+    """4090, Llama 2 7B Q4_0 at 1,012 tokens of context, llama.cpp build 1680, by hand:
+    weights read 6.74e9 x 0.5625 - 32,000 x 4,096 x 0.5625 (embedding table) = 3.7175 GB,
+    KV 1,012 x 2 x 32 layers x 4,096 x 2 B = 0.5306 GB, at 0.83 x 1,008 GB/s = 5.078 ms;
+    plus 0.82 ms + 32 layers x 40 us without CUDA graphs = 7.178 ms (139.3 tok/s; measured 149.4)."""
+    from dataclasses import replace
+
+    from twin.model.replica import decode_step_s
+    box = resolve_box(CAT, "rtx5090-server", "llama-2-7b", "gguf-q4_0", "llama.cpp", gpu="rtx-4090")
+    box = replace(box, kernel=select_kernel(CAT, "llama.cpp", "gguf-q4_0", box.gpu, build="2023-12"))
+    bytes_ = 6.74e9 * 0.5625 - 32000 * 4096 * 0.5625 + 1012 * 2 * 32 * 4096 * 2
+    expected_s = bytes_ / (0.83 * 1008e9) + 0.00082 + 32 * 0.00004
+    assert float(decode_step_s(box.plan, 1, 1012)) == pytest.approx(expected_s, rel=5e-3)
+    # the current build (CUDA graphs, 0.86 of bandwidth) is 1.5x faster on the same card
+    now = resolve_box(CAT, "rtx5090-server", "llama-2-7b", "gguf-q4_0", "llama.cpp", gpu="rtx-4090")
+    assert float(decode_step_s(now.plan, 1, 1012)) == pytest.approx(bytes_ / (0.86 * 1008e9) + 0.00082, rel=5e-3)

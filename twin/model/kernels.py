@@ -31,15 +31,39 @@ def kernels_for(cat: Catalogue, engine: str, quantisation: str, architecture: st
     """Rows of `engine` supporting `quantisation` on `architecture` ('*' rows match any), best first."""
     rows = [r for r in cat.kernel_rows() if r.engine == engine and quantisation in r.quantisations
             and ("*" in r.architectures or (architecture is not None and architecture in r.architectures))]
-    return sorted(rows, key=lambda r: (-r.priority, "*" in r.architectures, r.name))
+    return sorted(rows, key=_rank)
 
 
-def select_kernel(cat: Catalogue, engine: str, quantisation: str, gpu: GpuSpec, kernel: str | None = None) -> KernelSpec:
-    """The row the engine runs: `kernel` if given (must exist here), else the engine's default.
+def _rank(r: KernelSpec) -> tuple:
+    """Best first: higher priority, then an architecture-specific row before a wildcard one."""
+    return (-r.priority, "*" in r.architectures, r.name)
+
+
+def _for_build(cat: Catalogue, engine: str, rows: list[KernelSpec], build: str | None) -> list[KernelSpec]:
+    """Rows of one build era: the era's own rows, and the current rows of kernels the era did not change.
+
+    Raises KernelError naming the eras that exist when `build` has no row for `engine` at all.
+    """
+    current = [r for r in rows if r.build is None]
+    if build is None:
+        return current
+    eras = sorted({r.build for r in cat.kernel_rows() if r.engine == engine and r.build is not None})
+    if build not in eras:
+        raise KernelError(f"no kernel rows for {engine} build {build!r}; builds with their own rows: "
+                          f"{', '.join(eras) or 'none'} (omit the build for the current one)")
+    era = [r for r in rows if r.build == build]
+    changed = {r.kernel for r in era}
+    return sorted(era + [r for r in current if r.kernel not in changed], key=_rank)
+
+
+def select_kernel(cat: Catalogue, engine: str, quantisation: str, gpu: GpuSpec, kernel: str | None = None,
+                  build: str | None = None) -> KernelSpec:
+    """The row the engine runs: `kernel` if given (must exist here), else the engine's default;
+    `build` selects an older build era's rows (twin/data/catalogue/kernels.yaml), None the current.
 
     Raises KernelError naming the kernels that exist for this engine, quantisation and GPU.
     """
-    rows = kernels_for(cat, engine, quantisation, gpu.architecture)
+    rows = _for_build(cat, engine, kernels_for(cat, engine, quantisation, gpu.architecture), build)
     arch = gpu.architecture or "unknown architecture"
     if kernel is None:
         if not rows:

@@ -351,20 +351,16 @@ def _split_problems(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
         if msg and msg not in seen:
             seen.add(msg)
             problems.append(f"pools[{max(pools)}].gpu_memory_share: {msg}; lower the shares")
+    # (pool field, what the pools do with it, this node's capacity, its unit): one check per resource
+    node_resources = (("cores", "pin", cpu.cores, f"cores > the {cpu.cores} of its {cpu.name}"),
+                      ("ram_gb", "reserve", node.memory_gb, f"GB > its {node.memory_gb:g} GB of RAM"))
     for nd, pools in sorted(on_node.items()):
-        cores = {spec.pools[p].name: spec.pools[p].cores for p in pools if spec.pools[p].cores}
-        if sum(cores.values()) > cpu.cores:
-            msg = (f"pools[{max(pools)}].cores: the pools on a {node.name} pin "
-                   f"{' + '.join(f'{k} {v}' for k, v in cores.items())} = {sum(cores.values())} cores > "
-                   f"the {cpu.cores} of its {cpu.name}")
-            if msg not in seen:
-                seen.add(msg)
-                problems.append(msg)
-        ram = {spec.pools[p].name: spec.pools[p].ram_gb for p in pools if spec.pools[p].ram_gb}
-        if sum(ram.values()) > node.memory_gb:
-            msg = (f"pools[{max(pools)}].ram_gb: the pools on a {node.name} reserve "
-                   f"{' + '.join(f'{k} {v:g}' for k, v in ram.items())} = {sum(ram.values()):g} GB > "
-                   f"its {node.memory_gb:g} GB of RAM")
+        for field, verb, capacity, beyond in node_resources:
+            asked = {spec.pools[p].name: getattr(spec.pools[p], field) for p in pools if getattr(spec.pools[p], field)}
+            if sum(asked.values()) <= capacity:
+                continue
+            msg = (f"pools[{max(pools)}].{field}: the pools on a {node.name} {verb} "
+                   f"{' + '.join(f'{k} {v:g}' for k, v in asked.items())} = {sum(asked.values()):g} {beyond}")
             if msg not in seen:
                 seen.add(msg)
                 problems.append(msg)

@@ -31,6 +31,8 @@ class KernelSpec(Spec):
     eta_bandwidth: decode (memory-bound) share of DRAM bandwidth; eta_compute_decode / _prefill:
     share of the sustained tensor rate in `compute_precision` for small-M (decode) and large-M
     (prefill) GEMMs. The engine's default for a quantisation is its highest-priority row there.
+    `build`: rows for an older engine build era whose kernels measurably differ (llama.cpp before
+    CUDA graphs / int8 tensor-core MMQ); where an era has no row for a kernel, the current row applies.
     """
     name: str
     engine: str
@@ -45,6 +47,8 @@ class KernelSpec(Spec):
     step_overhead_s: NonNeg | None = None   # per decode step; None: the engine's
     overhead_s_per_layer: NonNeg = 0.0      # per decode step and layer (kernel launches without graphs)
     ridge_sharpness: Annotated[float, Field(ge=1, le=50)] = 3.0  # smooth roofline exponent (max() is infinity)
+    first_use_jit_s: NonNeg = 0.0           # first boot: JIT compile of kernels not shipped precompiled (cached for restarts)
+    build: str | None = None                # engine build era this row describes (e.g. llama.cpp "2023-12"); None: current builds
     source: str
 
 
