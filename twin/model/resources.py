@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from twin.model.fabric import cable_count
 from twin.spec.catalogue import Catalogue
 from twin.spec.scenario import ScenarioSpec, SurgeSpec
 
@@ -126,16 +127,6 @@ def expected_requests(spec: ScenarioSpec) -> float:
     return w.base_rate_per_s * (d + (w.surge.peak_multiplier - 1) * excess_integral_s(d, w.surge))
 
 
-def link_count(spec: ScenarioSpec, n_nodes: int, n_racks: int) -> int:
-    """Cables of the leaf-spine fabric (twin.model.fabric.build_fabric): one NIC cable per node,
-    spines uplinks per leaf, spines links per storage target (only when weights load over it)."""
-    fab = spec.fabric
-    if not fab.enabled:
-        return 0
-    storage = fab.storage_targets if fab.load_from == "network" else 0
-    return n_nodes + n_racks * fab.spines + storage * fab.spines
-
-
 def estimate(spec: ScenarioSpec, cat: Catalogue) -> ResourceEstimate:
     """The resources simulating `spec` takes (needs the node type in `cat` for GPUs per node)."""
     sim, topo = spec.simulation, spec.topology
@@ -152,7 +143,7 @@ def estimate(spec: ScenarioSpec, cat: Catalogue) -> ResourceEstimate:
     gpn = cat.node(topo.node_type).gpu_count if topo.node_type in cat.entries.get("nodes", {}) else 1
     rows = {"gpus": table_samples("gpus") * nodes * gpn, "nodes": table_samples("nodes") * nodes,
             "racks": float(samples) * racks, "facility": float(samples),
-            "links": table_samples("links") * link_count(spec, nodes, racks)}
+            "links": table_samples("links") * cable_count(spec.fabric, nodes, racks)}
     req = expected_requests(spec)
     shape = spec.workload.arrival.shape if spec.workload.arrival.process == "gamma" else 1.0
     draws = req + 6 * math.sqrt(req / min(shape, 1.0)) + 16  # arrival_times_s's first block

@@ -42,7 +42,8 @@ from twin.sim.router import HAVE_NUMBA, ROUTERS, ReplicaLoad
 from twin.sim.sampler import Sampler, SamplerLayout
 from twin.sim.tenancy import GpuArbiter, Tenancy
 from twin.sim.training import build_training
-from twin.spec.scenario import SAMPLED_TABLES, Scenario
+from twin.spec.scenario import Scenario
+from twin.spec.simulation import SAMPLED_TABLES
 from twin.spec.topology import build_topology
 
 Progress = Callable[[float, dict], None]

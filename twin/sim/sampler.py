@@ -20,7 +20,7 @@ import numpy as np
 from twin.model import serving as sv
 from twin.model.states import IS_LOADED, IS_POWERED, NODE_STATES, SERVING
 from twin.sim.spool import SampleSpool
-from twin.spec.scenario import SAMPLED_TABLES, SimulationSpec
+from twin.spec.simulation import SAMPLED_TABLES, SimulationSpec
 
 
 @dataclass(frozen=True)
