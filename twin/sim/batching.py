@@ -39,7 +39,9 @@ def prefill_scan(work_s: np.ndarray, arrive_s: np.ndarray, group: np.ndarray) ->
     the running work within the group (the max-plus form of Lindley's recursion).
     """
     csum = np.cumsum(work_s)
-    starts = np.r_[True, group[1:] != group[:-1]]
+    starts = np.empty(len(group), dtype=bool)   # (np.r_ costs more than the scan on small arrays)
+    starts[:1] = True
+    np.not_equal(group[1:], group[:-1], out=starts[1:])
     grp = np.cumsum(starts) - 1
     base = (csum - work_s)[starts][grp]
     c = csum - base
@@ -76,6 +78,16 @@ class ServingStep:
         self.rep_state_b = np.array([layout.plans[p].state_bytes_per_seq for p in layout.rep_pool])
         z = np.zeros(nr)
         self.idle = ServingOutputs(z, z, z, z, z, z, z, z, z)
+        # per-replica constants of the hop costs (the same expressions the tick would evaluate)
+        self._ones = np.ones(nr)
+        self._hop_intra_per_tok_s = layout.rep_hops_intra * layout.rep_hidden_bytes / (node.pcie_p2p_gb_s * sv.GB)
+        self._hop_cross_b = layout.rep_hops_cross * layout.rep_hidden_bytes
+        self._hop_intra_lat_s = layout.rep_hops_intra * P2P_HOP_LATENCY_S
+        self._clock_ext = np.ones(layout.n_gpus + 1)   # GPU clocks + 1.0 for the padding slot of rep_gpus
+        self._mem_ext = np.ones(layout.n_gpus + 1)
+        # pools whose prompts pay a pipeline fill (overlapping stages, pp > 1); the others' is zero
+        self._fill_pools = [p for p, reps in enumerate(layout.pool_reps) if len(reps)
+                            and layout.rep_pp_overlap[reps[0]] and layout.rep_pp[reps[0]] > 1]
 
     def _single_interval(self, pool: int) -> float:
         pl, split = self.lay.plans[pool], self.lay.splits[pool]
@@ -94,10 +106,13 @@ class ServingStep:
         lay, bk, dt = self.lay, self.book, self.dt
         nr = lay.n_rep
         ids = bk.inflight
-        clock_ext = np.append(gpu_clock, 1.0)
-        rep_clock = clock_ext[lay.rep_gpus].min(axis=1)
-        rep_mem = (np.ones(nr) if gpu_mem_clock is None
-                   else np.append(gpu_mem_clock, 1.0)[lay.rep_gpus].min(axis=1))
+        self._clock_ext[:-1] = gpu_clock
+        rep_clock = self._clock_ext[lay.rep_gpus].min(axis=1)
+        if gpu_mem_clock is None:
+            rep_mem = self._ones
+        else:
+            self._mem_ext[:-1] = gpu_mem_clock
+            rep_mem = self._mem_ext[lay.rep_gpus].min(axis=1)
         if not len(ids):
             self.rep_busy[:] = 0
             return self.idle
@@ -107,14 +122,12 @@ class ServingStep:
         rep_batch = np.zeros(nr)
         r = bk.replica[ids]
         # hop cost of one token's activations across the pipeline
-        tok_bytes = lay.rep_hidden_bytes
-        p2p = self.node.pcie_p2p_gb_s
-        nic = rep_nic_gb_s
-        hop_per_tok_s = (lay.rep_hops_intra * tok_bytes / (p2p * sv.GB)
-                         + lay.rep_hops_cross * tok_bytes / (nic * sv.GB))
-        hop_lat_s = lay.rep_hops_intra * P2P_HOP_LATENCY_S + rep_cross_lat_s
-        p_comp = lay.rep_prefill_s_per_tok / np.maximum(rep_clock, 1e-3)   # GEMMs + TP, per replica
-        slow = np.ones(nr) if speed is None else 1.0 / np.maximum(speed, 1e-6)  # time-sliced GPUs
+        cross_per_tok_s = self._hop_cross_b / (rep_nic_gb_s * sv.GB)
+        hop_per_tok_s = self._hop_intra_per_tok_s + cross_per_tok_s
+        hop_lat_s = self._hop_intra_lat_s + rep_cross_lat_s
+        clock = np.maximum(rep_clock, 1e-3)
+        p_comp = lay.rep_prefill_s_per_tok / clock   # GEMMs + TP, per replica
+        slow = self._ones if speed is None else 1.0 / np.maximum(speed, 1e-6)  # time-sliced GPUs
         p_cost = p_comp * slow + hop_per_tok_s
         # ---- prefill: FIFO per replica, starting no earlier than the request's arrival in this tick
         pf_mask = bk.prefill_left[ids] > 0
@@ -133,7 +146,7 @@ class ServingStep:
             rr = r[pidx]
             rid = ids[pidx]
             total = bk.req.prompt_tokens[rid] + bk.generated[rid]     # tokens this prefill computes in all
-            comp = (p_comp[rr] + lay.rep_prefill_attn_s[rr] * total / np.maximum(rep_clock[rr], 1e-3)) * slow[rr]
+            comp = (p_comp[rr] + lay.rep_prefill_attn_s[rr] * total / clock[rr]) * slow[rr]
             cost = comp + hop_per_tok_s[rr]
             w = bk.prefill_left[rid] * cost
             a = np.clip(bk.enqueued_s[rid] - t0, 0.0, dt)
@@ -146,9 +159,12 @@ class ServingStep:
             done_ids = rid[done]
             # the prompt's own traversal of the stages beyond its throughput share (sum of stage times)
             fill = np.zeros(len(done_ids))
-            for p in np.unique(lay.rep_pool[rr[done]]):
-                m = lay.rep_pool[rr[done]] == p
-                rd0 = rr[done][m]
+            rr_done = rr[done]
+            for p in self._fill_pools:
+                m = lay.rep_pool[rr_done] == p
+                if not m.any():
+                    continue
+                rd0 = rr_done[m]
                 fill[m] = rp.pipeline_fill_s(total[done][m] * comp[done][m], int(lay.rep_pp[rd0[0]]),
                                              np.ceil(total[done][m] / lay.rep_chunk_tokens[rd0]),
                                              bool(lay.rep_pp_overlap[rd0[0]]))
@@ -157,13 +173,14 @@ class ServingStep:
             bk.first_token_s[done_ids] = np.where(fresh, ready, bk.first_token_s[done_ids])
             bk.decode_from_s[done_ids] = ready
             bk.generated[done_ids] = np.maximum(bk.generated[done_ids], 1)
-            bk.network_s[rid] += used / cost * (lay.rep_hops_cross[rr] * tok_bytes[rr] / (nic[rr] * sv.GB))
-            bk.network_s[done_ids] += rep_cross_lat_s[rr[done]]
+            bk.network_s[rid] += used / cost * cross_per_tok_s[rr]
+            bk.network_s[done_ids] += rep_cross_lat_s[rr_done]
             first_done[pidx[done]] = True
             dec_start[pidx[done]] = np.minimum(end[done] + fill, dt)
             rep_prefill_tok_s = np.bincount(rr, weights=used / cost, minlength=nr) / dt
         # ---- decode: sequences whose first token (or recomputed context) is out before the tick ends
-        from_s = np.nan_to_num(bk.decode_from_s[ids] - t0, nan=0.0)
+        from_s = bk.decode_from_s[ids] - t0
+        from_s[np.isnan(from_s)] = 0.0   # (finite otherwise: np.nan_to_num's inf handling is not needed)
         dec = (decoding0 | first_done) & ~(from_s >= dt)
         dec_start = np.where(decoding0 & dec, np.clip(from_s, 0.0, dt), dec_start)
         didx = np.flatnonzero(dec)
@@ -188,8 +205,7 @@ class ServingStep:
             step = np.minimum(tokens, left)
             bk.decode_left[did] = np.where(fin, 0.0, left - tokens)
             bk.generated[did] += step
-            bk.network_s[did] += step * (lay.rep_hops_cross[rd] * tok_bytes[rd] / (nic[rd] * sv.GB)
-                                         + rep_cross_lat_s[rd])
+            bk.network_s[did] += step * (cross_per_tok_s + rep_cross_lat_s)[rd]
             fin_ids = did[fin]
             done_s = np.maximum(t_fin[fin], bk.first_token_s[fin_ids])
             rep_tokens_s = np.bincount(rd, weights=step, minlength=nr) / dt
