@@ -198,9 +198,11 @@ class RequestBook:
         r = self.replica[ids]
         ctx = self.req.prompt_tokens[ids] + np.ceil(self.generated[ids]).astype(np.int64)
         new = blocks_for(ctx, block_tokens[r]) * block_b[r] + state_b[r]
-        new = np.maximum(new, self.held[ids])
+        held = self.held[ids]
+        new = np.maximum(new, held)
+        delta = new - held
         nr = len(cap_b)
-        total = self.rep_kv_reserved + np.bincount(r, weights=new - self.held[ids], minlength=nr)
+        total = self.rep_kv_reserved + np.bincount(r, weights=delta, minlength=nr)
         out: list[int] = []
         for rep in np.flatnonzero(total > cap_b + 1e-6):
             sel = ids[r == rep]
@@ -210,9 +212,11 @@ class RequestBook:
             need_blk = np.rint((new[_positions(ids, sel)] - self.held[sel]) / blk).astype(np.int64)
             free_blk = int((cap_b[rep] - self.rep_kv_reserved[rep]) // blk)
             out.extend(sel[preempt_for_growth(free_blk, need_blk, held_blk)].tolist())
-        grow = ~np.isin(ids, out)
-        np.add.at(self.rep_kv_reserved, r[grow], new[grow] - self.held[ids[grow]])
-        self.held[ids[grow]] = new[grow]
+        if out:   # (most ticks preempt nothing: no set membership then)
+            grow = ~np.isin(ids, out)
+            r, new, delta, ids = r[grow], new[grow], delta[grow], ids[grow]
+        np.add.at(self.rep_kv_reserved, r, delta)
+        self.held[ids] = new
         pre = np.array(out, dtype=np.int64)
         self.preempt(pre, now)
         return pre
