@@ -148,36 +148,41 @@ class ServingStep:
             total = bk.req.prompt_tokens[rid] + bk.generated[rid]     # tokens this prefill computes in all
             comp = (p_comp[rr] + lay.rep_prefill_attn_s[rr] * total / clock[rr]) * slow[rr]
             cost = comp + hop_per_tok_s[rr]
-            w = bk.prefill_left[rid] * cost
+            left0 = bk.prefill_left[rid]
+            w = left0 * cost
             a = np.clip(bk.enqueued_s[rid] - t0, 0.0, dt)
             start, end = prefill_scan(w, a, rr)
-            done = end <= budget[rr] + 1e-12
-            used = np.clip(budget[rr] - start, 0.0, w)
-            bk.prefill_left[rid] = np.where(done, 0.0, bk.prefill_left[rid] - used / cost)
-            bk.prefill_left[rid] = np.maximum(bk.prefill_left[rid], 0.0)
+            b_rr = budget[rr]
+            done = end <= b_rr + 1e-12
+            used = np.clip(b_rr - start, 0.0, w)
+            used_tok = used / cost
+            left = np.where(done, 0.0, left0 - used_tok)
+            bk.prefill_left[rid] = np.maximum(left, 0.0, out=left)
             prefill_used = np.bincount(rr, weights=used, minlength=nr)
             done_ids = rid[done]
             # the prompt's own traversal of the stages beyond its throughput share (sum of stage times)
             fill = np.zeros(len(done_ids))
             rr_done = rr[done]
+            if self._fill_pools:
+                pool_done, total_done, comp_done = lay.rep_pool[rr_done], total[done], comp[done]
             for p in self._fill_pools:
-                m = lay.rep_pool[rr_done] == p
+                m = pool_done == p
                 if not m.any():
                     continue
                 rd0 = rr_done[m]
-                fill[m] = rp.pipeline_fill_s(total[done][m] * comp[done][m], int(lay.rep_pp[rd0[0]]),
-                                             np.ceil(total[done][m] / lay.rep_chunk_tokens[rd0]),
+                fill[m] = rp.pipeline_fill_s(total_done[m] * comp_done[m], int(lay.rep_pp[rd0[0]]),
+                                             np.ceil(total_done[m] / lay.rep_chunk_tokens[rd0]),
                                              bool(lay.rep_pp_overlap[rd0[0]]))
             ready = t0 + end[done] + fill
             fresh = np.isnan(bk.first_token_s[done_ids])
             bk.first_token_s[done_ids] = np.where(fresh, ready, bk.first_token_s[done_ids])
             bk.decode_from_s[done_ids] = ready
             bk.generated[done_ids] = np.maximum(bk.generated[done_ids], 1)
-            bk.network_s[rid] += used / cost * cross_per_tok_s[rr]
+            bk.network_s[rid] += used_tok * cross_per_tok_s[rr]
             bk.network_s[done_ids] += rep_cross_lat_s[rr_done]
             first_done[pidx[done]] = True
             dec_start[pidx[done]] = np.minimum(end[done] + fill, dt)
-            rep_prefill_tok_s = np.bincount(rr, weights=used / cost, minlength=nr) / dt
+            rep_prefill_tok_s = np.bincount(rr, weights=used_tok, minlength=nr) / dt
         # ---- decode: sequences whose first token (or recomputed context) is out before the tick ends
         from_s = bk.decode_from_s[ids] - t0
         from_s[np.isnan(from_s)] = 0.0   # (finite otherwise: np.nan_to_num's inf handling is not needed)
@@ -191,17 +196,18 @@ class ServingStep:
         interval = self._intervals(batch, kv_tok, rep_clock, hop_per_tok_s, hop_lat_s, rep_mem)
         if speed is not None:
             interval = interval * slow
-        self.rep_interval_s = np.where(batch > 0, interval, self.rep_interval_s)
+        busy = batch > 0
+        self.rep_interval_s = np.where(busy, interval, self.rep_interval_s)
         decode_frac = 1.0 - prefill_used / dt
         if len(didx):
             did = ids[didx]
-            avail = (dt - dec_start[didx]) * decode_frac[rd]
+            ds, df = dec_start[didx], decode_frac[rd]
+            avail = (dt - ds) * df
             rate = 1.0 / interval[rd]
             tokens = avail * rate
             left = bk.decode_left[did]
             fin = tokens >= left - 1e-9
-            t_fin = t0 + dec_start[didx] + np.divide(left, rate * decode_frac[rd],
-                                                     out=np.zeros_like(left), where=decode_frac[rd] > 0)
+            t_fin = t0 + ds + np.divide(left, rate * df, out=np.zeros_like(left), where=df > 0)
             step = np.minimum(tokens, left)
             bk.decode_left[did] = np.where(fin, 0.0, left - tokens)
             bk.generated[did] += step
@@ -211,7 +217,7 @@ class ServingStep:
             rep_tokens_s = np.bincount(rd, weights=step, minlength=nr) / dt
             # busy share of decoding: every stage works on min(pp, batch) micro-batches of pp
             pp = lay.rep_pp
-            rep_decode_frac = np.where(batch > 0, decode_frac * np.minimum(pp, batch) / pp, 0.0)
+            rep_decode_frac = np.where(busy, decode_frac * np.minimum(pp, batch) / pp, 0.0)
             rep_batch = batch / np.minimum(pp, np.maximum(batch, 1.0))
             bk.finish(fin_ids, done_s)
             # paged KV: blocks for the new tokens; a pool that runs dry preempts its newest sequences
@@ -219,14 +225,14 @@ class ServingStep:
             if len(grow):
                 bk.grow_kv(grow, lay.rep_block_bytes, lay.rep_block_tokens, self.rep_state_b, lay.rep_kv_cap, t0 + dt)
         # outstanding work estimate for the router: seconds of prefill + decode left
-        rin = bk.replica[bk.inflight]
-        remaining = bk.prefill_left[bk.inflight] * (p_cost[rin] + lay.rep_prefill_attn_s[rin]
-                                                    * bk.req.prompt_tokens[bk.inflight])
-        self.rep_busy = np.bincount(bk.replica[bk.inflight], weights=remaining, minlength=nr)
+        inf = bk.inflight
+        rin = bk.replica[inf]
+        remaining = bk.prefill_left[inf] * (p_cost[rin] + lay.rep_prefill_attn_s[rin] * bk.req.prompt_tokens[inf])
+        self.rep_busy = np.bincount(rin, weights=remaining, minlength=nr)
         return ServingOutputs(prefill_frac=prefill_used / dt, decode_frac=rep_decode_frac, batch=rep_batch,
                               tokens_s=rep_tokens_s, prefill_tok_s=rep_prefill_tok_s, decode_batch=batch,
-                              kv_tokens=kv_tok, interval_s=np.where(batch > 0, interval, 0.0),
-                              decode_time_frac=np.where(batch > 0, decode_frac, 0.0))
+                              kv_tokens=kv_tok, interval_s=np.where(busy, interval, 0.0),
+                              decode_time_frac=np.where(busy, decode_frac, 0.0))
 
     def _intervals(self, batch: np.ndarray, kv_tok: np.ndarray, rep_clock: np.ndarray, hop_per_tok_s: np.ndarray,
                    hop_lat_s: np.ndarray, rep_mem: np.ndarray | None = None) -> np.ndarray:
