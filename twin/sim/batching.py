@@ -252,10 +252,11 @@ class ServingStep:
                                                             cores=lay.pool_cores[p])
                                   for n, kv, c in zip(b, kv_tok[reps], rep_clock[reps])]
                 continue
-            micro = np.minimum(pl.pp, np.maximum(b, 1.0))
-            tp_s = sv.tp_allreduce_s(np.maximum(b, 1.0) / micro, pl.layers, pl.hidden_size, pl.tp,
+            b1 = np.maximum(b, 1.0)
+            micro = np.minimum(pl.pp, b1)
+            tp_s = sv.tp_allreduce_s(b1 / micro, pl.layers, pl.hidden_size, pl.tp,
                                      node.pcie_p2p_gb_s, node.tp_allreduce_latency_s)
-            hop_s = hop_per_tok_s[reps] * np.maximum(b, 1.0) / micro + hop_lat_s[reps]
+            hop_s = hop_per_tok_s[reps] * b1 / micro + hop_lat_s[reps]
             interval[reps] = rp.decode_step_s(pl, b, kv_tok[reps], clock=rep_clock[reps],
                                               mem_clock=1.0 if rep_mem is None else rep_mem[reps],
                                               hop_s=hop_s, tp_comm_s=tp_s)

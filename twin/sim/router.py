@@ -156,15 +156,23 @@ def least_work_admit_fast(retry_line: deque, main_line: deque, candidates: np.nd
     work = load.work_s[cand] + load.inflight[cand] * 1e-3
     n = len(line0) + len(line1)
     out_ids, out_reps = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
-    n_out, t0, t1 = _scan(line0, line1, cand, work, load.inflight[cand].astype(np.int64),
-                          load.kv_reserved_b[cand].astype(np.float64), load.max_batch, load.kv_cap_b,
+    # the gathers are fresh arrays already: the kernel may update them in place without a copy
+    n_out, t0, t1 = _scan(line0, line1, cand, work, load.inflight[cand].astype(np.int64, copy=False),
+                          load.kv_reserved_b[cand].astype(np.float64, copy=False), load.max_batch, load.kv_cap_b,
                           load.prefill_s_per_tok, load.interval_s, reservation_b, prompt_tokens, output_tokens,
                           out_ids, out_reps)
-    for _ in range(t0):
-        retry_line.popleft()
-    for _ in range(t1):
-        main_line.popleft()
+    _drop_head(retry_line, t0)
+    _drop_head(main_line, t1)
     return out_ids[:n_out], out_reps[:n_out]
+
+
+def _drop_head(line: deque, n: int) -> None:
+    """Remove the first n items of a line (all of it at once when it is used up)."""
+    if n >= len(line):
+        line.clear()
+        return
+    for _ in range(n):
+        line.popleft()
 
 
 # serving kernels by name: the engine takes "numba" when it is installed
