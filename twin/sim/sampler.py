@@ -102,6 +102,7 @@ class Sampler:
         self.throttled_gpu_s = 0.0
         self.peak_gpu_temp_c: float | None = None  # over the racks' sample instants (the summary's peak)
         self.links: list[tuple] = []
+        self._gpu_has_rep = layout.gpu_rep >= 0  # static: computed once, not per GPU row
 
     def per_node(self, pair_values: np.ndarray) -> np.ndarray:
         """Sum values given per (replica, node) pair onto nodes."""
@@ -163,12 +164,13 @@ class Sampler:
         tt = self.table_ticks
         if n_done % tt["gpus"] == 0:
             n = tt["gpus"]
-            loaded = IS_LOADED[node_state[lay.gpu_node]] & (lay.gpu_rep >= 0)
-            mem = np.zeros(self.G)
             if self.n_rep and len(lay.gpair_rep):  # every tenant of a shared GPU adds its weights and KV
+                loaded = IS_LOADED[node_state[lay.gpu_node]] & self._gpu_has_rep
                 rep_kv = rep_kv_reserved_b / lay.rep_n_gpus
                 per = (lay.rep_weights_per_gpu_b + rep_kv)[lay.gpair_rep]
                 mem = np.where(loaded, np.bincount(lay.gpair_gpu, weights=per, minlength=self.G) / sv.GB, 0.0)
+            else:
+                mem = np.zeros(self.G)
             mem = mem + np.asarray(gpu_extra_b) / sv.GB  # + training jobs' memory
             self.gpu.append(power_w=self.acc_gpu_w / n, temp_c=gpu_temp_c, util=self.acc_util / n,
                             clock_factor=gpu_clock, fan_frac=gpu_fan_frac, throttled=gpu_throttled,
