@@ -140,7 +140,7 @@ class ServingStep:
         dec_start = np.zeros(len(ids))
         prefill_used = np.zeros(nr)
         if pf_mask.any():
-            pidx = np.flatnonzero(pf_mask)
+            pidx = np.nonzero(pf_mask)[0]   # (1-d: flatnonzero without its ravel wrapper)
             order = np.lexsort((bk.admit_seq[ids[pidx]], r[pidx]))
             pidx = pidx[order]
             rr = r[pidx]
@@ -188,7 +188,7 @@ class ServingStep:
         from_s[np.isnan(from_s)] = 0.0   # (finite otherwise: np.nan_to_num's inf handling is not needed)
         dec = (decoding0 | first_done) & ~(from_s >= dt)
         dec_start = np.where(decoding0 & dec, np.clip(from_s, 0.0, dt), dec_start)
-        didx = np.flatnonzero(dec)
+        didx = np.nonzero(dec)[0]
         rd = r[didx]
         batch = np.bincount(rd, minlength=nr).astype(float)
         ctx_tok = (bk.req.prompt_tokens[ids] + bk.generated[ids])
