@@ -140,12 +140,14 @@ class RequestBook:
             return
         self.replica[ids] = reps
         self.rep_inflight += np.bincount(reps, minlength=len(self.rep_inflight))
-        np.add.at(self.rep_kv_reserved, reps, self.reservation[ids])  # in order: the same sums as one by one
-        self.held[ids] = self.reservation[ids]
+        res = self.reservation[ids]
+        np.add.at(self.rep_kv_reserved, reps, res)  # in order: the same sums as one by one
+        self.held[ids] = res
         self.status[ids] = INFLIGHT
-        resumed = self.generated[ids] > 0          # preempted earlier: recompute prompt + tokens so far
+        gen = self.generated[ids]
+        resumed = gen > 0                          # preempted earlier: recompute prompt + tokens so far
         self.admitted_s[ids] = np.where(resumed, self.admitted_s[ids], np.maximum(self.enqueued_s[ids], t0))
-        self.prefill_left[ids] = self.req.prompt_tokens[ids] + self.generated[ids]
+        self.prefill_left[ids] = self.req.prompt_tokens[ids] + gen
         self.decode_left[ids] = np.where(resumed, self.decode_left[ids], self.req.output_tokens[ids] - 1)
         self.admit_seq[ids] = np.arange(self._admit_counter, self._admit_counter + len(ids))
         self._admit_counter += len(ids)
