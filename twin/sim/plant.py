@@ -38,6 +38,7 @@ from twin.model.training import TRAIN_DRAM_FRAC, TRAINING_ACTIVITY
 from twin.model.states import DRAINING, FAILED, LOADING, OFF, POWERING_ON, SERVING, WARM
 from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
 from twin.sim.batching import ServingOutputs
+from twin.sim import plant_kernel
 from twin.sim.layout import Layout
 from twin.spec.catalogue import Catalogue, EngineSpec, NodeSpec
 from twin.spec.scenario import FacilitySpec
@@ -102,7 +103,11 @@ class Plant:
     """Power, air and heat of the whole hall."""
 
     def __init__(self, topo: Topology, cat: Catalogue, node: NodeSpec, fac: FacilitySpec, layout: Layout,
-                 engines: tuple[EngineSpec, ...], limiter: ClockLimiter, dt_s: float) -> None:
+                 engines: tuple[EngineSpec, ...], limiter: ClockLimiter, dt_s: float, kernels: str = "auto") -> None:
+        # "numba": the sealed-rack balance compiled (twin.sim.plant_kernel), "numpy": the numpy solver;
+        # the same bytes either way (tests/test_plant_kernel.py)
+        self.kernels = plant_kernel.resolve(kernels)
+        self._balance = plant_kernel.rack_balance_compiled if self.kernels == "numba" else af.rack_balance
         self.topo, self.node, self.fac, self.lay, self.limiter, self.dt = topo, node, fac, layout, limiter, dt_s
         self.gpu_rep = layout.gpu_rep
         # every (replica, GPU) incidence: several pools may share one GPU (issue 20)
@@ -215,10 +220,10 @@ class Plant:
             np.divide(self.fan_rpm, self.fan.max_rpm, out=speed[:self.N])
             speed[self.N:] = self.gpu_fan
             fans = self._fan_groups
-            bal = af.rack_balance(fans, rack, self.R, plenum_pa=sr.plenum_pa * self.plenum_frac ** 2,
-                                  blower_free_flow_m3_s=sr.blower_free_flow_m3_s, blower_shutoff_pa=sr.blower_shutoff_pa,
-                                  blower_speed_frac=sr.blower_speed_frac, leak_area_m2=sr.leakage_area_m2,
-                                  rho_kg_m3=fac.air_density_kg_m3, guess_pa=self.rack_pa)
+            bal = self._balance(fans, rack, self.R, plenum_pa=sr.plenum_pa * self.plenum_frac ** 2,
+                                blower_free_flow_m3_s=sr.blower_free_flow_m3_s, blower_shutoff_pa=sr.blower_shutoff_pa,
+                                blower_speed_frac=sr.blower_speed_frac, leak_area_m2=sr.leakage_area_m2,
+                                rho_kg_m3=fac.air_density_kg_m3, guess_pa=self.rack_pa)
             self.rack_pa = bal.chamber_pa
             # blowers drawing more than the running CRAHs deliver pull room air back through the floor
             blow_c = af.blower_intake_c(self.supply_c, float(np.mean(self.rack_exhaust)), float(bal.blower_m3_s.sum()),
