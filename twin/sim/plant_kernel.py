@@ -59,16 +59,21 @@ def _sign(x: float) -> float:
     return x if x != x else 0.0
 
 
-def _excess(p, out, f, group_rack, count, b, head0, two_k, cap, q0b, p0b, capb, plenum_pa, leak_c):
-    """af.rack_balance's excess(p) into `f` (out: per-rack scratch)."""
+def _excess(p, out, q_g, f, group_rack, count, b, head0, two_k, cap, q0b, p0b, capb, plenum_pa, leak_c):
+    """af.rack_balance's excess(p) into `f` (out: per-rack, q_g: per-group scratch)."""
     n_r = len(p)
     for r in range(n_r):
         out[r] = 0.0
-    for g in range(len(group_rack)):
-        r = group_rack[g]
-        head = _max(head0[g] + p[r], 0.0)
-        q = _min((math.sqrt(b[g] * b[g] + 2.0 * two_k[g] * head) - b[g]) / two_k[g], cap[g]) * count[g]
-        out[r] += q
+    n_g = len(group_rack)
+    for g in range(n_g):  # branch-free and independent per group, so that it vectorises. Plain
+        # selects, not numpy's signed-zero rules: these terms only enter sums that start at +0
+        # (np.bincount), where a zero's sign is lost, and head only under b^2 + 2 (2k) head
+        h = head0[g] + p[group_rack[g]]
+        head = h if (h > 0.0 or h != h) else 0.0
+        q = (math.sqrt(b[g] * b[g] + 2.0 * two_k[g] * head) - b[g]) / two_k[g]
+        q_g[g] = (q if (q < cap[g] or q != q) else cap[g]) * count[g]
+    for g in range(n_g):  # then the per-rack sums in group order (np.bincount's order)
+        out[group_rack[g]] += q_g[g]
     for r in range(n_r):
         blow = _min(_max(q0b[r] * (1.0 - (p[r] - plenum_pa) / p0b[r]), 0.0), capb[r])
         f[r] = blow - out[r] - _sign(p[r]) * leak_c * math.sqrt(abs(p[r]))
@@ -104,18 +109,18 @@ def _solve(guess, has_guess, group_rack, count, b, head0, two_k, cap, q0b, p0b, 
            range_pa, tol, newton_steps, span_pa, steps):
     """The chamber pressures af.rack_balance finds (Newton, warm bracket, Illinois false position)."""
     n_r = len(q0b)
-    out, f, d = np.empty(n_r), np.empty(n_r), np.empty(n_r)
+    out, f, d, q_g = np.empty(n_r), np.empty(n_r), np.empty(n_r), np.empty(len(group_rack))
     args = (group_rack, count, b, head0, two_k, cap, q0b, p0b, capb, plenum_pa, leak_c)
     p = guess.copy()
     if has_guess:
         for _ in range(newton_steps):
-            _excess(p, out, f, *args)
+            _excess(p, out, q_g, f, *args)
             if _absmax(f) < tol:
                 return p
             _slope(p, out, d, *args)
             for r in range(n_r):
                 p[r] = _clip_s(p[r] - f[r] / _min(d[r], -1e-12), -range_pa, range_pa)
-        _excess(p, out, f, *args)
+        _excess(p, out, q_g, f, *args)
         if _absmax(f) < tol:
             return p
     lo, hi, f_lo, f_hi = np.empty(n_r), np.empty(n_r), np.empty(n_r), np.empty(n_r)
@@ -125,8 +130,8 @@ def _solve(guess, has_guess, group_rack, count, b, head0, two_k, cap, q0b, p0b, 
         for r in range(n_r):
             lo[r] = guess[r] - span_pa
             hi[r] = guess[r] + span_pa
-        _excess(lo, out, f_lo, *args)
-        _excess(hi, out, f_hi, *args)
+        _excess(lo, out, q_g, f_lo, *args)
+        _excess(hi, out, q_g, f_hi, *args)
         all_ok = True
         for r in range(n_r):
             ok[r] = f_lo[r] > 0 and f_hi[r] < 0
@@ -134,8 +139,8 @@ def _solve(guess, has_guess, group_rack, count, b, head0, two_k, cap, q0b, p0b, 
     if not all_ok:
         full_lo, full_hi = np.full(n_r, -range_pa), np.full(n_r, range_pa)
         ff_lo, ff_hi = np.empty(n_r), np.empty(n_r)
-        _excess(full_lo, out, ff_lo, *args)
-        _excess(full_hi, out, ff_hi, *args)
+        _excess(full_lo, out, q_g, ff_lo, *args)
+        _excess(full_hi, out, q_g, ff_hi, *args)
         for r in range(n_r):
             if not ok[r]:
                 lo[r], hi[r], f_lo[r], f_hi[r] = full_lo[r], full_hi[r], ff_lo[r], ff_hi[r]
@@ -147,7 +152,7 @@ def _solve(guess, has_guess, group_rack, count, b, head0, two_k, cap, q0b, p0b, 
             den = f_hi[r] - f_lo[r]
             x = (lo[r] * f_hi[r] - hi[r] * f_lo[r]) / den if den < 0 else 0.5 * (lo[r] + hi[r])
             p[r] = _clip_a(x, lo[r], hi[r])
-        _excess(p, out, f, *args)
+        _excess(p, out, q_g, f, *args)
         for r in range(n_r):
             up = f[r] > 0
             if up and side[r] == 1:
