@@ -232,7 +232,7 @@ def sealed_inlet_c(supply_c: np.ndarray | float, hot_c: np.ndarray, blower_m3_s:
     with the hot-aisle air leaking in. No leak-in: the supply temperature exactly."""
     leak = np.asarray(leak_in_m3_s, dtype=float)
     total = np.asarray(blower_m3_s, dtype=float) + leak
-    supply = np.broadcast_to(np.asarray(supply_c, dtype=float), total.shape)
+    supply = np.asarray(supply_c, dtype=float)  # np.where broadcasts it
     mixed = (blower_m3_s * supply + leak * np.asarray(hot_c, dtype=float)) / np.maximum(total, 1e-12)
     return np.where(leak > 0, np.where(total > 1e-12, mixed, np.asarray(hot_c, dtype=float)), supply)
 
