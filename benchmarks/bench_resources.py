@@ -5,8 +5,8 @@ and prints the validation-time estimate beside it, with tiny as the yardstick of
 invocation. The estimate should stay at or above the measurement within a few tens of percent:
 validation refuses a scenario whose estimate exceeds 80 % of this machine's memory.
 
-    python benchmarks/bench_resources.py            # tiny, surge, surge without fabric, sample_s 10
-    python benchmarks/bench_resources.py --hall     # + a 1,600-node hall (about 90 s, 3.5 GB)
+    python benchmarks/bench_resources.py            # tiny, surge, no fabric, sample_s 10, request-heavy tiny
+    python benchmarks/bench_resources.py --hall     # + scenarios/hall-1600.yaml (a few minutes)
 """
 from __future__ import annotations
 
@@ -23,14 +23,16 @@ sys.path.insert(0, str(ROOT))
 from twin.model.resources import estimate  # noqa: E402
 from twin.model.validate import load_scenario  # noqa: E402
 
-HALL = {"topology.rows": 4, "topology.racks_per_row": 40, "pools.0.nodes": 1280, "pools.1.nodes": 320,
-        "workload.base_rate_per_s": 60, "scheduler.initial_on_nodes": 120, "scheduler.warm_pool_nodes": 80,
-        "scheduler.max_concurrent_boots": 480, "design.strict": False}
 CASES = {
     "tiny": ("tiny.yaml", {}),
     "surge": ("surge.yaml", {}),
     "surge, no fabric": ("surge.yaml", {"fabric.enabled": False}),
     "surge, no fabric, sample_s 10": ("surge.yaml", {"fabric.enabled": False, "simulation.sample_s": 10}),
+    # request-heavy, telemetry-light: these constrain the per-request cost of the fit
+    "tiny, sample_s 60, 100/s": ("tiny.yaml", {"simulation.sample_s": 60, "workload.base_rate_per_s": 100}),
+    "tiny, sample_s 60, 400/s": ("tiny.yaml", {"simulation.sample_s": 60, "workload.base_rate_per_s": 400}),
+    # telemetry-heavy with a coarse GPU table (per-table rows, simulation.telemetry)
+    "surge, GPU table every 10 s": ("surge.yaml", {"simulation.telemetry.gpus.sample_s": 10}),
 }
 
 
@@ -56,11 +58,14 @@ def measure(scenario: Path, overrides: dict, out: Path) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hall", action="store_true", help="also a 1,600-node hall (slow)")
+    ap.add_argument("--hall", action="store_true", help="also scenarios/hall-1600.yaml (slow)")
+    ap.add_argument("--only", default=None, help="comma-separated case labels to run (default: all)")
     args = ap.parse_args()
     cases = dict(CASES)
+    if args.only:
+        cases = {k: v for k, v in cases.items() if k in args.only.split(",")}
     if args.hall:
-        cases["hall, 1,600 nodes"] = ("surge.yaml", HALL)
+        cases["hall-1600"] = ("hall-1600.yaml", {})
     print(f"{'case':32s} {'rows':>12s} {'requests':>10s} {'estimate':>10s} {'measured':>10s} {'est/meas':>8s} {'wall':>7s}")
     yard = None
     with tempfile.TemporaryDirectory() as tmp:

@@ -58,9 +58,9 @@ def author_fabric(stage: Usd.Stage, layout: lay.Layout, links: Links | None, loo
     if links is None or not len(links.link_id):
         return FabricPrims((), (), None)
     names = set(links.src) | set(links.dst)
-    n_spines, n_storage = _count(names, "spine"), _count(names, "storage")
-    pos = lay.endpoint_positions(layout, names, n_spines, n_storage)
-    for kind, folder in (("spine", "Spines"), ("storage", "Storage")):
+    n_spines, n_storage, n_super = _count(names, "spine"), _count(names, "storage"), _count(names, "super")
+    pos = lay.endpoint_positions(layout, names, n_spines, n_storage, n_super)
+    for kind, folder in (("spine", "Spines"), ("super", "SuperSpines"), ("storage", "Storage")):
         keys = sorted(n for n in names if n.startswith(kind + ":"))
         if keys:
             group(stage, f"{FABRIC}/{folder}")

@@ -68,7 +68,7 @@ class StageFrames:
     """Everything the stage animates, sampled at stage frames. Times are simulation seconds."""
     manifest: dict
     topology: Topology
-    sample_s: float                  # telemetry interval, s
+    sample_s: float                  # the nodes table's interval (the stage timeline), s
     seconds_per_frame: float         # simulated seconds per stage frame (= per time code)
     realtime: bool
     window_s: tuple[float, float]    # simulated seconds covered (first frame time, last frame time)
@@ -196,7 +196,8 @@ def load_frames(run_dir: Path, stage_sample_s: float | None = None,
     t_all = np.unique(_np(nodes, "time_s", np.float64))
     if t_all.size == 0:
         raise ValueError(f"{run_dir}: the nodes table has no samples")
-    sample_s = float(manifest.get("simulation", {}).get("sample_s")
+    sampling = manifest.get("sampling") or {}  # tables with their own interval (simulation.telemetry)
+    sample_s = float(sampling.get("nodes", {}).get("sample_s") or manifest.get("simulation", {}).get("sample_s")
                      or (np.diff(t_all).min() if t_all.size > 1 else 1.0))
     if stage_sample_s is not None and not (math.isfinite(stage_sample_s) and stage_sample_s > 0):
         raise ValueError(f"stage_sample_s must be a positive number of seconds, got {stage_sample_s!r}")
@@ -236,30 +237,40 @@ def load_frames(run_dir: Path, stage_sample_s: float | None = None,
         fan_rpm=np.nan_to_num(dense("fan_rpm"))[rows].astype(np.float32),
         inlet_c=dense("inlet_c")[rows].astype(np.float32), exhaust_c=dense("exhaust_c")[rows].astype(np.float32),
         airflow_m3_s=np.nan_to_num(dense("airflow_m3_s"))[rows].astype(np.float32),
-        links=_load_links(run_dir, t_all, rows, starts, sample_s),
+        links=_load_links(run_dir, t_all, rows, starts, float(sampling.get("links", {}).get("sample_s") or sample_s)),
     )
 
 
 def _gpu_frames(run_dir: Path, t_all: np.ndarray, rows: np.ndarray, n: int, g_max: int
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(F, N, G) GPU temperatures at the frames and the (T, N) node-mean GPU utilisation."""
+    """(F, N, G) GPU temperatures at the frames and the (T, N) node-mean GPU utilisation.
+
+    The gpus table may sample on its own interval (simulation.telemetry): a node time t shows
+    the GPU row whose interval contains t, the first GPU sample at or after t."""
     gpus = _read(run_dir, "gpus", ["time_s", "node_id", "gpu_index", "temp_c", "util"])
     gfile = f"{run_dir}/telemetry/gpus.parquet"
     gt = np.full((rows.size, n, max(g_max, 1)), np.nan, dtype=np.float32)
     util = np.zeros((t_all.size, n))
     if gpus.num_rows:
-        ti = np.searchsorted(t_all, _np(gpus, "time_s", np.float64))
+        g_time = _np(gpus, "time_s", np.float64)
+        g_all = np.unique(g_time)
+        ti = np.searchsorted(g_all, g_time)
         nid, gix = _ids(gpus, "node_id", n, gfile), _ids(gpus, "gpu_index", max(g_max, 1), gfile)
-        count = np.zeros((t_all.size, n))
-        np.add.at(util, (ti, nid), _np(gpus, "util", np.float64))
+        g_util = np.zeros((g_all.size, n))
+        count = np.zeros((g_all.size, n))
+        np.add.at(g_util, (ti, nid), _np(gpus, "util", np.float64))
         np.add.at(count, (ti, nid), 1.0)
-        util = np.divide(util, count, out=np.zeros_like(util), where=count > 0)
-        pos = np.full(t_all.size, -1, dtype=np.int64)
-        pos[rows] = np.arange(rows.size)     # (with repeated rows in real time, the last frame wins)
+        g_util = np.divide(g_util, count, out=np.zeros_like(g_util), where=count > 0)
+        at = np.minimum(np.searchsorted(g_all, t_all - 1e-9), g_all.size - 1)  # node time -> GPU row
+        util = g_util[at]
+        frame_g, back = np.unique(at[rows], return_inverse=True)  # frames may share a GPU row
+        gt = np.full((frame_g.size, n, max(g_max, 1)), np.nan, dtype=np.float32)
+        pos = np.full(g_all.size, -1, dtype=np.int64)
+        pos[frame_g] = np.arange(frame_g.size)
         keep = pos[ti] >= 0
         gt[pos[ti[keep]], nid[keep], gix[keep]] = _np(gpus, "temp_c", np.float32)[keep]
-        if rows.size and np.unique(rows).size != rows.size:    # real time: frames share rows
-            gt = gt[pos[rows]]
+        if frame_g.size != rows.size:
+            gt = gt[back.ravel()]
     return (gt[:, :, :g_max] if g_max else gt[:, :, :0]), util
 
 
@@ -275,8 +286,11 @@ def _load_links(run_dir: Path, t_all: np.ndarray, rows: np.ndarray, starts: np.n
     remap = np.searchsorted(ids, lid)
     lt = _np(links, "time_s", np.float64)
 
+    l_all = np.unique(lt)  # the links table's own sample times (simulation.telemetry)
+    at = np.minimum(np.searchsorted(l_all, t_all - 1e-9), l_all.size - 1)  # node time -> link row
+
     def mean(col: str) -> np.ndarray:
-        d = _dense(lt, remap, _np(links, col, np.float64), t_all, ids.size)
+        d = _dense(lt, remap, _np(links, col, np.float64), l_all, ids.size)[at]
         return window_mean(np.nan_to_num(d), rows, starts).astype(np.float32)
 
     take = pa.array(first)

@@ -30,6 +30,7 @@ NODE_Y_IN_RACK_M = RACK_FRONT_RAIL_Y_M - NODE_DEPTH_M / 2   # ears on the front 
 NIC_LOCAL_M = (0.07, -0.30, 0.03)   # node_internals.usda NIC, node-local
 TOR_HEIGHT_M = 0.044           # tor_switch.usda 1U case
 TOR_DEPTH_M = 0.50
+SUPER_RISE_M = 0.40           # super-spines (pod fabrics) hang this far above the spine row
 TRAY_Z_M = 2.60                # overhead cable trays (room_assets.py TRAY_Z_M)
 CEILING_Z_M = 3.40             # room_assets.py CEILING_Z_M: tray hangers end here
 TRAY_SEGMENT_M = 0.60          # cable_tray.usda segment length
@@ -216,11 +217,13 @@ def world_to_rack(rack: RackPlace, world: np.ndarray) -> np.ndarray:
     return out
 
 
-def endpoint_positions(layout: Layout, names: set[str], n_spines: int, n_storage: int) -> dict[str, np.ndarray]:
+def endpoint_positions(layout: Layout, names: set[str], n_spines: int, n_storage: int,
+                       n_super: int = 0) -> dict[str, np.ndarray]:
     """World position (m) of every fabric endpoint named in `links` (see docs/telemetry.md).
 
     node:<id> -> the node's NIC (rear of the node); leaf:<rack> -> its switch under the aisle tray;
-    spine:<k> -> on top of the aisle tray, evenly along X; storage:<k> -> beyond the last rack in X.
+    spine:<k> -> on top of the aisle tray, evenly along X; super:<k> (pod fabrics) -> a row
+    SUPER_RISE_M above the spines, evenly along X; storage:<k> -> beyond the last rack in X.
     """
     by_name = {p.name: p for p in layout.racks}
     aisle_y = aisle_ys(layout)[0]
@@ -241,9 +244,13 @@ def endpoint_positions(layout: Layout, names: set[str], n_spines: int, n_storage
             k = int(key)
             x = x_lo + (k + 0.5) * (x_hi - x_lo) / max(1, n_spines)
             out[name] = np.array([x, aisle_y, TRAY_Z_M + 0.11 + TOR_HEIGHT_M / 2])
+        elif kind == "super":
+            k = int(key)
+            x = x_lo + (k + 0.5) * (x_hi - x_lo) / max(1, n_super)
+            out[name] = np.array([x, aisle_y, TRAY_Z_M + 0.11 + TOR_HEIGHT_M / 2 + SUPER_RISE_M])
         elif kind == "storage":
             k = int(key)
             out[name] = np.array([x_hi + 1.0, aisle_y + (k - (n_storage - 1) / 2) * 0.8, 1.0])
         else:
-            raise ValueError(f"links: unknown endpoint {name!r} (expected node:, leaf:, spine: or storage:)")
+            raise ValueError(f"links: unknown endpoint {name!r} (expected node:, leaf:, spine:, super: or storage:)")
     return out

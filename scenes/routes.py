@@ -58,7 +58,7 @@ def _rack_slots(layout: lay.Layout) -> dict[int, int]:
 
 def route_link(layout: lay.Layout, src: str, dst: str, pos: dict[str, np.ndarray], lane: int) -> Route:
     """The cable route of one link (see module doc); `lane` separates parallel cables."""
-    ends = sorted((src, dst), key=lambda e: ("node", "storage", "leaf", "spine").index(e.split(":")[0]))
+    ends = sorted((src, dst), key=lambda e: ("node", "storage", "leaf", "spine", "super").index(e.split(":")[0]))
     a, b = ends
     if a.startswith("node:"):
         return _nic_leaf(layout, int(a.split(":")[1]), pos[a], pos[b])
@@ -74,6 +74,10 @@ def route_link(layout: lay.Layout, src: str, dst: str, pos: dict[str, np.ndarray
         x = leaf[0] + 0.03 * ((lane % 5) - 2)
         pins = [leaf, [x, y_lane, top], [spine[0], y_lane, top], drop]
         return chain(pins, [0.0, 0.0, 0.0])
+    if a.startswith("spine:"):                            # spine -> super-spine (pod fabrics): up a riser, along
+        sp = pos[a]
+        pins = [sp, [sp[0], y_lane, spine[2]], [spine[0], y_lane, spine[2]], drop]
+        return chain(pins, [0.0, SPAN_SAG_M, 0.0])
     store = pos[a]                                        # storage: up, across to the tray end, along
     x_end = layout.racks_max[0] + 0.3
     pins = [store, [store[0], store[1], top], [x_end, y_lane, top], [spine[0], y_lane, top], drop]

@@ -68,8 +68,11 @@ def make_showreel(run_dir: Path, out_dir: Path, seconds: float = DEFAULT_SECONDS
     t0 = time.perf_counter()
     progress = progress or (lambda *_: None)
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    sim = read_manifest(run_dir).get("simulation", {})
-    dt = stage_sample_for(float(sim.get("duration_s", 3600.0)), float(sim.get("sample_s", 1.0)), seconds, fps)
+    man = read_manifest(run_dir)
+    sim = man.get("simulation", {})
+    # the stage's timeline is the nodes table's (it may have its own interval: simulation.telemetry)
+    every = (man.get("sampling") or {}).get("nodes", {}).get("sample_s") or sim.get("sample_s", 1.0)
+    dt = stage_sample_for(float(sim.get("duration_s", 3600.0)), float(every), seconds, fps)
     progress("staging", 0, 1)
     info = build_stage(run_dir, stage_sample_s=dt, out_dir=out_dir / "stage", previews=True,
                        colour_by=colour_by, colour_range=colour_range)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from twin.sim.engine import simulate
-from twin.model.fabric import build_fabric, ecmp_paths, max_min_fair_gb_s, parse_element
+from twin.model.fabric import build_fabric, ecmp_paths, parse_element
+from twin.model.maxmin import max_min_fair_gb_s
 from twin.model.validate import load_scenario, scenario_from_text
 from twin.model.serving import pipeline_hop_s
 
@@ -178,13 +179,12 @@ def test_fabric_is_deterministic():
 def test_the_structural_paths_of_a_healthy_fabric_are_the_graph_search_paths():
     import networkx as nx
 
-    from twin.model.fabric import _directed, leaf_spine_paths
+    from twin.model.fabric import _directed, structural_paths
     fg = small_fabric(spines=3, storage=2)
     g = fg.graph
     names = sorted(g)
-    pairs = [(a, b) for a in names for b in names if a != b and (
-        (a.startswith("node:") and b.split(":")[0] in ("node", "spine")) or (a.startswith("storage:") and b.startswith("node:")))]
-    assert len(pairs) > 20
+    pairs = [(a, b) for a in names for b in names if a != b and b.startswith("node:") and a.split(":")[0] in ("node", "storage")]
+    assert len(pairs) == 20  # 4 x 3 node pairs + 2 storage x 4 nodes
     for a, b in pairs:
         searched = [_directed(fg, p) for p in sorted(nx.all_shortest_paths(g, a, b))]
-        assert leaf_spine_paths(fg, a, b) == searched, (a, b)
+        assert structural_paths(fg, a, b) == searched, (a, b)

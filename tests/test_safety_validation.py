@@ -93,14 +93,14 @@ def test_memory_is_bounded_by_the_machine_and_says_what_to_change():
     cat = load_catalogue()
     spec = scenario_from_text(TINY.read_text(), base_dir=ROOT, overrides={**hall, "simulation.sample_s": 1}).spec
     assert resource_problems(spec, cat, machine_memory_b=24e9) == []
-    small = resource_problems(spec, cat, machine_memory_b=4e9)  # ~6.5 GB, mostly telemetry rows
+    small = resource_problems(spec, cat, machine_memory_b=3e9)  # ~2.8 GB, mostly telemetry rows
     # rows by hand: 600 samples x (16,000 nodes x (3 GPUs + 1) + 1,600 racks + 1 + 16,000 NIC cables
     # + 1,600 leaves x 2 spines) = 50,880,600; requests 600/s x 3,705 s of tiny's envelope = 2,223,000
-    assert len(small) == 1 and re.match(r"simulation\.sample_s: the run needs an estimated [4-9]\.\d GB of memory "
+    assert len(small) == 1 and re.match(r"simulation\.sample_s: the run needs an estimated [2-9]\.\d GB of memory "
                                         r"\(50,880,600 telemetry rows at sample_s 1 s, 2,223,000 expected requests\)", small[0])
-    assert "this machine can give (80% of 4.0 GB); raise sample_s" in small[0]
+    assert "this machine can give (80% of 3.0 GB); raise sample_s" in small[0]
     spec = scenario_from_text(TINY.read_text(), base_dir=ROOT, overrides={**hall, "simulation.sample_s": 10}).spec
-    busy = resource_problems(spec, cat, machine_memory_b=2e9)  # ~1.9 GB, mostly the 2.2 M requests
+    busy = resource_problems(spec, cat, machine_memory_b=1.5e9)  # ~1.4 GB, mostly the 2.2 M requests
     assert len(busy) == 1 and busy[0].startswith("workload.base_rate_per_s: the run needs an estimated 1.")
 
 
@@ -218,7 +218,8 @@ def test_an_output_path_with_brackets_does_not_crash_the_summary(tmp_path):
     out = tmp_path / "[/bold]" / "[link=x]run"
     result = runner.invoke(app, ["run", str(TINY), "-o", str(out), "--no-stage", "-q"])
     assert result.exit_code == 0, result.output
-    assert "[/bold]" in result.output and (out / "manifest.json").is_file()
+    # the summary's title folds a long path over lines (pytest-xdist's tmp paths are longer)
+    assert "[/bold]" in "".join(result.output.split()) and (out / "manifest.json").is_file()
     again = runner.invoke(app, ["run", str(TINY), "-o", str(out), "--no-stage", "-q"])
     assert again.exit_code == 2 and "[link=x]run already exists" in again.output
 

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from twin.model.fabric import cable_count
 from twin.spec.catalogue import Catalogue
 from twin.spec.scenario import ScenarioSpec, SurgeSpec
 
@@ -41,19 +42,34 @@ MAX_NODE_TICKS = 5e8
 SECONDS_PER_NODE_TICK = 11e-6  # the slowest measured rate, for the message
 MEMORY_SHARE = 0.8                    # of physical (or cgroup) memory a run may plan to use
 
-# Fitted to peak RSS of `twin run --no-stage` (benchmarks/bench_resources.py; x86-64, numpy 2,
-# pyarrow 26, the engine split into parts): tiny 168 MB, surge 537 MB, surge without fabric
-# 448 MB (247 MB at sample_s 10), a 1,600-node hall 3,406 MB; estimates 172 / 554 / 485 / 268 /
-# 3,998 MB (1.03-1.17x: at or above the measurement).
-BASE_B = 170e6  # Python + numpy + pyarrow + simpy + networkx imported, catalogue loaded
+# Fitted to peak RSS of `twin run --no-stage` (benchmarks/bench_resources.py, os.wait4 of the
+# child; x86-64, numpy 2, pyarrow, numba imported; 2 cores, shared): tiny 293 MB; surge 553 MB;
+# surge without fabric 524 MB (388 MB at sample_s 10); request-heavy tiny at sample_s 60 (240
+# rows): 442 MB with 370,500 requests, 766 MB with 1,482,000, i.e. 291 B per request at the
+# margin; hall-16000 (16,000 nodes, 13.0M requests, every table at 1 s) 4,978 MB (/usr/bin/time
+# -v on main 5367544); hall-1600 1,539 MB. Estimates: 341 / 633 / 563 / 398 / 453 / 794 / 5,753 MB
+# (1.03-1.17x) and hall-1600 2,297 MB (1.49x: the whole links table at 100 B a row): at or
+# above every measurement.
+BASE_B = 340e6  # Python + numpy + pyarrow + simpy + networkx + numba imported, catalogue loaded
 # Bytes per row at the peak: the engine's sample arrays, the flattened columns collect() builds
 # (int64 ids, Python lists for string columns), the Arrow table and Parquet buffers.
-BYTES_PER_ROW = {"gpus": 80.0, "nodes": 160.0, "racks": 160.0, "facility": 400.0, "links": 100.0}
-BYTES_PER_REQUEST = 550.0  # ~20 per-request engine arrays, queues, the requests table (Python lists of strings)
-# The engine keeps at most this many rows of each streamed table (gpus, nodes, links) in memory and
-# spills the rest to a temporary directory in blocks (twin.sim.spool), so their memory is bounded.
+BYTES_PER_ROW = {"gpus": 60.0, "nodes": 120.0, "racks": 160.0, "facility": 400.0, "links": 100.0}
+BYTES_PER_REQUEST = 290.0  # ~20 per-request engine arrays, queues, the requests table (Python lists of strings)
+# Once a spooled table (gpus, nodes) would exceed SPILL_ROWS rows, the engine keeps only
+# BLOCK_SAMPLES samples of it in memory and spills the rest to a temporary directory
+# (twin.sim.spool); the Parquet writer then holds one row group of WRITER_ROW_GROUP_ROWS rows
+# (twin.telemetry.write.ROW_GROUP_ROWS; a test keeps them equal). The links table is kept whole.
 SPILL_ROWS = 8_000_000
-STREAMED_TABLES = ("gpus", "nodes", "links")
+BLOCK_SAMPLES = 64
+WRITER_ROW_GROUP_ROWS = 1 << 20
+STREAMED_TABLES = ("gpus", "nodes")
+
+
+def held_rows(total_rows: float, width: int) -> float:
+    """Rows of a spooled table (`width` elements per sample) in memory at once (twin.sim.spool)."""
+    if total_rows <= SPILL_ROWS:
+        return total_rows
+    return float(BLOCK_SAMPLES * width + WRITER_ROW_GROUP_ROWS)
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,11 @@ class ResourceEstimate:
     arrival_grid_points: float
     rows: dict[str, float]        # per telemetry table
     memory_b: float
+    held_rows: dict[str, float] | None = None  # rows of each table in memory at the peak
+
+    def __post_init__(self) -> None:
+        if self.held_rows is None:
+            object.__setattr__(self, "held_rows", dict(self.rows))
 
     @property
     def telemetry_rows(self) -> float:
@@ -106,37 +127,34 @@ def expected_requests(spec: ScenarioSpec) -> float:
     return w.base_rate_per_s * (d + (w.surge.peak_multiplier - 1) * excess_integral_s(d, w.surge))
 
 
-def link_count(spec: ScenarioSpec, n_nodes: int, n_racks: int) -> int:
-    """Cables of the leaf-spine fabric (twin.model.fabric.build_fabric): one NIC cable per node,
-    spines uplinks per leaf, spines links per storage target (only when weights load over it)."""
-    fab = spec.fabric
-    if not fab.enabled:
-        return 0
-    storage = fab.storage_targets if fab.load_from == "network" else 0
-    return n_nodes + n_racks * fab.spines + storage * fab.spines
-
-
 def estimate(spec: ScenarioSpec, cat: Catalogue) -> ResourceEstimate:
     """The resources simulating `spec` takes (needs the node type in `cat` for GPUs per node)."""
     sim, topo = spec.simulation, spec.topology
     ticks = int(math.floor(sim.duration_s / sim.dt_s + 1e-9))
     per_sample = max(1, int(round(sim.sample_s / sim.dt_s)))
     samples = ticks // per_sample
+    sampled_ticks = samples * per_sample  # the engine's horizon: whole base samples
+
+    def table_samples(table: str) -> float:  # rows per element of a table with its own interval
+        return float(sampled_ticks // max(1, sim.table_ticks(table)))
+
     racks = topo.rows * topo.racks_per_row
     nodes = racks * topo.nodes_per_rack
     gpn = cat.node(topo.node_type).gpu_count if topo.node_type in cat.entries.get("nodes", {}) else 1
-    rows = {"gpus": float(samples) * nodes * gpn, "nodes": float(samples) * nodes, "racks": float(samples) * racks,
-            "facility": float(samples), "links": float(samples) * link_count(spec, nodes, racks)}
+    rows = {"gpus": table_samples("gpus") * nodes * gpn, "nodes": table_samples("nodes") * nodes,
+            "racks": float(samples) * racks, "facility": float(samples),
+            "links": table_samples("links") * cable_count(spec.fabric, nodes, racks)}
     req = expected_requests(spec)
     shape = spec.workload.arrival.shape if spec.workload.arrival.process == "gamma" else 1.0
     draws = req + 6 * math.sqrt(req / min(shape, 1.0)) + 16  # arrival_times_s's first block
     grid = sim.duration_s / ARRIVAL_GRID_S + 2
-    held = {t: min(n, SPILL_ROWS) if t in STREAMED_TABLES else n for t, n in rows.items()}
+    width = {"gpus": nodes * gpn, "nodes": nodes}
+    held = {t: held_rows(n, width[t]) if t in STREAMED_TABLES else n for t, n in rows.items()}
     memory = (BASE_B + sum(held[t] * BYTES_PER_ROW[t] for t in held) + req * BYTES_PER_REQUEST
               + max(draws * 16, grid * 24))  # gaps + cumulative sums, or the rate grid's three arrays
     return ResourceEstimate(nodes=nodes, ticks=ticks, node_ticks=float(ticks) * (nodes + TICK_OVERHEAD_NODES), samples=samples, autoscaler_steps=sim.duration_s / spec.scheduler.interval_s,
                             expected_requests=req, arrival_draws=draws, arrival_grid_points=grid, rows=rows,
-                            memory_b=memory)
+                            memory_b=memory, held_rows=held)
 
 
 def available_memory_b() -> float:
@@ -189,9 +207,12 @@ def resource_problems(spec: ScenarioSpec, cat: Catalogue, machine_memory_b: floa
     if len(spec.faults) > MAX_FAULTS:
         problems.append(f"faults: {len(spec.faults):,} faults (limit {MAX_FAULTS:,})")
     if not problems and est.memory_b > budget:
-        tele = sum(est.rows[t] * BYTES_PER_ROW[t] for t in est.rows)
-        field, fix = (("simulation.sample_s", "raise sample_s or shorten simulation.duration_s")
-                      if tele >= est.expected_requests * BYTES_PER_REQUEST else
+        cost = {t: est.held_rows[t] * BYTES_PER_ROW[t] for t in est.rows}
+        biggest = max(cost, key=cost.__getitem__)
+        own = biggest in STREAMED_TABLES and getattr(sim.telemetry, biggest).sample_s is not None
+        sampling = f"simulation.telemetry.{biggest}.sample_s" if own else "simulation.sample_s"
+        field, fix = ((sampling, "raise sample_s or shorten simulation.duration_s")
+                      if sum(cost.values()) >= est.expected_requests * BYTES_PER_REQUEST else
                       ("workload.base_rate_per_s", "lower base_rate_per_s or workload.surge.peak_multiplier"))
         problems.append(f"{field}: the run needs an estimated {_gb(est.memory_b)} of memory "
                         f"({est.telemetry_rows:,.0f} telemetry rows at sample_s {sim.sample_s:g} s, "

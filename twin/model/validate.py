@@ -11,13 +11,14 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import ValidationError
 
 from twin.errors import SpecError, format_validation_error, suggest
 from twin.model import sharing, training
 from twin.model.checks import design_findings
-from twin.model.fabric import element_names, parse_element
+from twin.model.fabric import cable_between, cable_rule, element_names, parse_element, shape_of
 from twin.model.policies import POLICIES
 from twin.model.resources import resource_problems
 from twin.model.serving_checks import serving_problems
@@ -241,21 +242,6 @@ def _rack_fit_problems(spec: ScenarioSpec, cat: Catalogue) -> list[str]:
             f"or raise rack_units"]
 
 
-def _cable_exists(a: str, b: str, spec: ScenarioSpec) -> bool:
-    """Whether the leaf-spine fabric (twin.model.fabric.build_fabric) has a cable between a and b:
-    node:i - leaf of its rack, leaf - every spine, storage target - every spine."""
-    t = spec.topology
-    names = rack_names(t.rows, t.racks_per_row)
-    for x, y in ((a, b), (b, a)):
-        kx, _, vx = x.partition(":")
-        ky, _, vy = y.partition(":")
-        if kx == "node" and ky == "leaf" and vx.isdigit():
-            return names[int(vx) // t.nodes_per_rack] == vy
-        if kx in ("leaf", "storage") and ky == "spine":
-            return True  # both ends are known elements: every leaf and storage target meets every spine
-    return False
-
-
 def _fabric_target_problems(path: str, kind: str, target: Any, spec: ScenarioSpec) -> list[str]:
     """A link/switch fault must name an element of the fabric this scenario builds."""
     example = "e.g. 'spine:0', 'leaf:A01', 'node:3' (its NIC) or a cable 'leaf:A01-spine:0'"
@@ -263,15 +249,15 @@ def _fabric_target_problems(path: str, kind: str, target: Any, spec: ScenarioSpe
     if parsed is None:
         return [f"{path}: {kind} needs a fabric element, {example}"]
     t, fab = spec.topology, spec.fabric
-    known = element_names(rack_names(t.rows, t.racks_per_row), t.rows * t.racks_per_row * t.nodes_per_rack,
-                          fab.spines, fab.storage_targets if fab.load_from == "network" else 0)
+    n_racks = t.rows * t.racks_per_row
+    shape = shape_of(fab, rack_names(t.rows, t.racks_per_row), np.arange(n_racks * t.nodes_per_rack) // t.nodes_per_rack)
+    known = element_names(shape)
     ends = parsed[1].split("-", 1) if parsed[0] == "link" else [parsed[1]]
     bad = [e for e in ends if e not in known]
     if bad:
         return [f"{path}: unknown fabric element {bad[0]!r}{suggest(bad[0], sorted(known))}; {example}"]
-    if parsed[0] == "link" and not _cable_exists(ends[0], ends[1], spec):
-        return [f"{path}: no cable between {ends[0]} and {ends[1]}; cables join a node to its rack's leaf, "
-                f"a leaf to each spine and a storage target to each spine"]
+    if parsed[0] == "link" and not cable_between(shape, ends[0], ends[1]):
+        return [f"{path}: no cable between {ends[0]} and {ends[1]}; {cable_rule(shape)}"]
     if not fab.enabled:
         return [f"{path}: {kind} needs fabric.enabled: true"]
     return []

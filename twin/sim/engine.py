@@ -43,6 +43,7 @@ from twin.sim.sampler import Sampler, SamplerLayout
 from twin.sim.tenancy import GpuArbiter, Tenancy
 from twin.sim.training import build_training
 from twin.spec.scenario import Scenario
+from twin.spec.simulation import SAMPLED_TABLES
 from twin.spec.topology import build_topology
 
 Progress = Callable[[float, dict], None]
@@ -118,7 +119,8 @@ class Engine:
         self.cpu_reps = np.flatnonzero(cpu_load[lay.rep_pool] > 0)
         self.cpu_rep_node = lay.rep_first_node[self.cpu_reps]
         self.cpu_rep_frac = cpu_load[lay.rep_pool][self.cpu_reps]
-        self.sampler = Sampler(_sampler_layout(topo, lay, gpu_w), n_samples, ticks_per_sample, dt)
+        self.sampler = Sampler(_sampler_layout(topo, lay, gpu_w), n_samples, ticks_per_sample, dt,
+                               table_ticks={t: sim.table_ticks(t) for t in SAMPLED_TABLES})
 
     # ------------------------------------------------------------------ processes
     def run(self) -> None:
@@ -220,15 +222,16 @@ class Engine:
                       gpu_throttled=pl.gpu_throttled, node_cpu_w=o.node_cpu_w, node_cpu_util=o.node_cpu_util)
         if not sm.closes_interval(k):
             return
-        if self.jobs is not None:
+        if self.jobs is not None and sm.closes("jobs", k):
             self.job_rows.append(self.jobs.record((k + 1) * self.dt))
+        links = self.network.sample((k + 1) * self.dt, sm.table_ticks["links"]) if sm.closes("links", k) else None
         sm.snapshot(k, gpu_temp_c=pl.gpu_temp, gpu_clock=o.gpu_clock, gpu_fan_frac=pl.gpu_fan,
                     gpu_throttled=pl.gpu_throttled, node_state=self.life.state, rep_kv_reserved_b=bk.rep_kv_reserved,
                     rep_inflight=bk.rep_inflight, node_inlet_c=o.node_inlet_c, node_exhaust_c=o.node_exhaust_c,
                     node_fan_rpm=pl.fan_rpm, node_airflow_m3_s=o.node_airflow_m3_s, rack_exhaust_c=pl.rack_exhaust,
                     rack_demand_m3_s=o.rack_demand_m3_s, rack_supply_m3_s=o.rack_supply_m3_s,
                     rack_recirc_frac=o.rack_recirc_frac, supply_c=pl.supply_c, queued=bk.queued(),
-                    in_flight=len(bk.inflight), links=self.network.sample((k + 1) * self.dt, sm.ticks_per_sample),
+                    in_flight=len(bk.inflight), links=links,
                     node_cpu_temp_c=pl.cpu_temp, gpu_extra_b=self._job_memory_b())
 
     def result(self, wall_time_s: float) -> SimResult:

@@ -3,7 +3,7 @@ rates, and which units the fabric can still reach.
 
 Without a fabric model (fabric off, or nothing crosses a NIC) every pipeline hop gets the NIC's
 achievable bandwidth and 2 NIC traversals + one leaf switch of latency (hardware.md "Fabric"),
-and weights load from local NVMe. With one, twin.model.fabric.FabricModel places this tick's
+and weights load from local NVMe. With one, twin.model.fabric_flows.FabricModel places this tick's
 flows (max-min fair over ECMP paths) and answers reachability after link and switch failures:
 a unit that loses its path to the spines stops taking requests and its in-flight requests are
 retried elsewhere until it reconnects.
@@ -37,7 +37,7 @@ class Network:
         self.fabric = None
         faults = any(f.kind in FABRIC_FAULTS for f in spec.faults)
         if spec.fabric.enabled and (layout.rep_hops_cross.any() or spec.fabric.load_from == "network" or faults):
-            from twin.model.fabric import FabricModel  # networkx stays behind twin.model.fabric
+            from twin.model.fabric_flows import FabricModel  # networkx stays behind twin.model.fabric
             self.fabric = FabricModel(spec.fabric, topo, nic, node.pcie_h2d_gb_s, dt_s, layout.rep_cross_hops,
                                       layout.rep_hidden_bytes)
             self.rep_cross_lat_s = self.fabric.rep_cross_latency_s

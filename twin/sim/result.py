@@ -157,8 +157,8 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "node_type": [node_spec.name] * N, "gpus": np.full(N, topo.gpus_per_node),
         "pool": [topo.pool_names[p] if p >= 0 else "" for p in topo.node_pool], "unit_id": topo.node_unit,
     }
-    cols["gpus"] = _gpu_table(samples.gpu, topo, sample_s)
-    cols["nodes"] = _node_table(samples.node, topo, sample_s)
+    cols["gpus"] = _gpu_table(samples.gpu, topo, scenario.spec.simulation.table_sample_s("gpus"))
+    cols["nodes"] = _node_table(samples.node, topo, scenario.spec.simulation.table_sample_s("nodes"))
     cols["racks"] = {"time_s": np.repeat(times, R), "rack_id": np.tile(np.arange(R), S),
                      **{k: v.ravel() for k, v in samples.rack.items()}}
 
@@ -231,7 +231,7 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "peak_facility_power_w": float(fc["facility_power_w"].max()) if S else 0.0,
         "it_energy_kwh": it_kwh, "facility_energy_kwh": fac_kwh,
         "pue": fac_kwh / it_kwh if it_kwh > 0 else None,
-        "peak_gpu_temp_c": samples.gpu.max["temp_c"] if S else None,
+        "peak_gpu_temp_c": samples.peak_gpu_temp_c if S else None,
         "throttled_gpu_s": float(samples.throttled_gpu_s),
         "peak_nodes_on": int(np.max(on_counts)) if S else 0,
         "peak_nodes_serving": int(count["SERVING"].max()) if S else 0,

@@ -1,4 +1,4 @@
-"""Telemetry sampling: interval means of what the parts report, one row every `sample_s`.
+"""Telemetry sampling: interval means of what the parts report, one row per table interval.
 
 OpenDC's monitor pattern: the engine hands readings to the sampler every tick and the sampler
 keeps float64 accumulators, so that a sampled power is the mean over its interval and energy is
@@ -6,7 +6,10 @@ exactly the integral of power (sum of interval means x sample_s). Instantaneous 
 (temperatures, clocks, states, queue lengths) are taken at the end of the interval. The sampler
 never sees Parquet: `columns()` hands arrays to `twin.sim.result`.
 
-Rows are labelled with the end of their interval, (s + 1) * sample_s.
+Each of the gpus, nodes and links tables has its own interval (simulation.telemetry, a whole
+number of ticks; default simulation.sample_s) with its own accumulators, so energy integrates
+exactly per table; racks, facility and the summary's peaks use simulation.sample_s.
+Rows are labelled with the end of their interval, (s + 1) * sample_s of their table.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 from twin.model import serving as sv
 from twin.model.states import IS_LOADED, IS_POWERED, NODE_STATES, SERVING
 from twin.sim.spool import SampleSpool
+from twin.spec.simulation import SAMPLED_TABLES, SimulationSpec
 
 
 @dataclass(frozen=True)
@@ -47,22 +51,29 @@ class SamplerLayout:
 
 
 class Sampler:
-    """Interval-mean accumulators and the sampled arrays of the gpus/nodes/racks/facility tables."""
+    """Interval-mean accumulators and the sampled arrays of the gpus/nodes/racks/facility tables.
 
-    def __init__(self, layout: SamplerLayout, n_samples: int, ticks_per_sample: int, dt_s: float) -> None:
+    `n_samples` x `ticks_per_sample` ticks are sampled; `table_ticks` gives the gpus, nodes and
+    links tables their own ticks per row (default `ticks_per_sample`)."""
+
+    def __init__(self, layout: SamplerLayout, n_samples: int, ticks_per_sample: int, dt_s: float,
+                 table_ticks: dict[str, int] | None = None) -> None:
         self.lay = layout
         self.n_samples, self.ticks_per_sample, self.dt_s = n_samples, ticks_per_sample, dt_s
+        self.table_ticks = {**{t: ticks_per_sample for t in SAMPLED_TABLES}, **(table_ticks or {})}
+        n_ticks = n_samples * ticks_per_sample
+        self.table_samples = {t: n_ticks // n for t, n in self.table_ticks.items()}
         S, G, N, R = n_samples, len(layout.gpu_node), len(layout.node_rack), layout.n_racks
         self.G, self.N, self.R = G, N, R
         self.n_rep = len(layout.rep_n_nodes)
         f32 = np.float32
         # the GPU table is the largest: it goes to a spool that spills to disk for large halls
         self.gpu = SampleSpool({"power_w": f32, "temp_c": f32, "util": f32, "clock_factor": f32, "fan_frac": f32,
-                                "throttled": np.dtype(bool), "memory_used_gb": f32}, G, S, track_max=("temp_c",))
+                                "throttled": np.dtype(bool), "memory_used_gb": f32}, G, self.table_samples["gpus"])
         self.node = SampleSpool({**{k: np.dtype(f32) for k in (
             "power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm", "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w",
             "p2p_gb_s", "nic_gb_s", "cpu_power_w", "cpu_temp_c", "cpu_util")}, "state": np.dtype(np.int8),
-            "active_requests": np.dtype(np.int32)}, N, S)
+            "active_requests": np.dtype(np.int32)}, N, self.table_samples["nodes"])
         self.state_counts = np.zeros((S, len(NODE_STATES)), np.int64)  # nodes in each state per sample
         self.rack = {k: np.zeros((S, R), f32) for k in ("power_w", "inlet_c", "exhaust_c", "airflow_demand_m3_s",
                                                          "airflow_supply_m3_s", "recirculation_frac")}
@@ -70,18 +81,26 @@ class Sampler:
         self.rack["nodes_serving"] = np.zeros((S, R), np.int32)
         self.fac = {k: np.zeros(S, np.float64) for k in ("it_power_w", "cooling_power_w", "overhead_power_w",
                                                           "facility_power_w", "supply_c", "queued", "in_flight")}
-        # interval-mean accumulators (float64 so that energy integrates exactly)
+        # interval-mean accumulators (float64 so that energy integrates exactly), one set per interval
         self.acc_gpu_w = np.zeros(G)
+        self.acc_util = np.zeros(G)
         self.acc_node_w = np.zeros(N)
         self.acc_node_dc = np.zeros(N)
         self.acc_node_gpu = np.zeros(N)
         self.acc_p2p = np.zeros(N)
         self.acc_nic = np.zeros(N)
-        self.acc_util = np.zeros(G)
         self.acc_cpu_w = np.zeros(N)
         self.acc_cpu_util = np.zeros(N)
         self.acc_fac = np.zeros(4)
+        # rack power is the mean of node wall power over the racks' interval: the node accumulator
+        # itself when the two intervals agree, its own otherwise
+        self._own_rack_acc = self.table_ticks["nodes"] != ticks_per_sample
+        self.acc_rack_node_w = np.zeros(N) if self._own_rack_acc else self.acc_node_w
+        self._gpu_accs = (self.acc_gpu_w, self.acc_util)
+        self._node_accs = (self.acc_node_w, self.acc_node_dc, self.acc_node_gpu, self.acc_p2p, self.acc_nic,
+                           self.acc_cpu_w, self.acc_cpu_util)
         self.throttled_gpu_s = 0.0
+        self.peak_gpu_temp_c: float | None = None  # over the racks' sample instants (the summary's peak)
         self.links: list[tuple] = []
 
     def per_node(self, pair_values: np.ndarray) -> np.ndarray:
@@ -89,8 +108,15 @@ class Sampler:
         return np.bincount(self.lay.pair_node, weights=pair_values, minlength=self.N)
 
     def closes_interval(self, k: int) -> bool:
-        """True when tick k is the last tick of a telemetry interval."""
-        return (k + 1) % self.ticks_per_sample == 0
+        """True when tick k is the last tick of any table's telemetry interval."""
+        n = k + 1
+        tt = self.table_ticks
+        return (n % self.ticks_per_sample == 0 or n % tt["gpus"] == 0 or n % tt["nodes"] == 0
+                or n % tt["links"] == 0)
+
+    def closes(self, table: str, k: int) -> bool:
+        """True when tick k is the last tick of an interval of `table` (racks/facility: the base one)."""
+        return (k + 1) % self.table_ticks.get(table, self.ticks_per_sample) == 0
 
     def accumulate(self, *, gpu_power_w: np.ndarray, gpu_util: np.ndarray, node_wall_w: np.ndarray,
                    node_dc_w: np.ndarray, node_gpu_w: np.ndarray, rep_tokens_s: np.ndarray,
@@ -104,6 +130,8 @@ class Sampler:
         self.acc_gpu_w += gpu_power_w
         self.acc_util += gpu_util
         self.acc_node_w += node_wall_w
+        if self._own_rack_acc:
+            self.acc_rack_node_w += node_wall_w
         self.acc_node_dc += node_dc_w
         self.acc_node_gpu += node_gpu_w
         # intra-node pipeline traffic and NIC traffic: tokens/s x activation bytes x hops
@@ -128,30 +156,57 @@ class Sampler:
                  rack_demand_m3_s: np.ndarray, rack_supply_m3_s: np.ndarray, rack_recirc_frac: np.ndarray,
                  supply_c: float, queued: int, in_flight: int, links: tuple | None,
                  node_cpu_temp_c: np.ndarray | float = 0.0, gpu_extra_b: np.ndarray | float = 0.0) -> None:
-        """Close the interval ending with tick k: write one row of every table, reset the means."""
+        """Close every interval ending with tick k: one row of each table whose interval ends, its
+        means reset. `links` is the fabric's sample when the links interval ends (else None)."""
         lay = self.lay
-        s = (k + 1) // self.ticks_per_sample - 1
-        n = self.ticks_per_sample
-        rk, fc = self.rack, self.fac
-        loaded = IS_LOADED[node_state[lay.gpu_node]] & (lay.gpu_rep >= 0)
-        mem = np.zeros(self.G)
-        if self.n_rep and len(lay.gpair_rep):  # every tenant of a shared GPU adds its weights and KV
-            rep_kv = rep_kv_reserved_b / lay.rep_n_gpus
-            per = (lay.rep_weights_per_gpu_b + rep_kv)[lay.gpair_rep]
-            mem = np.where(loaded, np.bincount(lay.gpair_gpu, weights=per, minlength=self.G) / sv.GB, 0.0)
-        mem = mem + np.asarray(gpu_extra_b) / sv.GB  # + training jobs' memory
-        self.gpu.append(power_w=self.acc_gpu_w / n, temp_c=gpu_temp_c, util=self.acc_util / n, clock_factor=gpu_clock,
-                        fan_frac=gpu_fan_frac, throttled=gpu_throttled, memory_used_gb=mem)
-        self.node.append(power_w=self.acc_node_w / n, dc_power_w=self.acc_node_dc / n, inlet_c=node_inlet_c,
-                         exhaust_c=node_exhaust_c, fan_rpm=node_fan_rpm, airflow_m3_s=node_airflow_m3_s,
-                         gpu_temp_max_c=gpu_temp_c.reshape(self.N, lay.gpus_per_node).max(axis=1),
-                         gpu_power_w=self.acc_node_gpu / n, p2p_gb_s=self.acc_p2p / n, nic_gb_s=self.acc_nic / n,
-                         state=node_state,
-                         active_requests=self.per_node(rep_inflight[lay.pair_rep]) if self.n_rep else 0,
-                         cpu_power_w=self.acc_cpu_w / n, cpu_temp_c=node_cpu_temp_c, cpu_util=self.acc_cpu_util / n)
+        n_done = k + 1
+        tt = self.table_ticks
+        if n_done % tt["gpus"] == 0:
+            n = tt["gpus"]
+            loaded = IS_LOADED[node_state[lay.gpu_node]] & (lay.gpu_rep >= 0)
+            mem = np.zeros(self.G)
+            if self.n_rep and len(lay.gpair_rep):  # every tenant of a shared GPU adds its weights and KV
+                rep_kv = rep_kv_reserved_b / lay.rep_n_gpus
+                per = (lay.rep_weights_per_gpu_b + rep_kv)[lay.gpair_rep]
+                mem = np.where(loaded, np.bincount(lay.gpair_gpu, weights=per, minlength=self.G) / sv.GB, 0.0)
+            mem = mem + np.asarray(gpu_extra_b) / sv.GB  # + training jobs' memory
+            self.gpu.append(power_w=self.acc_gpu_w / n, temp_c=gpu_temp_c, util=self.acc_util / n,
+                            clock_factor=gpu_clock, fan_frac=gpu_fan_frac, throttled=gpu_throttled,
+                            memory_used_gb=mem)
+        if n_done % tt["nodes"] == 0:
+            n = tt["nodes"]
+            self.node.append(power_w=self.acc_node_w / n, dc_power_w=self.acc_node_dc / n, inlet_c=node_inlet_c,
+                             exhaust_c=node_exhaust_c, fan_rpm=node_fan_rpm, airflow_m3_s=node_airflow_m3_s,
+                             gpu_temp_max_c=gpu_temp_c.reshape(self.N, lay.gpus_per_node).max(axis=1),
+                             gpu_power_w=self.acc_node_gpu / n, p2p_gb_s=self.acc_p2p / n, nic_gb_s=self.acc_nic / n,
+                             state=node_state,
+                             active_requests=self.per_node(rep_inflight[lay.pair_rep]) if self.n_rep else 0,
+                             cpu_power_w=self.acc_cpu_w / n, cpu_temp_c=node_cpu_temp_c,
+                             cpu_util=self.acc_cpu_util / n)
+        if n_done % self.ticks_per_sample == 0:
+            self._base_row(n_done // self.ticks_per_sample - 1, gpu_temp_c, node_state, node_inlet_c,
+                           rack_exhaust_c, rack_demand_m3_s, rack_supply_m3_s, rack_recirc_frac, supply_c,
+                           queued, in_flight)
+        if links is not None:
+            self.links.append(links)
+        if n_done % tt["gpus"] == 0:
+            for a in self._gpu_accs:
+                a[:] = 0.0
+        if n_done % tt["nodes"] == 0:
+            for a in self._node_accs:
+                a[:] = 0.0
+
+    def _base_row(self, s: int, gpu_temp_c: np.ndarray, node_state: np.ndarray, node_inlet_c: np.ndarray,
+                  rack_exhaust_c: np.ndarray, rack_demand_m3_s: np.ndarray, rack_supply_m3_s: np.ndarray,
+                  rack_recirc_frac: np.ndarray, supply_c: float, queued: int, in_flight: int) -> None:
+        """Row s of the racks and facility tables (simulation.sample_s), the state counts and the peak."""
+        lay, rk, fc, n = self.lay, self.rack, self.fac, self.ticks_per_sample
+        if self.G:  # the float32 the gpus table would hold, whatever its own interval
+            peak = float(np.float32(gpu_temp_c.max()))
+            self.peak_gpu_temp_c = peak if self.peak_gpu_temp_c is None else max(self.peak_gpu_temp_c, peak)
         self.state_counts[s] = np.bincount(node_state, minlength=len(NODE_STATES))
         rack = lay.node_rack
-        rk["power_w"][s] = np.bincount(rack, weights=self.acc_node_w / n, minlength=self.R)
+        rk["power_w"][s] = np.bincount(rack, weights=self.acc_rack_node_w / n, minlength=self.R)
         rk["inlet_c"][s] = np.bincount(rack, weights=node_inlet_c, minlength=self.R) / lay.nodes_per_rack
         rk["exhaust_c"][s] = rack_exhaust_c
         rk["airflow_demand_m3_s"][s] = rack_demand_m3_s
@@ -165,8 +220,38 @@ class Sampler:
         fc["supply_c"][s] = supply_c
         fc["queued"][s] = queued
         fc["in_flight"][s] = in_flight
-        if links is not None:
-            self.links.append(links)
-        for a in (self.acc_gpu_w, self.acc_node_w, self.acc_node_dc, self.acc_node_gpu, self.acc_p2p,
-                  self.acc_nic, self.acc_util, self.acc_fac, self.acc_cpu_w, self.acc_cpu_util):
-            a[:] = 0.0
+        self.acc_fac[:] = 0.0
+        if self._own_rack_acc:
+            self.acc_rack_node_w[:] = 0.0
+
+
+# what a sampled row's columns are (docs/telemetry.md): means over the row's interval, totals over
+# it (counts, bytes; the facility's percentiles are over requests finishing in it), running sums
+# since t = 0; every other column is the value at the end of the interval
+INTERVAL_MEANS = {
+    "gpus": ("power_w", "util"),
+    "nodes": ("power_w", "dc_power_w", "gpu_power_w", "p2p_gb_s", "nic_gb_s", "cpu_power_w", "cpu_util"),
+    "racks": ("power_w",),
+    "facility": ("it_power_w", "cooling_power_w", "overhead_power_w", "facility_power_w", "pue"),
+    "links": ("utilisation", "active_flows"),
+    "jobs": ("tokens_per_s", "samples_per_s", "power_w"),
+}
+INTERVAL_TOTALS = {"facility": ("arrivals", "completed", "dropped", "ttft_p50_s", "ttft_p99_s", "latency_p50_s",
+                                "latency_p99_s"), "links": ("bytes",)}
+RUNNING_SUMS = {"nodes": ("energy_j",), "facility": ("it_energy_j", "facility_energy_j"), "jobs": ("energy_j",)}
+
+
+def sampling_statement(sim: SimulationSpec) -> dict[str, dict]:
+    """What each sampled table's rows are, for the manifest: {table: {sample_s, statistic}}."""
+    out = {}
+    for table, means in INTERVAL_MEANS.items():
+        s = sim.table_sample_s(table)
+        parts = [f"one row per element every {s:g} s, labelled with the end of its interval",
+                 f"mean over the {s:g} s: {', '.join(means)}"]
+        if table in INTERVAL_TOTALS:
+            parts.append(f"over the {s:g} s: {', '.join(INTERVAL_TOTALS[table])}")
+        if table in RUNNING_SUMS:
+            parts.append(f"running sum since 0 s: {', '.join(RUNNING_SUMS[table])}")
+        parts.append("other columns: the value at the interval's end")
+        out[table] = {"sample_s": s, "statistic": "; ".join(parts)}
+    return out

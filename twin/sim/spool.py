@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.model.resources import SPILL_ROWS  # tables up to ~200 MB stay in memory (up to the 160-node hall)
-BLOCK_SAMPLES = 64
+# tables up to ~200 MB stay in memory (up to the 160-node hall); the memory estimate counts the same
+from twin.model.resources import BLOCK_SAMPLES, SPILL_ROWS
 
 
 class SampleSpool:

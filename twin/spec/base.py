@@ -53,3 +53,6 @@ class Spec(NumbersAreNumbers):
     # allow_inf_nan=False: `.inf`/`.nan` are valid YAML floats but no catalogue figure is infinite,
     # and a NaN would flow through the physics into manifest.json as an invalid JSON token
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+Section = Spec  # a scenario section follows the same rules as a catalogue spec

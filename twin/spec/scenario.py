@@ -7,18 +7,18 @@ raised together as one :class:`SpecError`, each line naming its field path.
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AfterValidator, BaseModel, Field, StrictInt, ValidationInfo, field_validator, model_validator
 
 from twin.errors import SpecError
-from twin.spec.base import NumbersAreNumbers
+from twin.spec.base import Frac, NonNeg, Pos, Section
 from twin.spec.catalogue import Catalogue
 from twin.spec.safe_yaml import load_yaml
+from twin.spec.simulation import SimulationSpec
 
 MAX_SCENARIO_BYTES = 1_000_000
 # A plain file name: the run directory is runs/<name>, so ".", "..", "a/b", ".hidden" and "-x"
@@ -36,9 +36,6 @@ def _plain_name(value: str) -> str:
 # the pattern goes into the JSON Schema (editors check it as you type); the validator words the error
 PlainName = Annotated[str, Field(max_length=80, json_schema_extra={"pattern": PLAIN_NAME}), AfterValidator(_plain_name)]
 
-Pos = Annotated[float, Field(gt=0)]
-NonNeg = Annotated[float, Field(ge=0)]
-Frac = Annotated[float, Field(ge=0, le=1)]
 PosInt = Annotated[int, Field(ge=1)]
 
 # What an engine's first boot on a node finds already compiled (twin/model/coldstart.py):
@@ -52,35 +49,6 @@ PosInt = Annotated[int, Field(ge=1)]
 # cache; the compile cache is per model and config and is opt-in (a volume or a baked image).
 BootCache = Literal["none", "kernels", "all"]
 DEFAULT_BOOT_CACHE: BootCache = "kernels"
-
-
-class Section(NumbersAreNumbers):
-    # allow_inf_nan=False: `.inf`/`.nan` are valid YAML floats but meaningless for any field here
-    # (an infinite airflow or a NaN temperature would silently poison the physics)
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-
-class SimulationSpec(Section):
-    duration_s: Pos = 3600.0
-    dt_s: Pos = 1.0
-    sample_s: Pos = 1.0
-    seed: Annotated[int, Field(ge=0, lt=2**63)] = 42  # numpy SeedSequence rejects negatives
-
-    @model_validator(mode="after")
-    def _steps(self) -> "SimulationSpec":
-        if self.dt_s > self.duration_s:
-            raise ValueError(f"dt_s ({self.dt_s}) must not exceed duration_s ({self.duration_s})")
-        # the tick count first: a denormal dt_s would make sample_s / dt_s infinite below
-        if self.duration_s / self.dt_s > 2_000_000:
-            raise ValueError("duration_s / dt_s exceeds 2,000,000 ticks; raise dt_s")
-        ratio = self.sample_s / self.dt_s
-        if not math.isfinite(ratio) or abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-            raise ValueError(f"sample_s ({self.sample_s}) must be a whole multiple of dt_s ({self.dt_s})")
-        ticks = int(self.duration_s / self.dt_s + 1e-9)
-        if ticks < round(ratio):  # the engine writes one row per sample_s: none would fit
-            raise ValueError(f"sample_s ({self.sample_s:g}) exceeds the run's {ticks * self.dt_s:g} s of whole "
-                             f"ticks: not one telemetry sample would be written; lower sample_s")
-        return self
 
 
 class SealedRackSpec(Section):
@@ -232,13 +200,42 @@ class SchedulerSpec(Section):
 
 
 class FabricSectionSpec(Section):
+    """The RDMA fabric (twin.model.fabric): a two-tier leaf-spine, or with `racks_per_pod` a
+    three-tier pod Clos whose pods meet through `super_spines` in `spines` planes."""
     enabled: bool = True
-    spines: PosInt = 2
-    oversubscription: Pos = 1.0
+    spines: PosInt = 2  # spine switches: of the hall (two-tier) or of each pod
+    oversubscription: Pos = 1.0  # leaf downlink / uplink (1.0 = non-blocking)
+    racks_per_pod: Annotated[int, Field(ge=0)] = 0  # 0: two-tier leaf-spine; > 0: pods of this many racks
+    super_spines: Annotated[int, Field(ge=0, validate_default=True)] = 0  # pod fabric only: a multiple of spines (one plane per pod spine)
+    pod_oversubscription: Annotated[float, Field(gt=0, validate_default=True)] = 1.0  # pod fabric only: pod spine downlink / uplink to the super-spines
     switch_latency_s: Pos = 0.7e-6
     load_from: Literal["nvme", "network"] = "nvme"
     storage_targets: Annotated[int, Field(ge=0)] = 1
     storage_gb_s: Pos = 46.0
+
+    # field validators (not one model validator) so that an error names its field path
+    @field_validator("super_spines")
+    @classmethod
+    def _planes(cls, v: int, info: ValidationInfo) -> int:
+        pods, spines = info.data.get("racks_per_pod"), info.data.get("spines")
+        if pods is None or spines is None:
+            return v  # an earlier field is already wrong
+        if pods > 0 and v == 0:
+            raise ValueError(f"a pod fabric (racks_per_pod {pods}) needs super-spines joining its pods: give a "
+                             f"multiple of spines ({spines}), one plane of super-spines per pod spine")
+        if pods == 0 and v > 0:
+            raise ValueError("super-spines join pods: set fabric.racks_per_pod too (0 = a two-tier leaf-spine)")
+        if v % spines:
+            raise ValueError(f"{v} super-spines do not split into {spines} planes (one per pod spine): "
+                             f"give a multiple of {spines}")
+        return v
+
+    @field_validator("pod_oversubscription")
+    @classmethod
+    def _pod_only(cls, v: float, info: ValidationInfo) -> float:
+        if info.data.get("racks_per_pod") == 0 and v != 1.0:
+            raise ValueError("applies to a pod fabric only: set fabric.racks_per_pod (and super_spines)")
+        return v
 
 
 FAULT_KINDS = ("node_crash", "gpu_failure", "fan_failure", "psu_failure", "cooling_failure",

@@ -72,6 +72,10 @@ class _Simulation(_Loose):
     sample_s: Optional[Number] = Field(default=None, gt=0)
 
 
+class _TableSampling(_Loose):
+    sample_s: Optional[Number] = Field(default=None, gt=0)
+
+
 Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr, None]
 
 
@@ -79,6 +83,7 @@ class _Manifest(_Loose):
     twin_version: Optional[StrictStr] = None
     scenario: _ScenarioInfo = _ScenarioInfo()
     simulation: _Simulation = _Simulation()
+    sampling: dict[str, _TableSampling] = {}  # per table (simulation.telemetry); absent in older runs
     topology: dict[str, Scalar] = {}
     pools: list[dict[str, Union[Scalar, list[StrictInt]]]] = []  # lists: a pool's `gpus` indices (shared nodes)
     thresholds: dict[str, Optional[Number]] = {}
@@ -203,6 +208,12 @@ class Run:
         # The first sample sits at t = sample_s (docs/telemetry.md), so time_s[0] is the interval.
         first = float(times[0].as_py()) if len(times) and times[0].is_valid else 1.0
         return first if math.isfinite(first) and first > 0 else 1.0
+
+    def table_sample_s(self, name: str) -> float:
+        """Sample interval of table `name` (s): the manifest's ``sampling.<name>.sample_s`` (runs
+        whose tables have their own intervals, simulation.telemetry), else :attr:`sample_s`."""
+        value = (self.manifest.get("sampling") or {}).get(name, {}).get("sample_s")
+        return float(value) if value else self.sample_s  # checked > 0 by check_manifest
 
     @property
     def gpu_slowdown_c(self) -> float:

@@ -7,7 +7,10 @@ Every connection exposes each telemetry table present in the run as a view of th
 (``gpus``, ``nodes``, ``racks``, ``facility``, ``requests``, ``events``, ``links``,
 ``topology``) and two variables, read with ``getvariable('name')``:
 
-* ``sample_s``       telemetry sample interval in seconds (energy J = sum(power_w * sample_s))
+* ``sample_s``       telemetry sample interval in seconds (energy J = sum(power_w * sample_s)) of
+                     racks and facility
+* ``gpus_sample_s``, ``nodes_sample_s``, ``links_sample_s``  those tables' own intervals
+                     (simulation.telemetry; equal to ``sample_s`` unless the scenario set them)
 * ``gpu_slowdown_c`` GPU slowdown threshold in °C (manifest ``thresholds.gpu_slowdown_c``, else 90)
 
 Confinement (docs/safety.md): by default a connection can read the run's Parquet tables and
@@ -76,6 +79,10 @@ def connect(run: Run, *, unrestricted: bool = False) -> Iterator[duckdb.DuckDBPy
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_sql_string(str(path))})")
         # repr() of a Python float is exact and valid SQL; the cast avoids DECIMAL typing.
         con.execute(f"SET VARIABLE sample_s = CAST({float(run.sample_s)!r} AS DOUBLE)")
+        for table in ("gpus", "nodes", "links"):  # tables that may sample on their own interval
+            own = getattr(run, "table_sample_s", None)
+            value = float(own(table)) if own is not None else float(run.sample_s)
+            con.execute(f"SET VARIABLE {table}_sample_s = CAST({value!r} AS DOUBLE)")
         con.execute(f"SET VARIABLE gpu_slowdown_c = CAST({float(run.gpu_slowdown_c)!r} AS DOUBLE)")
         if not unrestricted:
             con.execute("SET lock_configuration = true")

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from twin.sim.result import SimResult
+from twin.sim.sampler import sampling_statement
 from twin.telemetry.atomic import AtomicDir, OutputLock, write_json_atomic
 from twin.telemetry.outputs import write_marker
 from twin.telemetry.schema import SCHEMAS, TABLES, to_table
@@ -134,6 +135,7 @@ def manifest(result: SimResult, table_rows: dict[str, int], overrides: Mapping[s
                      "source": None if source is None else str(source), "overrides": dict(overrides or {})},
         "hardware": _hardware(result),
         "simulation": {"duration_s": sim.duration_s, "dt_s": sim.dt_s, "sample_s": sim.sample_s},
+        "sampling": sampling_statement(sim),  # each table's own interval and what a row means
         "topology": {"rows": topo.rows, "racks_per_row": topo.racks_per_row, "nodes_per_rack": topo.nodes_per_rack,
                      "gpus_per_node": topo.gpus_per_node},
         "pools": [p.model_dump(mode="json") for p in sc.spec.pools],

@@ -53,7 +53,7 @@ r AS (
     FROM requests),
 g AS (
     SELECT max(temp_c) AS peak_gpu_temp_c,
-           count(*) FILTER (WHERE throttled) * getvariable('sample_s') AS throttled_gpu_s
+           count(*) FILTER (WHERE throttled) * getvariable('gpus_sample_s') AS throttled_gpu_s
     FROM gpus)
 SELECT * FROM f, r, g
 """

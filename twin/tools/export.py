@@ -118,10 +118,12 @@ def check_scrape(run: Run, scrape_s: float | None) -> float | None:
     """`scrape_s` if it is a whole multiple of the run's sample interval (None: every sample)."""
     if scrape_s is None:
         return None
-    ratio = scrape_s / run.sample_s
-    if not scrape_s > 0 or abs(ratio - round(ratio)) > 1e-9:
-        raise ToolError(f"--scrape-s {scrape_s:g}: must be a whole multiple of the run's "
-                        f"{run.sample_s:g} s sample interval")
+    for table in ("facility", "gpus", "nodes"):  # each table may have its own interval (simulation.telemetry)
+        every = run.table_sample_s(table)
+        ratio = scrape_s / every
+        if not scrape_s > 0 or abs(ratio - round(ratio)) > 1e-9:
+            raise ToolError(f"--scrape-s {scrape_s:g}: must be a whole multiple of the run's "
+                            f"{every:g} s sample interval" + ("" if every == run.sample_s else f" of its {table} table"))
     return float(scrape_s)
 
 

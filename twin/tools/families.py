@@ -117,7 +117,7 @@ FAMILIES: tuple[Family, ...] = (
     _g("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", "x.power_w"),
     _g("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "Total energy consumption since boot (in mJ).",
        "round(sum(CAST(x.power_w AS DOUBLE)) OVER (PARTITION BY x.gpu_id ORDER BY x.time_s) "
-       "* getvariable('sample_s') * 1000)", type="counter"),
+       "* getvariable('gpus_sample_s') * 1000)", type="counter"),
     _g("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", "round(CAST(x.util AS DOUBLE) * 100, 1)"),
     _g("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).",
        "round({mem_mib} - CAST(x.memory_used_gb AS DOUBLE) * 1024)", "memory_mib"),

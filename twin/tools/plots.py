@@ -98,15 +98,23 @@ def _draw_rack_power(run: Run, fig: Figure, opts: PlotOptions) -> None:
     ax.grid(alpha=0.3)
 
 
+def _node_at_gpu_time(run: Run) -> str:
+    """SQL joining each GPU row `g` to its node's row `s` at the same time; when the two tables
+    sample on different intervals (simulation.telemetry), to the node row whose interval holds it."""
+    if run.table_sample_s("gpus") == run.table_sample_s("nodes"):
+        return "JOIN nodes s ON s.time_s = g.time_s AND s.node_id = g.node_id"
+    return "ASOF JOIN nodes s ON s.node_id = g.node_id AND g.time_s <= s.time_s"
+
+
 def _draw_gpu_temp(run: Run, fig: Figure, opts: PlotOptions) -> None:
     """Temperature bands over *powered* GPUs only (their node neither OFF nor FAILED): a cold OFF
     card at room temperature would otherwise stretch the band down to the inlet air."""
-    g = run.sql("""
+    g = run.sql(f"""
         SELECT t.time_s, p.lo, p.p10, p.mid, p.p90, p.hi, coalesce(p.n, 0) AS n
         FROM (SELECT DISTINCT time_s FROM gpus) t LEFT JOIN (
             SELECT g.time_s, min(g.temp_c) AS lo, quantile_cont(g.temp_c, 0.1) AS p10, median(g.temp_c) AS mid,
                    quantile_cont(g.temp_c, 0.9) AS p90, max(g.temp_c) AS hi, count(*) AS n
-            FROM gpus g JOIN nodes s ON s.time_s = g.time_s AND s.node_id = g.node_id
+            FROM gpus g {_node_at_gpu_time(run)}
             WHERE s.state NOT IN ('OFF', 'FAILED') GROUP BY g.time_s) p USING (time_s)
         ORDER BY t.time_s""")
     t, xlabel = _time_axis(_col(g, "time_s"))
@@ -215,7 +223,7 @@ def _heatmap_time(run: Run, at_s: float | None) -> float:
         raise ToolError(f"{run.path}: the gpus table is empty; nothing to draw")
     if at_s is None:
         return float(span["hi"])
-    lo = span["lo"] - run.sample_s  # a sample at t covers (t - sample_s, t]
+    lo = span["lo"] - run.table_sample_s("gpus")  # a sample at t covers (t - sample_s, t]
     if not lo <= at_s <= span["hi"]:
         raise ToolError(f"--at {at_s:g} s is outside the run ({lo:g}..{span['hi']:g} s)")
     row = run.sql(f"SELECT time_s FROM (SELECT DISTINCT time_s FROM gpus) "
@@ -233,7 +241,8 @@ def _draw_heatmap(run: Run, fig: Figure, opts: PlotOptions) -> None:
         FROM topology tp
         LEFT JOIN (SELECT node_id, max(temp_c) AS temp_max_c FROM gpus WHERE time_s = {t!r} GROUP BY node_id) g
             USING (node_id)
-        LEFT JOIN (SELECT node_id, state FROM nodes WHERE time_s = {t!r}) s USING (node_id)
+        LEFT JOIN (SELECT node_id, arg_min(state, time_s) AS state FROM nodes WHERE time_s >= {t - 1e-9!r}
+                   GROUP BY node_id) s USING (node_id)
         ORDER BY tp.rack_id, tp.slot""")
     racks = sorted({(r, name, row) for r, name, row in zip(n.column("rack_id").to_pylist(),
                                                             n.column("rack_name").to_pylist(),

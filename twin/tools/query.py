@@ -54,10 +54,10 @@ RECIPES: dict[str, Recipe] = {
         LIMIT 10
         """),
     "throttling": Recipe(
-        "GPUs that throttled: throttled seconds (samples x sample_s), first throttle time, max °C",
+        "GPUs that throttled: throttled seconds (samples x gpus_sample_s), first throttle time, max °C",
         """
         SELECT g.gpu_id, g.node_id, t.rack_name, g.gpu_index,
-               count(*) FILTER (WHERE g.throttled) * getvariable('sample_s') AS throttled_s,
+               count(*) FILTER (WHERE g.throttled) * getvariable('gpus_sample_s') AS throttled_s,
                min(g.time_s) FILTER (WHERE g.throttled) AS first_throttled_s,
                max(g.temp_c) AS max_temp_c
         FROM gpus g LEFT JOIN topology t USING (node_id)

@@ -69,6 +69,14 @@ class Replay:
         i = bisect_right(self.times, t) - 1
         return self.times[max(0, min(i, len(self.times) - 1))]
 
+    def _table_time(self, table: str, t: float) -> float:
+        """The row of `table` a scrape at sample `t` sees: its latest at or before t (a table may
+        sample on its own, coarser interval: simulation.telemetry), else its first."""
+        every = self.run.table_sample_s(table) if table in ("gpus", "nodes") else self.run.sample_s
+        if every == self.run.sample_s:
+            return t
+        return max(1.0, float(int(t / every + 1e-9))) * every  # rows sit at (s + 1) x every
+
     def text(self, t: float | None = None) -> str:
         """The exposition text of sample `t` (default: now on the replay clock)."""
         t = self.sim_time() if t is None else t
@@ -78,7 +86,8 @@ class Replay:
             parts = [f"# twin replay of {self.run.name}: simulation time {t:g} s of {self.duration_s:g} s\n"]
             for fam in self.families:
                 parts.append(header(fam, "ms"))
-                lines = self.run.sql(family_sql(fam, self.hw, None, "ms", at_time_s=t)).column(0).to_pylist()
+                at = self._table_time(fam.table, t)
+                lines = self.run.sql(family_sql(fam, self.hw, None, "ms", at_time_s=at)).column(0).to_pylist()
                 parts.extend(lines)
             parts.append(_info(self.run, t, self.speed))
             self._cache = (t, "".join(parts))

@@ -277,6 +277,9 @@ def run_rows(run: Run) -> list[tuple[str, str, str]]:
     for key, label in (("duration_s", "simulated duration"), ("dt_s", "physics tick"), ("sample_s", "sample interval")):
         if key in sim:
             rows.append((label, fmt_number(sim[key]), "s"))
+    for table, how in (m.get("sampling") or {}).items():  # only a table with its own interval gets a row
+        if isinstance(how, dict) and how.get("sample_s") not in (None, sim.get("sample_s")):
+            rows.append((f"{table} sample interval", fmt_number(how["sample_s"]), "s"))
     if topo:
         layout = " × ".join(str(topo.get(k, "?")) for k in ("rows", "racks_per_row", "nodes_per_rack", "gpus_per_node"))
         rows.append(("rows × racks/row × nodes/rack × GPUs/node", layout, "count"))
