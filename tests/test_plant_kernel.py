@@ -63,14 +63,12 @@ def test_the_kernels_switch_is_the_routers_and_rejects_anything_else():
 
 
 def _telemetry(tmp: Path, plant_kernels: str, monkeypatch) -> dict[str, str]:
-    """A tiny run with sealed racks, the plant's kernels chosen by what Plant's "auto" resolves to
-    (the engine builds the Plant without naming them); the router's are left as they are."""
-    monkeypatch.setattr(pk, "HAVE_NUMBA", plant_kernels == "numba")
+    """A tiny run with sealed racks, the engine's kernels (router and plant) chosen by simulate()."""
     calls = []
     real = pk.rack_balance_compiled
     monkeypatch.setattr(pk, "rack_balance_compiled", lambda *a, **k: calls.append(1) or real(*a, **k))
     sc = load_scenario(ROOT / "scenarios" / "tiny.yaml", overrides={"facility.containment": "sealed"})
-    res = simulate(sc)
+    res = simulate(sc, kernels=plant_kernels)
     assert bool(calls) == (plant_kernels == "numba")  # the path asked for is the one that ran
     write_run(res, tmp / plant_kernels)
     return {p.stem: hashlib.sha256(p.read_bytes()).hexdigest()
