@@ -30,7 +30,8 @@ HOMES = {
     "simpy": ("twin.sim.",), "networkx": ("twin.model.fabric",), "pxr": ("scenes.",),
     "duckdb": ("twin.telemetry.sql",), "matplotlib": ("twin.tools.plots",),
     "dask": ("twin.tools.sweep",), "distributed": ("twin.tools.sweep",),
-    "numba": ("twin.sim.router",),  # compiled kernels with a numpy fallback (tests/test_kernels.py)
+    # compiled kernels with a numpy fallback (tests/test_kernels.py, tests/test_plant_kernel.py)
+    "numba": ("twin.sim.router", "twin.sim.plant_kernel"),
 }
 
 

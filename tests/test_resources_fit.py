@@ -24,6 +24,9 @@ MEASURED_B = [
     # the same on branch perf with the shipped sampling (GPUs and links every 10 s, nodes 5 s):
     # "Maximum resident set size (kbytes): 4682720"
     ("hall-16000.yaml", {"fabric.enabled": False}, 4_682_720 * 1024),
+    # as shipped, with its 32,000-cable pod fabric (links every 30 s), main 0a96342, load ~2:
+    # "Maximum resident set size (kbytes): 4801248", 6 min 32 s wall, 286 s CPU
+    ("hall-16000.yaml", {}, 4_801_248 * 1024),
     # benchmarks/bench_resources.py (os.wait4 of `twin run --no-stage`), branch perf
     ("tiny.yaml", {"simulation.sample_s": 60, "workload.base_rate_per_s": 400}, 766e6),
     ("tiny.yaml", {"simulation.sample_s": 60, "workload.base_rate_per_s": 100}, 442e6),

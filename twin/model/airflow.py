@@ -115,6 +115,34 @@ class RackAirflow:
         return np.maximum(-self.leak_m3_s, 0.0)
 
 
+@dataclass(frozen=True)
+class BalanceTerms:
+    """fan_flow_m3_s and blower_flow_m3_s with their per-fan and per-rack constants hoisted out of
+    the balance's iteration (the same formulas, evaluated once per solve)."""
+    s: np.ndarray       # fan speed, clipped at 0
+    b: np.ndarray       # P0 s / Q0
+    head0: np.ndarray   # P0 s^2
+    two_k: np.ndarray   # 2 k
+    cap: np.ndarray     # FAN_OVERRUN_FRAC x Q0 x s
+    leak_c: float       # Cd A sqrt(2 / rho)
+    q0b: np.ndarray     # blower free flow at its speed
+    p0b: np.ndarray     # blower shut-off pressure at its speed
+    capb: np.ndarray    # blower overrun cap
+
+
+def balance_terms(fans: FanGroups, n_racks: int, blower_free_flow_m3_s: float, blower_shutoff_pa: float,
+                  blower_speed_frac: np.ndarray | float, leak_area_m2: float, rho_kg_m3: float) -> BalanceTerms:
+    """The constants rack_balance iterates with (see fan_flow_m3_s, blower_flow_m3_s, leakage_flow_m3_s)."""
+    speed = np.broadcast_to(np.asarray(blower_speed_frac, dtype=float), (n_racks,))
+    s = np.clip(fans.speed_frac, 0.0, None)
+    sb = np.clip(speed, 0.0, None)
+    return BalanceTerms(s=s, b=fans.shutoff_pa * s / fans.free_flow_m3_s, head0=fans.shutoff_pa * s ** 2,
+                        two_k=2.0 * fans.k_pa_s2_m6, cap=FAN_OVERRUN_FRAC * fans.free_flow_m3_s * np.maximum(s, 1e-9),
+                        leak_c=ORIFICE_CD * leak_area_m2 * np.sqrt(2.0 / rho_kg_m3), q0b=blower_free_flow_m3_s * sb,
+                        p0b=np.maximum(blower_shutoff_pa * sb ** 2, 1e-12),
+                        capb=FAN_OVERRUN_FRAC * blower_free_flow_m3_s * np.maximum(sb, 1e-9))
+
+
 def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum_pa: float,
                  blower_free_flow_m3_s: float, blower_shutoff_pa: float, blower_speed_frac: np.ndarray,
                  leak_area_m2: float, rho_kg_m3: float, guess_pa: np.ndarray | None = None) -> RackAirflow:
@@ -131,18 +159,9 @@ def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum
     group_rack = node_rack[fans.node]
     group_slot = group_rack  # fan group -> rack, for the per-rack sum of their flows
     speed = np.broadcast_to(np.asarray(blower_speed_frac, dtype=float), (n_racks,))
-    # fan_flow_m3_s with its per-fan constants hoisted out of the iteration (same formula)
-    s = np.clip(fans.speed_frac, 0.0, None)
-    b = fans.shutoff_pa * s / fans.free_flow_m3_s
-    head0 = fans.shutoff_pa * s ** 2
-    two_k = 2.0 * fans.k_pa_s2_m6
-    cap = FAN_OVERRUN_FRAC * fans.free_flow_m3_s * np.maximum(s, 1e-9)
-    leak_c = ORIFICE_CD * leak_area_m2 * np.sqrt(2.0 / rho_kg_m3)
-    # blower_flow_m3_s, hoisted the same way
-    sb = np.clip(speed, 0.0, None)
-    q0b = blower_free_flow_m3_s * sb
-    p0b = np.maximum(blower_shutoff_pa * sb ** 2, 1e-12)
-    capb = FAN_OVERRUN_FRAC * blower_free_flow_m3_s * np.maximum(sb, 1e-9)
+    h = balance_terms(fans, n_racks, blower_free_flow_m3_s, blower_shutoff_pa, blower_speed_frac, leak_area_m2,
+                      rho_kg_m3)
+    b, head0, two_k, cap, leak_c, q0b, p0b, capb = h.b, h.head0, h.two_k, h.cap, h.leak_c, h.q0b, h.p0b, h.capb
 
     def _state(p: np.ndarray) -> RackAirflow:
         return RackAirflow(chamber_pa=p,
@@ -213,7 +232,7 @@ def sealed_inlet_c(supply_c: np.ndarray | float, hot_c: np.ndarray, blower_m3_s:
     with the hot-aisle air leaking in. No leak-in: the supply temperature exactly."""
     leak = np.asarray(leak_in_m3_s, dtype=float)
     total = np.asarray(blower_m3_s, dtype=float) + leak
-    supply = np.broadcast_to(np.asarray(supply_c, dtype=float), total.shape)
+    supply = np.asarray(supply_c, dtype=float)  # np.where broadcasts it
     mixed = (blower_m3_s * supply + leak * np.asarray(hot_c, dtype=float)) / np.maximum(total, 1e-12)
     return np.where(leak > 0, np.where(total > 1e-12, mixed, np.asarray(hot_c, dtype=float)), supply)
 

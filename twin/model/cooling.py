@@ -35,6 +35,11 @@ DOE2_RECIP_COND_RANGE_C = (24.0, 35.0)
 DOE2_RECIP_PLR_MIN = 0.1                # below it the compressor cycles: power as at PLR_MIN
 
 
+def _clamp(x: float, lo: float, hi: float) -> float:
+    """np.clip of one float, without its array machinery (x unless strictly outside [lo, hi])."""
+    return lo if x < lo else hi if x > hi else x
+
+
 def crah_fan_power_w(airflow_m3_s: np.ndarray | float, design_airflow_m3_s: float, pressure_pa: float,
                      fan_efficiency: float, variable_speed: bool, min_speed_frac: float) -> np.ndarray:
     """CRAH/CRAC fan electrical power. Design point: P = V dP / eta (total pressure rise across
@@ -58,17 +63,21 @@ def pump_power_w(capacity_w: float, w_per_kw: float) -> float:
 def chiller_eir_ft(chw_c: float, cond_c: float) -> float:
     """EIR modifier for temperature (DOE-2 biquadratic in leaving chilled-water and entering
     condenser temperatures, inputs clamped to the curve's range as EnergyPlus does)."""
-    t_e = float(np.clip(chw_c, *DOE2_RECIP_CHW_RANGE_C))
-    t_c = float(np.clip(cond_c, *DOE2_RECIP_COND_RANGE_C))
+    t_e = float(_clamp(chw_c, *DOE2_RECIP_CHW_RANGE_C))
+    t_c = float(_clamp(cond_c, *DOE2_RECIP_COND_RANGE_C))
     a, b, c, d, e, f = DOE2_RECIP_EIR_FT
     return a + b * t_e + c * t_e ** 2 + d * t_c + e * t_c ** 2 + f * t_e * t_c
 
 
 def chiller_eir_fplr(plr: np.ndarray | float) -> np.ndarray:
     """EIR modifier for part-load ratio (DOE-2 quadratic; 1 at full load). Below PLR_MIN the
-    compressor cycles, so it draws the PLR_MIN power."""
-    x = np.clip(np.asarray(plr, dtype=float), DOE2_RECIP_PLR_MIN, 1.0)
+    compressor cycles, so it draws the PLR_MIN power. A float in, a float out (the plant's
+    per-tick path: plain float math, the same IEEE operations as numpy's)."""
     a, b, c = DOE2_RECIP_EIR_FPLR
+    if isinstance(plr, float):
+        x = _clamp(plr, DOE2_RECIP_PLR_MIN, 1.0)
+        return a + b * x + c * (x * x)
+    x = np.clip(np.asarray(plr, dtype=float), DOE2_RECIP_PLR_MIN, 1.0)
     return a + b * x + c * x ** 2
 
 
@@ -79,6 +88,10 @@ def chiller_power_w(heat_w: np.ndarray | float, capacity_w: float, cop_ref: floa
     Zero heat: zero power (the chiller is off)."""
     if capacity_w <= 0:
         return np.zeros(np.shape(heat_w))
+    if isinstance(heat_w, float):  # one load (the plant's per tick): plain float math
+        qf = _clamp(heat_w, 0.0, capacity_w)
+        pf = capacity_w / cop_ref * chiller_eir_ft(chw_c, cond_c) * chiller_eir_fplr(qf / capacity_w)
+        return pf if qf > 0 else 0.0
     q = np.clip(np.asarray(heat_w, dtype=float), 0.0, capacity_w)
     p = capacity_w / cop_ref * chiller_eir_ft(chw_c, cond_c) * chiller_eir_fplr(q / capacity_w)
     return np.where(q > 0, p, 0.0)
@@ -93,6 +106,8 @@ def condenser_entering_c(outdoor_wet_bulb_c: float, tower_approach_k: float) -> 
 def heat_rejection_w(rejected_w: np.ndarray | float, w_per_kw: float) -> np.ndarray:
     """Cooling-tower fan power per kW of heat rejected (heat removed + compressor power).
     ASHRAE 90.1 Appendix G baseline tower: 38.2 gpm/hp at 3 gpm/ton = 16.7 W per kW rejected."""
+    if isinstance(rejected_w, float):
+        return rejected_w * w_per_kw / 1e3
     return np.asarray(rejected_w, dtype=float) * w_per_kw / 1e3
 
 
@@ -100,6 +115,8 @@ def loss_w(load_w: np.ndarray | float, rating_w: float, no_load_frac: float, pro
            square_frac: float) -> np.ndarray:
     """Electrical losses a P_rated + b P + c P^2 / P_rated of a UPS or transformer carrying `load_w`
     (no-load, proportional and square-law losses; Schneider Electric WP 113)."""
+    if isinstance(load_w, float):  # one load (the plant's per tick): plain float math
+        return no_load_frac * rating_w + proportional_frac * load_w + square_frac * (load_w * load_w) / rating_w
     p = np.asarray(load_w, dtype=float)
     return no_load_frac * rating_w + proportional_frac * p + square_frac * p ** 2 / rating_w
 

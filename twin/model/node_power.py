@@ -26,15 +26,24 @@ CPU_UTIL_POWERING_ON = 0.1  # estimate: BMC + firmware before the OS (hardware.m
 DIMM_ACTIVITY = {POWERING_ON: 0.0, BOOTING: 1.0, LOADING: 1.0, WARM: 0.0, SERVING: 0.5, DRAINING: 0.5}
 
 
-def cpu_util_for_state(node: NodeSpec, state: np.ndarray, work_util: np.ndarray | float) -> np.ndarray:
+def cpu_util_table(node: NodeSpec) -> np.ndarray:
+    """CPU utilisation by lifecycle state outside the loaded states: POWERING_ON, the node's boot
+    and load figures, 0 when off (indexed by state)."""
+    table = np.zeros(len(NODE_STATES))
+    table[[POWERING_ON, BOOTING, LOADING]] = CPU_UTIL_POWERING_ON, node.cpu_util_booting, node.cpu_util_loading
+    return table
+
+
+def cpu_util_for_state(node: NodeSpec, state: np.ndarray, work_util: np.ndarray | float,
+                       table: np.ndarray | None = None) -> np.ndarray:
     """CPU utilisation by lifecycle state: the node's boot and load figures, and while a model is
     resident (WARM, SERVING, DRAINING) what the workload asks of it (`work_util`:
     power.host_cpu_util of the engines' busy loops and per-token host work). One gather from a
-    per-state table (no per-state masks: this runs every tick over every node)."""
+    per-state table (cpu_util_table(node); pass it to build it once), no per-state masks: this
+    runs every tick over every node."""
     st = np.asarray(state)
-    table = np.zeros(len(NODE_STATES))
-    table[[POWERING_ON, BOOTING, LOADING]] = CPU_UTIL_POWERING_ON, node.cpu_util_booting, node.cpu_util_loading
-    return np.where(IS_LOADED[st], np.broadcast_to(np.asarray(work_util, dtype=float), st.shape), table[st])
+    tab = cpu_util_table(node) if table is None else table
+    return np.where(IS_LOADED[st], np.asarray(work_util, dtype=float), tab[st])
 
 
 _DIMM_TABLE = np.zeros(len(NODE_STATES))

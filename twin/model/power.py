@@ -13,7 +13,10 @@ import numpy as np
 
 from twin.spec.catalogue import GpuSpec, PsuSpec
 
-
+# np.clip is a Python wrapper (argument checks, dispatch) around this ufunc: on the small arrays of
+# a tick the wrapper costs more than the clipping. The same loops, so the same bytes (both bounds
+# given; np.clip with one bound None is np.minimum / np.maximum instead).
+clip = getattr(getattr(np, "_core", np), "umath", np).clip
 
 def psu_efficiency(load_frac: np.ndarray, psu: PsuSpec, input_v: int = 230) -> np.ndarray:
     """AC->DC efficiency at a fraction of rated output on `input_v` mains (115 or 230 V).
@@ -58,7 +61,7 @@ def wall_power_w(dc_power_w: np.ndarray, psu: PsuSpec, psu_count: int | np.ndarr
 
 def cpu_power_w(idle_power_w: float, tdp_w: float, util: np.ndarray) -> np.ndarray:
     """Package power, linear from idle to TDP in utilisation (SPECpower-style linear model)."""
-    return idle_power_w + (tdp_w - idle_power_w) * np.clip(np.asarray(util, dtype=float), 0.0, 1.0)
+    return idle_power_w + (tdp_w - idle_power_w) * clip(np.asarray(util, dtype=float), 0.0, 1.0)
 
 
 def fan_power_w(max_power_w: float, rpm: np.ndarray, max_rpm: float) -> np.ndarray:
@@ -149,9 +152,9 @@ def gpu_board_power_w(idle_w: np.ndarray | float, mem_gb_s: np.ndarray | float, 
     noonghunna/club-3090#697); the on-chip part of moving a byte and the SM math cost C V^2 per
     operation with V ~ f near the top of the V/f curve, hence c^2 per byte and c^3 per unit time.
     """
-    c = np.clip(np.asarray(clock_frac, dtype=float), 0.0, 1.0)
+    c = clip(np.asarray(clock_frac, dtype=float), 0.0, 1.0)
     g = np.maximum(np.asarray(mem_gb_s, dtype=float), 0.0)
-    u = np.clip(np.asarray(sm_util, dtype=float), 0.0, 1.0)
+    u = clip(np.asarray(sm_util, dtype=float), 0.0, 1.0)
     w_dram = gpu_dram_w_per_gb_s(gpu)
     w_chip = gpu_memory_w_per_gb_s(gpu) - w_dram
     return np.asarray(idle_w, dtype=float) + (w_dram + w_chip * c ** 2) * g + gpu_sm_power_w(gpu) * u * c ** 3
@@ -165,13 +168,15 @@ def clock_for_board_limit(limit_w: np.ndarray | float, idle_w: np.ndarray | floa
     (LIMIT_NEWTON_STEPS reach machine precision). Floor CLOCK_FLOOR: when even the floor exceeds
     the limit the board runs over it there (DRAM power cannot be clocked away)."""
     g = np.maximum(np.asarray(mem_gb_s, dtype=float), 0.0)
-    u = np.clip(np.asarray(sm_util, dtype=float), 0.0, 1.0)
+    u = clip(np.asarray(sm_util, dtype=float), 0.0, 1.0)
     w_dram = gpu_dram_w_per_gb_s(gpu)
     b = (gpu_memory_w_per_gb_s(gpu) - w_dram) * g
     c3 = gpu_sm_power_w(gpu) * u
     room = np.asarray(limit_w, dtype=float) - np.asarray(idle_w, dtype=float) - w_dram * g
-    shape = np.broadcast(room, b, c3).shape
-    room, b, c3 = (np.broadcast_to(x, shape) for x in (room, b, c3))
+    if not room.shape == b.shape == c3.shape:  # the engine passes (G,) arrays: nothing to broadcast
+        shape = np.broadcast(room, b, c3).shape
+        room, b, c3 = (np.broadcast_to(x, shape) for x in (room, b, c3))
+    shape = room.shape
     c = np.ones(shape)
     over = b + c3 > room
     if over.any():
@@ -180,7 +185,7 @@ def clock_for_board_limit(limit_w: np.ndarray | float, idle_w: np.ndarray | floa
         for _ in range(LIMIT_NEWTON_STEPS):
             f = bo * x ** 2 + co * x ** 3 - ro
             fp = np.maximum(2 * bo * x + 3 * co * x ** 2, 1e-12)
-            x = np.clip(x - f / fp, CLOCK_FLOOR, 1.0)
+            x = clip(x - f / fp, CLOCK_FLOOR, 1.0)
         c[over] = x
     return c
 
@@ -203,7 +208,7 @@ def host_cpu_util(busy_cores: np.ndarray | float, tokens_per_s: np.ndarray | flo
     API servers; EngineSpec.host_busy_cores) plus per-token host work (tokenise, detokenise, stream)
     x tokens/s, as a share of the package's cores."""
     work = np.asarray(busy_cores, dtype=float) + np.asarray(tokens_per_s, dtype=float) * core_s_per_token
-    return np.clip(work / cores, 0.0, 1.0)
+    return clip(work / cores, 0.0, 1.0)
 
 
 def replica_gpu_work(weights_bytes: float, active_fraction: float, active_params: float, kv_bytes_per_token: float,
@@ -232,4 +237,4 @@ def replica_gpu_work(weights_bytes: float, active_fraction: float, active_params
     pre = np.asarray(prefill_tok_s, dtype=float)
     gb_s = frac * read / iv / n_gpus / 1e9 + pre * weights_bytes / n_gpus / prefill_chunk_tokens / 1e9
     util = frac * 2.0 * active_params * b / iv / n_gpus / peak + 2.0 * active_params * pre / prefill_gpus / peak
-    return gb_s, np.clip(util, 0.0, 1.0)
+    return gb_s, clip(util, 0.0, 1.0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from twin.model.power import clip
 from twin.spec.catalogue import GpuSpec
 
 CP_AIR_J_PER_KG_K = 1006.0   # specific heat of air at ~20 C (hardware.md)
@@ -51,7 +52,7 @@ def node_recirculation_frac(rack_frac: np.ndarray, height_frac: np.ndarray, top_
     Estimate, documented as the scenario parameter facility.recirculation_top_bias.
     """
     factor = 1.0 - top_bias + 2.0 * top_bias * np.asarray(height_frac, dtype=float)
-    return np.clip(np.asarray(rack_frac) * factor, 0.0, 1.0)
+    return clip(np.asarray(rack_frac) * factor, 0.0, 1.0)
 
 
 def mixed_inlet_c(supply_c: np.ndarray | float, hot_c: np.ndarray, frac: np.ndarray) -> np.ndarray:
@@ -111,7 +112,7 @@ def rc2_step_c(die_c: np.ndarray, sink_c: np.ndarray, ambient_c: np.ndarray, pow
 def fan_curve_frac(temp_c: np.ndarray, min_frac: float, start_c: float, target_c: float) -> np.ndarray:
     """Fan controller set point: min below start_c, rising linearly to full at the fan target."""
     x = (np.asarray(temp_c, dtype=float) - start_c) / (target_c - start_c)
-    return min_frac + (1.0 - min_frac) * np.clip(x, 0.0, 1.0)
+    return min_frac + (1.0 - min_frac) * clip(x, 0.0, 1.0)
 
 
 def first_order_lag(value: np.ndarray, target: np.ndarray, tau_s: float, dt_s: float) -> np.ndarray:
@@ -127,7 +128,7 @@ def throttle_clock_frac(temp_c: np.ndarray, slowdown_c: float, shutdown_c: float
     about the slowdown temperature). min_frac is an estimate (heavy HW slowdown halves clocks).
     """
     x = (np.asarray(temp_c, dtype=float) - slowdown_c) / (shutdown_c - slowdown_c)
-    return np.clip(1.0 - x * (1.0 - min_frac), min_frac, 1.0)
+    return clip(1.0 - x * (1.0 - min_frac), min_frac, 1.0)
 
 
 def room_supply_c(supply_c: float, setpoint_c: float, excess_heat_w: float, heat_capacity_j_per_k: float,
@@ -227,4 +228,4 @@ def memory_clock_frac(mem_c: np.ndarray, limit_c: float | None) -> np.ndarray:
     if limit_c is None:
         return np.ones_like(m)
     x = (m - limit_c) / MEMORY_THROTTLE_SPAN_K
-    return np.clip(1.0 - x * (1.0 - MEMORY_THROTTLE_MIN), MEMORY_THROTTLE_MIN, 1.0)
+    return clip(1.0 - x * (1.0 - MEMORY_THROTTLE_MIN), MEMORY_THROTTLE_MIN, 1.0)

@@ -89,7 +89,7 @@ class Engine:
         peak_w = node_wall_w(node, serving, node.gpu_count * gpu.board_power_w, psu)
         self.cap = FacilityCap(gpu, psu, node.input_voltage_v, topo.gpu_node, topo.n_nodes, lay, floor_w, log)
         engines = tuple(cat.engine(p.engine) for p in spec.pools)
-        self.plant = Plant(topo, cat, node, spec.facility, lay, engines, self.cap, dt)
+        self.plant = Plant(topo, cat, node, spec.facility, lay, engines, self.cap, dt, kernels=self.kernels)
         self.cap.facility_w_at = self.plant.facility_w
         self.network = Network(spec, lay, topo, node, nic, dt, book, log)
         # engine start after the weights (twin.model.coldstart): a unit's first start compiles, later ones

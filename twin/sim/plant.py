@@ -33,11 +33,12 @@ from twin.model import cooling
 from twin.model import power as pw
 from twin.model import thermal as th
 from twin.model.cpu_load import CPU_HEAT_CAPACITY_J_PER_K, cpu_temp_step_c
-from twin.model.node_power import cpu_util_for_state, dimm_activity_for_state, node_parts_w
+from twin.model.node_power import cpu_util_for_state, cpu_util_table, dimm_activity_for_state, node_parts_w
 from twin.model.training import TRAIN_DRAM_FRAC, TRAINING_ACTIVITY
 from twin.model.states import DRAINING, FAILED, LOADING, OFF, POWERING_ON, SERVING, WARM
 from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
 from twin.sim.batching import ServingOutputs
+from twin.sim import plant_kernel
 from twin.sim.layout import Layout
 from twin.spec.catalogue import Catalogue, EngineSpec, NodeSpec
 from twin.spec.scenario import FacilitySpec
@@ -102,7 +103,11 @@ class Plant:
     """Power, air and heat of the whole hall."""
 
     def __init__(self, topo: Topology, cat: Catalogue, node: NodeSpec, fac: FacilitySpec, layout: Layout,
-                 engines: tuple[EngineSpec, ...], limiter: ClockLimiter, dt_s: float) -> None:
+                 engines: tuple[EngineSpec, ...], limiter: ClockLimiter, dt_s: float, kernels: str = "auto") -> None:
+        # "numba": the sealed-rack balance compiled (twin.sim.plant_kernel), "numpy": the numpy solver;
+        # the same bytes either way (tests/test_plant_kernel.py)
+        self.kernels = plant_kernel.resolve(kernels)
+        self._balance = plant_kernel.rack_balance_compiled if self.kernels == "numba" else af.rack_balance
         self.topo, self.node, self.fac, self.lay, self.limiter, self.dt = topo, node, fac, layout, limiter, dt_s
         self.gpu_rep = layout.gpu_rep
         # every (replica, GPU) incidence: several pools may share one GPU (issue 20)
@@ -116,6 +121,12 @@ class Plant:
         self.pair_rep = np.array([r.replica_id for r in topo.replicas for _ in r.node_ids], dtype=np.int64)
         self.pair_node = np.array([n for r in topo.replicas for n in r.node_ids], dtype=np.int64)
         self.rep_n_nodes = np.bincount(self.pair_rep, minlength=layout.n_rep).astype(float)
+        # what never changes between ticks, hoisted: each (replica, node) pair's share of its replica
+        # and the busy cores that puts on the node; the CPU utilisation of the unloaded states
+        self._pair_share = 1.0 / self.rep_n_nodes[self.pair_rep]
+        self._pair_busy = self.rep_busy_cores[self.pair_rep] * self._pair_share
+        self._cpu_table = cpu_util_table(node)
+        self._has_rep = self.gpu_rep >= 0
         # integrated state
         self.t_s = 0.0
         self.supply_c = fac.supply_air_c
@@ -196,10 +207,10 @@ class Plant:
 
     def _host_util(self, st: np.ndarray, serving: ServingOutputs) -> np.ndarray:
         """CPU utilisation the workload asks of each node: its replicas' engine loops + tokens/s."""
-        share = 1.0 / self.rep_n_nodes[self.pair_rep]
+        share = self._pair_share
         sp = st[self.pair_node]
         live = (sp == WARM) | (sp == SERVING) | (sp == DRAINING)
-        busy = np.bincount(self.pair_node, weights=self.rep_busy_cores[self.pair_rep] * share * live, minlength=self.N)
+        busy = np.bincount(self.pair_node, weights=self._pair_busy * live, minlength=self.N)
         tok = serving.tokens_s + serving.prefill_tok_s
         tok_n = np.bincount(self.pair_node, weights=tok[self.pair_rep] * share, minlength=self.N)
         return pw.host_cpu_util(busy, tok_n, self.core_s_per_token, self.cpu.cores)
@@ -215,10 +226,10 @@ class Plant:
             np.divide(self.fan_rpm, self.fan.max_rpm, out=speed[:self.N])
             speed[self.N:] = self.gpu_fan
             fans = self._fan_groups
-            bal = af.rack_balance(fans, rack, self.R, plenum_pa=sr.plenum_pa * self.plenum_frac ** 2,
-                                  blower_free_flow_m3_s=sr.blower_free_flow_m3_s, blower_shutoff_pa=sr.blower_shutoff_pa,
-                                  blower_speed_frac=sr.blower_speed_frac, leak_area_m2=sr.leakage_area_m2,
-                                  rho_kg_m3=fac.air_density_kg_m3, guess_pa=self.rack_pa)
+            bal = self._balance(fans, rack, self.R, plenum_pa=sr.plenum_pa * self.plenum_frac ** 2,
+                                blower_free_flow_m3_s=sr.blower_free_flow_m3_s, blower_shutoff_pa=sr.blower_shutoff_pa,
+                                blower_speed_frac=sr.blower_speed_frac, leak_area_m2=sr.leakage_area_m2,
+                                rho_kg_m3=fac.air_density_kg_m3, guess_pa=self.rack_pa)
             self.rack_pa = bal.chamber_pa
             # blowers drawing more than the running CRAHs deliver pull room air back through the floor
             blow_c = af.blower_intake_c(self.supply_c, float(np.mean(self.rack_exhaust)), float(bal.blower_m3_s.sum()),
@@ -250,14 +261,13 @@ class Plant:
         self.t_s += dt
         # ---- GPU work, P-states and clocks before any facility cap
         g_state = st[topo.gpu_node]
-        has_rep = self.gpu_rep >= 0
-        rep_idx = np.where(has_rep, self.gpu_rep, 0)
+        has_rep = self._has_rep
         resident = (g_state == WARM) | (g_state == SERVING) | (g_state == DRAINING)
         serving_g = resident & has_rep
         pr, pg = self.gpair_rep, self.gpair_gpu
         w = 1.0 if rep_share is None else rep_share[pr]
         busy_p = (serving.prefill_frac[pr] + serving.decode_frac[pr]) * w
-        gpu_util = np.clip(np.where(serving_g, np.bincount(pg, weights=busy_p, minlength=self.G), 0.0), 0.0, 1.0)
+        gpu_util = pw.clip(np.where(serving_g, np.bincount(pg, weights=busy_p, minlength=self.G), 0.0), 0.0, 1.0)
         powered = (g_state != OFF) & (g_state != FAILED)
         loading = g_state == LOADING
         resident = resident | loading
@@ -268,7 +278,7 @@ class Plant:
             train = np.where(resident & ~loading, gpu_train, 0.0)
             sm_u = np.minimum(sm_u + train * TRAINING_ACTIVITY, 1.0)
             gb_s = gb_s + train * TRAIN_DRAM_FRAC * gpu.memory_bandwidth_gb_s * self.gpu_mem_clock
-            gpu_util = np.clip(gpu_util + train, 0.0, 1.0)
+            gpu_util = pw.clip(gpu_util + train, 0.0, 1.0)
         self.gpu_last_work_s = np.where(powered & ((gb_s > 0) | (sm_u > 0)), self.t_s, self.gpu_last_work_s)
         active = pw.pstate_active(resident, self.t_s - self.gpu_last_work_s, False, gpu)
         idle_w = pw.gpu_idle_power_w(active, gpu)
@@ -283,7 +293,7 @@ class Plant:
         # else following the hottest GPU
         on = (st != OFF) & (st != FAILED)
         gmax = self.gpu_temp.reshape(self.N, self.gpn).max(axis=1)
-        rpm_target = fan.min_rpm + (fan.max_rpm - fan.min_rpm) * np.clip(
+        rpm_target = fan.min_rpm + (fan.max_rpm - fan.min_rpm) * pw.clip(
             (gmax - FAN_START_C) / (gpu.fan_target_c - FAN_START_C), 0.0, 1.0)
         rpm_target = np.where(st == POWERING_ON, fan.max_rpm, rpm_target)
         driven = on & self.fan_ok
@@ -294,8 +304,8 @@ class Plant:
         self.fan_rpm = th.first_order_lag(self.fan_rpm, rpm_target, CHASSIS_FAN_TAU_S, dt)
         host = self._host_util(st, serving)
         if cpu_extra_util is not None:  # CPU-only pools and offloaded layers stream on their cores
-            host = np.clip(host + cpu_extra_util, 0.0, 1.0)
-        cpu_util = cpu_util_for_state(node, st, host)
+            host = pw.clip(host + cpu_extra_util, 0.0, 1.0)
+        cpu_util = cpu_util_for_state(node, st, host, self._cpu_table)
         parts = node_parts_w(node, self.cpu, self.nic, fan, cpu_util=cpu_util,
                              dimm_activity=dimm_activity_for_state(st), fan_rpm=self.fan_rpm, powered=on,
                              nic_powered=on & (st != POWERING_ON), fans_driven=driven)

@@ -1,0 +1,80 @@
+"""The plant's compiled kernel (twin.sim.plant_kernel) against the numpy solver: the same bytes.
+
+Random rooms (hypothesis) for the sealed-rack balance, cold and warm started, with stopped fans,
+exact zeros of both signs and pressures far from the root; and whole runs of a sealed-rack
+scenario through both paths, telemetry compared byte for byte.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twin.model import airflow as af
+from twin.model.validate import load_scenario
+from twin.sim import plant_kernel as pk
+from twin.sim.engine import simulate
+from twin.telemetry.write import write_run
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(not pk.HAVE_NUMBA, reason="numba not installed: only the fallback exists")
+
+
+def _bytes(bal: af.RackAirflow) -> bytes:
+    return b"".join(np.ascontiguousarray(x, dtype=float).tobytes()
+                    for x in (bal.chamber_pa, bal.blower_m3_s, bal.leak_m3_s, bal.node_m3_s))
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_racks=st.integers(1, 12), per_rack=st.integers(1, 12),
+       gpn=st.integers(0, 4), guess=st.sampled_from(["none", "near", "far", "zero", "negzero"]),
+       blower_scalar=st.booleans())
+def test_the_compiled_balance_is_the_numpy_balance_bit_for_bit(seed, n_racks, per_rack, gpn, guess, blower_scalar):
+    rng = np.random.default_rng(seed)
+    n = n_racks * per_rack
+    node_rack = np.repeat(np.arange(n_racks), per_rack)
+    gpu_node = np.repeat(np.arange(n), gpn)
+    # fan speeds: stopped (exact 0 and -0), minimum, full, anything between
+    speeds = rng.choice([0.0, -0.0, 0.2, 1.0, 0.55], size=n + len(gpu_node))
+    speeds = np.where(rng.random(len(speeds)) < 0.5, rng.random(len(speeds)), speeds)
+    fan = type("Fan", (), {"free_air_flow_m3_s": 0.033, "max_static_pa": 30.0, "max_airflow_m3_s": 0.021})()
+    gpu = type("Gpu", (), {"blower_free_flow_m3_s": 0.012, "blower_airflow_m3_s": 0.008, "blower_shutoff_pa": 60.0})()
+    fans = af.server_fan_groups(n, fan, 3, speeds[:n], gpu, gpu_node, speeds[n:])
+    blower = float(rng.uniform(0, 1.2)) if blower_scalar else rng.choice([0.0, 0.3, 1.0, 1.1], size=n_racks)
+    kw = dict(plenum_pa=float(rng.uniform(0, 25)), blower_free_flow_m3_s=float(rng.uniform(0.05, 1.0)),
+              blower_shutoff_pa=float(rng.uniform(20, 200)), blower_speed_frac=blower,
+              leak_area_m2=float(rng.uniform(1e-4, 0.05)), rho_kg_m3=1.2)
+    ref = af.rack_balance(fans, node_rack, n_racks, **kw)
+    g = {"none": None, "near": ref.chamber_pa + rng.normal(0, 0.5, n_racks),
+         "far": rng.uniform(-900, 900, n_racks), "zero": np.zeros(n_racks), "negzero": np.full(n_racks, -0.0)}[guess]
+    a = af.rack_balance(fans, node_rack, n_racks, guess_pa=g, **kw)
+    b = pk.rack_balance_compiled(fans, node_rack, n_racks, guess_pa=g, **kw)
+    assert _bytes(a) == _bytes(b)
+
+
+def test_the_kernels_switch_is_the_routers_and_rejects_anything_else():
+    assert pk.resolve("auto") == "numba" and pk.resolve("numpy") == "numpy"
+    with pytest.raises(ValueError, match="kernels"):
+        pk.resolve("fortran")
+
+
+def _telemetry(tmp: Path, plant_kernels: str, monkeypatch) -> dict[str, str]:
+    """A tiny run with sealed racks, the engine's kernels (router and plant) chosen by simulate()."""
+    calls = []
+    real = pk.rack_balance_compiled
+    monkeypatch.setattr(pk, "rack_balance_compiled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    sc = load_scenario(ROOT / "scenarios" / "tiny.yaml", overrides={"facility.containment": "sealed"})
+    res = simulate(sc, kernels=plant_kernels)
+    assert bool(calls) == (plant_kernels == "numba")  # the path asked for is the one that ran
+    write_run(res, tmp / plant_kernels)
+    return {p.stem: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((tmp / plant_kernels / "telemetry").glob("*"))}
+
+
+def test_a_sealed_run_writes_the_same_telemetry_with_the_plant_kernel_off(tmp_path, monkeypatch):
+    fast = _telemetry(tmp_path, "numba", monkeypatch)
+    assert fast == _telemetry(tmp_path, "numpy", monkeypatch)
