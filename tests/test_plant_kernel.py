@@ -115,3 +115,63 @@ def _telemetry(tmp: Path, plant_kernels: str, monkeypatch) -> dict[str, str]:
 def test_a_sealed_run_writes_the_same_telemetry_with_the_plant_kernel_off(tmp_path, monkeypatch):
     fast = _telemetry(tmp_path, "numba", monkeypatch)
     assert fast == _telemetry(tmp_path, "numpy", monkeypatch)
+
+
+def _plant(kernels: str):
+    from twin.sim.layout import build_layout
+    from twin.sim.plant import Plant
+    from twin.spec.topology import build_topology
+    sc = load_scenario(ROOT / "scenarios" / "tiny.yaml", overrides={"facility.containment": "sealed"})
+    spec, cat = sc.spec, sc.catalogue
+    topo = build_topology(sc)
+    node = cat.node(spec.topology.node_type)
+    engines = tuple(cat.engine(p.engine) for p in spec.pools)
+    return Plant(topo, cat, node, spec.facility, build_layout(sc, topo, node), engines, None, spec.simulation.dt_s,
+                 kernels=kernels)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_the_compiled_heat_step_is_the_numpy_heat_step_bit_for_bit(seed):
+    """Three ticks of Plant heat (CPU/GPU temperatures, exhausts, memory clocks, blowers, throttle
+    flags) on random inputs: nodes off or without a stream, stopped and full blowers, dies beyond
+    slowdown and shutdown, memory junctions beyond their limit, exact zeros of power."""
+    from twin.model.node_power import NodeParts
+    rng = np.random.default_rng(seed)
+    plants = {k: _plant(k) for k in ("numpy", "numba")}
+    n, g, r = plants["numpy"].N, plants["numpy"].G, plants["numpy"].R
+    start = {"gpu_temp": rng.uniform(15, 105, g), "gpu_sink": rng.uniform(15, 80, g), "gpu_mem": rng.uniform(15, 125, g),
+             "gpu_fan": rng.choice([0.0, 1.0, 0.3], g) * (rng.random(g) < 0.5) + rng.random(g) * 0.5,
+             "cpu_temp": rng.uniform(15, 95, n), "rack_exhaust": rng.uniform(18, 50, r)}
+    for p in plants.values():
+        for k, v in start.items():
+            getattr(p, k)[:] = v
+        p.supply_c = 18.0 + rng.random()
+    for _ in range(3):
+        on = rng.random(n) < 0.8
+        airflow = np.where(rng.random(n) < 0.2, rng.choice([0.0, 1e-10], n), rng.uniform(0.01, 0.2, n))
+        inlet = rng.uniform(18, 40, n)
+        parts = NodeParts(*(np.where(on, rng.uniform(0, 400, n), 0.0) for _ in range(5)))
+        node_dc = parts.dc_w(rng.uniform(0, 900, n))
+        powered = (rng.random(g) < 0.85) & on[plants["numpy"].topo.gpu_node]
+        g_pow = np.where(powered, rng.uniform(0, 300, g), 0.0)
+        gb_s = np.where(rng.random(g) < 0.3, 0.0, rng.uniform(0, 900, g))
+        got = {}
+        for k, p in plants.items():
+            fn = p._heat_compiled if k == "numba" else p._heat_numpy
+            ex, thr, hot = fn(on, airflow, inlet, parts, node_dc, g_pow, gb_s, powered)
+            p.gpu_throttled = thr  # as Plant.step does
+            got[k] = (ex.tobytes(), thr.tobytes(), hot.tobytes(), hot.dtype,
+                      *(getattr(p, a).tobytes() for a in (*start, "gpu_mem_clock")))
+        assert got["numpy"] == got["numba"]
+
+
+def test_a_sealed_surge_writes_the_same_telemetry_with_the_plant_kernels_off(tmp_path):
+    """The first 15 minutes of the surge (nodes igniting, GPUs warming under load) through both paths."""
+    out = {}
+    for k in ("numba", "numpy"):
+        res = simulate(load_scenario(ROOT / "scenarios" / "surge.yaml", overrides={"simulation.duration_s": 900}),
+                       kernels=k)
+        write_run(res, tmp_path / k)
+        out[k] = {p.stem: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((tmp_path / k / "telemetry").glob("*"))}
+    assert out["numba"] == out["numpy"]

@@ -176,14 +176,102 @@ def _state(p, group_rack, group_node, n_nodes, count, free, shutoff, k, s, q0b, 
                                                    af.FAN_OVERRUN_FRAC * free[g] * _max(s[g], 1e-9))
 
 
+# ------------------------------------------------------------ heat: GPU/CPU temperatures, air, fans
+# Plant._heat_numpy's arithmetic as loops over nodes and their GPUs, in the same order, writing
+# into buffers the plant owns. The transcendentals (the heatsink's f^0.8 and the ladder's two
+# exponentials per GPU) depend only on the start-of-tick blower speeds: the plant evaluates them
+# with numpy's own ufuncs into buffers between `_ladder_rates` and `_heat`, so both paths use
+# numpy's exp/pow and agree to the last bit (libm's differ from numpy's in the last bit for ~1 %
+# of arguments). Every other exponential is a per-run constant (first-order lags).
+
+def _ladder_rates(x, r_sink_full, inv_r_spr, a, bc, c_sink, dt, r_s, d, l1, l2, e1, e2):
+    """From x = max(f, f_min)^0.8 per GPU: R_sink, the ladder's d and eigenvalues (thermal.rc2_step_c),
+    and l dt into e1/e2 (exponentiated by the caller)."""
+    for g in range(len(x)):
+        rs = r_sink_full / x[g]
+        dd = -(inv_r_spr + 1.0 / rs) / c_sink
+        half_tr = (a + dd) / 2.0
+        disc = math.sqrt(half_tr * half_tr - (a * dd - bc))
+        r_s[g], d[g] = rs, dd
+        l1[g], l2[g] = half_tr + disc, half_tr - disc
+        e1[g], e2[g] = l1[g] * dt, l2[g] * dt
+
+
+def _heat(gpn, node_rack, on, airflow, inlet, cpu_w, upstream_w, node_dc, g_pow, gb_s, powered,
+          r_s, d, l1, l2, e1, e2, cpu_temp, gpu_temp, gpu_sink, gpu_mem, gpu_fan, rack_exhaust,
+          exhaust, flow, flow_w, mem_clock, throttled, k, supply_c):
+    """One tick of heat (Plant._heat_numpy): CPU and GPU temperatures, exhausts, rack exhausts, the
+    memory-clock throttle, blower speeds; integrated state in place. Returns the count of GPUs at or
+    above their shutdown temperature. `k`: the per-run constants (Plant._heat_constants)."""
+    (dt, r_cpu, k_cpu, c_cpu, no_flow, preheat_frac, rc_air, r_spr, a, b, c, c_die, c_sink, w_dram, r_mem,
+     k_mem, limit, has_limit, span, one_minus_min, mem_min, fan_min, fan_start, fan_span, k_fan,
+     slowdown, shutdown) = k
+    n_nodes = len(on)
+    for r in range(len(flow)):
+        flow[r] = 0.0
+        flow_w[r] = 0.0
+    n_hot = 0
+    for n in range(n_nodes):
+        cpu0 = cpu_temp[n]
+        target = inlet[n] + cpu_w[n] * r_cpu
+        cpu1 = target + (cpu0 - target) * k_cpu
+        cpu_temp[n] = cpu1
+        cpu_stored = c_cpu * (cpu1 - cpu0)
+        stream = on[n] and airflow[n] > no_flow
+        preheat = 0.0
+        if stream:
+            preheat = 0.0 + preheat_frac * (upstream_w[n] - cpu_stored / dt) / (rc_air * airflow[n])
+        amb = inlet[n] + preheat
+        stored = 0.0
+        for g in range(n * gpn, (n + 1) * gpn):
+            p = g_pow[g]
+            die0, sink0 = gpu_temp[g], gpu_sink[g]
+            sink_ss = amb + p * r_s[g]
+            die_ss = sink_ss + p * r_spr
+            xd, xs = die0 - die_ss, sink0 - sink_ss
+            kk = 1.0 / (l1[g] - l2[g])
+            de = e1[g] - e2[g]
+            die1 = die_ss + kk * ((e1[g] * (a - l2[g]) - e2[g] * (a - l1[g])) * xd + de * b * xs)
+            sink1 = sink_ss + kk * (de * c * xd + (e1[g] * (d[g] - l2[g]) - e2[g] * (d[g] - l1[g])) * xs)
+            mem_target = sink1 + w_dram * gb_s[g] * r_mem
+            mem1 = mem_target + (gpu_mem[g] - mem_target) * k_mem
+            gpu_temp[g], gpu_sink[g], gpu_mem[g] = die1, sink1, mem1
+            stored += c_die * (die1 - die0) + c_sink * (sink1 - sink0)
+            if has_limit:
+                mem_clock[g] = _clip_s(1.0 - (mem1 - limit) / span * one_minus_min, mem_min, 1.0)
+            else:
+                mem_clock[g] = 1.0
+            fan_target = 0.0
+            if powered[g]:
+                fan_target = fan_min + (1.0 - fan_min) * _clip_s((die1 - fan_start) / fan_span, 0.0, 1.0)
+            gpu_fan[g] = fan_target + (gpu_fan[g] - fan_target) * k_fan
+            throttled[g] = powered[g] and die1 > slowdown
+            if powered[g] and die1 >= shutdown:
+                n_hot += 1
+        air_w = node_dc[n] - (stored + cpu_stored) / dt
+        ex = inlet[n] + air_w / (rc_air * airflow[n]) if stream else inlet[n]
+        exhaust[n] = ex
+        r = node_rack[n]
+        flow[r] += airflow[n]
+        flow_w[r] += airflow[n] * ex
+    for r in range(len(flow)):
+        rack_exhaust[r] = flow_w[r] / _max(flow[r], 1e-9) if flow[r] > 1e-9 else supply_c
+    for n in range(n_nodes):  # a node with no stream of its own: the air at its back is the rack's
+        if not (on[n] and airflow[n] > no_flow):
+            r = node_rack[n]
+            exhaust[n] = rack_exhaust[r] if flow[r] > 1e-9 else inlet[n]
+    return n_hot
+
+
 try:  # numba compiles the loops; without it the numpy solver is the (identical) fallback
     from numba import njit
     _jit = njit(cache=True, nogil=True)
     _max, _min, _clip_s, _clip_a, _sign = (_jit(fn) for fn in (_max, _min, _clip_s, _clip_a, _sign))
     _excess, _slope, _by_rack, _solve_rack = _jit(_excess), _jit(_slope), _jit(_by_rack), _jit(_solve_rack)
     _solve_c, _state_c = _jit(_solve), _jit(_state)
+    ladder_rates, heat = _jit(_ladder_rates), _jit(_heat)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
-    _solve_c = _state_c = None
+    _solve_c = _state_c = ladder_rates = heat = None
 
 HAVE_NUMBA = _solve_c is not None
 
