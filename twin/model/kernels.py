@@ -108,6 +108,41 @@ def compute_rate_flop_s(gpu: GpuSpec, row: KernelSpec, regime: str) -> float:
     return eta * gpu.sustained_tflops(row.compute_precision) * 1e12
 
 
+# dp4a (__dp4a, sm_61+): one instruction per lane does four int8 multiply-adds into an int32, where
+# an FP32 FMA does one; counting a multiply-add as 2 ops, the CUDA cores' int8 dot-product rate is 4x
+# their FP32 FLOP rate (NVIDIA Tesla P40 datasheet: 47 TOPS INT8 vs 12 TFLOPS FP32). Caveat: GA10x,
+# Ada and Hopper SMs have 64 INT32 lanes beside 128 FP32 lanes, so if IDP4A issues only on the INT32
+# lanes their ratio is 2x; only eta x rate is fitted, so this matters only between architectures
+# with a different INT32/FP32 lane ratio (A100, Blackwell), never between Ampere GA10x and Ada.
+DP4A_OPS_PER_FP32_FLOP = 4.0
+
+
+def dp4a_rate_op_s(gpu: GpuSpec) -> float:
+    """Int8 dot-product rate of the CUDA cores (dp4a), op/s: 4 x the FP32 rate x the sustained share.
+
+    The CUDA cores run at the same power-limited clock as the tensor cores, so the board's
+    `sustained_frac` applies. Raises KernelError if the GPU has no FP32 rate in its catalogue entry.
+    """
+    if "fp32" not in gpu.dense_tflops:
+        raise KernelError(f"gpus.{gpu.name}.dense_tflops.fp32 is needed for the small-batch (dp4a) kernel")
+    return DP4A_OPS_PER_FP32_FLOP * gpu.dense_tflops["fp32"] * gpu.sustained_frac * 1e12
+
+
+def decode_gemm_rate_flop_s(gpu: GpuSpec, row: KernelSpec, tokens_per_step: np.ndarray | float) -> np.ndarray:
+    """Achieved GEMM FLOP/s of one GPU in a decode step of `tokens_per_step` tokens.
+
+    Up to the row's small-batch `max_tokens` the engine runs its small-batch kernel (llama.cpp MMVQ,
+    dp4a on the CUDA cores: eta x dp4a_rate_op_s); above it the row's decode rate (MMQ, tensor cores).
+    Source: ggml/src/ggml-cuda/mmvq.cuh MMVQ_MAX_BATCH_SIZE 8; ggml-cuda.cu picks MMVQ for ne11 <= 8.
+    """
+    large = compute_rate_flop_s(gpu, row, "decode")
+    tokens = np.asarray(tokens_per_step, dtype=float)
+    if row.small_batch is None:
+        return np.full_like(tokens, large)
+    small = row.small_batch.eta_compute * dp4a_rate_op_s(gpu)
+    return np.where(tokens <= row.small_batch.max_tokens, small, large)
+
+
 ATTENTION_ETA = 0.5  # FlashAttention-2 reaches 50-73 % of A100 FP16 peak forward (Dao 2023, fig. 4); lower end
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.model.kernels import attention_rate_flop_s, bandwidth_b_s, compute_rate_flop_s, roofline_s
+from twin.model.kernels import (attention_rate_flop_s, bandwidth_b_s, compute_rate_flop_s, decode_gemm_rate_flop_s,
+                                roofline_s)
 from twin.model.serving import ACTIVATION_BYTES, weight_bytes_read
 from twin.spec.catalogue import EngineSpec, GpuSpec, KernelSpec, ModelSpec, QuantSpec
 
@@ -121,7 +122,8 @@ def decode_step_s(plan: ServingPlan, batch: np.ndarray | float, kv_tokens: np.nd
 
     Micro-batches m = min(pp, batch) of b = batch / m keep every stage busy; one token's traversal
     reads weights_read(b) + KV / m + state(b) at tp x eta_bw x bandwidth x mem_clock and does
-    2 x active x b + attention FLOPs at tp x eta_compute x sustained rate x clock (SM clock only:
+    2 x active x b + attention FLOPs at tp x eta_compute x sustained rate x clock (the rate of the
+    kernel that runs b tokens per step: llama.cpp MMVQ up to 8, MMQ above; SM clock only:
     decode is flat across power caps, noonghunna/club-3090 #104 and #697, arXiv 2501.08219).
     Smooth roofline of the two, plus per-step overhead, hops and TP all-reduces.
     """
@@ -132,7 +134,7 @@ def decode_step_s(plan: ServingPlan, batch: np.ndarray | float, kv_tokens: np.nd
     mem_bytes = (weight_bytes_read(plan.weights_read_bytes, plan.active_fraction, b)
                  + (kv * plan.kv_bytes_per_token + plan.state_bytes_per_seq * n) / micro)
     mem_s = mem_bytes / (plan.tp * bandwidth_b_s(plan.gpu, plan.kernel) * np.maximum(mem_clock, 1e-3))
-    comp_s = (2.0 * plan.active_params * b / compute_rate_flop_s(plan.gpu, plan.kernel, "decode")
+    comp_s = (2.0 * plan.active_params * b / decode_gemm_rate_flop_s(plan.gpu, plan.kernel, b)
               + attention_flops(plan, kv / micro) / attention_rate_flop_s(plan.gpu)) \
         / (plan.tp * np.maximum(clock, 1e-3))
     return roofline_s(mem_s, comp_s, plan.kernel.ridge_sharpness) + plan.step_overhead_s + hop_s + tp_comm_s

@@ -25,6 +25,20 @@ class BootSpec(Spec):
     source: str
 
 
+class SmallBatchRegime(Spec):
+    """A kernel's small-batch regime: up to `max_tokens` tokens per step it runs a different kernel
+    with its own compute term (llama.cpp: MMVQ, dp4a dot products on the CUDA cores, instead of MMQ
+    on int8 tensor cores; `MMVQ_MAX_BATCH_SIZE 8` in ggml/src/ggml-cuda/mmvq.cuh).
+
+    eta_compute: share of the board's sustained rate in `compute_precision` ("dp4a": int8 dot
+    products on the CUDA cores, twin/model/kernels.py dp4a_rate_op_s).
+    """
+    max_tokens: Annotated[int, Field(ge=1)]
+    compute_precision: Literal["dp4a"]
+    eta_compute: Annotated[float, Field(gt=0, le=1)]
+    source: str
+
+
 class KernelSpec(Spec):
     """One row of the kernel table: how well `engine`'s `kernel` runs on `architectures`.
 
@@ -48,6 +62,7 @@ class KernelSpec(Spec):
     overhead_s_per_layer: NonNeg = 0.0      # per decode step and layer (kernel launches without graphs)
     ridge_sharpness: Annotated[float, Field(ge=1, le=50)] = 3.0  # smooth roofline exponent (max() is infinity)
     first_use_jit_s: NonNeg = 0.0           # first boot: JIT compile of kernels not shipped precompiled (cached for restarts)
+    small_batch: SmallBatchRegime | None = None  # decode steps of <= max_tokens tokens: a separate kernel
     build: str | None = None                # engine build era this row describes (e.g. llama.cpp "2023-12"); None: current builds
     source: str
 
