@@ -27,7 +27,7 @@ FAN_OVERRUN_FRAC = 1.5        # a fan pushed by the pressure difference delivers
 DEFAULT_FREE_FLOW_RATIO = 1.5  # free-air flow / in-chassis flow when a fan's curve is not catalogued (estimate)
 DEFAULT_SHUTOFF_PA = 30.0      # shut-off pressure of an uncatalogued chassis fan (estimate: 120 mm, ~3 mm H2O)
 BALANCE_RANGE_PA = 1000.0     # chamber pressure searched in [-1 kPa, +1 kPa]: far beyond any fan's shut-off
-BALANCE_STEPS = 30            # at most; stops once every rack's flow residual < BALANCE_TOL_M3_S
+BALANCE_STEPS = 30            # at most; each rack stops once its flow residual < BALANCE_TOL_M3_S
 BALANCE_TOL_M3_S = 1e-10      # 0.0002 CFM: far below any flow that matters
 GUESS_SPAN_PA = 5.0           # warm-start bracket around the last solution
 NEWTON_STEPS = 4              # from the last solution, before falling back to the bracket
@@ -150,7 +150,9 @@ def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum
 
     f(p) = Q_blower(p) - sum Q_fan(p) - Q_leak(p) falls monotonically with p (the blower gives less
     and the fans and leaks take more as the chamber pressure rises), so a bracketing root finder on
-    [-BALANCE_RANGE_PA, +BALANCE_RANGE_PA] converges for every rack at once. With `guess_pa` (the
+    [-BALANCE_RANGE_PA, +BALANCE_RANGE_PA] converges for every rack at once; each rack stops on its
+    own residual (< BALANCE_TOL_M3_S), so a rack's pressure does not depend on its neighbours'
+    convergence. With `guess_pa` (the
     last tick's pressures) Newton's method from it is tried first (the excess is smooth and
     monotone, so a step or two suffices when little changed), then a bracket of +-GUESS_SPAN_PA
     around it where that still brackets the root.
@@ -187,14 +189,21 @@ def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum
         return (dblow - np.bincount(group_slot, weights=dq, minlength=n_racks)
                 - 0.5 * leak_c / np.sqrt(np.maximum(np.abs(p), 1e-6)))
 
+    # each rack's solve is independent (its excess depends on its own pressure only), so each
+    # rack stops on its own tolerance: a converged rack's pressure is frozen while the others
+    # iterate, and a room's answer for a rack is the answer for that rack alone
+    done = np.zeros(n_racks, dtype=bool)
+    p = np.zeros(n_racks)
     if guess_pa is not None:  # Newton from the last solution: a step or two when little changed
         p = np.asarray(guess_pa, dtype=float).copy()
         for _ in range(NEWTON_STEPS):
             f = excess(p)
-            if np.abs(f).max() < BALANCE_TOL_M3_S:
+            done = np.abs(f) < BALANCE_TOL_M3_S
+            if done.all():
                 return _state(p)
-            p = np.clip(p - f / np.minimum(slope(p), -1e-12), -BALANCE_RANGE_PA, BALANCE_RANGE_PA)
-        if np.abs(excess(p)).max() < BALANCE_TOL_M3_S:
+            p = np.where(done, p, np.clip(p - f / np.minimum(slope(p), -1e-12), -BALANCE_RANGE_PA, BALANCE_RANGE_PA))
+        done = np.abs(excess(p)) < BALANCE_TOL_M3_S
+        if done.all():
             return _state(p)
     ok = np.zeros(n_racks, dtype=bool)
     if guess_pa is not None:  # a bracket around the last solution, where it still holds
@@ -208,20 +217,22 @@ def rack_balance(fans: FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum
         hi = full_hi if guess_pa is None else np.where(ok, hi, full_hi)
         f_lo = ff_lo if guess_pa is None else np.where(ok, f_lo, ff_lo)
         f_hi = ff_hi if guess_pa is None else np.where(ok, f_hi, ff_hi)
-    p = 0.5 * (lo + hi)
+    p = np.where(done, p, 0.5 * (lo + hi))
     side = np.zeros(n_racks)
     for _ in range(BALANCE_STEPS):
         den = f_hi - f_lo
-        p = np.where(den < 0, (lo * f_hi - hi * f_lo) / np.where(den < 0, den, -1.0), 0.5 * (lo + hi))
-        p = np.clip(p, lo, hi)
+        x = np.where(den < 0, (lo * f_hi - hi * f_lo) / np.where(den < 0, den, -1.0), 0.5 * (lo + hi))
+        p = np.where(done, p, np.clip(x, lo, hi))
         f = excess(p)
+        # (a converged rack's bracket moves on with its frozen pressure; nothing reads it again)
         up = f > 0                      # the root lies above p: p becomes the new low end
         f_hi = np.where(up & (side == 1), 0.5 * f_hi, f_hi)      # same end moved twice: halve the other
         f_lo = np.where(~up & (side == -1), 0.5 * f_lo, f_lo)
         lo, f_lo = np.where(up, p, lo), np.where(up, f, f_lo)
         hi, f_hi = np.where(up, hi, p), np.where(up, f_hi, f)
         side = np.where(up, 1.0, -1.0)
-        if np.abs(f).max() < BALANCE_TOL_M3_S:
+        done = done | (np.abs(f) < BALANCE_TOL_M3_S)
+        if done.all():
             break
     return _state(p)
 

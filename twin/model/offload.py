@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from twin.model.kernels import attention_rate_flop_s, bandwidth_b_s, compute_rate_flop_s
+from twin.model.kernels import attention_rate_flop_s, bandwidth_b_s, compute_rate_flop_s, decode_gemm_rate_flop_s
 from twin.model.replica import GIB, ServingPlan, attention_flops, prefill_flops
 from twin.spec.catalogue import CpuSpec, NodeSpec
 
@@ -101,7 +101,8 @@ def offload_decode_token_s(plan: ServingPlan, split: OffloadSplit, cpu: CpuSpec,
     kv = context_tokens * plan.kv_bytes_per_token
     gpu_bytes = split.gpu_frac * (plan.weights_read_bytes + kv)
     gpu_mem_s = gpu_bytes / bandwidth_b_s(plan.gpu, plan.kernel)
-    gpu_comp_s = split.gpu_frac * (2.0 * plan.active_params * batch / compute_rate_flop_s(plan.gpu, plan.kernel, "decode")
+    gemm_rate = float(decode_gemm_rate_flop_s(plan.gpu, plan.kernel, batch))  # MMVQ up to 8 tokens a step, MMQ above
+    gpu_comp_s = split.gpu_frac * (2.0 * plan.active_params * batch / gemm_rate
                                    + float(attention_flops(plan, context_tokens)) / attention_rate_flop_s(plan.gpu)) \
         / max(clock, 1e-3)
     cpu_bytes = (1.0 - split.gpu_frac) * (plan.weights_read_bytes + kv)

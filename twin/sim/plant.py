@@ -32,7 +32,7 @@ from twin.model import airflow as af
 from twin.model import cooling
 from twin.model import power as pw
 from twin.model import thermal as th
-from twin.model.cpu_load import CPU_HEAT_CAPACITY_J_PER_K, cpu_temp_step_c
+from twin.model.cpu_load import CPU_COOLER_R_K_PER_W, CPU_HEAT_CAPACITY_J_PER_K, cpu_temp_step_c
 from twin.model.node_power import cpu_util_for_state, cpu_util_table, dimm_activity_for_state, node_parts_w
 from twin.model.training import TRAIN_DRAM_FRAC, TRAINING_ACTIVITY
 from twin.model.states import DRAINING, FAILED, LOADING, OFF, POWERING_ON, SERVING, WARM
@@ -154,7 +154,9 @@ class Plant:
         self.plenum_frac = 1.0                                    # share of CRAH airflow and capacity
         self.cooling_capacity_w = fac.cooling_capacity_kw * 1e3
         z, zn, zr = np.zeros(G), np.zeros(N), np.zeros(R)
-        none = np.zeros(0, dtype=np.int64)
+        none = self._no_nodes = np.zeros(0, dtype=topo.gpu_node.dtype)
+        if self.kernels == "numba":
+            self._heat_setup()
         self.out = PlantOutputs(  # before the first tick: cold, idle, full clocks
             gpu_power_w=z, gpu_util=z, gpu_clock=np.ones(G), gpu_mem_clock=np.ones(G), node_dc_w=zn, node_gpu_w=zn,
             node_wall_w=zn, node_cpu_w=zn, node_cpu_util=zn, node_airflow_m3_s=zn, node_inlet_c=np.full(N, fac.supply_air_c), node_exhaust_c=zn,
@@ -248,6 +250,97 @@ class Plant:
         node_frac = th.node_recirculation_frac(recirc[rack], topo.node_height, fac.recirculation_top_bias)
         return airflow, th.mixed_inlet_c(self.supply_c, self.rack_exhaust[rack], node_frac), demand, supply, recirc
 
+    def _heat_setup(self) -> None:
+        """The compiled heat step's per-run constants (each computed as _heat_numpy computes it, so
+        the same bytes) and the buffers it writes into: no allocation per tick."""
+        gpu, node, fac, dt, G = self.gpu, self.node, self.fac, self.dt, self.G
+        if not np.array_equal(self.topo.gpu_node, np.arange(G) // self.gpn):
+            raise ValueError("topology: GPUs must be numbered node by node for the compiled heat step")
+        r_spr, _ = th.gpu_stage_resistances(gpu, np.ones(1))
+        c_die, c_sink = th.gpu_spreader_capacity_j_per_k(gpu), th.gpu_heatsink_capacity_j_per_k(gpu)
+        a, b, c = -1.0 / (r_spr * c_die), 1.0 / (r_spr * c_die), 1.0 / (r_spr * c_sink)
+        lim = gpu.memory_junction_max_c
+        self._heat_k = (
+            float(dt), CPU_COOLER_R_K_PER_W, float(np.exp(-dt / (CPU_COOLER_R_K_PER_W * CPU_HEAT_CAPACITY_J_PER_K))),
+            CPU_HEAT_CAPACITY_J_PER_K, th.NO_FLOW_M3_S, float(node.gpu_preheat_frac),
+            fac.air_density_kg_m3 * th.CP_AIR_J_PER_KG_K, float(r_spr), a, b, c, float(c_die), float(c_sink),
+            float(pw.gpu_dram_w_per_gb_s(gpu)), float(gpu.memory_resistance_k_per_w),
+            float(np.exp(-dt / gpu.memory_time_constant_s)), 0.0 if lim is None else float(lim), lim is not None,
+            th.MEMORY_THROTTLE_SPAN_K, 1.0 - th.MEMORY_THROTTLE_MIN, th.MEMORY_THROTTLE_MIN, float(gpu.min_fan_frac),
+            FAN_START_C, float(gpu.fan_target_c - FAN_START_C), float(np.exp(-dt / GPU_FAN_TAU_S)),
+            float(gpu.slowdown_temp_c), float(gpu.shutdown_temp_c))
+        self._ladder_k = (gpu.thermal_resistance_k_per_w - r_spr, 1.0 / r_spr, a, b * c, c_sink, float(dt))
+        self._hb = {k: np.empty(G) for k in ("x", "r_s", "d", "l1", "l2", "e1", "e2")}
+        self._hb.update(exhaust=np.empty(self.N), flow=np.empty(self.R), flow_w=np.empty(self.R),
+                        throttled=np.zeros(G, dtype=bool))
+        self._hb["fan_floor"] = gpu.min_fan_frac * 0.2
+        self.gpu_temp, self.gpu_sink, self.gpu_mem = (np.array(x, dtype=float) for x in
+                                                      (self.gpu_temp, self.gpu_sink, self.gpu_mem))
+        self.gpu_mem_clock = np.ones(G)
+
+    def _heat_compiled(self, on: np.ndarray, airflow: np.ndarray, inlet: np.ndarray, parts, node_dc: np.ndarray,
+                       g_pow: np.ndarray, gb_s: np.ndarray, powered: np.ndarray) -> tuple[np.ndarray, ...]:
+        """_heat_numpy through twin.sim.plant_kernel.heat: the integrated state updated in place."""
+        hb = self._hb
+        x = hb["x"]
+        # the heatsink's f^0.8 and the ladder's exponentials with numpy's ufuncs, as _heat_numpy
+        np.maximum(self.gpu_fan, hb["fan_floor"], out=x)
+        np.maximum(x, 0.05, out=x)
+        np.power(x, th.FAN_RESISTANCE_EXPONENT, out=x)
+        e1, e2 = hb["e1"], hb["e2"]
+        plant_kernel.ladder_rates(x, *self._ladder_k, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2)
+        np.exp(e1, out=e1)
+        np.exp(e2, out=e2)
+        thr = hb["throttled"]
+        n_hot = plant_kernel.heat(
+            self.gpn, self.topo.node_rack, on, airflow, inlet, parts.cpu_w, parts.upstream_w, node_dc, g_pow, gb_s,
+            powered, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2, self.cpu_temp, self.gpu_temp, self.gpu_sink,
+            self.gpu_mem, self.gpu_fan, self.rack_exhaust, hb["exhaust"], hb["flow"], hb["flow_w"],
+            self.gpu_mem_clock, thr, self._heat_k, float(self.supply_c))
+        hb["throttled"] = self.gpu_throttled  # the two flag buffers alternate (step compares them)
+        hot = (np.unique(self.topo.gpu_node[np.flatnonzero(powered & (self.gpu_temp >= self.gpu.shutdown_temp_c))])
+               if n_hot else self._no_nodes)
+        return hb["exhaust"], thr, hot
+
+    def _heat_numpy(self, on: np.ndarray, airflow: np.ndarray, inlet: np.ndarray, parts, node_dc: np.ndarray,
+                    g_pow: np.ndarray, gb_s: np.ndarray, powered: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Temperatures, exhausts and blowers this tick: (node exhaust, GPUs throttled, hot nodes).
+        What reaches the air is each part's power less what its own mass takes up this tick (first
+        law): a warming GPU or CPU heats the exhaust only as fast as its heatsink passes the heat on,
+        so no exhaust is hotter than the surfaces that heated it."""
+        topo, node, gpu, fac, dt = self.topo, self.node, self.gpu, self.fac, self.dt
+        rho = fac.air_density_kg_m3
+        cpu0 = self.cpu_temp
+        self.cpu_temp = cpu_temp_step_c(cpu0, inlet, parts.cpu_w, dt)
+        cpu_stored_j = CPU_HEAT_CAPACITY_J_PER_K * (self.cpu_temp - cpu0)
+        # the fans of a powered node drive an air stream through it; an unpowered node has none (its
+        # coasting fans stop within seconds and its parts cool by natural convection into the rack air)
+        stream = on & (airflow > th.NO_FLOW_M3_S)
+        # GPUs breathe chassis air pre-heated by part of the CPU/memory/platform heat
+        preheat = np.where(stream, th.exhaust_c(0.0, node.gpu_preheat_frac * th.heat_to_air_w(
+            parts.upstream_w, cpu_stored_j, dt), airflow, rho), 0.0)
+        g_amb = (inlet + preheat)[topo.gpu_node]
+        die0, sink0 = self.gpu_temp, self.gpu_sink
+        self.gpu_temp, self.gpu_sink, self.gpu_mem = th.gpu_thermal_step(
+            die0, sink0, self.gpu_mem, g_amb, g_pow, pw.gpu_dram_w_per_gb_s(gpu) * gb_s, self.gpu_fan, gpu, dt)
+        gpu_stored_j = th.gpu_stored_j(die0, self.gpu_temp, sink0, self.gpu_sink, gpu)
+        node_air_w = th.heat_to_air_w(node_dc, np.bincount(topo.gpu_node, weights=gpu_stored_j, minlength=self.N)
+                                      + cpu_stored_j, dt)
+        exhaust = np.where(stream, th.exhaust_c(inlet, node_air_w, airflow, rho), inlet)
+        rack = topo.node_rack
+        flow = np.bincount(rack, weights=airflow, minlength=self.R)
+        flow_w = np.bincount(rack, weights=airflow * exhaust, minlength=self.R)
+        self.rack_exhaust = np.where(flow > 1e-9, flow_w / np.maximum(flow, 1e-9), self.supply_c)
+        # a node with no stream of its own: the air at its back is the rack's hot-aisle air
+        exhaust = np.where(stream, exhaust, np.where(flow[rack] > 1e-9, self.rack_exhaust[rack], inlet))
+        self.gpu_mem_clock = th.memory_clock_frac(self.gpu_mem, gpu.memory_junction_max_c)
+        fan_target = np.where(powered, th.fan_curve_frac(self.gpu_temp, gpu.min_fan_frac, FAN_START_C,
+                                                         gpu.fan_target_c), 0.0)
+        self.gpu_fan = th.first_order_lag(self.gpu_fan, fan_target, GPU_FAN_TAU_S, dt)
+        throttled = powered & (self.gpu_temp > gpu.slowdown_temp_c)
+        hot = np.unique(topo.gpu_node[np.flatnonzero(powered & (self.gpu_temp >= gpu.shutdown_temp_c))])
+        return exhaust, throttled, hot
+
     def step(self, state: np.ndarray, gpu_ok: np.ndarray, serving: ServingOutputs,
              rep_share: np.ndarray | None = None, gpu_train: np.ndarray | None = None,
              cpu_extra_util: np.ndarray | None = None) -> PlantOutputs:
@@ -321,42 +414,12 @@ class Plant:
         node_wall = pw.wall_power_w(node_dc, self.psu, psus, node.input_voltage_v)
         # redundant PSUs: the survivors trip when the node asks for more than they are rated for
         overload = np.flatnonzero(on & (self.psu_ok < node.psu_count) & (node_dc > self.psu_ok * self.psu.rated_w))
-        # ---- air and heat. What reaches the air is each part's power less what its own mass takes
-        # up this tick (first law): a warming GPU or CPU heats the exhaust only as fast as its
-        # heatsink passes the heat on, so no exhaust is hotter than the surfaces that heated it.
-        rho = fac.air_density_kg_m3
+        # ---- air and heat (_heat_numpy; _heat_compiled the same arithmetic, compiled)
         airflow, inlet, demand, supply, recirc = self._air()
-        cpu0 = self.cpu_temp
-        self.cpu_temp = cpu_temp_step_c(cpu0, inlet, parts.cpu_w, dt)
-        cpu_stored_j = CPU_HEAT_CAPACITY_J_PER_K * (self.cpu_temp - cpu0)
-        # the fans of a powered node drive an air stream through it; an unpowered node has none (its
-        # coasting fans stop within seconds and its parts cool by natural convection into the rack air)
-        stream = on & (airflow > th.NO_FLOW_M3_S)
-        # GPUs breathe chassis air pre-heated by part of the CPU/memory/platform heat
-        preheat = np.where(stream, th.exhaust_c(0.0, node.gpu_preheat_frac * th.heat_to_air_w(
-            parts.upstream_w, cpu_stored_j, dt), airflow, rho), 0.0)
-        g_amb = (inlet + preheat)[topo.gpu_node]
-        die0, sink0 = self.gpu_temp, self.gpu_sink
-        self.gpu_temp, self.gpu_sink, self.gpu_mem = th.gpu_thermal_step(
-            die0, sink0, self.gpu_mem, g_amb, g_pow, pw.gpu_dram_w_per_gb_s(gpu) * gb_s, self.gpu_fan, gpu, dt)
-        gpu_stored_j = th.gpu_stored_j(die0, self.gpu_temp, sink0, self.gpu_sink, gpu)
-        node_air_w = th.heat_to_air_w(node_dc, np.bincount(topo.gpu_node, weights=gpu_stored_j, minlength=self.N)
-                                      + cpu_stored_j, dt)
-        exhaust = np.where(stream, th.exhaust_c(inlet, node_air_w, airflow, rho), inlet)
-        rack = topo.node_rack
-        flow = np.bincount(rack, weights=airflow, minlength=self.R)
-        flow_w = np.bincount(rack, weights=airflow * exhaust, minlength=self.R)
-        self.rack_exhaust = np.where(flow > 1e-9, flow_w / np.maximum(flow, 1e-9), self.supply_c)
-        # a node with no stream of its own: the air at its back is the rack's hot-aisle air
-        exhaust = np.where(stream, exhaust, np.where(flow[rack] > 1e-9, self.rack_exhaust[rack], inlet))
-        self.gpu_mem_clock = th.memory_clock_frac(self.gpu_mem, gpu.memory_junction_max_c)
-        fan_target = np.where(powered, th.fan_curve_frac(self.gpu_temp, gpu.min_fan_frac, FAN_START_C,
-                                                         gpu.fan_target_c), 0.0)
-        self.gpu_fan = th.first_order_lag(self.gpu_fan, fan_target, GPU_FAN_TAU_S, dt)
-        throttled = powered & (self.gpu_temp > gpu.slowdown_temp_c)
+        heat = self._heat_compiled if self.kernels == "numba" else self._heat_numpy
+        exhaust, throttled, hot = heat(on, airflow, inlet, parts, node_dc, g_pow, gb_s, powered)
         changed = np.flatnonzero(throttled != self.gpu_throttled)[:1000]
         self.gpu_throttled = throttled
-        hot = np.unique(topo.gpu_node[np.flatnonzero(powered & (self.gpu_temp >= gpu.shutdown_temp_c))])
         # ---- facility: the cooling plant; heat it cannot remove warms the room
         it_w = float(node_wall.sum())
         plant = self.plant_power(it_w)

@@ -3,9 +3,10 @@
 twin.model.airflow.rack_balance solves every rack's chamber pressure with up to ~40 passes of
 ~20 numpy operations over all fan groups; at a tick's scale (hundreds to tens of thousands of
 elements) the cost is the per-operation overhead and temporaries, not the arithmetic. This
-kernel runs the same solve as scalar loops: the same Newton steps from the last pressures, the
-same warm bracket, the same Illinois false position, the same stopping tests, and every
-expression in the same order, so that its results are the numpy solver's to the last bit
+kernel runs the same solve rack by rack as scalar loops over that rack's fan groups: the same
+Newton steps from the last pressure, the same warm bracket, the same Illinois false position,
+the same per-rack stopping test, and every expression in the same order, so that its results
+are the numpy solver's to the last bit
 (tests/test_plant_kernel.py checks that on random inputs and on the surge telemetry).
 
 Only IEEE-exact operations (+ - x / sqrt, comparisons) are compiled: numpy's exp and pow may use
@@ -59,113 +60,103 @@ def _sign(x: float) -> float:
     return x if x != x else 0.0
 
 
-def _excess(p, out, q_g, f, group_rack, count, b, head0, two_k, cap, q0b, p0b, capb, plenum_pa, leak_c):
-    """af.rack_balance's excess(p) into `f` (out: per-rack, q_g: per-group scratch)."""
-    n_r = len(p)
-    for r in range(n_r):
-        out[r] = 0.0
-    n_g = len(group_rack)
-    for g in range(n_g):  # branch-free and independent per group, so that it vectorises. Plain
-        # selects, not numpy's signed-zero rules: these terms only enter sums that start at +0
-        # (np.bincount), where a zero's sign is lost, and head only under b^2 + 2 (2k) head
-        h = head0[g] + p[group_rack[g]]
+def _excess(r, p, start, order, count, b, head0, two_k, cap, q0b, p0b, capb, plenum_pa, leak_c):
+    """af.rack_balance's excess(p) of rack r alone at pressure p (its fan groups: order[start[r]:start[r+1]])."""
+    out = 0.0
+    for i in range(start[r], start[r + 1]):  # the rack's groups in group order: np.bincount's sum
+        g = order[i]
+        # plain selects, not numpy's signed-zero rules: these terms only enter a sum that starts at
+        # +0 (np.bincount), where a zero's sign is lost, and head only under b^2 + 2 (2k) head
+        h = head0[g] + p
         head = h if (h > 0.0 or h != h) else 0.0
         q = (math.sqrt(b[g] * b[g] + 2.0 * two_k[g] * head) - b[g]) / two_k[g]
-        q_g[g] = (q if (q < cap[g] or q != q) else cap[g]) * count[g]
-    for g in range(n_g):  # then the per-rack sums in group order (np.bincount's order)
-        out[group_rack[g]] += q_g[g]
-    for r in range(n_r):
-        blow = _min(_max(q0b[r] * (1.0 - (p[r] - plenum_pa) / p0b[r]), 0.0), capb[r])
-        f[r] = blow - out[r] - _sign(p[r]) * leak_c * math.sqrt(abs(p[r]))
+        out += (q if (q < cap[g] or q != q) else cap[g]) * count[g]
+    blow = _min(_max(q0b[r] * (1.0 - (p - plenum_pa) / p0b[r]), 0.0), capb[r])
+    return blow - out - _sign(p) * leak_c * math.sqrt(abs(p))
 
 
-def _slope(p, out, d, group_rack, count, b, head0, two_k, cap, q0b, p0b, capb, plenum_pa, leak_c):
-    """af.rack_balance's slope(p) into `d`."""
-    n_r = len(p)
-    for r in range(n_r):
-        out[r] = 0.0
-    for g in range(len(group_rack)):
-        r = group_rack[g]
-        head = head0[g] + p[r]
+def _slope(r, p, start, order, count, b, head0, two_k, cap, q0b, p0b, capb, plenum_pa, leak_c):
+    """af.rack_balance's slope(p) of rack r alone."""
+    out = 0.0
+    for i in range(start[r], start[r + 1]):
+        g = order[i]
+        head = head0[g] + p
         root = math.sqrt(b[g] * b[g] + 2.0 * two_k[g] * _max(head, 0.0))
         q = (root - b[g]) / two_k[g]
-        out[r] += count[g] / _max(root, 1e-12) if (head > 0 and q < cap[g]) else 0.0
+        out += count[g] / _max(root, 1e-12) if (head > 0 and q < cap[g]) else 0.0
+    blow = q0b[r] * (1.0 - (p - plenum_pa) / p0b[r])
+    dblow = -q0b[r] / p0b[r] if (blow > 0 and blow < capb[r]) else 0.0
+    return dblow - out - 0.5 * leak_c / math.sqrt(_max(abs(p), 1e-6))
+
+
+def _by_rack(group_rack, n_r):
+    """Counting sort of the fan groups by rack, stable (each rack's groups keep their order)."""
+    start = np.zeros(n_r + 1, dtype=np.int64)
+    for g in range(len(group_rack)):
+        start[group_rack[g] + 1] += 1
     for r in range(n_r):
-        blow = q0b[r] * (1.0 - (p[r] - plenum_pa) / p0b[r])
-        dblow = -q0b[r] / p0b[r] if (blow > 0 and blow < capb[r]) else 0.0
-        d[r] = dblow - out[r] - 0.5 * leak_c / math.sqrt(_max(abs(p[r]), 1e-6))
+        start[r + 1] += start[r]
+    fill = start[:n_r].copy()
+    order = np.empty(len(group_rack), dtype=np.int64)
+    for g in range(len(group_rack)):
+        r = group_rack[g]
+        order[fill[r]] = g
+        fill[r] += 1
+    return start, order
 
 
-def _absmax(f) -> float:
-    m = abs(f[0])
-    for i in range(1, len(f)):
-        a = abs(f[i])
-        if a > m or a != a:  # np.max propagates NaN
-            m = a
-    return m
+def _solve_rack(r, g0, has_guess, a, range_pa, tol, newton_steps, span_pa, steps):
+    """One rack's chamber pressure as af.rack_balance finds it (Newton from the guess, warm bracket,
+    Illinois false position), stopping on the rack's own residual."""
+    p = g0
+    if has_guess:
+        for _ in range(newton_steps):
+            f = _excess(r, p, *a)
+            if abs(f) < tol:
+                return p
+            p = _clip_s(p - f / _min(_slope(r, p, *a), -1e-12), -range_pa, range_pa)
+        if abs(_excess(r, p, *a)) < tol:
+            return p
+    ok = False
+    lo = hi = f_lo = f_hi = 0.0
+    if has_guess:
+        lo, hi = g0 - span_pa, g0 + span_pa
+        f_lo, f_hi = _excess(r, lo, *a), _excess(r, hi, *a)
+        ok = f_lo > 0 and f_hi < 0
+    if not ok:
+        lo, hi = -range_pa, range_pa
+        f_lo, f_hi = _excess(r, lo, *a), _excess(r, hi, *a)
+    p = 0.5 * (lo + hi)
+    side = 0.0
+    for _ in range(steps):
+        den = f_hi - f_lo
+        x = (lo * f_hi - hi * f_lo) / den if den < 0 else 0.5 * (lo + hi)
+        p = _clip_a(x, lo, hi)
+        f = _excess(r, p, *a)
+        up = f > 0
+        if up and side == 1:
+            f_hi = 0.5 * f_hi
+        if not up and side == -1:
+            f_lo = 0.5 * f_lo
+        if up:
+            lo, f_lo = p, f
+        else:
+            hi, f_hi = p, f
+        side = 1.0 if up else -1.0
+        if abs(f) < tol:
+            break
+    return p
 
 
 def _solve(guess, has_guess, group_rack, count, b, head0, two_k, cap, q0b, p0b, capb, plenum_pa, leak_c,
            range_pa, tol, newton_steps, span_pa, steps):
-    """The chamber pressures af.rack_balance finds (Newton, warm bracket, Illinois false position)."""
+    """The chamber pressures af.rack_balance finds, rack by rack."""
     n_r = len(q0b)
-    out, f, d, q_g = np.empty(n_r), np.empty(n_r), np.empty(n_r), np.empty(len(group_rack))
-    args = (group_rack, count, b, head0, two_k, cap, q0b, p0b, capb, plenum_pa, leak_c)
-    p = guess.copy()
-    if has_guess:
-        for _ in range(newton_steps):
-            _excess(p, out, q_g, f, *args)
-            if _absmax(f) < tol:
-                return p
-            _slope(p, out, d, *args)
-            for r in range(n_r):
-                p[r] = _clip_s(p[r] - f[r] / _min(d[r], -1e-12), -range_pa, range_pa)
-        _excess(p, out, q_g, f, *args)
-        if _absmax(f) < tol:
-            return p
-    lo, hi, f_lo, f_hi = np.empty(n_r), np.empty(n_r), np.empty(n_r), np.empty(n_r)
-    ok = np.zeros(n_r, dtype=np.bool_)
-    all_ok = False
-    if has_guess:
-        for r in range(n_r):
-            lo[r] = guess[r] - span_pa
-            hi[r] = guess[r] + span_pa
-        _excess(lo, out, q_g, f_lo, *args)
-        _excess(hi, out, q_g, f_hi, *args)
-        all_ok = True
-        for r in range(n_r):
-            ok[r] = f_lo[r] > 0 and f_hi[r] < 0
-            all_ok = all_ok and ok[r]
-    if not all_ok:
-        full_lo, full_hi = np.full(n_r, -range_pa), np.full(n_r, range_pa)
-        ff_lo, ff_hi = np.empty(n_r), np.empty(n_r)
-        _excess(full_lo, out, q_g, ff_lo, *args)
-        _excess(full_hi, out, q_g, ff_hi, *args)
-        for r in range(n_r):
-            if not ok[r]:
-                lo[r], hi[r], f_lo[r], f_hi[r] = full_lo[r], full_hi[r], ff_lo[r], ff_hi[r]
+    start, order = _by_rack(group_rack, n_r)
+    a = (start, order, count, b, head0, two_k, cap, q0b, p0b, capb, plenum_pa, leak_c)
+    p = np.empty(n_r)
     for r in range(n_r):
-        p[r] = 0.5 * (lo[r] + hi[r])
-    side = np.zeros(n_r)
-    for _ in range(steps):
-        for r in range(n_r):
-            den = f_hi[r] - f_lo[r]
-            x = (lo[r] * f_hi[r] - hi[r] * f_lo[r]) / den if den < 0 else 0.5 * (lo[r] + hi[r])
-            p[r] = _clip_a(x, lo[r], hi[r])
-        _excess(p, out, q_g, f, *args)
-        for r in range(n_r):
-            up = f[r] > 0
-            if up and side[r] == 1:
-                f_hi[r] = 0.5 * f_hi[r]
-            if not up and side[r] == -1:
-                f_lo[r] = 0.5 * f_lo[r]
-            if up:
-                lo[r], f_lo[r] = p[r], f[r]
-            else:
-                hi[r], f_hi[r] = p[r], f[r]
-            side[r] = 1.0 if up else -1.0
-        if _absmax(f) < tol:
-            break
+        p[r] = _solve_rack(r, guess[r], has_guess, a, range_pa, tol, newton_steps, span_pa, steps)
     return p
 
 
@@ -185,14 +176,102 @@ def _state(p, group_rack, group_node, n_nodes, count, free, shutoff, k, s, q0b, 
                                                    af.FAN_OVERRUN_FRAC * free[g] * _max(s[g], 1e-9))
 
 
+# ------------------------------------------------------------ heat: GPU/CPU temperatures, air, fans
+# Plant._heat_numpy's arithmetic as loops over nodes and their GPUs, in the same order, writing
+# into buffers the plant owns. The transcendentals (the heatsink's f^0.8 and the ladder's two
+# exponentials per GPU) depend only on the start-of-tick blower speeds: the plant evaluates them
+# with numpy's own ufuncs into buffers between `_ladder_rates` and `_heat`, so both paths use
+# numpy's exp/pow and agree to the last bit (libm's differ from numpy's in the last bit for ~1 %
+# of arguments). Every other exponential is a per-run constant (first-order lags).
+
+def _ladder_rates(x, r_sink_full, inv_r_spr, a, bc, c_sink, dt, r_s, d, l1, l2, e1, e2):
+    """From x = max(f, f_min)^0.8 per GPU: R_sink, the ladder's d and eigenvalues (thermal.rc2_step_c),
+    and l dt into e1/e2 (exponentiated by the caller)."""
+    for g in range(len(x)):
+        rs = r_sink_full / x[g]
+        dd = -(inv_r_spr + 1.0 / rs) / c_sink
+        half_tr = (a + dd) / 2.0
+        disc = math.sqrt(half_tr * half_tr - (a * dd - bc))
+        r_s[g], d[g] = rs, dd
+        l1[g], l2[g] = half_tr + disc, half_tr - disc
+        e1[g], e2[g] = l1[g] * dt, l2[g] * dt
+
+
+def _heat(gpn, node_rack, on, airflow, inlet, cpu_w, upstream_w, node_dc, g_pow, gb_s, powered,
+          r_s, d, l1, l2, e1, e2, cpu_temp, gpu_temp, gpu_sink, gpu_mem, gpu_fan, rack_exhaust,
+          exhaust, flow, flow_w, mem_clock, throttled, k, supply_c):
+    """One tick of heat (Plant._heat_numpy): CPU and GPU temperatures, exhausts, rack exhausts, the
+    memory-clock throttle, blower speeds; integrated state in place. Returns the count of GPUs at or
+    above their shutdown temperature. `k`: the per-run constants (Plant._heat_constants)."""
+    (dt, r_cpu, k_cpu, c_cpu, no_flow, preheat_frac, rc_air, r_spr, a, b, c, c_die, c_sink, w_dram, r_mem,
+     k_mem, limit, has_limit, span, one_minus_min, mem_min, fan_min, fan_start, fan_span, k_fan,
+     slowdown, shutdown) = k
+    n_nodes = len(on)
+    for r in range(len(flow)):
+        flow[r] = 0.0
+        flow_w[r] = 0.0
+    n_hot = 0
+    for n in range(n_nodes):
+        cpu0 = cpu_temp[n]
+        target = inlet[n] + cpu_w[n] * r_cpu
+        cpu1 = target + (cpu0 - target) * k_cpu
+        cpu_temp[n] = cpu1
+        cpu_stored = c_cpu * (cpu1 - cpu0)
+        stream = on[n] and airflow[n] > no_flow
+        preheat = 0.0
+        if stream:
+            preheat = 0.0 + preheat_frac * (upstream_w[n] - cpu_stored / dt) / (rc_air * airflow[n])
+        amb = inlet[n] + preheat
+        stored = 0.0
+        for g in range(n * gpn, (n + 1) * gpn):
+            p = g_pow[g]
+            die0, sink0 = gpu_temp[g], gpu_sink[g]
+            sink_ss = amb + p * r_s[g]
+            die_ss = sink_ss + p * r_spr
+            xd, xs = die0 - die_ss, sink0 - sink_ss
+            kk = 1.0 / (l1[g] - l2[g])
+            de = e1[g] - e2[g]
+            die1 = die_ss + kk * ((e1[g] * (a - l2[g]) - e2[g] * (a - l1[g])) * xd + de * b * xs)
+            sink1 = sink_ss + kk * (de * c * xd + (e1[g] * (d[g] - l2[g]) - e2[g] * (d[g] - l1[g])) * xs)
+            mem_target = sink1 + w_dram * gb_s[g] * r_mem
+            mem1 = mem_target + (gpu_mem[g] - mem_target) * k_mem
+            gpu_temp[g], gpu_sink[g], gpu_mem[g] = die1, sink1, mem1
+            stored += c_die * (die1 - die0) + c_sink * (sink1 - sink0)
+            if has_limit:
+                mem_clock[g] = _clip_s(1.0 - (mem1 - limit) / span * one_minus_min, mem_min, 1.0)
+            else:
+                mem_clock[g] = 1.0
+            fan_target = 0.0
+            if powered[g]:
+                fan_target = fan_min + (1.0 - fan_min) * _clip_s((die1 - fan_start) / fan_span, 0.0, 1.0)
+            gpu_fan[g] = fan_target + (gpu_fan[g] - fan_target) * k_fan
+            throttled[g] = powered[g] and die1 > slowdown
+            if powered[g] and die1 >= shutdown:
+                n_hot += 1
+        air_w = node_dc[n] - (stored + cpu_stored) / dt
+        ex = inlet[n] + air_w / (rc_air * airflow[n]) if stream else inlet[n]
+        exhaust[n] = ex
+        r = node_rack[n]
+        flow[r] += airflow[n]
+        flow_w[r] += airflow[n] * ex
+    for r in range(len(flow)):
+        rack_exhaust[r] = flow_w[r] / _max(flow[r], 1e-9) if flow[r] > 1e-9 else supply_c
+    for n in range(n_nodes):  # a node with no stream of its own: the air at its back is the rack's
+        if not (on[n] and airflow[n] > no_flow):
+            r = node_rack[n]
+            exhaust[n] = rack_exhaust[r] if flow[r] > 1e-9 else inlet[n]
+    return n_hot
+
+
 try:  # numba compiles the loops; without it the numpy solver is the (identical) fallback
     from numba import njit
     _jit = njit(cache=True, nogil=True)
-    _max, _min, _clip_s, _clip_a, _sign, _absmax = (_jit(fn) for fn in (_max, _min, _clip_s, _clip_a, _sign, _absmax))
-    _excess, _slope = _jit(_excess), _jit(_slope)
+    _max, _min, _clip_s, _clip_a, _sign = (_jit(fn) for fn in (_max, _min, _clip_s, _clip_a, _sign))
+    _excess, _slope, _by_rack, _solve_rack = _jit(_excess), _jit(_slope), _jit(_by_rack), _jit(_solve_rack)
     _solve_c, _state_c = _jit(_solve), _jit(_state)
+    ladder_rates, heat = _jit(_ladder_rates), _jit(_heat)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
-    _solve_c = _state_c = None
+    _solve_c = _state_c = ladder_rates = heat = None
 
 HAVE_NUMBA = _solve_c is not None
 
