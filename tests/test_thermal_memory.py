@@ -21,8 +21,10 @@ def test_memory_clock_throttle_shape():
 
 
 def _decode(ambient_c: float):
+    """One stream of llama.cpp decode: the memory-bound case (at 2-8 streams llama.cpp's MMVQ kernel
+    is partly bound by the CUDA cores' dp4a rate, so less bandwidth is achieved: twin.model.kernels)."""
     box = resolve_box(CAT, "dual-3090-desktop", "llama-3.1-8b", "gguf-q4_k_m", "llama.cpp", tp=1)
-    gb_s, u = decode_gpu_work(box, 4, 1100)
+    gb_s, u = decode_gpu_work(box, 1, 1100)
     return load_test(box, gb_s, u, serving_cpu_util(box, 200), ambient_c, 1200)
 
 
