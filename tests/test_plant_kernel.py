@@ -93,6 +93,47 @@ def test_each_rack_stops_on_its_own_residual_so_a_room_solves_as_its_racks_alone
             assert room.node_m3_s[node_rack == r].tobytes() == one.node_m3_s.tobytes()
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_racks=st.integers(1, 8), per_rack=st.integers(1, 8),
+       gpn=st.integers(0, 4), blower_scalar=st.booleans())
+def test_a_cached_balance_follows_the_fan_speeds_tick_after_tick(seed, n_racks, per_rack, gpn, blower_scalar):
+    """The plant's case: one FanGroups whose speeds are rewritten in place every tick (fans lagging,
+    failing, stopping with their nodes), one BalanceCache; then the blowers' inputs change."""
+    rng = np.random.default_rng(seed)
+    fans, node_rack, kw = _room(rng, n_racks, per_rack, gpn, blower_scalar)
+    cache, g = pk.BalanceCache(), None
+    for tick in range(6):
+        if tick:
+            fans.speed_frac[:] = np.where(rng.random(len(fans.node)) < 0.3, rng.choice([0.0, -0.0, 1.0]),
+                                          fans.speed_frac * rng.uniform(0.9, 1.1))
+        if tick == 4:
+            kw = {**kw, "leak_area_m2": kw["leak_area_m2"] * 2, "blower_shutoff_pa": kw["blower_shutoff_pa"] + 7}
+        a = af.rack_balance(fans, node_rack, n_racks, guess_pa=g, **kw)
+        b = pk.rack_balance_compiled(fans, node_rack, n_racks, guess_pa=g, cache=cache, **kw)
+        assert _bytes(a) == _bytes(b)
+        g = a.chamber_pa
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_gpus=st.integers(1, 300),
+       name=st.sampled_from(["rtx-pro-4500-blackwell", "rtx-5090", "h100-pcie", "a40"]))
+def test_the_compiled_board_limiter_is_the_numpy_limiter_bit_for_bit(seed, n_gpus, name):
+    """Boards far over, just over and under their limit, at the clock floor, with zero work (of both
+    signs), DRAM traffic alone and per-GPU caps: the same clocks as power.clock_for_board_limit."""
+    from twin.model import power as pw
+    from twin.spec.catalogue import load_catalogue
+    rng = np.random.default_rng(seed)
+    gpu = load_catalogue().gpu(name)
+    limit = np.where(rng.random(n_gpus) < 0.3, rng.uniform(20, gpu.board_power_w, n_gpus), gpu.board_power_w)
+    idle = rng.choice([15.0, 30.0, 45.0], n_gpus)
+    gb = np.where(rng.random(n_gpus) < 0.3, rng.choice([0.0, -0.0]), rng.uniform(0, gpu.memory_bandwidth_gb_s, n_gpus))
+    sm = np.where(rng.random(n_gpus) < 0.3, rng.choice([0.0, -0.0, 1.0, 1.2]), rng.random(n_gpus))
+    want = pw.clock_for_board_limit(limit, idle, gb, sm, gpu)
+    got = pk.BoardLimit(gpu, n_gpus).clock(limit, idle, gb, sm)
+    assert want.tobytes() == got.tobytes()
+    assert (want < 1).any() or not (pw.gpu_board_power_w(idle, gb, sm, 1.0, gpu) > limit).any()
+
+
 def test_the_kernels_switch_is_the_routers_and_rejects_anything_else():
     assert pk.resolve("auto") == "numba" and pk.resolve("numpy") == "numpy"
     with pytest.raises(ValueError, match="kernels"):

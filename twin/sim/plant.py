@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -104,15 +105,19 @@ class Plant:
 
     def __init__(self, topo: Topology, cat: Catalogue, node: NodeSpec, fac: FacilitySpec, layout: Layout,
                  engines: tuple[EngineSpec, ...], limiter: ClockLimiter, dt_s: float, kernels: str = "auto") -> None:
-        # "numba": the sealed-rack balance compiled (twin.sim.plant_kernel), "numpy": the numpy solver;
-        # the same bytes either way (tests/test_plant_kernel.py)
+        # "numba": the sealed-rack balance, heat step and board limiter compiled (twin.sim.plant_kernel),
+        # "numpy": the numpy code; the same bytes either way (tests/test_plant_kernel.py)
         self.kernels = plant_kernel.resolve(kernels)
-        self._balance = plant_kernel.rack_balance_compiled if self.kernels == "numba" else af.rack_balance
+        fast = self.kernels == "numba"
+        self._balance = (partial(plant_kernel.rack_balance_compiled, cache=plant_kernel.BalanceCache()) if fast
+                         else af.rack_balance)   # the cache: the room's fan constants, computed once
         self.topo, self.node, self.fac, self.lay, self.limiter, self.dt = topo, node, fac, layout, limiter, dt_s
         self.gpu_rep = layout.gpu_rep
         # every (replica, GPU) incidence: several pools may share one GPU (issue 20)
         self.gpair_rep, self.gpair_gpu = layout.pair_rep, layout.pair_gpu
         self.gpu, self.cpu, self.psu = cat.gpu(node.gpu), cat.cpu(node.cpu), cat.psu(node.psu)
+        self._board_limit = (plant_kernel.BoardLimit(self.gpu, topo.n_gpus).clock if fast
+                             else partial(pw.clock_for_board_limit, gpu=self.gpu))
         self.nic, self.fan = cat.nic(node.nic), cat.fan(node.chassis_fan)
         self.rep_busy_cores = np.array([engines[p].host_busy_cores for p in layout.rep_pool], dtype=float)
         self.core_s_per_token = float(np.mean([e.host_core_s_per_token for e in engines])) if engines else 0.0
@@ -155,7 +160,7 @@ class Plant:
         self.cooling_capacity_w = fac.cooling_capacity_kw * 1e3
         z, zn, zr = np.zeros(G), np.zeros(N), np.zeros(R)
         none = self._no_nodes = np.zeros(0, dtype=topo.gpu_node.dtype)
-        if self.kernels == "numba":
+        if fast:
             self._heat_setup()
         self.out = PlantOutputs(  # before the first tick: cold, idle, full clocks
             gpu_power_w=z, gpu_util=z, gpu_clock=np.ones(G), gpu_mem_clock=np.ones(G), node_dc_w=zn, node_gpu_w=zn,
@@ -376,7 +381,7 @@ class Plant:
         active = pw.pstate_active(resident, self.t_s - self.gpu_last_work_s, False, gpu)
         idle_w = pw.gpu_idle_power_w(active, gpu)
         c_th = th.throttle_clock_frac(self.gpu_temp, gpu.slowdown_temp_c, gpu.shutdown_temp_c)
-        c_lim = pw.clock_for_board_limit(np.minimum(gpu.board_power_w, self.gpu_cap_w), idle_w, gb_s, sm_u, gpu)
+        c_lim = self._board_limit(np.minimum(gpu.board_power_w, self.gpu_cap_w), idle_w, gb_s, sm_u)
         powered &= gpu_ok  # a failed GPU has dropped off the bus
         clock0 = np.where(powered, np.minimum(c_th, c_lim), 1.0)
         if self.fresh:  # the nodes a run starts on have been running: blowers at their set point

@@ -17,10 +17,12 @@ The fallback is the numpy solver itself; `kernels="numpy"` selects it (as for th
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from twin.model import airflow as af
+from twin.model import power as pw
 
 
 def _max(a: float, b: float) -> float:
@@ -160,6 +162,17 @@ def _solve(guess, has_guess, group_rack, count, b, head0, two_k, cap, q0b, p0b, 
     return p
 
 
+def _fan_terms(speed, shutoff, free, s, b, head0, cap):
+    """af.balance_terms' speed terms per fan group (s, b, head0, cap), each as numpy evaluates it
+    (np.clip(., 0, None) is np.maximum; s ** 2 is np.square, s x s)."""
+    for g in range(len(speed)):
+        sg = _max(speed[g], 0.0)
+        s[g] = sg
+        b[g] = shutoff[g] * sg / free[g]
+        head0[g] = shutoff[g] * (sg * sg)
+        cap[g] = af.FAN_OVERRUN_FRAC * free[g] * _max(sg, 1e-9)
+
+
 def _state(p, group_rack, group_node, n_nodes, count, free, shutoff, k, s, q0b, p0b, capb, plenum_pa, cd_area,
            rho, blower, leak, node):
     """af.rack_balance's _state(p): blower_flow_m3_s, leakage_flow_m3_s, FanGroups.node_flow_m3_s."""
@@ -174,6 +187,41 @@ def _state(p, group_rack, group_node, n_nodes, count, free, shutoff, k, s, q0b, 
         q = (-bg + math.sqrt(bg * bg + 4.0 * k[g] * _max(head, 0.0))) / (2.0 * k[g])
         node[group_node[g]] += count[g] * _clip_a(q if head > 0 else 0.0, 0.0,
                                                    af.FAN_OVERRUN_FRAC * free[g] * _max(s[g], 1e-9))
+
+
+# ------------------------------------------------------------ the board power limiter
+# pw.clock_for_board_limit's Newton iteration with its bookkeeping compiled: only x^3 (numpy's pow,
+# whose last bit libm does not always reproduce) is evaluated by numpy between the passes;
+# x^2 is np.square there, x x here.
+
+def _limit_over(limit, idle, gb_s, sm, w_dram, w_mem, w_sm, idx, bo, co, ro):
+    """The GPUs over their limit at full clock, compacted in GPU order (pw's boolean mask): their
+    B, C and room; returns how many."""
+    n = 0
+    for i in range(len(gb_s)):
+        g = _max(gb_s[i], 0.0)
+        b = (w_mem - w_dram) * g
+        c3 = w_sm * _clip_a(sm[i], 0.0, 1.0)
+        room = limit[i] - idle[i] - w_dram * g
+        if b + c3 > room:
+            idx[n], bo[n], co[n], ro[n] = i, b, c3, room
+            n += 1
+    return n
+
+
+def _limit_newton(bo, co, ro, x, x3, floor):
+    """One Newton step of every compacted GPU from x (x3 = x^3); False when no x moved (then every
+    further step is the same step: the fixed point is reached)."""
+    moved = False
+    for i in range(len(x)):
+        xi = x[i]
+        x2 = xi * xi
+        f = bo[i] * x2 + co[i] * x3[i] - ro[i]
+        fp = _max(2.0 * bo[i] * xi + 3.0 * co[i] * x2, 1e-12)
+        xn = _clip_a(xi - f / fp, floor, 1.0)
+        moved = moved or not (xn == xi)
+        x[i] = xn
+    return moved
 
 
 # ------------------------------------------------------------ heat: GPU/CPU temperatures, air, fans
@@ -270,8 +318,9 @@ try:  # numba compiles the loops; without it the numpy solver is the (identical)
     _excess, _slope, _by_rack, _solve_rack = _jit(_excess), _jit(_slope), _jit(_by_rack), _jit(_solve_rack)
     _solve_c, _state_c = _jit(_solve), _jit(_state)
     ladder_rates, heat = _jit(_ladder_rates), _jit(_heat)
+    _fan_terms_c, _limit_over_c, _limit_newton_c = _jit(_fan_terms), _jit(_limit_over), _jit(_limit_newton)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
-    _solve_c = _state_c = ladder_rates = heat = None
+    _solve_c = _state_c = ladder_rates = heat = _fan_terms_c = _limit_over_c = _limit_newton_c = None
 
 HAVE_NUMBA = _solve_c is not None
 
@@ -285,19 +334,45 @@ def resolve(kernels: str) -> str:
     return kernels
 
 
+class BalanceCache:
+    """What rack_balance_compiled keeps between the ticks of one room: af.balance_terms with the
+    fan-speed terms recomputed (compiled) on every call and the rest (impedances, leakage, blowers,
+    each group's rack) reused while the fans, racks and scalar inputs are the same objects and values.
+    A fan failure or state change only changes speeds, which are never cached."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.terms: af.BalanceTerms | None = None
+        self.group_rack = np.zeros(0, dtype=np.int64)
+
+    def terms_for(self, fans: af.FanGroups, node_rack: np.ndarray, key: tuple, n_racks: int,
+                  args: tuple) -> af.BalanceTerms:
+        if self.key is None or self.key[0] is not fans or self.key[1] is not node_rack or self.key[2:] != key[2:]:
+            h = af.balance_terms(fans, n_racks, *args)
+            # own buffers for the speed terms: the next call rewrites them in place
+            self.terms = replace(h, **{f: np.empty(len(fans.node)) for f in ("s", "b", "head0", "cap")})
+            self.group_rack, self.key = node_rack[fans.node], key
+        h = self.terms
+        _fan_terms_c(fans.speed_frac, fans.shutoff_pa, fans.free_flow_m3_s, h.s, h.b, h.head0, h.cap)
+        return h
+
+
 def rack_balance_compiled(fans: af.FanGroups, node_rack: np.ndarray, n_racks: int, *, plenum_pa: float,
                           blower_free_flow_m3_s: float, blower_shutoff_pa: float, blower_speed_frac: np.ndarray,
                           leak_area_m2: float, rho_kg_m3: float, guess_pa: np.ndarray | None = None,
-                          group_rack: np.ndarray | None = None) -> af.RackAirflow:
+                          cache: BalanceCache | None = None) -> af.RackAirflow:
     """af.rack_balance through the compiled solve: the same pressures and flows, bit for bit.
-    `group_rack` (node_rack[fans.node]) may be passed precomputed: the room's fans never move."""
+    `cache`: the BalanceCache of the room this is called for tick after tick (the caller owns it)."""
     if _solve_c is None:
         return af.rack_balance(fans, node_rack, n_racks, plenum_pa=plenum_pa, blower_free_flow_m3_s=blower_free_flow_m3_s,
                                blower_shutoff_pa=blower_shutoff_pa, blower_speed_frac=blower_speed_frac,
                                leak_area_m2=leak_area_m2, rho_kg_m3=rho_kg_m3, guess_pa=guess_pa)
-    gr = node_rack[fans.node] if group_rack is None else group_rack
-    h = af.balance_terms(fans, n_racks, blower_free_flow_m3_s, blower_shutoff_pa, blower_speed_frac, leak_area_m2,
-                         rho_kg_m3)
+    args = (blower_free_flow_m3_s, blower_shutoff_pa, blower_speed_frac, leak_area_m2, rho_kg_m3)
+    key = (fans, node_rack, n_racks, float(blower_free_flow_m3_s), float(blower_shutoff_pa),
+           np.asarray(blower_speed_frac, dtype=float).tobytes(), float(leak_area_m2), float(rho_kg_m3))
+    cache = BalanceCache() if cache is None else cache
+    h = cache.terms_for(fans, node_rack, key, n_racks, args)
+    gr = cache.group_rack
     has_guess = guess_pa is not None
     guess = np.asarray(guess_pa, dtype=float) if has_guess else np.zeros(n_racks)
     p = _solve_c(guess, has_guess, gr, fans.count, h.b, h.head0, h.two_k, h.cap, h.q0b, h.p0b, h.capb,
@@ -308,3 +383,27 @@ def rack_balance_compiled(fans: af.FanGroups, node_rack: np.ndarray, n_racks: in
     _state_c(p, gr, fans.node, n_nodes, fans.count, fans.free_flow_m3_s, fans.shutoff_pa, fans.k_pa_s2_m6, h.s,
              h.q0b, h.p0b, h.capb, float(plenum_pa), af.ORIFICE_CD * leak_area_m2, float(rho_kg_m3), blower, leak, node)
     return af.RackAirflow(chamber_pa=p, blower_m3_s=blower, leak_m3_s=leak, node_m3_s=node)
+
+
+class BoardLimit:
+    """pw.clock_for_board_limit for a room's (G,) GPUs with the Newton bookkeeping compiled and x^3
+    by numpy between the passes: the same clocks, bit for bit. Stops once no clock moves (every
+    further step would repeat the last). Owns its buffers; `clock` returns a new array."""
+
+    def __init__(self, gpu, n_gpus: int) -> None:
+        self.w = (float(pw.gpu_dram_w_per_gb_s(gpu)), float(pw.gpu_memory_w_per_gb_s(gpu)), float(pw.gpu_sm_power_w(gpu)))
+        self.idx = np.empty(n_gpus, dtype=np.int64)
+        self.bo, self.co, self.ro, self.x, self.x3 = (np.empty(n_gpus) for _ in range(5))
+
+    def clock(self, limit_w: np.ndarray, idle_w: np.ndarray, mem_gb_s: np.ndarray, sm_util: np.ndarray) -> np.ndarray:
+        n = _limit_over_c(limit_w, idle_w, mem_gb_s, sm_util, *self.w, self.idx, self.bo, self.co, self.ro)
+        c = np.ones(len(idle_w))
+        if n:
+            x, x3, bo, co, ro = self.x[:n], self.x3[:n], self.bo[:n], self.co[:n], self.ro[:n]
+            x.fill(1.0)
+            for _ in range(pw.LIMIT_NEWTON_STEPS):
+                np.power(x, 3, out=x3)
+                if not _limit_newton_c(bo, co, ro, x, x3, pw.CLOCK_FLOOR):
+                    break
+            c[self.idx[:n]] = x
+        return c
