@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from twin.model import airflow as af
@@ -173,6 +173,7 @@ def _plant(kernels: str):
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
+@example(seed=272)  # all racks without flow: the rack exhaust is the supply air
 def test_the_compiled_heat_step_is_the_numpy_heat_step_bit_for_bit(seed):
     """Three ticks of Plant heat (CPU/GPU temperatures, exhausts, memory clocks, blowers, throttle
     flags) on random inputs: nodes off or without a stream, stopped and full blowers, dies beyond
@@ -184,10 +185,11 @@ def test_the_compiled_heat_step_is_the_numpy_heat_step_bit_for_bit(seed):
     start = {"gpu_temp": rng.uniform(15, 105, g), "gpu_sink": rng.uniform(15, 80, g), "gpu_mem": rng.uniform(15, 125, g),
              "gpu_fan": rng.choice([0.0, 1.0, 0.3], g) * (rng.random(g) < 0.5) + rng.random(g) * 0.5,
              "cpu_temp": rng.uniform(15, 95, n), "rack_exhaust": rng.uniform(18, 50, r)}
+    supply_c = 18.0 + rng.random()  # one draw for both plants (a draw each made a rack with no flow differ)
     for p in plants.values():
         for k, v in start.items():
             getattr(p, k)[:] = v
-        p.supply_c = 18.0 + rng.random()
+        p.supply_c = supply_c
     for _ in range(3):
         on = rng.random(n) < 0.8
         airflow = np.where(rng.random(n) < 0.2, rng.choice([0.0, 1e-10], n), rng.uniform(0.01, 0.2, n))
