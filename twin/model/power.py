@@ -9,6 +9,8 @@ names (``_w`` watts, ``_frac`` 0..1). Sources are in each docstring and in
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from twin.spec.catalogue import GpuSpec, PsuSpec
@@ -18,7 +20,8 @@ from twin.spec.catalogue import GpuSpec, PsuSpec
 # given; np.clip with one bound None is np.minimum / np.maximum instead).
 clip = getattr(getattr(np, "_core", np), "umath", np).clip
 
-def psu_efficiency(load_frac: np.ndarray, psu: PsuSpec, input_v: int = 230) -> np.ndarray:
+def psu_efficiency(load_frac: np.ndarray, psu: PsuSpec, input_v: int = 230,
+                   curve: PsuCurve | None = None) -> np.ndarray:
     """AC->DC efficiency at a fraction of rated output on `input_v` mains (115 or 230 V).
 
     The curve is the supply's 80 PLUS points for that mains voltage (PsuSpec.curve): 230 V EU
@@ -31,30 +34,48 @@ def psu_efficiency(load_frac: np.ndarray, psu: PsuSpec, input_v: int = 230) -> n
     efficiency falls off as 1/(1 + a/x) rather than along a straight line (the standard converter
     loss model, Erickson & Maksimovic, Fundamentals of Power Electronics, ch. 3).
     Source: 80 PLUS requirement points (Titanium 90/94/96/94 %).
+    `curve`: psu_curve(psu, input_v) when the caller holds it (the plant, every tick).
     """
+    c = psu_curve(psu, input_v) if curve is None else curve
+    pts, a, b = c.load_frac, c.fixed_loss, c.prop_loss
     x = np.clip(np.asarray(load_frac, dtype=float), 0.0, None)
+    inside = np.interp(x, pts, c.efficiency)
+    light = np.divide(x, x + a + b * x, out=np.zeros_like(x), where=x > 0)
+    return np.where(x < pts[0], light, inside)
+
+
+@dataclass(frozen=True)
+class PsuCurve:
+    """A supply's efficiency points on one mains voltage and its light-load loss line L(x) = a + b x
+    (x and L as fractions of rated output): what psu_efficiency evaluates, computed once per supply."""
+    load_frac: np.ndarray
+    efficiency: np.ndarray
+    fixed_loss: float   # a
+    prop_loss: float    # b
+
+
+def psu_curve(psu: PsuSpec, input_v: int = 230) -> PsuCurve:
+    """psu_efficiency's curve of `psu` on `input_v` mains (see there for the loss model)."""
     load_points, eff_points = psu.curve(input_v)
     pts = np.asarray(load_points, dtype=float)
     eff = np.asarray(eff_points, dtype=float)
-    inside = np.interp(x, pts, eff)
     loss = pts[:2] * (1.0 / eff[:2] - 1.0)          # losses at the first two points, x rated
     b = (loss[1] - loss[0]) / (pts[1] - pts[0])
     a = loss[0] - b * pts[0]
     if a < 0:  # curve rising too steeply for a fixed loss: purely proportional losses instead
         a, b = 0.0, loss[0] / pts[0]
-    light = np.divide(x, x + a + b * x, out=np.zeros_like(x), where=x > 0)
-    return np.where(x < pts[0], light, inside)
+    return PsuCurve(load_frac=pts, efficiency=eff, fixed_loss=a, prop_loss=b)
 
 
 def wall_power_w(dc_power_w: np.ndarray, psu: PsuSpec, psu_count: int | np.ndarray = 1,
-                 input_v: int = 230) -> np.ndarray:
+                 input_v: int = 230, curve: PsuCurve | None = None) -> np.ndarray:
     """Wall (AC) power drawn to deliver `dc_power_w`, load shared evenly by `psu_count` supplies.
 
     AC = DC / efficiency(DC / rated) on `input_v` mains. A node with zero DC load draws the PSU
     standby power.
     """
     dc = np.asarray(dc_power_w, dtype=float)
-    eff = psu_efficiency(dc / (psu.rated_w * psu_count), psu, input_v)
+    eff = psu_efficiency(dc / (psu.rated_w * psu_count), psu, input_v, curve)
     wall = np.divide(dc, eff, out=np.zeros_like(eff, dtype=float), where=dc > 0)
     return np.where(dc > 0, wall, psu.standby_w * psu_count)
 

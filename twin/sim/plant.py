@@ -119,6 +119,7 @@ class Plant:
         self._board_limit = (plant_kernel.BoardLimit(self.gpu, topo.n_gpus).clock if fast
                              else partial(pw.clock_for_board_limit, gpu=self.gpu))
         self.nic, self.fan = cat.nic(node.nic), cat.fan(node.chassis_fan)
+        self._psu_curve = pw.psu_curve(self.psu, node.input_voltage_v)   # its loss line: once, not per tick
         self.rep_busy_cores = np.array([engines[p].host_busy_cores for p in layout.rep_pool], dtype=float)
         self.core_s_per_token = float(np.mean([e.host_core_s_per_token for e in engines])) if engines else 0.0
         N, G, R = topo.n_nodes, topo.n_gpus, topo.n_racks
@@ -416,7 +417,7 @@ class Plant:
         g_pow = np.where(powered, pw.gpu_board_power_w(idle_w, gb_s, sm_u, clock, gpu), 0.0)
         gpu_node_w = np.bincount(topo.gpu_node, weights=g_pow, minlength=self.N)
         node_dc = parts.dc_w(gpu_node_w)
-        node_wall = pw.wall_power_w(node_dc, self.psu, psus, node.input_voltage_v)
+        node_wall = pw.wall_power_w(node_dc, self.psu, psus, node.input_voltage_v, self._psu_curve)
         # redundant PSUs: the survivors trip when the node asks for more than they are rated for
         overload = np.flatnonzero(on & (self.psu_ok < node.psu_count) & (node_dc > self.psu_ok * self.psu.rated_w))
         # ---- air and heat (_heat_numpy; _heat_compiled the same arithmetic, compiled)
