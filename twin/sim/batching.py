@@ -88,6 +88,9 @@ class ServingStep:
         # pools whose prompts pay a pipeline fill (overlapping stages, pp > 1); the others' is zero
         # tick-independent terms of each GPU-resident pool's decode step (twin.model.replica.decode_constants)
         self._decode = [rp.decode_constants(pl) for pl in layout.plans]
+        # each pool's replicas as a slice where they are contiguous (basic indexing: views, no gathers)
+        self._pool_sel = [slice(int(r[0]), int(r[-1]) + 1) if len(r) and np.all(np.diff(r) == 1) else r
+                          for r in layout.pool_reps]
         self._fill_pools = [p for p, reps in enumerate(layout.pool_reps) if len(reps)
                             and layout.rep_pp_overlap[reps[0]] and layout.rep_pp[reps[0]] > 1]
 
@@ -243,9 +246,9 @@ class ServingStep:
         lay, node = self.lay, self.node
         interval = np.zeros(lay.n_rep)
         for p, pl in enumerate(lay.plans):
-            reps = lay.pool_reps[p]
-            if not len(reps):
+            if not len(lay.pool_reps[p]):
                 continue
+            reps = self._pool_sel[p]
             b = batch[reps]
             split = lay.splits[p]
             if split is not None and self.cpu is not None:   # llama.cpp -ngl: GPU layers, then system memory
