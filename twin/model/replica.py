@@ -115,6 +115,47 @@ def attention_flops(plan: ServingPlan, context_tokens: np.ndarray | float) -> np
     return 4.0 * plan.attention_layers * plan.attn_dim * np.asarray(context_tokens, dtype=float)
 
 
+@dataclass(frozen=True)
+class DecodeConstants:
+    """The terms of decode_step_s that do not change from tick to tick, for one plan (derived once).
+
+    Each is the value decode_step_s would compute inline, grouped as it groups them, so a step
+    evaluated from these is bit-identical to one evaluated from the plan.
+    """
+    pp: int
+    tp: int
+    weights_read_bytes: float
+    active_fraction: float
+    kv_bytes_per_token: float
+    state_bytes_per_seq: float
+    tp_bandwidth_b_s: float        # tp x achieved DRAM bandwidth of one GPU, bytes/s
+    gemm_flop_per_token: float     # 2 x active parameters
+    small_max_tokens: float        # tokens per step up to which the small-batch kernel runs (inf: none)
+    small_gemm_rate_flop_s: float  # the small-batch kernel's rate (llama.cpp MMVQ)
+    gemm_rate_flop_s: float        # the decode kernel's rate above it (MMQ, tensor cores)
+    attn_flop_per_ctx: float       # 4 x attention layers x d_attn
+    attn_rate_flop_s: float
+    ridge_sharpness: float
+    step_overhead_s: float
+
+
+def decode_constants(plan: ServingPlan) -> DecodeConstants:
+    """Tick-independent constants of `plan`'s decode step (twin.model.kernels rates; plan overheads)."""
+    sb = plan.kernel.small_batch
+    large = compute_rate_flop_s(plan.gpu, plan.kernel, "decode")
+    small = large if sb is None else float(decode_gemm_rate_flop_s(plan.gpu, plan.kernel, sb.max_tokens))
+    return DecodeConstants(
+        pp=plan.pp, tp=plan.tp, weights_read_bytes=plan.weights_read_bytes, active_fraction=plan.active_fraction,
+        kv_bytes_per_token=plan.kv_bytes_per_token, state_bytes_per_seq=plan.state_bytes_per_seq,
+        tp_bandwidth_b_s=plan.tp * bandwidth_b_s(plan.gpu, plan.kernel),
+        gemm_flop_per_token=2.0 * plan.active_params,
+        small_max_tokens=math.inf if sb is None else float(sb.max_tokens),
+        small_gemm_rate_flop_s=small,
+        gemm_rate_flop_s=large, attn_flop_per_ctx=4.0 * plan.attention_layers * plan.attn_dim,
+        attn_rate_flop_s=attention_rate_flop_s(plan.gpu), ridge_sharpness=plan.kernel.ridge_sharpness,
+        step_overhead_s=plan.step_overhead_s)
+
+
 def decode_step_s(plan: ServingPlan, batch: np.ndarray | float, kv_tokens: np.ndarray | float, *,
                   clock: np.ndarray | float = 1.0, mem_clock: np.ndarray | float = 1.0,
                   hop_s: np.ndarray | float = 0.0, tp_comm_s: np.ndarray | float = 0.0) -> np.ndarray:
@@ -129,15 +170,28 @@ def decode_step_s(plan: ServingPlan, batch: np.ndarray | float, kv_tokens: np.nd
     """
     n = np.maximum(np.asarray(batch, dtype=float), 1.0)
     micro = np.minimum(plan.pp, n)
-    b = n / micro
+    return decode_step_from(decode_constants(plan), n, micro, n / micro, kv_tokens, clock=clock,
+                            mem_clock=mem_clock, hop_s=hop_s, tp_comm_s=tp_comm_s)
+
+
+def decode_step_from(c: DecodeConstants, n: np.ndarray, micro: np.ndarray, b: np.ndarray,
+                     kv_tokens: np.ndarray | float, *, clock: np.ndarray | float = 1.0,
+                     mem_clock: np.ndarray | float = 1.0, hop_s: np.ndarray | float = 0.0,
+                     tp_comm_s: np.ndarray | float = 0.0) -> np.ndarray:
+    """decode_step_s from precomputed constants and the caller's n = max(batch, 1), micro = min(pp, n)
+    and b = n / micro (the engine needs them for its hop and TP terms too), s. Same float operations
+    in the same order as written out in decode_step_s's docstring."""
     kv = np.asarray(kv_tokens, dtype=float)
-    mem_bytes = (weight_bytes_read(plan.weights_read_bytes, plan.active_fraction, b)
-                 + (kv * plan.kv_bytes_per_token + plan.state_bytes_per_seq * n) / micro)
-    mem_s = mem_bytes / (plan.tp * bandwidth_b_s(plan.gpu, plan.kernel) * np.maximum(mem_clock, 1e-3))
-    comp_s = (2.0 * plan.active_params * b / decode_gemm_rate_flop_s(plan.gpu, plan.kernel, b)
-              + attention_flops(plan, kv / micro) / attention_rate_flop_s(plan.gpu)) \
-        / (plan.tp * np.maximum(clock, 1e-3))
-    return roofline_s(mem_s, comp_s, plan.kernel.ridge_sharpness) + plan.step_overhead_s + hop_s + tp_comm_s
+    # dense: 1 - (1 - 1)^b is exactly 1, so the weights term is the plain byte count
+    w = (c.weights_read_bytes if c.active_fraction == 1.0
+         else weight_bytes_read(c.weights_read_bytes, c.active_fraction, b))
+    mem_bytes = w + (kv * c.kv_bytes_per_token + c.state_bytes_per_seq * n) / micro
+    mem_s = mem_bytes / (c.tp_bandwidth_b_s * np.maximum(mem_clock, 1e-3))
+    rate = (c.gemm_rate_flop_s if c.small_max_tokens == math.inf
+            else np.where(b <= c.small_max_tokens, c.small_gemm_rate_flop_s, c.gemm_rate_flop_s))
+    comp_s = (c.gemm_flop_per_token * b / rate + c.attn_flop_per_ctx * (kv / micro) / c.attn_rate_flop_s) \
+        / (c.tp * np.maximum(clock, 1e-3))
+    return roofline_s(mem_s, comp_s, c.ridge_sharpness) + c.step_overhead_s + hop_s + tp_comm_s
 
 
 def prefill_flops(plan: ServingPlan, prompt_tokens: float, cached_tokens: float = 0.0) -> tuple[float, float]:

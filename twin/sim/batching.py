@@ -86,6 +86,11 @@ class ServingStep:
         self._clock_ext = np.ones(layout.n_gpus + 1)   # GPU clocks + 1.0 for the padding slot of rep_gpus
         self._mem_ext = np.ones(layout.n_gpus + 1)
         # pools whose prompts pay a pipeline fill (overlapping stages, pp > 1); the others' is zero
+        # tick-independent terms of each GPU-resident pool's decode step (twin.model.replica.decode_constants)
+        self._decode = [rp.decode_constants(pl) for pl in layout.plans]
+        # each pool's replicas as a slice where they are contiguous (basic indexing: views, no gathers)
+        self._pool_sel = [slice(int(r[0]), int(r[-1]) + 1) if len(r) and np.all(np.diff(r) == 1) else r
+                          for r in layout.pool_reps]
         self._fill_pools = [p for p, reps in enumerate(layout.pool_reps) if len(reps)
                             and layout.rep_pp_overlap[reps[0]] and layout.rep_pp[reps[0]] > 1]
 
@@ -241,9 +246,9 @@ class ServingStep:
         lay, node = self.lay, self.node
         interval = np.zeros(lay.n_rep)
         for p, pl in enumerate(lay.plans):
-            reps = lay.pool_reps[p]
-            if not len(reps):
+            if not len(lay.pool_reps[p]):
                 continue
+            reps = self._pool_sel[p]
             b = batch[reps]
             split = lay.splits[p]
             if split is not None and self.cpu is not None:   # llama.cpp -ngl: GPU layers, then system memory
@@ -252,12 +257,15 @@ class ServingStep:
                                                             cores=lay.pool_cores[p])
                                   for n, kv, c in zip(b, kv_tok[reps], rep_clock[reps])]
                 continue
+            c = self._decode[p]
             b1 = np.maximum(b, 1.0)
-            micro = np.minimum(pl.pp, b1)
-            tp_s = sv.tp_allreduce_s(b1 / micro, pl.layers, pl.hidden_size, pl.tp,
-                                     node.pcie_p2p_gb_s, node.tp_allreduce_latency_s)
+            micro = np.minimum(c.pp, b1)
+            per_micro = b1 / micro
+            # (at tp 1 tp_allreduce_s is an array of zeros: adding the scalar 0.0 gives the same bits)
+            tp_s = 0.0 if c.tp <= 1 else sv.tp_allreduce_s(per_micro, pl.layers, pl.hidden_size, c.tp,
+                                                           node.pcie_p2p_gb_s, node.tp_allreduce_latency_s)
             hop_s = hop_per_tok_s[reps] * b1 / micro + hop_lat_s[reps]
-            interval[reps] = rp.decode_step_s(pl, b, kv_tok[reps], clock=rep_clock[reps],
-                                              mem_clock=1.0 if rep_mem is None else rep_mem[reps],
-                                              hop_s=hop_s, tp_comm_s=tp_s)
+            interval[reps] = rp.decode_step_from(c, b1, micro, per_micro, kv_tok[reps], clock=rep_clock[reps],
+                                                 mem_clock=1.0 if rep_mem is None else rep_mem[reps],
+                                                 hop_s=hop_s, tp_comm_s=tp_s)
         return interval
