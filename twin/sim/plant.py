@@ -118,6 +118,7 @@ class Plant:
         self.gpu, self.cpu, self.psu = cat.gpu(node.gpu), cat.cpu(node.cpu), cat.psu(node.psu)
         self._board_limit = (plant_kernel.BoardLimit(self.gpu, topo.n_gpus).clock if fast
                              else partial(pw.clock_for_board_limit, gpu=self.gpu))
+        self._work = plant_kernel.replica_gpu_work_compiled if fast else pw.replica_gpu_work
         self.nic, self.fan = cat.nic(node.nic), cat.fan(node.chassis_fan)
         self._psu_curve = pw.psu_curve(self.psu, node.input_voltage_v)   # its loss line: once, not per tick
         self.rep_busy_cores = np.array([engines[p].host_busy_cores for p in layout.rep_pool], dtype=float)
@@ -199,7 +200,7 @@ class Plant:
         for p, pf in enumerate(lay.perf):
             reps = lay.pool_reps[p]
             if len(reps):
-                rep_gb[reps], rep_u[reps] = pw.replica_gpu_work(
+                rep_gb[reps], rep_u[reps] = self._work(
                     pf.weights_bytes, pf.active_fraction, pf.active_params, pf.kv_bytes_per_token,
                     pf.state_bytes_per_seq, pf.n_gpus, pf.pp, pf.decode_tflops, serving.decode_batch[reps],
                     serving.kv_tokens[reps], serving.interval_s[reps], serving.decode_time_frac[reps],

@@ -226,6 +226,35 @@ def _limit_newton(bo, co, ro, x, x3, floor):
     return moved
 
 
+# ------------------------------------------------------------ GPU work of a pool's replicas
+# pw.replica_gpu_work in two compiled passes around the one pow (serving.weight_bytes_read's MoE
+# share touched, (1 - f)^b), which numpy evaluates in between exactly as the numpy path calls it.
+
+def _work_exponent(batch, pp, e):
+    """max(b / m, 1) per replica: b = max(batch, 1) sequences in m = min(pp, b) micro-batches."""
+    for i in range(len(batch)):
+        b = _max(batch[i], 1.0)
+        e[i] = _max(b / _min(pp, b), 1.0)
+
+
+def _work(batch, kv_tokens, interval_s, decode_time_frac, prefill_tok_s, clock, untouched, pp, weights_bytes,
+          kv_bytes_per_token, state_bytes_per_seq, n_gpus, peak_scale, active_params, two_ap, prefill_gpus,
+          chunk, gb_s, util):
+    """pw.replica_gpu_work's DRAM GB/s and SM utilisation from untouched = (1 - f)^max(b / m, 1)."""
+    for i in range(len(batch)):
+        b = _max(batch[i], 1.0)
+        m = _min(pp, b)
+        dec = batch[i] > 0
+        iv = interval_s[i] if dec else 1.0
+        read = m * (weights_bytes * (1.0 - untouched[i])) + kv_tokens[i] * kv_bytes_per_token + b * state_bytes_per_seq
+        frac = decode_time_frac[i] if dec else 0.0
+        peak = peak_scale * _max(clock[i], 1e-3)
+        pre = prefill_tok_s[i]
+        gb_s[i] = frac * read / iv / n_gpus / 1e9 + pre * weights_bytes / n_gpus / chunk / 1e9
+        util[i] = _clip_a(frac * 2.0 * active_params * b / iv / n_gpus / peak + two_ap * pre / prefill_gpus / peak,
+                          0.0, 1.0)
+
+
 # ------------------------------------------------------------ heat: GPU/CPU temperatures, air, fans
 # Plant._heat_numpy's arithmetic as loops over nodes and their GPUs, in the same order, writing
 # into buffers the plant owns. The transcendentals (the heatsink's f^0.8 and the ladder's two
@@ -321,8 +350,10 @@ try:  # numba compiles the loops; without it the numpy solver is the (identical)
     _solve_c, _state_c = _jit(_solve), _jit(_state)
     ladder_rates, heat = _jit(_ladder_rates), _jit(_heat)
     _fan_terms_c, _limit_over_c, _limit_newton_c = _jit(_fan_terms), _jit(_limit_over), _jit(_limit_newton)
+    _work_exponent_c, _work_c = _jit(_work_exponent), _jit(_work)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
     _solve_c = _state_c = ladder_rates = heat = _fan_terms_c = _limit_over_c = _limit_newton_c = None
+    _work_exponent_c = _work_c = None
 
 HAVE_NUMBA = _solve_c is not None
 
@@ -409,3 +440,20 @@ class BoardLimit:
                     break
             c[self.idx[:n]] = x
         return c
+
+
+def replica_gpu_work_compiled(weights_bytes: float, active_fraction: float, active_params: float,
+                              kv_bytes_per_token: float, state_bytes_per_seq: float, n_gpus: int, pp: int,
+                              peak_tflops: float, batch: np.ndarray, kv_tokens: np.ndarray, interval_s: np.ndarray,
+                              decode_time_frac: np.ndarray, prefill_tok_s: np.ndarray, prefill_gpus: int,
+                              prefill_chunk_tokens: float, clock: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pw.replica_gpu_work (same arguments, `clock` an array like `batch`): the same bytes."""
+    f = [np.asarray(x, dtype=float) for x in (batch, kv_tokens, interval_s, decode_time_frac, prefill_tok_s, clock)]
+    e = np.empty(len(f[0]))
+    _work_exponent_c(f[0], float(pp), e)
+    untouched = (1.0 - active_fraction) ** e   # as serving.weight_bytes_read: numpy's pow, same call
+    gb_s, util = np.empty(len(e)), np.empty(len(e))
+    _work_c(*f, untouched, float(pp), float(weights_bytes), float(kv_bytes_per_token), float(state_bytes_per_seq),
+            float(n_gpus), peak_tflops * 1e12, float(active_params), 2.0 * active_params, float(prefill_gpus),
+            float(prefill_chunk_tokens), gb_s, util)
+    return gb_s, util
