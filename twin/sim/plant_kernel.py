@@ -191,10 +191,8 @@ def _state(p, group_rack, group_node, n_nodes, count, free, shutoff, k, s, q0b, 
                                                    af.FAN_OVERRUN_FRAC * free[g] * _max(s[g], 1e-9))
 
 
-# ------------------------------------------------------------ the board power limiter
-# pw.clock_for_board_limit's Newton iteration with its bookkeeping compiled: only x^3 (numpy's pow,
-# whose last bit libm does not always reproduce) is evaluated by numpy between the passes;
-# x^2 is np.square there, x x here.
+# ------------------------------------------------------------ the board power limiter (BoardLimit):
+# only x^3 (numpy's pow) is numpy's, between the passes; x^2 is np.square there, x x here.
 
 def _limit_over(limit, idle, gb_s, sm, w_dram, w_mem, w_sm, idx, bo, co, ro):
     """The GPUs over their limit at full clock, compacted in GPU order (pw's boolean mask): their
@@ -216,8 +214,7 @@ def _limit_newton(bo, co, ro, x, x3, floor):
     further step is the same step: the fixed point is reached)."""
     moved = False
     for i in range(len(x)):
-        xi = x[i]
-        x2 = xi * xi
+        xi, x2 = x[i], x[i] * x[i]
         f = bo[i] * x2 + co[i] * x3[i] - ro[i]
         fp = _max(2.0 * bo[i] * xi + 3.0 * co[i] * x2, 1e-12)
         xn = _clip_a(xi - f / fp, floor, 1.0)
@@ -226,9 +223,7 @@ def _limit_newton(bo, co, ro, x, x3, floor):
     return moved
 
 
-# ------------------------------------------------------------ GPU work of a pool's replicas
-# pw.replica_gpu_work in two compiled passes around the one pow (serving.weight_bytes_read's MoE
-# share touched, (1 - f)^b), which numpy evaluates in between exactly as the numpy path calls it.
+# ------------------------------------------------------------ GPU work (replica_gpu_work_compiled)
 
 def _work_exponent(batch, pp, e):
     """max(b / m, 1) per replica: b = max(batch, 1) sequences in m = min(pp, b) micro-batches."""
@@ -242,17 +237,12 @@ def _work(batch, kv_tokens, interval_s, decode_time_frac, prefill_tok_s, clock, 
           chunk, gb_s, util):
     """pw.replica_gpu_work's DRAM GB/s and SM utilisation from untouched = (1 - f)^max(b / m, 1)."""
     for i in range(len(batch)):
-        b = _max(batch[i], 1.0)
-        m = _min(pp, b)
-        dec = batch[i] > 0
-        iv = interval_s[i] if dec else 1.0
-        read = m * (weights_bytes * (1.0 - untouched[i])) + kv_tokens[i] * kv_bytes_per_token + b * state_bytes_per_seq
-        frac = decode_time_frac[i] if dec else 0.0
+        b, dec, pre = _max(batch[i], 1.0), batch[i] > 0, prefill_tok_s[i]
+        iv, frac = (interval_s[i], decode_time_frac[i]) if dec else (1.0, 0.0)
+        read = _min(pp, b) * (weights_bytes * (1.0 - untouched[i])) + kv_tokens[i] * kv_bytes_per_token + b * state_bytes_per_seq
         peak = peak_scale * _max(clock[i], 1e-3)
-        pre = prefill_tok_s[i]
         gb_s[i] = frac * read / iv / n_gpus / 1e9 + pre * weights_bytes / n_gpus / chunk / 1e9
-        util[i] = _clip_a(frac * 2.0 * active_params * b / iv / n_gpus / peak + two_ap * pre / prefill_gpus / peak,
-                          0.0, 1.0)
+        util[i] = _clip_a(frac * 2.0 * active_params * b / iv / n_gpus / peak + two_ap * pre / prefill_gpus / peak, 0.0, 1.0)
 
 
 # ------------------------------------------------------------ heat: GPU/CPU temperatures, air, fans
@@ -447,12 +437,12 @@ def replica_gpu_work_compiled(weights_bytes: float, active_fraction: float, acti
                               peak_tflops: float, batch: np.ndarray, kv_tokens: np.ndarray, interval_s: np.ndarray,
                               decode_time_frac: np.ndarray, prefill_tok_s: np.ndarray, prefill_gpus: int,
                               prefill_chunk_tokens: float, clock: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """pw.replica_gpu_work (same arguments, `clock` an array like `batch`): the same bytes."""
+    """pw.replica_gpu_work (same arguments, `clock` an array like `batch`): the same bytes. Two
+    compiled passes around the one pow, serving.weight_bytes_read's MoE share (1 - f)^max(b/m, 1)."""
     f = [np.asarray(x, dtype=float) for x in (batch, kv_tokens, interval_s, decode_time_frac, prefill_tok_s, clock)]
-    e = np.empty(len(f[0]))
+    e, gb_s, util = np.empty(len(f[0])), np.empty(len(f[0])), np.empty(len(f[0]))
     _work_exponent_c(f[0], float(pp), e)
     untouched = (1.0 - active_fraction) ** e   # as serving.weight_bytes_read: numpy's pow, same call
-    gb_s, util = np.empty(len(e)), np.empty(len(e))
     _work_c(*f, untouched, float(pp), float(weights_bytes), float(kv_bytes_per_token), float(state_bytes_per_seq),
             float(n_gpus), peak_tflops * 1e12, float(active_params), 2.0 * active_params, float(prefill_gpus),
             float(prefill_chunk_tokens), gb_s, util)
