@@ -1,6 +1,6 @@
 """Compiled (numba) kernels of the plant's hottest loops: the sealed-rack pressure-flow balance
-(with its fan constants cached across ticks, BalanceCache), the heat step, and the board power
-limiter's Newton iteration (BoardLimit).
+(with its fan constants cached across ticks, BalanceCache), the heat step, the board power
+limiter's Newton iteration (BoardLimit) and each pool's GPU work (replica_gpu_work_compiled).
 
 twin.model.airflow.rack_balance solves every rack's chamber pressure with up to ~40 passes of
 ~20 numpy operations over all fan groups; at a tick's scale (hundreds to tens of thousands of
