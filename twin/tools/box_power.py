@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -22,26 +21,13 @@ from twin.model import thermal as th
 from twin.model.node_power import DIMM_ACTIVITY, node_parts_w, node_wall_w
 from twin.model.states import SERVING
 from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
-from twin.spec.catalogue import CpuSpec, EngineSpec, FanSpec, GpuSpec, NicSpec, NodeSpec, PsuSpec
+from twin.spec.catalogue import GpuSpec
+from twin.tools.box import Box
 
 SERVING_DIMM_ACTIVITY = DIMM_ACTIVITY[SERVING]
 PLATEAU_BAND_K = 1.0             # "plateau": within 1 K of the final temperature from then on
 BURN_SM_UTIL = 1.0               # gpu-burn keeps every SM's math pipes busy (large GEMMs)
 BURN_MEMORY_FRAC = 0.10          # estimate: large GEMM tiles reuse operands; ~10 % of DRAM bandwidth
-
-
-class PoweredBox(Protocol):
-    """What the power model needs of a box (twin.tools.predict.Box provides it)."""
-    node: NodeSpec
-    gpu: GpuSpec
-    cpu: CpuSpec
-    psu: PsuSpec
-    nic: NicSpec
-    fan: FanSpec
-    engine: EngineSpec
-
-    @property
-    def replicas(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +37,7 @@ class NodePower:
     wall_w: float
 
 
-def node_power(box: PoweredBox, gpu_w: np.ndarray | float, cpu_util: float, dimm_activity: float,
+def node_power(box: Box, gpu_w: np.ndarray | float, cpu_util: float, dimm_activity: float,
                fan_frac: float) -> NodePower:
     """The node-power composition (twin.model.node_power, as the engine's plant) with every GPU at
     `gpu_w` and the chassis fans at `fan_frac` of full speed; wall through the PSU curve for the
@@ -63,13 +49,13 @@ def node_power(box: PoweredBox, gpu_w: np.ndarray | float, cpu_util: float, dimm
     return NodePower(dc_w=float(parts.dc_w(gpus)), wall_w=node_wall_w(n, parts, gpus, box.psu))
 
 
-def serving_cpu_util(box: PoweredBox, tokens_per_s: float = 0.0) -> float:
+def serving_cpu_util(box: Box, tokens_per_s: float = 0.0) -> float:
     """Host CPU while the engines serve: their busy loops per replica plus per-token host work."""
     return float(pw.host_cpu_util(box.replicas * box.engine.host_busy_cores, tokens_per_s,
                                   box.engine.host_core_s_per_token, box.cpu.cores))
 
 
-def idle_power(box: PoweredBox, loaded: bool = False) -> NodePower:
+def idle_power(box: Box, loaded: bool = False) -> NodePower:
     """Powered on and idle, chassis fans at minimum speed.
 
     Bare (`loaded=False`): GPUs in P8, CPU and DIMMs at idle. Loaded (the engine's WARM state):
@@ -81,12 +67,12 @@ def idle_power(box: PoweredBox, loaded: bool = False) -> NodePower:
     return node_power(box, gpu_w, serving_cpu_util(box) if loaded else 0.0, 0.0, box.fan.min_rpm / box.fan.max_rpm)
 
 
-def peak_power(box: PoweredBox) -> NodePower:
+def peak_power(box: Box) -> NodePower:
     """Every part at its rated maximum at once: GPUs at board power, CPU at TDP, fans at full speed."""
     return node_power(box, box.gpu.board_power_w, 1.0, 1.0, 1.0)
 
 
-def psu_headroom_frac(box: PoweredBox, dc_w: float) -> float:
+def psu_headroom_frac(box: Box, dc_w: float) -> float:
     """Share of the PSUs' combined rating left at a DC load: 1 - dc / (rated * count)."""
     return 1.0 - dc_w / (box.psu.rated_w * box.node.psu_count)
 
@@ -140,7 +126,7 @@ class BurnTest:
         return bool(abs(self.gpu_temp_c[-1].max() - self.gpu_temp_c[-1 - k].max()) < 0.2)
 
 
-def _air(box: PoweredBox, rpm: float, blower: np.ndarray, other_w: float, ambient_c: float) -> tuple[float, float]:
+def _air(box: Box, rpm: float, blower: np.ndarray, other_w: float, ambient_c: float) -> tuple[float, float]:
     """(node airflow m^3/s, GPU intake C): chassis fans + blowers; CPU/platform heat pre-heats the GPUs."""
     n, gpu, fan = box.node, box.gpu, box.fan
     airflow = (n.chassis_fan_count * float(pw.fan_airflow_m3_s(fan.max_airflow_m3_s, rpm, fan.max_rpm))
@@ -148,7 +134,7 @@ def _air(box: PoweredBox, rpm: float, blower: np.ndarray, other_w: float, ambien
     return airflow, ambient_c + float(th.exhaust_c(0.0, n.gpu_preheat_frac * other_w, airflow))
 
 
-def burn_test(box: PoweredBox, ambient_c: float = 25.0, duration_s: float = 1800.0, dt_s: float = 1.0,
+def burn_test(box: Box, ambient_c: float = 25.0, duration_s: float = 1800.0, dt_s: float = 1.0,
               power_cap_w: float | None = None) -> BurnTest:
     """gpu-burn on every GPU in `ambient_c` intake air, starting from the idle box's equilibrium:
     SMs saturated (BURN_SM_UTIL), ~10 % of DRAM bandwidth, one spinning host process per GPU."""
@@ -157,7 +143,7 @@ def burn_test(box: PoweredBox, ambient_c: float = 25.0, duration_s: float = 1800
                      duration_s, dt_s, power_cap_w)
 
 
-def load_test(box: PoweredBox, mem_gb_s: float, sm_util: float, cpu_util: float, ambient_c: float = 25.0,
+def load_test(box: Box, mem_gb_s: float, sm_util: float, cpu_util: float, ambient_c: float = 25.0,
               duration_s: float = 1800.0, dt_s: float = 1.0, power_cap_w: float | None = None) -> BurnTest:
     """A sustained load on every GPU (`mem_gb_s` of DRAM traffic, `sm_util` of the SM math) from the
     idle box's equilibrium, stepped like the engine.
