@@ -23,6 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from doc_paths import paths
+
 from twin.cli.main import app
 from twin.errors import SpecError
 from twin.spec.scenario import FAULT_KINDS, Scenario
@@ -32,18 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_TEXT = (ROOT / "scenarios" / "tiny.yaml").read_text()
 TINY = yaml.safe_load(TINY_TEXT)
 runner = CliRunner()
-
-
-def paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
-    """Every key/index path in a parsed YAML document (containers and leaves)."""
-    out = [prefix] if prefix else []
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            out += paths(v, prefix + (k,))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            out += paths(v, prefix + (i,))
-    return out
 
 
 def parent_of(doc: Any, path: tuple) -> Any:

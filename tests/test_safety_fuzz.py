@@ -25,6 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from doc_paths import paths
+
 from twin.cli.main import app
 from twin.telemetry.schema import TABLES
 from twin.telemetry.write import write_run
@@ -127,17 +129,6 @@ JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floa
                  st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 
 
-def _paths(doc: Any, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix] if prefix else []
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            out += _paths(v, prefix + (k,))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            out += _paths(v, prefix + (i,))
-    return out
-
-
 MUTATIONS = st.one_of(
     st.tuples(st.just("manifest"), st.integers(0, 10**6), JUNK),
     st.tuples(st.just("delete"), st.sampled_from(["manifest.json", "scenario.yaml", ".twin"]
@@ -155,8 +146,8 @@ def _mutate(run: Path, secret: Path, op: str, where: Any, what: Any) -> None:
             man = json.loads((run / "manifest.json").read_text())
         except (OSError, ValueError):
             return
-        paths = _paths(man)
-        path = paths[where % len(paths)]
+        spots = paths(man)
+        path = spots[where % len(spots)]
         node = man
         for k in path[:-1]:
             node = node[k]
