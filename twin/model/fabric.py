@@ -92,11 +92,15 @@ class ClosShape:
         return rack // self.racks_per_pod if self.tiered else 0
 
 
+def _tiers(fabric: "FabricSectionSpec") -> tuple[int, int, int, int]:
+    """(spines, racks_per_pod, super_spines, storage_targets) built: storage only if weights load over it."""
+    return (fabric.spines, fabric.racks_per_pod, fabric.super_spines if fabric.racks_per_pod > 0 else 0,
+            fabric.storage_targets if fabric.load_from == "network" else 0)
+
+
 def shape_of(fabric: "FabricSectionSpec", rack_names: Iterable[str], node_rack: np.ndarray) -> ClosShape:
-    """The shape a scenario's `fabric:` section builds (storage only when weights load over it)."""
-    return ClosShape(tuple(rack_names), np.asarray(node_rack), fabric.spines, fabric.racks_per_pod,
-                     fabric.super_spines if fabric.racks_per_pod > 0 else 0,
-                     fabric.storage_targets if fabric.load_from == "network" else 0)
+    """The shape a scenario's `fabric:` section builds."""
+    return ClosShape(tuple(rack_names), np.asarray(node_rack), *_tiers(fabric))
 
 
 def n_cables(n_nodes: int, n_racks: int, spines: int, racks_per_pod: int = 0, super_spines: int = 0,
@@ -113,11 +117,7 @@ def n_cables(n_nodes: int, n_racks: int, spines: int, racks_per_pod: int = 0, su
 def cable_count(fabric: "FabricSectionSpec", n_nodes: int, n_racks: int) -> int:
     """Cables (rows per sample of the `links` table) of the fabric `fabric` describes on a hall
     of `n_nodes` nodes in `n_racks` racks, without building it; 0 when the fabric is off."""
-    if not fabric.enabled:
-        return 0
-    tiered = fabric.racks_per_pod > 0
-    return n_cables(n_nodes, n_racks, fabric.spines, fabric.racks_per_pod, fabric.super_spines if tiered else 0,
-                    fabric.storage_targets if fabric.load_from == "network" else 0)
+    return n_cables(n_nodes, n_racks, *_tiers(fabric)) if fabric.enabled else 0
 
 
 # ---------------------------------------------------------------- cable ids (the links table's link_id)
