@@ -58,7 +58,7 @@ BYTES_PER_REQUEST = 290.0  # ~20 per-request engine arrays, queues, the requests
 # Once a spooled table (gpus, nodes) would exceed SPILL_ROWS rows, the engine keeps only
 # BLOCK_SAMPLES samples of it in memory and spills the rest to a temporary directory
 # (twin.sim.spool); the Parquet writer then holds one row group of WRITER_ROW_GROUP_ROWS rows
-# (twin.telemetry.write.ROW_GROUP_ROWS; a test keeps them equal). The links table is kept whole.
+# (twin.telemetry.write.ROW_GROUP_ROWS takes it from here). The links table is kept whole.
 SPILL_ROWS = 8_000_000
 BLOCK_SAMPLES = 64
 WRITER_ROW_GROUP_ROWS = 1 << 20

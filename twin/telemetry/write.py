@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from twin.model.resources import WRITER_ROW_GROUP_ROWS
 from twin.sim.result import SimResult
 from twin.sim.sampler import sampling_statement
 from twin.telemetry.atomic import AtomicDir, OutputLock, write_json_atomic
@@ -24,8 +25,8 @@ RUNS_DIR = Path("runs")
 RUN_KIND = "run"  # the marker kind (twin.telemetry.outputs) that --force may replace with a run
 STAGE_KIND = "stage"
 
-
-ROW_GROUP_ROWS = 1 << 20
+# the memory estimate counts one row group of the streamed tables as held: one definition, there
+ROW_GROUP_ROWS = WRITER_ROW_GROUP_ROWS
 
 
 def write_table(table: pa.Table, path: Path) -> None:
