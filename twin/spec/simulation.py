@@ -50,15 +50,23 @@ class SimulationSpec(Section):
         # the tick count first: a denormal dt_s would make sample_s / dt_s infinite below
         if self.duration_s / self.dt_s > 2_000_000:
             raise ValueError("duration_s / dt_s exceeds 2,000,000 ticks; raise dt_s")
-        ratio = self.sample_s / self.dt_s
-        if not math.isfinite(ratio) or abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+        per_sample = _whole_ticks(self.sample_s, self.dt_s)
+        if per_sample is None:
             raise ValueError(f"sample_s ({self.sample_s}) must be a whole multiple of dt_s ({self.dt_s})")
         ticks = int(self.duration_s / self.dt_s + 1e-9)
-        if ticks < round(ratio):  # the engine writes one row per sample_s: none would fit
+        if ticks < per_sample:  # the engine writes one row per sample_s: none would fit
             raise ValueError(f"sample_s ({self.sample_s:g}) exceeds the run's {ticks * self.dt_s:g} s of whole "
                              f"ticks: not one telemetry sample would be written; lower sample_s")
-        _check_table_sampling(self.telemetry, self.dt_s, ticks - ticks % round(ratio))
+        _check_table_sampling(self.telemetry, self.dt_s, ticks - ticks % per_sample)
         return self
+
+
+def _whole_ticks(interval_s: float, dt_s: float) -> int | None:
+    """Ticks in `interval_s` when it is a whole, positive number of them (within 1e-9), else None."""
+    ratio = interval_s / dt_s
+    if not math.isfinite(ratio) or abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+        return None
+    return round(ratio)
 
 
 def _check_table_sampling(tel: TelemetrySpec, dt_s: float, ticks: int) -> None:
@@ -68,10 +76,10 @@ def _check_table_sampling(tel: TelemetrySpec, dt_s: float, ticks: int) -> None:
     for table in SAMPLED_TABLES:
         if (value := getattr(tel, table).sample_s) is None:
             continue
-        ratio = value / dt_s
-        if not math.isfinite(ratio) or abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+        per_row = _whole_ticks(value, dt_s)
+        if per_row is None:
             msg = f"{value:g} s must be a whole multiple of dt_s ({dt_s:g} s)"
-        elif round(ratio) > ticks:
+        elif per_row > ticks:
             msg = f"{value:g} s exceeds the run's {ticks * dt_s:g} s of whole samples: the {table} table would have no row"
         else:
             continue
