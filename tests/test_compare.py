@@ -6,7 +6,6 @@ A: 20 samples of 10 s; B: 64 samples. 12 nodes, node power 200 + 10n + 5k W, fac
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
