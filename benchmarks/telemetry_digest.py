@@ -6,6 +6,7 @@ with --check; a mismatch names the table that moved.
     python benchmarks/telemetry_digest.py --save /tmp/before.json     # on the old code
     python benchmarks/telemetry_digest.py --check /tmp/before.json    # on the new code (exit 1 on a diff)
     python benchmarks/telemetry_digest.py tiny                        # just print
+    python benchmarks/telemetry_digest.py --kernels numpy --check /tmp/before.json   # the fallback path
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from twin.telemetry.write import write_run
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def digests(name: str) -> dict[str, str]:
-    """{table: sha256} of the telemetry `name`.yaml writes (no stage)."""
-    result = simulate(load_scenario(ROOT / "scenarios" / f"{name}.yaml"))
+def digests(name: str, kernels: str = "auto") -> dict[str, str]:
+    """{table: sha256} of the telemetry `name`.yaml writes (no stage), on the `kernels` path."""
+    result = simulate(load_scenario(ROOT / "scenarios" / f"{name}.yaml"), kernels=kernels)
     with tempfile.TemporaryDirectory(prefix="twin-digest-") as tmp:
         run_dir = Path(tmp) / name
         write_run(result, run_dir)
@@ -38,8 +39,10 @@ def main() -> int:
     ap.add_argument("scenarios", nargs="*", default=["tiny", "surge"])
     ap.add_argument("--save", type=Path, help="write the digests to this JSON file")
     ap.add_argument("--check", type=Path, help="compare with digests saved earlier; exit 1 on a difference")
+    ap.add_argument("--kernels", choices=["auto", "numba", "numpy"], default="auto",
+                    help="engine path (twin.sim.engine.simulate): both must give the same bytes")
     args = ap.parse_args()
-    got = {name: digests(name) for name in args.scenarios}
+    got = {name: digests(name, args.kernels) for name in args.scenarios}
     for name, tables in got.items():
         for table, digest in tables.items():
             print(f"{name:>8} {table:<10} {digest[:16]}")
