@@ -36,8 +36,12 @@ def snapshot(sm: Sampler, k: int, temp: float, state: np.ndarray) -> None:
                 rack_recirc_frac=np.array([0.0]), supply_c=20.0, queued=5, in_flight=3, links=None)
 
 
-def test_powers_are_interval_means_and_temperatures_end_of_interval_values():
-    sm = Sampler(layout(), n_samples=2, ticks_per_sample=3, dt_s=0.5)
+KERNELS = pytest.mark.parametrize("kernels", ["numpy", "numba"])  # the compiled rows must mean the same
+
+
+@KERNELS
+def test_powers_are_interval_means_and_temperatures_end_of_interval_values(kernels):
+    sm = Sampler(layout(), n_samples=2, ticks_per_sample=3, dt_s=0.5, kernels=kernels)
     for k, (g, n, f) in enumerate([(100, 400, 1000), (200, 500, 1600), (300, 900, 1000)]):
         tick(sm, g, n, tok_s=1000.0, fac_w=f, throttled=k)
         assert sm.closes_interval(k) == (k == 2)
@@ -62,8 +66,9 @@ def test_powers_are_interval_means_and_temperatures_end_of_interval_values():
     assert sm.throttled_gpu_s == 1.5
 
 
-def test_accumulators_restart_for_each_interval():
-    sm = Sampler(layout(), n_samples=2, ticks_per_sample=2, dt_s=1.0)
+@KERNELS
+def test_accumulators_restart_for_each_interval(kernels):
+    sm = Sampler(layout(), n_samples=2, ticks_per_sample=2, dt_s=1.0, kernels=kernels)
     for k, g in enumerate([100.0, 300.0, 1000.0, 1000.0]):
         tick(sm, g, 10.0, tok_s=0.0, fac_w=1.0)
         if sm.closes_interval(k):

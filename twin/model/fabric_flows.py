@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from twin.model import fabric_kernel as fk
 from twin.model.fabric import GB, build_fabric, ecmp_paths, ecmp_pick, parse_element, reaches_top
 from twin.model.maxmin import max_min_fair_sparse_gb_s
 
@@ -64,11 +65,14 @@ class FabricModel:
     a replica's pipeline hop sees, rep_cross_latency_s (R_rep,) RDMA latency of all its cross-node
     hops, loading_rate_gb_s (N,) network weight-load rate, node_load_gb_s (N,), node_nic_gb_s (N,).
     Failures are counted per element, so two overlapping faults on one element need two restores.
+    `compiled`: the per-tick arithmetic through twin.model.fabric_kernel (the same bytes).
     """
 
     def __init__(self, spec: "FabricSectionSpec", topo: "Topology", nic: "NicSpec", h2d_gb_s: float, dt_s: float,
-                 rep_cross_hops: "tuple[tuple[tuple[int, int], ...], ...]", rep_hidden_bytes: np.ndarray) -> None:
+                 rep_cross_hops: "tuple[tuple[tuple[int, int], ...], ...]", rep_hidden_bytes: np.ndarray,
+                 compiled: bool = False) -> None:
         self.spec = spec
+        self.compiled = compiled and fk.HAVE_NUMBA
         self.fg = build_fabric(topo.rack_names, topo.node_rack, nic.achievable_gb_s, nic.latency_s, spec.spines,
                                spec.oversubscription, spec.switch_latency_s,
                                spec.storage_targets if spec.load_from == "network" else 0, spec.storage_gb_s,
@@ -103,6 +107,7 @@ class FabricModel:
         self.node_nic_gb_s = np.zeros(self.N)
         self._acc_bytes = np.zeros(2 * self.fg.n_links)
         self._acc_flows = np.zeros(self.fg.n_links)
+        self._cable_cap_b = self.cap.reshape(-1, 2)[:, 0] * GB  # bytes/s one direction of a cable carries
         self._version = 0
         self._cache_key: tuple | None = None
         self._cache: _FlowSet | None = None
@@ -231,6 +236,9 @@ class FabricModel:
         fs = self._flow_set(active[self.rep_has_hops[active]], np.asarray(loading_nodes, dtype=np.int64))
         if fs is None:
             return
+        if self.compiled:
+            self._step_compiled(fs, rep_tok_s)
+            return
         rep_rate = rep_tok_s
         ridx = np.where(fs.is_pp, fs.rep, 0)
         demand = np.where(fs.is_pp, rep_rate[ridx] * self.rep_hidden_bytes[ridx] / GB, self.h2d_gb_s)
@@ -257,8 +265,27 @@ class FabricModel:
         # both directions of a cable add up (a buffered `a[idx] += v` would keep only the last)
         np.add.at(self._acc_flows, fs.used // 2, fs.inc_count)
 
+    def _step_compiled(self, fs: _FlowSet, rep_tok_s: np.ndarray) -> None:
+        """`step`'s sharing through twin.model.fabric_kernel; the max-min filling stays numpy."""
+        demand, load = np.empty(fs.rep.size), np.empty(fs.used.size)
+        alloc = demand
+        if not fk.demand_load(fs.is_pp, fs.rep, rep_tok_s, self.rep_hidden_bytes, self.h2d_gb_s, fs.entry_col,
+                              fs.entry_flow, fs.cap, demand, load):
+            alloc = max_min_fair_sparse_gb_s(fs.entry_flow, fs.entry_col, fs.rep.size, fs.cap, demand)
+            fk.link_load(fs.entry_col, fs.entry_flow, alloc, load)
+        fk.apply(fs.cap, load, alloc, fs.entry_col, fs.flow_ptr, fs.elastic, fs.is_pp, fs.rep, fs.node, fs.src_node,
+                 fs.dst_node, fs.used, fs.inc_count, self.dt_s, self.rep_nic_gb_s, self.loading_rate_gb_s,
+                 self.node_load_gb_s, self.node_nic_gb_s, self._acc_bytes, self._acc_flows)
+
     def sample(self, time_s: float, n_ticks: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """Close a telemetry interval of `n_ticks` ticks: (time, bytes, utilisation, mean flows) per cable."""
+        if self.compiled:
+            total_b, util = np.empty(self.fg.n_links), np.empty(self.fg.n_links, np.float32)
+            fk.close_links(self._acc_bytes, self._cable_cap_b, n_ticks * self.dt_s, total_b, util)
+            out = (time_s, total_b, util, np.rint(self._acc_flows / n_ticks))
+            self._acc_bytes[:] = 0.0
+            self._acc_flows[:] = 0.0
+            return out
         by_dir = self._acc_bytes.reshape(-1, 2)
         cap = self.cap.reshape(-1, 2)[:, 0]
         span_s = n_ticks * self.dt_s

@@ -91,7 +91,7 @@ class Engine:
         engines = tuple(cat.engine(p.engine) for p in spec.pools)
         self.plant = Plant(topo, cat, node, spec.facility, lay, engines, self.cap, dt, kernels=self.kernels)
         self.cap.facility_w_at = self.plant.facility_w
-        self.network = Network(spec, lay, topo, node, nic, dt, book, log)
+        self.network = Network(spec, lay, topo, node, nic, dt, book, log, kernels=self.kernels)
         # engine start after the weights (twin.model.coldstart): a unit's first start compiles, later ones
         # load the torch.compile cache
         self.life = Lifecycle(spec, lay, topo, node, tuple(lay.pool_warmup_first_s), env,
@@ -120,7 +120,7 @@ class Engine:
         self.cpu_rep_node = lay.rep_first_node[self.cpu_reps]
         self.cpu_rep_frac = cpu_load[lay.rep_pool][self.cpu_reps]
         self.sampler = Sampler(_sampler_layout(topo, lay, gpu_w), n_samples, ticks_per_sample, dt,
-                               table_ticks={t: sim.table_ticks(t) for t in SAMPLED_TABLES})
+                               table_ticks={t: sim.table_ticks(t) for t in SAMPLED_TABLES}, kernels=self.kernels)
 
     # ------------------------------------------------------------------ processes
     def run(self) -> None:

@@ -28,7 +28,7 @@ FABRIC_FAULTS = ("link_down", "switch_down")
 
 class Network:
     def __init__(self, spec: ScenarioSpec, layout: Layout, topo: Topology, node: NodeSpec, nic: NicSpec,
-                 dt_s: float, book: RequestBook, log: EventLog) -> None:
+                 dt_s: float, book: RequestBook, log: EventLog, kernels: str = "numpy") -> None:
         self.spec, self.lay, self.book, self.log = spec.fabric, layout, book, log
         self.rep_nic_gb_s = np.full(layout.n_rep, nic.achievable_gb_s)
         self.rep_cross_lat_s = layout.rep_hops_cross * (2 * nic.latency_s + spec.fabric.switch_latency_s)
@@ -39,7 +39,7 @@ class Network:
         if spec.fabric.enabled and (layout.rep_hops_cross.any() or spec.fabric.load_from == "network" or faults):
             from twin.model.fabric_flows import FabricModel  # networkx stays behind twin.model.fabric
             self.fabric = FabricModel(spec.fabric, topo, nic, node.pcie_h2d_gb_s, dt_s, layout.rep_cross_hops,
-                                      layout.rep_hidden_bytes)
+                                      layout.rep_hidden_bytes, compiled=kernels == "numba")
             self.rep_cross_lat_s = self.fabric.rep_cross_latency_s
         self.loads_over_network = self.fabric is not None and spec.fabric.load_from == "network"
 

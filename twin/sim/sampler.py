@@ -19,6 +19,7 @@ import numpy as np
 
 from twin.model import serving as sv
 from twin.model.states import IS_LOADED, IS_POWERED, NODE_STATES, SERVING
+from twin.sim import sampler_kernel as sk
 from twin.sim.spool import SampleSpool
 from twin.spec.simulation import SAMPLED_TABLES, SimulationSpec
 
@@ -54,11 +55,13 @@ class Sampler:
     """Interval-mean accumulators and the sampled arrays of the gpus/nodes/racks/facility tables.
 
     `n_samples` x `ticks_per_sample` ticks are sampled; `table_ticks` gives the gpus, nodes and
-    links tables their own ticks per row (default `ticks_per_sample`)."""
+    links tables their own ticks per row (default `ticks_per_sample`). `kernels`: "numba" (the
+    compiled twin.sim.sampler_kernel loops), "numpy" (this module's numpy code), "auto"; the same bytes."""
 
     def __init__(self, layout: SamplerLayout, n_samples: int, ticks_per_sample: int, dt_s: float,
-                 table_ticks: dict[str, int] | None = None) -> None:
+                 table_ticks: dict[str, int] | None = None, kernels: str = "auto") -> None:
         self.lay = layout
+        self.compiled = sk.resolve(kernels) == "numba"
         self.n_samples, self.ticks_per_sample, self.dt_s = n_samples, ticks_per_sample, dt_s
         self.table_ticks = {**{t: ticks_per_sample for t in SAMPLED_TABLES}, **(table_ticks or {})}
         n_ticks = n_samples * ticks_per_sample
@@ -75,27 +78,28 @@ class Sampler:
             "p2p_gb_s", "nic_gb_s", "cpu_power_w", "cpu_temp_c", "cpu_util")}, "state": np.dtype(np.int8),
             "active_requests": np.dtype(np.int32)}, N, self.table_samples["nodes"])
         self.state_counts = np.zeros((S, len(NODE_STATES)), np.int64)  # nodes in each state per sample
-        self.rack = {k: np.zeros((S, R), f32) for k in ("power_w", "inlet_c", "exhaust_c", "airflow_demand_m3_s",
-                                                         "airflow_supply_m3_s", "recirculation_frac")}
-        self.rack["nodes_on"] = np.zeros((S, R), np.int32)
-        self.rack["nodes_serving"] = np.zeros((S, R), np.int32)
-        self.fac = {k: np.zeros(S, np.float64) for k in ("it_power_w", "cooling_power_w", "overhead_power_w",
-                                                          "facility_power_w", "supply_c", "queued", "in_flight")}
+        # columns of one dtype are rows of one array, so that the compiled path writes a row of
+        # them through one view; the dicts name the same memory
+        self._rack32 = np.zeros((6, S, R), f32)
+        self._rack_i32 = np.zeros((2, S, R), np.int32)
+        self.rack = {k: self._rack32[i] for i, k in enumerate((
+            "power_w", "inlet_c", "exhaust_c", "airflow_demand_m3_s", "airflow_supply_m3_s", "recirculation_frac"))}
+        self.rack["nodes_on"], self.rack["nodes_serving"] = self._rack_i32
+        self._fac = np.zeros((7, S), np.float64)
+        self.fac = {k: self._fac[i] for i, k in enumerate((
+            "it_power_w", "cooling_power_w", "overhead_power_w", "facility_power_w", "supply_c", "queued", "in_flight"))}
         # interval-mean accumulators (float64 so that energy integrates exactly), one set per interval
-        self.acc_gpu_w = np.zeros(G)
-        self.acc_util = np.zeros(G)
-        self.acc_node_w = np.zeros(N)
-        self.acc_node_dc = np.zeros(N)
-        self.acc_node_gpu = np.zeros(N)
-        self.acc_p2p = np.zeros(N)
-        self.acc_nic = np.zeros(N)
-        self.acc_cpu_w = np.zeros(N)
-        self.acc_cpu_util = np.zeros(N)
+        self._acc_gpu = np.zeros((2, G))
+        self.acc_gpu_w, self.acc_util = self._acc_gpu
+        # nodes: wall, dc, gpu, p2p, nic, cpu power, cpu util, and the racks' own wall-power sum
+        self._acc_node = np.zeros((8, N))
+        (self.acc_node_w, self.acc_node_dc, self.acc_node_gpu, self.acc_p2p, self.acc_nic, self.acc_cpu_w,
+         self.acc_cpu_util) = self._acc_node[:7]
         self.acc_fac = np.zeros(4)
         # rack power is the mean of node wall power over the racks' interval: the node accumulator
         # itself when the two intervals agree, its own otherwise
         self._own_rack_acc = self.table_ticks["nodes"] != ticks_per_sample
-        self.acc_rack_node_w = np.zeros(N) if self._own_rack_acc else self.acc_node_w
+        self.acc_rack_node_w = self._acc_node[7] if self._own_rack_acc else self.acc_node_w
         self._gpu_accs = (self.acc_gpu_w, self.acc_util)
         self._node_accs = (self.acc_node_w, self.acc_node_dc, self.acc_node_gpu, self.acc_p2p, self.acc_nic,
                            self.acc_cpu_w, self.acc_cpu_util)
@@ -103,6 +107,13 @@ class Sampler:
         self.peak_gpu_temp_c: float | None = None  # over the racks' sample instants (the summary's peak)
         self.links: list[tuple] = []
         self._gpu_has_rep = layout.gpu_rep >= 0  # static: computed once, not per GPU row
+        # the compiled path's scratch and static inputs, allocated once
+        self._tmp_n = np.zeros((4, max(N, R)))
+        self._tmp_g = np.zeros(G)
+        self._zeros_n, self._zeros_g = np.zeros(N), np.zeros(G)
+        self._fac_tick = np.zeros(4)
+        self._fac_mean = np.zeros(4)
+        self._with_mem = bool(self.n_rep and len(layout.gpair_rep))
 
     def per_node(self, pair_values: np.ndarray) -> np.ndarray:
         """Sum values given per (replica, node) pair onto nodes."""
@@ -126,6 +137,18 @@ class Sampler:
                    node_cpu_w: np.ndarray | float = 0.0, node_cpu_util: np.ndarray | float = 0.0) -> None:
         """Add one tick's readings to the interval means."""
         lay = self.lay
+        if self.compiled:
+            fac = self._fac_tick
+            fac[0], fac[1], fac[2], fac[3] = it_w, cooling_w, overhead_w, facility_w
+            has_load = node_load_gb_s is not None
+            hot = sk.accumulate(self._acc_gpu, gpu_power_w, gpu_util, self._acc_node, self._own_rack_acc, node_wall_w,
+                                node_dc_w, node_gpu_w, self._per_node_array(node_cpu_w),
+                                self._per_node_array(node_cpu_util), rep_tokens_s, rep_prefill_tok_s,
+                                node_load_gb_s if has_load else self._zeros_n, has_load, lay.rep_hidden_bytes,
+                                lay.rep_hops_intra, lay.rep_hops_cross, lay.rep_n_nodes, lay.pair_rep, lay.pair_node,
+                                self._tmp_n, self.acc_fac, fac, gpu_throttled)
+            self.throttled_gpu_s += float(hot) * self.dt_s
+            return
         self.acc_cpu_w += node_cpu_w
         self.acc_cpu_util += node_cpu_util
         self.acc_gpu_w += gpu_power_w
@@ -162,6 +185,12 @@ class Sampler:
         lay = self.lay
         n_done = k + 1
         tt = self.table_ticks
+        if self.compiled:
+            self._snapshot_compiled(n_done, gpu_temp_c, gpu_clock, gpu_fan_frac, gpu_throttled, node_state,
+                                    rep_kv_reserved_b, rep_inflight, node_inlet_c, node_exhaust_c, node_fan_rpm,
+                                    node_airflow_m3_s, rack_exhaust_c, rack_demand_m3_s, rack_supply_m3_s,
+                                    rack_recirc_frac, supply_c, queued, in_flight, links, node_cpu_temp_c, gpu_extra_b)
+            return
         if n_done % tt["gpus"] == 0:
             n = tt["gpus"]
             if self.n_rep and len(lay.gpair_rep):  # every tenant of a shared GPU adds its weights and KV
@@ -197,6 +226,51 @@ class Sampler:
         if n_done % tt["nodes"] == 0:
             for a in self._node_accs:
                 a[:] = 0.0
+
+    def _per_node_array(self, x: np.ndarray | float) -> np.ndarray:
+        return x if isinstance(x, np.ndarray) else self._zeros_n + x
+
+    def _snapshot_compiled(self, n_done: int, gpu_temp_c, gpu_clock, gpu_fan_frac, gpu_throttled, node_state,
+                           rep_kv_reserved_b, rep_inflight, node_inlet_c, node_exhaust_c, node_fan_rpm,
+                           node_airflow_m3_s, rack_exhaust_c, rack_demand_m3_s, rack_supply_m3_s, rack_recirc_frac,
+                           supply_c, queued, in_flight, links, node_cpu_temp_c, gpu_extra_b) -> None:
+        """`snapshot` through the compiled rows (twin.sim.sampler_kernel): the same values, written in place."""
+        lay, tt = self.lay, self.table_ticks
+        if n_done % tt["gpus"] == 0:
+            sp = self.gpu
+            extra = gpu_extra_b if isinstance(gpu_extra_b, np.ndarray) else self._zeros_g + gpu_extra_b
+            sk.gpu_row(sp.row(np.float32), sp.row(np.bool_), self._acc_gpu, tt["gpus"], gpu_temp_c, gpu_clock,
+                       gpu_fan_frac, gpu_throttled, node_state, lay.gpu_node, self._gpu_has_rep, IS_LOADED,
+                       self._with_mem, lay.rep_weights_per_gpu_b, rep_kv_reserved_b, lay.rep_n_gpus, lay.gpair_rep,
+                       lay.gpair_gpu, extra, self._tmp_g)
+            sp.commit()
+        if n_done % tt["nodes"] == 0:
+            sp = self.node
+            sk.node_row(sp.row(np.float32), sp.row(np.int8), sp.row(np.int32), self._acc_node, tt["nodes"],
+                        node_inlet_c, node_exhaust_c, node_fan_rpm, node_airflow_m3_s, gpu_temp_c, lay.gpus_per_node,
+                        self._per_node_array(node_cpu_temp_c), node_state, self.n_rep > 0, rep_inflight,
+                        lay.pair_rep, lay.pair_node, self._tmp_n[0])
+            sp.commit()
+        if n_done % self.ticks_per_sample == 0:
+            s, fc = n_done // self.ticks_per_sample - 1, self._fac
+            peak = sk.base_row(self._rack32[:, s], self._rack_i32[:, s], self.state_counts[s], self._fac_mean,
+                               self.acc_rack_node_w, self.acc_fac, self.ticks_per_sample, node_state, lay.node_rack,
+                               lay.nodes_per_rack, node_inlet_c, rack_exhaust_c, rack_demand_m3_s, rack_supply_m3_s,
+                               rack_recirc_frac, IS_POWERED, SERVING, self._tmp_n, gpu_temp_c)
+            if self.G:  # the float32 the gpus table would hold, whatever its own interval
+                peak = float(np.float32(peak))
+                self.peak_gpu_temp_c = peak if self.peak_gpu_temp_c is None else max(self.peak_gpu_temp_c, peak)
+            fc[:4, s] = self._fac_mean
+            fc[4, s], fc[5, s], fc[6, s] = supply_c, queued, in_flight
+            self.acc_fac[:] = 0.0
+            if self._own_rack_acc:
+                self.acc_rack_node_w[:] = 0.0
+        if links is not None:
+            self.links.append(links)
+        if n_done % tt["gpus"] == 0:
+            self._acc_gpu[:] = 0.0
+        if n_done % tt["nodes"] == 0:
+            self._acc_node[:7] = 0.0
 
     def _base_row(self, s: int, gpu_temp_c: np.ndarray, node_state: np.ndarray, node_inlet_c: np.ndarray,
                   rack_exhaust_c: np.ndarray, rack_demand_m3_s: np.ndarray, rack_supply_m3_s: np.ndarray,

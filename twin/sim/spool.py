@@ -30,7 +30,14 @@ class SampleSpool:
         spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
         block = BLOCK_SAMPLES if block_samples is None else block_samples
         self.block_samples = block if n_samples * width > spill_rows else max(n_samples, 1)
-        self._buf = {k: np.zeros((self.block_samples, width), dt) for k, dt in dtypes.items()}
+        # columns of one dtype share one (columns, block, width) buffer, so that a compiled sampler
+        # writes a whole row of them through one view (`row`); `_buf[name]` is that column's slice
+        self.groups: dict[np.dtype, tuple[str, ...]] = {}
+        for k, dt in dtypes.items():
+            self.groups[np.dtype(dt)] = (*self.groups.get(np.dtype(dt), ()), k)
+        self._stacks = {dt: np.zeros((len(names), self.block_samples, width), dt) for dt, names in self.groups.items()}
+        self._buf = {k: self._stacks[np.dtype(dt)][self.groups[np.dtype(dt)].index(k)]
+                     for k, dt in dtypes.items()}  # in the columns' order (the tables' column order)
         self._in_buf = 0
         self._spilled: list[int] = []  # sample count of each block on disk
         self._dir: Path | None = None
@@ -40,6 +47,16 @@ class SampleSpool:
         j = self._in_buf
         for k, v in row.items():
             self._buf[k][j] = v
+        self.commit()
+
+    def row(self, dtype: np.dtype) -> np.ndarray:
+        """(columns of `dtype` in `groups` order, width) view of the next sample row, to fill in place;
+        `commit()` then appends it."""
+        return self._stacks[np.dtype(dtype)][:, self._in_buf]
+
+    def commit(self) -> None:
+        """The next sample row has been written (by `append` or through `row`): keep it."""
+        j = self._in_buf
         for k in self.track_max:
             if self.width:
                 self.max[k] = max(self.max.get(k, -np.inf), float(self._buf[k][j].max()))
