@@ -133,12 +133,20 @@ class Engine:
         env.run(until=self.horizon_s)
 
     def _ticker(self) -> Generator:
+        env, dt, n_ticks = self.env, self.dt, self.n_ticks
         t0 = time.perf_counter()
-        for k in range(self.n_ticks):
+        for k in range(n_ticks):
             self._tick(k)
-            if self.progress and (k % 60 == 0 or k == self.n_ticks - 1):
-                self.progress((k + 1) / self.n_ticks, {"t_s": (k + 1) * self.dt, "wall_s": time.perf_counter() - t0})
-            yield self.env.timeout(self.dt)
+            if self.progress and (k % 60 == 0 or k == n_ticks - 1):
+                self.progress((k + 1) / n_ticks, {"t_s": (k + 1) * dt, "wall_s": time.perf_counter() - t0})
+            nxt = env.now + dt  # the time SimPy's Timeout(dt) would be popped at (now + delay)
+            if k + 1 < n_ticks and env.peek() > nxt:
+                # nothing else is due up to and including the next tick: the timeout would be the
+                # next event popped and this generator resumed at once, with no other process in
+                # between; advance the clock as that pop would (SimPy keeps it in Environment._now)
+                env._now = nxt
+                continue
+            yield env.timeout(dt)
 
     def _tick(self, k: int) -> None:
         t0 = k * self.dt

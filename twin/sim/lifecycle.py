@@ -56,6 +56,14 @@ class Lifecycle:
         self.rep_lost = np.zeros(layout.n_rep, dtype=bool)
         self.replacing: list[deque] = [deque() for _ in spec.pools]  # lost units awaiting a replacement
         self.on_unit_lost: Callable[[], None] = lambda: None  # the autoscaler reacts at once (set by the engine)
+        # static maps follow_traffic reads each tick: node -> unit (0 where none, masked by _has_unit)
+        # and each unit's nodes flat, so per-unit "all nodes ..." tests are one bincount
+        self._has_unit = topo.node_unit >= 0
+        self._node_unit0 = np.where(self._has_unit, topo.node_unit, 0)
+        self._flat_unit = np.repeat(np.arange(U), [len(n) for n in layout.unit_nodes]).astype(np.int64)
+        self._flat_node = (np.concatenate([np.asarray(n, dtype=np.int64) for n in layout.unit_nodes]) if U
+                           else np.zeros(0, np.int64))
+        self._unit_size = np.bincount(self._flat_unit, minlength=U)
 
     # ---------------------------------------------------------------- the state machine
     def set_state(self, nd: int, new: int) -> None:
@@ -265,24 +273,34 @@ class Lifecycle:
         """SERVING <-> WARM follows traffic; drained units power down once empty; repaired units return.
         A unit pinned by a training job (`unit_pinned`) counts as busy."""
         lay, topo, st = self.lay, self.topo, self.state
-        u_busy = self.unit_pinned | (np.bincount(lay.rep_unit, weights=rep_inflight > 0, minlength=lay.n_units) > 0)
-        node_busy = np.zeros(topo.n_nodes, dtype=bool)
-        has_unit = topo.node_unit >= 0
-        node_busy[has_unit] = u_busy[topo.node_unit[has_unit]]
-        for nd in np.flatnonzero((st == WARM) & node_busy):
+        u_busy = self.unit_pinned.copy()
+        u_busy[lay.rep_unit[(rep_inflight > 0).nonzero()[0]]] = True
+        node_busy = u_busy[self._node_unit0] & self._has_unit if lay.n_units else np.zeros(topo.n_nodes, bool)
+        # node by node in id order within each kind of change: the event log's order
+        for nd in ((st == WARM) & node_busy).nonzero()[0]:
             self.set_state(int(nd), SERVING)
-        for nd in np.flatnonzero((st == SERVING) & ~node_busy):
+        for nd in ((st == SERVING) & ~node_busy).nonzero()[0]:
             self.set_state(int(nd), WARM)
-        for nd in np.flatnonzero((st == DRAINING) & ~node_busy):
+        for nd in ((st == DRAINING) & ~node_busy).nonzero()[0]:
             u = topo.node_unit[nd]
             if self.spec.scheduler.power_off_idle or self.unit_failed[u]:
                 self.set_state(int(nd), OFF)
             else:
                 self.set_state(int(nd), WARM)
-        for u in np.flatnonzero(self.unit_draining | self.unit_failed):
-            nodes = lay.unit_nodes[u]
-            if self.unit_failed[u] and all(st[x] == OFF for x in nodes) and not self.rep_lost[lay.unit_reps[u]].any():
-                self.unit_failed[u] = False  # repaired (or only collateral): the scheduler may ignite it again
-            if all(st[x] in (OFF, FAILED, WARM) for x in nodes) and not u_busy[u] and self.unit_draining[u]:
-                self.unit_draining[u] = False
-                self.unit_ready[u] = bool(all(st[x] == WARM for x in nodes))
+        cand = self.unit_draining | self.unit_failed
+        if not cand.any():
+            return
+        # a unit's decisions read only its own flags and its nodes' states (set above), so every
+        # candidate unit is decided at once
+        s_flat = st[self._flat_node]
+        U = lay.n_units
+
+        def every(ok: np.ndarray) -> np.ndarray:  # (U,) True where ok holds on all of the unit's nodes
+            return np.bincount(self._flat_unit, weights=ok, minlength=U) == self._unit_size
+
+        lost_any = np.bincount(lay.rep_unit, weights=self.rep_lost, minlength=U) > 0
+        back = cand & self.unit_failed & every(s_flat == OFF) & ~lost_any
+        self.unit_failed[back] = False  # repaired (or only collateral): the scheduler may ignite it again
+        done = cand & every((s_flat == OFF) | (s_flat == FAILED) | (s_flat == WARM)) & ~u_busy & self.unit_draining
+        self.unit_draining[done] = False
+        self.unit_ready[done] = every(s_flat == WARM)[done]

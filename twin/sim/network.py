@@ -42,13 +42,14 @@ class Network:
                                       layout.rep_hidden_bytes, compiled=kernels == "numba")
             self.rep_cross_lat_s = self.fabric.rep_cross_latency_s
         self.loads_over_network = self.fabric is not None and spec.fabric.load_from == "network"
+        self._none = np.zeros(0, np.int64)  # no replicas / nodes: an empty index, made once
 
     def step(self, state: np.ndarray, rep_inflight: np.ndarray, last: ServingOutputs) -> None:
         """This tick's flows: pipelines of replicas with requests, nodes loading over the network."""
         if self.fabric is None:
             return
-        loading = np.flatnonzero(state == LOADING) if self.loads_over_network else np.zeros(0, int)
-        active = np.flatnonzero(rep_inflight > 0) if self.lay.n_rep else np.zeros(0, int)
+        loading = (state == LOADING).nonzero()[0] if self.loads_over_network else self._none
+        active = (rep_inflight > 0).nonzero()[0] if self.lay.n_rep else self._none
         self.fabric.step(active, loading, last.tokens_s + last.prefill_tok_s)
         self.rep_nic_gb_s = self.fabric.rep_nic_gb_s
 
