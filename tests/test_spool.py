@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +54,34 @@ def test_spilled_energy_is_the_same_running_sum(monkeypatch):
     monkeypatch.setattr(spool, "SPILL_ROWS", 0)
     monkeypatch.setattr(spool, "BLOCK_SAMPLES", 7)
     assert simulate(load_scenario(TINY)).columns["nodes"]["energy_j"].tobytes() == whole.tobytes()
+
+
+def test_spilled_blocks_are_written_behind_the_simulation_with_bounded_memory(monkeypatch):
+    real, written = spool._save_block, []
+
+    def slow_disk(directory, b, block):
+        time.sleep(0.005)  # a disk slower than the appends: the backlog must stay bounded
+        written.append(b)
+        real(directory, b, block)
+
+    monkeypatch.setattr(spool, "_save_block", slow_disk)
+    sp = SampleSpool({"x": np.dtype(np.float32), "n": np.dtype(np.int32)}, width=3, n_samples=40, block_samples=4,
+                     spill_rows=0)
+    for s in range(40):
+        sp.append(x=np.array([s, s + 0.25, -s]), n=np.full(3, s))
+        assert len(sp._pending) <= spool.MAX_PENDING
+    # the reader waits for the writer: every block, in order, each a copy of what was appended
+    assert sp.column("x")[:, 1].tolist() == [s + 0.25 for s in range(40)]
+    assert sp.column("n")[:, 0].tolist() == list(range(40)) and written == list(range(10))
+
+
+def test_a_failed_spill_write_is_raised_to_the_reader(monkeypatch):
+    def full_disk(directory, b, block):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool, "_save_block", full_disk)
+    sp = SampleSpool({"x": np.dtype(np.float32)}, width=2, n_samples=8, block_samples=2, spill_rows=0)
+    with pytest.raises(OSError, match="No space"):
+        for s in range(8):
+            sp.append(x=np.zeros(2))
+        list(sp.blocks())

@@ -3,7 +3,9 @@
 The sampler appends one sample (one array per column, a value per GPU) at a time; samples are
 kept in blocks of `block_samples`, and once the run's table would exceed `spill_rows` rows a
 full block is written to a private temporary directory (raw .npy, one file per column) and
-dropped from memory. Readers iterate `blocks()` (what the Parquet writer streams into row
+dropped from memory. The writes run on one background thread (file writes release the GIL, so
+the disk works while the simulation goes on; a 24-hour 160-node day spills ~1.8 GB); at most
+MAX_PENDING blocks wait for it, and readers wait for all of them. Readers iterate `blocks()` (what the Parquet writer streams into row
 groups) or read one column whole (`column`, for small runs and tests). The directory is the
 spool's own and is removed when the spool is garbage-collected or the interpreter exits.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -19,6 +22,18 @@ import numpy as np
 
 # tables up to ~200 MB stay in memory (up to the 160-node hall); the memory estimate counts the same
 from twin.model.resources import BLOCK_SAMPLES, SPILL_ROWS
+
+MAX_PENDING = 2  # spilled blocks (copies) waiting for the writer: bounds the extra memory to 2 blocks
+
+
+def _save_block(directory: Path, b: int, block: dict[str, np.ndarray]) -> None:
+    for k, a in block.items():
+        np.save(directory / f"{b:06d}_{k}.npy", a)
+
+
+def _remove(writer: ThreadPoolExecutor, directory: Path) -> None:
+    writer.shutdown(wait=True)  # no write may land after the directory is gone
+    shutil.rmtree(directory, True)
 
 
 class SampleSpool:
@@ -41,6 +56,8 @@ class SampleSpool:
         self._in_buf = 0
         self._spilled: list[int] = []  # sample count of each block on disk
         self._dir: Path | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
         self.max: dict[str, float] = {}  # running maximum of the track_max columns (for the summary)
 
     def append(self, **row: np.ndarray) -> None:
@@ -67,12 +84,21 @@ class SampleSpool:
     def _spill(self) -> None:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="twin-spool-"))
-            weakref.finalize(self, shutil.rmtree, self._dir, True)
-        b = len(self._spilled)
-        for k, a in self._buf.items():
-            np.save(self._dir / f"{b:06d}_{k}.npy", a[:self._in_buf])
-        self._spilled.append(self._in_buf)
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-spool")
+            weakref.finalize(self, _remove, self._writer, self._dir)
+        while len(self._pending) >= MAX_PENDING:  # the disk is behind: wait for the oldest block
+            self._pending.pop(0).result()
+        b, n = len(self._spilled), self._in_buf
+        # the buffer is refilled at once: the writer gets a copy of the block
+        block = {k: a[:n].copy() for k, a in self._buf.items()}
+        self._pending.append(self._writer.submit(_save_block, self._dir, b, block))
+        self._spilled.append(n)
         self._in_buf = 0
+
+    def _flush(self) -> None:
+        """Wait until every spilled block is on disk (a write error is raised here)."""
+        while self._pending:
+            self._pending.pop(0).result()
 
     @property
     def samples(self) -> int:
@@ -80,6 +106,7 @@ class SampleSpool:
 
     def blocks(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """(first sample index, {column: (samples_in_block, width)}) in order."""
+        self._flush()
         first = 0
         for b, n in enumerate(self._spilled):
             yield first, {k: np.load(self._dir / f"{b:06d}_{k}.npy") for k in self.dtypes}
