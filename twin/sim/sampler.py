@@ -77,15 +77,15 @@ class Sampler:
             "power_w", "dc_power_w", "inlet_c", "exhaust_c", "fan_rpm", "airflow_m3_s", "gpu_temp_max_c", "gpu_power_w",
             "p2p_gb_s", "nic_gb_s", "cpu_power_w", "cpu_temp_c", "cpu_util")}, "state": np.dtype(np.int8),
             "active_requests": np.dtype(np.int32)}, N, self.table_samples["nodes"])
-        self.state_counts = np.zeros((S, len(NODE_STATES)), np.int64)  # nodes in each state per sample
+        self.state_counts = np.full((S, len(NODE_STATES)), 0, np.int64)  # nodes in each state per sample
         # columns of one dtype are rows of one array, so that the compiled path writes a row of
         # them through one view; the dicts name the same memory
-        self._rack32 = np.zeros((6, S, R), f32)
-        self._rack_i32 = np.zeros((2, S, R), np.int32)
+        self._rack32 = np.full((6, S, R), 0, f32)  # pages written now, not faulted in row by row (spool)
+        self._rack_i32 = np.full((2, S, R), 0, np.int32)
         self.rack = {k: self._rack32[i] for i, k in enumerate((
             "power_w", "inlet_c", "exhaust_c", "airflow_demand_m3_s", "airflow_supply_m3_s", "recirculation_frac"))}
         self.rack["nodes_on"], self.rack["nodes_serving"] = self._rack_i32
-        self._fac = np.zeros((7, S), np.float64)
+        self._fac = np.full((7, S), 0, np.float64)
         self.fac = {k: self._fac[i] for i, k in enumerate((
             "it_power_w", "cooling_power_w", "overhead_power_w", "facility_power_w", "supply_c", "queued", "in_flight"))}
         # interval-mean accumulators (float64 so that energy integrates exactly), one set per interval
