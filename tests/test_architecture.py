@@ -31,8 +31,9 @@ HOMES = {
     "duckdb": ("twin.telemetry.sql",), "matplotlib": ("twin.tools.plots",),
     "dask": ("twin.tools.sweep",), "distributed": ("twin.tools.sweep",),
     # compiled kernels with a numpy fallback (tests/test_kernels.py, tests/test_plant_kernel.py,
-    # tests/test_sampler_kernel.py, tests/test_fabric_kernel.py)
-    "numba": ("twin.sim.router", "twin.sim.plant_kernel", "twin.sim.sampler_kernel", "twin.model.fabric_kernel"),
+    # tests/test_sampler_kernel.py, tests/test_fabric_kernel.py, tests/test_lifecycle_kernel.py)
+    "numba": ("twin.sim.router", "twin.sim.plant_kernel", "twin.sim.sampler_kernel", "twin.model.fabric_kernel",
+              "twin.sim.lifecycle_kernel"),
 }
 
 

@@ -96,7 +96,7 @@ class Engine:
         # load the torch.compile cache
         self.life = Lifecycle(spec, lay, topo, node, tuple(lay.pool_warmup_first_s), env,
                               np.random.default_rng(s_boot), book, self.plant, log, dt,
-                              warmup_cached_s=tuple(lay.pool_warmup_cached_s))
+                              warmup_cached_s=tuple(lay.pool_warmup_cached_s), kernels=self.kernels)
         unit_peak_w = np.array([len(n) for n in lay.unit_nodes], dtype=float) * peak_w
         self.autoscaler = Autoscaler(spec, lay, topo, env, self.life, book, self.plant, self.network.unit_cut,
                                      unit_peak_w, self.cap.allows_ignition)

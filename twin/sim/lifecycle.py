@@ -20,6 +20,7 @@ import numpy as np
 import simpy
 
 from twin.model.states import BOOTING, DRAINING, FAILED, LEGAL, LOADING, NODE_STATES, OFF, POWERING_ON, SERVING, WARM
+from twin.sim import lifecycle_kernel as lk
 from twin.sim.events import EventLog, Kind
 from twin.sim.layout import Layout
 from twin.sim.plant import Plant
@@ -35,8 +36,9 @@ class Lifecycle:
     def __init__(self, spec: ScenarioSpec, layout: Layout, topo: Topology, node: NodeSpec,
                  warmup_s: tuple[float, ...], env: simpy.Environment, boot_rng: np.random.Generator,
                  book: RequestBook, plant: Plant, log: EventLog, dt_s: float,
-                 warmup_cached_s: tuple[float, ...] | None = None) -> None:
+                 warmup_cached_s: tuple[float, ...] | None = None, kernels: str = "numpy") -> None:
         self.spec, self.lay, self.topo, self.node = spec, layout, topo, node
+        self._compiled = kernels == "numba" and lk.HAVE_NUMBA  # follow_traffic's test (twin.sim.lifecycle_kernel)
         self.warmup_s = warmup_s                     # per pool: the engine's warm-up after loading, first start
         self.warmup_cached_s = warmup_s if warmup_cached_s is None else warmup_cached_s  # with compile caches
         self.env, self.boot_rng, self.book, self.plant, self.log, self.dt = env, boot_rng, book, plant, log, dt_s
@@ -64,6 +66,7 @@ class Lifecycle:
         self._flat_node = (np.concatenate([np.asarray(n, dtype=np.int64) for n in layout.unit_nodes]) if U
                            else np.zeros(0, np.int64))
         self._unit_size = np.bincount(self._flat_unit, minlength=U)
+        self._u_busy, self._kinds = np.zeros(U, dtype=bool), np.zeros(N, dtype=np.int8)  # the kernel's scratch
 
     # ---------------------------------------------------------------- the state machine
     def set_state(self, nd: int, new: int) -> None:
@@ -273,15 +276,26 @@ class Lifecycle:
         """SERVING <-> WARM follows traffic; drained units power down once empty; repaired units return.
         A unit pinned by a training job (`unit_pinned`) counts as busy."""
         lay, topo, st = self.lay, self.topo, self.state
-        u_busy = self.unit_pinned.copy()
-        u_busy[lay.rep_unit[(rep_inflight > 0).nonzero()[0]]] = True
-        node_busy = u_busy[self._node_unit0] & self._has_unit if lay.n_units else np.zeros(topo.n_nodes, bool)
-        # node by node in id order within each kind of change: the event log's order
-        for nd in ((st == WARM) & node_busy).nonzero()[0]:
+        # node by node in id order within each kind of change (the event log's order); a change of
+        # one kind never makes a node match a later kind, so all three can be found first
+        if self._compiled:
+            u_busy, kinds = self._u_busy, self._kinds
+            changes = lk.follow(self.unit_pinned, lay.rep_unit, rep_inflight, topo.node_unit, st, WARM, SERVING,
+                                DRAINING, u_busy, kinds)
+            to_serving, to_warm, drained = ((kinds == k).nonzero()[0] for k in (lk.TO_SERVING, lk.TO_WARM,
+                                                                               lk.DRAINED)) if changes else ((),) * 3
+        else:
+            u_busy = self.unit_pinned.copy()
+            u_busy[lay.rep_unit[(rep_inflight > 0).nonzero()[0]]] = True
+            node_busy = u_busy[self._node_unit0] & self._has_unit if lay.n_units else np.zeros(topo.n_nodes, bool)
+            to_serving = ((st == WARM) & node_busy).nonzero()[0]
+            to_warm = ((st == SERVING) & ~node_busy).nonzero()[0]
+            drained = ((st == DRAINING) & ~node_busy).nonzero()[0]
+        for nd in to_serving:
             self.set_state(int(nd), SERVING)
-        for nd in ((st == SERVING) & ~node_busy).nonzero()[0]:
+        for nd in to_warm:
             self.set_state(int(nd), WARM)
-        for nd in ((st == DRAINING) & ~node_busy).nonzero()[0]:
+        for nd in drained:
             u = topo.node_unit[nd]
             if self.spec.scheduler.power_off_idle or self.unit_failed[u]:
                 self.set_state(int(nd), OFF)

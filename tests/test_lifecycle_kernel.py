@@ -1,0 +1,44 @@
+"""follow_traffic's compiled test (twin.sim.lifecycle_kernel) against the numpy masks it replaces."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twin.model.states import DRAINING, NODE_STATES, SERVING, WARM
+from twin.sim import lifecycle_kernel as lk
+
+pytestmark = pytest.mark.skipif(not lk.HAVE_NUMBA, reason="numba not installed")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_kernel_finds_the_nodes_the_numpy_masks_find(seed):
+    rng = np.random.default_rng(seed)
+    U, R, N = int(rng.integers(0, 6)), int(rng.integers(0, 12)), int(rng.integers(1, 20))
+    rep_unit = rng.integers(0, max(U, 1), R) if U else np.zeros(0, np.int64)
+    rep_inflight = rng.integers(0, 3, R) * (rng.uniform(0, 1, R) < 0.5) if U else np.zeros(0, np.int64)
+    node_unit = np.where(rng.uniform(0, 1, N) < 0.8, rng.integers(0, max(U, 1), N), -1) if U else np.full(N, -1)
+    pinned = rng.uniform(0, 1, U) < 0.2
+    state = rng.integers(0, len(NODE_STATES), N).astype(np.int8)
+    # the numpy code of Lifecycle.follow_traffic
+    u_busy = pinned.copy()
+    u_busy[rep_unit[(rep_inflight > 0).nonzero()[0]]] = True
+    node_busy = np.zeros(N, bool)
+    node_busy[node_unit >= 0] = u_busy[node_unit[node_unit >= 0]]
+    want = np.zeros(N, np.int8)
+    want[(state == WARM) & node_busy] = lk.TO_SERVING
+    want[(state == SERVING) & ~node_busy] = lk.TO_WARM
+    want[(state == DRAINING) & ~node_busy] = lk.DRAINED
+    got_busy, kinds = np.ones(U, bool), np.full(N, 9, np.int8)  # stale scratch must be overwritten
+    changes = lk.follow(pinned, rep_unit, rep_inflight, node_unit, state, WARM, SERVING, DRAINING, got_busy, kinds)
+    assert kinds.tolist() == want.tolist() and got_busy.tolist() == u_busy.tolist()
+    assert changes == int((want != lk.STAY).sum())
+
+
+def test_a_busy_warm_node_serves_and_an_idle_serving_one_goes_back():
+    """By hand: unit 0 has a request in flight (node 0 WARM -> SERVING), unit 1 is idle (node 1
+    SERVING -> WARM, node 2 DRAINING -> drained), node 3 belongs to no unit."""
+    kinds, busy = np.zeros(4, np.int8), np.zeros(2, bool)
+    n = lk.follow(np.zeros(2, bool), np.array([0, 1]), np.array([2, 0]), np.array([0, 1, 1, -1]),
+                  np.array([WARM, SERVING, DRAINING, WARM], np.int8), WARM, SERVING, DRAINING, busy, kinds)
+    assert kinds.tolist() == [lk.TO_SERVING, lk.TO_WARM, lk.DRAINED, lk.STAY] and busy.tolist() == [True, False]
+    assert n == 3
