@@ -23,6 +23,8 @@ import numpy as np
 from twin.model import offload as ol
 from twin.model import replica as rp
 from twin.model import serving as sv
+from twin.model.kernels import roofline_s
+from twin.sim import serving_kernel as sk
 from twin.sim.layout import Layout
 from twin.sim.requests import RequestBook
 from twin.spec.catalogue import CpuSpec, NodeSpec
@@ -70,7 +72,9 @@ class ServingStep:
     """Advances the RequestBook's in-flight requests; owns the decode interval and work estimate."""
 
     def __init__(self, layout: Layout, book: RequestBook, node: NodeSpec, dt_s: float,
-                 cpu: CpuSpec | None = None) -> None:
+                 cpu: CpuSpec | None = None, kernels: str = "numpy") -> None:
+        """`kernels`: "numba" runs the compiled loops of twin.sim.serving_kernel, "numpy" the
+        vectorised code below; both give the same bits (tests/test_serving_kernel.py)."""
         self.lay, self.book, self.node, self.dt, self.cpu = layout, book, node, dt_s, cpu
         nr = layout.n_rep
         self.rep_interval_s = np.array([self._single_interval(p) for p in layout.rep_pool])
@@ -93,6 +97,9 @@ class ServingStep:
                           for r in layout.pool_reps]
         self._fill_pools = [p for p, reps in enumerate(layout.pool_reps) if len(reps)
                             and layout.rep_pp_overlap[reps[0]] and layout.rep_pp[reps[0]] > 1]
+        self.compiled = kernels == "numba" and sk.HAVE_NUMBA
+        if self.compiled:
+            self._setup_compiled()
 
     def _single_interval(self, pool: int) -> float:
         pl, split = self.lay.plans[pool], self.lay.splits[pool]
@@ -108,6 +115,8 @@ class ServingStep:
         `gpu_mem_clock`: memory-clock share per GPU (memory-junction throttle); the slowest GPU's sets
         its replica's bandwidth. `speed` (R,) in (0, 1]: each replica's share of its GPUs' time
         (None: every GPU to itself)."""
+        if self.compiled:
+            return self._step_compiled(t0, gpu_clock, rep_nic_gb_s, rep_cross_lat_s, gpu_mem_clock, speed)
         lay, bk, dt = self.lay, self.book, self.dt
         nr = lay.n_rep
         ids = bk.inflight
@@ -269,3 +278,93 @@ class ServingStep:
                                                  mem_clock=1.0 if rep_mem is None else rep_mem[reps],
                                                  hop_s=hop_s, tp_comm_s=tp_s)
         return interval
+
+    # ------------------------------------------------------------------ compiled path (serving_kernel)
+    def _offload_pool(self, p: int) -> bool:
+        return self.lay.splits[p] is not None and self.cpu is not None
+
+    def _setup_compiled(self) -> None:
+        """Per-replica constant rows for the kernels and the scratch they reuse every tick."""
+        lay, nr, n = self.lay, self.lay.n_rep, self.book.req.n
+        c = self._const = np.zeros((sk.N_CONST, nr))
+        c[sk.C_HOP_CROSS_B], c[sk.C_HOP_INTRA_S_PER_TOK] = self._hop_cross_b, self._hop_intra_per_tok_s
+        c[sk.C_HOP_INTRA_LAT_S], c[sk.C_PREFILL_S_PER_TOK] = self._hop_intra_lat_s, lay.rep_prefill_s_per_tok
+        c[sk.C_PREFILL_ATTN_S], c[sk.C_CONT] = lay.rep_prefill_attn_s, lay.rep_cont_batching
+        c[sk.C_FILL] = np.isin(lay.rep_pool, self._fill_pools)
+        c[sk.C_PP], c[sk.C_CHUNK], c[sk.C_PAGED] = lay.rep_pp, lay.rep_chunk_tokens, lay.rep_paged
+        c[sk.C_BLOCK_B], c[sk.C_STATE_B], c[sk.C_KV_CAP] = lay.rep_block_bytes, self.rep_state_b, lay.rep_kv_cap
+        c[sk.C_BLOCK_TOK] = lay.rep_block_tokens
+        self._work = np.zeros((sk.N_WORK, nr))
+        d = self._dconst = np.zeros((sk.N_DECODE, nr))
+        self._gpu_pools, self._moe_pools, self._offload_pools = [], [], []
+        for p, pl in enumerate(lay.plans):
+            reps = lay.pool_reps[p]
+            if not len(reps):
+                continue
+            sel = self._pool_sel[p]
+            if self._offload_pool(p):
+                self._offload_pools.append(p)
+                continue
+            k = self._decode[p]
+            self._gpu_pools.append((sel, k.ridge_sharpness))
+            if k.active_fraction != 1.0:
+                self._moe_pools.append((sel, k))
+            self._work[sk.W_WEIGHTS_B, sel] = k.weights_read_bytes
+            for row, v in ((sk.D_GPU, 1.0), (sk.D_PP, k.pp), (sk.D_TP, k.tp), (sk.D_KV_B_PER_TOK, k.kv_bytes_per_token),
+                           (sk.D_STATE_B, k.state_bytes_per_seq), (sk.D_TP_BW_B_S, k.tp_bandwidth_b_s),
+                           (sk.D_GEMM_FLOP, k.gemm_flop_per_token), (sk.D_SMALL_MAX, k.small_max_tokens),
+                           (sk.D_SMALL_RATE, k.small_gemm_rate_flop_s), (sk.D_RATE, k.gemm_rate_flop_s),
+                           (sk.D_ATTN_FLOP, k.attn_flop_per_ctx), (sk.D_ATTN_RATE, k.attn_rate_flop_s),
+                           (sk.D_OVERHEAD_S, k.step_overhead_s), (sk.D_TP_2LAYERS, 2 * pl.layers),
+                           (sk.D_HIDDEN, pl.hidden_size), (sk.D_P2P_GB_S, self.node.pcie_p2p_gb_s),
+                           (sk.D_TP_LAT_S, self.node.tp_allreduce_latency_s)):
+                d[row, sel] = v
+        self._pf_flag = np.zeros(n, dtype=np.int8)
+        self._dec_pos = np.zeros(n, dtype=np.int64)
+        self._dec_start = np.zeros(n)
+        self._order = np.zeros(n, dtype=np.int64)
+
+    def _step_compiled(self, t0: float, gpu_clock: np.ndarray, rep_nic_gb_s: np.ndarray,
+                       rep_cross_lat_s: np.ndarray, gpu_mem_clock: np.ndarray | None,
+                       speed: np.ndarray | None) -> ServingOutputs:
+        """step() through the compiled loops; the roofline's powers stay numpy (per pool, as _intervals)."""
+        lay, bk, w = self.lay, self.book, self._work
+        ids = bk.inflight
+        if not len(ids):
+            self.rep_busy[:] = 0
+            return self.idle
+        self._clock_ext[:-1] = gpu_clock
+        if gpu_mem_clock is not None:
+            self._mem_ext[:-1] = gpu_mem_clock
+        n_dec = sk.prefill_phase(t0, self.dt, sv.GB, ids, bk.replica, bk.admit_seq, bk.prefill_left, bk.enqueued_s,
+                                 bk.req.prompt_tokens, bk.generated, bk.first_token_s, bk.decode_from_s, bk.network_s,
+                                 self._clock_ext, self._mem_ext, gpu_mem_clock is not None, lay.rep_gpus,
+                                 self._ones if speed is None else speed, speed is not None, rep_nic_gb_s,
+                                 rep_cross_lat_s, self._const, w, self._pf_flag, self._dec_pos, self._dec_start,
+                                 self._order)
+        for sel, k in self._moe_pools:   # MoE weight share 1 - (1 - f)^b: a power, numpy's
+            b1 = np.maximum(w[sk.W_BATCH, sel], 1.0)
+            w[sk.W_WEIGHTS_B, sel] = sv.weight_bytes_read(k.weights_read_bytes, k.active_fraction,
+                                                          b1 / np.minimum(k.pp, b1))
+        sk.decode_terms(w, self._dconst)
+        for sel, sharpness in self._gpu_pools:
+            w[sk.W_INTERVAL_S, sel] = roofline_s(w[sk.W_MEM_S, sel], w[sk.W_COMP_S, sel], sharpness)
+        for p in self._offload_pools:
+            reps = self._pool_sel[p]
+            w[sk.W_INTERVAL_S, reps] = [
+                ol.offload_decode_token_s(lay.plans[p], lay.splits[p], self.cpu, self.node, context_tokens=float(kv),
+                                          batch=max(float(n), 1.0), clock=float(c), cores=lay.pool_cores[p])
+                for n, kv, c in zip(w[sk.W_BATCH, reps], w[sk.W_KV_TOK, reps], w[sk.W_REP_CLOCK, reps])]
+        out = np.empty((sk.N_OUT, lay.n_rep))
+        left, dry = sk.decode_phase(t0, self.dt, n_dec, ids, bk.replica, bk.status, bk.req.prompt_tokens, bk.generated,
+                                    bk.decode_left, bk.first_token_s, bk.done_s, bk.network_s, bk.held,
+                                    bk.rep_inflight, bk.rep_kv_reserved, rep_cross_lat_s, speed is not None,
+                                    self._const, self._dconst, w, self.rep_interval_s, self._dec_pos,
+                                    self._dec_start, out)
+        bk.inflight = left
+        if dry:   # a paged pool ran dry: RequestBook.grow_kv preempts its newest sequences
+            grow = left[lay.rep_paged[bk.replica[left]]]
+            bk.grow_kv(grow, lay.rep_block_bytes, lay.rep_block_tokens, self.rep_state_b, lay.rep_kv_cap, t0 + self.dt)
+        self.rep_busy = np.empty(lay.n_rep)
+        sk.busy_work_s(bk.inflight, bk.replica, bk.prefill_left, bk.req.prompt_tokens, self._const, w, self.rep_busy)
+        return ServingOutputs(*out)

@@ -20,6 +20,7 @@ import numpy as np
 from twin.model.kvcache import blocks_for, preempt_for_growth
 from twin.model.replica import ServingPlan
 from twin.model.workload import Requests
+from twin.sim import serving_kernel as sk
 from twin.sim.events import EventLog, Kind
 
 # request status codes (requests.status strings in telemetry)
@@ -58,8 +59,10 @@ class RequestBook:
 
     def __init__(self, req: Requests, reservation_b: np.ndarray, max_context: np.ndarray,
                  pool_kv_cap_b: np.ndarray, n_replicas: int, timeout_s: float, rep_first_node: np.ndarray,
-                 log: EventLog, full_b: np.ndarray | None = None) -> None:
+                 log: EventLog, full_b: np.ndarray | None = None, compiled: bool = False) -> None:
+        """`compiled`: admit through twin.sim.serving_kernel (the same bits as the numpy code)."""
         self.req = req
+        self.compiled = compiled and sk.HAVE_NUMBA
         n, n_pools = req.n, len(pool_kv_cap_b)
         self.reservation = reservation_b.copy()    # KV bytes a request takes at admission (paged: its prompt)
         self._reservation0 = reservation_b         # ... when fresh (a preempted one takes its context so far)
@@ -137,6 +140,14 @@ class RequestBook:
     def admit(self, ids: np.ndarray, reps: np.ndarray, t0: float) -> None:
         """QUEUED -> IN_FLIGHT on `reps` (the router's decisions, in admission order); KV taken."""
         if not len(ids):
+            return
+        if self.compiled:
+            sk.admit(ids, reps, t0, self._admit_counter, self.replica, self.rep_inflight, self.reservation,
+                     self.rep_kv_reserved, self.held, self.status, self.generated, self.admitted_s, self.enqueued_s,
+                     self.prefill_left, self.decode_left, self.req.prompt_tokens, self.req.output_tokens,
+                     self.admit_seq)
+            self._admit_counter += len(ids)
+            self.inflight = np.concatenate([self.inflight, ids])
             return
         self.replica[ids] = reps
         self.rep_inflight += np.bincount(reps, minlength=len(self.rep_inflight))
