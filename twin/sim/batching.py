@@ -23,7 +23,7 @@ import numpy as np
 from twin.model import offload as ol
 from twin.model import replica as rp
 from twin.model import serving as sv
-from twin.model.kernels import roofline_s
+from twin.model.kernels import roofline_factor
 from twin.sim import serving_kernel as sk
 from twin.sim.layout import Layout
 from twin.sim.requests import RequestBook
@@ -340,15 +340,14 @@ class ServingStep:
                                  bk.req.prompt_tokens, bk.generated, bk.first_token_s, bk.decode_from_s, bk.network_s,
                                  self._clock_ext, self._mem_ext, gpu_mem_clock is not None, lay.rep_gpus,
                                  self._ones if speed is None else speed, speed is not None, rep_nic_gb_s,
-                                 rep_cross_lat_s, self._const, w, self._pf_flag, self._dec_pos, self._dec_start,
-                                 self._order)
+                                 rep_cross_lat_s, self._const, self._dconst, w, self._pf_flag, self._dec_pos,
+                                 self._dec_start, self._order)
         for sel, k in self._moe_pools:   # MoE weight share 1 - (1 - f)^b: a power, numpy's
-            b1 = np.maximum(w[sk.W_BATCH, sel], 1.0)
             w[sk.W_WEIGHTS_B, sel] = sv.weight_bytes_read(k.weights_read_bytes, k.active_fraction,
-                                                          b1 / np.minimum(k.pp, b1))
+                                                          w[sk.W_PER_MICRO, sel])
         sk.decode_terms(w, self._dconst)
-        for sel, sharpness in self._gpu_pools:
-            w[sk.W_INTERVAL_S, sel] = roofline_s(w[sk.W_MEM_S, sel], w[sk.W_COMP_S, sel], sharpness)
+        for sel, sharpness in self._gpu_pools:   # the powers of the roofline (numpy's, as in roofline_s)
+            w[sk.W_INTERVAL_S, sel] = roofline_factor(w[sk.W_RATIO, sel], sharpness)
         for p in self._offload_pools:
             reps = self._pool_sel[p]
             w[sk.W_INTERVAL_S, reps] = [

@@ -26,9 +26,9 @@ N_CONST = 14
 N_DECODE = 17
 # rows of the per-replica work matrix (rewritten every tick)
 (W_REP_CLOCK, W_REP_MEM, W_CROSS_S_PER_TOK, W_HOP_S_PER_TOK, W_HOP_LAT_S, W_CLOCK, W_PCOMP, W_SLOW, W_PCOST,
- W_PREFILL_USED_S, W_PREFILL_TOK, W_BATCH, W_KV_TOK, W_WEIGHTS_B, W_MEM_S, W_COMP_S, W_HOP_S, W_TP_S,
- W_INTERVAL_S) = range(19)
-N_WORK = 19
+ W_PREFILL_USED_S, W_PREFILL_TOK, W_BATCH, W_KV_TOK, W_WEIGHTS_B, W_HI_S, W_RATIO, W_HOP_S, W_TP_S,
+ W_INTERVAL_S, W_PER_MICRO) = range(20)
+N_WORK = 20
 # rows of the output matrix: the ServingOutputs fields
 (O_PREFILL_FRAC, O_DECODE_FRAC, O_BATCH, O_TOKENS_S, O_PREFILL_TOK_S, O_DECODE_BATCH, O_KV_TOKENS, O_INTERVAL_S,
  O_DECODE_TIME_FRAC) = range(9)
@@ -49,13 +49,14 @@ def prefill_phase(t0: float, dt: float, gb: float, ids: np.ndarray, replica: np.
                   generated: np.ndarray, first_token_s: np.ndarray, decode_from_s: np.ndarray,
                   network_s: np.ndarray, clock_ext: np.ndarray, mem_ext: np.ndarray, has_mem: bool,
                   rep_gpus: np.ndarray, speed: np.ndarray, has_speed: bool, rep_nic_gb_s: np.ndarray,
-                  rep_cross_lat_s: np.ndarray, const: np.ndarray, work: np.ndarray, pf_flag: np.ndarray,
-                  dec_pos: np.ndarray, dec_start: np.ndarray, order: np.ndarray) -> int:
+                  rep_cross_lat_s: np.ndarray, const: np.ndarray, dconst: np.ndarray, work: np.ndarray,
+                  pf_flag: np.ndarray, dec_pos: np.ndarray, dec_start: np.ndarray, order: np.ndarray) -> int:
     """Per-replica hop/clock terms, the FIFO chunked prefill of every waiting prompt and the choice
     of decoding sequences (the first half of ServingStep.step). Updates the book's prefill_left,
     first_token_s, decode_from_s, generated, network_s in place; fills work rows W_REP_CLOCK ..
-    W_KV_TOK, dec_pos[:n] (positions in `ids` of the sequences that decode) and dec_start (s into
-    the tick, by position). Returns n, the number of decoding sequences."""
+    W_KV_TOK and W_PER_MICRO (sequences per micro-batch, the MoE weight share's exponent), dec_pos[:n]
+    (positions in `ids` of the sequences that decode) and dec_start (s into the tick, by position).
+    Returns n, the number of decoding sequences."""
     nr = work.shape[1]
     n = len(ids)
     for k in range(1, n):
@@ -179,14 +180,19 @@ def prefill_phase(t0: float, dt: float, gb: float, ids: np.ndarray, replica: np.
         n_dec += 1
         work[W_BATCH, r] += 1.0
         work[W_KV_TOK, r] += prompt_tokens[i] + generated[i]
+    for r in range(nr):
+        if dconst[D_GPU, r] > 0.5:
+            b1 = max(work[W_BATCH, r], 1.0)
+            work[W_PER_MICRO, r] = b1 / min(dconst[D_PP, r], b1)
     return n_dec
 
 
 def decode_terms(work: np.ndarray, dconst: np.ndarray) -> None:
     """The terms of twin.model.replica.decode_step_from around its roofline, for every GPU-resident
-    replica (D_GPU): W_MEM_S and W_COMP_S (the roofline's inputs), W_HOP_S (pipeline hops of a
-    micro-batch) and W_TP_S (twin.model.serving.tp_allreduce_s), s. W_WEIGHTS_B holds the weight
-    bytes read per step (numpy computes the MoE share, a power)."""
+    replica (D_GPU): of the roofline (twin.model.kernels.roofline_s) max(t_mem, t_comp) in W_HI_S and
+    min / max in W_RATIO (numpy raises it to its powers), W_HOP_S (pipeline hops of a micro-batch)
+    and W_TP_S (twin.model.serving.tp_allreduce_s), s. W_WEIGHTS_B holds the weight bytes read per
+    step (numpy computes the MoE share, a power)."""
     for r in range(work.shape[1]):
         if dconst[D_GPU, r] < 0.5:
             continue
@@ -203,12 +209,15 @@ def decode_terms(work: np.ndarray, dconst: np.ndarray) -> None:
         work[W_HOP_S, r] = work[W_HOP_S_PER_TOK, r] * b1 / micro + work[W_HOP_LAT_S, r]
         kv = work[W_KV_TOK, r]
         mem_bytes = work[W_WEIGHTS_B, r] + (kv * dconst[D_KV_B_PER_TOK, r] + dconst[D_STATE_B, r] * b1) / micro
-        work[W_MEM_S, r] = mem_bytes / (dconst[D_TP_BW_B_S, r] * max(work[W_REP_MEM, r], 1e-3))
+        mem_s = mem_bytes / (dconst[D_TP_BW_B_S, r] * max(work[W_REP_MEM, r], 1e-3))
         rate = dconst[D_RATE, r]
         if dconst[D_SMALL_MAX, r] != np.inf and b <= dconst[D_SMALL_MAX, r]:
             rate = dconst[D_SMALL_RATE, r]
-        work[W_COMP_S, r] = (dconst[D_GEMM_FLOP, r] * b / rate + dconst[D_ATTN_FLOP, r] * (kv / micro)
-                             / dconst[D_ATTN_RATE, r]) / (tp * max(work[W_REP_CLOCK, r], 1e-3))
+        comp_s = (dconst[D_GEMM_FLOP, r] * b / rate + dconst[D_ATTN_FLOP, r] * (kv / micro)
+                  / dconst[D_ATTN_RATE, r]) / (tp * max(work[W_REP_CLOCK, r], 1e-3))
+        hi, lo = max(mem_s, comp_s), min(mem_s, comp_s)
+        work[W_HI_S, r] = hi
+        work[W_RATIO, r] = lo / hi if hi > 0 else 0.0
 
 
 def decode_phase(t0: float, dt: float, n_dec: int, ids: np.ndarray, replica: np.ndarray, status: np.ndarray,
@@ -219,15 +228,16 @@ def decode_phase(t0: float, dt: float, n_dec: int, ids: np.ndarray, replica: np.
                  dec_pos: np.ndarray, dec_start: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, bool]:
     """Decode every chosen sequence through the time prefill left, finish those that are done
     (RequestBook.finish), grow paged KV (RequestBook.grow_kv) when no pool runs dry, and fill the
-    output rows (the second half of ServingStep.step). W_INTERVAL_S holds the roofline time of GPU
-    replicas (the rest of the step is added here) or the whole step of offloaded ones, s.
+    output rows (the second half of ServingStep.step). W_INTERVAL_S holds (1 + ratio^n)^(1/n) of the
+    roofline of GPU replicas (its max and the rest of the step are applied here) or the whole step
+    of offloaded ones, s.
     Returns (the in-flight ids left, True if some paged pool runs dry: then nothing has grown and
     the caller runs RequestBook.grow_kv, whose preemption is the rare path)."""
     nr = work.shape[1]
     for r in range(nr):
         iv = work[W_INTERVAL_S, r]
         if dconst[D_GPU, r] > 0.5:
-            iv = iv + dconst[D_OVERHEAD_S, r] + work[W_HOP_S, r] + work[W_TP_S, r]
+            iv = work[W_HI_S, r] * iv + dconst[D_OVERHEAD_S, r] + work[W_HOP_S, r] + work[W_TP_S, r]
         if has_speed:
             iv = iv * work[W_SLOW, r]
         work[W_INTERVAL_S, r] = iv
@@ -356,7 +366,8 @@ def admit(ids: np.ndarray, reps: np.ndarray, t0: float, counter: int, replica: n
 
 try:  # numba compiles the loops; without it the engine runs the numpy code (kernels="numpy")
     from numba import njit
-    _jit = njit(cache=True, nogil=True)
+    # error_model="numpy": a division by zero gives inf / nan as the numpy path does, not an exception
+    _jit = njit(cache=True, nogil=True, error_model="numpy")
     _nanmax = _jit(_nanmax)
     prefill_phase = _jit(prefill_phase)
     decode_terms = _jit(decode_terms)
