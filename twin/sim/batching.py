@@ -296,7 +296,9 @@ class ServingStep:
         c[sk.C_BLOCK_TOK] = lay.rep_block_tokens
         self._work = np.zeros((sk.N_WORK, nr))
         d = self._dconst = np.zeros((sk.N_DECODE, nr))
-        self._gpu_pools, self._moe_pools, self._offload_pools = [], [], []
+        roof: dict[float, list[np.ndarray]] = {}   # GPU replicas by roofline sharpness / MoE active fraction
+        moe: dict[float, list[np.ndarray]] = {}
+        self._offload_pools = []
         for p, pl in enumerate(lay.plans):
             reps = lay.pool_reps[p]
             if not len(reps):
@@ -306,10 +308,9 @@ class ServingStep:
                 self._offload_pools.append(p)
                 continue
             k = self._decode[p]
-            self._gpu_pools.append((sel, k.ridge_sharpness))
+            roof.setdefault(k.ridge_sharpness, []).append(reps)
             if k.active_fraction != 1.0:
-                self._moe_pools.append((sel, k))
-            self._work[sk.W_WEIGHTS_B, sel] = k.weights_read_bytes
+                moe.setdefault(k.active_fraction, []).append(reps)
             for row, v in ((sk.D_GPU, 1.0), (sk.D_PP, k.pp), (sk.D_TP, k.tp), (sk.D_KV_B_PER_TOK, k.kv_bytes_per_token),
                            (sk.D_STATE_B, k.state_bytes_per_seq), (sk.D_TP_BW_B_S, k.tp_bandwidth_b_s),
                            (sk.D_GEMM_FLOP, k.gemm_flop_per_token), (sk.D_SMALL_MAX, k.small_max_tokens),
@@ -317,8 +318,13 @@ class ServingStep:
                            (sk.D_ATTN_FLOP, k.attn_flop_per_ctx), (sk.D_ATTN_RATE, k.attn_rate_flop_s),
                            (sk.D_OVERHEAD_S, k.step_overhead_s), (sk.D_TP_2LAYERS, 2 * pl.layers),
                            (sk.D_HIDDEN, pl.hidden_size), (sk.D_P2P_GB_S, self.node.pcie_p2p_gb_s),
-                           (sk.D_TP_LAT_S, self.node.tp_allreduce_latency_s)):
+                           (sk.D_TP_LAT_S, self.node.tp_allreduce_latency_s),
+                           (sk.D_WEIGHTS_READ_B, k.weights_read_bytes), (sk.D_MOE, k.active_fraction != 1.0)):
                 d[row, sel] = v
+        # the powers run elementwise over whole rows when one value serves every replica (no gathers):
+        # an elementwise ufunc gives each element the same bits whatever its neighbours
+        self._roof_groups = _groups(roof, nr)
+        self._moe_groups = _groups(moe, nr)
         self._pf_flag = np.zeros(n, dtype=np.int8)
         self._dec_pos = np.zeros(n, dtype=np.int64)
         self._dec_start = np.zeros(n)
@@ -342,11 +348,10 @@ class ServingStep:
                                  self._ones if speed is None else speed, speed is not None, rep_nic_gb_s,
                                  rep_cross_lat_s, self._const, self._dconst, w, self._pf_flag, self._dec_pos,
                                  self._dec_start, self._order)
-        for sel, k in self._moe_pools:   # MoE weight share 1 - (1 - f)^b: a power, numpy's
-            w[sk.W_WEIGHTS_B, sel] = sv.weight_bytes_read(k.weights_read_bytes, k.active_fraction,
-                                                          w[sk.W_PER_MICRO, sel])
+        for sel, fraction in self._moe_groups:   # MoE weight share 1 - (1 - f)^b (of one byte: a power, numpy's)
+            w[sk.W_MOE_SHARE, sel] = sv.weight_bytes_read(1.0, fraction, w[sk.W_PER_MICRO, sel])
         sk.decode_terms(w, self._dconst)
-        for sel, sharpness in self._gpu_pools:   # the powers of the roofline (numpy's, as in roofline_s)
+        for sel, sharpness in self._roof_groups:   # the powers of the roofline (numpy's, as in roofline_s)
             w[sk.W_INTERVAL_S, sel] = roofline_factor(w[sk.W_RATIO, sel], sharpness)
         for p in self._offload_pools:
             reps = self._pool_sel[p]
@@ -367,3 +372,11 @@ class ServingStep:
         self.rep_busy = np.empty(lay.n_rep)
         sk.busy_work_s(bk.inflight, bk.replica, bk.prefill_left, bk.req.prompt_tokens, self._const, w, self.rep_busy)
         return ServingOutputs(*out)
+
+
+def _groups(by_value: dict[float, list[np.ndarray]], n_rep: int) -> list[tuple[slice | np.ndarray, float]]:
+    """(replicas, value) per distinct value; one value for all: the whole row (slice(None)), no gather.
+    Replicas outside every group get the row's power too, of a value nothing reads."""
+    if len(by_value) == 1:
+        return [(slice(None), next(iter(by_value)))]
+    return [(np.sort(np.concatenate(reps)), v) for v, reps in by_value.items()]

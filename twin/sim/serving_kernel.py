@@ -22,11 +22,12 @@ C_HOP_CROSS_B, C_HOP_INTRA_S_PER_TOK, C_HOP_INTRA_LAT_S, C_PREFILL_S_PER_TOK, C_
 N_CONST = 14
 # rows of the decode-step constants (twin.model.replica.DecodeConstants, per replica; C_GPU: 1 where they apply)
 (D_GPU, D_PP, D_TP, D_KV_B_PER_TOK, D_STATE_B, D_TP_BW_B_S, D_GEMM_FLOP, D_SMALL_MAX, D_SMALL_RATE, D_RATE,
- D_ATTN_FLOP, D_ATTN_RATE, D_OVERHEAD_S, D_TP_2LAYERS, D_HIDDEN, D_P2P_GB_S, D_TP_LAT_S) = range(17)
-N_DECODE = 17
+ D_ATTN_FLOP, D_ATTN_RATE, D_OVERHEAD_S, D_TP_2LAYERS, D_HIDDEN, D_P2P_GB_S, D_TP_LAT_S, D_WEIGHTS_READ_B,
+ D_MOE) = range(19)
+N_DECODE = 19
 # rows of the per-replica work matrix (rewritten every tick)
 (W_REP_CLOCK, W_REP_MEM, W_CROSS_S_PER_TOK, W_HOP_S_PER_TOK, W_HOP_LAT_S, W_CLOCK, W_PCOMP, W_SLOW, W_PCOST,
- W_PREFILL_USED_S, W_PREFILL_TOK, W_BATCH, W_KV_TOK, W_WEIGHTS_B, W_HI_S, W_RATIO, W_HOP_S, W_TP_S,
+ W_PREFILL_USED_S, W_PREFILL_TOK, W_BATCH, W_KV_TOK, W_MOE_SHARE, W_HI_S, W_RATIO, W_HOP_S, W_TP_S,
  W_INTERVAL_S, W_PER_MICRO) = range(20)
 N_WORK = 20
 # rows of the output matrix: the ServingOutputs fields
@@ -54,7 +55,7 @@ def prefill_phase(t0: float, dt: float, gb: float, ids: np.ndarray, replica: np.
     """Per-replica hop/clock terms, the FIFO chunked prefill of every waiting prompt and the choice
     of decoding sequences (the first half of ServingStep.step). Updates the book's prefill_left,
     first_token_s, decode_from_s, generated, network_s in place; fills work rows W_REP_CLOCK ..
-    W_KV_TOK and W_PER_MICRO (sequences per micro-batch, the MoE weight share's exponent), dec_pos[:n]
+    W_KV_TOK and W_PER_MICRO (sequences per micro-batch of GPU replicas, the MoE share's exponent), dec_pos[:n]
     (positions in `ids` of the sequences that decode) and dec_start (s into the tick, by position).
     Returns n, the number of decoding sequences."""
     nr = work.shape[1]
@@ -191,8 +192,8 @@ def decode_terms(work: np.ndarray, dconst: np.ndarray) -> None:
     """The terms of twin.model.replica.decode_step_from around its roofline, for every GPU-resident
     replica (D_GPU): of the roofline (twin.model.kernels.roofline_s) max(t_mem, t_comp) in W_HI_S and
     min / max in W_RATIO (numpy raises it to its powers), W_HOP_S (pipeline hops of a micro-batch)
-    and W_TP_S (twin.model.serving.tp_allreduce_s), s. W_WEIGHTS_B holds the weight bytes read per
-    step (numpy computes the MoE share, a power)."""
+    and W_TP_S (twin.model.serving.tp_allreduce_s), s. An MoE replica (D_MOE) reads W_MOE_SHARE of
+    its weights per step (twin.model.serving.weight_bytes_read of 1 byte: a power, numpy's)."""
     for r in range(work.shape[1]):
         if dconst[D_GPU, r] < 0.5:
             continue
@@ -208,7 +209,10 @@ def decode_terms(work: np.ndarray, dconst: np.ndarray) -> None:
             work[W_TP_S, r] = dconst[D_TP_2LAYERS, r] * (dconst[D_TP_LAT_S, r] + bytes_ / (dconst[D_P2P_GB_S, r] * 1e9))
         work[W_HOP_S, r] = work[W_HOP_S_PER_TOK, r] * b1 / micro + work[W_HOP_LAT_S, r]
         kv = work[W_KV_TOK, r]
-        mem_bytes = work[W_WEIGHTS_B, r] + (kv * dconst[D_KV_B_PER_TOK, r] + dconst[D_STATE_B, r] * b1) / micro
+        w_b = dconst[D_WEIGHTS_READ_B, r]
+        if dconst[D_MOE, r] > 0.5:
+            w_b = w_b * work[W_MOE_SHARE, r]
+        mem_bytes = w_b + (kv * dconst[D_KV_B_PER_TOK, r] + dconst[D_STATE_B, r] * b1) / micro
         mem_s = mem_bytes / (dconst[D_TP_BW_B_S, r] * max(work[W_REP_MEM, r], 1e-3))
         rate = dconst[D_RATE, r]
         if dconst[D_SMALL_MAX, r] != np.inf and b <= dconst[D_SMALL_MAX, r]:
