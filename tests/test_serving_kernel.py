@@ -130,3 +130,19 @@ def _digests(name: str, kernels: str, tmp: Path, duration_s: float) -> dict[str,
 @pytest.mark.parametrize("name", ["dual-3090-train", "ws-4x4090-405b"])  # time-shared GPUs; CPU offload
 def test_both_paths_write_byte_identical_telemetry(name, tmp_path):
     assert _digests(name, "numba", tmp_path, 300.0) == _digests(name, "numpy", tmp_path, 300.0)
+
+
+def test_arrivals_through_the_kernel_queue_and_drop_the_same_requests_in_the_same_order():
+    eng = Engine(load_scenario(ROOT / "scenarios" / "surge.yaml"), kernels="numpy")
+    books = [copy.deepcopy(eng.book) for _ in range(2)]
+    books[1].compiled = True
+    for bk in books:   # a context window some prompts overflow: those are dropped at arrival
+        bk.max_ctx = np.where(np.arange(bk.req.n) % 3 == 0, 1500, bk.max_ctx)
+        for k in range(120):
+            bk.arrive(k * 10.0, (k + 1) * 10.0)
+    assert (books[0].drop_reason == rq.DROP_REASONS.index("context_too_long")).sum() > 100
+    assert books[0].next_arrival == books[1].next_arrival > 1000
+    for name in ("status", "drop_reason", "done_s"):
+        assert getattr(books[0], name).tobytes() == getattr(books[1], name).tobytes(), name
+    assert [list(q) for q in books[0].queues] == [list(q) for q in books[1].queues]
+    assert all(len(q) for q in books[0].queues)   # both pools of the surge take arrivals

@@ -63,6 +63,7 @@ class RequestBook:
         """`compiled`: admit through twin.sim.serving_kernel (the same bits as the numpy code)."""
         self.req = req
         self.compiled = compiled and sk.HAVE_NUMBA
+        self._arrive_ids: np.ndarray | None = None
         n, n_pools = req.n, len(pool_kv_cap_b)
         self.reservation = reservation_b.copy()    # KV bytes a request takes at admission (paged: its prompt)
         self._reservation0 = reservation_b         # ... when fresh (a preempted one takes its context so far)
@@ -100,6 +101,9 @@ class RequestBook:
     # ---------------------------------------------------------------- queue side
     def arrive(self, t0: float, t1: float) -> None:
         """FUTURE -> QUEUED for arrivals in [t0, t1); too long for the model -> DROPPED(context_too_long)."""
+        if self.compiled:
+            self._arrive_compiled(t1)
+            return
         arr = self.req.arrival_s
         j = self.next_arrival
         end = int(np.searchsorted(arr, t1, side="left"))
@@ -118,6 +122,26 @@ class RequestBook:
         pools = self.req.pool[good]
         for k in range(len(self.queues)):
             self.queues[k].extend(good[pools == k].tolist())
+
+    def _arrive_compiled(self, t1: float) -> None:
+        """arrive() through twin.sim.serving_kernel.arrive: the same states, the same queue order."""
+        req, j = self.req, self.next_arrival
+        if self._arrive_ids is None:   # scratch the kernel reuses: queued ids by pool, pool ends
+            self._arrive_ids = np.empty(req.n, dtype=np.int64)
+            self._arrive_end = np.zeros(len(self.queues), dtype=np.int64)
+        ids, ends = self._arrive_ids, self._arrive_end
+        end = sk.arrive(j, t1, req.arrival_s, req.prompt_tokens, req.output_tokens, self.max_ctx, self.full_b,
+                        req.pool, self.pool_kv_cap, self.status, self.drop_reason, self.done_s,
+                        DROP_REASONS.index("context_too_long"), QUEUED, DROPPED, ids, ends)
+        if end <= j:
+            return
+        self.next_arrival = end
+        start = 0
+        for k, q in enumerate(self.queues):
+            stop = int(ends[k])
+            if stop > start:
+                q.extend(ids[start:stop].tolist())
+            start = stop
 
     def expire(self, t0: float) -> None:
         """QUEUED -> DROPPED(queue_timeout) once a request has waited timeout_s since it was enqueued."""

@@ -368,6 +368,41 @@ def admit(ids: np.ndarray, reps: np.ndarray, t0: float, counter: int, replica: n
         admit_seq[i] = counter + k
 
 
+def arrive(j: int, t1: float, arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray,
+           max_ctx: np.ndarray, full_b: np.ndarray, pool: np.ndarray, pool_kv_cap_b: np.ndarray, status: np.ndarray,
+           drop_reason: np.ndarray, done_s: np.ndarray, reason: int, queued: int, dropped: int,
+           out_ids: np.ndarray, pool_end: np.ndarray) -> int:
+    """RequestBook.arrive's array updates for the requests from `j` that arrive before `t1` (s):
+    too long for the model or its pool -> dropped at arrival, the rest queued. Writes the queued
+    ids grouped by pool, each in arrival order, to out_ids (pool k's end in pool_end[k]) and
+    returns the index of the first request not yet arrived."""
+    end = j
+    n = len(arrival_s)
+    while end < n and arrival_s[end] < t1:   # searchsorted(arrival_s, t1, "left") from j: arrivals are sorted
+        end += 1
+    pool_end[:] = 0
+    for i in range(j, end):
+        p = pool[i]
+        if prompt_tokens[i] + output_tokens[i] > max_ctx[i] or full_b[i] > pool_kv_cap_b[p]:
+            status[i] = dropped
+            drop_reason[i] = reason
+            done_s[i] = arrival_s[i]
+        else:
+            status[i] = queued
+            pool_end[p] += 1
+    for k in range(1, len(pool_end)):
+        pool_end[k] += pool_end[k - 1]
+    fill = np.empty(len(pool_end), dtype=np.int64)
+    fill[0] = 0
+    fill[1:] = pool_end[:-1]
+    for i in range(j, end):
+        if status[i] == queued:
+            p = pool[i]
+            out_ids[fill[p]] = i
+            fill[p] += 1
+    return end
+
+
 try:  # numba compiles the loops; without it the engine runs the numpy code (kernels="numpy")
     from numba import njit
     # error_model="numpy": a division by zero gives inf / nan as the numpy path does, not an exception
@@ -378,6 +413,7 @@ try:  # numba compiles the loops; without it the engine runs the numpy code (ker
     decode_phase = _jit(decode_phase)
     busy_work_s = _jit(busy_work_s)
     admit = _jit(admit)
+    arrive = _jit(arrive)
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - numba is a dependency
     HAVE_NUMBA = False
