@@ -10,7 +10,8 @@ kernel-table roofline step (twin.model.replica.decode_step_s: the SM clock scale
 term) for the replica's batch, TP all-reduces and pipeline hops included, in the time prefill left.
 Paged pools (vLLM) then grow each sequence's KV blocks and preempt the newest sequences of a replica
 whose pool runs dry (RequestBook.grow_kv). First-token and completion times are sub-tick. All
-requests are handled at once with group-wise scans; no Python loop over requests.
+requests are handled at once with group-wise scans; no Python loop over requests. With
+kernels="numba" the same step runs as compiled loops (twin.sim.serving_kernel), bit for bit.
 A replica that shares its GPUs (several pools on one GPU, or a training job) runs at its time
 share's speed (twin.model.sharing, twin.sim.tenancy): prefill and decode take 1 / speed as long.
 """
