@@ -329,6 +329,7 @@ class ServingStep:
         self._pf_flag = np.zeros(n, dtype=np.int8)
         self._dec_pos = np.zeros(n, dtype=np.int64)
         self._dec_start = np.zeros(n)
+        self._new_b = np.zeros(n)   # KV bytes each in-flight sequence grows to (decode_phase)
         self._order = np.zeros(n, dtype=np.int64)
 
     def _step_compiled(self, t0: float, gpu_clock: np.ndarray, rep_nic_gb_s: np.ndarray,
@@ -365,7 +366,7 @@ class ServingStep:
                                     bk.decode_left, bk.first_token_s, bk.done_s, bk.network_s, bk.held,
                                     bk.rep_inflight, bk.rep_kv_reserved, rep_cross_lat_s, speed is not None,
                                     self._const, self._dconst, w, self.rep_interval_s, self._dec_pos,
-                                    self._dec_start, out)
+                                    self._dec_start, self._new_b, out)
         bk.inflight = left
         if dry:   # a paged pool ran dry: RequestBook.grow_kv preempts its newest sequences
             grow = left[lay.rep_paged[bk.replica[left]]]

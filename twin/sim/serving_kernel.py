@@ -60,9 +60,6 @@ def prefill_phase(t0: float, dt: float, gb: float, ids: np.ndarray, replica: np.
     Returns n, the number of decoding sequences."""
     nr = work.shape[1]
     n = len(ids)
-    for k in range(1, n):
-        if admit_seq[ids[k]] <= admit_seq[ids[k - 1]]:
-            raise ValueError("in-flight requests are not in admission order")
     for r in range(nr):
         m = clock_ext[rep_gpus[r, 0]]
         for j in range(1, rep_gpus.shape[1]):
@@ -95,8 +92,12 @@ def prefill_phase(t0: float, dt: float, gb: float, ids: np.ndarray, replica: np.
     n_dec0 = np.zeros(nr, dtype=np.int64)
     start_of = np.zeros(nr + 1, dtype=np.int64)
     n_pf = 0
+    seq = -1
     for k in range(n):
         i = ids[k]
+        if admit_seq[i] <= seq:
+            raise ValueError("in-flight requests are not in admission order")
+        seq = admit_seq[i]
         dec_start[k] = 0.0
         if prefill_left[i] > 0:
             pf_flag[k] = 1
@@ -229,7 +230,8 @@ def decode_phase(t0: float, dt: float, n_dec: int, ids: np.ndarray, replica: np.
                  first_token_s: np.ndarray, done_s: np.ndarray, network_s: np.ndarray, held: np.ndarray,
                  rep_inflight: np.ndarray, rep_kv_reserved: np.ndarray, rep_cross_lat_s: np.ndarray,
                  has_speed: bool, const: np.ndarray, dconst: np.ndarray, work: np.ndarray, rep_interval_s: np.ndarray,
-                 dec_pos: np.ndarray, dec_start: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, bool]:
+                 dec_pos: np.ndarray, dec_start: np.ndarray, new_b: np.ndarray,
+                 out: np.ndarray) -> tuple[np.ndarray, bool]:
     """Decode every chosen sequence through the time prefill left, finish those that are done
     (RequestBook.finish), grow paged KV (RequestBook.grow_kv) when no pool runs dry, and fill the
     output rows (the second half of ServingStep.step). W_INTERVAL_S holds (1 + ratio^n)^(1/n) of the
@@ -283,40 +285,37 @@ def decode_phase(t0: float, dt: float, n_dec: int, ids: np.ndarray, replica: np.
         generated[i] += step
         network_s[i] += step * (work[W_CROSS_S_PER_TOK, r] + rep_cross_lat_s[r])
         out[O_TOKENS_S, r] += step
-        if fin:
+        if fin:   # RequestBook.finish, in the order the sequences finish: slot and blocks freed
             done_s[i] = _nanmax(t_fin, first_token_s[i])
             status[i] = DONE
             n_fin += 1
+            rep_inflight[r] -= 1
+            rep_kv_reserved[r] -= held[i]
+            held[i] = 0.0
     for r in range(nr):
         out[O_TOKENS_S, r] = out[O_TOKENS_S, r] / dt
-    left_ids = ids
-    if n_fin > 0:   # RequestBook.finish, in the order the sequences finished
-        for q in range(n_dec):
-            i = ids[dec_pos[q]]
-            if status[i] == DONE:
-                r = replica[i]
-                rep_inflight[r] -= 1
-                rep_kv_reserved[r] -= held[i]
-                held[i] = 0.0
-        left_ids = np.empty(len(ids) - n_fin, dtype=np.int64)
-        m = 0
-        for k in range(len(ids)):
-            if status[ids[k]] == INFLIGHT:
-                left_ids[m] = ids[k]
-                m += 1
-    # paged KV: blocks for the new tokens (RequestBook.grow_kv without preemption)
+    left_ids = ids if n_fin == 0 else np.empty(len(ids) - n_fin, dtype=np.int64)
+    # paged KV: blocks for the new tokens (RequestBook.grow_kv without preemption); new_b[k] is the
+    # size left_ids[k] grows to
     grow_sum = np.zeros(nr)
     any_paged = False
-    for k in range(len(left_ids)):
-        i = left_ids[k]
+    m = 0
+    for k in range(len(ids)):
+        i = ids[k]
+        if n_fin > 0:
+            if status[i] != INFLIGHT:
+                continue
+            left_ids[m] = i
+        m += 1
         r = replica[i]
         if const[C_PAGED, r] < 0.5:
             continue
         any_paged = True
         bt = np.int64(const[C_BLOCK_TOK, r])
         ctx = prompt_tokens[i] + np.int64(np.ceil(generated[i]))
-        new = (-((-ctx) // bt)) * const[C_BLOCK_B, r] + const[C_STATE_B, r]
-        grow_sum[r] += max(new, held[i]) - held[i]
+        new = max((-((-ctx) // bt)) * const[C_BLOCK_B, r] + const[C_STATE_B, r], held[i])
+        new_b[m - 1] = new
+        grow_sum[r] += new - held[i]
     if not any_paged:
         return left_ids, False
     for r in range(nr):
@@ -325,13 +324,9 @@ def decode_phase(t0: float, dt: float, n_dec: int, ids: np.ndarray, replica: np.
     for k in range(len(left_ids)):
         i = left_ids[k]
         r = replica[i]
-        if const[C_PAGED, r] < 0.5:
-            continue
-        bt = np.int64(const[C_BLOCK_TOK, r])
-        ctx = prompt_tokens[i] + np.int64(np.ceil(generated[i]))
-        new = max((-((-ctx) // bt)) * const[C_BLOCK_B, r] + const[C_STATE_B, r], held[i])
-        rep_kv_reserved[r] += new - held[i]
-        held[i] = new
+        if const[C_PAGED, r] > 0.5:
+            rep_kv_reserved[r] += new_b[k] - held[i]
+            held[i] = new_b[k]
     return left_ids, False
 
 
