@@ -60,7 +60,9 @@ class RequestBook:
     def __init__(self, req: Requests, reservation_b: np.ndarray, max_context: np.ndarray,
                  pool_kv_cap_b: np.ndarray, n_replicas: int, timeout_s: float, rep_first_node: np.ndarray,
                  log: EventLog, full_b: np.ndarray | None = None, compiled: bool = False) -> None:
-        """`compiled`: admit through twin.sim.serving_kernel (the same bits as the numpy code)."""
+        """`compiled`: arrivals and admissions through twin.sim.serving_kernel (the same bits as the
+        numpy code). `inflight` stays in admission order (appended on admission, only ever filtered):
+        the compiled serving step's FIFO prefill order relies on it and checks it."""
         self.req = req
         self.compiled = compiled and sk.HAVE_NUMBA
         self._arrive_ids: np.ndarray | None = None
