@@ -34,7 +34,7 @@ import numpy as np
 from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, Vt
 
 from scenes import colours, effects, layout as lay
-from scenes.animate import attr_spec, keep_mask, write_cached_series, write_columns, write_float_series, write_palette_series
+from scenes.animate import attr_spec, write_array_series, write_cached_series, write_float_series, write_palette_series
 from scenes.frames import StageFrames
 from scenes.mapping import ColourMapping, quantity_values
 from scenes.prims import bind, ref
@@ -185,9 +185,6 @@ def _write_telemetry(tel: Sdf.Layer, specs, fr: StageFrames) -> int:
         n += write_float_series(tel, specs("", f"primvars:telemetry:{name}", T.Float, "constant"), tc, values)
     n += write_palette_series(tel, specs("", "primvars:telemetry:state", T.Token, "constant"), tc, fr.state,
                               list(NODE_STATES))
-    g = np.nan_to_num(fr.gpu_temp_c).astype(np.float32)
-    keep = keep_mask(g)
-    gl = g.tolist()
-    cols = [[Vt.FloatArray(gl[f][k]) if keep[f, k] else None for f in range(g.shape[0])] for k in range(g.shape[1])]
-    n += write_columns(tel, specs("", "primvars:telemetry:gpu_temp_c", T.FloatArray, "constant"), tc, keep, cols)
+    n += write_array_series(tel, specs("", "primvars:telemetry:gpu_temp_c", T.FloatArray, "constant"), tc,
+                            np.nan_to_num(fr.gpu_temp_c).astype(np.float32), Vt.FloatArray.FromNumpy)
     return n
