@@ -62,9 +62,9 @@ def _bench(args: argparse.Namespace, base: Path) -> None:
     mb = info["telemetry_bytes"] / 1e6
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"stage: {info['frames']} frames x {info['prims']['nodes']} nodes, {info['prims']['links']} links, "
-          f"{info['samples']:,} samples in {wall:.2f} s wall (layout {sec['layout']:.2f} s, samples "
-          f"{sec['samples']:.2f} s = {info['samples'] / max(sec['samples'], 1e-9):,.0f} samples/s, previews "
-          f"{sec['total'] - sec['layout'] - sec['samples']:.2f} s); telemetry.usdc {mb:.1f} MB; peak RSS {rss_mb:.0f} MB")
+          f"{info['samples']:,} samples in {wall:.2f} s wall; telemetry.usdc {mb:.1f} MB; peak RSS {rss_mb:.0f} MB")
+    print("phases: " + ", ".join(f"{k} {sec[k]:.2f} s" for k in ("read", "layout", "samples", "save", "previews"))
+          + f" ({info['samples'] / max(sec['samples'], 1e-9):,.0f} samples/s in memory)")
     print(f"cpu {cpu:.2f} s; yardstick {yard:.3f} s (200,000 Sdf float samples) -> stage = {wall / yard:.1f} yardsticks")
     print(f"targets: wall <= 30 s {'OK' if wall <= 30 else 'MISSED'}; usdc <= 150 MB {'OK' if mb <= 150 else 'MISSED'}")
 

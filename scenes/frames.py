@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from twin.telemetry.schema import NODE_STATES
 from twin.errors import ToolError
-from twin.telemetry.read import Run, read_manifest, read_table
+from twin.telemetry.read import Run, read_manifest
 
 DEFAULT_STAGE_SAMPLE_S = 5.0
 FRAMES_PER_SECOND = 24.0
@@ -102,29 +102,35 @@ class StageFrames:
         return self.times / self.seconds_per_frame
 
 
-def _read(run_dir: Path, name: str, columns: list[str] | None = None) -> pa.Table:
-    # through the run reader: no links out of the run, column types checked (docs/safety.md)
-    return read_table(run_dir, name, columns)
+def _read(run_dir: Path, name: str, columns: list[str] | None = None, n_rows: int | None = None) -> pa.Table:
+    """Columns of run table `name` (all rows, or the first `n_rows`).
 
-
-def _head(run_dir: Path, name: str, columns: list[str], n_rows: int) -> pa.Table:
-    """The first `n_rows` rows of `columns` of a run table, read batch by batch (the path checked
-    by the run reader, as _read). The links' endpoint strings are static, so only the rows up to
-    each link's first one are decoded: decoding all 691,200 rows x 3 strings of the surge took
-    more time than the rest of the links table."""
+    The path comes from the run reader (twin.telemetry.read.Run.table_path: inside the run, a
+    regular file, pinned column types; docs/safety.md); the file is read with pq.ParquetFile,
+    not pq.read_table, because read_table goes through pyarrow.dataset, whose first import costs
+    0.3-0.5 s, a third of a surge's whole stage. With n_rows the file is decoded batch by batch
+    up to that row: the links' endpoint strings are static, and decoding all 691,200 rows x 3
+    strings of the surge took more time than the rest of the links table."""
     path = Run(Path(run_dir), {}).table_path(name)
-    batches, got = [], 0
+    shown = Path(run_dir) / "telemetry" / f"{name}.parquet"
     try:
         with pq.ParquetFile(path) as f:
+            schema = f.schema_arrow
+            missing = [c for c in columns or [] if c not in schema.names]
+            if missing:  # ParquetFile.read would silently leave them out
+                raise ToolError(f"{shown}: no column {missing[0]}")
+            if n_rows is None:
+                return f.read(columns=columns)
+            batches, got = [], 0
             for b in f.iter_batches(batch_size=max(1, min(n_rows, 1 << 16)), columns=columns):
                 batches.append(b)
                 got += b.num_rows
                 if got >= n_rows:
                     break
-            schema = f.schema_arrow
+            want = pa.schema([schema.field(c) for c in columns]) if columns else schema
+            return pa.Table.from_batches(batches, schema=want).slice(0, n_rows)
     except (pa.ArrowException, OSError) as exc:
-        raise ToolError(f"{path}: {str(exc).splitlines()[0]}") from None
-    return pa.Table.from_batches(batches, schema=pa.schema([schema.field(c) for c in columns])).slice(0, n_rows)
+        raise ToolError(f"{shown}: {str(exc).splitlines()[0]}") from None
 
 
 def _ids(table: pa.Table, col: str, n: int, what: str) -> np.ndarray:
@@ -135,9 +141,46 @@ def _ids(table: pa.Table, col: str, n: int, what: str) -> np.ndarray:
     return ids
 
 
+_NUMPY_OF = {pa.int32(): np.int32, pa.int64(): np.int64, pa.float32(): np.float32, pa.float64(): np.float64}
+
+
+def _chunk(ch: pa.Array, kind) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values, validity or None) of one primitive Arrow array, read from its buffers."""
+    if not len(ch):
+        return np.zeros(0, dtype=kind), None
+    validity, data = ch.buffers()[:2]
+    values = np.frombuffer(data, dtype=kind, count=ch.offset + len(ch))[ch.offset:]
+    if not ch.null_count:
+        return values, None
+    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+    return values, bits[ch.offset:ch.offset + len(ch)].astype(bool)
+
+
 def _np(table: pa.Table, col: str, dtype=None) -> np.ndarray:
-    arr = table.column(col).to_numpy()
+    """Column `col` as numpy, the values of ChunkedArray.to_numpy() (nulls as NaN, so an int
+    column with nulls becomes float64), read from the Arrow buffers for the numeric types:
+    pyarrow's to_numpy and pa.array import pandas on first use, 0.26 s of a stage otherwise."""
+    column = table.column(col)
+    kind = _NUMPY_OF.get(column.type)
+    if kind is None:
+        arr = column.to_numpy()
+    else:
+        parts = []
+        for ch in column.chunks:
+            values, valid = _chunk(ch, kind)
+            parts.append(values if valid is None else np.where(valid, values, np.nan))
+        arr = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, dtype=kind)
     return arr.astype(dtype, copy=False) if dtype is not None else arr
+
+
+def _state_index(column: pa.ChunkedArray) -> np.ndarray:
+    """Index of each row's state in NODE_STATES, 0 for a null or unknown name (what
+    pc.index_in(column, NODE_STATES).fill_null(0) gives, without building a pa.array)."""
+    enc = column.combine_chunks().dictionary_encode()
+    names = enc.dictionary.to_pylist()
+    lut = np.array([NODE_STATES.index(v) if v in NODE_STATES else 0 for v in names] + [0], dtype=np.int32)
+    codes, valid = _chunk(enc.indices, np.int32)
+    return lut[codes if valid is None else np.where(valid, codes, len(names))]
 
 
 def read_topology(run_dir: Path) -> Topology:
@@ -261,8 +304,7 @@ def load_frames(run_dir: Path, stage_sample_s: float | None = None,
     def mean(values: np.ndarray) -> np.ndarray:
         return window_mean(np.nan_to_num(values), rows, starts).astype(np.float32)
 
-    state_idx = pc.index_in(nodes.column("state"), value_set=pa.array(NODE_STATES)).fill_null(0)
-    state = _dense(nti, nid, state_idx.to_numpy().astype(np.int32), t_all.size, n, fill=0).astype(np.int32)
+    state = _dense(nti, nid, _state_index(nodes.column("state")), t_all.size, n, fill=0).astype(np.int32)
     gt, util = _gpu_frames(run_dir, t_all, rows, n, int(topo.gpus.max()) if n else 0)
     return StageFrames(
         manifest=manifest, topology=topo, sample_s=sample_s, seconds_per_frame=spf, realtime=realtime,
@@ -311,7 +353,7 @@ def _load_links(run_dir: Path, t_all: np.ndarray, rows: np.ndarray, starts: np.n
                 sample_s: float) -> Links | None:
     if not os.path.lexists(Path(run_dir) / "telemetry" / "links.parquet"):
         return None
-    links = read_table(run_dir, "links", ["time_s", "link_id", "utilisation", "bytes"])
+    links = _read(run_dir, "links", ["time_s", "link_id", "utilisation", "bytes"])
     if links.num_rows == 0:
         return None
     lid = _np(links, "link_id", np.int64)
@@ -324,8 +366,9 @@ def _load_links(run_dir: Path, t_all: np.ndarray, rows: np.ndarray, starts: np.n
         d = _dense(lti, remap, _np(links, col, np.float64), l_all.size, ids.size)[at]
         return window_mean(np.nan_to_num(d), rows, starts).astype(np.float32)
 
-    ends = _head(run_dir, "links", ["src", "dst", "kind"], int(first.max()) + 1)
-    take = pa.array(first)
-    return Links(link_id=ids, src=ends.column("src").take(take).to_pylist(),
-                 dst=ends.column("dst").take(take).to_pylist(), kind=ends.column("kind").take(take).to_pylist(),
+    ends = _read(run_dir, "links", ["src", "dst", "kind"], n_rows=int(first.max()) + 1)
+    src, dst, kind = (ends.column(c).to_pylist() for c in ("src", "dst", "kind"))
+    at_first = first.tolist()
+    return Links(link_id=ids, src=[src[i] for i in at_first], dst=[dst[i] for i in at_first],
+                 kind=[kind[i] for i in at_first],
                  util=mean("utilisation"), bytes_per_s=mean("bytes") / np.float32(sample_s))
