@@ -114,11 +114,17 @@ def write_node_samples(tel: Sdf.Layer, layout: lay.Layout, fr: StageFrames, mapp
     x = mapping.normalise(quantity_values(fr, mapping.quantity.name))
     idx = colours.node_palette_index(x, fr.state, np.arange(fr.times.size))
     diffuse, glow = colours.palette()
-    dv = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c))]) for c in diffuse]
-    ev = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c))]) for c in glow]
+    used = np.unique(idx).tolist()     # a run uses a few hundred of the palette's entries: build only those
+
+    def colour_values(rgb: np.ndarray, factor: float | None = None) -> list:
+        out: list = [None] * len(rgb)
+        for i in used:
+            c = rgb[i] if factor is None else rgb[i] * factor
+            out[i] = Vt.Vec3fArray([Gf.Vec3f(*map(float, c))])
+        return out
+    dv, ev = colour_values(diffuse), colour_values(glow)
     n = 0
-    fd = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c * FRONT_MESH_TINT))]) for c in diffuse]
-    fv = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c * FRONT_MESH_GLOW))]) for c in glow]
+    fd, fv = colour_values(diffuse, FRONT_MESH_TINT), colour_values(glow, FRONT_MESH_GLOW)
     for part, base, emissive in (("/Shell", dv, ev), ("/FrontMesh", fd, fv)):
         n += write_palette_series(tel, specs(part, "primvars:displayColor", T.Color3fArray), tc, idx, base)
         n += write_palette_series(tel, specs(part, "primvars:emissive", T.Color3fArray), tc, idx, emissive)
