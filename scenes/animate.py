@@ -148,9 +148,27 @@ def write_cached_series(layer: Sdf.Layer, attr_paths: Sequence[Sdf.Path], timeco
     flat = c.reshape(c.shape[0], c.shape[1], -1).transpose(1, 0, 2)[keep.T]      # (S, C) kept codes
     if not flat.shape[0]:
         return 0
-    keys, inverse = np.unique(flat, axis=0, return_inverse=True)
+    keys, inverse = _unique_rows(flat)
     built = [build(tuple(key)) for key in keys.tolist()]
     return write_kept(layer, attr_paths, timecodes, keep, list(map(built.__getitem__, inverse.ravel().tolist())))
+
+
+def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(rows, axis=0, return_inverse=True) for (S, C) integer codes, through one int64
+    key per row (mixed radix over each column's range) when the ranges fit: a 1-D sort instead
+    of a sort of C-wide records."""
+    lo, hi = rows.min(axis=0), rows.max(axis=0)
+    span = (hi - lo + 1).astype(object)                 # Python ints: the product cannot overflow
+    total = 1
+    for v in span.tolist():
+        total *= v
+    if total >= 2 ** 62:
+        uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
+        return uniq, inverse.ravel()
+    stride = np.cumprod(np.concatenate([[1], (hi - lo + 1)[::-1][:-1]]))[::-1].astype(np.int64)
+    key = (rows - lo) @ stride                          # row-major order of keys = lexicographic order of rows
+    uk, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return rows[first], inverse.ravel()
 
 
 def write_palette_series(layer: Sdf.Layer, attr_paths: Sequence[Sdf.Path], timecodes: np.ndarray,
