@@ -29,7 +29,7 @@ def _run(name: str, duration_s: float, tmp: Path, monkeypatch, skip: bool) -> tu
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "telemetry").glob("*"))}, len(steps)
 
 
-@pytest.mark.parametrize("name, duration_s", [("surge-cooling-failure", 1300), ("dual-3090-train", 900), ("tiny", 600)])
+@pytest.mark.parametrize("name, duration_s", [("surge-cooling-failure", 1900), ("dual-3090-train", 900), ("tiny", 600)])
 def test_skipping_idle_ticks_keeps_every_event_and_byte(name, duration_s, tmp_path, monkeypatch):
     every, n_every = _run(name, duration_s, tmp_path, monkeypatch, skip=False)
     skipped, n_skipped = _run(name, duration_s, tmp_path, monkeypatch, skip=True)
