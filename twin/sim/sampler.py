@@ -112,7 +112,6 @@ class Sampler:
         self._tmp_g = np.zeros(G)
         self._zeros_n, self._zeros_g = np.zeros(N), np.zeros(G)
         self._fac_tick = np.zeros(4)
-        self._fac_mean = np.zeros(4)
         self._with_mem = bool(self.n_rep and len(layout.gpair_rep))
 
     def per_node(self, pair_values: np.ndarray) -> np.ndarray:
@@ -238,7 +237,8 @@ class Sampler:
         lay, tt = self.lay, self.table_ticks
         if n_done % tt["gpus"] == 0:
             sp = self.gpu
-            extra = gpu_extra_b if isinstance(gpu_extra_b, np.ndarray) else self._zeros_g + gpu_extra_b
+            extra = gpu_extra_b if isinstance(gpu_extra_b, np.ndarray) else (
+                self._zeros_g if gpu_extra_b == 0.0 else self._zeros_g + gpu_extra_b)
             sk.gpu_row(sp.row(np.float32), sp.row(np.bool_), self._acc_gpu, tt["gpus"], gpu_temp_c, gpu_clock,
                        gpu_fan_frac, gpu_throttled, node_state, lay.gpu_node, self._gpu_has_rep, IS_LOADED,
                        self._with_mem, lay.rep_weights_per_gpu_b, rep_kv_reserved_b, lay.rep_n_gpus, lay.gpair_rep,
@@ -252,24 +252,18 @@ class Sampler:
                         lay.pair_rep, lay.pair_node, self._tmp_n[0])
             sp.commit()
         if n_done % self.ticks_per_sample == 0:
-            s, fc = n_done // self.ticks_per_sample - 1, self._fac
-            peak = sk.base_row(self._rack32[:, s], self._rack_i32[:, s], self.state_counts[s], self._fac_mean,
-                               self.acc_rack_node_w, self.acc_fac, self.ticks_per_sample, node_state, lay.node_rack,
-                               lay.nodes_per_rack, node_inlet_c, rack_exhaust_c, rack_demand_m3_s, rack_supply_m3_s,
-                               rack_recirc_frac, IS_POWERED, SERVING, self._tmp_n, gpu_temp_c)
+            s = n_done // self.ticks_per_sample - 1
+            peak = sk.base_row(self._rack32[:, s], self._rack_i32[:, s], self.state_counts[s], self._fac, s,
+                               self.acc_rack_node_w, self._own_rack_acc, self.acc_fac, self.ticks_per_sample,
+                               node_state, lay.node_rack, lay.nodes_per_rack, node_inlet_c, rack_exhaust_c,
+                               rack_demand_m3_s, rack_supply_m3_s, rack_recirc_frac, IS_POWERED, SERVING, self._tmp_n,
+                               gpu_temp_c, float(supply_c), int(queued), int(in_flight))
             if self.G:  # the float32 the gpus table would hold, whatever its own interval
                 peak = float(np.float32(peak))
                 self.peak_gpu_temp_c = peak if self.peak_gpu_temp_c is None else max(self.peak_gpu_temp_c, peak)
-            fc[:4, s] = self._fac_mean
-            fc[4, s], fc[5, s], fc[6, s] = supply_c, queued, in_flight
-            self.acc_fac[:] = 0.0
-            if self._own_rack_acc:
-                self.acc_rack_node_w[:] = 0.0
         if links is not None:
             self.links.append(links)
-        if n_done % tt["gpus"] == 0:
-            self._acc_gpu[:] = 0.0
-        if n_done % tt["nodes"] == 0:
+        if n_done % tt["nodes"] == 0:  # after the racks' row, which may read the nodes' wall-power sum
             self._acc_node[:7] = 0.0
 
     def _base_row(self, s: int, gpu_temp_c: np.ndarray, node_state: np.ndarray, node_inlet_c: np.ndarray,

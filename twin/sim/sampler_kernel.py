@@ -100,6 +100,9 @@ def _gpu_row(f32, flags, acc_gpu, n, gpu_temp_c, gpu_clock, gpu_fan_frac, gpu_th
         f32[4, g] = gpu_fan_frac[g]
         f32[5, g] = m + extra_b[g] / GB
         flags[0, g] = gpu_throttled[g]
+    for g in range(G):  # the interval's means are taken: its sums restart
+        acc_gpu[0, g] = 0.0
+        acc_gpu[1, g] = 0.0
 
 
 def _node_row(f32, state_out, active_out, acc_node, n, inlet_c, exhaust_c, fan_rpm, airflow_m3_s, gpu_temp_c,
@@ -129,11 +132,12 @@ def _node_row(f32, state_out, active_out, acc_node, n, inlet_c, exhaust_c, fan_r
         active_out[0, i] = np.int32(tmp[i])
 
 
-def _base_row(rk32, rk_i32, counts, fac, acc_rack, acc_fac, n, node_state, node_rack, nodes_per_rack,
+def _base_row(rk32, rk_i32, counts, fac, s, acc_rack, own_rack, acc_fac, n, node_state, node_rack, nodes_per_rack,
               node_inlet_c, rack_exhaust_c, rack_demand, rack_supply, rack_recirc, is_powered, serving, tmp,
-              gpu_temp_c) -> float:
-    """Row s of the racks and facility tables: rk32 (6, R), rk_i32 (2, R), counts (states,), fac (4,) means.
-    Returns the hottest GPU (NaN if any is NaN; 0.0 without GPUs)."""
+              gpu_temp_c, supply_c, queued, in_flight) -> float:
+    """Row s of the racks and facility tables: rk32 (6, R), rk_i32 (2, R), counts (states,), fac (7, S)
+    (four power means, supply air, queued, in flight); the facility sums (and the racks' own wall-power
+    sums, `own_rack`) restart. Returns the hottest GPU (NaN if any is NaN; 0.0 without GPUs)."""
     R = rk32.shape[1]
     for i in range(counts.shape[0]):
         counts[i] = 0
@@ -142,12 +146,12 @@ def _base_row(rk32, rk_i32, counts, fac, acc_rack, acc_fac, n, node_state, node_
             tmp[c, r] = 0.0
     for i in range(node_rack.shape[0]):
         r = node_rack[i]
-        s = node_state[i]
-        counts[s] += 1
+        st = node_state[i]
+        counts[st] += 1
         tmp[0, r] += acc_rack[i] / n
         tmp[1, r] += node_inlet_c[i]
-        tmp[2, r] += 1.0 if is_powered[s] else 0.0
-        tmp[3, r] += 1.0 if s == serving else 0.0
+        tmp[2, r] += 1.0 if is_powered[st] else 0.0
+        tmp[3, r] += 1.0 if st == serving else 0.0
     for r in range(R):
         rk32[0, r] = tmp[0, r]
         rk32[1, r] = tmp[1, r] / nodes_per_rack
@@ -158,7 +162,12 @@ def _base_row(rk32, rk_i32, counts, fac, acc_rack, acc_fac, n, node_state, node_
         rk_i32[0, r] = np.int32(tmp[2, r])
         rk_i32[1, r] = np.int32(tmp[3, r])
     for c in range(4):
-        fac[c] = acc_fac[c] / n
+        fac[c, s] = acc_fac[c] / n
+        acc_fac[c] = 0.0
+    fac[4, s], fac[5, s], fac[6, s] = supply_c, queued, in_flight
+    if own_rack:
+        for i in range(acc_rack.shape[0]):
+            acc_rack[i] = 0.0
     return _nanmax(gpu_temp_c, 0, gpu_temp_c.shape[0]) if gpu_temp_c.shape[0] else 0.0
 
 
