@@ -1,0 +1,224 @@
+"""Plant.step through compiled passes (twin.sim.plant_step_kernel, twin.sim.plant_kernel): the
+same tick as Plant's numpy step, in the same order, to the last bit, with the per-tick numpy
+calls fused into loops over GPUs, nodes and racks and the buffers allocated once per run.
+
+Between the passes stays numpy what must be numpy's own: the MoE share's pow per pool, the
+board limiter's x^3 per Newton step, the chassis fans' cube, the board power's c^3, the
+heatsink's f^0.8 and the ladder's exponentials, and the pairwise sums (rack exhaust mean,
+blower total, IT power). The facility cap (the ClockLimiter) sits between the GPU clocks and
+GPU power as in the numpy step. `Plant(kernels="numpy")` keeps the numpy step, which is the
+reference (tests/test_plant_step.py compares them).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from twin.model import airflow as af
+from twin.model import power as pw
+from twin.model import thermal as th
+from twin.model.cpu_load import CPU_COOLER_R_K_PER_W, CPU_HEAT_CAPACITY_J_PER_K
+from twin.model.node_power import _DIMM_TABLE
+from twin.model.states import DRAINING, FAILED, IS_LOADED, LOADING, OFF, POWERING_ON, SERVING, WARM
+from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
+from twin.model.training import TRAIN_DRAM_FRAC, TRAINING_ACTIVITY
+from twin.sim import plant_kernel as pk
+from twin.sim import plant_step_kernel as sk
+
+
+class CompiledStep:
+    """The compiled tick of one Plant: per-run constants and buffers (the plant's integrated state
+    stays the plant's and is updated in place)."""
+
+    def __init__(self, plant, loading_gb_s: float, chunk_tokens: float) -> None:
+        p = plant
+        gpu, fac, dt, N, G, R = p.gpu, p.fac, p.dt, p.N, p.G, p.R
+        if not np.array_equal(p.topo.gpu_node, np.arange(G) // p.gpn):
+            raise ValueError("topology: GPUs must be numbered node by node for the compiled plant step")
+        lay = p.lay
+        self.loading_gb_s, self.chunk = float(loading_gb_s), float(chunk_tokens)
+        # per pool, the constants of pw.replica_gpu_work as plant_kernel.replica_gpu_work_compiled
+        # converts them (rows: see plant_step_kernel._gpu_work)
+        rows = []
+        for pf, split in zip(lay.perf, lay.splits):
+            rows.append([float(pf.weights_bytes), float(pf.kv_bytes_per_token), float(pf.state_bytes_per_seq),
+                         float(pf.n_gpus), float(pf.pp), pf.decode_tflops * 1e12, float(pf.active_params),
+                         2.0 * pf.active_params, float(pf.prefill_gpus), 1.0 if split is None else split.gpu_frac,
+                         0.0 if split is None else 1.0])
+        self.pool_k = np.array(rows, dtype=float).reshape(len(rows), 11)
+        self.pools = [(reps, 1.0 - pf.active_fraction) for pf, reps in zip(lay.perf, lay.pool_reps) if len(reps)]
+        self.rep_pp = np.asarray(lay.rep_pp, dtype=float)
+        n_rep = lay.n_rep
+        self.rep_clock, self.e, self.untouched, self.rep_gb, self.rep_u = (np.empty(n_rep) for _ in range(5))
+        self.ones_rep, self.zeros_g, self.zeros_n = np.ones(n_rep), np.zeros(G), np.zeros(N)
+        self.flags = np.zeros(G, dtype=np.int8)
+        self.gb_s, self.sm_u, self.c_th, self.c, self.c3 = (np.empty(G) for _ in range(5))
+        self.idx = np.empty(G, dtype=np.int64)
+        self.bo, self.co, self.ro, self.x, self.x3 = (np.empty(G) for _ in range(5))
+        self.board_w = pk.BoardLimit(gpu, G).w                      # (w_dram, w_mem, w_sm)
+        self.busy, self.tok, self.ratio, self.ratio3 = (np.empty(N) for _ in range(4))
+        self.driven = np.zeros(N, dtype=bool)
+        self.dimm_w, self.plat_w, self.nic_w, self.fan_w, self.upstream = (np.empty(N) for _ in range(5))
+        self.over = np.empty(N, dtype=np.int64)
+        self.live = np.array([WARM, SERVING, DRAINING], dtype=np.int64)
+        self.is_loaded = np.ascontiguousarray(IS_LOADED)
+        self.k_fan = float(np.exp(-dt / CHASSIS_FAN_TAU_S))          # thermal.first_order_lag's factor
+        self.psu_pts = np.ascontiguousarray(p._psu_curve.load_frac, dtype=float)
+        self.psu_eff = np.ascontiguousarray(p._psu_curve.efficiency, dtype=float)
+        self.w_chip = pw.gpu_memory_w_per_gb_s(gpu) - pw.gpu_dram_w_per_gb_s(gpu)
+        self.sealed = fac.containment == "sealed"
+        if self.sealed:  # the balance's fixed terms once: fans, racks, blowers and air never change
+            sr = fac.sealed_rack
+            h = af.balance_terms(p._fan_groups, R, sr.blower_free_flow_m3_s, sr.blower_shutoff_pa,
+                                 sr.blower_speed_frac, sr.leakage_area_m2, fac.air_density_kg_m3)
+            # own buffers for the speed terms: every tick rewrites them in place (plant_kernel.BalanceCache)
+            self.terms = replace(h, **{f: np.empty(N + G) for f in ("s", "b", "head0", "cap")})
+            self.group_rack = np.ascontiguousarray(p.topo.node_rack[p._fan_groups.node])
+            self.rack_in, self.blower, self.leak = np.empty(R), np.empty(R), np.empty(R)
+        self._heat_setup(p)
+
+    # ------------------------------------------------------------------ heat (plant_kernel.heat)
+    def _heat_setup(self, p) -> None:
+        """The compiled heat step's per-run constants (each computed as Plant._heat_numpy computes
+        it, so the same bytes) and the buffers it writes into."""
+        gpu, node, fac, dt, G = p.gpu, p.node, p.fac, p.dt, p.G
+        r_spr, _ = th.gpu_stage_resistances(gpu, np.ones(1))
+        c_die, c_sink = th.gpu_spreader_capacity_j_per_k(gpu), th.gpu_heatsink_capacity_j_per_k(gpu)
+        a, b, c = -1.0 / (r_spr * c_die), 1.0 / (r_spr * c_die), 1.0 / (r_spr * c_sink)
+        lim = gpu.memory_junction_max_c
+        self.heat_k = (
+            float(dt), CPU_COOLER_R_K_PER_W, float(np.exp(-dt / (CPU_COOLER_R_K_PER_W * CPU_HEAT_CAPACITY_J_PER_K))),
+            CPU_HEAT_CAPACITY_J_PER_K, th.NO_FLOW_M3_S, float(node.gpu_preheat_frac),
+            fac.air_density_kg_m3 * th.CP_AIR_J_PER_KG_K, float(r_spr), a, b, c, float(c_die), float(c_sink),
+            float(pw.gpu_dram_w_per_gb_s(gpu)), float(gpu.memory_resistance_k_per_w),
+            float(np.exp(-dt / gpu.memory_time_constant_s)), 0.0 if lim is None else float(lim), lim is not None,
+            th.MEMORY_THROTTLE_SPAN_K, 1.0 - th.MEMORY_THROTTLE_MIN, th.MEMORY_THROTTLE_MIN, float(gpu.min_fan_frac),
+            FAN_START_C, float(gpu.fan_target_c - FAN_START_C), float(np.exp(-dt / GPU_FAN_TAU_S)),
+            float(gpu.slowdown_temp_c), float(gpu.shutdown_temp_c))
+        self.ladder_k = (gpu.thermal_resistance_k_per_w - r_spr, 1.0 / r_spr, a, b * c, c_sink, float(dt))
+        self.hb = {k: np.empty(G) for k in ("x", "r_s", "d", "l1", "l2", "e1", "e2")}
+        self.hb.update(exhaust=np.empty(p.N), flow=np.empty(p.R), flow_w=np.empty(p.R),
+                       throttled=np.zeros(G, dtype=bool))
+        self.hb["fan_floor"] = gpu.min_fan_frac * 0.2
+        p.gpu_temp, p.gpu_sink, p.gpu_mem = (np.array(x, dtype=float) for x in (p.gpu_temp, p.gpu_sink, p.gpu_mem))
+        p.gpu_mem_clock = np.ones(G)
+        p.fan_rpm, p.gpu_fan = np.array(p.fan_rpm, dtype=float), np.array(p.gpu_fan, dtype=float)
+
+    def heat(self, p, on, airflow, inlet, cpu_w, upstream_w, node_dc, g_pow, gb_s, powered) -> tuple[np.ndarray, ...]:
+        """Plant._heat_numpy through plant_kernel.heat: the integrated state updated in place."""
+        hb = self.hb
+        x = hb["x"]
+        # the heatsink's f^0.8 and the ladder's exponentials with numpy's ufuncs, as _heat_numpy
+        np.maximum(p.gpu_fan, hb["fan_floor"], out=x)
+        np.maximum(x, 0.05, out=x)
+        np.power(x, th.FAN_RESISTANCE_EXPONENT, out=x)
+        e1, e2 = hb["e1"], hb["e2"]
+        pk.ladder_rates(x, *self.ladder_k, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2)
+        np.exp(e1, out=e1)
+        np.exp(e2, out=e2)
+        thr = hb["throttled"]
+        n_hot = pk.heat(
+            p.gpn, p.topo.node_rack, on, airflow, inlet, cpu_w, upstream_w, node_dc, g_pow, gb_s,
+            powered, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2, p.cpu_temp, p.gpu_temp, p.gpu_sink,
+            p.gpu_mem, p.gpu_fan, p.rack_exhaust, hb["exhaust"], hb["flow"], hb["flow_w"],
+            p.gpu_mem_clock, thr, self.heat_k, float(p.supply_c))
+        hb["throttled"] = p.gpu_throttled  # the two flag buffers alternate (the step compares them)
+        hot = (np.unique(p.topo.gpu_node[np.flatnonzero(powered & (p.gpu_temp >= p.gpu.shutdown_temp_c))])
+               if n_hot else p._no_nodes)
+        return hb["exhaust"].copy(), thr, hot
+
+    # ------------------------------------------------------------------ the tick up to GPU power
+    def clocks(self, p, st, gpu_ok, serving, rep_share, gpu_train, cpu_extra_util):
+        """GPU work, P-states and clocks before any facility cap; the nodes' other parts. Returns
+        (gpu_util, powered, idle_w, clock0, on, gmax, cpu_util, cpu_w, other_w, psus)."""
+        gpu, node, fan, lay, G, N = p.gpu, p.node, p.fan, p.lay, p.G, p.N
+        util = np.empty(G)
+        flags = self.flags
+        sk.gpu_states(st, p.gpn, p._has_rep, gpu_ok, p.gpair_rep, p.gpair_gpu, serving.prefill_frac,
+                      serving.decode_frac, self.ones_rep if rep_share is None else rep_share, rep_share is not None,
+                      OFF, FAILED, LOADING, WARM, SERVING, DRAINING, flags, util)
+        e, untouched = self.e, self.untouched
+        sk.rep_exponent(p.out.gpu_clock, lay.rep_gpus, serving.decode_batch, self.rep_pp, self.rep_clock, e)
+        for reps, base in self.pools:  # as serving.weight_bytes_read: numpy's pow, one call per pool
+            untouched[reps] = base ** e[reps]
+        idle_w = np.empty(G)
+        n = sk.gpu_work(lay.rep_pool, self.pool_k, untouched, self.rep_clock, serving.decode_batch, serving.kv_tokens,
+                        serving.interval_s, serving.decode_time_frac, serving.prefill_tok_s, self.chunk,
+                        self.loading_gb_s, p.gpair_rep, p.gpair_gpu, flags, p.gpu_mem_clock,
+                        self.zeros_g if gpu_train is None else gpu_train, gpu_train is not None, TRAINING_ACTIVITY,
+                        TRAIN_DRAM_FRAC, float(gpu.memory_bandwidth_gb_s), p.t_s, p.gpu_last_work_s,
+                        float(gpu.pstate_decay_s), bool(gpu.context_holds_p0), float(pw.gpu_active_idle_w(gpu)),
+                        float(gpu.idle_power_w), p.gpu_temp, float(gpu.slowdown_temp_c), float(gpu.shutdown_temp_c),
+                        float(gpu.board_power_w), p.gpu_cap_w, *self.board_w, self.rep_gb, self.rep_u, self.gb_s,
+                        self.sm_u, util, idle_w, self.c_th, self.idx, self.bo, self.co, self.ro)
+        x = self.x[:n]
+        if n:  # plant_kernel.BoardLimit's Newton steps, x^3 by numpy between them
+            x3, bo, co, ro = self.x3[:n], self.bo[:n], self.co[:n], self.ro[:n]
+            x.fill(1.0)
+            for _ in range(pw.LIMIT_NEWTON_STEPS):
+                np.power(x, 3, out=x3)
+                if not pk._limit_newton_c(bo, co, ro, x, x3, pw.CLOCK_FLOOR):
+                    break
+        clock0, powered = np.empty(G), np.empty(G, dtype=bool)
+        sk.clock0(n, self.idx, x, flags, self.c_th, p.fresh, p.gpu_temp, float(gpu.min_fan_frac), FAN_START_C,
+                  float(gpu.fan_target_c - FAN_START_C), p.gpu_fan, clock0, powered)
+        on, gmax, cpu_util, cpu_w = np.empty(N, dtype=bool), np.empty(N), np.empty(N), np.empty(N)
+        sk.node_pre(st, p.gpn, p.gpu_temp, p.fan_rpm, p.fan_ok, p.fresh, OFF, FAILED, POWERING_ON, float(fan.min_rpm),
+                    float(fan.max_rpm), FAN_START_C, float(gpu.fan_target_c - FAN_START_C), self.k_fan, p.pair_node,
+                    p.pair_rep, p._pair_busy, p._pair_share, self.live, serving.tokens_s, serving.prefill_tok_s,
+                    float(p.core_s_per_token), float(p.cpu.cores),
+                    self.zeros_n if cpu_extra_util is None else cpu_extra_util, cpu_extra_util is not None,
+                    self.is_loaded, p._cpu_table, _DIMM_TABLE, float(p.cpu.idle_power_w), float(p.cpu.tdp_w),
+                    float(node.dimms), float(node.dimm_idle_w), float(node.dimm_power_w), float(node.platform_power_w),
+                    float(p.nic.power_w), on, self.driven, gmax, self.ratio, self.busy, self.tok, cpu_util, cpu_w,
+                    self.dimm_w, self.plat_w, self.nic_w)
+        p.fresh = False
+        np.power(self.ratio, 3, out=self.ratio3)   # pw.fan_power_w's affinity-law cube
+        other, psus = np.empty(N), np.empty(N, dtype=np.int64)
+        sk.node_other(self.driven, self.ratio3, float(node.chassis_fan_count), float(fan.max_power_w), cpu_w,
+                      self.dimm_w, self.plat_w, self.nic_w, p.psu_ok, self.fan_w, other, self.upstream, psus)
+        return util, powered, idle_w, clock0, on, gmax, cpu_util, cpu_w, other, psus
+
+    def power(self, p, clock, powered, idle_w, other, psus, on):
+        """GPU board power at the clocks the limiter chose; node GPU, DC and wall power; overloads."""
+        G, N, psu = p.G, p.N, p.psu
+        c, c3 = self.c, self.c3
+        pw.clip(clock, 0.0, 1.0, out=c)
+        np.power(c, 3, out=c3)   # pw.gpu_board_power_w's c ** 3
+        g_pow, node_gpu, node_dc, wall = np.empty(G), np.empty(N), np.empty(N), np.empty(N)
+        w_dram, _, w_sm = self.board_w
+        pc = p._psu_curve
+        n = sk.power(p.gpn, self.flags, idle_w, self.gb_s, self.sm_u, c, c3, w_dram, self.w_chip, w_sm, other, psus,
+                     p.psu_ok, on, float(psu.rated_w), float(psu.standby_w), self.psu_pts, self.psu_eff,
+                     float(pc.fixed_loss), float(pc.prop_loss), int(p.node.psu_count), g_pow, node_gpu, node_dc, wall,
+                     self.over)
+        return g_pow, node_gpu, node_dc, wall, self.over[:n].copy()
+
+    def air(self, p) -> tuple[np.ndarray, ...]:
+        """Plant._air for sealed racks through plant_kernel's balance (its fixed terms once per run)."""
+        if not self.sealed:
+            return p._air()
+        N, R, fac = p.N, p.R, p.fac
+        sr = fac.sealed_rack
+        speed = p._fan_speed
+        speed[:N] = self.ratio       # fan_rpm / max_rpm, as Plant._air divides it
+        speed[N:] = p.gpu_fan
+        h, gr, fans = self.terms, self.group_rack, p._fan_groups
+        pk._fan_terms_c(fans.speed_frac, fans.shutoff_pa, fans.free_flow_m3_s, h.s, h.b, h.head0, h.cap)
+        plenum = float(sr.plenum_pa * p.plenum_frac ** 2)
+        guess = p.rack_pa
+        pa = pk._solve_c(np.zeros(R) if guess is None else guess, guess is not None, gr, fans.count, h.b, h.head0,
+                         h.two_k, h.cap, h.q0b, h.p0b, h.capb, plenum, h.leak_c, af.BALANCE_RANGE_PA,
+                         af.BALANCE_TOL_M3_S, af.NEWTON_STEPS, af.GUESS_SPAN_PA, af.BALANCE_STEPS)
+        blower, leak, node_m3_s = np.empty(R), self.leak, np.empty(N)
+        pk._state_c(pa, gr, fans.node, N, fans.count, fans.free_flow_m3_s, fans.shutoff_pa, fans.k_pa_s2_m6, h.s,
+                    h.q0b, h.p0b, h.capb, plenum, af.ORIFICE_CD * sr.leakage_area_m2, float(fac.air_density_kg_m3),
+                    blower, leak, node_m3_s)
+        p.rack_pa = pa
+        blow_c = af.blower_intake_c(p.supply_c, float(np.mean(p.rack_exhaust)), float(blower.sum()),
+                                    p.crah_airflow_m3_s)
+        hot, inlet, demand = np.empty(R), np.empty(N), np.empty(R)
+        sk.sealed_air(p.topo.node_rack, node_m3_s, blower, leak, float(blow_c), p.rack_exhaust, self.rack_in, hot,
+                      inlet, demand)
+        return node_m3_s, inlet, demand, blower, hot
