@@ -382,9 +382,8 @@ class Plant:
                                                     sm_util=fs.sm_u, other_dc_w=other_dc, psus_working=psus,
                                                     facility_w_at=self.facility_w))
         g_pow, gpu_node_w, node_dc, node_wall, overload = fs.power(self, clock, powered, idle_w, other_dc, psus, on)
-        airflow, inlet, demand, supply, recirc = fs.air(self)
-        exhaust, throttled, hot = fs.heat(self, on, airflow, inlet, cpu_w, fs.upstream, node_dc, g_pow, fs.gb_s,
-                                          powered)
+        airflow, inlet, demand, supply, recirc, exhaust, throttled, hot = fs.air_heat(self, on, cpu_w, node_dc, g_pow,
+                                                                                     powered)
         return self._close(gpu_util, clock, g_pow, node_dc, gpu_node_w, node_wall, cpu_w, cpu_util, airflow,
                            inlet, exhaust, demand, supply, recirc, throttled, overload, hot, gmax)
 

@@ -12,6 +12,7 @@ reference (tests/test_plant_step.py compares them).
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -51,7 +52,8 @@ class CompiledStep:
         self.rep_pp = np.asarray(lay.rep_pp, dtype=float)
         n_rep = lay.n_rep
         self.rep_clock, self.e, self.untouched, self.rep_gb, self.rep_u = (np.empty(n_rep) for _ in range(5))
-        self.ones_rep, self.zeros_g, self.zeros_n = np.ones(n_rep), np.zeros(G), np.zeros(N)
+        self.ones_rep, self.zeros_g, self.zeros_n, self.zeros_r = np.ones(n_rep), np.zeros(G), np.zeros(N), np.zeros(R)
+        self.rack_in, self.leak = np.empty(R), np.empty(R)
         self.flags = np.zeros(G, dtype=np.int8)
         self.gb_s, self.sm_u, self.c_th, self.c, self.c3 = (np.empty(G) for _ in range(5))
         self.idx = np.empty(G, dtype=np.int64)
@@ -75,10 +77,30 @@ class CompiledStep:
             # own buffers for the speed terms: every tick rewrites them in place (plant_kernel.BalanceCache)
             self.terms = replace(h, **{f: np.empty(N + G) for f in ("s", "b", "head0", "cap")})
             self.group_rack = np.ascontiguousarray(p.topo.node_rack[p._fan_groups.node])
-            self.rack_in, self.blower, self.leak = np.empty(R), np.empty(R), np.empty(R)
         self._heat_setup(p)
+        # the kernels' per-run constants (plant_step_kernel: each kernel names its rows)
+        w_dram, w_mem, w_sm = self.board_w
+        f64 = partial(np.array, dtype=float)
+        self.work_k = f64([self.chunk, self.loading_gb_s, TRAINING_ACTIVITY, TRAIN_DRAM_FRAC, gpu.memory_bandwidth_gb_s,
+                           gpu.pstate_decay_s, 1.0 if gpu.context_holds_p0 else 0.0, pw.gpu_active_idle_w(gpu),
+                           gpu.idle_power_w, gpu.slowdown_temp_c, gpu.shutdown_temp_c, gpu.board_power_w, w_dram, w_mem,
+                           w_sm])
+        node, fan, cpu = p.node, p.fan, p.cpu
+        self.node_ki = np.array([p.gpn, OFF, FAILED, POWERING_ON, WARM, SERVING, DRAINING, LOADING], dtype=np.int64)
+        self.node_k = f64([fan.min_rpm, fan.max_rpm, FAN_START_C, gpu.fan_target_c - FAN_START_C, self.k_fan,
+                           p.core_s_per_token, cpu.cores, cpu.idle_power_w, cpu.tdp_w, node.dimms, node.dimm_idle_w,
+                           node.dimm_power_w, node.platform_power_w, p.nic.power_w])
+        self.mid_k = f64([gpu.min_fan_frac, FAN_START_C, gpu.fan_target_c - FAN_START_C, node.chassis_fan_count,
+                          fan.max_power_w, self.hb["fan_floor"]])
+        pc = p._psu_curve
+        self.power_k = f64([w_dram, self.w_chip, w_sm, p.psu.rated_w, p.psu.standby_w, pc.fixed_loss, pc.prop_loss,
+                            node.psu_count])
+        self.ladder_a = f64(self.ladder_k)
+        self.balance_k = f64([af.BALANCE_RANGE_PA, af.BALANCE_TOL_M3_S, af.NEWTON_STEPS, af.GUESS_SPAN_PA,
+                              af.BALANCE_STEPS])
+        self.hot_nodes = np.empty(N, dtype=p._no_nodes.dtype)
 
-    # ------------------------------------------------------------------ heat (plant_kernel.heat)
+    # ------------------------------------------------------------------ heat constants
     def _heat_setup(self, p) -> None:
         """The compiled heat step's per-run constants (each computed as Plant._heat_numpy computes
         it, so the same bytes) and the buffers it writes into."""
@@ -105,53 +127,30 @@ class CompiledStep:
         p.gpu_mem_clock = np.ones(G)
         p.fan_rpm, p.gpu_fan = np.array(p.fan_rpm, dtype=float), np.array(p.gpu_fan, dtype=float)
 
-    def heat(self, p, on, airflow, inlet, cpu_w, upstream_w, node_dc, g_pow, gb_s, powered) -> tuple[np.ndarray, ...]:
-        """Plant._heat_numpy through plant_kernel.heat: the integrated state updated in place."""
-        hb = self.hb
-        x = hb["x"]
-        # the heatsink's f^0.8 and the ladder's exponentials with numpy's ufuncs, as _heat_numpy
-        np.maximum(p.gpu_fan, hb["fan_floor"], out=x)
-        np.maximum(x, 0.05, out=x)
-        np.power(x, th.FAN_RESISTANCE_EXPONENT, out=x)
-        e1, e2 = hb["e1"], hb["e2"]
-        pk.ladder_rates(x, *self.ladder_k, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2)
-        np.exp(e1, out=e1)
-        np.exp(e2, out=e2)
-        thr = hb["throttled"]
-        n_hot = pk.heat(
-            p.gpn, p.topo.node_rack, on, airflow, inlet, cpu_w, upstream_w, node_dc, g_pow, gb_s,
-            powered, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2, p.cpu_temp, p.gpu_temp, p.gpu_sink,
-            p.gpu_mem, p.gpu_fan, p.rack_exhaust, hb["exhaust"], hb["flow"], hb["flow_w"],
-            p.gpu_mem_clock, thr, self.heat_k, float(p.supply_c))
-        hb["throttled"] = p.gpu_throttled  # the two flag buffers alternate (the step compares them)
-        hot = (np.unique(p.topo.gpu_node[np.flatnonzero(powered & (p.gpu_temp >= p.gpu.shutdown_temp_c))])
-               if n_hot else p._no_nodes)
-        return hb["exhaust"].copy(), thr, hot
-
-    # ------------------------------------------------------------------ the tick up to GPU power
+    # ------------------------------------------------------------------ the tick, in Plant.step's order
     def clocks(self, p, st, gpu_ok, serving, rep_share, gpu_train, cpu_extra_util):
         """GPU work, P-states and clocks before any facility cap; the nodes' other parts. Returns
         (gpu_util, powered, idle_w, clock0, on, gmax, cpu_util, cpu_w, other_w, psus)."""
-        gpu, node, fan, lay, G, N = p.gpu, p.node, p.fan, p.lay, p.G, p.N
-        util = np.empty(G)
-        flags = self.flags
-        sk.gpu_states(st, p.gpn, p._has_rep, gpu_ok, p.gpair_rep, p.gpair_gpu, serving.prefill_frac,
-                      serving.decode_frac, self.ones_rep if rep_share is None else rep_share, rep_share is not None,
-                      OFF, FAILED, LOADING, WARM, SERVING, DRAINING, flags, util)
-        e, untouched = self.e, self.untouched
-        sk.rep_exponent(p.out.gpu_clock, lay.rep_gpus, serving.decode_batch, self.rep_pp, self.rep_clock, e)
+        lay, G, N = p.lay, p.G, p.N
+        util, idle_w, clock0, powered = np.empty(G), np.empty(G), np.empty(G), np.empty(G, dtype=bool)
+        on, gmax, cpu_util, cpu_w = np.empty(N, dtype=bool), np.empty(N), np.empty(N), np.empty(N)
+        other, psus = np.empty(N), np.empty(N, dtype=np.int64)
+        flags, e, untouched = self.flags, self.e, self.untouched
+        sk.pre(st, p._has_rep, gpu_ok, p.gpair_rep, p.gpair_gpu, serving.prefill_frac, serving.decode_frac,
+               self.ones_rep if rep_share is None else rep_share, rep_share is not None, flags, util, p.out.gpu_clock,
+               lay.rep_gpus, serving.decode_batch, self.rep_pp, self.rep_clock, e, p.gpu_temp, p.fan_rpm, p.fan_ok,
+               p.fresh, p.pair_node, p.pair_rep, p._pair_busy, p._pair_share, serving.tokens_s, serving.prefill_tok_s,
+               self.zeros_n if cpu_extra_util is None else cpu_extra_util, cpu_extra_util is not None,
+               self.is_loaded, p._cpu_table, _DIMM_TABLE, on, self.driven, gmax, self.ratio, self.busy, self.tok,
+               cpu_util, cpu_w, self.dimm_w, self.plat_w, self.nic_w, self.node_ki, self.node_k)
         for reps, base in self.pools:  # as serving.weight_bytes_read: numpy's pow, one call per pool
             untouched[reps] = base ** e[reps]
-        idle_w = np.empty(G)
+        np.power(self.ratio, 3, out=self.ratio3)   # pw.fan_power_w's affinity-law cube
         n = sk.gpu_work(lay.rep_pool, self.pool_k, untouched, self.rep_clock, serving.decode_batch, serving.kv_tokens,
-                        serving.interval_s, serving.decode_time_frac, serving.prefill_tok_s, self.chunk,
-                        self.loading_gb_s, p.gpair_rep, p.gpair_gpu, flags, p.gpu_mem_clock,
-                        self.zeros_g if gpu_train is None else gpu_train, gpu_train is not None, TRAINING_ACTIVITY,
-                        TRAIN_DRAM_FRAC, float(gpu.memory_bandwidth_gb_s), p.t_s, p.gpu_last_work_s,
-                        float(gpu.pstate_decay_s), bool(gpu.context_holds_p0), float(pw.gpu_active_idle_w(gpu)),
-                        float(gpu.idle_power_w), p.gpu_temp, float(gpu.slowdown_temp_c), float(gpu.shutdown_temp_c),
-                        float(gpu.board_power_w), p.gpu_cap_w, *self.board_w, self.rep_gb, self.rep_u, self.gb_s,
-                        self.sm_u, util, idle_w, self.c_th, self.idx, self.bo, self.co, self.ro)
+                        serving.interval_s, serving.decode_time_frac, serving.prefill_tok_s, p.gpair_rep, p.gpair_gpu,
+                        flags, p.gpu_mem_clock, self.zeros_g if gpu_train is None else gpu_train, gpu_train is not None,
+                        p.t_s, p.gpu_last_work_s, p.gpu_temp, p.gpu_cap_w, self.rep_gb, self.rep_u, self.gb_s,
+                        self.sm_u, util, idle_w, self.c_th, self.idx, self.bo, self.co, self.ro, self.work_k)
         x = self.x[:n]
         if n:  # plant_kernel.BoardLimit's Newton steps, x^3 by numpy between them
             x3, bo, co, ro = self.x3[:n], self.bo[:n], self.co[:n], self.ro[:n]
@@ -160,65 +159,80 @@ class CompiledStep:
                 np.power(x, 3, out=x3)
                 if not pk._limit_newton_c(bo, co, ro, x, x3, pw.CLOCK_FLOOR):
                     break
-        clock0, powered = np.empty(G), np.empty(G, dtype=bool)
-        sk.clock0(n, self.idx, x, flags, self.c_th, p.fresh, p.gpu_temp, float(gpu.min_fan_frac), FAN_START_C,
-                  float(gpu.fan_target_c - FAN_START_C), p.gpu_fan, clock0, powered)
-        on, gmax, cpu_util, cpu_w = np.empty(N, dtype=bool), np.empty(N), np.empty(N), np.empty(N)
-        sk.node_pre(st, p.gpn, p.gpu_temp, p.fan_rpm, p.fan_ok, p.fresh, OFF, FAILED, POWERING_ON, float(fan.min_rpm),
-                    float(fan.max_rpm), FAN_START_C, float(gpu.fan_target_c - FAN_START_C), self.k_fan, p.pair_node,
-                    p.pair_rep, p._pair_busy, p._pair_share, self.live, serving.tokens_s, serving.prefill_tok_s,
-                    float(p.core_s_per_token), float(p.cpu.cores),
-                    self.zeros_n if cpu_extra_util is None else cpu_extra_util, cpu_extra_util is not None,
-                    self.is_loaded, p._cpu_table, _DIMM_TABLE, float(p.cpu.idle_power_w), float(p.cpu.tdp_w),
-                    float(node.dimms), float(node.dimm_idle_w), float(node.dimm_power_w), float(node.platform_power_w),
-                    float(p.nic.power_w), on, self.driven, gmax, self.ratio, self.busy, self.tok, cpu_util, cpu_w,
-                    self.dimm_w, self.plat_w, self.nic_w)
+        fx = self.hb["x"]
+        sk.mid(n, self.idx, x, flags, self.c_th, p.fresh, p.gpu_temp, p.gpu_fan, clock0, powered, fx, self.driven,
+               self.ratio3, cpu_w, self.dimm_w, self.plat_w, self.nic_w, p.psu_ok, self.fan_w, other, self.upstream,
+               psus, self.mid_k)
         p.fresh = False
-        np.power(self.ratio, 3, out=self.ratio3)   # pw.fan_power_w's affinity-law cube
-        other, psus = np.empty(N), np.empty(N, dtype=np.int64)
-        sk.node_other(self.driven, self.ratio3, float(node.chassis_fan_count), float(fan.max_power_w), cpu_w,
-                      self.dimm_w, self.plat_w, self.nic_w, p.psu_ok, self.fan_w, other, self.upstream, psus)
+        np.power(fx, th.FAN_RESISTANCE_EXPONENT, out=fx)   # the heatsink's f^0.8 (thermal.gpu_thermal_resistance_k_per_w)
         return util, powered, idle_w, clock0, on, gmax, cpu_util, cpu_w, other, psus
 
     def power(self, p, clock, powered, idle_w, other, psus, on):
-        """GPU board power at the clocks the limiter chose; node GPU, DC and wall power; overloads."""
-        G, N, psu = p.G, p.N, p.psu
+        """GPU board power at the clocks the limiter chose; node GPU, DC and wall power; overloads;
+        the heat ladder's rates (their exponentials by numpy)."""
+        G, N, hb = p.G, p.N, self.hb
         c, c3 = self.c, self.c3
         pw.clip(clock, 0.0, 1.0, out=c)
         np.power(c, 3, out=c3)   # pw.gpu_board_power_w's c ** 3
         g_pow, node_gpu, node_dc, wall = np.empty(G), np.empty(N), np.empty(N), np.empty(N)
-        w_dram, _, w_sm = self.board_w
-        pc = p._psu_curve
-        n = sk.power(p.gpn, self.flags, idle_w, self.gb_s, self.sm_u, c, c3, w_dram, self.w_chip, w_sm, other, psus,
-                     p.psu_ok, on, float(psu.rated_w), float(psu.standby_w), self.psu_pts, self.psu_eff,
-                     float(pc.fixed_loss), float(pc.prop_loss), int(p.node.psu_count), g_pow, node_gpu, node_dc, wall,
-                     self.over)
+        e1, e2 = hb["e1"], hb["e2"]
+        n = sk.power_ladder(p.gpn, self.flags, idle_w, self.gb_s, self.sm_u, c, c3, other, psus, p.psu_ok, on,
+                            self.psu_pts, self.psu_eff, g_pow, node_gpu, node_dc, wall, self.over, self.power_k,
+                            hb["x"], self.ladder_a, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2)
+        np.exp(e1, out=e1)
+        np.exp(e2, out=e2)
         return g_pow, node_gpu, node_dc, wall, self.over[:n].copy()
 
-    def air(self, p) -> tuple[np.ndarray, ...]:
-        """Plant._air for sealed racks through plant_kernel's balance (its fixed terms once per run)."""
-        if not self.sealed:
-            return p._air()
-        N, R, fac = p.N, p.R, p.fac
-        sr = fac.sealed_rack
-        speed = p._fan_speed
-        speed[:N] = self.ratio       # fan_rpm / max_rpm, as Plant._air divides it
-        speed[N:] = p.gpu_fan
-        h, gr, fans = self.terms, self.group_rack, p._fan_groups
-        pk._fan_terms_c(fans.speed_frac, fans.shutoff_pa, fans.free_flow_m3_s, h.s, h.b, h.head0, h.cap)
-        plenum = float(sr.plenum_pa * p.plenum_frac ** 2)
-        guess = p.rack_pa
-        pa = pk._solve_c(np.zeros(R) if guess is None else guess, guess is not None, gr, fans.count, h.b, h.head0,
-                         h.two_k, h.cap, h.q0b, h.p0b, h.capb, plenum, h.leak_c, af.BALANCE_RANGE_PA,
-                         af.BALANCE_TOL_M3_S, af.NEWTON_STEPS, af.GUESS_SPAN_PA, af.BALANCE_STEPS)
-        blower, leak, node_m3_s = np.empty(R), self.leak, np.empty(N)
-        pk._state_c(pa, gr, fans.node, N, fans.count, fans.free_flow_m3_s, fans.shutoff_pa, fans.k_pa_s2_m6, h.s,
-                    h.q0b, h.p0b, h.capb, plenum, af.ORIFICE_CD * sr.leakage_area_m2, float(fac.air_density_kg_m3),
-                    blower, leak, node_m3_s)
-        p.rack_pa = pa
-        blow_c = af.blower_intake_c(p.supply_c, float(np.mean(p.rack_exhaust)), float(blower.sum()),
-                                    p.crah_airflow_m3_s)
-        hot, inlet, demand = np.empty(R), np.empty(N), np.empty(R)
-        sk.sealed_air(p.topo.node_rack, node_m3_s, blower, leak, float(blow_c), p.rack_exhaust, self.rack_in, hot,
-                      inlet, demand)
-        return node_m3_s, inlet, demand, blower, hot
+    def air_heat(self, p, on, cpu_w, node_dc, g_pow, powered) -> tuple[np.ndarray, ...]:
+        """Plant._air (sealed racks: plant_kernel's balance, its fixed terms once per run) and
+        Plant._heat_numpy through plant_kernel.heat: (airflow, inlet, demand, supply, recirc,
+        exhaust, throttled, hot nodes); the integrated state updated in place."""
+        N, R, fac, hb = p.N, p.R, p.fac, self.hb
+        if self.sealed:
+            sr = fac.sealed_rack
+            h, fans = self.terms, p._fan_groups
+            plenum = float(sr.plenum_pa * p.plenum_frac ** 2)
+            guess = p.rack_pa
+            blower, node_m3_s = np.empty(R), np.empty(N)
+            p.rack_pa = sk.balance(self.ratio, p.gpu_fan, p._fan_speed, fans.shutoff_pa, fans.free_flow_m3_s, h.s, h.b,
+                                   h.head0, h.cap, self.zeros_r if guess is None else guess, guess is not None,
+                                   self.group_rack, fans.count, h.two_k, h.q0b, h.p0b, h.capb, plenum, h.leak_c,
+                                   fans.node, fans.k_pa_s2_m6, af.ORIFICE_CD * sr.leakage_area_m2,
+                                   float(fac.air_density_kg_m3), blower, self.leak, node_m3_s, self.balance_k)
+            # blowers drawing more than the running CRAHs deliver pull room air back through the floor
+            blow_c = float(af.blower_intake_c(p.supply_c, float(np.mean(p.rack_exhaust)), float(blower.sum()),
+                                              p.crah_airflow_m3_s))
+            hot, inlet, demand, supply = np.empty(R), np.empty(N), np.empty(R), blower
+        else:
+            node_m3_s, inlet, demand, supply, hot = p._air()
+            blow_c = 0.0
+        thr = hb["throttled"]
+        n_hot = sk.air_heat(self.sealed, p.topo.node_rack, node_m3_s, supply, self.leak, blow_c, self.rack_in, hot,
+                            inlet, demand, p.gpn, on, cpu_w, self.upstream, node_dc, g_pow, self.gb_s, powered,
+                            hb["r_s"], hb["d"], hb["l1"], hb["l2"], hb["e1"], hb["e2"], p.cpu_temp, p.gpu_temp,
+                            p.gpu_sink, p.gpu_mem, p.gpu_fan, p.rack_exhaust, hb["exhaust"], hb["flow"], hb["flow_w"],
+                            p.gpu_mem_clock, thr, self.heat_k, float(p.supply_c), self.hot_nodes)
+        hb["throttled"] = p.gpu_throttled  # the two flag buffers alternate (Plant._close compares them)
+        hot_nodes = self.hot_nodes[:n_hot].copy() if n_hot else p._no_nodes
+        return node_m3_s, inlet, demand, supply, hot, hb["exhaust"].copy(), thr, hot_nodes
+
+    def heat(self, p, on, airflow, inlet, cpu_w, upstream_w, node_dc, g_pow, gb_s, powered) -> tuple[np.ndarray, ...]:
+        """Plant._heat_numpy alone through the same compiled passes (blower terms, ladder, exponentials,
+        heat, hot nodes) on given air: (exhaust, throttled, hot nodes). For tests of the heat step."""
+        hb = self.hb
+        x = hb["x"]
+        np.maximum(p.gpu_fan, hb["fan_floor"], out=x)
+        np.maximum(x, 0.05, out=x)
+        np.power(x, th.FAN_RESISTANCE_EXPONENT, out=x)
+        e1, e2 = hb["e1"], hb["e2"]
+        pk.ladder_rates(x, *self.ladder_k, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2)
+        np.exp(e1, out=e1)
+        np.exp(e2, out=e2)
+        thr = hb["throttled"]
+        r = np.empty(p.R)
+        n_hot = sk.air_heat(False, p.topo.node_rack, airflow, r, r, 0.0, r, r, inlet, r, p.gpn, on, cpu_w, upstream_w,
+                            node_dc, g_pow, gb_s, powered, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2, p.cpu_temp,
+                            p.gpu_temp, p.gpu_sink, p.gpu_mem, p.gpu_fan, p.rack_exhaust, hb["exhaust"], hb["flow"],
+                            hb["flow_w"], p.gpu_mem_clock, thr, self.heat_k, float(p.supply_c), self.hot_nodes)
+        hb["throttled"] = p.gpu_throttled
+        return hb["exhaust"].copy(), thr, self.hot_nodes[:n_hot].copy() if n_hot else p._no_nodes

@@ -71,14 +71,18 @@ def _rep_exponent(clock, rep_gpus, batch, rep_pp, rep_clock, e):
 
 
 def _gpu_work(rep_pool, pool_k, untouched, rep_clock, batch, kv_tokens, interval_s, decode_time_frac, prefill_tok_s,
-              chunk, loading_gb_s, pair_rep, pair_gpu, flags, mem_clock, train, has_train, train_act, train_dram, bw, t_s, last_work,
-              decay, ctx_holds, idle_p0, idle_p8, gpu_temp, slowdown, shutdown, board_w, cap_w, w_dram, w_mem, w_sm,
-              rep_gb, rep_u, gb_s, sm_u, util, idle_w, c_th, idx, bo, co, ro):
+              pair_rep, pair_gpu, flags, mem_clock, train, has_train, t_s, last_work, gpu_temp, cap_w,
+              rep_gb, rep_u, gb_s, sm_u, util, idle_w, c_th, idx, bo, co, ro, kc):
     """Each replica's DRAM GB/s and SM utilisation (plant_kernel._work per replica, its pool's
     constants in pool_k rows: weights, kv/token, state/seq, n_gpus, pp, peak FLOP/s, active params,
     2 x active params, prefill GPUs, split share, has split), summed per GPU over the pairs; the
     loading/serving selects, training, the P-state, the thermal throttle and the board limiter's
-    over-limit compaction (plant_kernel._limit_over). Returns how many GPUs are over their limit."""
+    over-limit compaction (plant_kernel._limit_over). Returns how many GPUs are over their limit.
+    `kc`: the per-run constants (CompiledStep.work_k)."""
+    (chunk, loading_gb_s, train_act, train_dram, bw, decay, ctx, idle_p0, idle_p8, slowdown, shutdown, board_w,
+     w_dram, w_mem, w_sm) = (kc[0], kc[1], kc[2], kc[3], kc[4], kc[5], kc[6], kc[7], kc[8], kc[9], kc[10], kc[11],
+                             kc[12], kc[13], kc[14])
+    ctx_holds = ctx != 0.0
     for i in range(len(batch)):
         q = pool_k[rep_pool[i]]
         wb, kvb, sb, ng, pp, ps, ap, two_ap, pg, frac, split = q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7], q[8], q[9], q[10]
@@ -143,13 +147,17 @@ def _clock0(n_over, idx, x, flags, c_th, fresh, gpu_temp, fan_min, fan_start, fa
             gpu_fan[g] = fan_min + (1.0 - fan_min) * _clip_s((gpu_temp[g] - fan_start) / fan_span, 0.0, 1.0) if on else 0.0
 
 
-def _node_pre(st, gpn, gpu_temp, fan_rpm, fan_ok, fresh, off, failed, powering_on, min_rpm, max_rpm, fan_start,
-              fan_span, k_fan, pair_node, pair_rep, pair_busy, pair_share, live_st, tokens_s, prefill_tok_s, cspt, cores,
-              cpu_extra, has_extra, is_loaded, cpu_table, dimm_table, cpu_idle, cpu_tdp, dimms, dimm_idle, dimm_power,
-              platform_w, nic_power, on, driven, gmax, ratio, busy, tok, cpu_util, cpu_w, dimm_w, plat_w, nic_w):
+def _node_pre(st, gpu_temp, fan_rpm, fan_ok, fresh, pair_node, pair_rep, pair_busy, pair_share, tokens_s,
+              prefill_tok_s, cpu_extra, has_extra, is_loaded, cpu_table, dimm_table, on, driven, gmax, ratio, busy, tok,
+              cpu_util, cpu_w, dimm_w, plat_w, nic_w, ki, kc):
     """Plant.step's node half before GPU power: on / driven, the hottest GPU, chassis fan rpm (lag
     towards its target), the host CPU utilisation (_host_util), and node_parts_w's CPU, DIMM,
-    platform and NIC power; `ratio` = rpm / max rpm for the fans' cube (numpy's pow, outside)."""
+    platform and NIC power; `ratio` = rpm / max rpm for the fans' cube (numpy's pow, outside).
+    `ki`, `kc`: the per-run integer and float constants (CompiledStep.node_ki / node_k)."""
+    gpn, off, failed, powering_on = ki[0], ki[1], ki[2], ki[3]
+    (min_rpm, max_rpm, fan_start, fan_span, k_fan, cspt, cores, cpu_idle, cpu_tdp, dimms, dimm_idle, dimm_power,
+     platform_w, nic_power) = (kc[0], kc[1], kc[2], kc[3], kc[4], kc[5], kc[6], kc[7], kc[8], kc[9], kc[10], kc[11],
+                               kc[12], kc[13])
     n_nodes = len(st)
     for n in range(n_nodes):
         busy[n] = 0.0
@@ -157,7 +165,7 @@ def _node_pre(st, gpn, gpu_temp, fan_rpm, fan_ok, fresh, off, failed, powering_o
     for i in range(len(pair_node)):
         nd = pair_node[i]
         s = st[nd]
-        lv = 1.0 if (s == live_st[0] or s == live_st[1] or s == live_st[2]) else 0.0
+        lv = 1.0 if (s == ki[4] or s == ki[5] or s == ki[6]) else 0.0
         busy[nd] += pair_busy[i] * lv
         r = pair_rep[i]
         tok[nd] += (tokens_s[r] + prefill_tok_s[r]) * pair_share[i]
@@ -225,11 +233,12 @@ def _interp(x, xp, fp):
     return y
 
 
-def _power(gpn, flags, idle_w, gb_s, sm_u, c, c3, w_dram, w_chip, w_sm, other, psus, psu_ok, on, rated, standby,
-           pts, eff, fix_loss, prop_loss, psu_count, g_pow, node_gpu, node_dc, wall, over):
+def _power(gpn, flags, idle_w, gb_s, sm_u, c, c3, other, psus, psu_ok, on, pts, eff, g_pow, node_gpu, node_dc, wall,
+           over, kc):
     """GPU board power (pw.gpu_board_power_w with c = clip(clock), c3 = c^3 from numpy), per node
     its GPUs' sum, DC and wall power (pw.wall_power_w through the PSU curve) and the PSU overloads
-    (returns how many, their nodes in `over`)."""
+    (returns how many, their nodes in `over`). `kc`: CompiledStep.power_k."""
+    w_dram, w_chip, w_sm, rated, standby, fix_loss, prop_loss, psu_count = kc[0], kc[1], kc[2], kc[3], kc[4], kc[5], kc[6], kc[7]
     n_over = 0
     for n in range(len(other)):
         s = 0.0
@@ -274,11 +283,98 @@ def _sealed_air(node_rack, node_m3_s, blower, leak, blow_c, rack_exhaust, rack_i
         demand[r] += node_m3_s[n]
 
 
+def _hot_nodes(gpn, powered, gpu_temp, shutdown, out):
+    """np.unique of the nodes with a powered GPU at or above its shutdown temperature (GPUs are
+    numbered node by node, so node order is sorted order); returns how many."""
+    m = 0
+    for n in range(len(out)):
+        for g in range(n * gpn, (n + 1) * gpn):
+            if powered[g] and gpu_temp[g] >= shutdown:
+                out[m] = n
+                m += 1
+                break
+    return m
+
+
+# ------------------------------------------------------------ the passes CompiledStep calls, fused
+# (one dispatch each; the numpy sections sit between them)
+
+def _pre(st, has_rep, gpu_ok, gpair_rep, gpair_gpu, prefill_frac, decode_frac, rep_share, has_share, flags, util,
+         clock, rep_gpus, decode_batch, rep_pp, rep_clock, e, gpu_temp, fan_rpm, fan_ok, fresh, pair_node, pair_rep,
+         pair_busy, pair_share, tokens_s, prefill_tok_s, cpu_extra, has_extra, is_loaded, cpu_table, dimm_table, on,
+         driven, gmax, ratio, busy, tok, cpu_util, cpu_w, dimm_w, plat_w, nic_w, ki, kc):
+    """Before the tick's first pow: GPU states and utilisation, replica clocks and MoE exponents,
+    the nodes' fans, host CPU and parts (ki: gpn, OFF, FAILED, POWERING_ON, WARM, SERVING,
+    DRAINING, LOADING)."""
+    _gpu_states(st, ki[0], has_rep, gpu_ok, gpair_rep, gpair_gpu, prefill_frac, decode_frac, rep_share, has_share,
+                ki[1], ki[2], ki[7], ki[4], ki[5], ki[6], flags, util)
+    _rep_exponent(clock, rep_gpus, decode_batch, rep_pp, rep_clock, e)
+    _node_pre(st, gpu_temp, fan_rpm, fan_ok, fresh, pair_node, pair_rep, pair_busy, pair_share, tokens_s,
+              prefill_tok_s, cpu_extra, has_extra, is_loaded, cpu_table, dimm_table, on, driven, gmax, ratio, busy, tok,
+              cpu_util, cpu_w, dimm_w, plat_w, nic_w, ki, kc)
+
+
+def _mid(n_over, idx, x, flags, c_th, fresh, gpu_temp, gpu_fan, clock0, powered, fan_x, driven, ratio3, cpu_w, dimm_w,
+         plat_w, nic_w, psu_ok, fan_w, other, upstream, psus, kc):
+    """After the limiter's Newton steps: clock0 (and the first tick's blowers), the nodes' other
+    power and PSUs, and max(max(f, f_min / 5), 0.05) per blower for the heatsink's f^0.8
+    (thermal.gpu_stage_resistances; kc: fan_min, FAN_START_C, fan span, chassis fans, fan W, f floor)."""
+    _clock0(n_over, idx, x, flags, c_th, fresh, gpu_temp, kc[0], kc[1], kc[2], gpu_fan, clock0, powered)
+    _node_other(driven, ratio3, kc[3], kc[4], cpu_w, dimm_w, plat_w, nic_w, psu_ok, fan_w, other, upstream, psus)
+    for g in range(len(gpu_fan)):
+        fan_x[g] = _max(_max(gpu_fan[g], kc[5]), 0.05)
+
+
+def _power_ladder(gpn, flags, idle_w, gb_s, sm_u, c, c3, other, psus, psu_ok, on, pts, eff, g_pow, node_gpu, node_dc,
+                  wall, over, kc, x, lk, r_s, d, l1, l2, e1, e2):
+    """_power, then plant_kernel's ladder rates from x = f^0.8 (lk: CompiledStep.ladder_k)."""
+    n = _power(gpn, flags, idle_w, gb_s, sm_u, c, c3, other, psus, psu_ok, on, pts, eff, g_pow, node_gpu, node_dc,
+               wall, over, kc)
+    _ladder(x, lk[0], lk[1], lk[2], lk[3], lk[4], lk[5], r_s, d, l1, l2, e1, e2)
+    return n
+
+
+def _balance(ratio, gpu_fan, speed, shutoff, free, s, b, head0, cap, guess, has_guess, group_rack, count, two_k, q0b,
+             p0b, capb, plenum, leak_c, fan_node, k_pa, cd_area, rho, blower, leak, node, kb):
+    """plant_kernel.rack_balance_compiled's passes: the fan speeds (chassis rpm / max, then each
+    blower), their terms, each rack's chamber pressure, the flows (kb: af's range, tolerance,
+    Newton steps, guess span, steps). Returns the pressures."""
+    n_nodes = len(ratio)
+    for i in range(n_nodes):
+        speed[i] = ratio[i]
+    for g in range(len(gpu_fan)):
+        speed[n_nodes + g] = gpu_fan[g]
+    _fan_terms(speed, shutoff, free, s, b, head0, cap)
+    p = _solve(guess, has_guess, group_rack, count, b, head0, two_k, cap, q0b, p0b, capb, plenum, leak_c, kb[0], kb[1],
+               int(kb[2]), kb[3], int(kb[4]))
+    _state(p, group_rack, fan_node, n_nodes, count, free, shutoff, k_pa, s, q0b, p0b, capb, plenum, cd_area, rho, blower,
+           leak, node)
+    return p
+
+
+def _air_heat(sealed, node_rack, node_m3_s, blower, leak, blow_c, rack_in, hot, inlet, demand, gpn, on, cpu_w,
+              upstream_w, node_dc, g_pow, gb_s, powered, r_s, d, l1, l2, e1, e2, cpu_temp, gpu_temp, gpu_sink, gpu_mem,
+              gpu_fan, rack_exhaust, exhaust, flow, flow_w, mem_clock, throttled, k, supply_c, hot_nodes):
+    """Sealed racks: the chamber's mixing (_sealed_air, from the start-of-tick rack exhausts);
+    then plant_kernel's heat step and the hot nodes. Returns how many nodes are hot."""
+    if sealed:
+        _sealed_air(node_rack, node_m3_s, blower, leak, blow_c, rack_exhaust, rack_in, hot, inlet, demand)
+    n_hot = _heat(gpn, node_rack, on, node_m3_s, inlet, cpu_w, upstream_w, node_dc, g_pow, gb_s, powered, r_s, d, l1,
+                  l2, e1, e2, cpu_temp, gpu_temp, gpu_sink, gpu_mem, gpu_fan, rack_exhaust, exhaust, flow, flow_w,
+                  mem_clock, throttled, k, supply_c)
+    if n_hot == 0:
+        return 0
+    return _hot_nodes(gpn, powered, gpu_temp, k[26], hot_nodes)
+
+
 try:
     from numba import njit
     _jit = njit(cache=True, nogil=True)
-    gpu_states, rep_exponent, gpu_work, clock0 = _jit(_gpu_states), _jit(_rep_exponent), _jit(_gpu_work), _jit(_clock0)
-    interp = _interp = _jit(_interp)   # the name _power calls: compiled
-    node_pre, node_other, power, sealed_air = (_jit(f) for f in (_node_pre, _node_other, _power, _sealed_air))
+    _ladder, _heat, _fan_terms, _solve, _state = pk.ladder_rates, pk.heat, pk._fan_terms_c, pk._solve_c, pk._state_c
+    (_gpu_states, _rep_exponent, _gpu_work, _clock0, _node_pre, _node_other, _interp, _power, _sealed_air,
+     _hot_nodes) = (_jit(f) for f in (_gpu_states, _rep_exponent, _gpu_work, _clock0, _node_pre, _node_other, _interp,
+                                      _power, _sealed_air, _hot_nodes))
+    pre, mid, power_ladder, balance, air_heat = (_jit(f) for f in (_pre, _mid, _power_ladder, _balance, _air_heat))
+    gpu_work, interp, power = _gpu_work, _interp, _power
 except ImportError:  # pragma: no cover - without numba the plant takes its numpy path (plant_kernel.resolve)
-    gpu_states = rep_exponent = gpu_work = clock0 = node_pre = node_other = interp = power = sealed_air = None
+    pre = gpu_work = mid = power_ladder = balance = air_heat = interp = power = None
