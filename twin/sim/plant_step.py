@@ -28,6 +28,12 @@ from twin.sim import plant_kernel as pk
 from twin.sim import plant_step_kernel as sk
 
 
+def _as_slice(reps: np.ndarray) -> slice | np.ndarray:
+    """A pool's replica ids as a slice when they are consecutive (a view instead of a gather)."""
+    r = np.asarray(reps)
+    return slice(int(r[0]), int(r[-1]) + 1) if np.array_equal(r, np.arange(r[0], r[-1] + 1)) else r
+
+
 class CompiledStep:
     """The compiled tick of one Plant: per-run constants and buffers (the plant's integrated state
     stays the plant's and is updated in place)."""
@@ -48,14 +54,15 @@ class CompiledStep:
                          2.0 * pf.active_params, float(pf.prefill_gpus), 1.0 if split is None else split.gpu_frac,
                          0.0 if split is None else 1.0])
         self.pool_k = np.array(rows, dtype=float).reshape(len(rows), 11)
-        self.pools = [(reps, 1.0 - pf.active_fraction) for pf, reps in zip(lay.perf, lay.pool_reps) if len(reps)]
+        self.pools = [(_as_slice(reps), 1.0 - pf.active_fraction) for pf, reps in zip(lay.perf, lay.pool_reps)
+                      if len(reps)]
         self.rep_pp = np.asarray(lay.rep_pp, dtype=float)
         n_rep = lay.n_rep
         self.rep_clock, self.e, self.untouched, self.rep_gb, self.rep_u = (np.empty(n_rep) for _ in range(5))
         self.ones_rep, self.zeros_g, self.zeros_n, self.zeros_r = np.ones(n_rep), np.zeros(G), np.zeros(N), np.zeros(R)
         self.rack_in, self.leak = np.empty(R), np.empty(R)
         self.flags = np.zeros(G, dtype=np.int8)
-        self.gb_s, self.sm_u, self.c_th, self.c, self.c3 = (np.empty(G) for _ in range(5))
+        self.gb_s, self.sm_u, self.c_th, self.c, self.c3, self.c_lim = (np.empty(G) for _ in range(6))
         self.idx = np.empty(G, dtype=np.int64)
         self.bo, self.co, self.ro, self.x, self.x3 = (np.empty(G) for _ in range(5))
         self.board_w = pk.BoardLimit(gpu, G).w                      # (w_dram, w_mem, w_sm)
@@ -150,17 +157,19 @@ class CompiledStep:
                         serving.interval_s, serving.decode_time_frac, serving.prefill_tok_s, p.gpair_rep, p.gpair_gpu,
                         flags, p.gpu_mem_clock, self.zeros_g if gpu_train is None else gpu_train, gpu_train is not None,
                         p.t_s, p.gpu_last_work_s, p.gpu_temp, p.gpu_cap_w, self.rep_gb, self.rep_u, self.gb_s,
-                        self.sm_u, util, idle_w, self.c_th, self.idx, self.bo, self.co, self.ro, self.work_k)
-        x = self.x[:n]
-        if n:  # plant_kernel.BoardLimit's Newton steps, x^3 by numpy between them
-            x3, bo, co, ro = self.x3[:n], self.bo[:n], self.co[:n], self.ro[:n]
-            x.fill(1.0)
-            for _ in range(pw.LIMIT_NEWTON_STEPS):
-                np.power(x, 3, out=x3)
-                if not pk._limit_newton_c(bo, co, ro, x, x3, pw.CLOCK_FLOOR):
-                    break
+                        self.sm_u, util, idle_w, self.c_th, self.c_lim, self.idx, self.bo, self.co, self.ro,
+                        self.work_k)
+        # the board limiter's Newton steps from c = 1 (pw.clock_for_board_limit), x^3 by numpy between
+        # them, each on the GPUs whose clock still moves
+        x, x3 = self.x, self.x3
+        x[:n] = 1.0
+        for _ in range(pw.LIMIT_NEWTON_STEPS):
+            if not n:
+                break
+            np.power(x[:n], 3, out=x3[:n])
+            n = sk.limit_step(self.bo, self.co, self.ro, x, x3, self.idx, n, pw.CLOCK_FLOOR, self.c_lim)
         fx = self.hb["x"]
-        sk.mid(n, self.idx, x, flags, self.c_th, p.fresh, p.gpu_temp, p.gpu_fan, clock0, powered, fx, self.driven,
+        sk.mid(n, self.idx, x, self.c_lim, flags, self.c_th, p.fresh, p.gpu_temp, p.gpu_fan, clock0, powered, fx, self.driven,
                self.ratio3, cpu_w, self.dimm_w, self.plat_w, self.nic_w, p.psu_ok, self.fan_w, other, self.upstream,
                psus, self.mid_k)
         p.fresh = False

@@ -72,7 +72,7 @@ def _rep_exponent(clock, rep_gpus, batch, rep_pp, rep_clock, e):
 
 def _gpu_work(rep_pool, pool_k, untouched, rep_clock, batch, kv_tokens, interval_s, decode_time_frac, prefill_tok_s,
               pair_rep, pair_gpu, flags, mem_clock, train, has_train, t_s, last_work, gpu_temp, cap_w,
-              rep_gb, rep_u, gb_s, sm_u, util, idle_w, c_th, idx, bo, co, ro, kc):
+              rep_gb, rep_u, gb_s, sm_u, util, idle_w, c_th, c_lim, idx, bo, co, ro, kc):
     """Each replica's DRAM GB/s and SM utilisation (plant_kernel._work per replica, its pool's
     constants in pool_k rows: weights, kv/token, state/seq, n_gpus, pp, peak FLOP/s, active params,
     2 x active params, prefill GPUs, split share, has split), summed per GPU over the pairs; the
@@ -126,25 +126,44 @@ def _gpu_work(rep_pool, pool_k, untouched, rep_clock, batch, kv_tokens, interval
         bb = (w_mem - w_dram) * gg
         c3 = w_sm * _clip_a(u, 0.0, 1.0)
         room = _min(board_w, cap_w[g]) - idle - w_dram * gg
+        c_lim[g] = 1.0
         if bb + c3 > room:
             idx[n], bo[n], co[n], ro[n] = g, bb, c3, room
             n += 1
     return n
 
 
-def _clock0(n_over, idx, x, flags, c_th, fresh, gpu_temp, fan_min, fan_start, fan_span, gpu_fan, clock0, powered):
+def _clock0(n_left, idx, x, c_lim, flags, c_th, fresh, gpu_temp, fan_min, fan_start, fan_span, gpu_fan, clock0, powered):
     """clock0 = min(throttle, board limiter) on powered GPUs, else 1 (`powered`: on the bus); on the
-    first tick the blowers at their set point (thermal.fan_curve_frac)."""
-    for g in range(len(clock0)):
-        clock0[g] = 1.0
-    for i in range(n_over):
-        clock0[idx[i]] = x[i]
+    first tick the blowers at their set point (thermal.fan_curve_frac). The board limiter's clocks:
+    `c_lim`, and the `n_left` GPUs still moving after the last Newton step (idx, x)."""
+    for i in range(n_left):
+        c_lim[idx[i]] = x[i]
     for g in range(len(clock0)):
         on = (flags[g] & F_ON) != 0
         powered[g] = on
-        clock0[g] = _min(c_th[g], clock0[g]) if on else 1.0
+        clock0[g] = _min(c_th[g], c_lim[g]) if on else 1.0
         if fresh:
             gpu_fan[g] = fan_min + (1.0 - fan_min) * _clip_s((gpu_temp[g] - fan_start) / fan_span, 0.0, 1.0) if on else 0.0
+
+
+def _limit_step(bo, co, ro, x, x3, idx, m, floor, c_lim):
+    """One Newton step of the board limiter (plant_kernel._limit_newton's arithmetic) on the m GPUs
+    still moving (x3 = x^3 by numpy): a GPU whose clock did not move is at its fixed point (every
+    further step repeats it), so its clock goes to c_lim and it leaves the set; the others are
+    compacted, in order, to the front. Returns how many are still moving."""
+    k = 0
+    for i in range(m):
+        xi, x2 = x[i], x[i] * x[i]
+        f = bo[i] * x2 + co[i] * x3[i] - ro[i]
+        fp = _max(2.0 * bo[i] * xi + 3.0 * co[i] * x2, 1e-12)
+        xn = _clip_a(xi - f / fp, floor, 1.0)
+        if xn == xi:
+            c_lim[idx[i]] = xn
+        else:
+            bo[k], co[k], ro[k], x[k], idx[k] = bo[i], co[i], ro[i], xn, idx[i]
+            k += 1
+    return k
 
 
 def _node_pre(st, gpu_temp, fan_rpm, fan_ok, fresh, pair_node, pair_rep, pair_busy, pair_share, tokens_s,
@@ -314,12 +333,12 @@ def _pre(st, has_rep, gpu_ok, gpair_rep, gpair_gpu, prefill_frac, decode_frac, r
               cpu_util, cpu_w, dimm_w, plat_w, nic_w, ki, kc)
 
 
-def _mid(n_over, idx, x, flags, c_th, fresh, gpu_temp, gpu_fan, clock0, powered, fan_x, driven, ratio3, cpu_w, dimm_w,
+def _mid(n_left, idx, x, c_lim, flags, c_th, fresh, gpu_temp, gpu_fan, clock0, powered, fan_x, driven, ratio3, cpu_w, dimm_w,
          plat_w, nic_w, psu_ok, fan_w, other, upstream, psus, kc):
     """After the limiter's Newton steps: clock0 (and the first tick's blowers), the nodes' other
     power and PSUs, and max(max(f, f_min / 5), 0.05) per blower for the heatsink's f^0.8
     (thermal.gpu_stage_resistances; kc: fan_min, FAN_START_C, fan span, chassis fans, fan W, f floor)."""
-    _clock0(n_over, idx, x, flags, c_th, fresh, gpu_temp, kc[0], kc[1], kc[2], gpu_fan, clock0, powered)
+    _clock0(n_left, idx, x, c_lim, flags, c_th, fresh, gpu_temp, kc[0], kc[1], kc[2], gpu_fan, clock0, powered)
     _node_other(driven, ratio3, kc[3], kc[4], cpu_w, dimm_w, plat_w, nic_w, psu_ok, fan_w, other, upstream, psus)
     for g in range(len(gpu_fan)):
         fan_x[g] = _max(_max(gpu_fan[g], kc[5]), 0.05)
@@ -375,6 +394,6 @@ try:
      _hot_nodes) = (_jit(f) for f in (_gpu_states, _rep_exponent, _gpu_work, _clock0, _node_pre, _node_other, _interp,
                                       _power, _sealed_air, _hot_nodes))
     pre, mid, power_ladder, balance, air_heat = (_jit(f) for f in (_pre, _mid, _power_ladder, _balance, _air_heat))
-    gpu_work, interp, power = _gpu_work, _interp, _power
+    gpu_work, interp, power, limit_step = _gpu_work, _interp, _power, _jit(_limit_step)
 except ImportError:  # pragma: no cover - without numba the plant takes its numpy path (plant_kernel.resolve)
-    pre = gpu_work = mid = power_ladder = balance = air_heat = interp = power = None
+    pre = gpu_work = mid = power_ladder = balance = air_heat = interp = power = limit_step = None
