@@ -382,17 +382,18 @@ class Plant:
                                                     sm_util=fs.sm_u, other_dc_w=other_dc, psus_working=psus,
                                                     facility_w_at=self.facility_w))
         g_pow, gpu_node_w, node_dc, node_wall, overload = fs.power(self, clock, powered, idle_w, other_dc, psus, on)
-        airflow, inlet, demand, supply, recirc, exhaust, throttled, hot = fs.air_heat(self, on, cpu_w, node_dc, g_pow,
-                                                                                     powered)
+        airflow, inlet, demand, supply, recirc, exhaust, throttled, hot, changed = fs.air_heat(
+            self, on, cpu_w, node_dc, g_pow, powered)
         return self._close(gpu_util, clock, g_pow, node_dc, gpu_node_w, node_wall, cpu_w, cpu_util, airflow,
-                           inlet, exhaust, demand, supply, recirc, throttled, overload, hot, gmax)
+                           inlet, exhaust, demand, supply, recirc, throttled, overload, hot, gmax, changed)
 
     def _close(self, gpu_util, clock, g_pow, node_dc, gpu_node_w, node_wall, cpu_w, cpu_util, airflow, inlet, exhaust,
-               demand, supply, recirc, throttled, overload, hot, gmax) -> PlantOutputs:
+               demand, supply, recirc, throttled, overload, hot, gmax, changed=None) -> PlantOutputs:
         """The tick's end, both paths: throttle changes; the cooling plant (heat it cannot remove
         warms the room); the outputs."""
         fac, dt = self.fac, self.dt
-        changed = np.flatnonzero(throttled != self.gpu_throttled)[:1000]
+        if changed is None:  # (the compiled step finds them in its heat pass)
+            changed = np.flatnonzero(throttled != self.gpu_throttled)[:1000]
         self.gpu_throttled = throttled
         it_w = float(node_wall.sum())
         plant = self.plant_power(it_w)

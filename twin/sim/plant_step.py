@@ -64,7 +64,7 @@ class CompiledStep:
         self.flags = np.zeros(G, dtype=np.int8)
         self.gb_s, self.sm_u, self.c_th, self.c, self.c3, self.c_lim = (np.empty(G) for _ in range(6))
         self.idx = np.empty(G, dtype=np.int64)
-        self.bo, self.co, self.ro, self.x, self.x3 = (np.empty(G) for _ in range(5))
+        self.bo, self.co, self.ro, self.x, self.xp, self.x3 = (np.empty(G) for _ in range(6))
         self.board_w = pk.BoardLimit(gpu, G).w                      # (w_dram, w_mem, w_sm)
         self.busy, self.tok, self.ratio, self.ratio3 = (np.empty(N) for _ in range(4))
         self.driven = np.zeros(N, dtype=bool)
@@ -106,6 +106,14 @@ class CompiledStep:
         self.balance_k = f64([af.BALANCE_RANGE_PA, af.BALANCE_TOL_M3_S, af.NEWTON_STEPS, af.GUESS_SPAN_PA,
                               af.BALANCE_STEPS])
         self.hot_nodes = np.empty(N, dtype=p._no_nodes.dtype)
+        self.changed = np.empty(min(G, 1000), dtype=np.int64)   # Alarms.throttle_changed: the first 1,000
+        self.blower, self.node_m3_s = np.empty(R), np.empty(N)
+        if self.sealed:
+            self.cd_area = af.ORIFICE_CD * fac.sealed_rack.leakage_area_m2
+            self.rho = float(fac.air_density_kg_m3)
+        e0, i0 = np.empty(0), np.empty(0, dtype=np.int64)
+        self.no_balance = (self.ratio, e0, e0, e0, e0, e0, e0, e0, self.zeros_r, False, i0, e0, e0, e0, e0, e0, 0.0,
+                           0.0, i0, e0, 0.0, 0.0, self.blower, self.leak, self.node_m3_s, self.balance_k)
 
     # ------------------------------------------------------------------ heat constants
     def _heat_setup(self, p) -> None:
@@ -161,17 +169,32 @@ class CompiledStep:
                         self.work_k)
         # the board limiter's Newton steps from c = 1 (pw.clock_for_board_limit), x^3 by numpy between
         # them, each on the GPUs whose clock still moves
-        x, x3 = self.x, self.x3
+        x, x3, steps = self.x, self.x3, pw.LIMIT_NEWTON_STEPS
         x[:n] = 1.0
-        for _ in range(pw.LIMIT_NEWTON_STEPS):
+        self.xp[:n] = np.nan   # no step before the first
+        for step in range(1, steps + 1):
             if not n:
                 break
             np.power(x[:n], 3, out=x3[:n])
-            n = sk.limit_step(self.bo, self.co, self.ro, x, x3, self.idx, n, pw.CLOCK_FLOOR, self.c_lim)
+            n = sk.limit_step(self.bo, self.co, self.ro, x, self.xp, x3, self.idx, n, pw.CLOCK_FLOOR, self.c_lim, step,
+                              steps)
         fx = self.hb["x"]
-        sk.mid(n, self.idx, x, self.c_lim, flags, self.c_th, p.fresh, p.gpu_temp, p.gpu_fan, clock0, powered, fx, self.driven,
-               self.ratio3, cpu_w, self.dimm_w, self.plat_w, self.nic_w, p.psu_ok, self.fan_w, other, self.upstream,
-               psus, self.mid_k)
+        # clock0, the nodes' other power, and (sealed racks) the chamber balance at this tick's fan speeds
+        if self.sealed:
+            sr, h, fans = p.fac.sealed_rack, self.terms, p._fan_groups
+            plenum = float(sr.plenum_pa * p.plenum_frac ** 2)
+            guess = p.rack_pa
+            bal = (self.ratio, p._fan_speed, fans.shutoff_pa, fans.free_flow_m3_s, h.s, h.b, h.head0, h.cap,
+                   self.zeros_r if guess is None else guess, guess is not None, self.group_rack, fans.count, h.two_k,
+                   h.q0b, h.p0b, h.capb, plenum, h.leak_c, fans.node, fans.k_pa_s2_m6, self.cd_area, self.rho,
+                   self.blower, self.leak, self.node_m3_s, self.balance_k)
+        else:
+            bal = self.no_balance
+        pa = sk.mid(n, self.idx, x, self.c_lim, flags, self.c_th, p.fresh, p.gpu_temp, p.gpu_fan, clock0, powered, fx,
+                    self.driven, self.ratio3, cpu_w, self.dimm_w, self.plat_w, self.nic_w, p.psu_ok, self.fan_w, other,
+                    self.upstream, psus, self.mid_k, self.sealed, *bal)
+        if self.sealed:
+            p.rack_pa = pa
         p.fresh = False
         np.power(fx, th.FAN_RESISTANCE_EXPONENT, out=fx)   # the heatsink's f^0.8 (thermal.gpu_thermal_resistance_k_per_w)
         return util, powered, idle_w, clock0, on, gmax, cpu_util, cpu_w, other, psus
@@ -193,37 +216,31 @@ class CompiledStep:
         return g_pow, node_gpu, node_dc, wall, self.over[:n].copy()
 
     def air_heat(self, p, on, cpu_w, node_dc, g_pow, powered) -> tuple[np.ndarray, ...]:
-        """Plant._air (sealed racks: plant_kernel's balance, its fixed terms once per run) and
-        Plant._heat_numpy through plant_kernel.heat: (airflow, inlet, demand, supply, recirc,
-        exhaust, throttled, hot nodes); the integrated state updated in place."""
-        N, R, fac, hb = p.N, p.R, p.fac, self.hb
+        """Plant._air (sealed racks: the balance `clocks` solved) and Plant._heat_numpy through
+        plant_kernel.heat: (airflow, inlet, demand, supply, recirc, exhaust, throttled, hot nodes,
+        throttle changes); the integrated state updated in place."""
+        N, R, hb = p.N, p.R, self.hb
         if self.sealed:
-            sr = fac.sealed_rack
-            h, fans = self.terms, p._fan_groups
-            plenum = float(sr.plenum_pa * p.plenum_frac ** 2)
-            guess = p.rack_pa
-            blower, node_m3_s = np.empty(R), np.empty(N)
-            p.rack_pa = sk.balance(self.ratio, p.gpu_fan, p._fan_speed, fans.shutoff_pa, fans.free_flow_m3_s, h.s, h.b,
-                                   h.head0, h.cap, self.zeros_r if guess is None else guess, guess is not None,
-                                   self.group_rack, fans.count, h.two_k, h.q0b, h.p0b, h.capb, plenum, h.leak_c,
-                                   fans.node, fans.k_pa_s2_m6, af.ORIFICE_CD * sr.leakage_area_m2,
-                                   float(fac.air_density_kg_m3), blower, self.leak, node_m3_s, self.balance_k)
-            # blowers drawing more than the running CRAHs deliver pull room air back through the floor
-            blow_c = float(af.blower_intake_c(p.supply_c, float(np.mean(p.rack_exhaust)), float(blower.sum()),
-                                              p.crah_airflow_m3_s))
+            blower, node_m3_s = self.blower.copy(), self.node_m3_s.copy()
+            # blowers drawing more than the running CRAHs deliver pull room air back through the floor;
+            # np.mean is np.add.reduce / count
+            blow_c = float(af.blower_intake_c(p.supply_c, float(np.add.reduce(p.rack_exhaust) / R),
+                                              float(np.add.reduce(blower)), p.crah_airflow_m3_s))
             hot, inlet, demand, supply = np.empty(R), np.empty(N), np.empty(R), blower
         else:
             node_m3_s, inlet, demand, supply, hot = p._air()
             blow_c = 0.0
         thr = hb["throttled"]
-        n_hot = sk.air_heat(self.sealed, p.topo.node_rack, node_m3_s, supply, self.leak, blow_c, self.rack_in, hot,
-                            inlet, demand, p.gpn, on, cpu_w, self.upstream, node_dc, g_pow, self.gb_s, powered,
-                            hb["r_s"], hb["d"], hb["l1"], hb["l2"], hb["e1"], hb["e2"], p.cpu_temp, p.gpu_temp,
-                            p.gpu_sink, p.gpu_mem, p.gpu_fan, p.rack_exhaust, hb["exhaust"], hb["flow"], hb["flow_w"],
-                            p.gpu_mem_clock, thr, self.heat_k, float(p.supply_c), self.hot_nodes)
-        hb["throttled"] = p.gpu_throttled  # the two flag buffers alternate (Plant._close compares them)
+        n_hot, n_changed = sk.air_heat(
+            self.sealed, p.topo.node_rack, node_m3_s, supply, self.leak, blow_c, self.rack_in, hot, inlet, demand,
+            p.gpn, on, cpu_w, self.upstream, node_dc, g_pow, self.gb_s, powered, hb["r_s"], hb["d"], hb["l1"],
+            hb["l2"], hb["e1"], hb["e2"], p.cpu_temp, p.gpu_temp, p.gpu_sink, p.gpu_mem, p.gpu_fan, p.rack_exhaust,
+            hb["exhaust"], hb["flow"], hb["flow_w"], p.gpu_mem_clock, thr, self.heat_k, float(p.supply_c),
+            self.hot_nodes, p.gpu_throttled, self.changed)
+        hb["throttled"] = p.gpu_throttled  # the two flag buffers alternate
         hot_nodes = self.hot_nodes[:n_hot].copy() if n_hot else p._no_nodes
-        return node_m3_s, inlet, demand, supply, hot, hb["exhaust"].copy(), thr, hot_nodes
+        return (node_m3_s, inlet, demand, supply, hot, hb["exhaust"].copy(), thr, hot_nodes,
+                self.changed[:n_changed].copy())
 
     def heat(self, p, on, airflow, inlet, cpu_w, upstream_w, node_dc, g_pow, gb_s, powered) -> tuple[np.ndarray, ...]:
         """Plant._heat_numpy alone through the same compiled passes (blower terms, ladder, exponentials,
@@ -239,9 +256,10 @@ class CompiledStep:
         np.exp(e2, out=e2)
         thr = hb["throttled"]
         r = np.empty(p.R)
-        n_hot = sk.air_heat(False, p.topo.node_rack, airflow, r, r, 0.0, r, r, inlet, r, p.gpn, on, cpu_w, upstream_w,
-                            node_dc, g_pow, gb_s, powered, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2, p.cpu_temp,
-                            p.gpu_temp, p.gpu_sink, p.gpu_mem, p.gpu_fan, p.rack_exhaust, hb["exhaust"], hb["flow"],
-                            hb["flow_w"], p.gpu_mem_clock, thr, self.heat_k, float(p.supply_c), self.hot_nodes)
+        n_hot, _ = sk.air_heat(False, p.topo.node_rack, airflow, r, r, 0.0, r, r, inlet, r, p.gpn, on, cpu_w,
+                               upstream_w, node_dc, g_pow, gb_s, powered, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1,
+                               e2, p.cpu_temp, p.gpu_temp, p.gpu_sink, p.gpu_mem, p.gpu_fan, p.rack_exhaust,
+                               hb["exhaust"], hb["flow"], hb["flow_w"], p.gpu_mem_clock, thr, self.heat_k,
+                               float(p.supply_c), self.hot_nodes, thr, self.changed)
         hb["throttled"] = p.gpu_throttled
         return hb["exhaust"].copy(), thr, self.hot_nodes[:n_hot].copy() if n_hot else p._no_nodes

@@ -147,11 +147,13 @@ def _clock0(n_left, idx, x, c_lim, flags, c_th, fresh, gpu_temp, fan_min, fan_st
             gpu_fan[g] = fan_min + (1.0 - fan_min) * _clip_s((gpu_temp[g] - fan_start) / fan_span, 0.0, 1.0) if on else 0.0
 
 
-def _limit_step(bo, co, ro, x, x3, idx, m, floor, c_lim):
-    """One Newton step of the board limiter (plant_kernel._limit_newton's arithmetic) on the m GPUs
-    still moving (x3 = x^3 by numpy): a GPU whose clock did not move is at its fixed point (every
-    further step repeats it), so its clock goes to c_lim and it leaves the set; the others are
-    compacted, in order, to the front. Returns how many are still moving."""
+def _limit_step(bo, co, ro, x, xp, x3, idx, m, floor, c_lim, step, n_steps):
+    """Newton step `step` (1-based, of n_steps) of the board limiter (plant_kernel._limit_newton's
+    arithmetic) on the m GPUs still moving; x3 = x^3 by numpy, xp the clock one step before x. A
+    step is a function of x alone, so a GPU whose clock did not move sits at its fixed point, and
+    one whose clock came back to where it was two steps ago repeats that pair to the end: either
+    way its clock after n_steps is known now, goes to c_lim, and the GPU leaves the set; the
+    others are compacted, in order, to the front. Returns how many are still moving."""
     k = 0
     for i in range(m):
         xi, x2 = x[i], x[i] * x[i]
@@ -160,8 +162,10 @@ def _limit_step(bo, co, ro, x, x3, idx, m, floor, c_lim):
         xn = _clip_a(xi - f / fp, floor, 1.0)
         if xn == xi:
             c_lim[idx[i]] = xn
+        elif xn == xp[i]:  # a 2-cycle xn, xi, xn, ...: the last step lands on xn if n_steps - step is even
+            c_lim[idx[i]] = xn if (n_steps - step) % 2 == 0 else xi
         else:
-            bo[k], co[k], ro[k], x[k], idx[k] = bo[i], co[i], ro[i], xn, idx[i]
+            bo[k], co[k], ro[k], x[k], xp[k], idx[k] = bo[i], co[i], ro[i], xn, xi, idx[i]
             k += 1
     return k
 
@@ -334,14 +338,22 @@ def _pre(st, has_rep, gpu_ok, gpair_rep, gpair_gpu, prefill_frac, decode_frac, r
 
 
 def _mid(n_left, idx, x, c_lim, flags, c_th, fresh, gpu_temp, gpu_fan, clock0, powered, fan_x, driven, ratio3, cpu_w, dimm_w,
-         plat_w, nic_w, psu_ok, fan_w, other, upstream, psus, kc):
+         plat_w, nic_w, psu_ok, fan_w, other, upstream, psus, kc, sealed, ratio, speed, shutoff, free, s, b, head0, cap,
+         guess, has_guess, group_rack, count, two_k, q0b, p0b, capb, plenum, leak_c, fan_node, k_pa, cd_area, rho,
+         blower, leak, node, kb):
     """After the limiter's Newton steps: clock0 (and the first tick's blowers), the nodes' other
     power and PSUs, and max(max(f, f_min / 5), 0.05) per blower for the heatsink's f^0.8
-    (thermal.gpu_stage_resistances; kc: fan_min, FAN_START_C, fan span, chassis fans, fan W, f floor)."""
+    (thermal.gpu_stage_resistances; kc: fan_min, FAN_START_C, fan span, chassis fans, fan W, f floor);
+    sealed racks: the chamber balance at this tick's fan speeds (_balance; it needs nothing the
+    facility cap decides). Returns the chamber pressures (`guess` when not sealed)."""
     _clock0(n_left, idx, x, c_lim, flags, c_th, fresh, gpu_temp, kc[0], kc[1], kc[2], gpu_fan, clock0, powered)
     _node_other(driven, ratio3, kc[3], kc[4], cpu_w, dimm_w, plat_w, nic_w, psu_ok, fan_w, other, upstream, psus)
     for g in range(len(gpu_fan)):
         fan_x[g] = _max(_max(gpu_fan[g], kc[5]), 0.05)
+    if not sealed:
+        return guess
+    return _balance(ratio, gpu_fan, speed, shutoff, free, s, b, head0, cap, guess, has_guess, group_rack, count, two_k,
+                    q0b, p0b, capb, plenum, leak_c, fan_node, k_pa, cd_area, rho, blower, leak, node, kb)
 
 
 def _power_ladder(gpn, flags, idle_w, gb_s, sm_u, c, c3, other, psus, psu_ok, on, pts, eff, g_pow, node_gpu, node_dc,
@@ -373,17 +385,24 @@ def _balance(ratio, gpu_fan, speed, shutoff, free, s, b, head0, cap, guess, has_
 
 def _air_heat(sealed, node_rack, node_m3_s, blower, leak, blow_c, rack_in, hot, inlet, demand, gpn, on, cpu_w,
               upstream_w, node_dc, g_pow, gb_s, powered, r_s, d, l1, l2, e1, e2, cpu_temp, gpu_temp, gpu_sink, gpu_mem,
-              gpu_fan, rack_exhaust, exhaust, flow, flow_w, mem_clock, throttled, k, supply_c, hot_nodes):
+              gpu_fan, rack_exhaust, exhaust, flow, flow_w, mem_clock, throttled, k, supply_c, hot_nodes, was_throttled,
+              changed):
     """Sealed racks: the chamber's mixing (_sealed_air, from the start-of-tick rack exhausts);
-    then plant_kernel's heat step and the hot nodes. Returns how many nodes are hot."""
+    then plant_kernel's heat step, the hot nodes and the GPUs whose throttle flag changed (the first
+    len(changed), in order). Returns (how many nodes are hot, how many GPUs changed)."""
     if sealed:
         _sealed_air(node_rack, node_m3_s, blower, leak, blow_c, rack_exhaust, rack_in, hot, inlet, demand)
     n_hot = _heat(gpn, node_rack, on, node_m3_s, inlet, cpu_w, upstream_w, node_dc, g_pow, gb_s, powered, r_s, d, l1,
                   l2, e1, e2, cpu_temp, gpu_temp, gpu_sink, gpu_mem, gpu_fan, rack_exhaust, exhaust, flow, flow_w,
                   mem_clock, throttled, k, supply_c)
+    n_changed = 0
+    for g in range(len(throttled)):
+        if throttled[g] != was_throttled[g] and n_changed < len(changed):
+            changed[n_changed] = g
+            n_changed += 1
     if n_hot == 0:
-        return 0
-    return _hot_nodes(gpn, powered, gpu_temp, k[26], hot_nodes)
+        return 0, n_changed
+    return _hot_nodes(gpn, powered, gpu_temp, k[26], hot_nodes), n_changed
 
 
 try:
@@ -393,7 +412,9 @@ try:
     (_gpu_states, _rep_exponent, _gpu_work, _clock0, _node_pre, _node_other, _interp, _power, _sealed_air,
      _hot_nodes) = (_jit(f) for f in (_gpu_states, _rep_exponent, _gpu_work, _clock0, _node_pre, _node_other, _interp,
                                       _power, _sealed_air, _hot_nodes))
-    pre, mid, power_ladder, balance, air_heat = (_jit(f) for f in (_pre, _mid, _power_ladder, _balance, _air_heat))
+    _balance = _jit(_balance)
+    pre, mid, power_ladder, air_heat = (_jit(f) for f in (_pre, _mid, _power_ladder, _air_heat))
+    balance = _balance
     gpu_work, interp, power, limit_step = _gpu_work, _interp, _power, _jit(_limit_step)
 except ImportError:  # pragma: no cover - without numba the plant takes its numpy path (plant_kernel.resolve)
     pre = gpu_work = mid = power_ladder = balance = air_heat = interp = power = limit_step = None
