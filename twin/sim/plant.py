@@ -60,6 +60,7 @@ class CapPreview:
     other_dc_w: np.ndarray      # (N,) node DC power of everything but the GPUs
     psus_working: np.ndarray    # (N,) PSUs sharing the load (at least 1)
     facility_w_at: Callable[[float], float]  # facility W at an IT load, with today's plant
+    kernels: str = "numpy"      # the plant's: "numba" lets the controller search through compiled passes
 
 
 class ClockLimiter(Protocol):
@@ -380,7 +381,7 @@ class Plant:
             self, st, gpu_ok, serving, rep_share, gpu_train, cpu_extra_util)
         clock = self.limiter.clock_limit(CapPreview(clock0=clock0, powered=powered, idle_w=idle_w, mem_gb_s=fs.gb_s,
                                                     sm_util=fs.sm_u, other_dc_w=other_dc, psus_working=psus,
-                                                    facility_w_at=self.facility_w))
+                                                    facility_w_at=self.facility_w, kernels="numba"))
         g_pow, gpu_node_w, node_dc, node_wall, overload = fs.power(self, clock, powered, idle_w, other_dc, psus, on)
         airflow, inlet, demand, supply, recirc, exhaust, throttled, hot, changed = fs.air_heat(
             self, on, cpu_w, node_dc, g_pow, powered)

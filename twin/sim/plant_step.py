@@ -208,7 +208,7 @@ class CompiledStep:
         np.power(c, 3, out=c3)   # pw.gpu_board_power_w's c ** 3
         g_pow, node_gpu, node_dc, wall = np.empty(G), np.empty(N), np.empty(N), np.empty(N)
         e1, e2 = hb["e1"], hb["e2"]
-        n = sk.power_ladder(p.gpn, self.flags, idle_w, self.gb_s, self.sm_u, c, c3, other, psus, p.psu_ok, on,
+        n = sk.power_ladder(p.gpn, powered, idle_w, self.gb_s, self.sm_u, c, c3, other, psus, p.psu_ok, on,
                             self.psu_pts, self.psu_eff, g_pow, node_gpu, node_dc, wall, self.over, self.power_k,
                             hb["x"], self.ladder_a, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2)
         np.exp(e1, out=e1)

@@ -256,9 +256,10 @@ def _interp(x, xp, fp):
     return y
 
 
-def _power(gpn, flags, idle_w, gb_s, sm_u, c, c3, other, psus, psu_ok, on, pts, eff, g_pow, node_gpu, node_dc, wall,
+def _power(gpn, powered, idle_w, gb_s, sm_u, c, c3, other, psus, psu_ok, on, pts, eff, g_pow, node_gpu, node_dc, wall,
            over, kc):
-    """GPU board power (pw.gpu_board_power_w with c = clip(clock), c3 = c^3 from numpy), per node
+    """GPU board power of the `powered` GPUs (pw.gpu_board_power_w with c = clip(clock), c3 = c^3
+    from numpy), per node
     its GPUs' sum, DC and wall power (pw.wall_power_w through the PSU curve) and the PSU overloads
     (returns how many, their nodes in `over`). `kc`: CompiledStep.power_k."""
     w_dram, w_chip, w_sm, rated, standby, fix_loss, prop_loss, psu_count = kc[0], kc[1], kc[2], kc[3], kc[4], kc[5], kc[6], kc[7]
@@ -266,7 +267,7 @@ def _power(gpn, flags, idle_w, gb_s, sm_u, c, c3, other, psus, psu_ok, on, pts, 
     for n in range(len(other)):
         s = 0.0
         for g in range(n * gpn, (n + 1) * gpn):
-            if flags[g] & F_ON:
+            if powered[g]:
                 cg = c[g]
                 p = idle_w[g] + (w_dram + w_chip * (cg * cg)) * _max(gb_s[g], 0.0) + w_sm * _clip_s(sm_u[g], 0.0, 1.0) * c3[g]
             else:
@@ -356,10 +357,10 @@ def _mid(n_left, idx, x, c_lim, flags, c_th, fresh, gpu_temp, gpu_fan, clock0, p
                     q0b, p0b, capb, plenum, leak_c, fan_node, k_pa, cd_area, rho, blower, leak, node, kb)
 
 
-def _power_ladder(gpn, flags, idle_w, gb_s, sm_u, c, c3, other, psus, psu_ok, on, pts, eff, g_pow, node_gpu, node_dc,
+def _power_ladder(gpn, powered, idle_w, gb_s, sm_u, c, c3, other, psus, psu_ok, on, pts, eff, g_pow, node_gpu, node_dc,
                   wall, over, kc, x, lk, r_s, d, l1, l2, e1, e2):
     """_power, then plant_kernel's ladder rates from x = f^0.8 (lk: CompiledStep.ladder_k)."""
-    n = _power(gpn, flags, idle_w, gb_s, sm_u, c, c3, other, psus, psu_ok, on, pts, eff, g_pow, node_gpu, node_dc,
+    n = _power(gpn, powered, idle_w, gb_s, sm_u, c, c3, other, psus, psu_ok, on, pts, eff, g_pow, node_gpu, node_dc,
                wall, over, kc)
     _ladder(x, lk[0], lk[1], lk[2], lk[3], lk[4], lk[5], r_s, d, l1, l2, e1, e2)
     return n
