@@ -162,9 +162,10 @@ def test_the_kernels_switch_is_the_routers_and_rejects_anything_else():
 
 def _telemetry(tmp: Path, plant_kernels: str, monkeypatch) -> dict[str, str]:
     """A tiny run with sealed racks, the engine's kernels (router and plant) chosen by simulate()."""
+    from twin.sim.plant_step import CompiledStep
     calls = []
-    real = pk.rack_balance_compiled
-    monkeypatch.setattr(pk, "rack_balance_compiled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = CompiledStep.clocks
+    monkeypatch.setattr(CompiledStep, "clocks", lambda *a, **k: calls.append(1) or real(*a, **k))
     sc = load_scenario(ROOT / "scenarios" / "tiny.yaml", overrides={"facility.containment": "sealed"})
     res = simulate(sc, kernels=plant_kernels)
     assert bool(calls) == (plant_kernels == "numba")  # the path asked for is the one that ran
@@ -221,8 +222,11 @@ def test_the_compiled_heat_step_is_the_numpy_heat_step_bit_for_bit(seed):
         gb_s = np.where(rng.random(g) < 0.3, 0.0, rng.uniform(0, 900, g))
         got = {}
         for k, p in plants.items():
-            fn = p._heat_compiled if k == "numba" else p._heat_numpy
-            ex, thr, hot = fn(on, airflow, inlet, parts, node_dc, g_pow, gb_s, powered)
+            if k == "numba":  # the compiled step's heat pass alone (twin.sim.plant_step)
+                ex, thr, hot = p._fast.heat(p, on, airflow, inlet, parts.cpu_w, parts.upstream_w, node_dc, g_pow,
+                                            gb_s, powered)
+            else:
+                ex, thr, hot = p._heat_numpy(on, airflow, inlet, parts, node_dc, g_pow, gb_s, powered)
             p.gpu_throttled = thr  # as Plant.step does
             got[k] = (ex.tobytes(), thr.tobytes(), hot.tobytes(), hot.dtype,
                       *(getattr(p, a).tobytes() for a in (*start, "gpu_mem_clock")))
