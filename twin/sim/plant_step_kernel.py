@@ -77,7 +77,7 @@ def _gpu_work(rep_pool, pool_k, untouched, rep_clock, batch, kv_tokens, interval
     constants in pool_k rows: weights, kv/token, state/seq, n_gpus, pp, peak FLOP/s, active params,
     2 x active params, prefill GPUs, split share, has split), summed per GPU over the pairs; the
     loading/serving selects, training, the P-state, the thermal throttle and the board limiter's
-    over-limit compaction (plant_kernel._limit_over). Returns how many GPUs are over their limit.
+    over-limit compaction (plant_kernel._limit_over; plant_kernel.limit_step then steps them). Returns how many GPUs are over their limit.
     `kc`: the per-run constants (CompiledStep.work_k)."""
     (chunk, loading_gb_s, train_act, train_dram, bw, decay, ctx, idle_p0, idle_p8, slowdown, shutdown, board_w,
      w_dram, w_mem, w_sm) = (kc[0], kc[1], kc[2], kc[3], kc[4], kc[5], kc[6], kc[7], kc[8], kc[9], kc[10], kc[11],
@@ -145,29 +145,6 @@ def _clock0(n_left, idx, x, c_lim, flags, c_th, fresh, gpu_temp, fan_min, fan_st
         clock0[g] = _min(c_th[g], c_lim[g]) if on else 1.0
         if fresh:
             gpu_fan[g] = fan_min + (1.0 - fan_min) * _clip_s((gpu_temp[g] - fan_start) / fan_span, 0.0, 1.0) if on else 0.0
-
-
-def _limit_step(bo, co, ro, x, xp, x3, idx, m, floor, c_lim, step, n_steps):
-    """Newton step `step` (1-based, of n_steps) of the board limiter (plant_kernel._limit_newton's
-    arithmetic) on the m GPUs still moving; x3 = x^3 by numpy, xp the clock one step before x. A
-    step is a function of x alone, so a GPU whose clock did not move sits at its fixed point, and
-    one whose clock came back to where it was two steps ago repeats that pair to the end: either
-    way its clock after n_steps is known now, goes to c_lim, and the GPU leaves the set; the
-    others are compacted, in order, to the front. Returns how many are still moving."""
-    k = 0
-    for i in range(m):
-        xi, x2 = x[i], x[i] * x[i]
-        f = bo[i] * x2 + co[i] * x3[i] - ro[i]
-        fp = _max(2.0 * bo[i] * xi + 3.0 * co[i] * x2, 1e-12)
-        xn = _clip_a(xi - f / fp, floor, 1.0)
-        if xn == xi:
-            c_lim[idx[i]] = xn
-        elif xn == xp[i]:  # a 2-cycle xn, xi, xn, ...: the last step lands on xn if n_steps - step is even
-            c_lim[idx[i]] = xn if (n_steps - step) % 2 == 0 else xi
-        else:
-            bo[k], co[k], ro[k], x[k], xp[k], idx[k] = bo[i], co[i], ro[i], xn, xi, idx[i]
-            k += 1
-    return k
 
 
 def _node_pre(st, gpu_temp, fan_rpm, fan_ok, fresh, pair_node, pair_rep, pair_busy, pair_share, tokens_s,
@@ -416,6 +393,6 @@ try:
     _balance = _jit(_balance)
     pre, mid, power_ladder, air_heat = (_jit(f) for f in (_pre, _mid, _power_ladder, _air_heat))
     balance = _balance
-    gpu_work, interp, power, limit_step = _gpu_work, _interp, _power, _jit(_limit_step)
+    gpu_work, interp, power, limit_step = _gpu_work, _interp, _power, pk.limit_step
 except ImportError:  # pragma: no cover - without numba the plant takes its numpy path (plant_kernel.resolve)
     pre = gpu_work = mid = power_ladder = balance = air_heat = interp = power = limit_step = None

@@ -120,44 +120,29 @@ class FacilityCap:
 
 class CapSearch:
     """FacilityCap's clock_at / it_at for one room through compiled passes: the board limiter at a
-    uniform limit (plant_kernel's over-limit compaction, plant_step_kernel's Newton steps with
-    numpy's x^3 between them), numpy's c^3, then GPU, node DC and wall power (plant_step_kernel's
-    power pass) and numpy's pairwise sum of the wall watts. Owns its buffers."""
+    uniform limit (plant_kernel.BoardLimit), numpy's c^3, then GPU, node DC and wall power
+    (plant_step_kernel's power pass) and numpy's pairwise sum of the wall watts. Owns its buffers."""
 
     def __init__(self, gpu: GpuSpec, psu: PsuSpec, input_v: int, gpu_node: np.ndarray, n_nodes: int) -> None:
         g = len(gpu_node)
         self.gpn = g // max(n_nodes, 1)
         if not np.array_equal(gpu_node, np.arange(g) // max(self.gpn, 1)):
             raise ValueError("topology: GPUs must be numbered node by node for the compiled cap search")
-        self.w = (float(pw.gpu_dram_w_per_gb_s(gpu)), float(pw.gpu_memory_w_per_gb_s(gpu)), float(pw.gpu_sm_power_w(gpu)))
+        self.limiter = pk.BoardLimit(gpu, g)
         curve = pw.psu_curve(psu, input_v)   # what wall_power_w builds per call: the same numbers
         self.pts = np.ascontiguousarray(curve.load_frac, dtype=float)
         self.eff = np.ascontiguousarray(curve.efficiency, dtype=float)
-        w_dram, w_mem, w_sm = self.w
+        w_dram, w_mem, w_sm = self.limiter.w
         self.power_k = np.array([w_dram, w_mem - w_dram, w_sm, psu.rated_w, psu.standby_w, curve.fixed_loss,
                                  curve.prop_loss, 0.0], dtype=float)
-        self.lim, self.c_lim, self.c, self.c3, self.g_pow = (np.empty(g) for _ in range(5))
-        self.bo, self.co, self.ro, self.x, self.xp, self.x3 = (np.empty(g) for _ in range(6))
-        self.idx = np.empty(g, dtype=np.int64)
+        self.lim, self.c, self.c3, self.g_pow = (np.empty(g) for _ in range(4))
         self.node_gpu, self.dc, self.wall = np.empty(n_nodes), np.empty(n_nodes), np.empty(n_nodes)
         self.off, self.over = np.zeros(n_nodes, dtype=bool), np.empty(n_nodes, dtype=np.int64)
 
     def clock_at(self, pv: CapPreview, limit_w: float) -> np.ndarray:
         """min(clock0, pw.clock_for_board_limit(limit_w, ...)), a new array."""
-        self.lim.fill(limit_w)
-        n = pk._limit_over_c(self.lim, pv.idle_w, pv.mem_gb_s, pv.sm_util, *self.w, self.idx, self.bo, self.co,
-                             self.ro)
-        c_lim, x, x3, steps = self.c_lim, self.x, self.x3, pw.LIMIT_NEWTON_STEPS
-        c_lim.fill(1.0)
-        x[:n] = 1.0
-        self.xp[:n] = np.nan
-        for step in range(1, steps + 1):
-            if not n:
-                break
-            np.power(x[:n], 3, out=x3[:n])
-            n = sk.limit_step(self.bo, self.co, self.ro, x, self.xp, x3, self.idx, n, pw.CLOCK_FLOOR, c_lim, step, steps)
-        c_lim[self.idx[:n]] = x[:n]
-        return np.minimum(pv.clock0, c_lim)
+        self.lim.fill(limit_w)   # the scalar limit as numpy broadcasts it: the same value per GPU
+        return np.minimum(pv.clock0, self.limiter.clock(self.lim, pv.idle_w, pv.mem_gb_s, pv.sm_util))
 
     def it_at(self, pv: CapPreview, limit_w: float) -> float:
         """IT (wall) power with every GPU limited to limit_w, W."""
