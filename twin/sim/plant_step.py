@@ -158,8 +158,11 @@ class CompiledStep:
                self.zeros_n if cpu_extra_util is None else cpu_extra_util, cpu_extra_util is not None,
                self.is_loaded, p._cpu_table, _DIMM_TABLE, on, self.driven, gmax, self.ratio, self.busy, self.tok,
                cpu_util, cpu_w, self.dimm_w, self.plat_w, self.nic_w, self.node_ki, self.node_k)
-        for reps, base in self.pools:  # as serving.weight_bytes_read: numpy's pow, one call per pool
-            untouched[reps] = base ** e[reps]
+        for reps, base in self.pools:  # as serving.weight_bytes_read's (1 - f) ** b: numpy's pow per pool
+            if isinstance(reps, slice):
+                np.power(base, e[reps], out=untouched[reps])
+            else:
+                untouched[reps] = base ** e[reps]
         np.power(self.ratio, 3, out=self.ratio3)   # pw.fan_power_w's affinity-law cube
         n = sk.gpu_work(lay.rep_pool, self.pool_k, untouched, self.rep_clock, serving.decode_batch, serving.kv_tokens,
                         serving.interval_s, serving.decode_time_frac, serving.prefill_tok_s, p.gpair_rep, p.gpair_gpu,
