@@ -34,7 +34,7 @@ import numpy as np
 from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, Vt
 
 from scenes import colours, effects, layout as lay
-from scenes.animate import attr_spec, keep_mask, write_cached_series, write_columns, write_float_series, write_palette_series
+from scenes.animate import attr_spec, write_array_series, write_cached_series, write_float_series, write_palette_series
 from scenes.frames import StageFrames
 from scenes.mapping import ColourMapping, quantity_values
 from scenes.prims import bind, ref
@@ -114,11 +114,17 @@ def write_node_samples(tel: Sdf.Layer, layout: lay.Layout, fr: StageFrames, mapp
     x = mapping.normalise(quantity_values(fr, mapping.quantity.name))
     idx = colours.node_palette_index(x, fr.state, np.arange(fr.times.size))
     diffuse, glow = colours.palette()
-    dv = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c))]) for c in diffuse]
-    ev = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c))]) for c in glow]
+    used = np.unique(idx).tolist()     # a run uses a few hundred of the palette's entries: build only those
+
+    def colour_values(rgb: np.ndarray, factor: float | None = None) -> list:
+        out: list = [None] * len(rgb)
+        for i in used:
+            c = rgb[i] if factor is None else rgb[i] * factor
+            out[i] = Vt.Vec3fArray([Gf.Vec3f(*map(float, c))])
+        return out
+    dv, ev = colour_values(diffuse), colour_values(glow)
     n = 0
-    fd = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c * FRONT_MESH_TINT))]) for c in diffuse]
-    fv = [Vt.Vec3fArray([Gf.Vec3f(*map(float, c * FRONT_MESH_GLOW))]) for c in glow]
+    fd, fv = colour_values(diffuse, FRONT_MESH_TINT), colour_values(glow, FRONT_MESH_GLOW)
     for part, base, emissive in (("/Shell", dv, ev), ("/FrontMesh", fd, fv)):
         n += write_palette_series(tel, specs(part, "primvars:displayColor", T.Color3fArray), tc, idx, base)
         n += write_palette_series(tel, specs(part, "primvars:emissive", T.Color3fArray), tc, idx, emissive)
@@ -185,9 +191,6 @@ def _write_telemetry(tel: Sdf.Layer, specs, fr: StageFrames) -> int:
         n += write_float_series(tel, specs("", f"primvars:telemetry:{name}", T.Float, "constant"), tc, values)
     n += write_palette_series(tel, specs("", "primvars:telemetry:state", T.Token, "constant"), tc, fr.state,
                               list(NODE_STATES))
-    g = np.nan_to_num(fr.gpu_temp_c).astype(np.float32)
-    keep = keep_mask(g)
-    gl = g.tolist()
-    cols = [[Vt.FloatArray(gl[f][k]) if keep[f, k] else None for f in range(g.shape[0])] for k in range(g.shape[1])]
-    n += write_columns(tel, specs("", "primvars:telemetry:gpu_temp_c", T.FloatArray, "constant"), tc, keep, cols)
+    n += write_array_series(tel, specs("", "primvars:telemetry:gpu_temp_c", T.FloatArray, "constant"), tc,
+                            np.nan_to_num(fr.gpu_temp_c).astype(np.float32), Vt.FloatArray.FromNumpy)
     return n

@@ -145,14 +145,15 @@ def write_floor_heatmap(path: Path, fr: StageFrames, mapping: ColourMapping) -> 
     q = mapping.quantity
     d.text((8, ly + 14), f"{mapping.lo:.3g} .. {mapping.hi:.3g} {q.unit}  {q.name} ({mapping.mode})", fill=1, font=_font(11))
     base_px = np.asarray(base)
-    mask = labels >= 0
+    at = np.flatnonzero(labels >= 0)            # plan pixels that belong to a node strip
+    node_at = labels.ravel()[at]
     pick = np.unique(np.linspace(0, max(fr.times.size - 1, 0), min(MAX_GIF_FRAMES, fr.times.size)).round().astype(int))
     f = _font(14)
     title = fr.manifest.get("scenario", {}).get("name", "")
     frames = []
     for k in pick:
         px = base_px.copy()
-        px[mask] = lut[idx[k, labels[mask]]]
+        px.ravel()[at] = lut[idx[k]][node_at]
         img = Image.fromarray(px.astype(np.uint8), "P")
         img.putpalette(flat)
         ImageDraw.Draw(img).text((6, 3), f"{title}  {_clock(fr.times[k])}", fill=1, font=f)

@@ -68,6 +68,7 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
                     ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     layout = lay.build_layout(fr.topology)
     timecodes = fr.timecodes
+    t_read = time.perf_counter()
 
     progress("authoring layout", 0.1)
     root_path, tel_path = out / ROOT_NAME, out / TELEMETRY_NAME
@@ -83,25 +84,26 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
     fabric = author_fabric(stage, layout, fr.links, looks)
     cameras.author_cameras(stage, layout, close_up_node(layout, fr))
     _key_light(stage)
-    t_layout = time.perf_counter() - t0
+    t_layout = time.perf_counter()
 
     progress("writing time samples", 0.3)
-    t1 = time.perf_counter()
     with Sdf.ChangeBlock():
         node_info = write_node_samples(tel, layout, fr, mapping, read_airflow(ASSETS_DIR))
         fab_info = sample_fabric(tel, fabric, fr.links, timecodes)
         samples = node_info["samples"] + fab_info["samples"]
         samples += cameras.write_hero_samples(tel, layout, {k: v["frame"] for k, v in beats.items()}, timecodes)
     _metadata(stage, fr, timecodes, mapping, beats, node_info, fab_info)
+    t_samples = time.perf_counter()
     stage.GetRootLayer().Save()
     tel.Save()
-    t_samples = time.perf_counter() - t1
+    t_save = time.perf_counter()
     progress("writing previews", 0.85)
     preview_paths: list[str] = []
     if previews:
         from scenes.previews import write_previews
         preview_paths = [str(p) for p in write_previews(out / "previews", fr, mapping)]
     progress("stage done", 1.0)
+    t_end = time.perf_counter()
 
     def rel(p: Path | str) -> str:
         p = Path(p)
@@ -120,8 +122,11 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
         "colour": mapping.layer_data(), "beats": {k: v["timecode"] for k, v in beats.items()},
         "prims": counts | {"links": len(fabric.link_paths)}, "samples": samples,
         "telemetry_bytes": tel_path.stat().st_size,
-        "seconds": {"layout": round(t_layout, 3), "samples": round(t_samples, 3),
-                    "total": round(time.perf_counter() - t0, 3)},
+        # read: telemetry, mapping, layout; layout: root-layer prims; samples: telemetry.usdc's
+        # specs and samples (in memory); save: both files; previews: the Pillow images
+        "seconds": {"read": round(t_read - t0, 3), "layout": round(t_layout - t_read, 3),
+                    "samples": round(t_samples - t_layout, 3), "save": round(t_save - t_samples, 3),
+                    "previews": round(t_end - t_save, 3), "total": round(t_end - t0, 3)},
     }
 
 

@@ -31,7 +31,7 @@ HOMES = {
     "duckdb": ("twin.telemetry.sql",), "matplotlib": ("twin.tools.plots",),
     "dask": ("twin.tools.sweep",), "distributed": ("twin.tools.sweep",),
     # compiled kernels with a numpy fallback (tests/test_kernels.py, tests/test_plant_kernel.py)
-    "numba": ("twin.sim.router", "twin.sim.plant_kernel", "twin.sim.plant_step_kernel"),
+    "numba": ("twin.sim.router", "twin.sim.plant_kernel", "twin.sim.plant_step_kernel", "twin.sim.serving_kernel"),
 }
 
 

@@ -169,3 +169,26 @@ def test_catalogue_cli_lists_and_shows_new_entries():
     assert listed.exit_code == 0 and "rtx-4090" in listed.output and "h100-pcie" in listed.output
     shown = runner.invoke(app, ["catalogue", "show", "epyc-7542"])
     assert shown.exit_code == 0 and "tdp_w: 225" in shown.output and "price_date: 2019-08" in shown.output
+
+
+def test_shipped_files_parse_to_the_same_values_with_libyaml_as_with_pyyaml():
+    """The built-in catalogue is parsed with libyaml (trusted=True); it must not change a value."""
+    import yaml
+
+    from twin.spec.catalogue import DATA_DIR
+    from twin.spec.safe_yaml import load_yaml
+
+    files = sorted(DATA_DIR.glob("*.yaml"))
+    assert files
+    for path in files:
+        text = path.read_text()
+        assert load_yaml(text, str(path), 10**6, trusted=True) == yaml.safe_load(text), path.name
+
+
+def test_user_yaml_never_reaches_libyaml_deep_nesting_is_one_line():
+    """libyaml's C composer overflows the stack on deep nesting (SIGSEGV): user text keeps PyYAML."""
+    from twin.errors import SpecError
+    from twin.spec.safe_yaml import load_yaml
+
+    with pytest.raises(SpecError, match="nested too deeply"):
+        load_yaml("[" * 200_000, "user.yaml", 10**6)

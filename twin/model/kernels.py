@@ -99,7 +99,16 @@ def roofline_s(mem_s: np.ndarray | float, comp_s: np.ndarray | float, sharpness:
     a, b = np.asarray(mem_s, dtype=float), np.asarray(comp_s, dtype=float)
     hi, lo = np.maximum(a, b), np.minimum(a, b)
     ratio = np.divide(lo, hi, out=np.zeros_like(hi), where=hi > 0)
-    return hi * (1.0 + ratio ** sharpness) ** (1.0 / sharpness)
+    return hi * roofline_factor(ratio, sharpness)
+
+
+def roofline_factor(ratio: np.ndarray, sharpness: float) -> np.ndarray:
+    """(1 + ratio^n)^(1/n) for ratio = min / max of (t_mem, t_comp): roofline_s / max, dimensionless, in [1, 2^(1/n)].
+
+    Its own function so that the compiled serving step (twin.sim.serving_kernel) applies exactly
+    these numpy powers to the ratio it computes.
+    """
+    return (1.0 + ratio ** sharpness) ** (1.0 / sharpness)
 
 
 def compute_rate_flop_s(gpu: GpuSpec, row: KernelSpec, regime: str) -> float:

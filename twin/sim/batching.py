@@ -10,7 +10,8 @@ kernel-table roofline step (twin.model.replica.decode_step_s: the SM clock scale
 term) for the replica's batch, TP all-reduces and pipeline hops included, in the time prefill left.
 Paged pools (vLLM) then grow each sequence's KV blocks and preempt the newest sequences of a replica
 whose pool runs dry (RequestBook.grow_kv). First-token and completion times are sub-tick. All
-requests are handled at once with group-wise scans; no Python loop over requests.
+requests are handled at once with group-wise scans; no Python loop over requests. With
+kernels="numba" the same step runs as compiled loops (twin.sim.serving_kernel), bit for bit.
 A replica that shares its GPUs (several pools on one GPU, or a training job) runs at its time
 share's speed (twin.model.sharing, twin.sim.tenancy): prefill and decode take 1 / speed as long.
 """
@@ -23,6 +24,8 @@ import numpy as np
 from twin.model import offload as ol
 from twin.model import replica as rp
 from twin.model import serving as sv
+from twin.model.kernels import roofline_factor
+from twin.sim import serving_kernel as sk
 from twin.sim.layout import Layout
 from twin.sim.requests import RequestBook
 from twin.spec.catalogue import CpuSpec, NodeSpec
@@ -70,7 +73,9 @@ class ServingStep:
     """Advances the RequestBook's in-flight requests; owns the decode interval and work estimate."""
 
     def __init__(self, layout: Layout, book: RequestBook, node: NodeSpec, dt_s: float,
-                 cpu: CpuSpec | None = None) -> None:
+                 cpu: CpuSpec | None = None, kernels: str = "numpy") -> None:
+        """`kernels`: "numba" runs the compiled loops of twin.sim.serving_kernel, "numpy" the
+        vectorised code below; both give the same bits (tests/test_serving_kernel.py)."""
         self.lay, self.book, self.node, self.dt, self.cpu = layout, book, node, dt_s, cpu
         nr = layout.n_rep
         self.rep_interval_s = np.array([self._single_interval(p) for p in layout.rep_pool])
@@ -93,6 +98,9 @@ class ServingStep:
                           for r in layout.pool_reps]
         self._fill_pools = [p for p, reps in enumerate(layout.pool_reps) if len(reps)
                             and layout.rep_pp_overlap[reps[0]] and layout.rep_pp[reps[0]] > 1]
+        self.compiled = kernels == "numba" and sk.HAVE_NUMBA
+        if self.compiled:
+            self._setup_compiled()
 
     def _single_interval(self, pool: int) -> float:
         pl, split = self.lay.plans[pool], self.lay.splits[pool]
@@ -108,6 +116,8 @@ class ServingStep:
         `gpu_mem_clock`: memory-clock share per GPU (memory-junction throttle); the slowest GPU's sets
         its replica's bandwidth. `speed` (R,) in (0, 1]: each replica's share of its GPUs' time
         (None: every GPU to itself)."""
+        if self.compiled:
+            return self._step_compiled(t0, gpu_clock, rep_nic_gb_s, rep_cross_lat_s, gpu_mem_clock, speed)
         lay, bk, dt = self.lay, self.book, self.dt
         nr = lay.n_rep
         ids = bk.inflight
@@ -269,3 +279,106 @@ class ServingStep:
                                                  mem_clock=1.0 if rep_mem is None else rep_mem[reps],
                                                  hop_s=hop_s, tp_comm_s=tp_s)
         return interval
+
+    # ------------------------------------------------------------------ compiled path (serving_kernel)
+    def _offload_pool(self, p: int) -> bool:
+        return self.lay.splits[p] is not None and self.cpu is not None
+
+    def _setup_compiled(self) -> None:
+        """Per-replica constant rows for the kernels and the scratch they reuse every tick."""
+        lay, nr, n = self.lay, self.lay.n_rep, self.book.req.n
+        c = self._const = np.zeros((sk.N_CONST, nr))
+        c[sk.C_HOP_CROSS_B], c[sk.C_HOP_INTRA_S_PER_TOK] = self._hop_cross_b, self._hop_intra_per_tok_s
+        c[sk.C_HOP_INTRA_LAT_S], c[sk.C_PREFILL_S_PER_TOK] = self._hop_intra_lat_s, lay.rep_prefill_s_per_tok
+        c[sk.C_PREFILL_ATTN_S], c[sk.C_CONT] = lay.rep_prefill_attn_s, lay.rep_cont_batching
+        c[sk.C_FILL] = np.isin(lay.rep_pool, self._fill_pools)
+        c[sk.C_PP], c[sk.C_CHUNK], c[sk.C_PAGED] = lay.rep_pp, lay.rep_chunk_tokens, lay.rep_paged
+        c[sk.C_BLOCK_B], c[sk.C_STATE_B], c[sk.C_KV_CAP] = lay.rep_block_bytes, self.rep_state_b, lay.rep_kv_cap
+        c[sk.C_BLOCK_TOK] = lay.rep_block_tokens
+        self._work = np.zeros((sk.N_WORK, nr))
+        d = self._dconst = np.zeros((sk.N_DECODE, nr))
+        roof: dict[float, list[np.ndarray]] = {}   # GPU replicas by roofline sharpness / MoE active fraction
+        moe: dict[float, list[np.ndarray]] = {}
+        self._offload_pools = []
+        for p, pl in enumerate(lay.plans):
+            reps = lay.pool_reps[p]
+            if not len(reps):
+                continue
+            sel = self._pool_sel[p]
+            if self._offload_pool(p):
+                self._offload_pools.append(p)
+                continue
+            k = self._decode[p]
+            roof.setdefault(k.ridge_sharpness, []).append(reps)
+            if k.active_fraction != 1.0:
+                moe.setdefault(k.active_fraction, []).append(reps)
+            for row, v in ((sk.D_GPU, 1.0), (sk.D_PP, k.pp), (sk.D_TP, k.tp), (sk.D_KV_B_PER_TOK, k.kv_bytes_per_token),
+                           (sk.D_STATE_B, k.state_bytes_per_seq), (sk.D_TP_BW_B_S, k.tp_bandwidth_b_s),
+                           (sk.D_GEMM_FLOP, k.gemm_flop_per_token), (sk.D_SMALL_MAX, k.small_max_tokens),
+                           (sk.D_SMALL_RATE, k.small_gemm_rate_flop_s), (sk.D_RATE, k.gemm_rate_flop_s),
+                           (sk.D_ATTN_FLOP, k.attn_flop_per_ctx), (sk.D_ATTN_RATE, k.attn_rate_flop_s),
+                           (sk.D_OVERHEAD_S, k.step_overhead_s), (sk.D_TP_2LAYERS, 2 * pl.layers),
+                           (sk.D_HIDDEN, pl.hidden_size), (sk.D_P2P_GB_S, self.node.pcie_p2p_gb_s),
+                           (sk.D_TP_LAT_S, self.node.tp_allreduce_latency_s),
+                           (sk.D_WEIGHTS_READ_B, k.weights_read_bytes), (sk.D_MOE, k.active_fraction != 1.0)):
+                d[row, sel] = v
+        # the powers run elementwise over whole rows when one value serves every replica (no gathers):
+        # an elementwise ufunc gives each element the same bits whatever its neighbours
+        self._roof_groups = _groups(roof, nr)
+        self._moe_groups = _groups(moe, nr)
+        self._pf_flag = np.zeros(n, dtype=np.int8)
+        self._dec_pos = np.zeros(n, dtype=np.int64)
+        self._dec_start = np.zeros(n)
+        self._new_b = np.zeros(n)   # KV bytes each in-flight sequence grows to (decode_phase)
+        self._order = np.zeros(n, dtype=np.int64)
+
+    def _step_compiled(self, t0: float, gpu_clock: np.ndarray, rep_nic_gb_s: np.ndarray,
+                       rep_cross_lat_s: np.ndarray, gpu_mem_clock: np.ndarray | None,
+                       speed: np.ndarray | None) -> ServingOutputs:
+        """step() through the compiled loops; the roofline's powers stay numpy (per pool, as _intervals)."""
+        lay, bk, w = self.lay, self.book, self._work
+        ids = bk.inflight
+        if not len(ids):
+            self.rep_busy[:] = 0
+            return self.idle
+        self._clock_ext[:-1] = gpu_clock
+        if gpu_mem_clock is not None:
+            self._mem_ext[:-1] = gpu_mem_clock
+        n_dec = sk.prefill_phase(t0, self.dt, sv.GB, ids, bk.replica, bk.admit_seq, bk.prefill_left, bk.enqueued_s,
+                                 bk.req.prompt_tokens, bk.generated, bk.first_token_s, bk.decode_from_s, bk.network_s,
+                                 self._clock_ext, self._mem_ext, gpu_mem_clock is not None, lay.rep_gpus,
+                                 self._ones if speed is None else speed, speed is not None, rep_nic_gb_s,
+                                 rep_cross_lat_s, self._const, self._dconst, w, self._pf_flag, self._dec_pos,
+                                 self._dec_start, self._order)
+        for sel, fraction in self._moe_groups:   # MoE weight share 1 - (1 - f)^b (of one byte: a power, numpy's)
+            w[sk.W_MOE_SHARE, sel] = sv.weight_bytes_read(1.0, fraction, w[sk.W_PER_MICRO, sel])
+        sk.decode_terms(w, self._dconst)
+        for sel, sharpness in self._roof_groups:   # the powers of the roofline (numpy's, as in roofline_s)
+            w[sk.W_INTERVAL_S, sel] = roofline_factor(w[sk.W_RATIO, sel], sharpness)
+        for p in self._offload_pools:
+            reps = self._pool_sel[p]
+            w[sk.W_INTERVAL_S, reps] = [
+                ol.offload_decode_token_s(lay.plans[p], lay.splits[p], self.cpu, self.node, context_tokens=float(kv),
+                                          batch=max(float(n), 1.0), clock=float(c), cores=lay.pool_cores[p])
+                for n, kv, c in zip(w[sk.W_BATCH, reps], w[sk.W_KV_TOK, reps], w[sk.W_REP_CLOCK, reps])]
+        out = np.empty((sk.N_OUT, lay.n_rep))
+        left, dry = sk.decode_phase(t0, self.dt, n_dec, ids, bk.replica, bk.status, bk.req.prompt_tokens, bk.generated,
+                                    bk.decode_left, bk.first_token_s, bk.done_s, bk.network_s, bk.held,
+                                    bk.rep_inflight, bk.rep_kv_reserved, rep_cross_lat_s, speed is not None,
+                                    self._const, self._dconst, w, self.rep_interval_s, self._dec_pos,
+                                    self._dec_start, self._new_b, out)
+        bk.inflight = left
+        if dry:   # a paged pool ran dry: RequestBook.grow_kv preempts its newest sequences
+            grow = left[lay.rep_paged[bk.replica[left]]]
+            bk.grow_kv(grow, lay.rep_block_bytes, lay.rep_block_tokens, self.rep_state_b, lay.rep_kv_cap, t0 + self.dt)
+        self.rep_busy = np.empty(lay.n_rep)
+        sk.busy_work_s(bk.inflight, bk.replica, bk.prefill_left, bk.req.prompt_tokens, self._const, w, self.rep_busy)
+        return ServingOutputs(*out)
+
+
+def _groups(by_value: dict[float, list[np.ndarray]], n_rep: int) -> list[tuple[slice | np.ndarray, float]]:
+    """(replicas, value) per distinct value; one value for all: the whole row (slice(None)), no gather.
+    Replicas outside every group get the row's power too, of a value nothing reads."""
+    if len(by_value) == 1:
+        return [(slice(None), next(iter(by_value)))]
+    return [(np.sort(np.concatenate(reps)), v) for v, reps in by_value.items()]

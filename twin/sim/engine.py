@@ -76,8 +76,9 @@ class Engine:
         max_ctx = np.array([cat.model(p.model).max_context for p in spec.pools])[req.pool]
         self.book = book = RequestBook(req, kv_reservation_b(req, lay.plans), max_ctx, lay.pool_kv_cap, lay.n_rep,
                                        spec.workload.timeout_s, lay.rep_first_node, log,
-                                       full_b=kv_reservation_b(req, lay.plans, worst_case=True))
-        self.serving = ServingStep(lay, book, node, dt, cpu)
+                                       full_b=kv_reservation_b(req, lay.plans, worst_case=True),
+                                       compiled=self.kernels == "numba")
+        self.serving = ServingStep(lay, book, node, dt, cpu, kernels=self.kernels)
         self.out = self.serving.idle
         # a node loading weights with its GPUs idle (the cap's floor) and one serving flat out (ramp unit)
         loading = node_parts_w(node, cpu, nic, fan, cpu_util=node.cpu_util_loading, dimm_activity=1.0,

@@ -20,6 +20,7 @@ import numpy as np
 from twin.model.kvcache import blocks_for, preempt_for_growth
 from twin.model.replica import ServingPlan
 from twin.model.workload import Requests
+from twin.sim import serving_kernel as sk
 from twin.sim.events import EventLog, Kind
 
 # request status codes (requests.status strings in telemetry)
@@ -58,8 +59,13 @@ class RequestBook:
 
     def __init__(self, req: Requests, reservation_b: np.ndarray, max_context: np.ndarray,
                  pool_kv_cap_b: np.ndarray, n_replicas: int, timeout_s: float, rep_first_node: np.ndarray,
-                 log: EventLog, full_b: np.ndarray | None = None) -> None:
+                 log: EventLog, full_b: np.ndarray | None = None, compiled: bool = False) -> None:
+        """`compiled`: arrivals and admissions through twin.sim.serving_kernel (the same bits as the
+        numpy code). `inflight` stays in admission order (appended on admission, only ever filtered):
+        the compiled serving step's FIFO prefill order relies on it and checks it."""
         self.req = req
+        self.compiled = compiled and sk.HAVE_NUMBA
+        self._arrive_ids: np.ndarray | None = None
         n, n_pools = req.n, len(pool_kv_cap_b)
         self.reservation = reservation_b.copy()    # KV bytes a request takes at admission (paged: its prompt)
         self._reservation0 = reservation_b         # ... when fresh (a preempted one takes its context so far)
@@ -97,6 +103,9 @@ class RequestBook:
     # ---------------------------------------------------------------- queue side
     def arrive(self, t0: float, t1: float) -> None:
         """FUTURE -> QUEUED for arrivals in [t0, t1); too long for the model -> DROPPED(context_too_long)."""
+        if self.compiled:
+            self._arrive_compiled(t1)
+            return
         arr = self.req.arrival_s
         j = self.next_arrival
         end = int(np.searchsorted(arr, t1, side="left"))
@@ -115,6 +124,26 @@ class RequestBook:
         pools = self.req.pool[good]
         for k in range(len(self.queues)):
             self.queues[k].extend(good[pools == k].tolist())
+
+    def _arrive_compiled(self, t1: float) -> None:
+        """arrive() through twin.sim.serving_kernel.arrive: the same states, the same queue order."""
+        req, j = self.req, self.next_arrival
+        if self._arrive_ids is None:   # scratch the kernel reuses: queued ids by pool, pool ends
+            self._arrive_ids = np.empty(req.n, dtype=np.int64)
+            self._arrive_end = np.zeros(len(self.queues), dtype=np.int64)
+        ids, ends = self._arrive_ids, self._arrive_end
+        end = sk.arrive(j, t1, req.arrival_s, req.prompt_tokens, req.output_tokens, self.max_ctx, self.full_b,
+                        req.pool, self.pool_kv_cap, self.status, self.drop_reason, self.done_s,
+                        DROP_REASONS.index("context_too_long"), QUEUED, DROPPED, ids, ends)
+        if end <= j:
+            return
+        self.next_arrival = end
+        start = 0
+        for k, q in enumerate(self.queues):
+            stop = int(ends[k])
+            if stop > start:
+                q.extend(ids[start:stop].tolist())
+            start = stop
 
     def expire(self, t0: float) -> None:
         """QUEUED -> DROPPED(queue_timeout) once a request has waited timeout_s since it was enqueued."""
@@ -137,6 +166,14 @@ class RequestBook:
     def admit(self, ids: np.ndarray, reps: np.ndarray, t0: float) -> None:
         """QUEUED -> IN_FLIGHT on `reps` (the router's decisions, in admission order); KV taken."""
         if not len(ids):
+            return
+        if self.compiled:
+            sk.admit(ids, reps, t0, self._admit_counter, self.replica, self.rep_inflight, self.reservation,
+                     self.rep_kv_reserved, self.held, self.status, self.generated, self.admitted_s, self.enqueued_s,
+                     self.prefill_left, self.decode_left, self.req.prompt_tokens, self.req.output_tokens,
+                     self.admit_seq)
+            self._admit_counter += len(ids)
+            self.inflight = np.concatenate([self.inflight, ids])
             return
         self.replica[ids] = reps
         self.rep_inflight += np.bincount(reps, minlength=len(self.rep_inflight))

@@ -130,14 +130,47 @@ def _least_work_heap(line0: np.ndarray, line1: np.ndarray, cand: np.ndarray, wor
     return n_out, t0, t1
 
 
+def _room(cand: np.ndarray, max_batch: np.ndarray, inflight: np.ndarray) -> int:
+    """Free batch slots over the candidates: no more requests than this can be admitted."""
+    room = 0
+    for r in cand:
+        room += max(max_batch[r] - inflight[r], 0)
+    return room
+
+
+def _gather_scan(line0: np.ndarray, line1: np.ndarray, cand: np.ndarray, work_s: np.ndarray, inflight: np.ndarray,
+                 kv_reserved_b: np.ndarray, max_batch: np.ndarray, kv_cap_b: np.ndarray,
+                 prefill_s_per_tok: np.ndarray, interval_s: np.ndarray, reservation_b: np.ndarray,
+                 prompt_tokens: np.ndarray, output_tokens: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """_least_work_heap on the candidates' own copies of the (R,) load: (taken from line0, from
+    line1, request ids, replica ids). The work key is work + inflight x 1e-3 s, as least_work_admit."""
+    n_c = len(cand)
+    work = np.empty(n_c)
+    infl = np.empty(n_c, dtype=np.int64)
+    kv = np.empty(n_c)
+    for j in range(n_c):
+        r = cand[j]
+        work[j] = work_s[r] + inflight[r] * 1e-3
+        infl[j] = inflight[r]
+        kv[j] = kv_reserved_b[r]
+    n = len(line0) + len(line1)
+    out_ids, out_reps = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    n_out, t0, t1 = _least_work_heap(line0, line1, cand, work, infl, kv, max_batch, kv_cap_b, prefill_s_per_tok,
+                                     interval_s, reservation_b, prompt_tokens, output_tokens, out_ids, out_reps)
+    return t0, t1, out_ids[:n_out], out_reps[:n_out]
+
+
 try:  # numba compiles the loop; without it the heapq version above is the (identical) fallback
     from numba import njit
     _sift_down = njit(cache=True, nogil=True)(_sift_down)
-    _scan = njit(cache=True, nogil=True)(_least_work_heap)
+    _least_work_heap = njit(cache=True, nogil=True)(_least_work_heap)
+    _room = njit(cache=True, nogil=True)(_room)
+    _scan = njit(cache=True, nogil=True)(_gather_scan)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
     _scan = None
 
 HAVE_NUMBA = _scan is not None
+_NO_IDS = np.zeros(0, dtype=np.int64)
 
 
 def least_work_admit_fast(retry_line: deque, main_line: deque, candidates: np.ndarray, load: ReplicaLoad,
@@ -150,20 +183,15 @@ def least_work_admit_fast(retry_line: deque, main_line: deque, candidates: np.nd
         return [], []
     cand = np.asarray(candidates, dtype=np.int64)
     # no more can be admitted than the free batch slots: convert only that much of the lines
-    room = int(np.maximum(load.max_batch[cand] - load.inflight[cand], 0).sum())
-    line0 = np.fromiter(islice(retry_line, room), dtype=np.int64)
+    room = _room(cand, load.max_batch, load.inflight)
+    line0 = np.fromiter(islice(retry_line, room), dtype=np.int64) if retry_line else _NO_IDS
     line1 = np.fromiter(islice(main_line, max(room - len(line0), 0)), dtype=np.int64)
-    work = load.work_s[cand] + load.inflight[cand] * 1e-3
-    n = len(line0) + len(line1)
-    out_ids, out_reps = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
-    # the gathers are fresh arrays already: the kernel may update them in place without a copy
-    n_out, t0, t1 = _scan(line0, line1, cand, work, load.inflight[cand].astype(np.int64, copy=False),
-                          load.kv_reserved_b[cand].astype(np.float64, copy=False), load.max_batch, load.kv_cap_b,
-                          load.prefill_s_per_tok, load.interval_s, reservation_b, prompt_tokens, output_tokens,
-                          out_ids, out_reps)
+    t0, t1, ids, reps = _scan(line0, line1, cand, load.work_s, load.inflight, load.kv_reserved_b, load.max_batch,
+                              load.kv_cap_b, load.prefill_s_per_tok, load.interval_s, reservation_b, prompt_tokens,
+                              output_tokens)
     _drop_head(retry_line, t0)
     _drop_head(main_line, t1)
-    return out_ids[:n_out], out_reps[:n_out]
+    return ids, reps
 
 
 def _drop_head(line: deque, n: int) -> None:

@@ -353,10 +353,11 @@ class Catalogue:
     def kernel_rows(self) -> list[KernelSpec]: return list(self.entries.get("kernels", {}).values())
 
 
-def _parse_file(path: Path, entries: dict[str, dict[str, Spec]], problems: list[str]) -> None:
+def _parse_file(path: Path, entries: dict[str, dict[str, Spec]], problems: list[str],
+                shipped: bool = False) -> None:
     try:  # type and size checked before reading; alias bombs, duplicate keys, one-line messages
         text = read_input(path, MAX_CATALOGUE_BYTES, "catalogue file")
-        doc = load_yaml(text, str(path), MAX_CATALOGUE_BYTES) or {}
+        doc = load_yaml(text, str(path), MAX_CATALOGUE_BYTES, trusted=shipped) or {}
     except SpecError as exc:
         problems.extend(exc.problems)
         return
@@ -395,8 +396,8 @@ def load_catalogue(extra_files: list[Path] | tuple[Path, ...] = ()) -> Catalogue
     """
     entries: dict[str, dict[str, Spec]] = {}
     problems: list[str] = []
-    for path in sorted(DATA_DIR.glob("*.yaml")):
-        _parse_file(path, entries, problems)
+    for path in sorted(DATA_DIR.glob("*.yaml")):  # the package's own files: libyaml may parse them
+        _parse_file(path, entries, problems, shipped=True)
     for path in extra_files:
         _parse_file(Path(path), entries, problems)
     cat = Catalogue(entries)
