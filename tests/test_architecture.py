@@ -31,9 +31,10 @@ HOMES = {
     "duckdb": ("twin.telemetry.sql",), "matplotlib": ("twin.tools.plots",),
     "dask": ("twin.tools.sweep",), "distributed": ("twin.tools.sweep",),
     # compiled kernels with a numpy fallback (tests/test_kernels.py, tests/test_plant_kernel.py,
-    # tests/test_sampler_kernel.py, tests/test_fabric_kernel.py, tests/test_lifecycle_kernel.py)
-    "numba": ("twin.sim.router", "twin.sim.plant_kernel", "twin.sim.serving_kernel", "twin.sim.sampler_kernel",
-              "twin.model.fabric_kernel", "twin.sim.lifecycle_kernel"),
+    # tests/test_plant_step.py, tests/test_serving_kernel.py, tests/test_sampler_kernel.py,
+    # tests/test_fabric_kernel.py, tests/test_lifecycle_kernel.py)
+    "numba": ("twin.sim.router", "twin.sim.plant_kernel", "twin.sim.plant_step_kernel", "twin.sim.serving_kernel",
+              "twin.sim.sampler_kernel", "twin.model.fabric_kernel", "twin.sim.lifecycle_kernel"),
 }
 
 

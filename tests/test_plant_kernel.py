@@ -134,26 +134,6 @@ def test_the_compiled_board_limiter_is_the_numpy_limiter_bit_for_bit(seed, n_gpu
     assert (want < 1).any() or not (pw.gpu_board_power_w(idle, gb, sm, 1.0, gpu) > limit).any()
 
 
-@settings(max_examples=80, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 200), pp=st.integers(1, 4), n_gpus=st.integers(1, 8),
-       moe=st.booleans())
-def test_the_compiled_gpu_work_is_the_numpy_gpu_work_bit_for_bit(seed, n, pp, n_gpus, moe):
-    """Idle and fractional batches, MoE and dense weights, prefill only, clocks at and below the floor."""
-    from twin.model import power as pw
-    rng = np.random.default_rng(seed)
-    batch = np.where(rng.random(n) < 0.3, 0.0, rng.choice([1.0, 3.0, 64.0, 0.5], n) * rng.integers(1, 40, n))
-    batch[0] = 8.0  # at least one replica decoding
-    args = (float(rng.uniform(1e9, 8e10)), float(rng.uniform(0.03, 0.3)) if moe else 1.0, float(rng.uniform(1e9, 7e10)),
-            float(rng.uniform(1e4, 4e5)), float(rng.choice([0.0, 3e7])), n_gpus, pp, float(rng.uniform(50, 400)))
-    arrays = (batch, batch * rng.uniform(0, 4000, n), rng.uniform(0.01, 0.1, n), rng.random(n),
-              np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0, 9e3, n)))
-    tail = (int(rng.integers(1, n_gpus + 1)), 2048, np.where(rng.random(n) < 0.1, 0.0, rng.uniform(0.3, 1.0, n)))
-    want = pw.replica_gpu_work(*args, *arrays, *tail)
-    got = pk.replica_gpu_work_compiled(*args, *arrays, *tail)
-    assert [x.tobytes() for x in want] == [x.tobytes() for x in got]
-    assert (want[0] > 0).any() and (want[1] > 0).any()
-
-
 def test_the_kernels_switch_is_the_routers_and_rejects_anything_else():
     assert pk.resolve("auto") == "numba" and pk.resolve("numpy") == "numpy"
     with pytest.raises(ValueError, match="kernels"):
@@ -162,9 +142,10 @@ def test_the_kernels_switch_is_the_routers_and_rejects_anything_else():
 
 def _telemetry(tmp: Path, plant_kernels: str, monkeypatch) -> dict[str, str]:
     """A tiny run with sealed racks, the engine's kernels (router and plant) chosen by simulate()."""
+    from twin.sim.plant_step import CompiledStep
     calls = []
-    real = pk.rack_balance_compiled
-    monkeypatch.setattr(pk, "rack_balance_compiled", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = CompiledStep.clocks
+    monkeypatch.setattr(CompiledStep, "clocks", lambda *a, **k: calls.append(1) or real(*a, **k))
     sc = load_scenario(ROOT / "scenarios" / "tiny.yaml", overrides={"facility.containment": "sealed"})
     res = simulate(sc, kernels=plant_kernels)
     assert bool(calls) == (plant_kernels == "numba")  # the path asked for is the one that ran
@@ -221,8 +202,11 @@ def test_the_compiled_heat_step_is_the_numpy_heat_step_bit_for_bit(seed):
         gb_s = np.where(rng.random(g) < 0.3, 0.0, rng.uniform(0, 900, g))
         got = {}
         for k, p in plants.items():
-            fn = p._heat_compiled if k == "numba" else p._heat_numpy
-            ex, thr, hot = fn(on, airflow, inlet, parts, node_dc, g_pow, gb_s, powered)
+            if k == "numba":  # the compiled step's heat pass alone (twin.sim.plant_step)
+                ex, thr, hot = p._fast.heat(p, on, airflow, inlet, parts.cpu_w, parts.upstream_w, node_dc, g_pow,
+                                            gb_s, powered)
+            else:
+                ex, thr, hot = p._heat_numpy(on, airflow, inlet, parts, node_dc, g_pow, gb_s, powered)
             p.gpu_throttled = thr  # as Plant.step does
             got[k] = (ex.tobytes(), thr.tobytes(), hot.tobytes(), hot.dtype,
                       *(getattr(p, a).tobytes() for a in (*start, "gpu_mem_clock")))

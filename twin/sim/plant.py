@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -33,13 +32,14 @@ from twin.model import airflow as af
 from twin.model import cooling
 from twin.model import power as pw
 from twin.model import thermal as th
-from twin.model.cpu_load import CPU_COOLER_R_K_PER_W, CPU_HEAT_CAPACITY_J_PER_K, cpu_temp_step_c
+from twin.model.cpu_load import CPU_HEAT_CAPACITY_J_PER_K, cpu_temp_step_c
 from twin.model.node_power import cpu_util_for_state, cpu_util_table, dimm_activity_for_state, node_parts_w
 from twin.model.training import TRAIN_DRAM_FRAC, TRAINING_ACTIVITY
 from twin.model.states import DRAINING, FAILED, LOADING, OFF, POWERING_ON, SERVING, WARM
 from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
 from twin.sim.batching import ServingOutputs
 from twin.sim import plant_kernel
+from twin.sim.plant_step import CompiledStep
 from twin.sim.layout import Layout
 from twin.spec.catalogue import Catalogue, EngineSpec, NodeSpec
 from twin.spec.scenario import FacilitySpec
@@ -60,6 +60,7 @@ class CapPreview:
     other_dc_w: np.ndarray      # (N,) node DC power of everything but the GPUs
     psus_working: np.ndarray    # (N,) PSUs sharing the load (at least 1)
     facility_w_at: Callable[[float], float]  # facility W at an IT load, with today's plant
+    kernels: str = "numpy"      # the plant's: "numba" lets the controller search through compiled passes
 
 
 class ClockLimiter(Protocol):
@@ -105,20 +106,14 @@ class Plant:
 
     def __init__(self, topo: Topology, cat: Catalogue, node: NodeSpec, fac: FacilitySpec, layout: Layout,
                  engines: tuple[EngineSpec, ...], limiter: ClockLimiter, dt_s: float, kernels: str = "auto") -> None:
-        # "numba": the sealed-rack balance, heat step and board limiter compiled (twin.sim.plant_kernel),
-        # "numpy": the numpy code; the same bytes either way (tests/test_plant_kernel.py)
+        # "numba": the tick through compiled passes (twin.sim.plant_step), "numpy": the numpy step
+        # below, the reference; the same bytes either way (tests/test_plant_step.py)
         self.kernels = plant_kernel.resolve(kernels)
-        fast = self.kernels == "numba"
-        self._balance = (partial(plant_kernel.rack_balance_compiled, cache=plant_kernel.BalanceCache()) if fast
-                         else af.rack_balance)   # the cache: the room's fan constants, computed once
         self.topo, self.node, self.fac, self.lay, self.limiter, self.dt = topo, node, fac, layout, limiter, dt_s
         self.gpu_rep = layout.gpu_rep
         # every (replica, GPU) incidence: several pools may share one GPU (issue 20)
         self.gpair_rep, self.gpair_gpu = layout.pair_rep, layout.pair_gpu
         self.gpu, self.cpu, self.psu = cat.gpu(node.gpu), cat.cpu(node.cpu), cat.psu(node.psu)
-        self._board_limit = (plant_kernel.BoardLimit(self.gpu, topo.n_gpus).clock if fast
-                             else partial(pw.clock_for_board_limit, gpu=self.gpu))
-        self._work = plant_kernel.replica_gpu_work_compiled if fast else pw.replica_gpu_work
         self.nic, self.fan = cat.nic(node.nic), cat.fan(node.chassis_fan)
         self._psu_curve = pw.psu_curve(self.psu, node.input_voltage_v)   # its loss line: once, not per tick
         self.rep_busy_cores = np.array([engines[p].host_busy_cores for p in layout.rep_pool], dtype=float)
@@ -162,13 +157,13 @@ class Plant:
         self.cooling_capacity_w = fac.cooling_capacity_kw * 1e3
         z, zn, zr = np.zeros(G), np.zeros(N), np.zeros(R)
         none = self._no_nodes = np.zeros(0, dtype=topo.gpu_node.dtype)
-        if fast:
-            self._heat_setup()
         self.out = PlantOutputs(  # before the first tick: cold, idle, full clocks
             gpu_power_w=z, gpu_util=z, gpu_clock=np.ones(G), gpu_mem_clock=np.ones(G), node_dc_w=zn, node_gpu_w=zn,
             node_wall_w=zn, node_cpu_w=zn, node_cpu_util=zn, node_airflow_m3_s=zn, node_inlet_c=np.full(N, fac.supply_air_c), node_exhaust_c=zn,
             rack_demand_m3_s=zr, rack_supply_m3_s=zr, rack_recirc_frac=zr, it_w=0.0, facility_w=0.0,
             cooling_w=0.0, overhead_w=0.0, alarms=Alarms(none, none, none, zn, None))
+        self._fast = (CompiledStep(self, LOADING_GPU_GB_S, PREFILL_CHUNK_TOKENS) if self.kernels == "numba"
+                      else None)
 
     @property
     def cooling_available_w(self) -> float:
@@ -200,7 +195,7 @@ class Plant:
         for p, pf in enumerate(lay.perf):
             reps = lay.pool_reps[p]
             if len(reps):
-                rep_gb[reps], rep_u[reps] = self._work(
+                rep_gb[reps], rep_u[reps] = pw.replica_gpu_work(
                     pf.weights_bytes, pf.active_fraction, pf.active_params, pf.kv_bytes_per_token,
                     pf.state_bytes_per_seq, pf.n_gpus, pf.pp, pf.decode_tflops, serving.decode_batch[reps],
                     serving.kv_tokens[reps], serving.interval_s[reps], serving.decode_time_frac[reps],
@@ -235,7 +230,7 @@ class Plant:
             np.divide(self.fan_rpm, self.fan.max_rpm, out=speed[:self.N])
             speed[self.N:] = self.gpu_fan
             fans = self._fan_groups
-            bal = self._balance(fans, rack, self.R, plenum_pa=sr.plenum_pa * self.plenum_frac ** 2,
+            bal = af.rack_balance(fans, rack, self.R, plenum_pa=sr.plenum_pa * self.plenum_frac ** 2,
                                 blower_free_flow_m3_s=sr.blower_free_flow_m3_s, blower_shutoff_pa=sr.blower_shutoff_pa,
                                 blower_speed_frac=sr.blower_speed_frac, leak_area_m2=sr.leakage_area_m2,
                                 rho_kg_m3=fac.air_density_kg_m3, guess_pa=self.rack_pa)
@@ -256,58 +251,6 @@ class Plant:
         recirc = th.recirculation_frac(demand, supply)
         node_frac = th.node_recirculation_frac(recirc[rack], topo.node_height, fac.recirculation_top_bias)
         return airflow, th.mixed_inlet_c(self.supply_c, self.rack_exhaust[rack], node_frac), demand, supply, recirc
-
-    def _heat_setup(self) -> None:
-        """The compiled heat step's per-run constants (each computed as _heat_numpy computes it, so
-        the same bytes) and the buffers it writes into: no allocation per tick."""
-        gpu, node, fac, dt, G = self.gpu, self.node, self.fac, self.dt, self.G
-        if not np.array_equal(self.topo.gpu_node, np.arange(G) // self.gpn):
-            raise ValueError("topology: GPUs must be numbered node by node for the compiled heat step")
-        r_spr, _ = th.gpu_stage_resistances(gpu, np.ones(1))
-        c_die, c_sink = th.gpu_spreader_capacity_j_per_k(gpu), th.gpu_heatsink_capacity_j_per_k(gpu)
-        a, b, c = -1.0 / (r_spr * c_die), 1.0 / (r_spr * c_die), 1.0 / (r_spr * c_sink)
-        lim = gpu.memory_junction_max_c
-        self._heat_k = (
-            float(dt), CPU_COOLER_R_K_PER_W, float(np.exp(-dt / (CPU_COOLER_R_K_PER_W * CPU_HEAT_CAPACITY_J_PER_K))),
-            CPU_HEAT_CAPACITY_J_PER_K, th.NO_FLOW_M3_S, float(node.gpu_preheat_frac),
-            fac.air_density_kg_m3 * th.CP_AIR_J_PER_KG_K, float(r_spr), a, b, c, float(c_die), float(c_sink),
-            float(pw.gpu_dram_w_per_gb_s(gpu)), float(gpu.memory_resistance_k_per_w),
-            float(np.exp(-dt / gpu.memory_time_constant_s)), 0.0 if lim is None else float(lim), lim is not None,
-            th.MEMORY_THROTTLE_SPAN_K, 1.0 - th.MEMORY_THROTTLE_MIN, th.MEMORY_THROTTLE_MIN, float(gpu.min_fan_frac),
-            FAN_START_C, float(gpu.fan_target_c - FAN_START_C), float(np.exp(-dt / GPU_FAN_TAU_S)),
-            float(gpu.slowdown_temp_c), float(gpu.shutdown_temp_c))
-        self._ladder_k = (gpu.thermal_resistance_k_per_w - r_spr, 1.0 / r_spr, a, b * c, c_sink, float(dt))
-        self._hb = {k: np.empty(G) for k in ("x", "r_s", "d", "l1", "l2", "e1", "e2")}
-        self._hb.update(exhaust=np.empty(self.N), flow=np.empty(self.R), flow_w=np.empty(self.R),
-                        throttled=np.zeros(G, dtype=bool))
-        self._hb["fan_floor"] = gpu.min_fan_frac * 0.2
-        self.gpu_temp, self.gpu_sink, self.gpu_mem = (np.array(x, dtype=float) for x in
-                                                      (self.gpu_temp, self.gpu_sink, self.gpu_mem))
-        self.gpu_mem_clock = np.ones(G)
-
-    def _heat_compiled(self, on: np.ndarray, airflow: np.ndarray, inlet: np.ndarray, parts, node_dc: np.ndarray,
-                       g_pow: np.ndarray, gb_s: np.ndarray, powered: np.ndarray) -> tuple[np.ndarray, ...]:
-        """_heat_numpy through twin.sim.plant_kernel.heat: the integrated state updated in place."""
-        hb = self._hb
-        x = hb["x"]
-        # the heatsink's f^0.8 and the ladder's exponentials with numpy's ufuncs, as _heat_numpy
-        np.maximum(self.gpu_fan, hb["fan_floor"], out=x)
-        np.maximum(x, 0.05, out=x)
-        np.power(x, th.FAN_RESISTANCE_EXPONENT, out=x)
-        e1, e2 = hb["e1"], hb["e2"]
-        plant_kernel.ladder_rates(x, *self._ladder_k, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2)
-        np.exp(e1, out=e1)
-        np.exp(e2, out=e2)
-        thr = hb["throttled"]
-        n_hot = plant_kernel.heat(
-            self.gpn, self.topo.node_rack, on, airflow, inlet, parts.cpu_w, parts.upstream_w, node_dc, g_pow, gb_s,
-            powered, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2, self.cpu_temp, self.gpu_temp, self.gpu_sink,
-            self.gpu_mem, self.gpu_fan, self.rack_exhaust, hb["exhaust"], hb["flow"], hb["flow_w"],
-            self.gpu_mem_clock, thr, self._heat_k, float(self.supply_c))
-        hb["throttled"] = self.gpu_throttled  # the two flag buffers alternate (step compares them)
-        hot = (np.unique(self.topo.gpu_node[np.flatnonzero(powered & (self.gpu_temp >= self.gpu.shutdown_temp_c))])
-               if n_hot else self._no_nodes)
-        return hb["exhaust"], thr, hot
 
     def _heat_numpy(self, on: np.ndarray, airflow: np.ndarray, inlet: np.ndarray, parts, node_dc: np.ndarray,
                     g_pow: np.ndarray, gb_s: np.ndarray, powered: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -355,8 +298,10 @@ class Plant:
         `gpu_train` (G,): share of each GPU's time a training job runs (GEMM-bound: SMs fully busy,
         DRAM at TRAIN_DRAM_FRAC of peak); `cpu_extra_util` (N,): package utilisation CPU-resident
         engines add (twin.model.cpu_load)."""
+        if self._fast is not None:
+            return self._step_compiled(state, gpu_ok, serving, rep_share, gpu_train, cpu_extra_util)
         dt = self.dt
-        topo, gpu, node, fac, fan = self.topo, self.gpu, self.node, self.fac, self.fan
+        topo, gpu, node, fan = self.topo, self.gpu, self.node, self.fan
         st = state
         self.t_s += dt
         # ---- GPU work, P-states and clocks before any facility cap
@@ -383,7 +328,7 @@ class Plant:
         active = pw.pstate_active(resident, self.t_s - self.gpu_last_work_s, False, gpu)
         idle_w = pw.gpu_idle_power_w(active, gpu)
         c_th = th.throttle_clock_frac(self.gpu_temp, gpu.slowdown_temp_c, gpu.shutdown_temp_c)
-        c_lim = self._board_limit(np.minimum(gpu.board_power_w, self.gpu_cap_w), idle_w, gb_s, sm_u)
+        c_lim = pw.clock_for_board_limit(np.minimum(gpu.board_power_w, self.gpu_cap_w), idle_w, gb_s, sm_u, gpu)
         powered &= gpu_ok  # a failed GPU has dropped off the bus
         clock0 = np.where(powered, np.minimum(c_th, c_lim), 1.0)
         if self.fresh:  # the nodes a run starts on have been running: blowers at their set point
@@ -421,13 +366,36 @@ class Plant:
         node_wall = pw.wall_power_w(node_dc, self.psu, psus, node.input_voltage_v, self._psu_curve)
         # redundant PSUs: the survivors trip when the node asks for more than they are rated for
         overload = np.flatnonzero(on & (self.psu_ok < node.psu_count) & (node_dc > self.psu_ok * self.psu.rated_w))
-        # ---- air and heat (_heat_numpy; _heat_compiled the same arithmetic, compiled)
+        # ---- air and heat
         airflow, inlet, demand, supply, recirc = self._air()
-        heat = self._heat_compiled if self.kernels == "numba" else self._heat_numpy
-        exhaust, throttled, hot = heat(on, airflow, inlet, parts, node_dc, g_pow, gb_s, powered)
-        changed = np.flatnonzero(throttled != self.gpu_throttled)[:1000]
+        exhaust, throttled, hot = self._heat_numpy(on, airflow, inlet, parts, node_dc, g_pow, gb_s, powered)
+        return self._close(gpu_util, clock, g_pow, node_dc, gpu_node_w, node_wall, parts.cpu_w, cpu_util, airflow,
+                           inlet, exhaust, demand, supply, recirc, throttled, overload, hot, gmax)
+
+    def _step_compiled(self, st: np.ndarray, gpu_ok: np.ndarray, serving: ServingOutputs, rep_share, gpu_train,
+                       cpu_extra_util) -> PlantOutputs:
+        """step() through twin.sim.plant_step's compiled passes: the same tick in the same order."""
+        fs = self._fast
+        self.t_s += self.dt
+        gpu_util, powered, idle_w, clock0, on, gmax, cpu_util, cpu_w, other_dc, psus = fs.clocks(
+            self, st, gpu_ok, serving, rep_share, gpu_train, cpu_extra_util)
+        clock = self.limiter.clock_limit(CapPreview(clock0=clock0, powered=powered, idle_w=idle_w, mem_gb_s=fs.gb_s,
+                                                    sm_util=fs.sm_u, other_dc_w=other_dc, psus_working=psus,
+                                                    facility_w_at=self.facility_w, kernels="numba"))
+        g_pow, gpu_node_w, node_dc, node_wall, overload = fs.power(self, clock, powered, idle_w, other_dc, psus, on)
+        airflow, inlet, demand, supply, recirc, exhaust, throttled, hot, changed = fs.air_heat(
+            self, on, cpu_w, node_dc, g_pow, powered)
+        return self._close(gpu_util, clock, g_pow, node_dc, gpu_node_w, node_wall, cpu_w, cpu_util, airflow,
+                           inlet, exhaust, demand, supply, recirc, throttled, overload, hot, gmax, changed)
+
+    def _close(self, gpu_util, clock, g_pow, node_dc, gpu_node_w, node_wall, cpu_w, cpu_util, airflow, inlet, exhaust,
+               demand, supply, recirc, throttled, overload, hot, gmax, changed=None) -> PlantOutputs:
+        """The tick's end, both paths: throttle changes; the cooling plant (heat it cannot remove
+        warms the room); the outputs."""
+        fac, dt = self.fac, self.dt
+        if changed is None:  # (the compiled step finds them in its heat pass)
+            changed = np.flatnonzero(throttled != self.gpu_throttled)[:1000]
         self.gpu_throttled = throttled
-        # ---- facility: the cooling plant; heat it cannot remove warms the room
         it_w = float(node_wall.sum())
         plant = self.plant_power(it_w)
         # no excess: spare capacity brings the supply back to its set point (any negative excess relaxes it)
@@ -440,7 +408,7 @@ class Plant:
             self.cooling_short = short_changed = short
         self.out = PlantOutputs(
             gpu_power_w=g_pow, gpu_util=gpu_util, gpu_clock=clock, gpu_mem_clock=self.gpu_mem_clock, node_dc_w=node_dc,
-            node_gpu_w=gpu_node_w, node_wall_w=node_wall, node_cpu_w=np.asarray(parts.cpu_w, dtype=float),
+            node_gpu_w=gpu_node_w, node_wall_w=node_wall, node_cpu_w=np.asarray(cpu_w, dtype=float),
             node_cpu_util=np.asarray(cpu_util, dtype=float), node_airflow_m3_s=airflow, node_inlet_c=inlet,
             node_exhaust_c=exhaust, rack_demand_m3_s=demand, rack_supply_m3_s=supply, rack_recirc_frac=recirc,
             it_w=it_w, facility_w=plant.total_w, cooling_w=plant.cooling_w, overhead_w=plant.overhead_w,

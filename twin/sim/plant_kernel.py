@@ -1,6 +1,6 @@
 """Compiled (numba) kernels of the plant's hottest loops: the sealed-rack pressure-flow balance
 (with its fan constants cached across ticks, BalanceCache), the heat step, the board power
-limiter's Newton iteration (BoardLimit) and each pool's GPU work (replica_gpu_work_compiled).
+limiter's Newton iteration (BoardLimit, limit_step).
 
 twin.model.airflow.rack_balance solves every rack's chamber pressure with up to ~40 passes of
 ~20 numpy operations over all fan groups; at a tick's scale (hundreds to tens of thousands of
@@ -209,40 +209,27 @@ def _limit_over(limit, idle, gb_s, sm, w_dram, w_mem, w_sm, idx, bo, co, ro):
     return n
 
 
-def _limit_newton(bo, co, ro, x, x3, floor):
-    """One Newton step of every compacted GPU from x (x3 = x^3); False when no x moved (then every
-    further step is the same step: the fixed point is reached)."""
-    moved = False
-    for i in range(len(x)):
+def _limit_step(bo, co, ro, x, xp, x3, idx, m, floor, c_lim, step, n_steps):
+    """Newton step `step` (1-based, of n_steps) of the board limiter (plant_kernel._limit_newton's
+    arithmetic) on the m GPUs still moving; x3 = x^3 by numpy, xp the clock one step before x. A
+    step is a function of x alone, so a GPU whose clock did not move sits at its fixed point, and
+    one whose clock came back to where it was two steps ago repeats that pair to the end: either
+    way its clock after n_steps is known now, goes to c_lim, and the GPU leaves the set; the
+    others are compacted, in order, to the front. Returns how many are still moving."""
+    k = 0
+    for i in range(m):
         xi, x2 = x[i], x[i] * x[i]
         f = bo[i] * x2 + co[i] * x3[i] - ro[i]
         fp = _max(2.0 * bo[i] * xi + 3.0 * co[i] * x2, 1e-12)
         xn = _clip_a(xi - f / fp, floor, 1.0)
-        moved = moved or not (xn == xi)
-        x[i] = xn
-    return moved
-
-
-# ------------------------------------------------------------ GPU work (replica_gpu_work_compiled)
-
-def _work_exponent(batch, pp, e):
-    """max(b / m, 1) per replica: b = max(batch, 1) sequences in m = min(pp, b) micro-batches."""
-    for i in range(len(batch)):
-        b = _max(batch[i], 1.0)
-        e[i] = _max(b / _min(pp, b), 1.0)
-
-
-def _work(batch, kv_tokens, interval_s, decode_time_frac, prefill_tok_s, clock, untouched, pp, weights_bytes,
-          kv_bytes_per_token, state_bytes_per_seq, n_gpus, peak_scale, active_params, two_ap, prefill_gpus,
-          chunk, gb_s, util):
-    """pw.replica_gpu_work's DRAM GB/s and SM utilisation from untouched = (1 - f)^max(b / m, 1)."""
-    for i in range(len(batch)):
-        b, dec, pre = _max(batch[i], 1.0), batch[i] > 0, prefill_tok_s[i]
-        iv, frac = (interval_s[i], decode_time_frac[i]) if dec else (1.0, 0.0)
-        read = _min(pp, b) * (weights_bytes * (1.0 - untouched[i])) + kv_tokens[i] * kv_bytes_per_token + b * state_bytes_per_seq
-        peak = peak_scale * _max(clock[i], 1e-3)
-        gb_s[i] = frac * read / iv / n_gpus / 1e9 + pre * weights_bytes / n_gpus / chunk / 1e9
-        util[i] = _clip_a(frac * 2.0 * active_params * b / iv / n_gpus / peak + two_ap * pre / prefill_gpus / peak, 0.0, 1.0)
+        if xn == xi:
+            c_lim[idx[i]] = xn
+        elif xn == xp[i]:  # a 2-cycle xn, xi, xn, ...: the last step lands on xn if n_steps - step is even
+            c_lim[idx[i]] = xn if (n_steps - step) % 2 == 0 else xi
+        else:
+            bo[k], co[k], ro[k], x[k], xp[k], idx[k] = bo[i], co[i], ro[i], xn, xi, idx[i]
+            k += 1
+    return k
 
 
 # ------------------------------------------------------------ heat: GPU/CPU temperatures, air, fans
@@ -339,11 +326,9 @@ try:  # numba compiles the loops; without it the numpy solver is the (identical)
     _excess, _slope, _by_rack, _solve_rack = _jit(_excess), _jit(_slope), _jit(_by_rack), _jit(_solve_rack)
     _solve_c, _state_c = _jit(_solve), _jit(_state)
     ladder_rates, heat = _jit(_ladder_rates), _jit(_heat)
-    _fan_terms_c, _limit_over_c, _limit_newton_c = _jit(_fan_terms), _jit(_limit_over), _jit(_limit_newton)
-    _work_exponent_c, _work_c = _jit(_work_exponent), _jit(_work)
+    _fan_terms_c, _limit_over_c, limit_step = _jit(_fan_terms), _jit(_limit_over), _jit(_limit_step)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
-    _solve_c = _state_c = ladder_rates = heat = _fan_terms_c = _limit_over_c = _limit_newton_c = None
-    _work_exponent_c = _work_c = None
+    _solve_c = _state_c = ladder_rates = heat = _fan_terms_c = _limit_over_c = limit_step = None
 
 HAVE_NUMBA = _solve_c is not None
 
@@ -410,40 +395,25 @@ def rack_balance_compiled(fans: af.FanGroups, node_rack: np.ndarray, n_racks: in
 
 class BoardLimit:
     """pw.clock_for_board_limit for a room's (G,) GPUs with the Newton bookkeeping compiled and x^3
-    by numpy between the passes: the same clocks, bit for bit. Stops once no clock moves (every
-    further step would repeat the last). Owns its buffers; `clock` returns a new array."""
+    by numpy between the passes: the same clocks, bit for bit. Each step takes only the GPUs whose
+    clock still moves (limit_step: a fixed point or a 2-cycle settles a GPU's last clock early).
+    Owns its buffers; `clock` returns a new array."""
 
     def __init__(self, gpu, n_gpus: int) -> None:
         self.w = (float(pw.gpu_dram_w_per_gb_s(gpu)), float(pw.gpu_memory_w_per_gb_s(gpu)), float(pw.gpu_sm_power_w(gpu)))
         self.idx = np.empty(n_gpus, dtype=np.int64)
-        self.bo, self.co, self.ro, self.x, self.x3 = (np.empty(n_gpus) for _ in range(5))
+        self.bo, self.co, self.ro, self.x, self.xp, self.x3 = (np.empty(n_gpus) for _ in range(6))
 
     def clock(self, limit_w: np.ndarray, idle_w: np.ndarray, mem_gb_s: np.ndarray, sm_util: np.ndarray) -> np.ndarray:
         n = _limit_over_c(limit_w, idle_w, mem_gb_s, sm_util, *self.w, self.idx, self.bo, self.co, self.ro)
         c = np.ones(len(idle_w))
-        if n:
-            x, x3, bo, co, ro = self.x[:n], self.x3[:n], self.bo[:n], self.co[:n], self.ro[:n]
-            x.fill(1.0)
-            for _ in range(pw.LIMIT_NEWTON_STEPS):
-                np.power(x, 3, out=x3)
-                if not _limit_newton_c(bo, co, ro, x, x3, pw.CLOCK_FLOOR):
-                    break
-            c[self.idx[:n]] = x
+        x, x3, steps = self.x, self.x3, pw.LIMIT_NEWTON_STEPS
+        x[:n] = 1.0
+        self.xp[:n] = np.nan   # no step before the first
+        for step in range(1, steps + 1):
+            if not n:
+                break
+            np.power(x[:n], 3, out=x3[:n])
+            n = limit_step(self.bo, self.co, self.ro, x, self.xp, x3, self.idx, n, pw.CLOCK_FLOOR, c, step, steps)
+        c[self.idx[:n]] = x[:n]   # still moving after the last step
         return c
-
-
-def replica_gpu_work_compiled(weights_bytes: float, active_fraction: float, active_params: float,
-                              kv_bytes_per_token: float, state_bytes_per_seq: float, n_gpus: int, pp: int,
-                              peak_tflops: float, batch: np.ndarray, kv_tokens: np.ndarray, interval_s: np.ndarray,
-                              decode_time_frac: np.ndarray, prefill_tok_s: np.ndarray, prefill_gpus: int,
-                              prefill_chunk_tokens: float, clock: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """pw.replica_gpu_work (same arguments, `clock` an array like `batch`): the same bytes. Two
-    compiled passes around the one pow, serving.weight_bytes_read's MoE share (1 - f)^max(b/m, 1)."""
-    f = [np.asarray(x, dtype=float) for x in (batch, kv_tokens, interval_s, decode_time_frac, prefill_tok_s, clock)]
-    e, gb_s, util = np.empty(len(f[0])), np.empty(len(f[0])), np.empty(len(f[0]))
-    _work_exponent_c(f[0], float(pp), e)
-    untouched = (1.0 - active_fraction) ** e   # as serving.weight_bytes_read: numpy's pow, same call
-    _work_c(*f, untouched, float(pp), float(weights_bytes), float(kv_bytes_per_token), float(state_bytes_per_seq),
-            float(n_gpus), peak_tflops * 1e12, float(active_params), 2.0 * active_params, float(prefill_gpus),
-            float(prefill_chunk_tokens), gb_s, util)
-    return gb_s, util
