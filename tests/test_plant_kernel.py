@@ -134,6 +134,27 @@ def test_the_compiled_board_limiter_is_the_numpy_limiter_bit_for_bit(seed, n_gpu
     assert (want < 1).any() or not (pw.gpu_board_power_w(idle, gb, sm, 1.0, gpu) > limit).any()
 
 
+def test_a_board_a_hair_over_its_limit_settles_in_the_first_step_as_numpy_does():
+    """Boards over their limit by a few ulps at full clock: the first Newton step (taken in the
+    kernel without numpy's pow, since 1^3 = 1 exactly) leaves some at exactly 1, others just below;
+    the clocks are power.clock_for_board_limit's, bit for bit."""
+    from twin.model import power as pw
+    from twin.spec.catalogue import load_catalogue
+    assert np.power(np.ones(8), 3).tobytes() == np.ones(8).tobytes()   # IEEE 754: pow(1, y) = 1
+    gpu = load_catalogue().gpu("rtx-pro-4500-blackwell")
+    rng = np.random.default_rng(7)
+    n = 400
+    idle, gb, sm = np.full(n, 30.0), rng.uniform(0, gpu.memory_bandwidth_gb_s, n), rng.random(n)
+    full = pw.gpu_board_power_w(idle, gb, sm, 1.0, gpu)
+    limit = full - full * np.finfo(float).eps * rng.integers(0, 64, n)
+    want = pw.clock_for_board_limit(limit, idle, gb, sm, gpu)
+    got = pk.BoardLimit(gpu, n).clock(limit, idle, gb, sm)
+    assert want.tobytes() == got.tobytes()
+    w_dram = pw.gpu_dram_w_per_gb_s(gpu)
+    over = (pw.gpu_memory_w_per_gb_s(gpu) - w_dram) * gb + pw.gpu_sm_power_w(gpu) * sm > limit - idle - w_dram * gb
+    assert (over & (want == 1.0)).any() and (over & (want < 1.0)).any()   # both cases reached
+
+
 def test_the_kernels_switch_is_the_routers_and_rejects_anything_else():
     assert pk.resolve("auto") == "numba" and pk.resolve("numpy") == "numpy"
     with pytest.raises(ValueError, match="kernels"):

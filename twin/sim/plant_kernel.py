@@ -194,9 +194,36 @@ def _state(p, group_rack, group_node, n_nodes, count, free, shutoff, k, s, q0b, 
 # ------------------------------------------------------------ the board power limiter (BoardLimit):
 # only x^3 (numpy's pow) is numpy's, between the passes; x^2 is np.square there, x x here.
 
-def _limit_over(limit, idle, gb_s, sm, w_dram, w_mem, w_sm, idx, bo, co, ro):
-    """The GPUs over their limit at full clock, compacted in GPU order (pw's boolean mask): their
-    B, C and room; returns how many."""
+# The limiter's state lives in one (6, G) buffer `nw` (rows NW_B, NW_C, NW_ROOM, NW_X, NW_XP,
+# NW_X3: B, C, room, the clock x, the clock one step before, x^3), so that a Newton step is one
+# short dispatch and numpy's pow one call on two row views.
+NW_B, NW_C, NW_ROOM, NW_X, NW_XP, NW_X3 = 0, 1, 2, 3, 4, 5
+
+
+def _newton(b, c3, room, xi, x3, floor):
+    """One Newton step of pw.clock_for_board_limit at clock xi (x3 = xi^3 by numpy's pow)."""
+    x2 = xi * xi
+    f = b * x2 + c3 * x3 - room
+    fp = _max(2.0 * b * xi + 3.0 * c3 * x2, 1e-12)
+    return _clip_a(xi - f / fp, floor, 1.0)
+
+
+def _first_step(g, b, c3, room, nw, idx, n, floor, c_lim):
+    """GPU g over its limit at full clock: the first Newton step from x = 1, whose cube needs no
+    pow (1^3 = 1 exactly, IEEE 754 pow(1, y) = 1); a clock that does not move settles (c_lim), the
+    others join the moving set at position n. Returns the new size of the set."""
+    xn = _newton(b, c3, room, 1.0, 1.0, floor)
+    if xn == 1.0:
+        c_lim[g] = xn
+        return n
+    idx[n] = g
+    nw[0, n], nw[1, n], nw[2, n], nw[3, n], nw[4, n] = b, c3, room, xn, 1.0
+    return n + 1
+
+
+def _limit_over(limit, idle, gb_s, sm, w_dram, w_mem, w_sm, nw, idx, floor, c_lim):
+    """The GPUs over their limit at full clock, in GPU order (pw's boolean mask), after their
+    first Newton step (_first_step); returns how many still move."""
     n = 0
     for i in range(len(gb_s)):
         g = _max(gb_s[i], 0.0)
@@ -204,32 +231,51 @@ def _limit_over(limit, idle, gb_s, sm, w_dram, w_mem, w_sm, idx, bo, co, ro):
         c3 = w_sm * _clip_a(sm[i], 0.0, 1.0)
         room = limit[i] - idle[i] - w_dram * g
         if b + c3 > room:
-            idx[n], bo[n], co[n], ro[n] = i, b, c3, room
-            n += 1
+            n = _first_step(i, b, c3, room, nw, idx, n, floor, c_lim)
     return n
 
 
-def _limit_step(bo, co, ro, x, xp, x3, idx, m, floor, c_lim, step, n_steps):
-    """Newton step `step` (1-based, of n_steps) of the board limiter (plant_kernel._limit_newton's
-    arithmetic) on the m GPUs still moving; x3 = x^3 by numpy, xp the clock one step before x. A
-    step is a function of x alone, so a GPU whose clock did not move sits at its fixed point, and
-    one whose clock came back to where it was two steps ago repeats that pair to the end: either
-    way its clock after n_steps is known now, goes to c_lim, and the GPU leaves the set; the
-    others are compacted, in order, to the front. Returns how many are still moving."""
+def _limit_step(nw, idx, m, floor, c_lim, step, n_steps):
+    """Newton step `step` (1-based, of n_steps) of the board limiter (pw.clock_for_board_limit's
+    arithmetic) on the m GPUs still moving (nw's rows; x3 = x^3 by numpy). A step is a function
+    of x alone, so a GPU whose clock did not move sits at its fixed point, and one whose clock
+    came back to where it was two steps ago repeats that pair to the end: either way its clock
+    after n_steps is known now, goes to c_lim, and the GPU leaves the set; the others are
+    compacted, in order, to the front. Returns how many are still moving."""
     k = 0
     for i in range(m):
-        xi, x2 = x[i], x[i] * x[i]
-        f = bo[i] * x2 + co[i] * x3[i] - ro[i]
-        fp = _max(2.0 * bo[i] * xi + 3.0 * co[i] * x2, 1e-12)
-        xn = _clip_a(xi - f / fp, floor, 1.0)
+        xi = nw[3, i]
+        xn = _newton(nw[0, i], nw[1, i], nw[2, i], xi, nw[5, i], floor)
         if xn == xi:
             c_lim[idx[i]] = xn
-        elif xn == xp[i]:  # a 2-cycle xn, xi, xn, ...: the last step lands on xn if n_steps - step is even
+        elif xn == nw[4, i]:  # a 2-cycle xn, xi, xn, ...: the last step lands on xn if n_steps - step is even
             c_lim[idx[i]] = xn if (n_steps - step) % 2 == 0 else xi
         else:
-            bo[k], co[k], ro[k], x[k], xp[k], idx[k] = bo[i], co[i], ro[i], xn, xi, idx[i]
+            nw[0, k], nw[1, k], nw[2, k], nw[3, k], nw[4, k], idx[k] = nw[0, i], nw[1, i], nw[2, i], xn, xi, idx[i]
             k += 1
     return k
+
+
+class NewtonRounds:
+    """The Python side of the limiter's rounds: numpy's x^3 over the m GPUs still moving, then
+    limit_step, until none moves or n_steps are done (the first step is the caller's kernel's).
+    Row views of nw per m are made once and kept (a tick's m repeat)."""
+
+    def __init__(self, nw: np.ndarray) -> None:
+        self.nw, self._views = nw, {}
+
+    def run(self, n: int, idx: np.ndarray, c_lim: np.ndarray) -> int:
+        """Steps 2..LIMIT_NEWTON_STEPS; returns how many still move after the last (their clocks: nw[NW_X, :n])."""
+        nw, views, steps, floor, power, step_c = self.nw, self._views, pw.LIMIT_NEWTON_STEPS, pw.CLOCK_FLOOR, np.power, limit_step
+        for step in range(2, steps + 1):
+            if not n:
+                break
+            v = views.get(n)
+            if v is None:
+                v = views[n] = (nw[NW_X, :n], nw[NW_X3, :n])
+            power(v[0], 3, v[1])
+            n = step_c(nw, idx, n, floor, c_lim, step, steps)
+        return n
 
 
 # ------------------------------------------------------------ heat: GPU/CPU temperatures, air, fans
@@ -326,6 +372,7 @@ try:  # numba compiles the loops; without it the numpy solver is the (identical)
     _excess, _slope, _by_rack, _solve_rack = _jit(_excess), _jit(_slope), _jit(_by_rack), _jit(_solve_rack)
     _solve_c, _state_c = _jit(_solve), _jit(_state)
     ladder_rates, heat = _jit(_ladder_rates), _jit(_heat)
+    _newton, _first_step = _jit(_newton), _jit(_first_step)
     _fan_terms_c, _limit_over_c, limit_step = _jit(_fan_terms), _jit(_limit_over), _jit(_limit_step)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
     _solve_c = _state_c = ladder_rates = heat = _fan_terms_c = _limit_over_c = limit_step = None
@@ -402,18 +449,12 @@ class BoardLimit:
     def __init__(self, gpu, n_gpus: int) -> None:
         self.w = (float(pw.gpu_dram_w_per_gb_s(gpu)), float(pw.gpu_memory_w_per_gb_s(gpu)), float(pw.gpu_sm_power_w(gpu)))
         self.idx = np.empty(n_gpus, dtype=np.int64)
-        self.bo, self.co, self.ro, self.x, self.xp, self.x3 = (np.empty(n_gpus) for _ in range(6))
+        self.nw = np.empty((6, n_gpus))
+        self.rounds = NewtonRounds(self.nw)
 
     def clock(self, limit_w: np.ndarray, idle_w: np.ndarray, mem_gb_s: np.ndarray, sm_util: np.ndarray) -> np.ndarray:
-        n = _limit_over_c(limit_w, idle_w, mem_gb_s, sm_util, *self.w, self.idx, self.bo, self.co, self.ro)
         c = np.ones(len(idle_w))
-        x, x3, steps = self.x, self.x3, pw.LIMIT_NEWTON_STEPS
-        x[:n] = 1.0
-        self.xp[:n] = np.nan   # no step before the first
-        for step in range(1, steps + 1):
-            if not n:
-                break
-            np.power(x[:n], 3, out=x3[:n])
-            n = limit_step(self.bo, self.co, self.ro, x, self.xp, x3, self.idx, n, pw.CLOCK_FLOOR, c, step, steps)
-        c[self.idx[:n]] = x[:n]   # still moving after the last step
+        n = _limit_over_c(limit_w, idle_w, mem_gb_s, sm_util, *self.w, self.nw, self.idx, pw.CLOCK_FLOOR, c)
+        n = self.rounds.run(n, self.idx, c)
+        c[self.idx[:n]] = self.nw[NW_X, :n]   # still moving after the last step
         return c

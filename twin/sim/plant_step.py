@@ -64,7 +64,8 @@ class CompiledStep:
         self.flags = np.zeros(G, dtype=np.int8)
         self.gb_s, self.sm_u, self.c_th, self.c, self.c3, self.c_lim = (np.empty(G) for _ in range(6))
         self.idx = np.empty(G, dtype=np.int64)
-        self.bo, self.co, self.ro, self.x, self.xp, self.x3 = (np.empty(G) for _ in range(6))
+        self.nw = np.empty((6, G))   # the board limiter's Newton state (plant_kernel.NW_*)
+        self.rounds, self.nx = pk.NewtonRounds(self.nw), self.nw[pk.NW_X]
         self.board_w = pk.BoardLimit(gpu, G).w                      # (w_dram, w_mem, w_sm)
         self.busy, self.tok, self.ratio, self.ratio3 = (np.empty(N) for _ in range(4))
         self.driven = np.zeros(N, dtype=bool)
@@ -91,7 +92,7 @@ class CompiledStep:
         self.work_k = f64([self.chunk, self.loading_gb_s, TRAINING_ACTIVITY, TRAIN_DRAM_FRAC, gpu.memory_bandwidth_gb_s,
                            gpu.pstate_decay_s, 1.0 if gpu.context_holds_p0 else 0.0, pw.gpu_active_idle_w(gpu),
                            gpu.idle_power_w, gpu.slowdown_temp_c, gpu.shutdown_temp_c, gpu.board_power_w, w_dram, w_mem,
-                           w_sm])
+                           w_sm, pw.CLOCK_FLOOR])
         node, fan, cpu = p.node, p.fan, p.cpu
         self.node_ki = np.array([p.gpn, OFF, FAILED, POWERING_ON, WARM, SERVING, DRAINING, LOADING], dtype=np.int64)
         self.node_k = f64([fan.min_rpm, fan.max_rpm, FAN_START_C, gpu.fan_target_c - FAN_START_C, self.k_fan,
@@ -168,19 +169,10 @@ class CompiledStep:
                         serving.interval_s, serving.decode_time_frac, serving.prefill_tok_s, p.gpair_rep, p.gpair_gpu,
                         flags, p.gpu_mem_clock, self.zeros_g if gpu_train is None else gpu_train, gpu_train is not None,
                         p.t_s, p.gpu_last_work_s, p.gpu_temp, p.gpu_cap_w, self.rep_gb, self.rep_u, self.gb_s,
-                        self.sm_u, util, idle_w, self.c_th, self.c_lim, self.idx, self.bo, self.co, self.ro,
-                        self.work_k)
-        # the board limiter's Newton steps from c = 1 (pw.clock_for_board_limit), x^3 by numpy between
-        # them, each on the GPUs whose clock still moves
-        x, x3, steps = self.x, self.x3, pw.LIMIT_NEWTON_STEPS
-        x[:n] = 1.0
-        self.xp[:n] = np.nan   # no step before the first
-        for step in range(1, steps + 1):
-            if not n:
-                break
-            np.power(x[:n], 3, out=x3[:n])
-            n = sk.limit_step(self.bo, self.co, self.ro, x, self.xp, x3, self.idx, n, pw.CLOCK_FLOOR, self.c_lim, step,
-                              steps)
+                        self.sm_u, util, idle_w, self.c_th, self.c_lim, self.nw, self.idx, self.work_k)
+        # the board limiter's Newton steps after the first (in gpu_work), x^3 by numpy between them,
+        # each on the GPUs whose clock still moves
+        n = self.rounds.run(n, self.idx, self.c_lim)
         fx = self.hb["x"]
         # clock0, the nodes' other power, and (sealed racks) the chamber balance at this tick's fan speeds
         if self.sealed:
@@ -193,7 +185,7 @@ class CompiledStep:
                    self.blower, self.leak, self.node_m3_s, self.balance_k)
         else:
             bal = self.no_balance
-        pa = sk.mid(n, self.idx, x, self.c_lim, flags, self.c_th, p.fresh, p.gpu_temp, p.gpu_fan, clock0, powered, fx,
+        pa = sk.mid(n, self.idx, self.nx, self.c_lim, flags, self.c_th, p.fresh, p.gpu_temp, p.gpu_fan, clock0, powered, fx,
                     self.driven, self.ratio3, cpu_w, self.dimm_w, self.plat_w, self.nic_w, p.psu_ok, self.fan_w, other,
                     self.upstream, psus, self.mid_k, self.sealed, *bal)
         if self.sealed:

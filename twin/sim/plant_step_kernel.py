@@ -72,16 +72,17 @@ def _rep_exponent(clock, rep_gpus, batch, rep_pp, rep_clock, e):
 
 def _gpu_work(rep_pool, pool_k, untouched, rep_clock, batch, kv_tokens, interval_s, decode_time_frac, prefill_tok_s,
               pair_rep, pair_gpu, flags, mem_clock, train, has_train, t_s, last_work, gpu_temp, cap_w,
-              rep_gb, rep_u, gb_s, sm_u, util, idle_w, c_th, c_lim, idx, bo, co, ro, kc):
+              rep_gb, rep_u, gb_s, sm_u, util, idle_w, c_th, c_lim, nw, idx, kc):
     """Each replica's DRAM GB/s and SM utilisation (plant_kernel._work per replica, its pool's
     constants in pool_k rows: weights, kv/token, state/seq, n_gpus, pp, peak FLOP/s, active params,
     2 x active params, prefill GPUs, split share, has split), summed per GPU over the pairs; the
     loading/serving selects, training, the P-state, the thermal throttle and the board limiter's
-    over-limit compaction (plant_kernel._limit_over; plant_kernel.limit_step then steps them). Returns how many GPUs are over their limit.
+    over-limit GPUs after their first Newton step (plant_kernel._limit_over's arithmetic and
+    _first_step into `nw`; plant_kernel.limit_step steps them on). Returns how many still move.
     `kc`: the per-run constants (CompiledStep.work_k)."""
     (chunk, loading_gb_s, train_act, train_dram, bw, decay, ctx, idle_p0, idle_p8, slowdown, shutdown, board_w,
-     w_dram, w_mem, w_sm) = (kc[0], kc[1], kc[2], kc[3], kc[4], kc[5], kc[6], kc[7], kc[8], kc[9], kc[10], kc[11],
-                             kc[12], kc[13], kc[14])
+     w_dram, w_mem, w_sm, floor) = (kc[0], kc[1], kc[2], kc[3], kc[4], kc[5], kc[6], kc[7], kc[8], kc[9], kc[10],
+                                    kc[11], kc[12], kc[13], kc[14], kc[15])
     ctx_holds = ctx != 0.0
     for i in range(len(batch)):
         q = pool_k[rep_pool[i]]
@@ -128,8 +129,7 @@ def _gpu_work(rep_pool, pool_k, untouched, rep_clock, batch, kv_tokens, interval
         room = _min(board_w, cap_w[g]) - idle - w_dram * gg
         c_lim[g] = 1.0
         if bb + c3 > room:
-            idx[n], bo[n], co[n], ro[n] = g, bb, c3, room
-            n += 1
+            n = pk._first_step(g, bb, c3, room, nw, idx, n, floor, c_lim)
     return n
 
 
