@@ -187,3 +187,38 @@ def test_numpys_pow_is_per_element():
             out = np.empty(n)
             np.power(x[off:off + n], 3, out=out)
             assert out.tobytes() == whole[off:off + n].tobytes()
+
+
+_SURGE_FACILITY = load_scenario(ROOT / "scenarios" / "surge.yaml").spec.facility
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), variable=st.booleans(), ups_kw=st.sampled_from([None, 150.0, 900.0]))
+def test_the_cached_facility_is_cooling_plant_power_bit_for_bit(seed, variable, ups_kw):
+    """FacilityTerms (the plant's per-tick facility) against cooling.plant_power and
+    thermal.room_supply_c: IT loads from 0 to beyond the cooling, CRAHs down to none running,
+    variable and constant-speed fans, a UPS sized by the plant or rated on its own."""
+    from twin.model import cooling
+    from twin.model import thermal as th
+    from twin.sim.plant_step import FacilityTerms
+    fac = _SURGE_FACILITY
+    fac = fac.model_copy(update={"plant": fac.plant.model_copy(update={"crah_variable_speed": variable}),
+                                 "electrical": fac.electrical.model_copy(update={"ups_rating_kw": ups_kw})})
+    rng = np.random.default_rng(seed)
+    n_racks = int(rng.integers(1, 40))
+    terms = FacilityTerms(fac, n_racks)
+    design_w = fac.cooling_capacity_kw * 1e3
+    for _ in range(20):
+        share = float(rng.choice([0.0, 0.25, 0.5, 1.0, rng.random()]))
+        it_w = float(rng.choice([0.0, rng.uniform(0, 2 * design_w)]))
+        cap_w, crah = design_w * share, fac.plenum_airflow_per_rack_m3_s * n_racks * share
+        want = cooling.plant_power(it_w, capacity_w=cap_w, crah_airflow_m3_s=crah,
+                                   crah_design_airflow_m3_s=fac.plenum_airflow_per_rack_m3_s * n_racks,
+                                   plant=fac.plant, electrical=fac.electrical, fixed_w=fac.fixed_overhead_kw * 1e3,
+                                   design_capacity_w=design_w)
+        got = terms.at(it_w, cap_w, crah)
+        assert np.array(got).tobytes() == np.array([want.total_w, want.cooling_w, want.overhead_w,
+                                                    want.heat_excess_w]).tobytes()
+        supply, excess, dt = float(rng.uniform(15, 40)), float(rng.choice([-1.0, rng.uniform(0, 1e6)])), 1.0
+        assert np.float64(terms.room_supply_c(supply, excess, dt)).tobytes() == np.float64(th.room_supply_c(
+            supply, fac.supply_air_c, excess, fac.room_heat_capacity_j_per_k, fac.supply_recovery_s, dt)).tobytes()

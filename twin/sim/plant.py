@@ -39,7 +39,7 @@ from twin.model.states import DRAINING, FAILED, LOADING, OFF, POWERING_ON, SERVI
 from twin.model.thermal import CHASSIS_FAN_TAU_S, FAN_START_C, GPU_FAN_TAU_S
 from twin.sim.batching import ServingOutputs
 from twin.sim import plant_kernel
-from twin.sim.plant_step import CompiledStep
+from twin.sim.plant_step import CompiledStep, FacilityTerms
 from twin.sim.layout import Layout
 from twin.spec.catalogue import Catalogue, EngineSpec, NodeSpec
 from twin.spec.scenario import FacilitySpec
@@ -162,6 +162,7 @@ class Plant:
             node_wall_w=zn, node_cpu_w=zn, node_cpu_util=zn, node_airflow_m3_s=zn, node_inlet_c=np.full(N, fac.supply_air_c), node_exhaust_c=zn,
             rack_demand_m3_s=zr, rack_supply_m3_s=zr, rack_recirc_frac=zr, it_w=0.0, facility_w=0.0,
             cooling_w=0.0, overhead_w=0.0, alarms=Alarms(none, none, none, zn, None))
+        self._facility = FacilityTerms(fac, R)   # cooling.plant_power per tick, its fixed terms cached
         self._fast = (CompiledStep(self, LOADING_GPU_GB_S, PREFILL_CHUNK_TOKENS) if self.kernels == "numba"
                       else None)
 
@@ -184,8 +185,8 @@ class Plant:
                                    design_capacity_w=fac.cooling_capacity_kw * 1e3)
 
     def facility_w(self, it_w: float) -> float:
-        """Facility power at an IT load with today's cooling."""
-        return self.plant_power(it_w).total_w
+        """Facility power at an IT load with today's cooling (plant_power's total_w, to the last bit)."""
+        return self._facility.at(it_w, self.cooling_available_w, self.crah_airflow_m3_s)[0]
 
     def _gpu_work(self, serving: ServingOutputs, clock: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-GPU tick-average DRAM GB/s and SM utilisation of each replica's serving work."""
@@ -397,12 +398,12 @@ class Plant:
             changed = np.flatnonzero(throttled != self.gpu_throttled)[:1000]
         self.gpu_throttled = throttled
         it_w = float(node_wall.sum())
-        plant = self.plant_power(it_w)
+        facility_w, cooling_w, overhead_w, heat_excess_w = self._facility.at(it_w, self.cooling_available_w,
+                                                                             self.crah_airflow_m3_s)
         # no excess: spare capacity brings the supply back to its set point (any negative excess relaxes it)
-        excess = plant.heat_excess_w if plant.heat_excess_w > 0 else -1.0
-        self.supply_c = th.room_supply_c(self.supply_c, fac.supply_air_c, excess, fac.room_heat_capacity_j_per_k,
-                                         fac.supply_recovery_s, dt)
-        short = plant.heat_excess_w > 0
+        excess = heat_excess_w if heat_excess_w > 0 else -1.0
+        self.supply_c = self._facility.room_supply_c(self.supply_c, excess, dt)
+        short = heat_excess_w > 0
         short_changed = None
         if short != self.cooling_short:
             self.cooling_short = short_changed = short
@@ -411,7 +412,7 @@ class Plant:
             node_gpu_w=gpu_node_w, node_wall_w=node_wall, node_cpu_w=np.asarray(cpu_w, dtype=float),
             node_cpu_util=np.asarray(cpu_util, dtype=float), node_airflow_m3_s=airflow, node_inlet_c=inlet,
             node_exhaust_c=exhaust, rack_demand_m3_s=demand, rack_supply_m3_s=supply, rack_recirc_frac=recirc,
-            it_w=it_w, facility_w=plant.total_w, cooling_w=plant.cooling_w, overhead_w=plant.overhead_w,
+            it_w=it_w, facility_w=facility_w, cooling_w=cooling_w, overhead_w=overhead_w,
             alarms=Alarms(psu_overload=overload, throttle_changed=changed, hot_nodes=hot, gpu_max_c=gmax,
                           cooling_short=short_changed))
         return self.out

@@ -17,6 +17,7 @@ from functools import partial
 import numpy as np
 
 from twin.model import airflow as af
+from twin.model import cooling
 from twin.model import power as pw
 from twin.model import thermal as th
 from twin.model.cpu_load import CPU_COOLER_R_K_PER_W, CPU_HEAT_CAPACITY_J_PER_K
@@ -258,3 +259,66 @@ class CompiledStep:
                                float(p.supply_c), self.hot_nodes, thr, self.changed)
         hb["throttled"] = p.gpu_throttled
         return hb["exhaust"].copy(), thr, self.hot_nodes[:n_hot].copy() if n_hot else p._no_nodes
+
+
+class FacilityTerms:
+    """cooling.plant_power and thermal.room_supply_c once per tick, with what does not depend on
+    the IT load (CRAH fan power, pumps, UPS rating, the chiller's capacity / COP x EIR(T)) and the
+    room's lag factor computed once per cooling condition instead of every call: the same float
+    operations in the same order, so the same bits (tests/test_plant_step.py against cooling.py,
+    which stays the sourced reference). Both plant paths use it."""
+
+    def __init__(self, fac, n_racks: int) -> None:
+        self.fac, self.R = fac, n_racks
+        self.key: tuple[float, float] | None = None
+        self._room: tuple[float, float] | None = None
+
+    def _constants(self, capacity_w: float, crah_airflow_m3_s: float) -> None:
+        fac = self.fac
+        plant, el = fac.plant, fac.electrical
+        design = fac.cooling_capacity_kw * 1e3
+        self.ups_rating = el.ups_rating_kw * 1e3 if el.ups_rating_kw else design
+        self.fans = float(cooling.crah_fan_power_w(crah_airflow_m3_s, fac.plenum_airflow_per_rack_m3_s * self.R,
+                                                   plant.crah_pressure_pa, plant.crah_fan_efficiency,
+                                                   plant.crah_variable_speed, plant.crah_min_speed_frac))
+        self.pumps = cooling.pump_power_w(design, plant.pump_w_per_kw)
+        cond_c = cooling.condenser_entering_c(plant.outdoor_wet_bulb_c, plant.tower_approach_k)
+        # chiller_power_w's capacity / COP_ref x EIR_FT, left to right as there
+        self.k_chiller = (capacity_w / plant.chiller_cop_ref * cooling.chiller_eir_ft(plant.chilled_water_c, cond_c)
+                          if capacity_w > 0 else 0.0)
+        self.key = (capacity_w, crah_airflow_m3_s)
+
+    def at(self, it_w: float, capacity_w: float, crah_airflow_m3_s: float) -> tuple[float, float, float, float]:
+        """(facility, cooling, overhead, heat excess) W at IT load `it_w`: cooling.plant_power's
+        total_w, cooling_w, overhead_w and heat_excess_w (design capacity: the facility's)."""
+        if self.key != (capacity_w, crah_airflow_m3_s):
+            self._constants(capacity_w, crah_airflow_m3_s)
+        fac = self.fac
+        el, fixed_w = fac.electrical, fac.fixed_overhead_kw * 1e3
+        it_w = float(it_w)
+        ups = cooling.loss_w(it_w, self.ups_rating, el.ups_no_load_frac, el.ups_proportional_frac, el.ups_square_frac)
+        trafo = cooling.loss_w(it_w + ups, self.ups_rating, el.transformer_no_load_frac, 0.0,
+                               el.transformer_square_frac)
+        heat = it_w + self.fans + ups + trafo + fixed_w
+        removed = min(heat, capacity_w)
+        chiller = 0.0
+        if capacity_w > 0:
+            q = cooling._clamp(removed, 0.0, capacity_w)
+            if q > 0:
+                chiller = self.k_chiller * cooling.chiller_eir_fplr(q / capacity_w)
+        tower = cooling.heat_rejection_w(removed + chiller, fac.plant.tower_w_per_kw)
+        cooling_w = self.fans + self.pumps + chiller + tower
+        overhead_w = ups + trafo + fixed_w
+        return it_w + cooling_w + overhead_w, cooling_w, overhead_w, heat - removed
+
+    def room_supply_c(self, supply_c: float, excess_w: float, dt_s: float) -> float:
+        """thermal.room_supply_c at the facility's set point, heat capacity and recovery time, the
+        recovery's exp(-dt / tau) (numpy's, as first_order_lag takes it) once per dt."""
+        fac = self.fac
+        if excess_w > 0:
+            return th.room_supply_c(supply_c, fac.supply_air_c, excess_w, fac.room_heat_capacity_j_per_k,
+                                    fac.supply_recovery_s, dt_s)
+        if self._room is None or self._room[0] != dt_s:
+            self._room = (dt_s, float(np.exp(-dt_s / fac.supply_recovery_s)))
+        sp = float(fac.supply_air_c)
+        return sp + (float(supply_c) - sp) * self._room[1]
