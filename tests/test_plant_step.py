@@ -222,3 +222,22 @@ def test_the_cached_facility_is_cooling_plant_power_bit_for_bit(seed, variable, 
         supply, excess, dt = float(rng.uniform(15, 40)), float(rng.choice([-1.0, rng.uniform(0, 1e6)])), 1.0
         assert np.float64(terms.room_supply_c(supply, excess, dt)).tobytes() == np.float64(th.room_supply_c(
             supply, fac.supply_air_c, excess, fac.room_heat_capacity_j_per_k, fac.supply_recovery_s, dt)).tobytes()
+
+
+def test_the_compiled_ticks_outputs_hold_until_the_tick_after_next():
+    """The compiled step writes its outputs into two alternating sets: what one tick returned (which
+    the next tick's serving step and the plant itself read, e.g. out.gpu_clock) is not touched by
+    the next tick, and each tick's arrays are the numpy step's."""
+    rng = np.random.default_rng(3)
+    plants = _plants("surge", "sealed", 0.7)
+    prev = None
+    for _ in range(4):
+        args = _inputs(rng, plants["numpy"], True)
+        for p in plants.values():
+            p.step(*args)
+        assert _bytes(plants["numpy"]) == _bytes(plants["numba"])
+        if prev is not None:
+            held, kept = prev
+            assert [np.asarray(getattr(held, f)).tobytes() for f in held.__dataclass_fields__ if f != "alarms"] == kept
+        out = plants["numba"].out
+        prev = out, [np.asarray(getattr(out, f)).tobytes() for f in out.__dataclass_fields__ if f != "alarms"]

@@ -109,7 +109,18 @@ class CompiledStep:
                               af.BALANCE_STEPS])
         self.hot_nodes = np.empty(N, dtype=p._no_nodes.dtype)
         self.changed = np.empty(min(G, 1000), dtype=np.int64)   # Alarms.throttle_changed: the first 1,000
-        self.blower, self.node_m3_s = np.empty(R), np.empty(N)
+        self.blower, self.node_m3_s = np.empty(R), np.empty(N)   # (open racks: placeholders for the balance's)
+        # the tick's outputs in two sets that alternate tick by tick: PlantOutputs holds one tick's, which
+        # the engine, sampler, jobs and lifecycle read before the next tick, while the other is written
+        # (so nothing the next tick reads, e.g. out.gpu_clock, is overwritten under it); no fresh arrays
+        self._sets = [{**{k: np.empty(G) for k in ("util", "clock0", "g_pow")},
+                       **{k: np.empty(N) for k in ("gmax", "cpu_util", "cpu_w", "node_gpu", "node_dc", "wall", "inlet",
+                                                   "node_m3_s", "exhaust")},
+                       **{k: np.empty(R) for k in ("demand", "hot", "blower")}} for _ in range(2)]
+        self.o, self._tick = self._sets[0], 0
+        # what only this tick's passes (and the clock limiter, at once) read: one set
+        self.idle_w, self.powered, self.on = np.empty(G), np.empty(G, dtype=bool), np.empty(N, dtype=bool)
+        self.other, self.psus = np.empty(N), np.empty(N, dtype=np.int64)
         if self.sealed:
             self.cd_area = af.ORIFICE_CD * fac.sealed_rack.leakage_area_m2
             self.rho = float(fac.air_density_kg_m3)
@@ -149,9 +160,11 @@ class CompiledStep:
         """GPU work, P-states and clocks before any facility cap; the nodes' other parts. Returns
         (gpu_util, powered, idle_w, clock0, on, gmax, cpu_util, cpu_w, other_w, psus)."""
         lay, G, N = p.lay, p.G, p.N
-        util, idle_w, clock0, powered = np.empty(G), np.empty(G), np.empty(G), np.empty(G, dtype=bool)
-        on, gmax, cpu_util, cpu_w = np.empty(N, dtype=bool), np.empty(N), np.empty(N), np.empty(N)
-        other, psus = np.empty(N), np.empty(N, dtype=np.int64)
+        o = self.o = self._sets[self._tick & 1]
+        self._tick += 1
+        util, idle_w, clock0, powered = o["util"], self.idle_w, o["clock0"], self.powered
+        on, gmax, cpu_util, cpu_w = self.on, o["gmax"], o["cpu_util"], o["cpu_w"]
+        other, psus = self.other, self.psus
         flags, e, untouched = self.flags, self.e, self.untouched
         sk.pre(st, p._has_rep, gpu_ok, p.gpair_rep, p.gpair_gpu, serving.prefill_frac, serving.decode_frac,
                self.ones_rep if rep_share is None else rep_share, rep_share is not None, flags, util, p.out.gpu_clock,
@@ -183,7 +196,7 @@ class CompiledStep:
             bal = (self.ratio, p._fan_speed, fans.shutoff_pa, fans.free_flow_m3_s, h.s, h.b, h.head0, h.cap,
                    self.zeros_r if guess is None else guess, guess is not None, self.group_rack, fans.count, h.two_k,
                    h.q0b, h.p0b, h.capb, plenum, h.leak_c, fans.node, fans.k_pa_s2_m6, self.cd_area, self.rho,
-                   self.blower, self.leak, self.node_m3_s, self.balance_k)
+                   o["blower"], self.leak, o["node_m3_s"], self.balance_k)
         else:
             bal = self.no_balance
         pa = sk.mid(n, self.idx, self.nx, self.c_lim, flags, self.c_th, p.fresh, p.gpu_temp, p.gpu_fan, clock0, powered, fx,
@@ -202,7 +215,8 @@ class CompiledStep:
         c, c3 = self.c, self.c3
         pw.clip(clock, 0.0, 1.0, out=c)
         np.power(c, 3, out=c3)   # pw.gpu_board_power_w's c ** 3
-        g_pow, node_gpu, node_dc, wall = np.empty(G), np.empty(N), np.empty(N), np.empty(N)
+        o = self.o
+        g_pow, node_gpu, node_dc, wall = o["g_pow"], o["node_gpu"], o["node_dc"], o["wall"]
         e1, e2 = hb["e1"], hb["e2"]
         n = sk.power_ladder(p.gpn, powered, idle_w, self.gb_s, self.sm_u, c, c3, other, psus, p.psu_ok, on,
                             self.psu_pts, self.psu_eff, g_pow, node_gpu, node_dc, wall, self.over, self.power_k,
@@ -217,25 +231,26 @@ class CompiledStep:
         throttle changes); the integrated state updated in place."""
         N, R, hb = p.N, p.R, self.hb
         if self.sealed:
-            blower, node_m3_s = self.blower.copy(), self.node_m3_s.copy()
+            o = self.o
+            blower, node_m3_s = o["blower"], o["node_m3_s"]
             # blowers drawing more than the running CRAHs deliver pull room air back through the floor;
             # np.mean is np.add.reduce / count
             blow_c = float(af.blower_intake_c(p.supply_c, float(np.add.reduce(p.rack_exhaust) / R),
                                               float(np.add.reduce(blower)), p.crah_airflow_m3_s))
-            hot, inlet, demand, supply = np.empty(R), np.empty(N), np.empty(R), blower
+            hot, inlet, demand, supply = o["hot"], o["inlet"], o["demand"], blower
         else:
             node_m3_s, inlet, demand, supply, hot = p._air()
             blow_c = 0.0
-        thr = hb["throttled"]
+        thr, exhaust = hb["throttled"], self.o["exhaust"]
         n_hot, n_changed = sk.air_heat(
             self.sealed, p.topo.node_rack, node_m3_s, supply, self.leak, blow_c, self.rack_in, hot, inlet, demand,
             p.gpn, on, cpu_w, self.upstream, node_dc, g_pow, self.gb_s, powered, hb["r_s"], hb["d"], hb["l1"],
             hb["l2"], hb["e1"], hb["e2"], p.cpu_temp, p.gpu_temp, p.gpu_sink, p.gpu_mem, p.gpu_fan, p.rack_exhaust,
-            hb["exhaust"], hb["flow"], hb["flow_w"], p.gpu_mem_clock, thr, self.heat_k, float(p.supply_c),
+            exhaust, hb["flow"], hb["flow_w"], p.gpu_mem_clock, thr, self.heat_k, float(p.supply_c),
             self.hot_nodes, p.gpu_throttled, self.changed)
         hb["throttled"] = p.gpu_throttled  # the two flag buffers alternate
         hot_nodes = self.hot_nodes[:n_hot].copy() if n_hot else p._no_nodes
-        return (node_m3_s, inlet, demand, supply, hot, hb["exhaust"].copy(), thr, hot_nodes,
+        return (node_m3_s, inlet, demand, supply, hot, exhaust, thr, hot_nodes,
                 self.changed[:n_changed].copy())
 
     def heat(self, p, on, airflow, inlet, cpu_w, upstream_w, node_dc, g_pow, gb_s, powered) -> tuple[np.ndarray, ...]:
