@@ -18,6 +18,7 @@ from twin.model import airflow as af
 from twin.model.validate import load_scenario
 from twin.sim import plant_kernel as pk
 from twin.sim.engine import simulate
+from twin.sim.plant_step import BoardLimit
 from twin.telemetry.write import write_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +130,7 @@ def test_the_compiled_board_limiter_is_the_numpy_limiter_bit_for_bit(seed, n_gpu
     gb = np.where(rng.random(n_gpus) < 0.3, rng.choice([0.0, -0.0]), rng.uniform(0, gpu.memory_bandwidth_gb_s, n_gpus))
     sm = np.where(rng.random(n_gpus) < 0.3, rng.choice([0.0, -0.0, 1.0, 1.2]), rng.random(n_gpus))
     want = pw.clock_for_board_limit(limit, idle, gb, sm, gpu)
-    got = pk.BoardLimit(gpu, n_gpus).clock(limit, idle, gb, sm)
+    got = BoardLimit(gpu, n_gpus).clock(limit, idle, gb, sm)
     assert want.tobytes() == got.tobytes()
     assert (want < 1).any() or not (pw.gpu_board_power_w(idle, gb, sm, 1.0, gpu) > limit).any()
 
@@ -148,7 +149,7 @@ def test_a_board_a_hair_over_its_limit_settles_in_the_first_step_as_numpy_does()
     full = pw.gpu_board_power_w(idle, gb, sm, 1.0, gpu)
     limit = full - full * np.finfo(float).eps * rng.integers(0, 64, n)
     want = pw.clock_for_board_limit(limit, idle, gb, sm, gpu)
-    got = pk.BoardLimit(gpu, n).clock(limit, idle, gb, sm)
+    got = BoardLimit(gpu, n).clock(limit, idle, gb, sm)
     assert want.tobytes() == got.tobytes()
     w_dram = pw.gpu_dram_w_per_gb_s(gpu)
     over = (pw.gpu_memory_w_per_gb_s(gpu) - w_dram) * gb + pw.gpu_sm_power_w(gpu) * sm > limit - idle - w_dram * gb

@@ -393,7 +393,7 @@ class Plant:
                demand, supply, recirc, throttled, overload, hot, gmax, changed=None) -> PlantOutputs:
         """The tick's end, both paths: throttle changes; the cooling plant (heat it cannot remove
         warms the room); the outputs."""
-        fac, dt = self.fac, self.dt
+        dt = self.dt
         if changed is None:  # (the compiled step finds them in its heat pass)
             changed = np.flatnonzero(throttled != self.gpu_throttled)[:1000]
         self.gpu_throttled = throttled

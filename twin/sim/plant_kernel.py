@@ -1,6 +1,6 @@
 """Compiled (numba) kernels of the plant's hottest loops: the sealed-rack pressure-flow balance
 (with its fan constants cached across ticks, BalanceCache), the heat step, the board power
-limiter's Newton iteration (BoardLimit, limit_step).
+limiter's Newton steps (_limit_over, limit_step; twin.sim.plant_step.BoardLimit drives them).
 
 twin.model.airflow.rack_balance solves every rack's chamber pressure with up to ~40 passes of
 ~20 numpy operations over all fan groups; at a tick's scale (hundreds to tens of thousands of
@@ -24,7 +24,6 @@ from dataclasses import replace
 import numpy as np
 
 from twin.model import airflow as af
-from twin.model import power as pw
 
 
 def _max(a: float, b: float) -> float:
@@ -191,7 +190,7 @@ def _state(p, group_rack, group_node, n_nodes, count, free, shutoff, k, s, q0b, 
                                                    af.FAN_OVERRUN_FRAC * free[g] * _max(s[g], 1e-9))
 
 
-# ------------------------------------------------------------ the board power limiter (BoardLimit):
+# ------------------------------------------------------------ the board power limiter (plant_step.BoardLimit):
 # only x^3 (numpy's pow) is numpy's, between the passes; x^2 is np.square there, x x here.
 
 # The limiter's state lives in one (6, G) buffer `nw` (rows NW_B, NW_C, NW_ROOM, NW_X, NW_XP,
@@ -254,28 +253,6 @@ def _limit_step(nw, idx, m, floor, c_lim, step, n_steps):
             nw[0, k], nw[1, k], nw[2, k], nw[3, k], nw[4, k], idx[k] = nw[0, i], nw[1, i], nw[2, i], xn, xi, idx[i]
             k += 1
     return k
-
-
-class NewtonRounds:
-    """The Python side of the limiter's rounds: numpy's x^3 over the m GPUs still moving, then
-    limit_step, until none moves or n_steps are done (the first step is the caller's kernel's).
-    Row views of nw per m are made once and kept (a tick's m repeat)."""
-
-    def __init__(self, nw: np.ndarray) -> None:
-        self.nw, self._views = nw, {}
-
-    def run(self, n: int, idx: np.ndarray, c_lim: np.ndarray) -> int:
-        """Steps 2..LIMIT_NEWTON_STEPS; returns how many still move after the last (their clocks: nw[NW_X, :n])."""
-        nw, views, steps, floor, power, step_c = self.nw, self._views, pw.LIMIT_NEWTON_STEPS, pw.CLOCK_FLOOR, np.power, limit_step
-        for step in range(2, steps + 1):
-            if not n:
-                break
-            v = views.get(n)
-            if v is None:
-                v = views[n] = (nw[NW_X, :n], nw[NW_X3, :n])
-            power(v[0], 3, v[1])
-            n = step_c(nw, idx, n, floor, c_lim, step, steps)
-        return n
 
 
 # ------------------------------------------------------------ heat: GPU/CPU temperatures, air, fans
@@ -438,23 +415,3 @@ def rack_balance_compiled(fans: af.FanGroups, node_rack: np.ndarray, n_racks: in
     _state_c(p, gr, fans.node, n_nodes, fans.count, fans.free_flow_m3_s, fans.shutoff_pa, fans.k_pa_s2_m6, h.s,
              h.q0b, h.p0b, h.capb, float(plenum_pa), af.ORIFICE_CD * leak_area_m2, float(rho_kg_m3), blower, leak, node)
     return af.RackAirflow(chamber_pa=p, blower_m3_s=blower, leak_m3_s=leak, node_m3_s=node)
-
-
-class BoardLimit:
-    """pw.clock_for_board_limit for a room's (G,) GPUs with the Newton bookkeeping compiled and x^3
-    by numpy between the passes: the same clocks, bit for bit. Each step takes only the GPUs whose
-    clock still moves (limit_step: a fixed point or a 2-cycle settles a GPU's last clock early).
-    Owns its buffers; `clock` returns a new array."""
-
-    def __init__(self, gpu, n_gpus: int) -> None:
-        self.w = (float(pw.gpu_dram_w_per_gb_s(gpu)), float(pw.gpu_memory_w_per_gb_s(gpu)), float(pw.gpu_sm_power_w(gpu)))
-        self.idx = np.empty(n_gpus, dtype=np.int64)
-        self.nw = np.empty((6, n_gpus))
-        self.rounds = NewtonRounds(self.nw)
-
-    def clock(self, limit_w: np.ndarray, idle_w: np.ndarray, mem_gb_s: np.ndarray, sm_util: np.ndarray) -> np.ndarray:
-        c = np.ones(len(idle_w))
-        n = _limit_over_c(limit_w, idle_w, mem_gb_s, sm_util, *self.w, self.nw, self.idx, pw.CLOCK_FLOOR, c)
-        n = self.rounds.run(n, self.idx, c)
-        c[self.idx[:n]] = self.nw[NW_X, :n]   # still moving after the last step
-        return c

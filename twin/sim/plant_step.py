@@ -8,6 +8,12 @@ heatsink's f^0.8 and the ladder's exponentials, and the pairwise sums (rack exha
 blower total, IT power). The facility cap (the ClockLimiter) sits between the GPU clocks and
 GPU power as in the numpy step. `Plant(kernels="numpy")` keeps the numpy step, which is the
 reference (tests/test_plant_step.py compares them).
+
+The board limiter's first Newton step runs inside the work pass (from c = 1, whose cube needs no
+pow); each later step is one numpy pow over the GPUs still moving and one short kernel call
+(NewtonRounds). The tick's outputs go into two buffer sets that alternate, so a tick
+allocates nothing and the outputs the engine reads stay intact until the tick after next.
+FacilityTerms is cooling.plant_power per tick with its load-independent terms cached (both paths).
 """
 from __future__ import annotations
 
@@ -33,6 +39,50 @@ def _as_slice(reps: np.ndarray) -> slice | np.ndarray:
     """A pool's replica ids as a slice when they are consecutive (a view instead of a gather)."""
     r = np.asarray(reps)
     return slice(int(r[0]), int(r[-1]) + 1) if np.array_equal(r, np.arange(r[0], r[-1] + 1)) else r
+
+
+class NewtonRounds:
+    """The Python side of the limiter's rounds: numpy's x^3 over the m GPUs still moving, then
+    limit_step, until none moves or n_steps are done (the first step is the caller's kernel's).
+    Row views of nw per m are made once and kept (a tick's m repeat)."""
+
+    def __init__(self, nw: np.ndarray) -> None:
+        self.nw, self._views = nw, {}
+
+    def run(self, n: int, idx: np.ndarray, c_lim: np.ndarray) -> int:
+        """Steps 2..LIMIT_NEWTON_STEPS; returns how many still move after the last (their clocks:
+        nw[NW_X, :n])."""
+        nw, views, power, step_c = self.nw, self._views, np.power, pk.limit_step
+        steps, floor = pw.LIMIT_NEWTON_STEPS, pw.CLOCK_FLOOR
+        for step in range(2, steps + 1):
+            if not n:
+                break
+            v = views.get(n)
+            if v is None:
+                v = views[n] = (nw[pk.NW_X, :n], nw[pk.NW_X3, :n])
+            power(v[0], 3, v[1])
+            n = step_c(nw, idx, n, floor, c_lim, step, steps)
+        return n
+
+
+class BoardLimit:
+    """pw.clock_for_board_limit for a room's (G,) GPUs with the Newton bookkeeping compiled and x^3
+    by numpy between the passes: the same clocks, bit for bit. Each step takes only the GPUs whose
+    clock still moves (limit_step: a fixed point or a 2-cycle settles a GPU's last clock early).
+    Owns its buffers; `clock` returns a new array."""
+
+    def __init__(self, gpu, n_gpus: int) -> None:
+        self.w = (float(pw.gpu_dram_w_per_gb_s(gpu)), float(pw.gpu_memory_w_per_gb_s(gpu)), float(pw.gpu_sm_power_w(gpu)))
+        self.idx = np.empty(n_gpus, dtype=np.int64)
+        self.nw = np.empty((6, n_gpus))
+        self.rounds = NewtonRounds(self.nw)
+
+    def clock(self, limit_w: np.ndarray, idle_w: np.ndarray, mem_gb_s: np.ndarray, sm_util: np.ndarray) -> np.ndarray:
+        c = np.ones(len(idle_w))
+        n = pk._limit_over_c(limit_w, idle_w, mem_gb_s, sm_util, *self.w, self.nw, self.idx, pw.CLOCK_FLOOR, c)
+        n = self.rounds.run(n, self.idx, c)
+        c[self.idx[:n]] = self.nw[pk.NW_X, :n]   # still moving after the last step
+        return c
 
 
 class CompiledStep:
@@ -66,8 +116,8 @@ class CompiledStep:
         self.gb_s, self.sm_u, self.c_th, self.c, self.c3, self.c_lim = (np.empty(G) for _ in range(6))
         self.idx = np.empty(G, dtype=np.int64)
         self.nw = np.empty((6, G))   # the board limiter's Newton state (plant_kernel.NW_*)
-        self.rounds, self.nx = pk.NewtonRounds(self.nw), self.nw[pk.NW_X]
-        self.board_w = pk.BoardLimit(gpu, G).w                      # (w_dram, w_mem, w_sm)
+        self.rounds, self.nx = NewtonRounds(self.nw), self.nw[pk.NW_X]
+        self.board_w = BoardLimit(gpu, G).w                      # (w_dram, w_mem, w_sm)
         self.busy, self.tok, self.ratio, self.ratio3 = (np.empty(N) for _ in range(4))
         self.driven = np.zeros(N, dtype=bool)
         self.dimm_w, self.plat_w, self.nic_w, self.fan_w, self.upstream = (np.empty(N) for _ in range(5))
@@ -159,7 +209,7 @@ class CompiledStep:
     def clocks(self, p, st, gpu_ok, serving, rep_share, gpu_train, cpu_extra_util):
         """GPU work, P-states and clocks before any facility cap; the nodes' other parts. Returns
         (gpu_util, powered, idle_w, clock0, on, gmax, cpu_util, cpu_w, other_w, psus)."""
-        lay, G, N = p.lay, p.G, p.N
+        lay = p.lay
         o = self.o = self._sets[self._tick & 1]
         self._tick += 1
         util, idle_w, clock0, powered = o["util"], self.idle_w, o["clock0"], self.powered
@@ -211,7 +261,7 @@ class CompiledStep:
     def power(self, p, clock, powered, idle_w, other, psus, on):
         """GPU board power at the clocks the limiter chose; node GPU, DC and wall power; overloads;
         the heat ladder's rates (their exponentials by numpy)."""
-        G, N, hb = p.G, p.N, self.hb
+        hb = self.hb
         c, c3 = self.c, self.c3
         pw.clip(clock, 0.0, 1.0, out=c)
         np.power(c, 3, out=c3)   # pw.gpu_board_power_w's c ** 3
@@ -229,7 +279,7 @@ class CompiledStep:
         """Plant._air (sealed racks: the balance `clocks` solved) and Plant._heat_numpy through
         plant_kernel.heat: (airflow, inlet, demand, supply, recirc, exhaust, throttled, hot nodes,
         throttle changes); the integrated state updated in place."""
-        N, R, hb = p.N, p.R, self.hb
+        R, hb = p.R, self.hb
         if self.sealed:
             o = self.o
             blower, node_m3_s = o["blower"], o["node_m3_s"]

@@ -23,9 +23,9 @@ from twin.model import power as pw
 from twin.model.facility import BINDING, INFEASIBLE, UNDER, solve_gpu_limit_w
 from twin.sim.events import EventLog, Kind
 from twin.sim.layout import Layout
-from twin.sim import plant_kernel as pk
 from twin.sim import plant_step_kernel as sk
 from twin.sim.plant import CapPreview
+from twin.sim.plant_step import BoardLimit
 from twin.spec.catalogue import GpuSpec, PsuSpec
 
 _REGIME_EVENT = {UNDER: Kind.POWER_CAP_RELEASED, BINDING: Kind.POWER_CAP_ENGAGED,
@@ -120,7 +120,7 @@ class FacilityCap:
 
 class CapSearch:
     """FacilityCap's clock_at / it_at for one room through compiled passes: the board limiter at a
-    uniform limit (plant_kernel.BoardLimit), numpy's c^3, then GPU, node DC and wall power
+    uniform limit (plant_step.BoardLimit), numpy's c^3, then GPU, node DC and wall power
     (plant_step_kernel's power pass) and numpy's pairwise sum of the wall watts. Owns its buffers."""
 
     def __init__(self, gpu: GpuSpec, psu: PsuSpec, input_v: int, gpu_node: np.ndarray, n_nodes: int) -> None:
@@ -128,7 +128,7 @@ class CapSearch:
         self.gpn = g // max(n_nodes, 1)
         if not np.array_equal(gpu_node, np.arange(g) // max(self.gpn, 1)):
             raise ValueError("topology: GPUs must be numbered node by node for the compiled cap search")
-        self.limiter = pk.BoardLimit(gpu, g)
+        self.limiter = BoardLimit(gpu, g)
         curve = pw.psu_curve(psu, input_v)   # what wall_power_w builds per call: the same numbers
         self.pts = np.ascontiguousarray(curve.load_frac, dtype=float)
         self.eff = np.ascontiguousarray(curve.efficiency, dtype=float)
