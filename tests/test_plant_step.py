@@ -4,7 +4,8 @@ step and the model functions it re-expresses: the same bytes.
 Plant.step on random inputs through both paths (sealed and open racks, shared GPUs, training,
 CPU-resident work, fan/PSU faults, per-GPU caps, a clock limiter), tick after tick; the PSU
 curve's interpolation, GPU/node/wall power and the facility cap's search against power.py on
-random inputs; and numpy's pow, per element (the Newton steps drop converged GPUs from it).
+random inputs; numpy's pow and exp, per element (the Newton steps drop converged GPUs from the pow;
+the ladder's two exponents share one exp).
 """
 from __future__ import annotations
 
@@ -187,6 +188,20 @@ def test_numpys_pow_is_per_element():
             out = np.empty(n)
             np.power(x[off:off + n], 3, out=out)
             assert out.tobytes() == whole[off:off + n].tobytes()
+
+
+def test_numpys_exp_is_per_element():
+    """The heat ladder's two exponents per GPU go through one exp over a (2, G) buffer: numpy's exp
+    of an element must not depend on where it sits (SIMD lanes, tails, the row it is in)."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-0.5, 0.0, 4099)
+    whole = np.exp(x)
+    for off in range(9):
+        for n in (1, 2, 3, 7, 8, 9, 15, 17, 63, 480, 1000):
+            two = np.stack([x[off:off + n], x[::-1][off:off + n]])
+            np.exp(two, out=two)
+            assert two[0].tobytes() == whole[off:off + n].tobytes()
+            assert two[1].tobytes() == whole[::-1][off:off + n].tobytes()
 
 
 _SURGE_FACILITY = load_scenario(ROOT / "scenarios" / "surge.yaml").spec.facility

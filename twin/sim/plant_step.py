@@ -197,7 +197,10 @@ class CompiledStep:
             FAN_START_C, float(gpu.fan_target_c - FAN_START_C), float(np.exp(-dt / GPU_FAN_TAU_S)),
             float(gpu.slowdown_temp_c), float(gpu.shutdown_temp_c))
         self.ladder_k = (gpu.thermal_resistance_k_per_w - r_spr, 1.0 / r_spr, a, b * c, c_sink, float(dt))
-        self.hb = {k: np.empty(G) for k in ("x", "r_s", "d", "l1", "l2", "e1", "e2")}
+        self.hb = {k: np.empty(G) for k in ("x", "r_s", "d", "l1", "l2")}
+        # the ladder's two exponents per GPU as the rows of one buffer: one numpy exp for both
+        self.hb["e12"] = np.empty((2, G))
+        self.hb["e1"], self.hb["e2"] = self.hb["e12"]
         self.hb.update(exhaust=np.empty(p.N), flow=np.empty(p.R), flow_w=np.empty(p.R),
                        throttled=np.zeros(G, dtype=bool))
         self.hb["fan_floor"] = gpu.min_fan_frac * 0.2
@@ -271,8 +274,7 @@ class CompiledStep:
         n = sk.power_ladder(p.gpn, powered, idle_w, self.gb_s, self.sm_u, c, c3, other, psus, p.psu_ok, on,
                             self.psu_pts, self.psu_eff, g_pow, node_gpu, node_dc, wall, self.over, self.power_k,
                             hb["x"], self.ladder_a, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2)
-        np.exp(e1, out=e1)
-        np.exp(e2, out=e2)
+        np.exp(hb["e12"], out=hb["e12"])   # numpy's exp per element (tests/test_plant_step.py)
         return g_pow, node_gpu, node_dc, wall, self.over[:n].copy()
 
     def air_heat(self, p, on, cpu_w, node_dc, g_pow, powered) -> tuple[np.ndarray, ...]:
@@ -313,8 +315,7 @@ class CompiledStep:
         np.power(x, th.FAN_RESISTANCE_EXPONENT, out=x)
         e1, e2 = hb["e1"], hb["e2"]
         pk.ladder_rates(x, *self.ladder_k, hb["r_s"], hb["d"], hb["l1"], hb["l2"], e1, e2)
-        np.exp(e1, out=e1)
-        np.exp(e2, out=e2)
+        np.exp(hb["e12"], out=hb["e12"])   # numpy's exp per element (tests/test_plant_step.py)
         thr = hb["throttled"]
         r = np.empty(p.R)
         n_hot, _ = sk.air_heat(False, p.topo.node_rack, airflow, r, r, 0.0, r, r, inlet, r, p.gpn, on, cpu_w,
