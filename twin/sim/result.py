@@ -109,10 +109,10 @@ def _interval_percentiles(done_s: np.ndarray, values: np.ndarray, times: np.ndar
     order = np.lexsort((vals, idx))
     idx, vals = idx[order], vals[order]
     bounds = np.searchsorted(idx, np.arange(times.size + 1))
-    for s in np.flatnonzero(np.diff(bounds)):
-        chunk = vals[bounds[s]:bounds[s + 1]]
-        for j, q in enumerate(qs):
-            out[j, s] = chunk[nearest_rank(chunk.size, q)]  # an actual request's value
+    counts = np.diff(bounds)
+    some = np.flatnonzero(counts)
+    for j, q in enumerate(qs):  # each interval's sorted chunk starts at bounds[s]: an actual request's value
+        out[j, some] = vals[bounds[some] + nearest_rank(counts[some], q)]
     return out
 
 
