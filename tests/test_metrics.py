@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from twin.model.metrics import METRICS, derived, metric, percentile
+from twin.model.metrics import METRICS, derived, metric, nearest_rank, percentile
 
 ROOT_SCENARIOS = __import__("pathlib").Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -79,3 +79,11 @@ def test_twin_run_and_twin_compare_print_the_same_p99(tmp_path):
     assert ttft_run.split(" / ")[1] == row["TTFT p99"][0] + " s"
     assert lat_run.split(" / ")[1] == row["latency p99"][0] + " s"
     assert re.fullmatch(r"[\d.]+ s / [\d.]+ s", lat_run)
+
+
+def test_nearest_rank_of_an_array_of_counts_is_the_scalar_rule_elementwise():
+    """_interval_percentiles takes every interval's index at once: the same rule as one count."""
+    counts = np.arange(0, 3000)
+    for q in (0, 0.1, 1, 33.3, 50, 90, 95, 99, 99.9, 100):
+        assert list(nearest_rank(counts, q)) == [nearest_rank(int(n), q) for n in counts], q
+    assert nearest_rank(10, 50) == 4 and nearest_rank(10, 99) == 9 and nearest_rank(0, 50) == 0  # by hand

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from twin.model import fabric_kernel as fk
+from twin.model.columns import Coded
 from twin.model.fabric import GB, build_fabric, ecmp_paths, ecmp_pick, parse_element, reaches_top
 from twin.model.maxmin import max_min_fair_sparse_gb_s
 
@@ -299,13 +300,14 @@ class FabricModel:
                       per: int = 64) -> "Iterable[dict[str, object]]":
         """The `links` telemetry table (docs/telemetry.md) `per` samples at a time (bounded memory)."""
         L = self.fg.n_links
-        src, dst, kind = list(self.fg.cable_a), list(self.fg.cable_b), list(self.fg.cable_kind)
+        src, dst, kind = tuple(self.fg.cable_a), tuple(self.fg.cable_b), tuple(self.fg.cable_kind)
         for i in range(0, max(len(samples), 1), per):
             chunk = samples[i:i + per]
             S = len(chunk)
+            link = np.tile(np.arange(L), S)
             yield {
-                "time_s": np.repeat([s[0] for s in chunk], L), "link_id": np.tile(np.arange(L), S),
-                "src": src * S, "dst": dst * S, "kind": kind * S,
+                "time_s": np.repeat([s[0] for s in chunk], L), "link_id": link,
+                "src": Coded(link, src), "dst": Coded(link, dst), "kind": Coded(link, kind),
                 "bytes": np.concatenate([s[1] for s in chunk]) if S else np.zeros(0),
                 "utilisation": np.concatenate([s[2] for s in chunk]) if S else np.zeros(0, np.float32),
                 "active_flows": (np.concatenate([s[3] for s in chunk]) if S else np.zeros(0)).astype(np.int64),

@@ -22,14 +22,17 @@ import numpy as np
 LOWER, HIGHER, NEITHER = "lower", "higher", ""
 
 
-def nearest_rank(n: int, q: float) -> int:
+def nearest_rank(n: int | np.ndarray, q: float) -> int | np.ndarray:
     """0-based index of the nearest-rank percentile `q` (0..100) in `n` sorted values.
 
     The ceil(q/100 * n)-th smallest value (1-based), clamped to the largest. Source: the
     nearest-rank method (NIST/SEMATECH e-Handbook of Statistical Methods, 7.2.6.2; Hyndman &
-    Fan 1996, definition 1 for q in (0, 100]).
+    Fan 1996, definition 1 for q in (0, 100]). `n` may be an array of counts (one index each).
     """
-    return max(0, min(n - 1, int(math.ceil(q / 100 * n)) - 1))
+    if np.ndim(n) == 0:
+        return max(0, min(n - 1, int(math.ceil(q / 100 * n)) - 1))
+    n = np.asarray(n, dtype=np.int64)  # the same double products as the scalar form, elementwise
+    return np.maximum(np.minimum(n - 1, np.ceil(q / 100 * n).astype(np.int64) - 1), 0)
 
 
 def percentile(values: np.ndarray, q: float) -> float | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from twin.model.columns import Coded
 from twin.model.metrics import nearest_rank, percentile
 from twin.model.states import NODE_STATES
 from twin.sim.events import EventLog, Kind
@@ -50,7 +51,6 @@ def _gpu_table(spool: SampleSpool, topo: Topology, sample_s: float) -> BlockTabl
 
 def _node_table(spool: SampleSpool, topo: Topology, sample_s: float) -> BlockTable:
     N = topo.n_nodes
-    state_names = np.array(NODE_STATES, dtype=object)
 
     def index(first: int, n: int) -> dict[str, np.ndarray]:
         return {"time_s": np.repeat((np.arange(first, first + n) + 1) * sample_s, N),
@@ -65,7 +65,7 @@ def _node_table(spool: SampleSpool, topo: Topology, sample_s: float) -> BlockTab
         e = np.cumsum(np.vstack([start[None, :], blk["power_w"].astype(np.float64) * sample_s]), axis=0)[1:]
         carry[first + len(e)] = e[-1]
         out = {k: v.ravel() for k, v in blk.items() if k != "state"}
-        return {**out, "state": state_names[blk["state"].ravel()].tolist(), "energy_j": e.ravel()}
+        return {**out, "state": Coded(blk["state"].ravel(), NODE_STATES), "energy_j": e.ravel()}
 
     def blocks() -> Iterator[dict[str, np.ndarray | list]]:
         for first, blk in spool.blocks():
@@ -109,10 +109,10 @@ def _interval_percentiles(done_s: np.ndarray, values: np.ndarray, times: np.ndar
     order = np.lexsort((vals, idx))
     idx, vals = idx[order], vals[order]
     bounds = np.searchsorted(idx, np.arange(times.size + 1))
-    for s in np.flatnonzero(np.diff(bounds)):
-        chunk = vals[bounds[s]:bounds[s + 1]]
-        for j, q in enumerate(qs):
-            out[j, s] = chunk[nearest_rank(chunk.size, q)]  # an actual request's value
+    counts = np.diff(bounds)
+    some = np.flatnonzero(counts)
+    for j, q in enumerate(qs):  # each interval's sorted chunk starts at bounds[s]: an actual request's value
+        out[j, some] = vals[bounds[some] + nearest_rank(counts[some], q)]
     return out
 
 

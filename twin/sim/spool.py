@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 # tables up to ~200 MB stay in memory (up to the 160-node hall); the memory estimate counts the same
+from twin.model.columns import Coded
 from twin.model.resources import BLOCK_SAMPLES, SPILL_ROWS
 
 MAX_PENDING = 2  # spilled blocks (copies) waiting for the writer: bounds the extra memory to 2 blocks
@@ -140,6 +141,8 @@ class BlockTable(Mapping):
         if name not in self.names:
             raise KeyError(name)
         parts = [b[name] for b in self.blocks()]
+        if parts and isinstance(parts[0], Coded):
+            return [x for p in parts for x in p.tolist()]
         if parts and isinstance(parts[0], list):
             return [x for p in parts for x in p]
         return np.concatenate(parts) if parts else np.zeros(0)

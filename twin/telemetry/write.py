@@ -21,7 +21,7 @@ from twin.sim.result import SimResult
 from twin.sim.sampler import sampling_statement
 from twin.telemetry.atomic import AtomicDir, OutputLock, write_json_atomic
 from twin.telemetry.outputs import write_marker
-from twin.telemetry.schema import SCHEMAS, TABLES, to_table
+from twin.telemetry.schema import SCHEMAS, TABLES, empty_table, to_table
 
 RUNS_DIR = Path("runs")
 RUN_KIND = "run"  # the marker kind (twin.telemetry.outputs) that --force may replace with a run
@@ -61,7 +61,7 @@ def write_streamed(name: str, blocks: Iterable[Mapping[str, object]], path: Path
             while rows >= ROW_GROUP_ROWS:
                 flush(ROW_GROUP_ROWS)
         if rows or not total:
-            flush(rows) if rows else w.write_table(schema.empty_table())
+            flush(rows) if rows else w.write_table(empty_table(name))
     return total
 
 
@@ -83,7 +83,7 @@ def write_tables(run_dir: Path, tables: Mapping[str, pa.Table]) -> dict[str, int
         path = tdir / f"{name}.parquet"
         if hasattr(tables.get(name), "blocks"):
             return write_streamed(name, tables[name].blocks(), path)
-        table = tables.get(name) if name in tables else SCHEMAS[name].empty_table()
+        table = tables.get(name) if name in tables else empty_table(name)
         write_table(table, path)
         return table.num_rows
 
