@@ -27,6 +27,7 @@ from twin.model import power as pw
 from twin.model.node_power import node_parts_w, node_wall_w
 from twin.model.states import DRAINING, SERVING, WARM
 from twin.model.workload import generate_requests
+from twin.sim import compiled
 from twin.sim.autoscaler import Autoscaler
 from twin.sim.batching import ServingStep
 from twin.sim.events import EventLog
@@ -38,7 +39,7 @@ from twin.sim.plant import LOADING_GPU_GB_S, Plant
 from twin.sim.power_cap import FacilityCap
 from twin.sim.requests import RequestBook, arrivals_before, kv_reservation_b
 from twin.sim.result import RequestRecord, SimResult, collect
-from twin.sim.router import HAVE_NUMBA, ROUTERS, ReplicaLoad
+from twin.sim.router import ROUTERS, ReplicaLoad
 from twin.sim.sampler import Sampler, SamplerLayout
 from twin.sim.tenancy import GpuArbiter, Tenancy
 from twin.sim.training import build_training
@@ -55,7 +56,7 @@ class Engine:
     def __init__(self, scenario: Scenario, progress: Progress | None = None, kernels: str = "auto") -> None:
         self.sc, self.progress = scenario, progress
         # compiled kernels give the same bytes as the numpy/Python ones (tests/test_kernels.py)
-        self.kernels = ("numba" if HAVE_NUMBA else "numpy") if kernels == "auto" else kernels
+        self.kernels = compiled.resolve(kernels)
         self.route = ROUTERS[self.kernels]
         spec, cat = scenario.spec, scenario.catalogue
         self.topo = topo = build_topology(scenario)

@@ -24,6 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from twin.model import airflow as af
+from twin.sim import compiled
 
 
 def _max(a: float, b: float) -> float:
@@ -357,13 +358,7 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps a pl
 HAVE_NUMBA = _solve_c is not None
 
 
-def resolve(kernels: str) -> str:
-    """"numba" / "numpy" as asked; "auto": numba when it is installed (as the engine's router)."""
-    if kernels == "auto":
-        return "numba" if HAVE_NUMBA else "numpy"
-    if kernels not in ("numba", "numpy"):
-        raise ValueError(f"kernels: {kernels!r} is not one of auto, numba, numpy")
-    return kernels
+resolve = compiled.resolve  # one rule for every kernel (twin.sim.compiled)
 
 
 class BalanceCache:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from twin.sim import compiled
+
 GB = 1e9  # twin.model.serving.GB: the sampler's GB/s and GB columns
 
 
@@ -182,10 +184,4 @@ except ImportError:  # pragma: no cover - numba is a dependency; this keeps a pl
 HAVE_NUMBA = accumulate is not None
 
 
-def resolve(kernels: str) -> str:
-    """"numba" / "numpy" as asked; "auto": numba when it is installed (as the engine's other kernels)."""
-    if kernels == "auto":
-        return "numba" if HAVE_NUMBA else "numpy"
-    if kernels not in ("numba", "numpy"):
-        raise ValueError(f"kernels: {kernels!r} is not one of auto, numba, numpy")
-    return kernels
+resolve = compiled.resolve  # one rule for every kernel (twin.sim.compiled)
