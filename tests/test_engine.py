@@ -127,3 +127,22 @@ def test_a_node_off_for_a_whole_interval_draws_exactly_psu_standby(tiny_run):
     off_twice = (state[1:] == "OFF") & (state[:-1] == "OFF")   # OFF at both ends of the interval
     assert off_twice.any()
     assert np.all(power[1:][off_twice] == pytest.approx(3.0))
+
+
+def test_progress_says_the_kernels_load_before_the_first_tick():
+    """The first tick loads the compiled kernels (once per machine it compiles them, ~40 s): the
+    progress bar must say so instead of sitting silently at 0 %."""
+    from twin.sim import compiled
+
+    tiny = (Path(__file__).resolve().parent.parent / "scenarios" / "tiny.yaml").read_text()
+    seen = []
+    simulate(scenario_from_text(tiny, overrides={"simulation.duration_s": 60}),
+             progress=lambda frac, info: seen.append((frac, info)))
+    if compiled.HAVE_NUMBA:
+        assert seen[0][0] == 0.0 and "compiled kernels" in seen[0][1]["msg"]
+    ticks = [info for _, info in seen if "t_s" in info]
+    assert ticks[-1]["t_s"] == 60 and seen[-1][0] == 1.0
+    seen.clear()
+    simulate(scenario_from_text(tiny, overrides={"simulation.duration_s": 60}),
+             progress=lambda frac, info: seen.append((frac, info)), kernels="numpy")
+    assert all("msg" not in info for _, info in seen)   # nothing to load on the numpy path

@@ -47,7 +47,7 @@ from twin.spec.scenario import Scenario
 from twin.spec.simulation import SAMPLED_TABLES
 from twin.spec.topology import build_topology
 
-Progress = Callable[[float, dict], None]
+Progress = Callable[[float, dict], None]  # (fraction, {'t_s', 'wall_s'} each tick, or {'msg'} before the first)
 
 
 class Engine:
@@ -137,6 +137,8 @@ class Engine:
     def _ticker(self) -> Generator:
         env, dt, n_ticks = self.env, self.dt, self.n_ticks
         t0 = time.perf_counter()
+        if self.progress and self.kernels == "numba":  # the first tick loads (or, once, compiles) them
+            self.progress(0.0, {"msg": "loading the compiled kernels (the first run on a machine compiles them: ~40 s)"})
         for k in range(n_ticks):
             self._tick(k)
             if self.progress and (k % 60 == 0 or k == n_ticks - 1):
