@@ -1,0 +1,66 @@
+"""Profile: CPU seconds per part of the engine's tick on a scenario (cProfile, cumulative).
+
+The table in docs/performance.md ("The engine: one tick at 160 nodes") comes from this script,
+run on two trees one after the other (PYTHONPATH=<tree> python <tree>/benchmarks/profile_tick.py).
+The first simulate() loads the compiled kernels and is not counted; the second is timed without
+the profiler (process CPU time), the third under it. cProfile adds ~20 % on the compiled path.
+Not a test: numbers only.
+
+    python benchmarks/profile_tick.py [SCENARIO] [--fabric on|off] [--kernels auto|numba|numpy]
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import re
+import time
+from pathlib import Path
+
+from twin.model.validate import load_scenario
+from twin.sim.engine import simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# part of the tick -> the function whose cumulative time it is (file:line(function), by pattern)
+PARTS = {
+    "tick (all)": r"engine\.py:\d+\(_tick\)",
+    "plant step": r"plant\.py:\d+\(step\)",
+    "serving step": r"batching\.py:\d+\(step\)",
+    "sampling": r"engine\.py:\d+\(_sample\)",
+    "admission": r"engine\.py:\d+\(_admit\)",
+    "network": r"network\.py:\d+\(step\)",
+    "lifecycle": r"lifecycle\.py:\d+\(follow_traffic\)",
+    "arrivals": r"requests\.py:\d+\(arrive\)",
+    "collect": r"result\.py:\d+\(collect\)",
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("scenario", nargs="?", type=Path, default=ROOT / "scenarios" / "surge.yaml")
+    ap.add_argument("--fabric", choices=["on", "off"], default="on")
+    ap.add_argument("--kernels", choices=["auto", "numba", "numpy"], default="auto")
+    args = ap.parse_args()
+    sc = load_scenario(args.scenario, overrides={"fabric.enabled": args.fabric == "on"})
+    simulate(sc, kernels=args.kernels)  # loads (or compiles) the kernels
+    c0 = time.process_time()
+    simulate(sc, kernels=args.kernels)
+    plain = time.process_time() - c0
+    prof = cProfile.Profile()
+    prof.enable()
+    simulate(sc, kernels=args.kernels)
+    prof.disable()
+    got = dict.fromkeys(PARTS, 0.0)
+    for (path, line, fn), (_, _, _, cum, _) in pstats.Stats(prof).stats.items():
+        key = f"{Path(path).name}:{line}({fn})"
+        for part, pattern in PARTS.items():
+            if re.fullmatch(pattern, key):
+                got[part] += cum
+    print(f"{sc.name}, fabric {args.fabric}, kernels {args.kernels}: {plain:.2f} s CPU without the profiler")
+    for part, sec in sorted(got.items(), key=lambda kv: -kv[1]):
+        print(f"  {part:<14} {sec:6.2f} s (cProfile cumulative)")
+
+
+if __name__ == "__main__":
+    main()
