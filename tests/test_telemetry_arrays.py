@@ -47,3 +47,12 @@ def test_coded_column_is_its_strings_in_the_table_and_in_block_tables():
 def test_empty_table_has_the_schema_and_no_rows():
     t = empty_table("jobs")
     assert t.num_rows == 0 and t.schema == to_table("jobs", {f.name: [] for f in t.schema}).schema
+
+
+def test_repeat_each_is_np_repeat_for_a_scalar_count():
+    from twin.model.columns import repeat_each
+
+    t = (np.arange(5, 12) + 1) * 0.1
+    for values, k in ((t, 480), (t, 1), ([2.5, -0.0, np.nan], 3), ([], 7), (np.arange(4, dtype=np.int32), 2)):
+        got, want = repeat_each(values, k), np.repeat(values, k)
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()

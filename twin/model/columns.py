@@ -25,3 +25,13 @@ class Coded:
     def tolist(self) -> list[str]:
         """The column as Python strings (small runs, tests)."""
         return np.array(self.names, dtype=object)[self.codes].tolist()
+
+
+def repeat_each(values: np.ndarray | list, k: int) -> np.ndarray:
+    """np.repeat(values, k) for a scalar k: each value k times in a row (a sample's time on each of
+    its k rows). np.repeat copies element by element; a broadcast assignment does the same in
+    ~1/5 the time (2 ms -> 0.4 ms per million rows), which a day's 41M GPU rows notice."""
+    v = np.asarray(values)
+    out = np.empty((len(v), k), dtype=v.dtype)
+    out[:] = v[:, None]
+    return out.reshape(-1)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from twin.model import fabric_kernel as fk
-from twin.model.columns import Coded
+from twin.model.columns import Coded, repeat_each
 from twin.model.fabric import GB, build_fabric, ecmp_paths, ecmp_pick, parse_element, reaches_top
 from twin.model.maxmin import max_min_fair_sparse_gb_s
 
@@ -306,7 +306,7 @@ class FabricModel:
             S = len(chunk)
             link = np.tile(np.arange(L), S)
             yield {
-                "time_s": np.repeat([s[0] for s in chunk], L), "link_id": link,
+                "time_s": repeat_each([s[0] for s in chunk], L), "link_id": link,
                 "src": Coded(link, src), "dst": Coded(link, dst), "kind": Coded(link, kind),
                 "bytes": np.concatenate([s[1] for s in chunk]) if S else np.zeros(0),
                 "utilisation": np.concatenate([s[2] for s in chunk]) if S else np.zeros(0, np.float32),
