@@ -90,12 +90,12 @@ class ServingStep:
         self._hop_intra_lat_s = layout.rep_hops_intra * P2P_HOP_LATENCY_S
         self._clock_ext = np.ones(layout.n_gpus + 1)   # GPU clocks + 1.0 for the padding slot of rep_gpus
         self._mem_ext = np.ones(layout.n_gpus + 1)
-        # pools whose prompts pay a pipeline fill (overlapping stages, pp > 1); the others' is zero
         # tick-independent terms of each GPU-resident pool's decode step (twin.model.replica.decode_constants)
         self._decode = [rp.decode_constants(pl) for pl in layout.plans]
         # each pool's replicas as a slice where they are contiguous (basic indexing: views, no gathers)
         self._pool_sel = [slice(int(r[0]), int(r[-1]) + 1) if len(r) and np.all(np.diff(r) == 1) else r
                           for r in layout.pool_reps]
+        # pools whose prompts pay a pipeline fill (overlapping stages, pp > 1); the others' is zero
         self._fill_pools = [p for p, reps in enumerate(layout.pool_reps) if len(reps)
                             and layout.rep_pp_overlap[reps[0]] and layout.rep_pp[reps[0]] > 1]
         self.compiled = kernels == "numba" and sk.HAVE_NUMBA
@@ -249,6 +249,15 @@ class ServingStep:
                               kv_tokens=kv_tok, interval_s=np.where(busy, interval, 0.0),
                               decode_time_frac=np.where(busy, decode_frac, 0.0))
 
+    def _offload_intervals(self, pool: int, batch: np.ndarray, kv_tok: np.ndarray, clock: np.ndarray) -> list[float]:
+        """Decode token interval (s) of each replica of offloaded `pool` (llama.cpp -ngl: GPU layers,
+        then system memory; twin.model.offload), at its batch, KV tokens and SM clock."""
+        lay = self.lay
+        return [ol.offload_decode_token_s(lay.plans[pool], lay.splits[pool], self.cpu, self.node,
+                                          context_tokens=float(kv), batch=max(float(n), 1.0), clock=float(c),
+                                          cores=lay.pool_cores[pool])
+                for n, kv, c in zip(batch, kv_tok, clock)]
+
     def _intervals(self, batch: np.ndarray, kv_tok: np.ndarray, rep_clock: np.ndarray, hop_per_tok_s: np.ndarray,
                    hop_lat_s: np.ndarray, rep_mem: np.ndarray | None = None) -> np.ndarray:
         """Decode step of every replica at its batch and context (twin.model.replica.decode_step_s);
@@ -262,10 +271,7 @@ class ServingStep:
             b = batch[reps]
             split = lay.splits[p]
             if split is not None and self.cpu is not None:   # llama.cpp -ngl: GPU layers, then system memory
-                interval[reps] = [ol.offload_decode_token_s(pl, split, self.cpu, node, context_tokens=float(kv),
-                                                            batch=max(float(n), 1.0), clock=float(c),
-                                                            cores=lay.pool_cores[p])
-                                  for n, kv, c in zip(b, kv_tok[reps], rep_clock[reps])]
+                interval[reps] = self._offload_intervals(p, b, kv_tok[reps], rep_clock[reps])
                 continue
             c = self._decode[p]
             b1 = np.maximum(b, 1.0)
@@ -357,10 +363,8 @@ class ServingStep:
             w[sk.W_INTERVAL_S, sel] = roofline_factor(w[sk.W_RATIO, sel], sharpness)
         for p in self._offload_pools:
             reps = self._pool_sel[p]
-            w[sk.W_INTERVAL_S, reps] = [
-                ol.offload_decode_token_s(lay.plans[p], lay.splits[p], self.cpu, self.node, context_tokens=float(kv),
-                                          batch=max(float(n), 1.0), clock=float(c), cores=lay.pool_cores[p])
-                for n, kv, c in zip(w[sk.W_BATCH, reps], w[sk.W_KV_TOK, reps], w[sk.W_REP_CLOCK, reps])]
+            w[sk.W_INTERVAL_S, reps] = self._offload_intervals(p, w[sk.W_BATCH, reps], w[sk.W_KV_TOK, reps],
+                                                               w[sk.W_REP_CLOCK, reps])
         out = np.empty((sk.N_OUT, lay.n_rep))
         left, dry = sk.decode_phase(t0, self.dt, n_dec, ids, bk.replica, bk.status, bk.req.prompt_tokens, bk.generated,
                                     bk.decode_left, bk.first_token_s, bk.done_s, bk.network_s, bk.held,
