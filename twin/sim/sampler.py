@@ -258,22 +258,27 @@ class Sampler:
                                node_state, lay.node_rack, lay.nodes_per_rack, node_inlet_c, rack_exhaust_c,
                                rack_demand_m3_s, rack_supply_m3_s, rack_recirc_frac, IS_POWERED, SERVING, self._tmp_n,
                                gpu_temp_c, float(supply_c), int(queued), int(in_flight))
-            if self.G:  # the float32 the gpus table would hold, whatever its own interval
-                peak = float(np.float32(peak))
-                self.peak_gpu_temp_c = peak if self.peak_gpu_temp_c is None else max(self.peak_gpu_temp_c, peak)
+            self._note_peak(peak)
         if links is not None:
             self.links.append(links)
         if n_done % tt["nodes"] == 0:  # after the racks' row, which may read the nodes' wall-power sum
             self._acc_node[:7] = 0.0
+
+    def _note_peak(self, gpu_temp_c: float) -> None:
+        """The summary's peak GPU temperature, as the float32 the gpus table would hold (whatever its
+        own interval); no GPUs, no peak."""
+        if not self.G:
+            return
+        peak = float(np.float32(gpu_temp_c))
+        self.peak_gpu_temp_c = peak if self.peak_gpu_temp_c is None else max(self.peak_gpu_temp_c, peak)
 
     def _base_row(self, s: int, gpu_temp_c: np.ndarray, node_state: np.ndarray, node_inlet_c: np.ndarray,
                   rack_exhaust_c: np.ndarray, rack_demand_m3_s: np.ndarray, rack_supply_m3_s: np.ndarray,
                   rack_recirc_frac: np.ndarray, supply_c: float, queued: int, in_flight: int) -> None:
         """Row s of the racks and facility tables (simulation.sample_s), the state counts and the peak."""
         lay, rk, fc, n = self.lay, self.rack, self.fac, self.ticks_per_sample
-        if self.G:  # the float32 the gpus table would hold, whatever its own interval
-            peak = float(np.float32(gpu_temp_c.max()))
-            self.peak_gpu_temp_c = peak if self.peak_gpu_temp_c is None else max(self.peak_gpu_temp_c, peak)
+        if self.G:
+            self._note_peak(gpu_temp_c.max())
         self.state_counts[s] = np.bincount(node_state, minlength=len(NODE_STATES))
         rack = lay.node_rack
         rk["power_w"][s] = np.bincount(rack, weights=self.acc_rack_node_w / n, minlength=self.R)
