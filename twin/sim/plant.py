@@ -29,7 +29,6 @@ from typing import Protocol
 import numpy as np
 
 from twin.model import airflow as af
-from twin.model import cooling
 from twin.model import power as pw
 from twin.model import thermal as th
 from twin.model.cpu_load import CPU_HEAT_CAPACITY_J_PER_K, cpu_temp_step_c
@@ -175,14 +174,6 @@ class Plant:
     def crah_airflow_m3_s(self) -> float:
         """Air the running CRAH units deliver to the floor."""
         return self.fac.plenum_airflow_per_rack_m3_s * self.R * self.plenum_frac
-
-    def plant_power(self, it_w: float) -> cooling.PlantPower:
-        """The facility at an IT load with today's cooling (twin.model.cooling.plant_power)."""
-        fac = self.fac
-        return cooling.plant_power(it_w, capacity_w=self.cooling_available_w, crah_airflow_m3_s=self.crah_airflow_m3_s,
-                                   crah_design_airflow_m3_s=fac.plenum_airflow_per_rack_m3_s * self.R,
-                                   plant=fac.plant, electrical=fac.electrical, fixed_w=fac.fixed_overhead_kw * 1e3,
-                                   design_capacity_w=fac.cooling_capacity_kw * 1e3)
 
     def facility_w(self, it_w: float) -> float:
         """Facility power at an IT load with today's cooling (plant_power's total_w, to the last bit)."""

@@ -96,8 +96,8 @@ class CompiledStep:
             raise ValueError("topology: GPUs must be numbered node by node for the compiled plant step")
         lay = p.lay
         self.loading_gb_s, self.chunk = float(loading_gb_s), float(chunk_tokens)
-        # per pool, the constants of pw.replica_gpu_work as plant_kernel.replica_gpu_work_compiled
-        # converts them (rows: see plant_step_kernel._gpu_work)
+        # per pool, the constants of pw.replica_gpu_work in the order plant_step_kernel._gpu_work
+        # reads them (one row per pool)
         rows = []
         for pf, split in zip(lay.perf, lay.splits):
             rows.append([float(pf.weights_bytes), float(pf.kv_bytes_per_token), float(pf.state_bytes_per_seq),
