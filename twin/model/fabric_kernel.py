@@ -13,7 +13,6 @@ bytes are the same (tests/test_fabric_kernel.py); `kernels="numpy"` selects the 
 """
 from __future__ import annotations
 
-import numpy as np
 
 GB = 1e9  # twin.model.fabric.GB
 

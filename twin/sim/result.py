@@ -54,7 +54,6 @@ def _gpu_table(spool: SampleSpool, topo: Topology, sample_s: float) -> BlockTabl
 
 def _node_table(spool: SampleSpool, topo: Topology, sample_s: float) -> BlockTable:
     N = topo.n_nodes
-
     node_id, rack_id = np.arange(N, dtype=np.int32), np.asarray(topo.node_rack, dtype=np.int32)
 
     def index(first: int, n: int) -> dict[str, np.ndarray]:

@@ -7,7 +7,8 @@ dropped from memory. The writes run on one background thread (file writes releas
 the disk works while the simulation goes on; a 24-hour 160-node day spills ~1.8 GB); at most
 MAX_PENDING blocks wait for it, and readers wait for all of them. Readers iterate `blocks()`
 (what the Parquet writer streams into row groups) or read one column whole (`column`, for
-small runs and tests). The directory is the spool's own and is removed when the spool is garbage-collected or the interpreter exits.
+small runs and tests). The directory is the spool's own and is removed when the spool is
+garbage-collected or the interpreter exits.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-# tables up to ~200 MB stay in memory (up to the 160-node hall); the memory estimate counts the same
 from twin.model.columns import Coded
+# tables up to ~200 MB stay in memory (up to the 160-node hall); the memory estimate counts the same
 from twin.model.resources import BLOCK_SAMPLES, SPILL_ROWS
 
 MAX_PENDING = 2  # spilled blocks (copies) waiting for the writer: bounds the extra memory to 2 blocks
