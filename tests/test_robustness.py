@@ -201,3 +201,91 @@ def test_interrupting_the_writing_leaves_no_run_directory(tmp_path):
         if interrupted:
             break
     assert interrupted, "no attempt caught the writer in the act"
+
+
+class SlowBlocks:
+    """A streamed table (it has `blocks()`) that yields `n` copies of a real block, `pause_s` apart."""
+
+    def __init__(self, table, n: int, pause_s: float):
+        self.table, self.n, self.pause_s, self.yielded = table, n, pause_s, 0
+
+    def blocks(self):
+        block = next(iter(self.table.blocks()))
+        for _ in range(self.n):
+            time.sleep(self.pause_s)
+            self.yielded += 1
+            yield block
+
+
+def new_threads(before: set) -> list[str]:
+    """Threads still alive that were not there `before`: a writer that outlived write_tables."""
+    import threading
+
+    return [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT -> KeyboardInterrupt in this process, whatever handler the test runner installed."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGINT, handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def tiny_tables() -> dict:
+    from twin.sim.engine import simulate
+    from twin.model.validate import load_scenario
+    from twin.telemetry.schema import to_table
+
+    res = simulate(load_scenario(ROOT / "scenarios" / "tiny.yaml"))
+    return {name: cols if hasattr(cols, "blocks") else to_table(name, cols) for name, cols in res.columns.items()}
+
+
+def test_ctrl_c_while_the_writer_threads_start_leaves_no_thread_writing(tmp_path, monkeypatch, sigint_raises):
+    """A Ctrl-C inside Thread.start() once left a running writer its pool had not recorded, so the
+    pool's shutdown could not wait for it and it wrote into the directory being removed (the CI
+    failure of test_interrupting_the_writing_leaves_no_run_directory). The signal now waits until
+    every thread is recorded, and then the pool is joined before the exception leaves."""
+    import threading
+
+    import twin.telemetry.write as write
+
+    tables = tiny_tables()
+    tables["gpus"] = SlowBlocks(tables["gpus"], n=20, pause_s=0.02)
+    real_start, fired = threading.Thread.start, []
+
+    def start(self):
+        real_start(self)
+        if not fired:  # the Ctrl-C lands while the first writer is starting
+            fired.append(self.name)
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    before = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt):
+        write.write_tables(tmp_path / "run", tables)
+    assert fired, "a writer thread was started"
+    assert new_threads(before) == [], "every writer thread has ended when the interrupt leaves write_tables"
+    assert tables["gpus"].yielded < 20, "the streamed table stopped at its next block"
+
+
+def test_ctrl_c_during_the_writing_stops_the_streamed_table_at_its_next_block(tmp_path, sigint_raises):
+    import threading
+
+    import twin.telemetry.write as write
+
+    tables = tiny_tables()
+    tables["gpus"] = SlowBlocks(tables["gpus"], n=200, pause_s=0.01)  # ~2 s of writing
+    before = set(threading.enumerate())
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    previous = signal.signal(signal.SIGALRM, lambda s, f: signal.raise_signal(signal.SIGINT))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write.write_tables(tmp_path / "run", tables)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert new_threads(before) == []
+    assert 0 < tables["gpus"].yielded < 200, "interrupted in the middle, and it did not write on to the end"

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -33,8 +34,11 @@ def _save_block(directory: Path, b: int, block: dict[str, np.ndarray]) -> None:
         np.save(directory / f"{b:06d}_{k}.npy", a)
 
 
-def _remove(writer: ThreadPoolExecutor, directory: Path) -> None:
-    writer.shutdown(wait=True)  # no write may land after the directory is gone
+def _remove(writer: ThreadPoolExecutor, directory: Path, pending: list[Future]) -> None:
+    # no write may land after the directory is gone: wait for the blocks themselves, not only the
+    # pool's threads (a Ctrl-C inside Thread.start() leaves a worker the pool has not recorded)
+    futures_wait(pending)
+    writer.shutdown(wait=True)
     shutil.rmtree(directory, True)
 
 
@@ -91,7 +95,7 @@ class SampleSpool:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="twin-spool-"))
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-spool")
-            weakref.finalize(self, _remove, self._writer, self._dir)
+            weakref.finalize(self, _remove, self._writer, self._dir, self._pending)
         while len(self._pending) >= MAX_PENDING:  # the disk is behind: wait for the oldest block
             self._pending.pop(0).result()
         b, n = len(self._spilled), self._in_buf

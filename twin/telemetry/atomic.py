@@ -58,7 +58,7 @@ class OutputLock:
         # Ctrl-C between creating the lock file and the `with` taking over would leave the file
         # behind: signals wait until the lock is taken, and one that then arrives releases it.
         try:
-            with _signals_deferred():
+            with signals_deferred():
                 self._acquire()
         except BaseException:
             self.__exit__(None, None, None)
@@ -87,14 +87,14 @@ class OutputLock:
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        with _signals_deferred():  # the file goes before the lock does: never a lock file without a holder
+        with signals_deferred():  # the file goes before the lock does: never a lock file without a holder
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
             os.close(fd)
 
 
 @contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
+def signals_deferred() -> Iterator[None]:
     """Hold SIGINT/SIGTERM until the block is done, then deliver them.
 
     A swap of two renames must not be cut in half (the old run would be left under a hidden
@@ -174,7 +174,7 @@ class AtomicDir:
 
     def _commit(self) -> None:
         write_marker(self.tmp, self.kind)
-        with _signals_deferred():
+        with signals_deferred():
             check_replaceable(self.final, self.force, self.kind)  # it may have appeared meanwhile
             if not os.path.lexists(self.final):
                 os.rename(self.tmp, self.final)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 from twin.model.resources import WRITER_ROW_GROUP_ROWS
 from twin.sim.result import SimResult
 from twin.sim.sampler import sampling_statement
-from twin.telemetry.atomic import AtomicDir, OutputLock, write_json_atomic
+from twin.telemetry.atomic import AtomicDir, OutputLock, signals_deferred, write_json_atomic
 from twin.telemetry.outputs import write_marker
 from twin.telemetry.schema import SCHEMAS, TABLES, empty_table, to_table
 
@@ -37,7 +38,12 @@ def write_table(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True)
 
 
-def write_streamed(name: str, blocks: Iterable[Mapping[str, object]], path: Path) -> int:
+class WriteCancelled(Exception):
+    """A writer thread stopped because the run is being abandoned (see write_tables)."""
+
+
+def write_streamed(name: str, blocks: Iterable[Mapping[str, object]], path: Path,
+                   stop: threading.Event | None = None) -> int:
     """Write table `name` from blocks of columns, holding at most one row group in memory.
 
     Row groups are cut at exactly ROW_GROUP_ROWS rows, as write_table cuts a whole table, so
@@ -54,6 +60,8 @@ def write_streamed(name: str, blocks: Iterable[Mapping[str, object]], path: Path
             pending = [t.slice(n)] if t.num_rows > n else []
             rows = t.num_rows - n
         for cols in blocks:
+            if stop is not None and stop.is_set():
+                raise WriteCancelled(name)
             t = to_table(name, cols)
             pending.append(t)
             rows += t.num_rows
@@ -79,16 +87,35 @@ def write_tables(run_dir: Path, tables: Mapping[str, pa.Table]) -> dict[str, int
         if table is not None and not hasattr(table, "blocks") and table.schema != SCHEMAS[name]:
             raise ValueError(f"telemetry table {name!r} does not match its schema")
 
+    stop = threading.Event()
+
     def one(name: str) -> int:
+        if stop.is_set():
+            raise WriteCancelled(name)
         path = tdir / f"{name}.parquet"
         if hasattr(tables.get(name), "blocks"):
-            return write_streamed(name, tables[name].blocks(), path)
+            return write_streamed(name, tables[name].blocks(), path, stop)
         table = tables.get(name) if name in tables else empty_table(name)
         write_table(table, path)
         return table.num_rows
 
-    with ThreadPoolExecutor(max_workers=WRITER_THREADS) as pool:
-        counts = dict(zip(TABLES, pool.map(one, TABLES)))
+    # Ctrl-C or a failed table: the caller removes the directory next, so no thread may still be
+    # writing into it (a file created mid-rmtree kept the temporary directory alive). Two rules:
+    # - threads start with signals held: a Ctrl-C inside Thread.start() left a running thread the
+    #   pool had not yet recorded, so its shutdown could not wait for it;
+    # - on the way out the streamed writers stop at their next block and the pool is joined, with
+    #   signals held again, so a second Ctrl-C cannot cut the wait short.
+    pool = ThreadPoolExecutor(max_workers=WRITER_THREADS, thread_name_prefix="twin-writer")
+    try:
+        with signals_deferred():
+            futures = [pool.submit(one, name) for name in TABLES]
+        counts = {name: f.result() for name, f in zip(TABLES, futures)}
+    except BaseException:
+        stop.set()
+        with signals_deferred():
+            pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return counts
 
 
