@@ -1,7 +1,9 @@
 """Benchmark: how the engine scales from the 160-node surge to 1,600 and 16,000 nodes.
 
-For each scale, in its own process (so that peak RSS is that run's): wall time of simulate(),
-wall time of writing the telemetry (no stage), peak RSS, simulated requests per wall second.
+For each scale, in its own process (so that peak RSS is that run's), written as `twin run`
+writes it (the gpus and nodes tables stream into their Parquet files during the simulation):
+wall time of simulate() with that streaming, wall time of writing the rest of the telemetry
+(no stage), their sum, peak RSS, simulated requests per wall second.
 In the same invocation, the plain one-process-per-replica SimPy yardstick
 (shared/bench/yardstick.py, requests per wall second) so that ratios hold on a shared machine.
 Not a test: numbers only. Targets (issue 19): engine >= 100k requests/wall s; 1,600 nodes
@@ -28,15 +30,17 @@ import json, resource, sys, tempfile, time
 from pathlib import Path
 from twin.model.validate import load_scenario
 from twin.sim.engine import simulate
-from twin.telemetry.write import write_run
+from twin.telemetry.write import RunWriter
 path, overrides = sys.argv[1], json.loads(sys.argv[2])
 sc = load_scenario(path, overrides=overrides)
-t0 = time.perf_counter(); c0 = time.process_time()
-res = simulate(sc)
-sim_wall, sim_cpu = time.perf_counter() - t0, time.process_time() - c0
 with tempfile.TemporaryDirectory(prefix="twin-bench-") as tmp:
-    t1 = time.perf_counter()
-    write_run(res, Path(tmp) / "run")
+    # as `twin run` does it: the gpus and nodes tables stream into their files while simulating
+    with RunWriter(Path(tmp) / "run") as run:
+        t0 = time.perf_counter(); c0 = time.process_time()
+        res = simulate(sc, sinks=run.sinks())
+        sim_wall, sim_cpu = time.perf_counter() - t0, time.process_time() - c0
+        t1 = time.perf_counter()
+        run.finish(res)
     write_wall = time.perf_counter() - t1
 print(json.dumps({"sim_wall_s": sim_wall, "sim_cpu_s": sim_cpu, "write_wall_s": write_wall,
                   "requests": res.summary["requests_arrived"], "duration_s": sc.spec.simulation.duration_s,
@@ -81,7 +85,8 @@ def main() -> None:
         base = base or r["sim_wall_s"]
         rate = r["requests"] / r["sim_wall_s"]
         print(f"{label:>16}: {r['duration_s']:,.0f} simulated s, simulate {r['sim_wall_s']:.1f} s wall "
-              f"({r['sim_cpu_s']:.1f} s CPU, {r['sim_wall_s'] / base:.1f}x the first), write {r['write_wall_s']:.1f} s; "
+              f"({r['sim_cpu_s']:.1f} s CPU, {r['sim_wall_s'] / base:.1f}x the first), write {r['write_wall_s']:.1f} s "
+              f"(total {r['sim_wall_s'] + r['write_wall_s']:.1f} s); "
               f"{r['requests']:,} requests = {rate:,.0f}/wall s"
               + (f" ({rate / ys:.2f}x yardstick)" if ys else "") + f"; peak RSS {r['rss_mb']:,.0f} MB", flush=True)
 

@@ -19,17 +19,19 @@ from pathlib import Path
 
 from twin.model.validate import load_scenario
 from twin.sim.engine import simulate
-from twin.telemetry.write import write_run
+from twin.telemetry.write import RunWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def digests(name: str, kernels: str = "auto") -> dict[str, str]:
-    """{table: sha256} of the telemetry `name`.yaml writes (no stage), on the `kernels` path."""
-    result = simulate(load_scenario(ROOT / "scenarios" / f"{name}.yaml"), kernels=kernels)
+    """{table: sha256} of the telemetry `name`.yaml writes (no stage), on the `kernels` path, as
+    `twin run` writes it: the gpus and nodes tables streamed while simulating (RunWriter)."""
+    sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
     with tempfile.TemporaryDirectory(prefix="twin-digest-") as tmp:
         run_dir = Path(tmp) / name
-        write_run(result, run_dir)
+        with RunWriter(run_dir) as run:
+            run.finish(simulate(sc, kernels=kernels, sinks=run.sinks()))
         return {p.stem: hashlib.sha256(p.read_bytes()).hexdigest()
                 for p in sorted((run_dir / "telemetry").glob("*.parquet"))}
 

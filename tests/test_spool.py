@@ -69,7 +69,7 @@ def test_spilled_blocks_are_written_behind_the_simulation_with_bounded_memory(mo
                      spill_rows=0)
     for s in range(40):
         sp.append(x=np.array([s, s + 0.25, -s]), n=np.full(3, s))
-        assert len(sp._pending) <= spool.MAX_PENDING
+        assert sp._behind is None or len(sp._behind.pending) <= spool.MAX_PENDING
     # the reader waits for the writer: every block, in order, each a copy of what was appended
     assert sp.column("x")[:, 1].tolist() == [s + 0.25 for s in range(40)]
     assert sp.column("n")[:, 0].tolist() == list(range(40)) and written == list(range(10))
@@ -85,3 +85,60 @@ def test_a_failed_spill_write_is_raised_to_the_reader(monkeypatch):
         for s in range(8):
             sp.append(x=np.zeros(2))
         list(sp.blocks())
+
+
+@pytest.mark.parametrize("spill", [False, True], ids=["in-memory", "spilled"])
+def test_tables_streamed_while_simulating_are_byte_identical_to_writing_them_after(tmp_path, monkeypatch, spill):
+    """`twin run` taps the gpus and nodes spools and the links samples into their Parquet files
+    during the simulation (RunWriter); with row groups straddling the pieces, the same bytes."""
+    from twin.telemetry.write import RunWriter, write_run
+
+    monkeypatch.setattr(write, "ROW_GROUP_ROWS", 50)
+    monkeypatch.setattr(spool, "TAP_ROWS", 30)  # in-memory pieces of 30 // width samples
+    if spill:
+        monkeypatch.setattr(spool, "SPILL_ROWS", 0)
+        monkeypatch.setattr(spool, "BLOCK_SAMPLES", 7)
+    # tiny has no cross-node traffic (an empty links table); this hall does
+    sc = load_scenario(TINY.parent / "fabric-congestion.yaml", overrides={"simulation.duration_s": 600})
+    with RunWriter(tmp_path / "streamed") as run:
+        res = simulate(sc, sinks=run.sinks())
+        assert res.columns["gpus"].spool.spills is spill
+        man = run.finish(res)
+    assert man["tables"]["links"] > 50 and man["tables"]["gpus"] > 50, "row groups of 50 straddle the pieces"
+    assert res.columns["gpus"].spool._dir is None, "a tapped spool saves nothing to disk"
+    write_run(simulate(sc), tmp_path / "after")
+    for name in ("gpus", "nodes", "links", "racks", "requests"):
+        assert sha(tmp_path / "streamed" / "telemetry" / f"{name}.parquet") == \
+               sha(tmp_path / "after" / "telemetry" / f"{name}.parquet"), name
+    if spill:
+        with pytest.raises(RuntimeError, match="tap"):
+            list(res.columns["gpus"].blocks())
+
+
+def test_a_tap_gets_every_row_once_in_order_in_pieces():
+    sp = SampleSpool({"x": np.dtype(np.float32)}, width=2, n_samples=10, block_samples=None, spill_rows=10**9)
+    got = []
+    sp.tap(lambda first, blk: got.append((first, blk["x"].copy())))
+    assert sp._tap_samples == spool.TAP_ROWS // 2, "pieces of about TAP_ROWS rows"
+    sp._tap_samples = 3  # pieces of 3 samples here
+    for s in range(10):
+        sp.append(x=np.array([s, -s]))
+    sp.drain()
+    assert [f for f, _ in got] == [0, 3, 6, 9]
+    assert np.concatenate([b for _, b in got])[:, 0].tolist() == list(range(10))
+    with pytest.raises(RuntimeError, match="once"):
+        sp.tap(lambda first, blk: None)
+
+
+def test_a_run_writer_that_fails_or_is_never_finished_leaves_nothing(tmp_path):
+    from twin.telemetry.write import RunWriter
+
+    sc = load_scenario(TINY)
+    with pytest.raises(ZeroDivisionError):
+        with RunWriter(tmp_path / "failed") as run:
+            simulate(sc, sinks=run.sinks())
+            1 / 0
+    with pytest.raises(RuntimeError, match="without finish"):
+        with RunWriter(tmp_path / "unfinished") as run:
+            simulate(sc, sinks=run.sinks())
+    assert list(tmp_path.iterdir()) == []

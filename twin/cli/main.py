@@ -102,9 +102,8 @@ def _interruptible(target: Path):
 def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | None, quiet: bool,
          overrides: dict | None = None, source: Path | None = None, lock=None) -> None:
     from twin.sim.engine import simulate
-    from twin.telemetry.write import write_run
+    from twin.telemetry.write import RunWriter
 
-    result = _with_progress(f"simulating {sc.name}", lambda cb: simulate(sc, progress=cb), quiet)
     stage_fn = None
     if stage:
         from scenes import build_stage
@@ -113,7 +112,11 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
             return _with_progress("writing USD stage", lambda cb: build_stage(
                 tmp, stage_sample_s=stage_sample_s,
                 progress=(lambda msg, frac: cb(frac, {"msg": msg})) if cb else None), quiet)  # cb is None with -q
-    man = write_run(result, target, force=force, stage=stage_fn, overrides=overrides, source=source, lock=lock)
+    # the run directory is open while simulating: the gpus and nodes tables stream into it
+    with RunWriter(target, force=force, lock=lock) as run:
+        result = _with_progress(f"simulating {sc.name}", lambda cb: simulate(sc, progress=cb, sinks=run.sinks()),
+                                quiet)
+        man = run.finish(result, stage=stage_fn, overrides=overrides, source=source)
     print_summary(man, target)
 
 

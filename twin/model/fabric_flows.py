@@ -16,7 +16,7 @@ matrix or searches a graph; 16,000 nodes cost what their ~50,000 path entries co
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
@@ -24,6 +24,8 @@ from twin.model import fabric_kernel as fk
 from twin.model.columns import Coded, repeat_each
 from twin.model.fabric import GB, build_fabric, ecmp_paths, ecmp_pick, parse_element, reaches_top
 from twin.model.maxmin import max_min_fair_sparse_gb_s
+
+LINK_BLOCK_SAMPLES = 64  # samples per block of the links table (bounded memory while writing)
 
 if TYPE_CHECKING:  # pragma: no cover
     from twin.spec.catalogue import NicSpec
@@ -296,8 +298,8 @@ class FabricModel:
         self._acc_flows[:] = 0.0
         return out
 
-    def column_blocks(self, samples: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]],
-                      per: int = 64) -> "Iterable[dict[str, object]]":
+    def column_blocks(self, samples: Sequence[tuple[float, np.ndarray, np.ndarray, np.ndarray]],
+                      per: int = LINK_BLOCK_SAMPLES) -> "Iterable[dict[str, object]]":
         """The `links` telemetry table (docs/telemetry.md) `per` samples at a time (bounded memory)."""
         L = self.fg.n_links
         src, dst, kind = tuple(self.fg.cable_a), tuple(self.fg.cable_b), tuple(self.fg.cable_kind)

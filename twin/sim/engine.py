@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 
 import numpy as np
 import simpy
@@ -38,9 +38,10 @@ from twin.sim.network import Network
 from twin.sim.plant import LOADING_GPU_GB_S, Plant
 from twin.sim.power_cap import FacilityCap
 from twin.sim.requests import RequestBook, arrivals_before, kv_reservation_b
-from twin.sim.result import RequestRecord, SimResult, collect
+from twin.sim.result import RequestRecord, SimResult, collect, stream_tables
 from twin.sim.router import ROUTERS, ReplicaLoad
 from twin.sim.sampler import Sampler, SamplerLayout
+from twin.sim.spool import TableSink
 from twin.sim.tenancy import GpuArbiter, Tenancy
 from twin.sim.training import build_training
 from twin.spec.scenario import Scenario
@@ -53,8 +54,9 @@ Progress = Callable[[float, dict], None]  # (fraction, {'t_s', 'wall_s'} each ti
 class Engine:
     """One run of one scenario: the parts, wired, and the tick that sequences them."""
 
-    def __init__(self, scenario: Scenario, progress: Progress | None = None, kernels: str = "auto") -> None:
-        self.sc, self.progress = scenario, progress
+    def __init__(self, scenario: Scenario, progress: Progress | None = None, kernels: str = "auto",
+                 sinks: Mapping[str, TableSink] | None = None) -> None:
+        self.sc, self.progress, self.sinks = scenario, progress, dict(sinks or {})
         # compiled kernels give the same bytes as the numpy/Python ones (tests/test_kernels.py)
         self.kernels = compiled.resolve(kernels)
         self.route = ROUTERS[self.kernels]
@@ -123,6 +125,9 @@ class Engine:
         self.cpu_rep_frac = cpu_load[lay.rep_pool][self.cpu_reps]
         self.sampler = Sampler(_sampler_layout(topo, lay, gpu_w), n_samples, ticks_per_sample, dt,
                                table_ticks={t: sim.table_ticks(t) for t in SAMPLED_TABLES}, kernels=self.kernels)
+        stream_tables(self.sampler, topo, scenario, self.sinks)  # the spooled ones: gpus, nodes
+        if "links" in self.sinks:
+            self.network.stream_links(self.sampler.links, self.sinks["links"])
 
     # ------------------------------------------------------------------ processes
     def run(self) -> None:
@@ -254,8 +259,8 @@ class Engine:
                            replica=bk.replica, network_s=bk.network_s, retries=bk.retries,
                            preemptions=bk.preemptions)
         jobs = None if self.jobs is None else (self.job_rows, self.jobs.totals())
-        return collect(self.sc, self.topo, self.sampler, rq, self.log, self.network.link_columns(self.sampler.links),
-                       wall_time_s, jobs=jobs)
+        links = self.network.link_columns(self.sampler.links, self.sinks.get("links"))
+        return collect(self.sc, self.topo, self.sampler, rq, self.log, links, wall_time_s, jobs=jobs, sinks=self.sinks)
 
 
 def _sampler_layout(topo, lay, pool_gpu_weights_b: np.ndarray) -> SamplerLayout:
@@ -274,13 +279,16 @@ def _sampler_layout(topo, lay, pool_gpu_weights_b: np.ndarray) -> SamplerLayout:
         gpair_rep=lay.pair_rep, gpair_gpu=lay.pair_gpu)
 
 
-def simulate(scenario: Scenario, progress: Progress | None = None, kernels: str = "auto") -> SimResult:
+def simulate(scenario: Scenario, progress: Progress | None = None, kernels: str = "auto",
+             sinks: Mapping[str, TableSink] | None = None) -> SimResult:
     """Run `scenario` and return telemetry columns and a summary. Deterministic for a given seed.
 
     `kernels`: "numba" (compiled hot loops), "numpy" (pure numpy/Python), "auto" (numba if
-    installed); both give byte-identical telemetry.
+    installed); both give byte-identical telemetry. `sinks`: {"gpus"/"nodes": sink} to stream
+    those tables into while the simulation runs (twin.telemetry.write.RunWriter.sinks); the
+    result then hands them over as streamed tables.
     """
     t0 = time.perf_counter()
-    engine = Engine(scenario, progress, kernels)
+    engine = Engine(scenario, progress, kernels, sinks)
     engine.run()
     return engine.result(time.perf_counter() - t0)

@@ -18,7 +18,8 @@ from twin.sim.batching import ServingOutputs
 from twin.sim.events import EventLog, Kind
 from twin.sim.layout import Layout
 from twin.sim.requests import RequestBook
-from twin.sim.spool import BlockTable
+from twin.model.fabric_flows import LINK_BLOCK_SAMPLES
+from twin.sim.spool import BlockTable, SampleList, TableSink
 from twin.spec.catalogue import NicSpec, NodeSpec
 from twin.spec.scenario import ScenarioSpec
 from twin.spec.topology import Topology
@@ -64,12 +65,23 @@ class Network:
     def sample(self, time_s: float, n_ticks: int) -> tuple | None:
         return self.fabric.sample(time_s, n_ticks) if self.fabric is not None else None
 
-    def link_columns(self, samples: list[tuple]) -> BlockTable | None:
-        """The `links` table, handed over in blocks of samples (None without a fabric model)."""
+    def link_columns(self, samples: SampleList, sink: TableSink | None = None) -> BlockTable | None:
+        """The `links` table, handed over in blocks of samples (None without a fabric model);
+        `sink`: where stream_links sent it while simulating."""
         if self.fabric is None or not samples:
             return None
         names = ("time_s", "link_id", "src", "dst", "kind", "bytes", "utilisation", "active_flows")
-        return BlockTable(names, lambda: self.fabric.column_blocks(samples))
+        return BlockTable(names, lambda: self.fabric.column_blocks(samples), samples, sink)
+
+    def stream_links(self, samples: SampleList, sink: TableSink) -> None:
+        """Hand the `links` table's rows to `sink` as the samples come (twin.sim.spool.SampleList.tap)."""
+        if self.fabric is None:
+            return
+
+        def put(first: int, chunk: list) -> None:
+            for cols in self.fabric.column_blocks(chunk):
+                sink.put(cols)
+        samples.tap(put, per=LINK_BLOCK_SAMPLES)
 
     # ---------------------------------------------------------------- failures
     def fail(self, target: str, why: str) -> None:

@@ -5,7 +5,7 @@ Column meanings and units: docs/telemetry.md.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from twin.model.states import NODE_STATES
 from twin.sim.events import EventLog, Kind
 from twin.sim.requests import DONE, DROP_REASONS, DROPPED, INFLIGHT, QUEUED, STATUS_NAMES
 from twin.sim.sampler import Sampler
-from twin.sim.spool import BlockTable, SampleSpool
+from twin.sim.spool import BlockTable, TableSink
 from twin.spec.scenario import Scenario
 from twin.spec.topology import Topology
 
@@ -34,48 +34,74 @@ class SimResult:
     thresholds: dict = field(default_factory=dict)
 
 
-def _gpu_table(spool: SampleSpool, topo: Topology, sample_s: float) -> BlockTable:
+Rows = Callable[[int, dict[str, np.ndarray]], dict]  # (first sample, spool block) -> the table's columns
+
+
+def gpu_rows(topo: Topology, sample_s: float) -> Rows:
+    """The gpus table's columns for a block of the GPU spool (first sample index, (n, G) arrays)."""
     G = topo.n_gpus
     # the id columns in the table's own int32 (docs/telemetry.md): tiled at half the bytes, no cast per block
     ids = {"gpu_id": np.arange(G), "node_id": topo.gpu_node, "rack_id": topo.node_rack[topo.gpu_node],
            "gpu_index": topo.gpu_index}
     ids = {k: np.asarray(v, dtype=np.int32) for k, v in ids.items()}
 
-    def index(first: int, n: int) -> dict[str, np.ndarray]:
+    def rows(first: int, blk: dict[str, np.ndarray]) -> dict:
+        n = len(blk["power_w"])
         return {"time_s": repeat_each((np.arange(first, first + n) + 1) * sample_s, G),
-                **{k: np.tile(v, n) for k, v in ids.items()}}
+                **{k: np.tile(v, n) for k, v in ids.items()}, **{k: v.ravel() for k, v in blk.items()}}
 
-    def blocks() -> Iterator[dict[str, np.ndarray]]:
-        for first, blk in spool.blocks():
-            yield {**index(first, len(blk["power_w"])), **{k: v.ravel() for k, v in blk.items()}}
-
-    return BlockTable(("time_s", "gpu_id", "node_id", "rack_id", "gpu_index", *spool.dtypes), blocks, spool)
+    return rows
 
 
-def _node_table(spool: SampleSpool, topo: Topology, sample_s: float) -> BlockTable:
+def node_rows(topo: Topology, sample_s: float) -> Rows:
+    """The nodes table's columns for a block of the node spool. Blocks must come in order from
+    the first (or again from any block start): energy is a running sum carried between them."""
     N = topo.n_nodes
     node_id, rack_id = np.arange(N, dtype=np.int32), np.asarray(topo.node_rack, dtype=np.int32)
-
-    def index(first: int, n: int) -> dict[str, np.ndarray]:
-        return {"time_s": repeat_each((np.arange(first, first + n) + 1) * sample_s, N),
-                "node_id": np.tile(node_id, n), "rack_id": np.tile(rack_id, n)}
-
     carry = {}
 
-    def finish(first: int, blk: dict[str, np.ndarray]) -> dict[str, np.ndarray | list]:
+    def rows(first: int, blk: dict[str, np.ndarray]) -> dict:
+        n = len(blk["power_w"])
         # energy: the running sum of interval means x sample_s, carried from block to block in the
         # same order as one cumsum over the whole table
         start = carry.get(first, np.zeros(N))
         e = np.cumsum(np.vstack([start[None, :], blk["power_w"].astype(np.float64) * sample_s]), axis=0)[1:]
         carry[first + len(e)] = e[-1]
         out = {k: v.ravel() for k, v in blk.items() if k != "state"}
-        return {**out, "state": Coded(blk["state"].ravel(), NODE_STATES), "energy_j": e.ravel()}
+        return {"time_s": repeat_each((np.arange(first, first + n) + 1) * sample_s, N),
+                "node_id": np.tile(node_id, n), "rack_id": np.tile(rack_id, n),
+                **out, "state": Coded(blk["state"].ravel(), NODE_STATES), "energy_j": e.ravel()}
 
-    def blocks() -> Iterator[dict[str, np.ndarray | list]]:
+    return rows
+
+
+# the spooled tables: (the Sampler's spool, its rows, the columns before and after the spool's own)
+SPOOLED = {"gpus": (lambda sm: sm.gpu, gpu_rows, ("time_s", "gpu_id", "node_id", "rack_id", "gpu_index"), ()),
+           "nodes": (lambda sm: sm.node, node_rows, ("time_s", "node_id", "rack_id"), ("energy_j",))}
+
+
+def stream_tables(samples: Sampler, topo: Topology, scenario: Scenario, sinks: Mapping[str, TableSink]) -> None:
+    """Tap the spooled tables (SPOOLED) named in `sinks` before the first sample: their rows go to
+    the sink while the simulation runs (twin.sim.spool), and collect() hands them over as streamed."""
+    for name, sink in sinks.items():
+        if name not in SPOOLED:
+            continue
+        spool_of, rows_of, _, _ = SPOOLED[name]
+        rows = rows_of(topo, scenario.spec.simulation.table_sample_s(name))
+        spool_of(samples).tap(lambda first, blk, rows=rows, sink=sink: sink.put(rows(first, blk)))
+
+
+def _spooled_table(name: str, samples: Sampler, topo: Topology, scenario: Scenario,
+                   sink: TableSink | None) -> BlockTable:
+    spool_of, rows_of, lead, tail = SPOOLED[name]
+    spool, rows = spool_of(samples), rows_of(topo, scenario.spec.simulation.table_sample_s(name))
+    names = (*lead, *spool.dtypes, *tail)
+
+    def blocks() -> Iterator[dict]:
         for first, blk in spool.blocks():
-            yield {**index(first, len(blk["power_w"])), **finish(first, blk)}
+            yield rows(first, blk)
 
-    return BlockTable(("time_s", "node_id", "rack_id", *spool.dtypes, "energy_j"), blocks, spool)
+    return BlockTable(names, blocks, spool, sink)
 
 
 @dataclass(frozen=True)
@@ -139,10 +165,12 @@ def _economics(scenario: Scenario, topo: Topology, n_samples: int, rq: RequestRe
 
 
 def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRecord, events: EventLog,
-            links: dict | None, wall_time_s: float, jobs: tuple[list[dict], dict] | None = None) -> SimResult:
+            links: dict | None, wall_time_s: float, jobs: tuple[list[dict], dict] | None = None,
+            sinks: Mapping[str, TableSink] | None = None) -> SimResult:
     """Assemble every telemetry table and the run summary from what the parts recorded.
 
-    `jobs`: the training part's sampled rows and summary totals (twin.sim.training), if any."""
+    `jobs`: the training part's sampled rows and summary totals (twin.sim.training), if any.
+    `sinks`: the streamed tables' sinks (stream_tables), handed over with their tables."""
     S, N, R = samples.n_samples, topo.n_nodes, topo.n_racks
     sample_s = scenario.spec.simulation.sample_s
     node_spec = scenario.catalogue.node(scenario.spec.topology.node_type)
@@ -161,8 +189,8 @@ def collect(scenario: Scenario, topo: Topology, samples: Sampler, rq: RequestRec
         "node_type": [node_spec.name] * N, "gpus": np.full(N, topo.gpus_per_node),
         "pool": [topo.pool_names[p] if p >= 0 else "" for p in topo.node_pool], "unit_id": topo.node_unit,
     }
-    cols["gpus"] = _gpu_table(samples.gpu, topo, scenario.spec.simulation.table_sample_s("gpus"))
-    cols["nodes"] = _node_table(samples.node, topo, scenario.spec.simulation.table_sample_s("nodes"))
+    for name in SPOOLED:
+        cols[name] = _spooled_table(name, samples, topo, scenario, (sinks or {}).get(name))
     cols["racks"] = {"time_s": repeat_each(times, R), "rack_id": np.tile(np.arange(R), S),
                      **{k: v.ravel() for k, v in samples.rack.items()}}
 

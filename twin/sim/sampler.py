@@ -20,7 +20,7 @@ import numpy as np
 from twin.model import serving as sv
 from twin.model.states import IS_LOADED, IS_POWERED, NODE_STATES, SERVING
 from twin.sim import sampler_kernel as sk
-from twin.sim.spool import SampleSpool
+from twin.sim.spool import SampleList, SampleSpool
 from twin.spec.simulation import SAMPLED_TABLES, SimulationSpec
 
 
@@ -105,7 +105,7 @@ class Sampler:
                            self.acc_cpu_w, self.acc_cpu_util)
         self.throttled_gpu_s = 0.0
         self.peak_gpu_temp_c: float | None = None  # over the racks' sample instants (the summary's peak)
-        self.links: list[tuple] = []
+        self.links = SampleList()  # the fabric's samples, one per links interval (Network.sample)
         self._gpu_has_rep = layout.gpu_rep >= 0  # static: computed once, not per GPU row
         # the compiled path's scratch and static inputs, allocated once
         self._tmp_n = np.zeros((4, max(N, R)))

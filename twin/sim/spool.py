@@ -9,6 +9,12 @@ MAX_PENDING blocks wait for it, and readers wait for all of them. Readers iterat
 (what the Parquet writer streams into row groups) or read one column whole (`column`, for
 small runs and tests). The directory is the spool's own and is removed when the spool is
 garbage-collected or the interpreter exits.
+
+A *tapped* spool (`tap`) also hands its rows, in order and in pieces, to a consumer on the same
+background thread while the simulation runs: `twin run` streams the gpus and nodes tables into
+their Parquet files that way, on the core the single-threaded simulation leaves idle. A tapped
+spool does not save what it spills (its consumer has the rows), so `blocks()` of a tapped spool
+that spilled is refused.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +34,20 @@ from twin.model.columns import Coded
 from twin.model.resources import BLOCK_SAMPLES, SPILL_ROWS
 
 MAX_PENDING = 2  # spilled blocks (copies) waiting for the writer: bounds the extra memory to 2 blocks
+TAP_ROWS = 1 << 16  # rows per piece a tap gets from a spool that does not spill (views, no copies)
+
+Consumer = Callable[[int, dict[str, np.ndarray]], None]  # (first sample, {column: (samples, width)})
+
+
+class TableSink(Protocol):
+    """Where a streamed table's rows go (twin.telemetry.write.StreamedParquet): `put` takes a dict
+    of columns (from the spool's thread), `close` returns the rows written, `abort` drops it."""
+
+    def put(self, cols: Mapping[str, object]) -> None: ...
+
+    def close(self) -> int: ...
+
+    def abort(self) -> None: ...
 
 
 def _save_block(directory: Path, b: int, block: dict[str, np.ndarray]) -> None:
@@ -34,12 +55,89 @@ def _save_block(directory: Path, b: int, block: dict[str, np.ndarray]) -> None:
         np.save(directory / f"{b:06d}_{k}.npy", a)
 
 
-def _remove(writer: ThreadPoolExecutor, directory: Path, pending: list[Future]) -> None:
+def _spill_job(directory: Path | None, b: int, block: dict[str, np.ndarray], first: int,
+             consumer: Consumer | None) -> None:
+    """The writer thread's job for one spilled block: saved, or handed to the tap's consumer."""
+    if consumer is not None:
+        consumer(first, block)
+    else:
+        _save_block(directory, b, block)
+
+
+def _remove(writer: ThreadPoolExecutor, directory: Path | None, pending: list[Future]) -> None:
     # no write may land after the directory is gone: wait for the blocks themselves, not only the
     # pool's threads (a Ctrl-C inside Thread.start() leaves a worker the pool has not recorded)
     futures_wait(pending)
     writer.shutdown(wait=True)
-    shutil.rmtree(directory, True)
+    if directory is not None:
+        shutil.rmtree(directory, True)
+
+
+class Behind:
+    """Jobs run in order on one background thread, behind the simulation. Their futures are kept
+    until waited for, so that a job's error reaches the caller; when `owner` is garbage-collected
+    the thread ends after its jobs, and a directory given to `own` is removed after them."""
+
+    def __init__(self, owner: object) -> None:
+        self._owner = weakref.ref(owner)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-spool")
+        self.pending: list[Future] = []
+        weakref.finalize(owner, _remove, self._writer, None, self.pending)
+
+    def submit(self, fn: Callable, *args: object, limit: int | None = None) -> None:
+        """Queue fn(*args); with `limit`, first wait until fewer than `limit` jobs are queued."""
+        while limit is not None and len(self.pending) >= limit:
+            self.pending.pop(0).result()
+        self.pending.append(self._writer.submit(fn, *args))
+
+    def wait(self) -> None:
+        """Wait for every queued job (the first error is raised here)."""
+        while self.pending:
+            self.pending.pop(0).result()
+
+    def own(self, directory: Path) -> None:
+        weakref.finalize(self._owner(), _remove, self._writer, directory, self.pending)
+
+
+class SampleList:
+    """Per-sample records (the fabric's links samples: tuples) kept in order. A tap hands them on,
+    in pieces of `per` records, on a background thread while the simulation runs, as
+    SampleSpool.tap does with rows; `drain()` hands over the rest and waits."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self._consumer: Callable[[int, list], None] | None = None
+        self._per = self._tapped = 0
+        self._behind: Behind | None = None
+
+    def append(self, item: object) -> None:
+        self.items.append(item)
+        if self._consumer is not None and len(self.items) - self._tapped >= self._per:
+            self._hand_over()
+
+    def tap(self, consumer: Callable[[int, list], None], per: int) -> None:
+        if self.items or self._consumer is not None:
+            raise RuntimeError("tap a sample list once, before its first record")
+        self._consumer, self._per, self._behind = consumer, max(1, per), Behind(self)
+
+    def drain(self) -> None:
+        if self._consumer is not None and len(self.items) > self._tapped:
+            self._hand_over()
+        if self._behind is not None:
+            self._behind.wait()
+
+    def _hand_over(self) -> None:
+        self._behind.submit(self._consumer, self._tapped, self.items[self._tapped:])
+        self._tapped = len(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+    def __iter__(self) -> Iterator:
+        return iter(self.items)
 
 
 class SampleSpool:
@@ -66,8 +164,9 @@ class SampleSpool:
         self._in_buf = 0
         self._spilled: list[int] = []  # sample count of each block on disk
         self._dir: Path | None = None
-        self._writer: ThreadPoolExecutor | None = None
-        self._pending: list[Future] = []
+        self._behind: Behind | None = None  # the background thread, from the first spill or tap on
+        self._consumer: Consumer | None = None
+        self._tap_samples = self._tapped = 0  # piece size, and rows of the buffer already handed over
         self.max: dict[str, float] = {}  # running maximum of the track_max columns (for the summary)
 
     def append(self, **row: np.ndarray) -> None:
@@ -88,27 +187,63 @@ class SampleSpool:
             if self.width:
                 self.max[k] = max(self.max.get(k, -np.inf), float(self._buf[k][j].max()))
         self._in_buf += 1
-        if self._in_buf == self.block_samples and self.block_samples < self.n_samples:
+        if self._in_buf == self.block_samples and self.spills:
             self._spill()
+        elif self._consumer is not None and self._in_buf - self._tapped >= self._tap_samples and not self.spills:
+            self._hand_over()
+
+    @property
+    def spills(self) -> bool:
+        """Whether full blocks leave memory (the table is larger than one block)."""
+        return self.block_samples < self.n_samples
+
+    def tap(self, consumer: Consumer) -> None:
+        """From now on hand every row to `consumer(first_sample, {column: (samples, width)})`, in
+        order, on the spool's background thread: the spilled blocks (copies), or, in a spool that
+        keeps everything in memory, read-only views of pieces of about TAP_ROWS rows, whose rows
+        are never written again. `drain()` hands over the rest and waits for the consumer."""
+        if self.samples or self._consumer is not None:
+            raise RuntimeError("tap a spool once, before its first row")
+        self._consumer = consumer
+        self._tap_samples = max(1, TAP_ROWS // max(self.width, 1))
+
+    def drain(self) -> None:
+        """Hand the rows not yet handed to the tap's consumer over, and wait until it has them all
+        (its errors are raised here)."""
+        if self._consumer is not None and self._in_buf > self._tapped:
+            self._hand_over()
+        self._flush()
+
+    def _hand_over(self) -> None:
+        first, j0, j1 = sum(self._spilled) + self._tapped, self._tapped, self._in_buf
+        piece = {k: a[j0:j1] for k, a in self._buf.items()}
+        for a in piece.values():
+            a.flags.writeable = False  # the consumer's view: the simulation never writes these rows again
+        self._thread().submit(self._consumer, first, piece)
+        self._tapped = j1
+
+    def _thread(self) -> Behind:
+        if self._behind is None:
+            self._behind = Behind(self)
+        return self._behind
 
     def _spill(self) -> None:
-        if self._dir is None:
+        behind = self._thread()
+        if self._dir is None and self._consumer is None:
             self._dir = Path(tempfile.mkdtemp(prefix="twin-spool-"))
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twin-spool")
-            weakref.finalize(self, _remove, self._writer, self._dir, self._pending)
-        while len(self._pending) >= MAX_PENDING:  # the disk is behind: wait for the oldest block
-            self._pending.pop(0).result()
+            behind.own(self._dir)
         b, n = len(self._spilled), self._in_buf
-        # the buffer is refilled at once: the writer gets a copy of the block
+        # the buffer is refilled at once: the writer gets a copy of the block; at most MAX_PENDING
+        # copies wait for it (the disk, or the tap's consumer, is behind)
         block = {k: a[:n].copy() for k, a in self._buf.items()}
-        self._pending.append(self._writer.submit(_save_block, self._dir, b, block))
+        behind.submit(_spill_job, self._dir, b, block, sum(self._spilled), self._consumer, limit=MAX_PENDING)
         self._spilled.append(n)
         self._in_buf = 0
 
     def _flush(self) -> None:
         """Wait until every spilled block is on disk (a write error is raised here)."""
-        while self._pending:
-            self._pending.pop(0).result()
+        if self._behind is not None:
+            self._behind.wait()
 
     @property
     def samples(self) -> int:
@@ -116,6 +251,9 @@ class SampleSpool:
 
     def blocks(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """(first sample index, {column: (samples_in_block, width)}) in order."""
+        if self._consumer is not None and self._spilled:
+            raise RuntimeError("this spool's spilled rows went to its tap's consumer (a streamed table): "
+                               "read them from what it wrote")
         self._flush()
         first = 0
         for b, n in enumerate(self._spilled):
@@ -136,11 +274,19 @@ class BlockTable(Mapping):
     one whole column (small runs, tests)."""
 
     def __init__(self, names: tuple[str, ...], blocks: Callable[[], Iterator[dict]],
-                 spool: SampleSpool | None = None) -> None:
-        self.names, self._blocks, self.spool = names, blocks, spool
+                 spool: SampleSpool | SampleList | None = None, sink: TableSink | None = None) -> None:
+        self.names, self._blocks, self.spool, self.sink = names, blocks, spool, sink
 
     def blocks(self) -> Iterator[dict]:
         return self._blocks()
+
+    def finish_stream(self) -> int:
+        """A streamed table (its spool tapped into `sink` during the simulation): hand over the
+        last rows, wait for them, close the sink; the rows it holds."""
+        if self.sink is None or self.spool is None:
+            raise RuntimeError("not a streamed table")
+        self.spool.drain()
+        return self.sink.close()
 
     def __getitem__(self, name: str) -> np.ndarray | list:
         if name not in self.names:

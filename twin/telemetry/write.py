@@ -42,35 +42,78 @@ class WriteCancelled(Exception):
     """A writer thread stopped because the run is being abandoned (see write_tables)."""
 
 
+class StreamedParquet:
+    """One table's Parquet file written as its rows arrive, holding at most one row group.
+
+    Row groups are cut at exactly ROW_GROUP_ROWS rows, as write_table cuts a whole table, so the
+    file is the same, byte for byte, as writing the table at once, however the rows come in
+    pieces. `put` may run on another thread than `close`/`abort` (a spool's, during the
+    simulation: twin.sim.spool.TableSink); a lock orders them, and `abort` waits for a `put` in
+    progress, so nothing is written to the file once it returns.
+    """
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name, self.path = name, Path(path)
+        self._lock = threading.Lock()
+        self._pending: list[pa.Table] = []
+        self._rows = self.total = 0
+        self._w: pq.ParquetWriter | None = pq.ParquetWriter(path, SCHEMAS[name], compression="zstd",
+                                                            write_statistics=True)
+
+    def put(self, cols: Mapping[str, object]) -> None:
+        with self._lock:
+            if self._w is None:
+                raise WriteCancelled(self.name)
+            t = to_table(self.name, cols)
+            self._pending.append(t)
+            self._rows += t.num_rows
+            self.total += t.num_rows
+            while self._rows >= ROW_GROUP_ROWS:
+                self._flush(ROW_GROUP_ROWS)
+
+    def _flush(self, n: int) -> None:
+        t = pa.concat_tables(self._pending)
+        self._w.write_table(t.slice(0, n).combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+        self._pending = [t.slice(n)] if t.num_rows > n else []
+        self._rows = t.num_rows - n
+
+    def close(self) -> int:
+        """Write the last row group, close the file; the rows written."""
+        with self._lock:
+            if self._w is None:
+                raise WriteCancelled(self.name)
+            try:
+                if self._rows:
+                    self._flush(self._rows)
+                elif not self.total:
+                    self._w.write_table(empty_table(self.name))
+            finally:
+                self._w.close()
+                self._w = None
+        return self.total
+
+    def abort(self) -> None:
+        """Stop: close the file unfinished (whoever removes it next knows it is incomplete)."""
+        with self._lock:
+            if self._w is not None:
+                self._w.close()
+                self._w = None
+
+
 def write_streamed(name: str, blocks: Iterable[Mapping[str, object]], path: Path,
                    stop: threading.Event | None = None) -> int:
-    """Write table `name` from blocks of columns, holding at most one row group in memory.
-
-    Row groups are cut at exactly ROW_GROUP_ROWS rows, as write_table cuts a whole table, so
-    the file is the same, byte for byte, as writing the table at once.
-    """
-    schema = SCHEMAS[name]
-    pending: list[pa.Table] = []
-    rows = total = 0
-    with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True) as w:
-        def flush(n: int) -> None:
-            nonlocal pending, rows
-            t = pa.concat_tables(pending)
-            w.write_table(t.slice(0, n).combine_chunks(), row_group_size=ROW_GROUP_ROWS)
-            pending = [t.slice(n)] if t.num_rows > n else []
-            rows = t.num_rows - n
+    """Write table `name` from blocks of columns (StreamedParquet); a set `stop` ends it at the
+    next block with WriteCancelled."""
+    sink = StreamedParquet(name, path)
+    try:
         for cols in blocks:
             if stop is not None and stop.is_set():
                 raise WriteCancelled(name)
-            t = to_table(name, cols)
-            pending.append(t)
-            rows += t.num_rows
-            total += t.num_rows
-            while rows >= ROW_GROUP_ROWS:
-                flush(ROW_GROUP_ROWS)
-        if rows or not total:
-            flush(rows) if rows else w.write_table(empty_table(name))
-    return total
+            sink.put(cols)
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.close()
 
 
 def write_tables(run_dir: Path, tables: Mapping[str, pa.Table]) -> dict[str, int]:
@@ -93,6 +136,8 @@ def write_tables(run_dir: Path, tables: Mapping[str, pa.Table]) -> dict[str, int
         if stop.is_set():
             raise WriteCancelled(name)
         path = tdir / f"{name}.parquet"
+        if getattr(tables.get(name), "sink", None) is not None:  # streamed into `path` while simulating
+            return tables[name].finish_stream()
         if hasattr(tables.get(name), "blocks"):
             return write_streamed(name, tables[name].blocks(), path, stop)
         table = tables.get(name) if name in tables else empty_table(name)
@@ -187,19 +232,47 @@ def manifest(result: SimResult, table_rows: dict[str, int], overrides: Mapping[s
     }
 
 
-def write_run(result: SimResult, run_dir: Path, *, force: bool = False,
-              stage: Callable[[Path], dict] | None = None, overrides: Mapping[str, object] | None = None,
-              source: Path | None = None, lock: OutputLock | None = None) -> dict:
-    """Write telemetry + manifest (+ stage via the `stage` callback) into `run_dir` atomically.
+STREAMED = ("gpus", "nodes", "links")  # the tables RunWriter streams while the simulation runs
 
-    `overrides` (dotted field -> value, incl. simulation.seed for --seed) and `source` (the
-    scenario file) are recorded in the manifest; scenario.yaml is the resolved scenario.
-    Returns the manifest. Byte-identical determinism is promised for the Parquet telemetry; the
-    manifest also records wall time and versions, which naturally differ between machines.
-    `lock` is the OutputLock on `run_dir` the caller already holds, if any (twin.telemetry.atomic).
+
+class RunWriter:
+    """A run directory in the making, opened before the simulation (an AtomicDir).
+
+    `sinks()` are handed to the engine (twin.sim.engine.simulate(sinks=...)): the gpus, nodes and
+    links tables, most of the bytes, are then encoded into their Parquet files while the
+    simulation runs, on the second core, instead of after it. `finish(result)` writes the rest and the
+    manifest; leaving the block renames the directory into place, or, on an exception or Ctrl-C,
+    stops the streams and removes everything.
     """
-    tables = {name: cols if hasattr(cols, "blocks") else to_table(name, cols) for name, cols in result.columns.items()}
-    with AtomicDir(Path(run_dir), force=force, kind=RUN_KIND, lock=lock) as tmp:
+
+    def __init__(self, run_dir: Path, *, force: bool = False, lock: OutputLock | None = None) -> None:
+        self._atomic = AtomicDir(Path(run_dir), force=force, kind=RUN_KIND, lock=lock)
+        self._sinks: dict[str, StreamedParquet] = {}
+        self.tmp: Path | None = None
+        self._finished = False
+
+    def __enter__(self) -> "RunWriter":
+        self.tmp = self._atomic.__enter__()
+        return self
+
+    def sinks(self) -> dict[str, StreamedParquet]:
+        """One StreamedParquet per streamed table, writing into the run's telemetry directory."""
+        tdir = self.tmp / "telemetry"
+        tdir.mkdir(exist_ok=True)
+        for name in STREAMED:
+            if name not in self._sinks:
+                self._sinks[name] = StreamedParquet(name, tdir / f"{name}.parquet")
+        return dict(self._sinks)
+
+    def finish(self, result: SimResult, *, stage: Callable[[Path], dict] | None = None,
+               overrides: Mapping[str, object] | None = None, source: Path | None = None) -> dict:
+        """Telemetry + manifest (+ stage via the `stage` callback) into the directory; the manifest."""
+        tables = {name: cols if hasattr(cols, "blocks") else to_table(name, cols)
+                  for name, cols in result.columns.items()}
+        for name, sink in self._sinks.items():
+            if getattr(tables.get(name), "sink", None) is not sink:  # simulated without this writer's sinks
+                sink.abort()
+        tmp = self.tmp
         rows = write_tables(tmp, tables)
         man = manifest(result, rows, overrides, source)
         man["wall_time_s"] = round(result.wall_time_s, 3)
@@ -210,4 +283,37 @@ def write_run(result: SimResult, run_dir: Path, *, force: bool = False,
             write_json_atomic(tmp / "manifest.json", man)
             if (tmp / "stage").is_dir():  # its own marker: `twin scene --force` may replace it alone
                 write_marker(tmp / "stage", STAGE_KIND)
-    return man
+        self._finished = True
+        return man
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        unfinished = exc_type is None and not self._finished
+        if unfinished:  # a half-streamed table must not be renamed into place as a run
+            exc = RuntimeError("RunWriter left without finish(): no run written")
+            exc_type = type(exc)
+        try:
+            if exc_type is not None:  # no spool thread may write into what AtomicDir removes next
+                with signals_deferred():
+                    for sink in self._sinks.values():
+                        sink.abort()
+        finally:
+            self._atomic.__exit__(exc_type, exc, tb)
+        if unfinished:
+            raise exc
+        return False
+
+
+def write_run(result: SimResult, run_dir: Path, *, force: bool = False,
+              stage: Callable[[Path], dict] | None = None, overrides: Mapping[str, object] | None = None,
+              source: Path | None = None, lock: OutputLock | None = None) -> dict:
+    """Write telemetry + manifest (+ stage via the `stage` callback) into `run_dir` atomically.
+
+    `overrides` (dotted field -> value, incl. simulation.seed for --seed) and `source` (the
+    scenario file) are recorded in the manifest; scenario.yaml is the resolved scenario.
+    Returns the manifest. Byte-identical determinism is promised for the Parquet telemetry; the
+    manifest also records wall time and versions, which naturally differ between machines.
+    `lock` is the OutputLock on `run_dir` the caller already holds, if any (twin.telemetry.atomic).
+    To stream the largest tables while simulating, open a RunWriter before simulate() instead.
+    """
+    with RunWriter(run_dir, force=force, lock=lock) as run:
+        return run.finish(result, stage=stage, overrides=overrides, source=source)
