@@ -6,7 +6,7 @@ The first simulate() loads the compiled kernels and is not counted; the second i
 the profiler (process CPU time), the third under it. cProfile adds ~20 % on the compiled path.
 Not a test: numbers only.
 
-    python benchmarks/profile_tick.py [SCENARIO] [--fabric on|off] [--kernels auto|numba|numpy]
+    python benchmarks/profile_tick.py [SCENARIO] [--fabric on|off] [--kernels auto|numba|numpy] [--top N]
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("scenario", nargs="?", type=Path, default=ROOT / "scenarios" / "surge.yaml")
     ap.add_argument("--fabric", choices=["on", "off"], default="on")
     ap.add_argument("--kernels", choices=["auto", "numba", "numpy"], default="auto")
+    ap.add_argument("--top", type=int, default=15, help="how many of the most frequent calls to list")
     args = ap.parse_args()
     sc = load_scenario(args.scenario, overrides={"fabric.enabled": args.fabric == "on"})
     simulate(sc, kernels=args.kernels)  # loads (or compiles) the kernels
@@ -52,14 +53,23 @@ def main() -> None:
     simulate(sc, kernels=args.kernels)
     prof.disable()
     got = dict.fromkeys(PARTS, 0.0)
-    for (path, line, fn), (_, _, _, cum, _) in pstats.Stats(prof).stats.items():
+    stats = pstats.Stats(prof).stats
+    ticks, calls = 0, []
+    for (path, line, fn), (_, ncalls, tot, cum, _) in stats.items():
         key = f"{Path(path).name}:{line}({fn})"
+        ticks = ncalls if re.fullmatch(PARTS["tick (all)"], key) else ticks
+        calls.append((ncalls, tot, key))
         for part, pattern in PARTS.items():
             if re.fullmatch(pattern, key):
                 got[part] += cum
     print(f"{sc.name}, fabric {args.fabric}, kernels {args.kernels}: {plain:.2f} s CPU without the profiler")
     for part, sec in sorted(got.items(), key=lambda kv: -kv[1]):
         print(f"  {part:<14} {sec:6.2f} s (cProfile cumulative)")
+    # the fixed per-tick cost is mostly Python-level calls (functions, numpy calls, kernel dispatches)
+    ticks = max(ticks, 1)
+    print(f"  {sum(c[0] for c in calls) / ticks:.0f} Python-level calls per tick ({ticks} ticks); the most frequent:")
+    for ncalls, tot, key in sorted(calls, key=lambda c: -c[0])[:args.top]:
+        print(f"    {ncalls / ticks:6.2f} per tick  {tot / ncalls * 1e6:7.1f} us own time per call  {key}")
 
 
 if __name__ == "__main__":

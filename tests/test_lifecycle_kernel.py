@@ -42,3 +42,27 @@ def test_a_busy_warm_node_serves_and_an_idle_serving_one_goes_back():
                   np.array([WARM, SERVING, DRAINING, WARM], np.int8), WARM, SERVING, DRAINING, busy, kinds)
     assert kinds.tolist() == [lk.TO_SERVING, lk.TO_WARM, lk.DRAINED, lk.STAY] and busy.tolist() == [True, False]
     assert n == 3
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ready_finds_the_replicas_the_numpy_masks_find(seed):
+    """Lifecycle.ready_replicas' compiled loop against its five masks: the same ids, in order."""
+    rng = np.random.default_rng(seed)
+    U, R = int(rng.integers(1, 6)), int(rng.integers(0, 12))
+    rep_unit = rng.integers(0, U, R)
+    flags = [rng.uniform(0, 1, U) < p for p in (0.7, 0.2, 0.2, 0.2)]   # ready, draining, failed, cut
+    lost = rng.uniform(0, 1, R) < 0.2
+    reps = np.sort(rng.choice(R, int(rng.integers(0, R + 1)), replace=False)).astype(np.int64)
+    ru = rep_unit[reps]
+    want = reps[flags[0][ru] & ~flags[1][ru] & ~flags[2][ru] & ~flags[3][ru] & ~lost[reps]]
+    out = np.full(len(reps), -7, np.int64)
+    n = lk.ready(reps, rep_unit, *flags, lost, out)
+    assert out[:n].tolist() == want.tolist()
+
+
+def test_ready_by_hand():
+    """Unit 0 ready, unit 1 ready but cut off, unit 2 not ready; replica 1 (unit 0) lost."""
+    out = np.empty(4, np.int64)
+    n = lk.ready(np.arange(4), np.array([0, 0, 1, 2]), np.array([True, True, False]), np.zeros(3, bool),
+                 np.zeros(3, bool), np.array([False, True, False]), np.array([False, True, False, False]), out)
+    assert out[:n].tolist() == [0]

@@ -80,6 +80,10 @@ class Lifecycle:
 
     def ready_replicas(self, reps: np.ndarray, unit_cut: np.ndarray) -> np.ndarray:
         """The replicas among `reps` that may take requests: unit ready, not draining, failed or cut off."""
+        if self._compiled:  # one loop instead of five masks and gathers (twin.sim.lifecycle_kernel.ready)
+            out = np.empty_like(reps)
+            return out[:lk.ready(reps, self.lay.rep_unit, self.unit_ready, self.unit_draining, self.unit_failed,
+                                 unit_cut, self.rep_lost, out)]
         ru = self.lay.rep_unit[reps]
         ok = self.unit_ready[ru] & ~self.unit_draining[ru] & ~self.unit_failed[ru] & ~unit_cut[ru] & ~self.rep_lost[reps]
         return reps[ok]

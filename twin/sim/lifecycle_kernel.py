@@ -1,5 +1,6 @@
-"""Compiled (numba) kernel of Lifecycle.follow_traffic's per-tick test: which units are busy and
-which nodes change state this tick (WARM -> SERVING, SERVING -> WARM, DRAINING -> OFF | WARM).
+"""Compiled (numba) kernels of Lifecycle's per-tick tests: which units are busy and which nodes
+change state this tick (WARM -> SERVING, SERVING -> WARM, DRAINING -> OFF | WARM); which of a
+pool's replicas may take requests (Lifecycle.ready_replicas, once per pool and tick).
 
 Why compiled: on most ticks no node changes state, and finding that out was ~12 numpy calls on
 160 nodes; one loop answers it. Only integer and boolean work: the fallback (twin.sim.lifecycle's
@@ -34,10 +35,24 @@ def _follow(unit_pinned, rep_unit, rep_inflight, node_unit, state, warm, serving
     return changes
 
 
-try:  # numba compiles the loop; without it the numpy code in twin.sim.lifecycle is the fallback
+def _ready(reps, rep_unit, unit_ready, unit_draining, unit_failed, unit_cut, rep_lost, out) -> int:
+    """The replicas among `reps` whose unit is ready, not draining, failed or cut off and which are
+    not lost, in `reps` order, into out[:n]; returns n (five numpy masks and gathers before)."""
+    n = 0
+    for k in range(reps.shape[0]):
+        r = reps[k]
+        u = rep_unit[r]
+        if unit_ready[u] and not unit_draining[u] and not unit_failed[u] and not unit_cut[u] and not rep_lost[r]:
+            out[n] = r
+            n += 1
+    return n
+
+
+try:  # numba compiles the loops; without it the numpy code in twin.sim.lifecycle is the fallback
     from numba import njit
     follow = njit(cache=True, nogil=True)(_follow)
+    ready = njit(cache=True, nogil=True)(_ready)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
-    follow = None
+    follow = ready = None
 
 HAVE_NUMBA = follow is not None
