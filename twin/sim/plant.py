@@ -100,14 +100,6 @@ class PlantOutputs:
     alarms: Alarms
 
 
-def _frozen(cls, **values):
-    """A frozen dataclass instance with every field in `values`, without the per-field
-    object.__setattr__ its __init__ goes through (PlantOutputs: 21 fields, every tick)."""
-    obj = object.__new__(cls)
-    obj.__dict__.update(values)
-    return obj
-
-
 class Plant:
     """Power, air and heat of the whole hall."""
 
@@ -406,12 +398,12 @@ class Plant:
         short_changed = None
         if short != self.cooling_short:
             self.cooling_short = short_changed = short
-        self.out = _frozen(
-            PlantOutputs, gpu_power_w=g_pow, gpu_util=gpu_util, gpu_clock=clock, gpu_mem_clock=self.gpu_mem_clock,
+        self.out = PlantOutputs(
+            gpu_power_w=g_pow, gpu_util=gpu_util, gpu_clock=clock, gpu_mem_clock=self.gpu_mem_clock,
             node_dc_w=node_dc, node_gpu_w=gpu_node_w, node_wall_w=node_wall, node_cpu_w=np.asarray(cpu_w, dtype=float),
             node_cpu_util=np.asarray(cpu_util, dtype=float), node_airflow_m3_s=airflow, node_inlet_c=inlet,
             node_exhaust_c=exhaust, rack_demand_m3_s=demand, rack_supply_m3_s=supply, rack_recirc_frac=recirc,
             it_w=it_w, facility_w=facility_w, cooling_w=cooling_w, overhead_w=overhead_w,
-            alarms=_frozen(Alarms, psu_overload=overload, throttle_changed=changed, hot_nodes=hot, gpu_max_c=gmax,
-                           cooling_short=short_changed))
+            alarms=Alarms(psu_overload=overload, throttle_changed=changed, hot_nodes=hot, gpu_max_c=gmax,
+                          cooling_short=short_changed))
         return self.out
