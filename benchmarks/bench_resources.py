@@ -7,6 +7,7 @@ validation refuses a scenario whose estimate exceeds 80 % of this machine's memo
 
     python benchmarks/bench_resources.py            # tiny, surge, no fabric, sample_s 10, request-heavy tiny
     python benchmarks/bench_resources.py --hall     # + scenarios/hall-1600.yaml (a few minutes)
+    python benchmarks/bench_resources.py --hall-16000   # + hall-16000 three ways (~10 minutes)
 """
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ def measure(scenario: Path, overrides: dict, out: Path) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hall", action="store_true", help="also scenarios/hall-1600.yaml (slow)")
+    ap.add_argument("--hall-16000", action="store_true",
+                    help="also scenarios/hall-16000.yaml as shipped, without its fabric, and without it at 1 s (slow)")
     ap.add_argument("--only", default=None, help="comma-separated case labels to run (default: all)")
     args = ap.parse_args()
     cases = dict(CASES)
@@ -66,6 +69,11 @@ def main() -> None:
         cases = {k: v for k, v in cases.items() if k in args.only.split(",")}
     if args.hall:
         cases["hall-1600"] = ("hall-1600.yaml", {})
+    if args.hall_16000:
+        every_1_s = {f"simulation.telemetry.{t}.sample_s": 1 for t in ("gpus", "nodes", "links")}
+        cases["hall-16000"] = ("hall-16000.yaml", {})
+        cases["hall-16000, no fabric"] = ("hall-16000.yaml", {"fabric.enabled": False})
+        cases["hall-16000, no fabric, 1 s"] = ("hall-16000.yaml", {"fabric.enabled": False, **every_1_s})
     print(f"{'case':32s} {'rows':>12s} {'requests':>10s} {'estimate':>10s} {'measured':>10s} {'est/meas':>8s} {'wall':>7s}")
     yard = None
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,27 +16,21 @@ SCENARIOS = ROOT / "scenarios"
 ALL_AT_1_S = {f"simulation.telemetry.{t}.sample_s": 1 for t in ("gpus", "nodes", "links")}
 
 # Peak RSS measured (bytes) and where; the estimate must not fall below any of them.
+# benchmarks/bench_resources.py --hall --hall-16000 (os.wait4 of `twin run --no-stage`) on the
+# tree of a307a02 (the gpus, nodes and links tables streaming during the simulation); the
+# earlier figures (hall-16000 4.68-4.98 GB before the compiled kernels, the two-thread writer and
+# the streaming) described code that no longer exists.
 MEASURED_B = [
-    # /usr/bin/time -v `twin run scenarios/hall-16000.yaml --no-stage` on main 5367544, every table
-    # at 1 s: "Maximum resident set size (kbytes): 4977712"
-    # (both hall-16000 figures were taken before its pod fabric existed: fabric off)
-    ("hall-16000.yaml", {**ALL_AT_1_S, "fabric.enabled": False}, 4_977_712 * 1024),
-    # the same on branch perf with the shipped sampling (GPUs and links every 10 s, nodes 5 s):
-    # "Maximum resident set size (kbytes): 4682720"
-    ("hall-16000.yaml", {"fabric.enabled": False}, 4_682_720 * 1024),
-    # as shipped, with its 32,000-cable pod fabric (links every 30 s), main 0a96342, load ~2:
-    # "Maximum resident set size (kbytes): 4801248", 6 min 32 s wall, 286 s CPU
-    ("hall-16000.yaml", {}, 4_801_248 * 1024),
-    # benchmarks/bench_scale.py (ru_maxrss of simulate + write_run in one child) on main a9a7ec9,
-    # after issue 19's kernels and the two-thread Parquet writer: "peak RSS 5,714 MB" (MiB)
-    ("hall-16000.yaml", {}, 5_714 * 2**20),
-    ("surge.yaml", {}, 589 * 2**20),   # the same invocation, "peak RSS 589 MB"
-    # benchmarks/bench_resources.py (os.wait4 of `twin run --no-stage`), branch perf
-    ("tiny.yaml", {"simulation.sample_s": 60, "workload.base_rate_per_s": 400}, 766e6),
-    ("tiny.yaml", {"simulation.sample_s": 60, "workload.base_rate_per_s": 100}, 442e6),
-    ("tiny.yaml", {}, 293e6),
-    ("surge.yaml", {}, 553e6),
-    ("surge.yaml", {"fabric.enabled": False, "simulation.sample_s": 10}, 388e6),
+    ("hall-16000.yaml", {}, 6_796e6),
+    ("hall-16000.yaml", {"fabric.enabled": False}, 6_449e6),
+    ("hall-16000.yaml", {**ALL_AT_1_S, "fabric.enabled": False}, 6_560e6),
+    ("tiny.yaml", {"simulation.sample_s": 60, "workload.base_rate_per_s": 400}, 851e6),
+    ("tiny.yaml", {"simulation.sample_s": 60, "workload.base_rate_per_s": 100}, 481e6),
+    ("tiny.yaml", {}, 266e6),
+    ("surge.yaml", {}, 651e6),
+    ("surge.yaml", {"fabric.enabled": False}, 573e6),
+    ("surge.yaml", {"fabric.enabled": False, "simulation.sample_s": 10}, 411e6),
+    ("surge.yaml", {"simulation.telemetry.gpus.sample_s": 10}, 611e6),
 ]
 
 
@@ -45,21 +39,22 @@ MEASURED_B = [
 def test_the_estimate_is_at_or_above_the_measured_peak(name, overrides, measured_b):
     sc = load_scenario(SCENARIOS / name, overrides=overrides)
     est = rs.estimate(sc.spec, sc.catalogue).memory_b
-    # at or above, and not absurdly above (a 2x estimate would refuse runs that fit)
-    assert measured_b <= est <= 1.35 * measured_b, (est / 1e6, measured_b / 1e6)
+    # at or above, and not absurdly above (a 2x estimate would refuse runs that fit); the 100 MB
+    # of slack matter only for the smallest runs, which no machine refuses
+    assert measured_b <= est <= 1.35 * measured_b + 100e6, (est / 1e6, measured_b / 1e6)
 
 
 def test_hall_1600_is_at_or_above_its_measured_peak():
-    # benchmarks/bench_resources.py --hall, branch perf: 1,539 MB peak; bench_scale on main a9a7ec9:
-    # 1,643 MiB. The estimate counts the whole links table (6.9M rows, not spooled) at 100 B a row,
-    # so it is ~1.5x here
+    # benchmarks/bench_resources.py --hall: 1,539 MB on branch perf, 1,750 MB with the tables
+    # streaming; bench_scale on main a9a7ec9: 1,643 MiB. The estimate counts the whole links table
+    # (6.9M rows, not spooled) at 100 B a row, so it is ~1.5x here
     sc = load_scenario(SCENARIOS / "hall-1600.yaml")
-    assert rs.estimate(sc.spec, sc.catalogue).memory_b >= max(1539e6, 1_643 * 2**20)
+    assert rs.estimate(sc.spec, sc.catalogue).memory_b >= max(1539e6, 1_643 * 2**20, 1_750e6)
 
 
 def test_per_request_cost_matches_the_measured_margin():
-    # 1,111,500 more requests cost 766 - 442 = 324 MB: 291 B each; the fit may not be below it
-    margin_b = (766e6 - 442e6) / (1_482_000 - 370_500)
+    # 1,111,500 more requests cost 851 - 481 = 370 MB: 333 B each; the fit may not be below it
+    margin_b = (851e6 - 481e6) / (1_482_000 - 370_500)
     assert rs.BYTES_PER_REQUEST >= margin_b * 0.99
 
 
@@ -84,9 +79,11 @@ def test_a_spooled_table_holds_one_block_and_one_row_group():
     assert rs.WRITER_ROW_GROUP_ROWS == write.ROW_GROUP_ROWS
 
 
-def test_hall_16000_fits_an_8_gb_machine():
+def test_hall_16000_fits_a_10_gb_machine_and_not_an_8_gb_one():
+    # measured 6.8 GB at its peak (MEASURED_B): more than the 80 % of 8 GB a run may plan to use
     sc = load_scenario(SCENARIOS / "hall-16000.yaml")
-    assert rs.resource_problems(sc.spec, sc.catalogue, machine_memory_b=8e9) == []
+    assert rs.resource_problems(sc.spec, sc.catalogue, machine_memory_b=10e9) == []
+    assert rs.resource_problems(sc.spec, sc.catalogue, machine_memory_b=8e9)
 
 
 def test_a_memory_problem_names_the_tables_own_interval():

@@ -42,19 +42,22 @@ MAX_NODE_TICKS = 5e8
 SECONDS_PER_NODE_TICK = 11e-6  # the slowest measured rate, for the message
 MEMORY_SHARE = 0.8                    # of physical (or cgroup) memory a run may plan to use
 
-# Fitted to peak RSS of `twin run --no-stage` (benchmarks/bench_resources.py, os.wait4 of the
-# child; x86-64, numpy 2, pyarrow, numba imported; 2 cores, shared): tiny 293 MB; surge 553 MB;
-# surge without fabric 524 MB (388 MB at sample_s 10); request-heavy tiny at sample_s 60 (240
-# rows): 442 MB with 370,500 requests, 766 MB with 1,482,000, i.e. 291 B per request at the
-# margin; hall-16000 (16,000 nodes, 13.0M requests, every table at 1 s) 4,978 MB (/usr/bin/time
-# -v on main 5367544); hall-1600 1,539 MB. Estimates: 341 / 633 / 563 / 398 / 453 / 794 / 5,753 MB
-# (1.03-1.17x) and hall-1600 2,297 MB (1.49x: the whole links table at 100 B a row): at or
-# above every measurement.
-BASE_B = 340e6  # Python + numpy + pyarrow + simpy + networkx + numba imported, catalogue loaded
+# Fitted to peak RSS of `twin run --no-stage` (benchmarks/bench_resources.py --hall --hall-16000,
+# os.wait4 of the child; x86-64, numpy 2, pyarrow, numba's compiled kernels loaded, the gpus /
+# nodes / links tables streaming during the simulation; 2 cores; decimal MB): tiny 266; surge 651;
+# surge without fabric 573 (411 at sample_s 10); surge with the GPU table every 10 s 611;
+# request-heavy tiny at sample_s 60 (240 rows): 481 with 370,500 requests, 851 with 1,482,000,
+# i.e. 333 B per request at the margin; hall-1600 1,750; hall-16000 (13.05M requests) 6,796 as
+# shipped, 6,449 without its fabric, 6,560 without it and every table at 1 s. Estimates: 456 /
+# 755 / 685 / 520 / 661 / 588 / 990 / 2,693 / 6,970 / 6,586 / 6,586 MB: at or above every
+# measurement, within 1.35x + 100 MB. The earlier fit (340 MB + 290 B per request) was below the
+# largest runs once the kernels and the streaming encoders came; which of the two the extra
+# belongs to is not separated, so it is split between the base and the per-request cost.
+BASE_B = 455e6  # Python + numpy + pyarrow + simpy + networkx + numba and its kernels, catalogue loaded
 # Bytes per row at the peak: the engine's sample arrays, the flattened columns collect() builds
 # (int64 ids, Python lists for string columns), the Arrow table and Parquet buffers.
 BYTES_PER_ROW = {"gpus": 60.0, "nodes": 120.0, "racks": 160.0, "facility": 400.0, "links": 100.0}
-BYTES_PER_REQUEST = 290.0  # ~20 per-request engine arrays, queues, the requests table (Python lists of strings)
+BYTES_PER_REQUEST = 345.0  # ~20 per-request engine arrays, queues, the requests table (Python lists of strings)
 # Once a spooled table (gpus, nodes) would exceed SPILL_ROWS rows, the engine keeps only
 # BLOCK_SAMPLES samples of it in memory and spills the rest to a temporary directory
 # (twin.sim.spool); the Parquet writer then holds one row group of WRITER_ROW_GROUP_ROWS rows

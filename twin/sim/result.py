@@ -66,7 +66,7 @@ def node_rows(topo: Topology, sample_s: float) -> Rows:
         # same order as one cumsum over the whole table
         start = carry.get(first, np.zeros(N))
         e = np.cumsum(np.vstack([start[None, :], blk["power_w"].astype(np.float64) * sample_s]), axis=0)[1:]
-        carry[first + len(e)] = e[-1]
+        carry[first + len(e)] = e[-1].copy()  # a view would keep the whole block's sums alive
         out = {k: v.ravel() for k, v in blk.items() if k != "state"}
         return {"time_s": repeat_each((np.arange(first, first + n) + 1) * sample_s, N),
                 "node_id": np.tile(node_id, n), "rack_id": np.tile(rack_id, n),
