@@ -112,7 +112,7 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
             return _with_progress("writing USD stage", lambda cb: build_stage(
                 tmp, stage_sample_s=stage_sample_s,
                 progress=(lambda msg, frac: cb(frac, {"msg": msg})) if cb else None), quiet)  # cb is None with -q
-    # the run directory is open while simulating: the gpus and nodes tables stream into it
+    # the run directory is open while simulating: the gpus, nodes and links tables stream into it
     with RunWriter(target, force=force, lock=lock) as run:
         result = _with_progress(f"simulating {sc.name}", lambda cb: simulate(sc, progress=cb, sinks=run.sinks()),
                                 quiet)

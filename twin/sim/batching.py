@@ -375,7 +375,7 @@ class ServingStep:
         if dry:   # a paged pool ran dry: RequestBook.grow_kv preempts its newest sequences
             grow = left[lay.rep_paged[bk.replica[left]]]
             bk.grow_kv(grow, lay.rep_block_bytes, lay.rep_block_tokens, self.rep_state_b, lay.rep_kv_cap, t0 + self.dt)
-        # into the same array every tick (the kernel zeroes it first), which the engine's ReplicaLoad holds
+        # into the same array every tick (the kernel zeroes it first): no allocation per tick
         sk.busy_work_s(bk.inflight, bk.replica, bk.prefill_left, bk.req.prompt_tokens, self._const, w, self.rep_busy)
         return ServingOutputs(*out)
 

@@ -123,7 +123,6 @@ class Engine:
         self.cpu_reps = np.flatnonzero(cpu_load[lay.rep_pool] > 0)
         self.cpu_rep_node = lay.rep_first_node[self.cpu_reps]
         self.cpu_rep_frac = cpu_load[lay.rep_pool][self.cpu_reps]
-        self._load: ReplicaLoad | None = None   # the router's view, rebuilt when an array behind it is replaced
         self.sampler = Sampler(_sampler_layout(topo, lay, gpu_w), n_samples, ticks_per_sample, dt,
                                table_ticks={t: sim.table_ticks(t) for t in SAMPLED_TABLES}, kernels=self.kernels)
         stream_tables(self.sampler, topo, scenario, self.sinks)  # the spooled ones: gpus, nodes
@@ -165,14 +164,12 @@ class Engine:
         book.expire(t0)
         net.step(life.state, book.rep_inflight, self.out)
         self._admit(t0)
-        # (no shared GPUs, no CPU-resident replicas: what _tenancy / _gpu_share / _cpu_util return)
-        ten = None if self.arbiter is None else self._tenancy(t0)
+        ten = self._tenancy(t0)
         self.out = self.serving.step(t0, plant.out.gpu_clock, net.rep_nic_gb_s, net.rep_cross_lat_s,
                                      plant.out.gpu_mem_clock, speed=None if ten is None else ten.rep_speed)
-        plant.step(life.state, life.gpu_ok, self.out,
-                   rep_share=self.rep_gpu_busy if ten is None else self._gpu_share(ten),
+        plant.step(life.state, life.gpu_ok, self.out, rep_share=self._gpu_share(ten),
                    gpu_train=None if ten is None or self.jobs is None else ten.gpu_train,
-                   cpu_extra_util=self._cpu_util() if len(self.cpu_reps) else None)
+                   cpu_extra_util=self._cpu_util())
         if self.jobs is not None:
             self.jobs.advance(t0, self.dt, plant.out.gpu_clock)
             self.jobs.account_energy(plant.out.gpu_power_w, self.dt)
@@ -219,16 +216,11 @@ class Engine:
 
     def _admit(self, t0: float) -> None:
         """Per pool, the router sends queue heads to ready replicas; the request book applies it."""
-        bk, lay, sv = self.book, self.lay, self.serving
-        # the serving step (numpy path) and the request book may replace these arrays: hand the
-        # router today's (a new ReplicaLoad only when one of them is a new array)
-        load = self._load
-        if (load is None or load.work_s is not sv.rep_busy or load.inflight is not bk.rep_inflight
-                or load.kv_reserved_b is not bk.rep_kv_reserved or load.interval_s is not sv.rep_interval_s):
-            load = self._load = ReplicaLoad(work_s=sv.rep_busy, inflight=bk.rep_inflight,
-                                            kv_reserved_b=bk.rep_kv_reserved, max_batch=lay.rep_max_batch,
-                                            kv_cap_b=lay.rep_kv_cap, prefill_s_per_tok=lay.rep_prefill_s_per_tok,
-                                            interval_s=sv.rep_interval_s)
+        bk, lay = self.book, self.lay
+        # the serving step and the request book may replace these arrays: hand the router today's
+        load = ReplicaLoad(work_s=self.serving.rep_busy, inflight=bk.rep_inflight, kv_reserved_b=bk.rep_kv_reserved,
+                           max_batch=lay.rep_max_batch, kv_cap_b=lay.rep_kv_cap,
+                           prefill_s_per_tok=lay.rep_prefill_s_per_tok, interval_s=self.serving.rep_interval_s)
         retry = bk.retry_queues
         for k, main in enumerate(bk.queues):
             if not (main or retry[k]):
@@ -293,8 +285,8 @@ def simulate(scenario: Scenario, progress: Progress | None = None, kernels: str 
     """Run `scenario` and return telemetry columns and a summary. Deterministic for a given seed.
 
     `kernels`: "numba" (compiled hot loops), "numpy" (pure numpy/Python), "auto" (numba if
-    installed); both give byte-identical telemetry. `sinks`: {"gpus"/"nodes": sink} to stream
-    those tables into while the simulation runs (twin.telemetry.write.RunWriter.sinks); the
+    installed); both give byte-identical telemetry. `sinks`: {"gpus" / "nodes" / "links": sink}
+    to stream those tables into while the simulation runs (twin.telemetry.write.RunWriter.sinks); the
     result then hands them over as streamed tables.
     """
     t0 = time.perf_counter()

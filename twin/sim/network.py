@@ -18,7 +18,6 @@ from twin.sim.batching import ServingOutputs
 from twin.sim.events import EventLog, Kind
 from twin.sim.layout import Layout
 from twin.sim.requests import RequestBook
-from twin.model.fabric_flows import LINK_BLOCK_SAMPLES
 from twin.sim.spool import BlockTable, SampleList, TableSink
 from twin.spec.catalogue import NicSpec, NodeSpec
 from twin.spec.scenario import ScenarioSpec
@@ -77,6 +76,7 @@ class Network:
         """Hand the `links` table's rows to `sink` as the samples come (twin.sim.spool.SampleList.tap)."""
         if self.fabric is None:
             return
+        from twin.model.fabric_flows import LINK_BLOCK_SAMPLES  # loaded with the fabric model only
 
         def put(first: int, chunk: list) -> None:
             for cols in self.fabric.column_blocks(chunk):
