@@ -56,30 +56,36 @@ def attr_spec(layer: Sdf.Layer, prim_path: str, name: str, type_name: Sdf.ValueT
     return spec
 
 
-def swing_door_keep(values: np.ndarray, tol: float) -> np.ndarray:
-    """Which frames of (F, K) float series to write so that linear interpolation between the kept
-    frames stays within `tol` of every frame's value (a swinging-door compression, as process
-    historians use): a segment from its anchor grows while the chord to the newest value passes
-    within tol of every value in between; where it cannot, the previous frame is kept and becomes
-    the next anchor. The kept values are the exact ones. Vectorised over K."""
+def swing_door_keep(values: np.ndarray, tol: float | np.ndarray) -> np.ndarray:
+    """Which frames of (F, K) float series, or (F, K, C) arrays of C values, to write so that
+    linear interpolation between the kept frames stays within `tol` of every frame's value (a
+    swinging-door compression, as process historians use): a segment from its anchor grows while
+    the chord to the newest value passes within tol of every value in between; where it cannot,
+    the previous frame is kept and becomes the next anchor. For arrays a frame is kept when any of
+    its C values needs it, so every element keeps the guarantee. The kept values are the exact
+    ones. Vectorised over K (and C); `tol` is one tolerance or one per series (K,), so series of
+    several quantities go through one pass."""
     v = np.asarray(values, dtype=np.float64)
     f_n, k_n = v.shape[:2]
     keep = np.zeros((f_n, k_n), dtype=bool)
     if f_n == 0:
         return keep
+    v = v.reshape(f_n, k_n, -1)
+    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64).reshape(-1, 1), (k_n, 1))
     keep[0] = keep[-1] = True
-    anchor = np.zeros(k_n, dtype=np.int64)
+    anchor = np.zeros((k_n, 1), dtype=np.int64)
     va = v[0].copy()
-    lo, hi = np.full(k_n, -np.inf), np.full(k_n, np.inf)     # chord slopes the in-between values allow
+    lo, hi = np.full(va.shape, -np.inf), np.full(va.shape, np.inf)   # chord slopes the in-between values allow
     for f in range(1, f_n):
         slope = (v[f] - va) / (f - anchor)
-        brk = (slope < lo) | (slope > hi)
+        brk = ((slope < lo) | (slope > hi)).any(axis=1)
         if brk.any():
             keep[f - 1, brk] = True
-            anchor = np.where(brk, f - 1, anchor)
-            va = np.where(brk, v[f - 1], va)
-            lo = np.where(brk, -np.inf, lo)
-            hi = np.where(brk, np.inf, hi)
+            b = brk[:, None]
+            anchor = np.where(b, f - 1, anchor)
+            va = np.where(b, v[f - 1], va)
+            lo = np.where(b, -np.inf, lo)
+            hi = np.where(b, np.inf, hi)
         d = f - anchor                                       # frame f is now an in-between value
         lo = np.maximum(lo, (v[f] - tol - va) / d)
         hi = np.minimum(hi, (v[f] + tol - va) / d)
@@ -130,11 +136,12 @@ def write_float_series(layer: Sdf.Layer, attr_paths: Sequence[Sdf.Path], timecod
 
 
 def write_array_series(layer: Sdf.Layer, attr_paths: Sequence[Sdf.Path], timecodes: np.ndarray,
-                       values: np.ndarray, to_vt: Callable[[np.ndarray], Value]) -> int:
+                       values: np.ndarray, to_vt: Callable[[np.ndarray], Value], tol: float | None = None) -> int:
     """(F, K, C) float32 arrays, one Vt array of C values per sample (to_vt, e.g.
-    Vt.FloatArray.FromNumpy), written where the row differs from a neighbour (keep_mask)."""
+    Vt.FloatArray.FromNumpy), written where the row differs from a neighbour (keep_mask), or
+    swing-door within `tol` of every element when given."""
     v = np.asarray(values)
-    keep = keep_mask(v)
+    keep = keep_mask(v) if tol is None else swing_door_keep(v, tol)
     rows = np.ascontiguousarray(v.transpose(1, 0, *range(2, v.ndim))[keep.T])
     return write_kept(layer, attr_paths, timecodes, keep, list(map(to_vt, rows)))
 

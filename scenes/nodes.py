@@ -34,7 +34,8 @@ import numpy as np
 from pxr import Gf, Sdf, Usd, UsdGeom, UsdShade, Vt
 
 from scenes import colours, effects, layout as lay
-from scenes.animate import attr_spec, write_array_series, write_cached_series, write_float_series, write_palette_series
+from scenes.animate import (attr_spec, swing_door_keep, write_array_series, write_cached_series, write_float_series,
+                            write_kept, write_palette_series)
 from scenes.frames import StageFrames
 from scenes.mapping import ColourMapping, quantity_values
 from scenes.prims import bind, ref
@@ -50,6 +51,21 @@ BLUR_STEPS = 12
 VELOCITY_STEP_M_S = 0.01          # FX quantisation (values within a step look identical to a sim)
 TEMPERATURE_STEP_C = 0.1
 FAN_ANGLE_TOL_DEG = 0.5           # rotor angle written within 0.5° (swing door): a steady fan is 2 keys
+# primvars:telemetry:* are written swing-door within these tolerances (units of the primvar): at
+# every stage frame the interpolated value is within the tolerance of the frame's exact float32.
+# Each is half the step a real instrument or this stage's own FX data resolves, so no reader of
+# the stage can tell it from the exact series; the 1-s exact values stay in Parquet.
+TELEMETRY_TOLERANCE = {
+    "power_w": 0.5,          # half a watt: IPMI DCMI Get Power Reading reports whole watts
+    "gpu_temp_c": 0.05,      # half of the FX temperature step (TEMPERATURE_STEP_C); NVML and BMC
+    "gpu_temp_max_c": 0.05,  # sensors report whole degrees (nvmlDeviceGetTemperature: unsigned int)
+    "inlet_c": 0.05,
+    "exhaust_c": 0.05,
+    "fan_rpm": 5.0,          # 0.05 % of a chassis fan's range (the spin itself: FAN_ANGLE_TOL_DEG)
+    "airflow_m3_s": 1e-4,    # half the FX velocity step x the intake area (0.01 m/s x 0.0258 m2)
+    "p2p_gb_s": 0.01,        # 10 MB/s
+    "gpu_util": 0.005,       # half of DCGM's 1 % step (DCGM_FI_DEV_GPU_UTIL is an integer percent)
+}
 CONSUMER_GPU_HINTS = ("4090", "3090", "5090", "geforce")   # node types built on open-air cards
 
 
@@ -180,17 +196,22 @@ def _write_airflow(tel: Sdf.Layer, specs, fr: StageFrames, air: Airflow) -> int:
 
 
 def _write_telemetry(tel: Sdf.Layer, specs, fr: StageFrames) -> int:
-    """primvars:telemetry:* on each node prim (float32; the 1-s detail stays in Parquet)."""
+    """primvars:telemetry:* on each node prim (float32, swing-door within TELEMETRY_TOLERANCE; the
+    state exactly; the 1-s detail stays in Parquet)."""
     T = Sdf.ValueTypeNames
     tc = fr.timecodes
-    n = 0
-    for name, values in (("power_w", fr.power_w), ("gpu_temp_max_c", np.nan_to_num(fr.gpu_temp_max_c)),
-                         ("fan_rpm", fr.fan_rpm), ("inlet_c", np.nan_to_num(fr.inlet_c)),
-                         ("exhaust_c", np.nan_to_num(fr.exhaust_c)), ("airflow_m3_s", fr.airflow_m3_s),
-                         ("p2p_gb_s", fr.p2p_gb_s), ("gpu_util", fr.gpu_util)):
-        n += write_float_series(tel, specs("", f"primvars:telemetry:{name}", T.Float, "constant"), tc, values)
+    series = {"power_w": fr.power_w, "gpu_temp_max_c": np.nan_to_num(fr.gpu_temp_max_c), "fan_rpm": fr.fan_rpm,
+              "inlet_c": np.nan_to_num(fr.inlet_c), "exhaust_c": np.nan_to_num(fr.exhaust_c),
+              "airflow_m3_s": fr.airflow_m3_s, "p2p_gb_s": fr.p2p_gb_s, "gpu_util": fr.gpu_util}
+    # one swing-door pass over every float series (its Python loop is per frame, not per series)
+    v = np.concatenate([np.asarray(x, dtype=np.float32) for x in series.values()], axis=1)
+    tol = np.repeat([TELEMETRY_TOLERANCE[k] for k in series], fr.power_w.shape[1])
+    keep = swing_door_keep(v, tol)
+    n = write_kept(tel, [p for name in series for p in specs("", f"primvars:telemetry:{name}", T.Float, "constant")],
+                   tc, keep, v.T[keep.T].tolist())
     n += write_palette_series(tel, specs("", "primvars:telemetry:state", T.Token, "constant"), tc, fr.state,
                               list(NODE_STATES))
     n += write_array_series(tel, specs("", "primvars:telemetry:gpu_temp_c", T.FloatArray, "constant"), tc,
-                            np.nan_to_num(fr.gpu_temp_c).astype(np.float32), Vt.FloatArray.FromNumpy)
+                            np.nan_to_num(fr.gpu_temp_c).astype(np.float32), Vt.FloatArray.FromNumpy,
+                            TELEMETRY_TOLERANCE["gpu_temp_c"])
     return n

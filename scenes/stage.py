@@ -26,7 +26,7 @@ from scenes import cameras, effects, layout as lay, mapping as cmap
 from scenes.mapping import quantity_values
 from scenes.fabric import author_fabric, sample_fabric
 from scenes.frames import FRAMES_PER_SECOND, StageFrames, load_frames
-from scenes.nodes import Looks, author_nodes, read_airflow, write_node_samples
+from scenes.nodes import TELEMETRY_TOLERANCE, Looks, author_nodes, read_airflow, write_node_samples
 from scenes.prims import bind, group, label, ref, xform
 from scenes.room import author_room
 from twin.telemetry.schema import NODE_STATES
@@ -200,6 +200,7 @@ def _metadata(stage: Usd.Stage, fr: StageFrames, timecodes: np.ndarray, mapping:
         "twin:fan_spin": f"{effects.MAX_SPIN_DEG_PER_FRAME:.1f} deg/frame at the run's peak rpm "
                          f"({node_info['fan_peak_rpm']:.0f}); blur disc above {effects.BLUR_START_RPM:.0f} rpm",
         "twin:legend": "./previews/colour_legend.png",
+        "twin:telemetry_tolerance": {k: float(v) for k, v in TELEMETRY_TOLERANCE.items()},
         **{f"twin:beat_{k}": float(v["timecode"]) for k, v in beats.items()},
         **mapping.layer_data(),
     }
