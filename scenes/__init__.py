@@ -3,11 +3,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# node rows from which a stage's data layer is written by a helper process (scenes/data_layer.py):
+# its start-up (~0.7 s) pays for itself. The surge has 576,000; the tests' small runs a few thousand.
+HELPER_MIN_NODE_ROWS = 50_000
+
 
 def build_stage(run_dir, stage_sample_s=None, progress=None, **kwargs) -> dict:
     """Write run_dir/stage (refinery.usda + telemetry.usdc + previews); see scenes.stage.build_stage."""
     from scenes.stage import build_stage as _build   # pxr imported lazily: `twin run --no-stage` stays light
     return _build(run_dir, stage_sample_s=stage_sample_s, progress=progress, **kwargs)
+
+
+def start_data_helper():
+    """A scenes.data_layer.DataLayerJob whose helper process starts now; pass it to
+    build_stage(data_job=...) to have it write data.usdc and the previews."""
+    from scenes.data_layer import DataLayerJob
+    return DataLayerJob.start()
 
 
 def stage_beats(root: Path | str) -> dict[str, float]:
@@ -16,4 +27,4 @@ def stage_beats(root: Path | str) -> dict[str, float]:
     return read_beats(root)
 
 
-__all__ = ["build_stage", "stage_beats"]
+__all__ = ["HELPER_MIN_NODE_ROWS", "build_stage", "stage_beats", "start_data_helper"]

@@ -147,3 +147,10 @@ def quantity_values(fr, name: str) -> np.ndarray:
     if name == "util":
         return fr.gpu_util
     raise ValueError(f"--colour-by: unknown quantity {name!r}")
+
+
+def for_frames(fr, colour_by: str | None = None, colour_range: str | None = None) -> ColourMapping:
+    """The colour mapping of a run's stage frames (scenes.frames.StageFrames): quantity
+    `colour_by` (default gpu_temp) over `colour_range` (default auto)."""
+    q = quantity(colour_by)
+    return resolve(q.name, colour_range, quantity_values(fr, q.name), fr.state, fr.manifest)

@@ -2,8 +2,10 @@
 
 Each node is ``assets/node.usda`` referenced once (a component asset; not instanceable, because
 its colour is per node; its heavy internals are an instanceable payload inside the asset). The
-root layer holds the reference, placement, variant selections and material bindings; all time
-samples go to telemetry.usdc as ``over`` specs (Sdf fast path, scenes/animate.py).
+root layer holds the reference, placement, variant selections and material bindings; the time
+samples are ``over`` specs (Sdf fast path, scenes/animate.py): the look (colours, fans, P2P) in
+telemetry.usdc, the numbers (FX/Airflow and primvars:telemetry:*) in data.usdc
+(scenes/data_layer.py, written beside the look by a helper process on large stages).
 
 Per node (paths below /Refinery/Row_X/Rack_XNN/Node_NN):
 
@@ -116,9 +118,9 @@ def author_nodes(stage: Usd.Stage, layout: lay.Layout, fr: StageFrames, looks: L
             layout.racks[layout.node_rack_index[n]].name)
 
 
-def write_node_samples(tel: Sdf.Layer, layout: lay.Layout, fr: StageFrames, mapping: ColourMapping,
-                       airflow: Airflow) -> dict:
-    """Every per-node sample (inside an Sdf.ChangeBlock). Returns counts and the traffic peaks."""
+def write_node_samples(tel: Sdf.Layer, layout: lay.Layout, fr: StageFrames, mapping: ColourMapping) -> dict:
+    """The per-node samples of the look (inside an Sdf.ChangeBlock): heat colours, fans, P2P
+    flashes. Returns counts and the traffic peaks. The numbers are write_data_samples's."""
     T = Sdf.ValueTypeNames
     tc = fr.timecodes
     paths = layout.node_path
@@ -165,9 +167,15 @@ def write_node_samples(tel: Sdf.Layer, layout: lay.Layout, fr: StageFrames, mapp
     light = [Vt.Vec3fArray([Gf.Vec3f(*(float(c * f * P2P_GLOW) for c in colours.P2P_RGB))]) for f in frac]
     n += write_palette_series(tel, specs("/P2P", "widths", T.FloatArray), tc, code, widths)
     n += write_palette_series(tel, specs("/P2P", "primvars:displayColor", T.Color3fArray), tc, code, light)
-    n += _write_airflow(tel, specs, fr, airflow)
-    n += _write_telemetry(tel, specs, fr)
     return {"samples": n, "p2p_peak_gb_s": p2p_peak, "fan_peak_rpm": float(fr.fan_rpm.max()) if fr.fan_rpm.size else 0.0}
+
+
+def write_data_samples(layer: Sdf.Layer, layout: lay.Layout, fr: StageFrames, airflow: Airflow) -> int:
+    """The data layer's per-node samples (inside an Sdf.ChangeBlock): FX/Airflow and the
+    primvars:telemetry:* numbers. Returns the count."""
+    def specs(suffix: str, name: str, tname, interp: str | None = None) -> list[Sdf.Path]:
+        return [attr_spec(layer, p + suffix, name, tname, interpolation=interp).path for p in layout.node_path]
+    return _write_airflow(layer, specs, fr, airflow) + _write_telemetry(layer, specs, fr)
 
 
 def _write_airflow(tel: Sdf.Layer, specs, fr: StageFrames, air: Airflow) -> int:

@@ -1,5 +1,7 @@
 """Build a run's USD stage: ``stage/refinery.usda`` (layout, assets, room, cameras, lights, metadata)
-sublayering ``stage/telemetry.usdc`` (every time sample), plus previews (legend, floor heat map).
+sublayering ``stage/telemetry.usdc`` (the look's time samples) and ``stage/data.usdc`` (the
+numbers: telemetry primvars and FX airflow, scenes/data_layer.py), plus previews (legend, floor
+heat map).
 
 Reads only the run's telemetry + manifest (scenes/frames.py) and the hand-authored assets, which
 are copied next to the stage (``stage/assets/``) so a run directory opens anywhere.
@@ -26,7 +28,8 @@ from scenes import cameras, effects, layout as lay, mapping as cmap
 from scenes.mapping import quantity_values
 from scenes.fabric import author_fabric, sample_fabric
 from scenes.frames import FRAMES_PER_SECOND, StageFrames, load_frames
-from scenes.nodes import TELEMETRY_TOLERANCE, Looks, author_nodes, read_airflow, write_node_samples
+from scenes.data_layer import DATA_NAME, HELPER_MIN_NODE_ROWS, DataLayerJob, node_rows
+from scenes.nodes import TELEMETRY_TOLERANCE, Looks, author_nodes, write_node_samples
 from scenes.prims import bind, group, label, ref, xform
 from scenes.room import author_room
 from twin.telemetry.schema import NODE_STATES
@@ -46,11 +49,15 @@ def _noop(msg: str, frac: float) -> None:
 def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
                 progress: Progress | None = None, out_dir: Path | str | None = None,
                 previews: bool = True, colour_by: str | None = None, colour_range: str | None = None,
-                window: tuple[float, float] | None = None, realtime: bool = False) -> dict:
+                window: tuple[float, float] | None = None, realtime: bool = False,
+                data_helper: bool | None = None, data_job: DataLayerJob | None = None) -> dict:
     """Write the stage of the run in `run_dir` into `out_dir` (default run_dir/stage).
 
     colour_by / colour_range: scenes.mapping (default gpu_temp, auto). window: (start_s, end_s)
-    of simulated time; realtime: 24 frames per simulated second over the window.
+    of simulated time; realtime: 24 frames per simulated second over the window. data_helper:
+    write data.usdc and the previews in a helper process (default: when the run has
+    HELPER_MIN_NODE_ROWS node rows; scenes.data_layer); data_job: a DataLayerJob to use instead
+    (`twin run` starts its helper before simulating). The job is closed on return.
     Returns the manifest["stage"] record: paths (relative to run_dir when inside it), prim and
     sample counts, the time mapping, colour mapping, story beats and seconds spent.
     """
@@ -58,12 +65,31 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
     progress = progress or _noop
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "stage"
+    out.mkdir(parents=True, exist_ok=True)
+    root_path, tel_path, data_path = out / ROOT_NAME, out / TELEMETRY_NAME, out / DATA_NAME
+    for p in (root_path, tel_path, data_path):
+        if p.exists():
+            p.unlink()
+    # the numbers (data.usdc) and the previews are written beside everything below: by a helper
+    # process on large runs (scenes/data_layer.py), else in-process once the frames are read
+    if data_job is None:
+        big = data_helper if data_helper is not None else node_rows(run_dir) >= HELPER_MIN_NODE_ROWS
+        data_job = DataLayerJob.start() if big else DataLayerJob()
+    try:
+        if data_job.in_helper:
+            data_job.submit(run_dir, out, stage_sample_s, window, realtime, previews, colour_by, colour_range)
+        return _build(run_dir, out, data_job, t0, progress, stage_sample_s, previews, colour_by, colour_range,
+                      window, realtime)
+    finally:
+        data_job.close()
+
+
+def _build(run_dir: Path, out: Path, data: DataLayerJob, t0: float, progress: Progress, stage_sample_s, previews,
+           colour_by, colour_range, window, realtime) -> dict:
     progress("reading telemetry", 0.0)
     fr = load_frames(run_dir, stage_sample_s, window=window, realtime=realtime)
-    q = cmap.quantity(colour_by)
-    mapping = cmap.resolve(q.name, colour_range, quantity_values(fr, q.name), fr.state, fr.manifest)
+    mapping = cmap.for_frames(fr, colour_by, colour_range)
     beats = story_beats(fr, mapping)
-    out.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ASSETS_DIR, out / "assets", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     layout = lay.build_layout(fr.topology)
@@ -71,13 +97,11 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
     t_read = time.perf_counter()
 
     progress("authoring layout", 0.1)
-    root_path, tel_path = out / ROOT_NAME, out / TELEMETRY_NAME
-    for p in (root_path, tel_path):
-        if p.exists():
-            p.unlink()
+    root_path, tel_path, data_path = out / ROOT_NAME, out / TELEMETRY_NAME, out / DATA_NAME
     tel = Sdf.Layer.CreateNew(str(tel_path))
-    stage = Usd.Stage.CreateNew(str(root_path))
-    stage.GetRootLayer().subLayerPaths.append("./" + TELEMETRY_NAME)
+    root = Sdf.Layer.CreateNew(str(root_path))   # held here: it outlives the stage (below)
+    root.subLayerPaths.append("./" + TELEMETRY_NAME)
+    stage = Usd.Stage.Open(root)
     looks = _author_looks(stage)
     counts = _author_layout(stage, layout, fr, looks)
     author_room(stage, layout, looks)
@@ -88,20 +112,25 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
 
     progress("writing time samples", 0.3)
     with Sdf.ChangeBlock():
-        node_info = write_node_samples(tel, layout, fr, mapping, read_airflow(ASSETS_DIR))
+        node_info = write_node_samples(tel, layout, fr, mapping)
         fab_info = sample_fabric(tel, fabric, fr.links, timecodes)
         samples = node_info["samples"] + fab_info["samples"]
         samples += cameras.write_hero_samples(tel, layout, {k: v["frame"] for k, v in beats.items()}, timecodes)
     _metadata(stage, fr, timecodes, mapping, beats, node_info, fab_info)
+    # no stage composes the root from here, so sublayering data.usdc below opens nothing until it is written
+    del stage, looks
     t_samples = time.perf_counter()
-    stage.GetRootLayer().Save()
     tel.Save()
     t_save = time.perf_counter()
-    progress("writing previews", 0.85)
-    preview_paths: list[str] = []
-    if previews:
-        from scenes.previews import write_previews
-        preview_paths = [str(p) for p in write_previews(out / "previews", fr, mapping)]
+    if data.in_helper:
+        progress("waiting for the data layer and previews", 0.85)
+    else:
+        progress("writing the data layer and previews", 0.6)
+        data.submit(run_dir, out, stage_sample_s, window, realtime, previews, colour_by, colour_range,
+                    frames=fr, mapping=mapping)
+    data_info = data.result()
+    root.subLayerPaths.append("./" + DATA_NAME)
+    root.Save()
     progress("stage done", 1.0)
     t_end = time.perf_counter()
 
@@ -113,20 +142,25 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
             return str(p)
 
     return {
-        "root": rel(root_path), "telemetry": rel(tel_path), "previews": [rel(p) for p in preview_paths],
+        "root": rel(root_path), "telemetry": rel(tel_path), "data": rel(data_path),
+        "previews": [rel(p) for p in data_info["previews"]],
         "stage_sample_s": fr.seconds_per_frame, "seconds_per_timecode": fr.seconds_per_frame,
         "realtime": fr.realtime, "window_s": list(fr.window_s), "frames": int(fr.times.size),
         "start_time_code": float(timecodes[0]) if timecodes.size else 0.0,
         "end_time_code": float(timecodes[-1]) if timecodes.size else 0.0,
         "timecodes_per_second": TIMECODES_PER_SECOND,
         "colour": mapping.layer_data(), "beats": {k: v["timecode"] for k, v in beats.items()},
-        "prims": counts | {"links": len(fabric.link_paths)}, "samples": samples,
-        "telemetry_bytes": tel_path.stat().st_size,
+        "prims": counts | {"links": len(fabric.link_paths)}, "samples": samples + data_info["samples"],
+        "telemetry_samples": samples, "data_samples": data_info["samples"],
+        "telemetry_bytes": tel_path.stat().st_size, "data_bytes": data_info["bytes"],
+        "data_process": data_info["process"],
         # read: telemetry, mapping, layout; layout: root-layer prims; samples: telemetry.usdc's
-        # specs and samples (in memory); save: both files; previews: the Pillow images
+        # specs and samples (in memory); save: telemetry.usdc; data_wait: waiting for (or writing)
+        # data.usdc and the previews, then the root's save; data: their own time where written
         "seconds": {"read": round(t_read - t0, 3), "layout": round(t_layout - t_read, 3),
                     "samples": round(t_samples - t_layout, 3), "save": round(t_save - t_samples, 3),
-                    "previews": round(t_end - t_save, 3), "total": round(t_end - t0, 3)},
+                    "data_wait": round(t_end - t_save, 3), "data": data_info["seconds"],
+                    "total": round(t_end - t0, 3)},
     }
 
 

@@ -289,3 +289,26 @@ def test_ctrl_c_during_the_writing_stops_the_streamed_table_at_its_next_block(tm
         signal.signal(signal.SIGALRM, previous)
     assert new_threads(before) == []
     assert 0 < tables["gpus"].yielded < 200, "interrupted in the middle, and it did not write on to the end"
+
+
+def test_an_interrupt_inside_a_compiled_kernel_is_still_an_interrupt(tmp_path):
+    """A signal landing while a numba kernel returns surfaces as SystemError("... returned a result
+    with an exception set") caused by the KeyboardInterrupt (seen in CI on SIGTERM): still exit 130,
+    one line; any other SystemError is not swallowed."""
+    import typer
+
+    from twin.cli.main import _interruptible
+
+    def kernel_returning_with_interrupt():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise SystemError("CPUDispatcher(<function k>) returned a result with an exception set") from exc
+
+    with pytest.raises(typer.Exit) as done:
+        with _interruptible(tmp_path / "run"):
+            kernel_returning_with_interrupt()
+    assert done.value.exit_code == 130
+    with pytest.raises(SystemError):
+        with _interruptible(tmp_path / "run"):
+            raise SystemError("a real bug")

@@ -47,8 +47,9 @@ def errors_of(stage) -> list[str]:
 def test_files_layers_and_metadata(syn):
     run, info, stage, _ = syn
     root = stage.GetRootLayer()
-    assert list(root.subLayerPaths) == ["./telemetry.usdc"]
-    assert Sdf.Layer.FindOrOpen(str(run / "stage" / "telemetry.usdc")).GetFileFormat().formatId == "usdc"
+    assert list(root.subLayerPaths) == ["./telemetry.usdc", "./data.usdc"]
+    for name in ("telemetry.usdc", "data.usdc"):
+        assert Sdf.Layer.FindOrOpen(str(run / "stage" / name)).GetFileFormat().formatId == "usdc"
     assert info["previews"] == ["stage/previews/colour_legend.png", "stage/previews/floor_heatmap.gif"]
     assert UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z and UsdGeom.GetStageMetersPerUnit(stage) == 1.0
     assert stage.GetTimeCodesPerSecond() == 24.0 and (stage.GetStartTimeCode(), stage.GetEndTimeCode()) == (1.0, 20.0)

@@ -94,9 +94,25 @@ def _interruptible(target: Path):
         yield
     except KeyboardInterrupt:
         fail(f"interrupted; no partial run written to {target}", code=143 if got else 130)
+    except SystemError as exc:
+        # the signal's KeyboardInterrupt raised while a compiled kernel returned: CPython reports it
+        # as "returned a result with an exception set", the interrupt as its cause
+        if not _caused_by_interrupt(exc):
+            raise
+        fail(f"interrupted; no partial run written to {target}", code=143 if got else 130)
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | None, quiet: bool,
@@ -104,19 +120,29 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
     from twin.sim.engine import simulate
     from twin.telemetry.write import RunWriter
 
-    stage_fn = None
+    stage_fn, data_job = None, None
     if stage:
-        from scenes import build_stage
+        from scenes import HELPER_MIN_NODE_ROWS, build_stage, start_data_helper
+        from twin.model.resources import estimate
+
+        if estimate(sc.spec, sc.catalogue).rows["nodes"] >= HELPER_MIN_NODE_ROWS:
+            # the stage's data layer is written by a helper process: started now, its imports run on
+            # the second core while the simulation runs (scenes/data_layer.py)
+            data_job = start_data_helper()
 
         def stage_fn(tmp: Path) -> dict:
             return _with_progress("writing USD stage", lambda cb: build_stage(
-                tmp, stage_sample_s=stage_sample_s,
+                tmp, stage_sample_s=stage_sample_s, data_job=data_job,
                 progress=(lambda msg, frac: cb(frac, {"msg": msg})) if cb else None), quiet)  # cb is None with -q
-    # the run directory is open while simulating: the gpus, nodes and links tables stream into it
-    with RunWriter(target, force=force, lock=lock) as run:
-        result = _with_progress(f"simulating {sc.name}", lambda cb: simulate(sc, progress=cb, sinks=run.sinks()),
-                                quiet)
-        man = run.finish(result, stage=stage_fn, overrides=overrides, source=source)
+    try:
+        # the run directory is open while simulating: the gpus, nodes and links tables stream into it
+        with RunWriter(target, force=force, lock=lock) as run:
+            result = _with_progress(f"simulating {sc.name}",
+                                    lambda cb: simulate(sc, progress=cb, sinks=run.sinks()), quiet)
+            man = run.finish(result, stage=stage_fn, overrides=overrides, source=source)
+    finally:
+        if data_job is not None:   # a failed run: the helper never got its work (build_stage closes it)
+            data_job.close()
     print_summary(man, target)
 
 

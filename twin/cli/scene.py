@@ -91,7 +91,7 @@ def scene(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
           realtime: Annotated[bool, typer.Option("--realtime", help="24 frames per simulated second (use with --window)")] = False,
           quiet: QuietOption = False,
           ) -> None:
-    """Regenerate RUN_DIR/stage (refinery.usda + telemetry.usdc + previews) without re-simulating."""
+    """Regenerate RUN_DIR/stage (refinery.usda + telemetry.usdc + data.usdc + previews) without re-simulating."""
     from twin.errors import ToolError
     from twin.telemetry.atomic import AtomicDir, write_json_atomic
     from twin.telemetry.read import read_manifest
@@ -116,7 +116,7 @@ def scene(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
     except OSError as exc:
         fail(f"cannot write {run_dir / 'stage'}: {exc.strerror or exc}")
     tmp_name = Path(tmp).name        # paths are recorded relative to the run directory, as `twin run` does
-    for key in ("root", "telemetry"):
+    for key in ("root", "telemetry", "data"):
         info[key] = info[key].replace(tmp_name, "stage")
     info["previews"] = [p.replace(tmp_name, "stage") for p in info["previews"]]
     manifest = read_manifest(run_dir)
