@@ -66,3 +66,38 @@ def test_ready_by_hand():
     n = lk.ready(np.arange(4), np.array([0, 0, 1, 2]), np.array([True, True, False]), np.zeros(3, bool),
                  np.zeros(3, bool), np.array([False, True, False]), np.array([False, True, False, False]), out)
     assert out[:n].tolist() == [0]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_settle_decides_the_units_the_numpy_code_decides(seed):
+    from twin.model.states import FAILED, OFF
+    rng = np.random.default_rng(seed)
+    U, R = int(rng.integers(1, 6)), int(rng.integers(0, 12))
+    sizes = rng.integers(0, 4, U)                       # a unit may have no nodes: "all" then holds
+    flat_unit = np.repeat(np.arange(U), sizes).astype(np.int64)
+    flat_node = rng.permutation(len(flat_unit)).astype(np.int64)
+    # few states, so that "all nodes OFF / WARM" happens
+    state = rng.choice([OFF, FAILED, WARM, SERVING, DRAINING], size=len(flat_unit), p=[.4, .1, .3, .1, .1]).astype(np.int8)
+    rep_unit = rng.integers(0, U, R).astype(np.int64)
+    rep_lost = rng.uniform(0, 1, R) < 0.2
+    draining, failed, ready = (rng.uniform(0, 1, U) < 0.5 for _ in range(3))
+    u_busy = rng.uniform(0, 1, U) < 0.3
+    # the numpy code of Lifecycle.follow_traffic's end
+    want_d, want_f, want_r = draining.copy(), failed.copy(), ready.copy()
+    cand = want_d | want_f
+    s_flat = state[flat_node]
+    size = np.bincount(flat_unit, minlength=U)
+
+    def every(ok):
+        return np.bincount(flat_unit, weights=ok, minlength=U) == size
+
+    lost_any = np.bincount(rep_unit, weights=rep_lost, minlength=U) > 0
+    back = cand & want_f & every(s_flat == OFF) & ~lost_any
+    want_f[back] = False
+    done = cand & every((s_flat == OFF) | (s_flat == FAILED) | (s_flat == WARM)) & ~u_busy & want_d
+    want_d[done] = False
+    want_r[done] = every(s_flat == WARM)[done]
+    scratch = tuple(rng.uniform(0, 1, U) < 0.5 for _ in range(4))   # stale scratch must not matter
+    lk.settle(draining, failed, ready, u_busy, rep_unit, rep_lost, flat_unit, flat_node, state, OFF, FAILED, WARM,
+              *scratch)
+    assert (draining.tolist(), failed.tolist(), ready.tolist()) == (want_d.tolist(), want_f.tolist(), want_r.tolist())

@@ -231,10 +231,12 @@ class FabricModel:
         `rep_tok_s` (R_rep,): tokens/s each replica pushed through its pipeline last tick (decode +
         prompt), the demand of its activation flows.
         """
-        self.rep_nic_gb_s = np.full(self.n_rep, self.nic_gb_s)
-        self.loading_rate_gb_s = np.zeros(self.N)
-        self.node_load_gb_s = np.zeros(self.N)
-        self.node_nic_gb_s = np.zeros(self.N)
+        # refilled in place, not reallocated: every reader (Network, the serving step, the sampler,
+        # the lifecycle) reads them within the tick and keeps no reference across ticks
+        self.rep_nic_gb_s.fill(self.nic_gb_s)
+        self.loading_rate_gb_s.fill(0.0)
+        self.node_load_gb_s.fill(0.0)
+        self.node_nic_gb_s.fill(0.0)
         active = np.asarray(active_reps, dtype=np.int64)
         fs = self._flow_set(active[self.rep_has_hops[active]], np.asarray(loading_nodes, dtype=np.int64))
         if fs is None:
@@ -283,12 +285,12 @@ class FabricModel:
     def sample(self, time_s: float, n_ticks: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
         """Close a telemetry interval of `n_ticks` ticks: (time, bytes, utilisation, mean flows) per cable."""
         if self.compiled:
-            total_b, util = np.empty(self.fg.n_links), np.empty(self.fg.n_links, np.float32)
-            fk.close_links(self._acc_bytes, self._cable_cap_b, n_ticks * self.dt_s, total_b, util)
-            out = (time_s, total_b, util, np.rint(self._acc_flows / n_ticks))
-            self._acc_bytes[:] = 0.0
-            self._acc_flows[:] = 0.0
-            return out
+            # new arrays each interval: the samples keep them
+            L = self.fg.n_links
+            total_b, util, flows = np.empty(L), np.empty(L, np.float32), np.empty(L)
+            fk.close_links(self._acc_bytes, self._acc_flows, self._cable_cap_b, n_ticks * self.dt_s, float(n_ticks),
+                           total_b, util, flows)   # (and zeroes the accumulators)
+            return time_s, total_b, util, flows
         by_dir = self._acc_bytes.reshape(-1, 2)
         cap = self.cap.reshape(-1, 2)[:, 0]
         span_s = n_ticks * self.dt_s

@@ -13,6 +13,8 @@ bytes are the same (tests/test_fabric_kernel.py); `kernels="numpy"` selects the 
 """
 from __future__ import annotations
 
+import numpy as np
+
 
 GB = 1e9  # twin.model.fabric.GB
 
@@ -89,12 +91,18 @@ def _apply(cap, load, alloc, entry_col, flow_ptr, elastic, is_pp, rep, node, src
         acc_flows[used[i] // 2] += inc_count[i]
 
 
-def _close_links(acc_bytes, cable_cap_b, span_s, total_b, util) -> None:
-    """Per cable: bytes both ways, and the busier direction's share of what the cable could carry."""
+def _close_links(acc_bytes, acc_flows, cable_cap_b, span_s, n_ticks, total_b, util, flows) -> None:
+    """Per cable: bytes both ways, the busier direction's share of what the cable could carry and
+    the mean flow count rounded half to even (np.rint(acc_flows / n_ticks)); the accumulators are
+    then zeroed for the next interval."""
     for i in range(total_b.shape[0]):
         a, b = acc_bytes[2 * i], acc_bytes[2 * i + 1]
         total_b[i] = a + b
         util[i] = _nan_max(a, b) / (cable_cap_b[i] * span_s)
+        flows[i] = np.rint(acc_flows[i] / n_ticks)
+        acc_bytes[2 * i] = 0.0
+        acc_bytes[2 * i + 1] = 0.0
+        acc_flows[i] = 0.0
 
 
 try:  # numba compiles the loops; without it the numpy code in fabric_flows is the (identical) fallback

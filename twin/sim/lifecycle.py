@@ -66,7 +66,8 @@ class Lifecycle:
         self._flat_node = (np.concatenate([np.asarray(n, dtype=np.int64) for n in layout.unit_nodes]) if U
                            else np.zeros(0, np.int64))
         self._unit_size = np.bincount(self._flat_unit, minlength=U)
-        self._u_busy, self._kinds = np.zeros(U, dtype=bool), np.zeros(N, dtype=np.int8)  # the kernel's scratch
+        self._u_busy, self._kinds = np.zeros(U, dtype=bool), np.zeros(N, dtype=np.int8)  # the kernels' scratch
+        self._settle_scratch = tuple(np.zeros(U, dtype=bool) for _ in range(4))
 
     # ---------------------------------------------------------------- the state machine
     def set_state(self, nd: int, new: int) -> None:
@@ -149,8 +150,8 @@ class Lifecycle:
 
     def progress_loading(self, rate_b_s: np.ndarray) -> None:
         """LOADING nodes copy weights at `rate_b_s` (N,) bytes/s this tick."""
-        loading = self.state == LOADING
-        if loading.any():
+        if LOADING in self.state:  # (ndarray.__contains__: one C call on the ticks nothing loads)
+            loading = self.state == LOADING
             self.load_left = np.where(loading, np.maximum(self.load_left - rate_b_s * self.dt, 0.0), self.load_left)
 
     def drain(self, u: int) -> None:
@@ -305,6 +306,10 @@ class Lifecycle:
                 self.set_state(int(nd), OFF)
             else:
                 self.set_state(int(nd), WARM)
+        if self._compiled:  # the units' decisions below in one loop (twin.sim.lifecycle_kernel.settle)
+            lk.settle(self.unit_draining, self.unit_failed, self.unit_ready, u_busy, lay.rep_unit, self.rep_lost,
+                      self._flat_unit, self._flat_node, st, OFF, FAILED, WARM, *self._settle_scratch)
+            return
         cand = self.unit_draining | self.unit_failed
         if not cand.any():
             return

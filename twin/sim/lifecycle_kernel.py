@@ -1,6 +1,7 @@
 """Compiled (numba) kernels of Lifecycle's per-tick tests: which units are busy and which nodes
 change state this tick (WARM -> SERVING, SERVING -> WARM, DRAINING -> OFF | WARM); which of a
-pool's replicas may take requests (Lifecycle.ready_replicas, once per pool and tick).
+pool's replicas may take requests (Lifecycle.ready_replicas, once per pool and tick); which
+draining or failed units are done (the end of follow_traffic).
 
 Why compiled: on most ticks no node changes state, and finding that out was ~12 numpy calls on
 160 nodes; one loop answers it. Only integer and boolean work: the fallback (twin.sim.lifecycle's
@@ -48,11 +49,51 @@ def _ready(reps, rep_unit, unit_ready, unit_draining, unit_failed, unit_cut, rep
     return n
 
 
+def _settle(unit_draining, unit_failed, unit_ready, u_busy, rep_unit, rep_lost, flat_unit, flat_node, state, off,
+            failed, warm, all_off, all_settled, all_warm, lost_any) -> None:
+    """The end of follow_traffic, units draining or failed: a failed unit whose nodes are all OFF
+    and whose replicas are not lost is repaired (unit_failed cleared); a draining unit that is not
+    busy and whose nodes are all OFF, FAILED or WARM is drained (unit_draining cleared, ready if all
+    are WARM). all_off .. lost_any: (U,) scratch."""
+    n_u = unit_draining.shape[0]
+    cand = False
+    for u in range(n_u):
+        if unit_draining[u] or unit_failed[u]:
+            cand = True
+            break
+    if not cand:
+        return
+    for u in range(n_u):
+        all_off[u] = all_settled[u] = all_warm[u] = True
+        lost_any[u] = False
+    for j in range(flat_node.shape[0]):
+        u, s = flat_unit[j], state[flat_node[j]]
+        if s != off:
+            all_off[u] = False
+        if s != off and s != failed and s != warm:
+            all_settled[u] = False
+        if s != warm:
+            all_warm[u] = False
+    for r in range(rep_unit.shape[0]):
+        if rep_lost[r]:
+            lost_any[rep_unit[r]] = True
+    for u in range(n_u):
+        draining, was_failed = unit_draining[u], unit_failed[u]
+        if not (draining or was_failed):
+            continue
+        if was_failed and all_off[u] and not lost_any[u]:
+            unit_failed[u] = False   # repaired (or only collateral): the scheduler may ignite it again
+        if draining and all_settled[u] and not u_busy[u]:
+            unit_draining[u] = False
+            unit_ready[u] = all_warm[u]
+
+
 try:  # numba compiles the loops; without it the numpy code in twin.sim.lifecycle is the fallback
     from numba import njit
     follow = njit(cache=True, nogil=True)(_follow)
     ready = njit(cache=True, nogil=True)(_ready)
+    settle = njit(cache=True, nogil=True)(_settle)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
-    follow = ready = None
+    follow = ready = settle = None
 
 HAVE_NUMBA = follow is not None
