@@ -101,3 +101,20 @@ def test_settle_decides_the_units_the_numpy_code_decides(seed):
     lk.settle(draining, failed, ready, u_busy, rep_unit, rep_lost, flat_unit, flat_node, state, OFF, FAILED, WARM,
               *scratch)
     assert (draining.tolist(), failed.tolist(), ready.tolist()) == (want_d.tolist(), want_f.tolist(), want_r.tolist())
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_progress_copies_what_the_numpy_code_copies(seed):
+    from twin.model.states import LOADING
+    rng = np.random.default_rng(seed)
+    N, dt = int(rng.integers(1, 40)), float(rng.choice([0.5, 1.0, 0.1]))
+    state = rng.integers(0, len(NODE_STATES), N).astype(np.int8)
+    state[rng.uniform(0, 1, N) < 0.5] = LOADING
+    left = rng.choice([0.0, -0.0, 1e9, 3e9, np.nan], N) * rng.uniform(0.5, 1.5, N)
+    rate = rng.choice([0.0, 1e9, 2.5e9, 4e9], N)
+    rate[0] = left[0] / dt if np.isfinite(left[0]) else 0.0   # lands exactly on zero
+    loading = state == LOADING
+    want = np.where(loading, np.maximum(left - rate * dt, 0.0), left)   # Lifecycle.progress_loading, numpy
+    got = left.copy()
+    lk.progress(state, LOADING, got, rate, dt)
+    assert got.tobytes() == want.tobytes()

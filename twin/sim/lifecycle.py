@@ -150,8 +150,11 @@ class Lifecycle:
 
     def progress_loading(self, rate_b_s: np.ndarray) -> None:
         """LOADING nodes copy weights at `rate_b_s` (N,) bytes/s this tick."""
-        if LOADING in self.state:  # (ndarray.__contains__: one C call on the ticks nothing loads)
-            loading = self.state == LOADING
+        if self._compiled:  # in place, one loop (the numpy code below allocates four arrays)
+            lk.progress(self.state, LOADING, self.load_left, rate_b_s, self.dt)
+            return
+        loading = self.state == LOADING
+        if loading.any():
             self.load_left = np.where(loading, np.maximum(self.load_left - rate_b_s * self.dt, 0.0), self.load_left)
 
     def drain(self, u: int) -> None:

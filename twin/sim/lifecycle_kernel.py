@@ -1,7 +1,7 @@
 """Compiled (numba) kernels of Lifecycle's per-tick tests: which units are busy and which nodes
 change state this tick (WARM -> SERVING, SERVING -> WARM, DRAINING -> OFF | WARM); which of a
 pool's replicas may take requests (Lifecycle.ready_replicas, once per pool and tick); which
-draining or failed units are done (the end of follow_traffic).
+draining or failed units are done (the end of follow_traffic); the weights loading nodes copy.
 
 Why compiled: on most ticks no node changes state, and finding that out was ~12 numpy calls on
 160 nodes; one loop answers it. Only integer and boolean work: the fallback (twin.sim.lifecycle's
@@ -88,12 +88,22 @@ def _settle(unit_draining, unit_failed, unit_ready, u_busy, rep_unit, rep_lost, 
             unit_ready[u] = all_warm[u]
 
 
+def _progress(state, loading, load_left, rate_b_s, dt) -> None:
+    """LOADING nodes copy rate x dt bytes: load_left = max(load_left - rate x dt, 0) where loading
+    (Lifecycle.progress_loading's np.where / np.maximum, elementwise: the same float operations)."""
+    for n in range(state.shape[0]):
+        if state[n] == loading:
+            x = load_left[n] - rate_b_s[n] * dt
+            load_left[n] = x if (x > 0.0 or x != x) else 0.0   # np.maximum(x, 0.0): 0.0 when equal, NaN kept
+
+
 try:  # numba compiles the loops; without it the numpy code in twin.sim.lifecycle is the fallback
     from numba import njit
     follow = njit(cache=True, nogil=True)(_follow)
     ready = njit(cache=True, nogil=True)(_ready)
     settle = njit(cache=True, nogil=True)(_settle)
+    progress = njit(cache=True, nogil=True)(_progress)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
-    follow = ready = settle = None
+    follow = ready = settle = progress = None
 
 HAVE_NUMBA = follow is not None
