@@ -120,7 +120,7 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
     from twin.sim.engine import simulate
     from twin.telemetry.write import RunWriter
 
-    stage_fn, data_job = None, None
+    stage_fn, data_job, meanwhile = None, None, None
     if stage:
         from scenes import HELPER_MIN_NODE_ROWS, build_stage, start_data_helper
         from twin.model.resources import estimate
@@ -129,6 +129,9 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
             # the stage's data layer is written by a helper process: started now, its imports run on
             # the second core while the simulation runs (scenes/data_layer.py)
             data_job = start_data_helper()
+
+        def meanwhile() -> None:   # pxr and the stage's modules (~0.3 s) while the last row groups encode
+            import scenes.stage  # noqa: F401
 
         def stage_fn(tmp: Path) -> dict:
             return _with_progress("writing USD stage", lambda cb: build_stage(
@@ -139,7 +142,7 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
         with RunWriter(target, force=force, lock=lock) as run:
             result = _with_progress(f"simulating {sc.name}",
                                     lambda cb: simulate(sc, progress=cb, sinks=run.sinks()), quiet)
-            man = run.finish(result, stage=stage_fn, overrides=overrides, source=source)
+            man = run.finish(result, stage=stage_fn, overrides=overrides, source=source, meanwhile=meanwhile)
     finally:
         if data_job is not None:   # a failed run: the helper never got its work (build_stage closes it)
             data_job.close()
