@@ -5,10 +5,14 @@ problem on stderr and exit with code 2 — never a traceback. Exit code 1 is res
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import importlib
 import math
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Optional
@@ -261,4 +265,33 @@ for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.p
 
 
 def main() -> None:
-    app()
+    """The `twin` console script (and `python -m twin`)."""
+    try:
+        app()
+    except SystemExit as exc:   # every finished command ends here (Typer's standalone mode)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+        _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown of every module.
+
+    Once numba has loaded its kernels, that teardown (LLVM's, mostly) takes 0.3-0.5 s, measured
+    on every `twin` command that simulates (benchmarks/bench_e2e.py; tiny: 0.39 s after the last
+    line ran). Everything a command owns is closed by then (run directories are atomic, writers
+    are joined), so the exit keeps only what matters: garbage-collected finalizers (a spilling
+    spool's directory), the atexit handlers (logging, coverage), flushed streams. Set
+    TWIN_FULL_EXIT=1 for the ordinary interpreter exit.
+    """
+    if os.environ.get("TWIN_FULL_EXIT"):
+        sys.exit(code)
+    gc.collect()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):   # a closed pipe: nothing left to say
+            pass
+    os._exit(code)
