@@ -173,4 +173,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # the parent waits for this process to end: skip the interpreter's teardown of pxr and
+    # friends (0.16 s measured), as the twin command does (twin.cli.main._exit_now)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
