@@ -28,7 +28,8 @@ from scenes import cameras, effects, layout as lay, mapping as cmap
 from scenes.mapping import quantity_values
 from scenes.fabric import author_fabric, sample_fabric
 from scenes.frames import FRAMES_PER_SECOND, StageFrames, load_frames
-from scenes.data_layer import DATA_NAME, HELPER_MIN_NODE_ROWS, DataLayerJob, node_rows
+from scenes import DATA_NAME, HELPER_MIN_NODE_ROWS
+from scenes.data_job import DataLayerJob, node_rows
 from scenes.nodes import TELEMETRY_TOLERANCE, Looks, author_nodes, write_node_samples
 from scenes.prims import bind, group, label, ref, xform
 from scenes.room import author_room
