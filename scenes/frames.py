@@ -77,9 +77,10 @@ class StageFrames:
     frame_rows: np.ndarray           # (F,) telemetry sample index of each frame
     state: np.ndarray                # (F, N) index into NODE_STATES
     gpu_temp_max_c: np.ndarray       # (F, N) °C
-    gpu_temp_c: np.ndarray           # (F, N, G) °C per GPU (G = max GPUs per node; NaN padding)
+    gpu_temp_c: np.ndarray | None    # (F, N, G) °C per GPU (G = max GPUs per node; NaN padding); None
+                                     # when read without the gpus table (load_frames(gpus=False))
     power_w: np.ndarray              # (F, N) wall power, mean over the frame window, W
-    gpu_util: np.ndarray             # (F, N) mean GPU busy fraction, window mean
+    gpu_util: np.ndarray | None      # (F, N) mean GPU busy fraction, window mean; None as gpu_temp_c
     p2p_gb_s: np.ndarray             # (F, N) intra-node GPU<->GPU traffic, window mean, GB/s
     fan_rpm: np.ndarray              # (F, N) chassis fan speed at the frame, rpm
     inlet_c: np.ndarray              # (F, N) °C
@@ -259,10 +260,13 @@ def _select(t_all: np.ndarray, sample_s: float, stage_sample_s: float | None,
 
 
 def load_frames(run_dir: Path, stage_sample_s: float | None = None,
-                window: tuple[float, float] | None = None, realtime: bool = False) -> StageFrames:
+                window: tuple[float, float] | None = None, realtime: bool = False,
+                gpus: bool = True) -> StageFrames:
     """Read manifest + topology + nodes + gpus (+ links) and sample them at stage frames.
 
     window: (start_s, end_s) of simulated time to keep; realtime: 24 frames per simulated second.
+    gpus=False skips the gpus table (the largest): gpu_temp_c and gpu_util are then None (the
+    stage's look does not need them when its data layer is written elsewhere).
     """
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
@@ -304,12 +308,13 @@ def load_frames(run_dir: Path, stage_sample_s: float | None = None,
         return window_mean(np.nan_to_num(values), rows, starts).astype(np.float32)
 
     state = _dense(nti, nid, _state_index(nodes.column("state")), t_all.size, n, fill=0).astype(np.int32)
-    gt, util = _gpu_frames(run_dir, t_all, rows, n, int(topo.gpus.max()) if n else 0)
+    gt, util = _gpu_frames(run_dir, t_all, rows, n, int(topo.gpus.max()) if n else 0) if gpus else (None, None)
     return StageFrames(
         manifest=manifest, topology=topo, sample_s=sample_s, seconds_per_frame=spf, realtime=realtime,
         window_s=(float(times[0]), float(times[-1])), times=times, frame_rows=rows, state=state[rows],
         gpu_temp_max_c=dense("gpu_temp_max_c")[rows].astype(np.float32), gpu_temp_c=gt,
-        power_w=mean(dense("power_w")), gpu_util=mean(util), p2p_gb_s=mean(dense("p2p_gb_s")),
+        power_w=mean(dense("power_w")), gpu_util=None if util is None else mean(util),
+        p2p_gb_s=mean(dense("p2p_gb_s")),
         fan_rpm=np.nan_to_num(dense("fan_rpm"))[rows].astype(np.float32),
         inlet_c=dense("inlet_c")[rows].astype(np.float32), exhaust_c=dense("exhaust_c")[rows].astype(np.float32),
         airflow_m3_s=np.nan_to_num(dense("airflow_m3_s"))[rows].astype(np.float32),

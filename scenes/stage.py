@@ -28,7 +28,9 @@ from scenes import cameras, effects, layout as lay, mapping as cmap
 from scenes.mapping import quantity_values
 from scenes.fabric import author_fabric, sample_fabric
 from scenes.frames import FRAMES_PER_SECOND, StageFrames, load_frames
-from scenes.data_layer import DATA_NAME, HELPER_MIN_NODE_ROWS, DataLayerJob, node_rows
+import scenes
+from scenes import DATA_NAME
+from scenes.data_job import DataLayerJob, node_rows
 from scenes.nodes import TELEMETRY_TOLERANCE, Looks, author_nodes, write_node_samples
 from scenes.prims import bind, group, label, ref, xform
 from scenes.room import author_room
@@ -73,7 +75,7 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
     # the numbers (data.usdc) and the previews are written beside everything below: by a helper
     # process on large runs (scenes/data_layer.py), else in-process once the frames are read
     if data_job is None:
-        big = data_helper if data_helper is not None else node_rows(run_dir) >= HELPER_MIN_NODE_ROWS
+        big = data_helper if data_helper is not None else node_rows(run_dir) >= scenes.HELPER_MIN_NODE_ROWS
         data_job = DataLayerJob.start() if big else DataLayerJob()
     try:
         if data_job.in_helper:
@@ -87,7 +89,9 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
 def _build(run_dir: Path, out: Path, data: DataLayerJob, t0: float, progress: Progress, stage_sample_s, previews,
            colour_by, colour_range, window, realtime) -> dict:
     progress("reading telemetry", 0.0)
-    fr = load_frames(run_dir, stage_sample_s, window=window, realtime=realtime)
+    # with the data layer in the helper, the look needs the gpus table only to colour by utilisation
+    fr = load_frames(run_dir, stage_sample_s, window=window, realtime=realtime,
+                     gpus=not data.in_helper or cmap.quantity(colour_by).name == "util")
     mapping = cmap.for_frames(fr, colour_by, colour_range)
     beats = story_beats(fr, mapping)
     shutil.copytree(ASSETS_DIR, out / "assets", dirs_exist_ok=True,

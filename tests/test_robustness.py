@@ -312,3 +312,22 @@ def test_an_interrupt_inside_a_compiled_kernel_is_still_an_interrupt(tmp_path):
     with pytest.raises(SystemError):
         with _interruptible(tmp_path / "run"):
             raise SystemError("a real bug")
+
+
+def test_the_fast_exit_delivers_all_output_and_the_exit_code(tmp_path):
+    """`twin` ends with os._exit after the atexit handlers (twin.cli.main._exit_now): the same
+    stdout, byte for byte, and the same exit codes as the interpreter's own exit (TWIN_FULL_EXIT=1)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    tiny = ROOT / "scenarios" / "tiny.yaml"
+    outs = {}
+    for full in ("", "1"):
+        run = subprocess.run([sys.executable, "-m", "twin", "run", str(tiny), "-o", str(tmp_path / f"r{full}"),
+                              "--no-stage", "-q"], env=dict(env, TWIN_FULL_EXIT=full), capture_output=True)
+        assert run.returncode == 0, run.stderr
+        # the summary table, down to its last border, and the run it describes
+        outs[full] = run.stdout
+        assert run.stdout.rstrip().endswith("┘".encode()) and (tmp_path / f"r{full}" / "manifest.json").is_file()
+        bad = subprocess.run([sys.executable, "-m", "twin", "run", str(tmp_path / "missing.yaml")],
+                             env=dict(env, TWIN_FULL_EXIT=full), capture_output=True, text=True)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing.yaml" in bad.stderr
+    assert len(outs[""].splitlines()) == len(outs["1"].splitlines())   # (the paths and wall times differ)

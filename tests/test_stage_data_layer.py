@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("pxr")
 from pxr import Usd, UsdGeom  # noqa: E402
 
-from scenes import HELPER_MIN_NODE_ROWS, build_stage  # noqa: E402
-from scenes.data_layer import DATA_NAME, DataLayerJob, node_rows  # noqa: E402
+from scenes import DATA_NAME, HELPER_MIN_NODE_ROWS, build_stage  # noqa: E402
+from scenes.data_job import DataLayerJob, node_rows  # noqa: E402
 from synthetic_run import make_synthetic_run  # noqa: E402
 from twin.errors import ToolError  # noqa: E402
 

@@ -5,10 +5,14 @@ problem on stderr and exit with code 2 — never a traceback. Exit code 1 is res
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import importlib
 import math
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Optional
@@ -120,7 +124,7 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
     from twin.sim.engine import simulate
     from twin.telemetry.write import RunWriter
 
-    stage_fn, data_job = None, None
+    stage_fn, data_job, meanwhile = None, None, None
     if stage:
         from scenes import HELPER_MIN_NODE_ROWS, build_stage, start_data_helper
         from twin.model.resources import estimate
@@ -129,6 +133,9 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
             # the stage's data layer is written by a helper process: started now, its imports run on
             # the second core while the simulation runs (scenes/data_layer.py)
             data_job = start_data_helper()
+
+        def meanwhile() -> None:   # pxr and the stage's modules (~0.3 s) while the last row groups encode
+            import scenes.stage  # noqa: F401
 
         def stage_fn(tmp: Path) -> dict:
             return _with_progress("writing USD stage", lambda cb: build_stage(
@@ -139,7 +146,7 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
         with RunWriter(target, force=force, lock=lock) as run:
             result = _with_progress(f"simulating {sc.name}",
                                     lambda cb: simulate(sc, progress=cb, sinks=run.sinks()), quiet)
-            man = run.finish(result, stage=stage_fn, overrides=overrides, source=source)
+            man = run.finish(result, stage=stage_fn, overrides=overrides, source=source, meanwhile=meanwhile)
     finally:
         if data_job is not None:   # a failed run: the helper never got its work (build_stage closes it)
             data_job.close()
@@ -258,4 +265,33 @@ for _mod in ("twin.cli.scene", "twin.cli.tools", "twin.cli.predict", "twin.cli.p
 
 
 def main() -> None:
-    app()
+    """The `twin` console script (and `python -m twin`)."""
+    try:
+        app()
+    except SystemExit as exc:   # every finished command ends here (Typer's standalone mode)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+        _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown of every module.
+
+    Once numba has loaded its kernels, that teardown (LLVM's, mostly) takes 0.3-0.5 s, measured
+    on every `twin` command that simulates (benchmarks/bench_e2e.py; tiny: 0.39 s after the last
+    line ran). Everything a command owns is closed by then (run directories are atomic, writers
+    are joined), so the exit keeps only what matters: garbage-collected finalizers (a spilling
+    spool's directory), the atexit handlers (logging, coverage), flushed streams. Set
+    TWIN_FULL_EXIT=1 for the ordinary interpreter exit.
+    """
+    if os.environ.get("TWIN_FULL_EXIT"):
+        sys.exit(code)
+    gc.collect()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):   # a closed pipe: nothing left to say
+            pass
+    os._exit(code)

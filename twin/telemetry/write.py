@@ -116,9 +116,11 @@ def write_streamed(name: str, blocks: Iterable[Mapping[str, object]], path: Path
     return sink.close()
 
 
-def write_tables(run_dir: Path, tables: Mapping[str, pa.Table]) -> dict[str, int]:
+def write_tables(run_dir: Path, tables: Mapping[str, pa.Table],
+                 meanwhile: Callable[[], None] | None = None) -> dict[str, int]:
     """Write every telemetry table into RUN_DIR/telemetry; return row counts. A value with
-    `blocks()` (the gpus table of a SimResult) is streamed instead of built whole.
+    `blocks()` (the gpus table of a SimResult) is streamed instead of built whole. `meanwhile`
+    runs on this thread while the writer threads encode (they hold no GIL there).
 
     Files are written on WRITER_THREADS threads: pyarrow encodes and compresses without the GIL,
     and each file's bytes do not depend on which thread wrote it or when.
@@ -154,6 +156,8 @@ def write_tables(run_dir: Path, tables: Mapping[str, pa.Table]) -> dict[str, int
     try:
         with signals_deferred():
             futures = [pool.submit(one, name) for name in TABLES]
+        if meanwhile is not None:
+            meanwhile()
         counts = {name: f.result() for name, f in zip(TABLES, futures)}
     except BaseException:
         stop.set()
@@ -265,15 +269,17 @@ class RunWriter:
         return dict(self._sinks)
 
     def finish(self, result: SimResult, *, stage: Callable[[Path], dict] | None = None,
-               overrides: Mapping[str, object] | None = None, source: Path | None = None) -> dict:
-        """Telemetry + manifest (+ stage via the `stage` callback) into the directory; the manifest."""
+               overrides: Mapping[str, object] | None = None, source: Path | None = None,
+               meanwhile: Callable[[], None] | None = None) -> dict:
+        """Telemetry + manifest (+ stage via the `stage` callback) into the directory; the manifest.
+        `meanwhile` runs while the last row groups are encoded (e.g. the stage's imports)."""
         tables = {name: cols if hasattr(cols, "blocks") else to_table(name, cols)
                   for name, cols in result.columns.items()}
         for name, sink in self._sinks.items():
             if getattr(tables.get(name), "sink", None) is not sink:  # simulated without this writer's sinks
                 sink.abort()
         tmp = self.tmp
-        rows = write_tables(tmp, tables)
+        rows = write_tables(tmp, tables, meanwhile)
         man = manifest(result, rows, overrides, source)
         man["wall_time_s"] = round(result.wall_time_s, 3)
         (tmp / "scenario.yaml").write_text(resolved_scenario_yaml(result, overrides, source))
