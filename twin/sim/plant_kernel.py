@@ -93,26 +93,6 @@ def _slope(r, p, start, order, count, b, head0, two_k, cap, q0b, p0b, capb, plen
     return dblow - out - 0.5 * leak_c / math.sqrt(_max(abs(p), 1e-6))
 
 
-def _excess_slope(r, p, start, order, count, b, head0, two_k, cap, q0b, p0b, capb, plenum_pa, leak_c):
-    """(_excess, _slope) of rack r at p in one pass over its groups: a Newton step needs both, and
-    the two share each group's root (the same expression: _max(h, 0) is _excess's select), so
-    each value is the one its own function gives, to the last bit."""
-    out = 0.0
-    d_out = 0.0
-    for i in range(start[r], start[r + 1]):
-        g = order[i]
-        h = head0[g] + p
-        root = math.sqrt(b[g] * b[g] + 2.0 * two_k[g] * _max(h, 0.0))
-        q = (root - b[g]) / two_k[g]
-        out += (q if (q < cap[g] or q != q) else cap[g]) * count[g]
-        d_out += count[g] / _max(root, 1e-12) if (h > 0 and q < cap[g]) else 0.0
-    blow_lin = q0b[r] * (1.0 - (p - plenum_pa) / p0b[r])
-    blow = _min(_max(blow_lin, 0.0), capb[r])
-    dblow = -q0b[r] / p0b[r] if (blow_lin > 0 and blow_lin < capb[r]) else 0.0
-    return (blow - out - _sign(p) * leak_c * math.sqrt(abs(p)),
-            dblow - d_out - 0.5 * leak_c / math.sqrt(_max(abs(p), 1e-6)))
-
-
 def _by_rack(group_rack, n_r):
     """Counting sort of the fan groups by rack, stable (each rack's groups keep their order)."""
     start = np.zeros(n_r + 1, dtype=np.int64)
@@ -135,10 +115,10 @@ def _solve_rack(r, g0, has_guess, a, range_pa, tol, newton_steps, span_pa, steps
     p = g0
     if has_guess:
         for _ in range(newton_steps):
-            f, slope = _excess_slope(r, p, *a)
+            f = _excess(r, p, *a)
             if abs(f) < tol:
                 return p
-            p = _clip_s(p - f / _min(slope, -1e-12), -range_pa, range_pa)
+            p = _clip_s(p - f / _min(_slope(r, p, *a), -1e-12), -range_pa, range_pa)
         if abs(_excess(r, p, *a)) < tol:
             return p
     ok = False
@@ -368,7 +348,6 @@ try:  # numba compiles the loops; without it the numpy solver is the (identical)
     _jit = njit(cache=True, nogil=True)
     _max, _min, _clip_s, _clip_a, _sign = (_jit(fn) for fn in (_max, _min, _clip_s, _clip_a, _sign))
     _excess, _slope, _by_rack, _solve_rack = _jit(_excess), _jit(_slope), _jit(_by_rack), _jit(_solve_rack)
-    _excess_slope = _jit(_excess_slope)
     _solve_c, _state_c = _jit(_solve), _jit(_state)
     ladder_rates, heat = _jit(_ladder_rates), _jit(_heat)
     _newton, _first_step = _jit(_newton), _jit(_first_step)
