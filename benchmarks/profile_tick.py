@@ -4,9 +4,12 @@ The table in docs/performance.md ("The engine: one tick at 160 nodes") comes fro
 run on two trees one after the other (PYTHONPATH=<tree> python <tree>/benchmarks/profile_tick.py).
 The first simulate() loads the compiled kernels and is not counted; the second is timed without
 the profiler (process CPU time), the third under it. cProfile adds ~20 % on the compiled path.
-Not a test: numbers only.
+`--minima N` instead times every tick of N runs (no profiler) and prints the sum over ticks of each
+tick's fastest run: on a shared machine, where whole runs swing by ±20 %, the steadiest figure for
+comparing two trees (run them alternately). Not a test: numbers only.
 
     python benchmarks/profile_tick.py [SCENARIO] [--fabric on|off] [--kernels auto|numba|numpy] [--top N]
+    python benchmarks/profile_tick.py --minima 5 [SCENARIO] [--fabric on|off]
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import time
 from pathlib import Path
 
 from twin.model.validate import load_scenario
+from twin.sim import engine as sim_engine
 from twin.sim.engine import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,9 +46,14 @@ def main() -> None:
     ap.add_argument("--fabric", choices=["on", "off"], default="on")
     ap.add_argument("--kernels", choices=["auto", "numba", "numpy"], default="auto")
     ap.add_argument("--top", type=int, default=15, help="how many of the most frequent calls to list")
+    ap.add_argument("--minima", type=int, default=0, metavar="N",
+                    help="sum of each tick's fastest wall time over N runs (no profiler)")
     args = ap.parse_args()
     sc = load_scenario(args.scenario, overrides={"fabric.enabled": args.fabric == "on"})
     simulate(sc, kernels=args.kernels)  # loads (or compiles) the kernels
+    if args.minima:
+        tick_minima(sc, args)
+        return
     c0 = time.process_time()
     simulate(sc, kernels=args.kernels)
     plain = time.process_time() - c0
@@ -70,6 +79,30 @@ def main() -> None:
     print(f"  {sum(c[0] for c in calls) / ticks:.0f} Python-level calls per tick ({ticks} ticks); the most frequent:")
     for ncalls, tot, key in sorted(calls, key=lambda c: -c[0])[:args.top]:
         print(f"    {ncalls / ticks:6.2f} per tick  {tot / ncalls * 1e6:7.1f} us own time per call  {key}")
+
+
+def tick_minima(sc, args) -> None:
+    """Per tick, its fastest wall time over args.minima runs; their sum (and each run's tick total)."""
+    tick, per_run, now = sim_engine.Engine._tick, [], time.perf_counter
+    times: list[float] = []
+
+    def timed(self, k: int) -> None:
+        t = now()
+        tick(self, k)
+        times.append(now() - t)
+
+    sim_engine.Engine._tick = timed   # this process only: the script's own measurement
+    try:
+        for _ in range(args.minima):
+            times.clear()
+            simulate(sc, kernels=args.kernels)
+            per_run.append(list(times))
+    finally:
+        sim_engine.Engine._tick = tick
+    fastest = [min(ts) for ts in zip(*per_run)]
+    print(f"{sc.name}, fabric {args.fabric}, kernels {args.kernels}: sum of each tick's fastest of {args.minima} "
+          f"runs {sum(fastest):.3f} s ({sum(fastest) / len(fastest) * 1e6:.0f} us a tick, {len(fastest)} ticks); "
+          f"tick totals per run {min(map(sum, per_run)):.3f}-{max(map(sum, per_run)):.3f} s")
 
 
 if __name__ == "__main__":
