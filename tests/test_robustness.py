@@ -331,3 +331,29 @@ def test_the_fast_exit_delivers_all_output_and_the_exit_code(tmp_path):
                              env=dict(env, TWIN_FULL_EXIT=full), capture_output=True, text=True)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing.yaml" in bad.stderr
     assert len(outs[""].splitlines()) == len(outs["1"].splitlines())   # (the paths and wall times differ)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc for CPU time and children")
+def test_interrupting_a_run_with_a_stage_helper_stops_the_helper_too(tmp_path):
+    """A run large enough for the stage's helper process (scenes/data_job.py: started before the
+    simulation): SIGTERM while simulating ends both, and nothing is left behind."""
+    long = tmp_path / "long.yaml"  # 4 nodes x 14,400 one-second samples = 57,600 node rows: a helper
+    long.write_text(TINY_TEXT.replace("duration_s: 600", "duration_s: 14400"))
+    out = tmp_path / "runs" / "long"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "twin", "run", str(long), "-o", str(out), "-q",
+                             "--set", "simulation.sample_s=1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    helper = None
+    while proc.poll() is None and (helper is None or cpu_seconds(proc.pid) < 2.0):
+        kids = children.read_text().split() if children.exists() else []
+        helper = int(kids[0]) if kids else helper
+        time.sleep(0.05)
+    assert proc.poll() is None and helper is not None, "simulating, with its helper started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted; no partial run written" in err and "Traceback" not in err
+    assert not Path(f"/proc/{helper}").exists() or "Z" in Path(f"/proc/{helper}/stat").read_text().split()[2]
+    assert_nothing_written(out)
