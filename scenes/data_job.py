@@ -41,13 +41,14 @@ class DataLayerJob:
         """A job with a helper process starting now (in-process if no process can be started)."""
         job = cls()
         # the helper imports this very tree of `scenes` and `twin`, whatever the caller's sys.path
+        # or working directory (`-m` puts the working directory first; the work's paths are absolute)
         tree = str(Path(__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (tree, os.environ.get("PYTHONPATH")) if p)}
         # files, not pipes: a helper that prints many warnings cannot block on a full pipe
         job._out, job._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         try:
             job._proc = subprocess.Popen([sys.executable, "-m", "scenes.data_layer"], stdin=subprocess.PIPE,
-                                         stdout=job._out, stderr=job._err, env=env)
+                                         stdout=job._out, stderr=job._err, env=env, cwd=tree)
         except OSError:
             job._proc = None
         return job

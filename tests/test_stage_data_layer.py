@@ -130,3 +130,19 @@ def test_twin_run_starts_the_helper_before_simulating_when_the_run_is_large(tmp_
     res = CliRunner().invoke(app, ["run", str(tiny), "-o", str(tmp_path / "run2"), "-q"])
     assert json.loads((tmp_path / "run2" / "manifest.json").read_text())["stage"]["data_process"] == "in-process"
     assert started == [True]
+
+
+def test_the_helper_imports_this_tree_whatever_the_working_directory(syn_run, tmp_path, monkeypatch):
+    """`python -m` puts the working directory first on sys.path: a folder with its own `scenes/`
+    must not change what the helper runs."""
+    decoy = tmp_path / "work"
+    (decoy / "scenes").mkdir(parents=True)
+    (decoy / "scenes" / "__init__.py").write_text("raise SystemExit('the decoy scenes package was imported')\n")
+    monkeypatch.chdir(decoy)
+    (tmp_path / "out").mkdir()
+    job = DataLayerJob.start()
+    try:
+        job.submit(syn_run, tmp_path / "out")
+        assert job.result()["samples"] > 0
+    finally:
+        job.close()
