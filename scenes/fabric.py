@@ -24,7 +24,7 @@ from pxr import Gf, Kind, Sdf, Usd, UsdGeom, Vt
 from scenes import colours, effects, layout as lay, routes
 from scenes.animate import attr_spec, write_palette_series
 from scenes.frames import Links
-from scenes.prims import bind, group, label, ref
+from scenes.prims import bind, bind_spec, group, label, ref
 
 FABRIC = f"{lay.ROOT}/Fabric"
 LEVEL_STEPS = 24
@@ -136,9 +136,7 @@ def _cable(layer: Sdf.Layer, path: str, r: routes.Route, src: str, dst: str, kin
     attr("fabric:src", T.String, src, custom=True)
     attr("fabric:dst", T.String, dst, custom=True)
     attr("fabric:kind", T.Token, kind, custom=True)
-    prim.SetInfo("apiSchemas", Sdf.TokenListOp.Create(prependedItems=["MaterialBindingAPI"]))
-    rel = Sdf.RelationshipSpec(prim, "material:binding", False)
-    rel.targetPathList.explicitItems = [light]
+    bind_spec(prim, light)
 
 
 def link_level(links: Links) -> tuple[np.ndarray, float]:

@@ -40,7 +40,7 @@ from scenes.animate import (attr_spec, swing_door_keep, write_array_series, writ
                             write_kept, write_palette_series)
 from scenes.frames import StageFrames
 from scenes.mapping import ColourMapping, quantity_values
-from scenes.prims import bind, ref
+from scenes.prims import bind_spec
 from twin.telemetry.schema import NODE_STATES
 
 NODE_ASSET = "node.usda"
@@ -105,17 +105,29 @@ def gpu_variant(node_type: str) -> str:
 
 
 def author_nodes(stage: Usd.Stage, layout: lay.Layout, fr: StageFrames, looks: Looks) -> None:
-    """Node references, placement, variants, bindings and static ids (root layer)."""
-    for n, path in enumerate(layout.node_path):
-        node = ref(stage, path, NODE_ASSET, translate=layout.node_local[n])
-        node.GetVariantSets().GetVariantSet("gpu").SetVariantSelection(gpu_variant(fr.topology.node_type[n]))
-        bind(node, looks.surface)
-        bind(stage.GetPrimAtPath(f"{path}/P2P"), looks.light)
-        bind(stage.GetPrimAtPath(f"{path}/Blur"), looks.blur)
-        pv = UsdGeom.PrimvarsAPI(node)
-        pv.CreatePrimvar("telemetry:node_id", Sdf.ValueTypeNames.Int, UsdGeom.Tokens.constant).Set(n)
-        pv.CreatePrimvar("telemetry:rack", Sdf.ValueTypeNames.String, UsdGeom.Tokens.constant).Set(
-            layout.racks[layout.node_rack_index[n]].name)
+    """Node references, placement, variants, bindings and static ids (root layer), as Sdf specs in
+    one change block: the fields ref(), the variant selection, bind() and CreatePrimvar author
+    through the Usd API, where each edit was a change notice the open stage processed."""
+    T = Sdf.ValueTypeNames
+    layer = stage.GetRootLayer()
+    surface, light, blur = (m.GetPath() for m in (looks.surface, looks.light, looks.blur))
+    with Sdf.ChangeBlock():
+        for n, path in enumerate(layout.node_path):
+            node = Sdf.CreatePrimInLayer(layer, path)
+            node.specifier = Sdf.SpecifierDef
+            node.referenceList.Prepend(Sdf.Reference(f"./assets/{NODE_ASSET}"))
+            Sdf.AttributeSpec(node, "xformOp:translate", T.Double3).default = Gf.Vec3d(*map(float, layout.node_local[n]))
+            Sdf.AttributeSpec(node, "xformOpOrder", T.TokenArray, Sdf.VariabilityUniform).default = \
+                Vt.TokenArray(["xformOp:translate"])
+            node.variantSelections["gpu"] = gpu_variant(fr.topology.node_type[n])
+            bind_spec(node, surface)
+            for child, material in (("P2P", light), ("Blur", blur)):   # over the asset's prims
+                bind_spec(Sdf.CreatePrimInLayer(layer, f"{path}/{child}"), material)
+            for name, type_name, value in (("telemetry:node_id", T.Int, n),
+                                           ("telemetry:rack", T.String, layout.racks[layout.node_rack_index[n]].name)):
+                pv = Sdf.AttributeSpec(node, f"primvars:{name}", type_name)
+                pv.SetInfo("interpolation", UsdGeom.Tokens.constant)
+                pv.default = value
 
 
 def write_node_samples(tel: Sdf.Layer, layout: lay.Layout, fr: StageFrames, mapping: ColourMapping) -> dict:

@@ -42,6 +42,13 @@ def bind(prim: Usd.Prim, material: UsdShade.Material) -> None:
     UsdShade.MaterialBindingAPI.Apply(prim).Bind(material)
 
 
+def bind_spec(prim: Sdf.PrimSpec, material: Sdf.Path) -> None:
+    """bind() as Sdf specs, for authoring inside an Sdf.ChangeBlock: the MaterialBindingAPI schema
+    and the material:binding target (on a spec that has no API schemas yet)."""
+    prim.SetInfo("apiSchemas", Sdf.TokenListOp.Create(prependedItems=["MaterialBindingAPI"]))
+    Sdf.RelationshipSpec(prim, "material:binding", False).targetPathList.explicitItems = [material]
+
+
 def label(prim: Usd.Prim, cls: str) -> None:
     """Semantic class label (UsdSemantics, shipped by usd-core >= 24.11)."""
     UsdSemantics.LabelsAPI.Apply(prim, "class").CreateLabelsAttr([cls])
