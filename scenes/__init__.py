@@ -7,6 +7,7 @@ from pathlib import Path
 # its start-up (~0.7 s) pays for itself. The surge has 576,000; the tests' small runs a few thousand.
 HELPER_MIN_NODE_ROWS = 50_000
 DATA_NAME = "data.usdc"         # the stage's data layer (stage/data.usdc)
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"   # the hand-authored assets
 
 
 def build_stage(run_dir, stage_sample_s=None, progress=None, **kwargs) -> dict:
@@ -16,7 +17,7 @@ def build_stage(run_dir, stage_sample_s=None, progress=None, **kwargs) -> dict:
 
 
 def start_data_helper():
-    """A scenes.data_layer.DataLayerJob whose helper process starts now; pass it to
+    """A scenes.data_job.DataLayerJob whose helper process starts now; pass it to
     build_stage(data_job=...) to have it write data.usdc and the previews."""
     from scenes.data_job import DataLayerJob   # no pxr: the helper imports it, not this process
     return DataLayerJob.start()
@@ -28,4 +29,4 @@ def stage_beats(root: Path | str) -> dict[str, float]:
     return read_beats(root)
 
 
-__all__ = ["DATA_NAME", "HELPER_MIN_NODE_ROWS", "build_stage", "stage_beats", "start_data_helper"]
+__all__ = ["ASSETS_DIR", "DATA_NAME", "HELPER_MIN_NODE_ROWS", "build_stage", "stage_beats", "start_data_helper"]

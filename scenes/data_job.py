@@ -34,7 +34,6 @@ class DataLayerJob:
         self._proc: subprocess.Popen | None = None
         self._out = self._err = None
         self._args: dict | None = None
-        self._local: dict = {}
 
     @classmethod
     def start(cls) -> "DataLayerJob":
@@ -59,14 +58,12 @@ class DataLayerJob:
 
     def submit(self, run_dir: Path | str, out_dir: Path | str, stage_sample_s: float | None = None,
                window: tuple[float, float] | None = None, realtime: bool = False, previews: bool = False,
-               colour_by: str | None = None, colour_range: str | None = None, *,
-               frames=None, mapping=None) -> None:
-        """The work: write_data_layer's arguments (`frames` and `mapping` serve only in-process)."""
+               colour_by: str | None = None, colour_range: str | None = None) -> None:
+        """The work: write_data_layer's arguments; a helper starts on it at once."""
         self._args = {"run_dir": str(Path(run_dir).resolve()), "out_dir": str(Path(out_dir).resolve()),
                       "stage_sample_s": stage_sample_s, "window": list(window) if window is not None else None,
                       "realtime": bool(realtime), "previews": bool(previews), "colour_by": colour_by,
                       "colour_range": colour_range}
-        self._local = {"frames": frames, "mapping": mapping}
         if self._proc is not None:
             try:
                 self._proc.stdin.write((json.dumps(self._args) + "\n").encode())
@@ -74,14 +71,15 @@ class DataLayerJob:
             except OSError:   # the helper is gone already: its error comes with result()
                 pass
 
-    def result(self) -> dict:
-        """Wait for the work (or do it here); its record, with "process": "helper" | "in-process".
-        A failed helper raises twin.errors.ToolError with its last line of error output."""
+    def result(self, frames=None, mapping=None) -> dict:
+        """Wait for the work (or do it here, from `frames` and `mapping` when the caller has read
+        them already); its record, with "process": "helper" | "in-process". A failed helper raises
+        twin.errors.ToolError with its last line of error output."""
         if self._args is None:
             raise RuntimeError("DataLayerJob.result() before submit()")
         if self._proc is None:
             from scenes.data_layer import write_data_layer
-            return {**write_data_layer(**self._args, **self._local), "process": "in-process"}
+            return {**write_data_layer(**self._args, frames=frames, mapping=mapping), "process": "in-process"}
         code = self._proc.wait()
         self._out.seek(0)
         self._err.seek(0)

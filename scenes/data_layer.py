@@ -33,11 +33,9 @@ from pathlib import Path
 
 from pxr import Sdf
 
-from scenes import DATA_NAME, layout as lay, mapping as cmap
+from scenes import ASSETS_DIR, DATA_NAME, layout as lay, mapping as cmap
 from scenes.frames import StageFrames, load_frames
 from scenes.nodes import read_airflow, write_data_samples
-
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
 
 def write_data_layer(run_dir: Path | str, out_dir: Path | str, stage_sample_s: float | None = None,

@@ -24,19 +24,17 @@ from typing import Callable
 import numpy as np
 from pxr import Gf, Kind, Sdf, Usd, UsdGeom, UsdLux, UsdShade
 
-from scenes import cameras, effects, layout as lay, mapping as cmap
+import scenes
+from scenes import ASSETS_DIR, DATA_NAME, cameras, effects, layout as lay, mapping as cmap
 from scenes.mapping import quantity_values
 from scenes.fabric import author_fabric, sample_fabric
 from scenes.frames import FRAMES_PER_SECOND, StageFrames, load_frames
-import scenes
-from scenes import DATA_NAME
 from scenes.data_job import DataLayerJob, node_rows
 from scenes.nodes import TELEMETRY_TOLERANCE, Looks, author_nodes, write_node_samples
 from scenes.prims import bind, group, label, ref, xform
 from scenes.room import author_room
 from twin.telemetry.schema import NODE_STATES
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 ROOT_NAME = "refinery.usda"
 TELEMETRY_NAME = "telemetry.usdc"
 TIMECODES_PER_SECOND = FRAMES_PER_SECOND
@@ -68,8 +66,7 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "stage"
     out.mkdir(parents=True, exist_ok=True)
-    root_path, tel_path, data_path = out / ROOT_NAME, out / TELEMETRY_NAME, out / DATA_NAME
-    for p in (root_path, tel_path, data_path):
+    for p in (out / ROOT_NAME, out / TELEMETRY_NAME, out / DATA_NAME):   # before a helper writes data.usdc
         if p.exists():
             p.unlink()
     # the numbers (data.usdc) and the previews are written beside everything below: by a helper
@@ -78,15 +75,14 @@ def build_stage(run_dir: Path | str, stage_sample_s: float | None = None,
         big = data_helper if data_helper is not None else node_rows(run_dir) >= scenes.HELPER_MIN_NODE_ROWS
         data_job = DataLayerJob.start() if big else DataLayerJob()
     try:
-        if data_job.in_helper:
-            data_job.submit(run_dir, out, stage_sample_s, window, realtime, previews, colour_by, colour_range)
-        return _build(run_dir, out, data_job, t0, progress, stage_sample_s, previews, colour_by, colour_range,
-                      window, realtime)
+        data_job.submit(run_dir, out, stage_sample_s, window, realtime, previews, colour_by, colour_range)
+        return _build(run_dir, out, data_job, t0, progress, stage_sample_s, colour_by, colour_range, window,
+                      realtime)
     finally:
         data_job.close()
 
 
-def _build(run_dir: Path, out: Path, data: DataLayerJob, t0: float, progress: Progress, stage_sample_s, previews,
+def _build(run_dir: Path, out: Path, data: DataLayerJob, t0: float, progress: Progress, stage_sample_s,
            colour_by, colour_range, window, realtime) -> dict:
     progress("reading telemetry", 0.0)
     # with the data layer in the helper, the look needs the gpus table only to colour by utilisation
@@ -126,13 +122,9 @@ def _build(run_dir: Path, out: Path, data: DataLayerJob, t0: float, progress: Pr
     t_samples = time.perf_counter()
     tel.Save()
     t_save = time.perf_counter()
-    if data.in_helper:
-        progress("waiting for the data layer and previews", 0.85)
-    else:
-        progress("writing the data layer and previews", 0.6)
-        data.submit(run_dir, out, stage_sample_s, window, realtime, previews, colour_by, colour_range,
-                    frames=fr, mapping=mapping)
-    data_info = data.result()
+    progress(*(("waiting for the data layer and previews", 0.85) if data.in_helper else
+               ("writing the data layer and previews", 0.6)))
+    data_info = data.result(frames=fr, mapping=mapping)
     root.subLayerPaths.append("./" + DATA_NAME)
     root.Save()
     progress("stage done", 1.0)
