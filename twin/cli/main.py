@@ -96,11 +96,9 @@ def _interruptible(target: Path):
     previous = signal.signal(signal.SIGTERM, on_term) if main else None
     try:
         yield
-    except KeyboardInterrupt:
-        fail(f"interrupted; no partial run written to {target}", code=143 if got else 130)
-    except SystemError as exc:
-        # the signal's KeyboardInterrupt raised while a compiled kernel returned: CPython reports it
-        # as "returned a result with an exception set", the interrupt as its cause
+    except (KeyboardInterrupt, SystemError) as exc:
+        # a SystemError: the signal's KeyboardInterrupt raised while a compiled kernel returned;
+        # CPython reports "returned a result with an exception set", the interrupt as its cause
         if not _caused_by_interrupt(exc):
             raise
         fail(f"interrupted; no partial run written to {target}", code=143 if got else 130)
@@ -269,9 +267,10 @@ def main() -> None:
     try:
         app()
     except SystemExit as exc:   # every finished command ends here (Typer's standalone mode)
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if exc.code is not None and not isinstance(exc.code, int):
-            print(exc.code, file=sys.stderr)
+        code = 0 if exc.code is None else exc.code
+        if not isinstance(code, int):   # sys.exit("message"): printed, exit status 1, as Python does
+            print(code, file=sys.stderr)
+            code = 1
         _exit_now(code)
 
 
