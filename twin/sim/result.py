@@ -80,22 +80,25 @@ SPOOLED = {"gpus": (lambda sm: sm.gpu, gpu_rows, ("time_s", "gpu_id", "node_id",
            "nodes": (lambda sm: sm.node, node_rows, ("time_s", "node_id", "rack_id"), ("energy_j",))}
 
 
+def _spooled(name: str, samples: Sampler, topo: Topology, scenario: Scenario) -> tuple:
+    """(the spool, its rows formatter, the table's column names) of spooled table `name`."""
+    spool_of, rows_of, lead, tail = SPOOLED[name]
+    spool = spool_of(samples)
+    return spool, rows_of(topo, scenario.spec.simulation.table_sample_s(name)), (*lead, *spool.dtypes, *tail)
+
+
 def stream_tables(samples: Sampler, topo: Topology, scenario: Scenario, sinks: Mapping[str, TableSink]) -> None:
     """Tap the spooled tables (SPOOLED) named in `sinks` before the first sample: their rows go to
     the sink while the simulation runs (twin.sim.spool), and collect() hands them over as streamed."""
     for name, sink in sinks.items():
-        if name not in SPOOLED:
-            continue
-        spool_of, rows_of, _, _ = SPOOLED[name]
-        rows = rows_of(topo, scenario.spec.simulation.table_sample_s(name))
-        spool_of(samples).tap(lambda first, blk, rows=rows, sink=sink: sink.put(rows(first, blk)))
+        if name in SPOOLED:
+            spool, rows, _ = _spooled(name, samples, topo, scenario)
+            spool.tap(lambda first, blk, rows=rows, sink=sink: sink.put(rows(first, blk)))
 
 
 def _spooled_table(name: str, samples: Sampler, topo: Topology, scenario: Scenario,
                    sink: TableSink | None) -> BlockTable:
-    spool_of, rows_of, lead, tail = SPOOLED[name]
-    spool, rows = spool_of(samples), rows_of(topo, scenario.spec.simulation.table_sample_s(name))
-    names = (*lead, *spool.dtypes, *tail)
+    spool, rows, names = _spooled(name, samples, topo, scenario)
 
     def blocks() -> Iterator[dict]:
         for first, blk in spool.blocks():
