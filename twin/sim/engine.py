@@ -59,6 +59,8 @@ class Engine:
         self.sc, self.progress, self.sinks = scenario, progress, dict(sinks or {})
         # compiled kernels give the same bytes as the numpy/Python ones (tests/test_kernels.py)
         self.kernels = compiled.resolve(kernels)
+        if self.kernels == "numba":
+            compiled.prepare_numba()
         self.route = ROUTERS[self.kernels]
         spec, cat = scenario.spec, scenario.catalogue
         self.topo = topo = build_topology(scenario)
