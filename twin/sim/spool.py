@@ -32,7 +32,6 @@ import numpy as np
 from twin.model.columns import Coded
 # tables up to ~200 MB stay in memory (up to the 160-node hall); the memory estimate counts the same
 from twin.model.resources import BLOCK_SAMPLES, SPILL_ROWS
-from twin.sim.prefault import populate_in_background
 
 MAX_PENDING = 2  # spilled blocks (copies) waiting for the writer: bounds the extra memory to 2 blocks
 TAP_ROWS = 1 << 16  # rows per piece a tap gets from a spool that does not spill (views, no copies)
@@ -155,14 +154,11 @@ class SampleSpool:
         self.groups: dict[np.dtype, tuple[str, ...]] = {}
         for k, dt in dtypes.items():
             self.groups[np.dtype(dt)] = (*self.groups.get(np.dtype(dt), ()), k)
-        # np.zeros maps the pages lazily (calloc) and a background thread faults them in while
-        # the simulation runs (twin.sim.prefault): faulting them one by one as rows arrive (each row
-        # touches a page of every column) costs ~20 us a row, writing them all now (np.full)
-        # 0.06-0.16 s before the first tick; every row is written by the end, so peak memory is the same
-        self._stacks = {dt: np.zeros((len(names), self.block_samples, width), dt)
+        # np.full writes every page now: np.zeros' calloc maps pages lazily, and faulting them in one
+        # by one as rows arrive (each row touches a page of every column) cost ~20 us per row here,
+        # ~6x the bulk write; every row is written by the end of the run, so peak memory is the same
+        self._stacks = {dt: np.full((len(names), self.block_samples, width), 0, dt)
                         for dt, names in self.groups.items()}
-        for stack in self._stacks.values():
-            populate_in_background(stack)
         self._buf = {k: self._stacks[np.dtype(dt)][self.groups[np.dtype(dt)].index(k)]
                      for k, dt in dtypes.items()}  # in the columns' order (the tables' column order)
         self._in_buf = 0
