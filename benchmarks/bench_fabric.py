@@ -10,9 +10,12 @@ every tick); leaves are 4:1 oversubscribed. Replicas push 500-5,000 tokens/s (x 
 activations per hop), redrawn each tick;
 "steady" ticks keep the set of busy replicas (the flow set is cached), "churn" ticks change it
 (the flow set is regathered: what a busy hall does most ticks). Two more rows run the shipped
-halls' own traffic (pipelines inside racks, weights from NVMe, non-blocking).
+halls' own traffic (pipelines inside racks, weights from NVMe, non-blocking). Each case runs on
+the numpy reference path and on the compiled one `twin run` takes (fabric_kernel, its max-min
+filling included), and the replicas' NIC rates of the two are compared; peak MB is the numpy
+path's (tracemalloc does not see numba's allocations).
 
-    python benchmarks/bench_fabric.py [--ticks 20]
+    python benchmarks/bench_fabric.py [--ticks 20] [--kernels both|numpy|numba]
 """
 from __future__ import annotations
 
@@ -61,12 +64,13 @@ def peak_mb(spec: FabricSectionSpec, n_nodes: int, spread: bool, loads: bool) ->
     return peak_b / 1e6
 
 
-def measure(label: str, spec: FabricSectionSpec, n_nodes: int, ticks: int, spread: bool = True, seed: int = 1) -> dict:
+def measure(label: str, spec: FabricSectionSpec, n_nodes: int, ticks: int, spread: bool = True, seed: int = 1,
+            compiled: bool = False) -> dict:
     topo, hops = hall(n_nodes, spread=spread)
     rng = np.random.default_rng(seed)
     loads = spec.load_from == "network"
     t0 = time.perf_counter()
-    m = FabricModel(spec, topo, NIC, H2D_GB_S, 1.0, hops, np.full(len(hops), HIDDEN_B))
+    m = FabricModel(spec, topo, NIC, H2D_GB_S, 1.0, hops, np.full(len(hops), HIDDEN_B), compiled=compiled)
     build_s = time.perf_counter() - t0
     n_rep = len(hops)
     loading = np.sort(rng.choice(n_nodes, size=max(1, n_nodes // 20), replace=False)) if loads \
@@ -88,33 +92,46 @@ def measure(label: str, spec: FabricSectionSpec, n_nodes: int, ticks: int, sprea
     flows = m._cache.rep.size if m._cache is not None else 0
     entries = m._cache.entry_col.size if m._cache is not None else 0
     return dict(label=label, nodes=n_nodes, cables=m.fg.n_links, flows=flows, entries=entries, build_s=build_s,
-                first_s=first_s, steady_s=steady_s, churn_s=churn_s, peak_mb=peak_mb(spec, n_nodes, spread, loads))
+                first_s=first_s, steady_s=steady_s, churn_s=churn_s,
+                peak_mb=peak_mb(spec, n_nodes, spread, loads) if not compiled else float("nan"),
+                nic=m.rep_nic_gb_s.copy())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=int, default=20)
+    ap.add_argument("--kernels", choices=["both", "numpy", "numba"], default="both",
+                    help="the numpy reference path, the compiled one (what `twin run` uses), or both")
     args = ap.parse_args()
     os4 = dict(oversubscription=4.0, load_from="network", storage_targets=4, storage_gb_s=200.0)
     cases = [
-        ("two-tier 160 (yardstick)", FabricSectionSpec(spines=2, **os4), 160),
-        ("pods 160 (4 x 4 racks)", FabricSectionSpec(spines=5, racks_per_pod=4, super_spines=20, **os4), 160),
-        ("two-tier 1,600", FabricSectionSpec(spines=2, **os4), 1_600),
-        ("pods 1,600 (hall-1600)", FabricSectionSpec(spines=5, racks_per_pod=32, super_spines=20, **os4), 1_600),
-        ("pods 16,000 (hall-16000)", FabricSectionSpec(spines=5, racks_per_pod=32, super_spines=160, **os4), 16_000),
+        ("two-tier 160 (yardstick)", FabricSectionSpec(spines=2, **os4), 160, True),
+        ("pods 160 (4 x 4 racks)", FabricSectionSpec(spines=5, racks_per_pod=4, super_spines=20, **os4), 160, True),
+        ("two-tier 1,600", FabricSectionSpec(spines=2, **os4), 1_600, True),
+        ("pods 1,600 (hall-1600)", FabricSectionSpec(spines=5, racks_per_pod=32, super_spines=20, **os4), 1_600, True),
+        ("pods 16,000 (hall-16000)", FabricSectionSpec(spines=5, racks_per_pod=32, super_spines=160, **os4), 16_000,
+         True),
+        # the shipped halls' traffic: pipelines inside racks, weights from NVMe, non-blocking
+        ("hall-1600 as shipped", FabricSectionSpec(spines=5, racks_per_pod=32, super_spines=20), 1_600, False),
+        ("hall-16000 as shipped", FabricSectionSpec(spines=5, racks_per_pod=32, super_spines=160), 16_000, False),
     ]
-    rows = [measure(label, spec, n, args.ticks) for label, spec, n in cases]
-    # the shipped halls' traffic: pipelines inside racks, weights from NVMe, non-blocking
-    for label, n, sup in (("hall-1600 as shipped", 1_600, 20), ("hall-16000 as shipped", 16_000, 160)):
-        rows.append(measure(label, FabricSectionSpec(spines=5, racks_per_pod=32, super_spines=sup), n, args.ticks,
-                            spread=False))
-    y = rows[0]
-    print(f"{'fabric':26s} {'nodes':>6s} {'cables':>6s} {'flows':>6s} {'entries':>7s} {'build s':>8s} "
-          f"{'1st ms':>7s} {'tick ms':>8s} {'churn ms':>8s} {'peak MB':>8s}  tick x / churn x vs yardstick")
-    for r in rows:
-        print(f"{r['label']:26s} {r['nodes']:6d} {r['cables']:6d} {r['flows']:6d} {r['entries']:7d} {r['build_s']:8.3f} "
-              f"{r['first_s'] * 1e3:7.1f} {r['steady_s'] * 1e3:8.2f} {r['churn_s'] * 1e3:8.2f} {r['peak_mb']:8.1f}  "
-              f"{r['steady_s'] / y['steady_s']:6.1f} / {r['churn_s'] / y['churn_s']:6.1f}")
+    paths = {"both": (False, True), "numpy": (False,), "numba": (True,)}[args.kernels]
+    for compiled in paths:
+        rows = [measure(label, spec, n, args.ticks, spread=spread, compiled=compiled) for label, spec, n, spread in cases]
+        if compiled and len(paths) == 2:
+            same = all(np.array_equal(a["nic"], b["nic"]) for a, b in zip(rows, numpy_rows))
+            print(f"compiled path: the replicas' NIC rates after the last tick are "
+                  f"{'identical' if same else 'NOT identical'} to the numpy path's in every case")
+        y = rows[0]
+        print(f"\n{'numba (twin run)' if compiled else 'numpy (reference)'}:")
+        print(f"{'fabric':26s} {'nodes':>6s} {'cables':>6s} {'flows':>6s} {'entries':>7s} {'build s':>8s} "
+              f"{'1st ms':>7s} {'tick ms':>8s} {'churn ms':>8s} {'peak MB':>8s}  tick x / churn x vs yardstick")
+        for r in rows:
+            print(f"{r['label']:26s} {r['nodes']:6d} {r['cables']:6d} {r['flows']:6d} {r['entries']:7d} "
+                  f"{r['build_s']:8.3f} {r['first_s'] * 1e3:7.1f} {r['steady_s'] * 1e3:8.2f} {r['churn_s'] * 1e3:8.2f} "
+                  f"{r['peak_mb']:8.1f}  {r['steady_s'] / y['steady_s']:6.1f} / {r['churn_s'] / y['churn_s']:6.1f}",
+                  flush=True)
+        numpy_rows = rows
 
 
 if __name__ == "__main__":

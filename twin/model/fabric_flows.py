@@ -76,6 +76,8 @@ class FabricModel:
                  compiled: bool = False) -> None:
         self.spec = spec
         self.compiled = compiled and fk.HAVE_NUMBA
+        # the max-min filling: numpy's (the reference) or its compiled twin (same rates, bit for bit)
+        self._max_min = fk.max_min_fair_gb_s if self.compiled else max_min_fair_sparse_gb_s
         self.fg = build_fabric(topo.rack_names, topo.node_rack, nic.achievable_gb_s, nic.latency_s, spec.spines,
                                spec.oversubscription, spec.switch_latency_s,
                                spec.storage_targets if spec.load_from == "network" else 0, spec.storage_gb_s,
@@ -215,8 +217,7 @@ class FabricModel:
             cap = self.cap[used]
             is_pp = rep_a >= 0
             # elastic shares depend only on the structure: pipeline flows unbounded, loads at H2D
-            elastic = max_min_fair_sparse_gb_s(entry_flow, entry_col, n_pp + n_ld, cap,
-                                               np.where(is_pp, np.inf, self.h2d_gb_s))
+            elastic = self._max_min(entry_flow, entry_col, n_pp + n_ld, cap, np.where(is_pp, np.inf, self.h2d_gb_s))
             flows = _FlowSet(used=used, cap=cap, rep=rep_a, node=node_a, is_pp=is_pp,
                              src_node=np.r_[self._hop_src[hops], np.full(n_ld, -1)],
                              dst_node=np.r_[self._hop_dst[hops], node_a[n_pp:]], elastic=elastic,
@@ -276,7 +277,7 @@ class FabricModel:
         alloc = demand
         if not fk.demand_load(fs.is_pp, fs.rep, rep_tok_s, self.rep_hidden_bytes, self.h2d_gb_s, fs.entry_col,
                               fs.entry_flow, fs.cap, demand, load):
-            alloc = max_min_fair_sparse_gb_s(fs.entry_flow, fs.entry_col, fs.rep.size, fs.cap, demand)
+            alloc = fk.max_min_fair_gb_s(fs.entry_flow, fs.entry_col, fs.rep.size, fs.cap, demand)
             fk.link_load(fs.entry_col, fs.entry_flow, alloc, load)
         fk.apply(fs.cap, load, alloc, fs.entry_col, fs.flow_ptr, fs.elastic, fs.is_pp, fs.rep, fs.node, fs.src_node,
                  fs.dst_node, fs.used, fs.inc_count, self.dt_s, self.rep_nic_gb_s, self.loading_rate_gb_s,
