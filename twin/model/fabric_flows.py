@@ -272,7 +272,7 @@ class FabricModel:
         np.add.at(self._acc_flows, fs.used // 2, fs.inc_count)
 
     def _step_compiled(self, fs: _FlowSet, rep_tok_s: np.ndarray) -> None:
-        """`step`'s sharing through twin.model.fabric_kernel; the max-min filling stays numpy."""
+        """`step`'s sharing through twin.model.fabric_kernel, the max-min filling included (the same bytes)."""
         demand, load = np.empty(fs.rep.size), np.empty(fs.used.size)
         alloc = demand
         if not fk.demand_load(fs.is_pp, fs.rep, rep_tok_s, self.rep_hidden_bytes, self.h2d_gb_s, fs.entry_col,
