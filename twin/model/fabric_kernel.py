@@ -5,7 +5,7 @@ rates and the link accumulators; and closing a `links` interval.
 Why compiled: with the flow set cached (it changes only when replicas start or stop serving),
 a tick is ~20 numpy calls on a few hundred (flow, link) entries; dispatch dominates. The
 max-min filling (only when a link is over-asked, but then up to one round per bottleneck level)
-is compiled too, touching per round only the links and flows still filling.
+is compiled too, and touches per round only the links whose level may decide it.
 
 Each loop repeats the numpy code's arithmetic in its order: bincount and np.add.at sums run in
 entry (flow) order from 0.0, np.minimum.reduceat runs over each flow's entries, minima and maxima
