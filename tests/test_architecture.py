@@ -32,8 +32,9 @@ HOMES = {
     "dask": ("twin.tools.sweep",), "distributed": ("twin.tools.sweep",),
     # compiled kernels with a numpy fallback (tests/test_kernels.py, tests/test_plant_kernel.py,
     # tests/test_plant_step.py, tests/test_serving_kernel.py, tests/test_sampler_kernel.py,
-    # tests/test_fabric_kernel.py, tests/test_lifecycle_kernel.py)
-    "numba": ("twin.sim.router", "twin.sim.plant_kernel", "twin.sim.plant_step_kernel", "twin.sim.serving_kernel",
+    # tests/test_fabric_kernel.py, tests/test_lifecycle_kernel.py), and the one place that sets
+    # numba up before the first kernel call (twin.sim.compiled.prepare_numba)
+    "numba": ("twin.sim.compiled", "twin.sim.router", "twin.sim.plant_kernel", "twin.sim.plant_step_kernel", "twin.sim.serving_kernel",
               "twin.sim.sampler_kernel", "twin.model.fabric_kernel", "twin.sim.lifecycle_kernel"),
 }
 

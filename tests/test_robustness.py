@@ -160,8 +160,8 @@ def assert_nothing_written(out: Path) -> None:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc for CPU time")
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupting_the_simulation_leaves_no_run_directory(tmp_path, sig, code):
-    long = tmp_path / "long.yaml"  # ~5 CPU s of simulation: the signal lands well inside it
-    long.write_text(TINY_TEXT.replace("duration_s: 600", "duration_s: 7200"))
+    long = tmp_path / "long.yaml"  # ~5 CPU s of simulation (8 h of tiny): the signal lands well inside it
+    long.write_text(TINY_TEXT.replace("duration_s: 600", "duration_s: 28800"))
     out = tmp_path / "runs" / "long"
     proc = start_run(long, out)
     # start-up and imports take < 1 CPU s; wait on CPU time, not wall time, so a busy machine cannot
@@ -337,8 +337,8 @@ def test_the_fast_exit_delivers_all_output_and_the_exit_code(tmp_path):
 def test_interrupting_a_run_with_a_stage_helper_stops_the_helper_too(tmp_path):
     """A run large enough for the stage's helper process (scenes/data_job.py: started before the
     simulation): SIGTERM while simulating ends both, and nothing is left behind."""
-    long = tmp_path / "long.yaml"  # 4 nodes x 14,400 one-second samples = 57,600 node rows: a helper
-    long.write_text(TINY_TEXT.replace("duration_s: 600", "duration_s: 14400"))
+    long = tmp_path / "long.yaml"  # 4 nodes x 28,800 one-second samples = 115,200 node rows: a helper;
+    long.write_text(TINY_TEXT.replace("duration_s: 600", "duration_s: 28800"))   # ~5 CPU s simulating
     out = tmp_path / "runs" / "long"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "twin", "run", str(long), "-o", str(out), "-q",
