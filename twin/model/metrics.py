@@ -46,7 +46,8 @@ def percentile(values: np.ndarray, q: float) -> float | None:
     v = v[np.isfinite(v)]
     if not v.size:
         return None
-    return float(np.sort(v)[nearest_rank(v.size, q)])
+    k = nearest_rank(v.size, q)
+    return float(np.partition(v, k)[k])   # the k-th smallest, as np.sort(v)[k], in linear time
 
 
 @dataclass(frozen=True)

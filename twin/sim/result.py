@@ -139,7 +139,11 @@ def _interval_percentiles(done_s: np.ndarray, values: np.ndarray, times: np.ndar
     vals = values[ok]
     keep = (idx >= 0) & (idx < times.size)
     idx, vals = idx[keep], vals[keep]
-    order = np.lexsort((vals, idx))
+    # requests by interval, each interval's values ascending: lexsort((vals, idx)), as one sort
+    # of the values and a stable sort of their intervals (a radix sort when they fit 16 bits)
+    order = np.argsort(vals, kind="stable")
+    by = idx[order]
+    order = order[np.argsort(by.astype(np.int16) if times.size <= np.iinfo(np.int16).max else by, kind="stable")]
     idx, vals = idx[order], vals[order]
     bounds = np.searchsorted(idx, np.arange(times.size + 1))
     counts = np.diff(bounds)
