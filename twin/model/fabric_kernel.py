@@ -140,6 +140,20 @@ def _heap_pop(key, link, ver, size) -> int:
     return size
 
 
+def _take_below(thr, key, link, ver_h, size, ver, n_on, in_cand, cand, n_cand):
+    """Pop every heap entry with a level <= thr; the current ones (the link's version, a flow
+    left) not yet among the round's candidates join them. (new heap size, candidate count)."""
+    while size > 0 and key[0] <= thr:
+        c = link[0]
+        current = ver_h[0] == ver[c] and n_on[c] > 0
+        size = _heap_pop(key, link, ver_h, size)
+        if current and not in_cand[c]:
+            cand[n_cand] = c
+            in_cand[c] = True
+            n_cand += 1
+    return size, n_cand
+
+
 def _catch_up(c, now, left, done, n_on, incs) -> None:
     """Apply rounds done[c]..now-1 to link c's remaining capacity: numpy's ``left -= inc * n_on``
     of each of those rounds, in order, with the flow count the link had in them."""
@@ -258,18 +272,11 @@ def _max_min_fair(entry_flow, entry_link, n_flows, cap, demand):
         if h_n > 0 and h_key[0] - s - tol <= dem_inc:
             # the bottleneck may decide the round: every link within 2 tol of the lowest level,
             # exactly (a link further up is above the lowest one's exact share, see the docstring)
-            thr = h_key[0] + 2.0 * tol
-            while h_n > 0 and h_key[0] <= thr:
-                c = h_link[0]
-                stale = h_ver[0] != ver[c] or n_on[c] == 0
-                h_n = _heap_pop(h_key, h_link, h_ver, h_n)
-                if stale or in_cand[c]:
-                    continue
+            h_n, n_cand = _take_below(h_key[0] + 2.0 * tol, h_key, h_link, h_ver, h_n, ver, n_on, in_cand, cand, 0)
+            for i in range(n_cand):
+                c = cand[i]
                 _catch_up(c, rnd, left, done, n_on, incs)
                 link_inc = _nan_min(link_inc, left[c] / n_on[c])
-                cand[n_cand] = c
-                in_cand[c] = True
-                n_cand += 1
         inc = dem_inc if dem_inc < link_inc else link_inc   # Python's min(link_inc, dem_inc)
         if 0.0 > inc:                                       # Python's max(inc, 0.0)
             inc = 0.0
@@ -281,16 +288,8 @@ def _max_min_fair(entry_flow, entry_link, n_flows, cap, demand):
         rnd += 1
         s += inc                               # rate[active] += inc
         # links that may have saturated this round: their level within reach of s
-        thr = s + 2.0 * tol + max_floor
-        while h_n > 0 and h_key[0] <= thr:
-            c = h_link[0]
-            stale = h_ver[0] != ver[c] or n_on[c] == 0
-            h_n = _heap_pop(h_key, h_link, h_ver, h_n)
-            if stale or in_cand[c]:
-                continue
-            cand[n_cand] = c
-            in_cand[c] = True
-            n_cand += 1
+        h_n, n_cand = _take_below(s + 2.0 * tol + max_floor, h_key, h_link, h_ver, h_n, ver, n_on, in_cand, cand,
+                                  n_cand)
         n_sat = 0
         for i in range(n_cand):
             c = cand[i]
@@ -349,6 +348,7 @@ try:  # numba compiles the loops; without it the numpy code in fabric_flows is t
     _nan_min, _nan_max, _link_load = _jit(_nan_min), _jit(_nan_max), _jit(_link_load)
     demand_load, apply, link_load, close_links = _jit(_demand_load), _jit(_apply), _link_load, _jit(_close_links)
     _heap_push, _heap_pop, _catch_up, _freeze = _jit(_heap_push), _jit(_heap_pop), _jit(_catch_up), _jit(_freeze)
+    _take_below = _jit(_take_below)
     max_min_fair_gb_s = _jit(_max_min_fair)
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps a platform without it working
     demand_load = apply = link_load = close_links = max_min_fair_gb_s = None
