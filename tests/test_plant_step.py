@@ -72,7 +72,7 @@ def _inputs(rng, plant: Plant, extras: bool):
 
 def _bytes(p: Plant) -> list[bytes]:
     o, a = p.out, p.out.alarms
-    arrays = [getattr(o, f) for f in o.__dataclass_fields__ if f != "alarms"]
+    arrays = [getattr(o, f) for f in o._fields if f != "alarms"]
     arrays += [a.psu_overload, a.throttle_changed, a.hot_nodes, a.gpu_max_c, np.array([a.cooling_short], dtype=object)]
     arrays += [p.gpu_temp, p.gpu_sink, p.gpu_mem, p.gpu_fan, p.fan_rpm, p.cpu_temp, p.rack_exhaust, p.gpu_last_work_s,
                p.gpu_throttled, np.array([p.supply_c, p.t_s]),
@@ -253,6 +253,6 @@ def test_the_compiled_ticks_outputs_hold_until_the_tick_after_next():
         assert _bytes(plants["numpy"]) == _bytes(plants["numba"])
         if prev is not None:
             held, kept = prev
-            assert [np.asarray(getattr(held, f)).tobytes() for f in held.__dataclass_fields__ if f != "alarms"] == kept
+            assert [np.asarray(getattr(held, f)).tobytes() for f in held._fields if f != "alarms"] == kept
         out = plants["numba"].out
-        prev = out, [np.asarray(getattr(out, f)).tobytes() for f in out.__dataclass_fields__ if f != "alarms"]
+        prev = out, [np.asarray(getattr(out, f)).tobytes() for f in out._fields if f != "alarms"]

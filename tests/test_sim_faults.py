@@ -79,7 +79,7 @@ def test_a_psu_overload_trip_holds_the_node_until_a_supply_is_swapped():
     undo = apply(e, "psu_failure", 0)
     al = Alarms(psu_overload=np.array([0]), throttle_changed=np.zeros(0, int), hot_nodes=np.zeros(0, int),
                 gpu_max_c=np.zeros(4), cooling_short=None)
-    e.plant.out = replace(e.plant.out, alarms=al, node_dc_w=np.full(4, 1700.0))
+    e.plant.out = e.plant.out._replace(alarms=al, node_dc_w=np.full(4, 1700.0))
     e.life.react()
     e.life.react()  # still over: the trip is one hold, not one per tick
     assert e.life.state[0] == FAILED and e.life.node_holds[0] == 1

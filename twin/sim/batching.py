@@ -17,7 +17,7 @@ share's speed (twin.model.sharing, twin.sim.tenancy): prefill and decode take 1 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -54,8 +54,7 @@ def prefill_scan(work_s: np.ndarray, arrive_s: np.ndarray, group: np.ndarray) ->
     return end - work_s, end
 
 
-@dataclass(frozen=True)
-class ServingOutputs:
+class ServingOutputs(NamedTuple):   # a NamedTuple, as plant.PlantOutputs (why: there)
     """Per replica, this tick: shares of the tick spent prefilling / decoding, batch, token rates."""
     prefill_frac: np.ndarray
     decode_frac: np.ndarray    # busy share of decoding (pipeline bubbles removed)

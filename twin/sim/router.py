@@ -12,13 +12,12 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from itertools import islice
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class ReplicaLoad:
+class ReplicaLoad(NamedTuple):   # a NamedTuple, as plant.PlantOutputs (why: there)
     """What the router may look at per replica, (R,) arrays (read-only here)."""
     work_s: np.ndarray           # outstanding work estimate (batching.rep_busy)
     inflight: np.ndarray         # sequences held
