@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import importlib
 import math
 import os
@@ -120,6 +119,7 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
 def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | None, quiet: bool,
          overrides: dict | None = None, source: Path | None = None, lock=None) -> None:
     from twin.sim.engine import simulate
+    from twin.sim.gc_scope import freeze_what_is_new, older_objects_frozen
     from twin.telemetry.write import RunWriter
 
     stage_fn, data_job, meanwhile = None, None, None
@@ -134,21 +134,25 @@ def _run(sc, target: Path, force: bool, stage: bool, stage_sample_s: float | Non
 
         def meanwhile() -> None:   # pxr and the stage's modules (~0.3 s) while the last row groups encode
             import scenes.stage  # noqa: F401
+            freeze_what_is_new()   # and their ~20,000 objects join the frozen ones (twin.sim.gc_scope)
 
         def stage_fn(tmp: Path) -> dict:
             return _with_progress("writing USD stage", lambda cb: build_stage(
                 tmp, stage_sample_s=stage_sample_s, data_job=data_job,
                 progress=(lambda msg, frac: cb(frac, {"msg": msg})) if cb else None), quiet)  # cb is None with -q
-    try:
-        # the run directory is open while simulating: the gpus, nodes and links tables stream into it
-        with RunWriter(target, force=force, lock=lock) as run:
-            result = _with_progress(f"simulating {sc.name}",
-                                    lambda cb: simulate(sc, progress=cb, sinks=run.sinks()), quiet)
-            man = run.finish(result, stage=stage_fn, overrides=overrides, source=source, meanwhile=meanwhile)
-    finally:
-        if data_job is not None:   # a failed run: the helper never got its work (build_stage closes it)
-            data_job.close()
-    print_summary(man, target)
+    # the collector skips what the imports made, to the summary's last line (twin.sim.gc_scope): once
+    # unfrozen, the ~150,000 objects would cost a full collection (~80 ms) at the next allocations
+    with older_objects_frozen():
+        try:
+            # the run directory is open while simulating: the gpus, nodes and links tables stream into it
+            with RunWriter(target, force=force, lock=lock) as run:
+                result = _with_progress(f"simulating {sc.name}",
+                                        lambda cb: simulate(sc, progress=cb, sinks=run.sinks()), quiet)
+                man = run.finish(result, stage=stage_fn, overrides=overrides, source=source, meanwhile=meanwhile)
+        finally:
+            if data_job is not None:   # a failed run: the helper never got its work (build_stage closes it)
+                data_job.close()
+        print_summary(man, target)
 
 
 # `twin run`'s summary: rows of one or more summary keys (twin.model.metrics defines each key's
@@ -280,13 +284,14 @@ def _exit_now(code: int) -> None:
     Once numba has loaded its kernels, that teardown (LLVM's, mostly) takes 0.3-0.5 s, measured
     on every `twin` command that simulates (benchmarks/bench_e2e.py; tiny: 0.39 s after the last
     line ran). Everything a command owns is closed by then (run directories are atomic, writers
-    are joined), so the exit keeps only what matters: garbage-collected finalizers (a spilling
-    spool's directory), the atexit handlers (logging, coverage), flushed streams. Set
+    are joined), so the exit keeps only what matters: the atexit handlers (logging, coverage, and
+    weakref.finalize's, which remove a spilling spool's directory and any temporary directory
+    still alive, garbage or not), flushed streams. No full garbage collection first: it found
+    nothing those handlers do not, and took 80-90 ms (tests/test_robustness.py). Set
     TWIN_FULL_EXIT=1 for the ordinary interpreter exit.
     """
     if os.environ.get("TWIN_FULL_EXIT"):
         sys.exit(code)
-    gc.collect()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -28,6 +28,7 @@ from twin.model.node_power import node_parts_w, node_wall_w
 from twin.model.states import DRAINING, SERVING, WARM
 from twin.model.workload import generate_requests
 from twin.sim import compiled
+from twin.sim.gc_scope import older_objects_frozen
 from twin.sim.autoscaler import Autoscaler
 from twin.sim.batching import ServingStep
 from twin.sim.events import EventLog
@@ -292,6 +293,7 @@ def simulate(scenario: Scenario, progress: Progress | None = None, kernels: str 
     result then hands them over as streamed tables.
     """
     t0 = time.perf_counter()
-    engine = Engine(scenario, progress, kernels, sinks)
-    engine.run()
-    return engine.result(time.perf_counter() - t0)
+    with older_objects_frozen():   # the collector skips the imports' objects (twin.sim.gc_scope)
+        engine = Engine(scenario, progress, kernels, sinks)
+        engine.run()
+        return engine.result(time.perf_counter() - t0)
