@@ -106,7 +106,6 @@ def _close_links(acc_bytes, acc_flows, cable_cap_b, span_s, n_ticks, total_b, ut
         acc_flows[i] = 0.0
 
 
-
 def _heap_push(key, link, ver, size, k, c, v) -> int:
     """Push (k, c, v) on the binary min-heap (key, link, ver)[:size]; the new size."""
     i = size
@@ -183,7 +182,7 @@ def _max_min_fair(entry_flow, entry_link, n_flows, cap, demand):
       whose last flow freezes never pays them;
     - whether a link may matter is read off its level: s + left / n_on barely moves while its
       flow count holds (left falls by n_on x inc as s rises by inc), so a heap by level gives the
-      candidates, with a margin `tol` far above the rounding a level can gather in n_flows rounds.
+      candidates, with a margin `tol` far above the rounding a level can gather in all the rounds.
       A link is evaluated exactly when its level is within tol of deciding the round.
     """
     n_l = cap.shape[0]
