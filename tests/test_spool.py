@@ -142,3 +142,30 @@ def test_a_run_writer_that_fails_or_is_never_finished_leaves_nothing(tmp_path):
         with RunWriter(tmp_path / "unfinished") as run:
             simulate(sc, sinks=run.sinks())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_zeroed_buffers_are_zero_writable_and_released_with_their_views():
+    import gc
+    import mmap
+    import weakref
+
+    from twin.sim.spool import zeroed
+    a = zeroed((3, 1000, 17), np.float32)
+    assert a.shape == (3, 1000, 17) and a.dtype == np.float32 and a.flags.writeable
+    assert not a.any()                              # the kernel's zero pages
+    a[1, 5, 3] = 2.5
+    view = a[1]
+    assert view[5, 3] == 2.5
+    owner = a.base
+    while getattr(owner, "base", None) is not None:  # numpy's chain down to the buffer
+        owner = owner.base
+    owner = owner.obj if isinstance(owner, memoryview) else owner
+    if not isinstance(owner, mmap.mmap):
+        pytest.skip("no MAP_POPULATE here: zeroed is np.full")
+    gone = weakref.ref(owner)
+    del a, owner
+    gc.collect()
+    assert gone() is not None and view[5, 3] == 2.5   # the map lives while a view of it does
+    del view
+    gc.collect()
+    assert gone() is None                           # and goes with the last one

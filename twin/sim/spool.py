@@ -18,6 +18,7 @@ that spilled is refused.
 """
 from __future__ import annotations
 
+import mmap
 import shutil
 import tempfile
 import weakref
@@ -48,6 +49,31 @@ class TableSink(Protocol):
     def close(self) -> int: ...
 
     def abort(self) -> None: ...
+
+
+# mmap's flag for a map whose pages the kernel zeroes and maps at once (Linux; 0 elsewhere)
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def zeroed(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A zero-filled array whose pages are all mapped now, in an anonymous memory map of its own.
+
+    Why not np.full: numpy asks the kernel for transparent huge pages on any buffer of 4 MB or more
+    (madvise MADV_HUGEPAGE), and where memory is fragmented - a process's second simulation, once
+    the first one's buffers are freed - the kernel compacts memory to find them inside the page
+    faults: the surge's two spool buffers (~75 MB) took 0.09-0.17 s that way, 0.01 s when huge pages
+    were at hand (a fresh process), and 0.02-0.03 s as an ordinary map populated at once
+    (MAP_POPULATE: the kernel zeroes and maps every page in one call; benchmarks/bench_surge.py's
+    second run, and sweeps, which simulate many times per worker). The pages are mapped up front
+    because rows touch a page of every column: faulting them in one by one as rows arrive cost
+    ~20 us a row. Every row is written by the end of the run, so peak memory is the same. The map
+    is released with the last array that views it. Without MAP_POPULATE (not Linux): np.full."""
+    count = int(np.prod(shape))
+    dt = np.dtype(dtype)
+    if not _POPULATE:
+        return np.full(shape, 0, dt)
+    buf = mmap.mmap(-1, max(count * dt.itemsize, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _POPULATE)
+    return np.frombuffer(buf, dtype=dt, count=count).reshape(shape)
 
 
 def _save_block(directory: Path, b: int, block: dict[str, np.ndarray]) -> None:
@@ -154,11 +180,7 @@ class SampleSpool:
         self.groups: dict[np.dtype, tuple[str, ...]] = {}
         for k, dt in dtypes.items():
             self.groups[np.dtype(dt)] = (*self.groups.get(np.dtype(dt), ()), k)
-        # np.full writes every page now: np.zeros' calloc maps pages lazily, and faulting them in one
-        # by one as rows arrive (each row touches a page of every column) cost ~20 us per row here,
-        # ~6x the bulk write; every row is written by the end of the run, so peak memory is the same
-        self._stacks = {dt: np.full((len(names), self.block_samples, width), 0, dt)
-                        for dt, names in self.groups.items()}
+        self._stacks = {dt: zeroed((len(names), self.block_samples, width), dt) for dt, names in self.groups.items()}
         self._buf = {k: self._stacks[np.dtype(dt)][self.groups[np.dtype(dt)].index(k)]
                      for k, dt in dtypes.items()}  # in the columns' order (the tables' column order)
         self._in_buf = 0
