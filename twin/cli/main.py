@@ -286,8 +286,8 @@ def _exit_now(code: int) -> None:
     line ran). Everything a command owns is closed by then (run directories are atomic, writers
     are joined), so the exit keeps only what matters: the atexit handlers (logging, coverage, and
     weakref.finalize's, which remove a spilling spool's directory and any temporary directory
-    still alive, garbage or not), flushed streams. No full garbage collection first: it found
-    nothing those handlers do not, and took 80-90 ms (tests/test_robustness.py). Set
+    still alive, garbage or not; tests/test_gc_scope.py), flushed streams. No full garbage
+    collection first: it found nothing those handlers do not, and took 80-90 ms. Set
     TWIN_FULL_EXIT=1 for the ordinary interpreter exit.
     """
     if os.environ.get("TWIN_FULL_EXIT"):
