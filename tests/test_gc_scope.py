@@ -9,6 +9,8 @@ import sys
 import weakref
 from pathlib import Path
 
+import pytest
+
 from twin.sim.gc_scope import freeze_what_is_new, older_objects_frozen
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,3 +93,24 @@ def test_the_exit_removes_a_spilled_spools_directory_held_in_a_cycle():
     spilled = Path(done.stdout.strip())
     assert spilled.name.startswith("twin-spool-")
     assert not spilled.exists()
+
+
+def test_simulate_hands_the_frozen_objects_back_on_return_and_on_error(monkeypatch):
+    from twin.model.validate import load_scenario
+    from twin.sim import engine
+
+    sc = load_scenario(ROOT / "scenarios" / "tiny.yaml", overrides={"simulation.duration_s": 60})
+    engine.simulate(sc)
+    assert gc.get_freeze_count() == 0
+
+    class Boom(RuntimeError):
+        pass
+
+    def explode(self, k):
+        assert gc.get_freeze_count() > 0     # frozen while it simulates
+        raise Boom
+
+    monkeypatch.setattr(engine.Engine, "_tick", explode)
+    with pytest.raises(Boom):
+        engine.simulate(sc)
+    assert gc.get_freeze_count() == 0
