@@ -26,6 +26,7 @@ def test_run_writes_a_run_directory_and_prints_the_summary(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp dirs left behind"
     again = runner.invoke(app, ["run", str(TINY), "-o", str(out), "--no-stage", "-q"])
     assert again.exit_code == 2 and "already exists" in again.output
+    assert "or -o to choose another directory" in " ".join(again.output.split())   # twin run has -o: it says so
     forced = runner.invoke(app, ["run", str(TINY), "-o", str(out), "--no-stage", "-q", "--force", "--seed", "3"])
     assert forced.exit_code == 0
     assert json.loads((out / "manifest.json").read_text())["scenario"]["seed"] == 3

@@ -38,6 +38,7 @@ def test_scene_regenerates_atomically_with_force(tmp_path, tiny_run):
     assert first.exit_code == 0, first.output
     again = runner.invoke(app, ["scene", str(run)])
     assert again.exit_code == 2 and "already exists" in again.output and "--force" in again.output
+    assert "choose another directory" not in again.output   # twin scene has no -o: the refusal offers none
     forced = runner.invoke(app, ["scene", str(run), "--force", "--stage-sample-s", "20"])
     assert forced.exit_code == 0, forced.output
     man = json.loads((run / "manifest.json").read_text())

@@ -104,7 +104,7 @@ def scene(run_dir: Annotated[Path, typer.Argument(help="A finished run directory
     span = _window(window)
     from scenes import build_stage
     try:
-        with AtomicDir(run_dir / "stage", force=force, kind=STAGE_KIND) as tmp:
+        with AtomicDir(run_dir / "stage", force=force, kind=STAGE_KIND, elsewhere=None) as tmp:  # no -o here
             info = _with_progress("writing USD stage", lambda cb: build_stage(
                 run_dir, stage_sample_s=stage_sample_s, out_dir=tmp, previews=previews, colour_by=colour_by,
                 colour_range=colour_range, window=span, realtime=realtime,

@@ -128,17 +128,19 @@ class AtomicDir:
     Pass the `lock` a caller already holds (e.g. since before a simulation), else one is taken.
     """
 
-    def __init__(self, final: Path, force: bool = False, kind: str = "run", lock: OutputLock | None = None):
+    def __init__(self, final: Path, force: bool = False, kind: str = "run", lock: OutputLock | None = None,
+                 elsewhere: str | None = "-o"):
         self.final = target_path(final)
         self.force = force
         self.kind = kind
+        self.elsewhere = elsewhere   # the caller's option for another target, named in the refusal
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self._own_lock = lock is None
         self.lock = lock or OutputLock(self.final)
         if self._own_lock:
             self.lock.__enter__()
         try:
-            prepare_target(self.final, force, kind)
+            prepare_target(self.final, force, kind, elsewhere)
         except BaseException:
             self._release()
             raise
@@ -175,7 +177,7 @@ class AtomicDir:
     def _commit(self) -> None:
         write_marker(self.tmp, self.kind)
         with signals_deferred():
-            check_replaceable(self.final, self.force, self.kind)  # it may have appeared meanwhile
+            check_replaceable(self.final, self.force, self.kind, self.elsewhere)  # it may have appeared meanwhile
             if not os.path.lexists(self.final):
                 os.rename(self.tmp, self.final)
                 return
@@ -197,23 +199,26 @@ def target_path(path: Path | str) -> Path:
     return path
 
 
-def prepare_target(final: Path, force: bool, kind: str) -> None:
+def prepare_target(final: Path, force: bool, kind: str, elsewhere: str | None = "-o") -> None:
     """With `final`'s OutputLock held: repair what a killed writer left, then check_replaceable."""
     recover_orphans(final)
-    check_replaceable(final, force, kind)
+    check_replaceable(final, force, kind, elsewhere)
 
 
-def check_replaceable(path: Path, force: bool, kind: str = "run") -> None:
+def check_replaceable(path: Path, force: bool, kind: str = "run", elsewhere: str | None = "-o") -> None:
     """Raise OutputError unless `path` is free, or `force` is given and twin may replace it.
 
     --force must never turn `-o ~` into rm -rf ~: only a directory twin wrote as `kind` (with
     nothing in it twin did not write) or an empty directory may go (twin.telemetry.outputs).
+    `elsewhere`: the command's option for writing somewhere else, which the refusal suggests
+    (None for a command whose target is fixed, such as `twin scene`'s RUN_DIR/stage).
     """
     path = Path(path)
     if not os.path.lexists(path):
         return
     if not force:
-        raise OutputError(f"{path} already exists; pass --force to replace it or -o to choose another directory")
+        other = f" or {elsewhere} to choose another directory" if elsewhere else ""
+        raise OutputError(f"{path} already exists; pass --force to replace it{other}")
     problem = replace_problem(path, kind)
     if problem:
         raise OutputError(problem)
