@@ -24,7 +24,7 @@ from pxr import Gf, Kind, Sdf, Usd, UsdGeom, Vt
 from scenes import colours, effects, layout as lay, routes
 from scenes.animate import attr_spec, write_palette_series
 from scenes.frames import Links
-from scenes.prims import bind, bind_spec, group, label, ref
+from scenes.prims import attr_default, bind, bind_spec, group, label, ref
 
 FABRIC = f"{lay.ROOT}/Fabric"
 LEVEL_STEPS = 24
@@ -114,28 +114,20 @@ def _cable(layer: Sdf.Layer, path: str, r: routes.Route, src: str, dst: str, kin
     prim = Sdf.CreatePrimInLayer(layer, path)
     prim.specifier = Sdf.SpecifierDef
     prim.typeName = "BasisCurves"
-
-    def attr(name: str, type_name, value=None, uniform: bool = False, custom: bool = False,
-             interpolation: str | None = None) -> None:
-        spec = Sdf.AttributeSpec(prim, name, type_name, Sdf.VariabilityUniform if uniform else Sdf.VariabilityVarying,
-                                 custom)
-        if value is not None:
-            spec.default = value
-        if interpolation is not None:
-            spec.SetInfo("interpolation", interpolation)
-    attr("type", T.Token, UsdGeom.Tokens.cubic, uniform=True)
-    attr("basis", T.Token, UsdGeom.Tokens.catmullRom, uniform=True)
-    attr("wrap", T.Token, UsdGeom.Tokens.pinned, uniform=True)
-    attr("curveVertexCounts", T.IntArray, Vt.IntArray([len(r.points)]))
-    attr("points", T.Point3fArray, Vt.Vec3fArray.FromNumpy(r.points.astype(np.float32)))
-    attr("extent", T.Float3Array, Vt.Vec3fArray([Gf.Vec3f(*map(float, r.points.min(0) - 0.03)),
-                                                 Gf.Vec3f(*map(float, r.points.max(0) + 0.03))]))
-    attr("widths", T.FloatArray, interpolation=UsdGeom.Tokens.constant)
-    attr("primvars:displayColor", T.Color3fArray, interpolation=UsdGeom.Tokens.constant)
-    attr("primvars:fx:pinned", T.FloatArray, Vt.FloatArray.FromNumpy(r.pinned), interpolation=UsdGeom.Tokens.vertex)
-    attr("fabric:src", T.String, src, custom=True)
-    attr("fabric:dst", T.String, dst, custom=True)
-    attr("fabric:kind", T.Token, kind, custom=True)
+    attr_default(prim, "type", T.Token, UsdGeom.Tokens.cubic, uniform=True)
+    attr_default(prim, "basis", T.Token, UsdGeom.Tokens.catmullRom, uniform=True)
+    attr_default(prim, "wrap", T.Token, UsdGeom.Tokens.pinned, uniform=True)
+    attr_default(prim, "curveVertexCounts", T.IntArray, Vt.IntArray([len(r.points)]))
+    attr_default(prim, "points", T.Point3fArray, Vt.Vec3fArray.FromNumpy(r.points.astype(np.float32)))
+    attr_default(prim, "extent", T.Float3Array, Vt.Vec3fArray([Gf.Vec3f(*map(float, r.points.min(0) - 0.03)),
+                                                              Gf.Vec3f(*map(float, r.points.max(0) + 0.03))]))
+    attr_default(prim, "widths", T.FloatArray, interpolation=UsdGeom.Tokens.constant)
+    attr_default(prim, "primvars:displayColor", T.Color3fArray, interpolation=UsdGeom.Tokens.constant)
+    attr_default(prim, "primvars:fx:pinned", T.FloatArray, Vt.FloatArray.FromNumpy(r.pinned),
+                 interpolation=UsdGeom.Tokens.vertex)
+    attr_default(prim, "fabric:src", T.String, src, custom=True)
+    attr_default(prim, "fabric:dst", T.String, dst, custom=True)
+    attr_default(prim, "fabric:kind", T.Token, kind, custom=True)
     bind_spec(prim, light)
 
 

@@ -30,6 +30,7 @@ Per node (paths below /Refinery/Row_X/Rack_XNN/Node_NN):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ from scenes.animate import (attr_spec, swing_door_keep, write_array_series, writ
                             write_kept, write_palette_series)
 from scenes.frames import StageFrames
 from scenes.mapping import ColourMapping, quantity_values
-from scenes.prims import bind_spec
+from scenes.prims import attr_default, bind_spec
 from twin.telemetry.schema import NODE_STATES
 
 NODE_ASSET = "node.usda"
@@ -116,18 +117,15 @@ def author_nodes(stage: Usd.Stage, layout: lay.Layout, fr: StageFrames, looks: L
             node = Sdf.CreatePrimInLayer(layer, path)
             node.specifier = Sdf.SpecifierDef
             node.referenceList.Prepend(Sdf.Reference(f"./assets/{NODE_ASSET}"))
-            Sdf.AttributeSpec(node, "xformOp:translate", T.Double3).default = Gf.Vec3d(*map(float, layout.node_local[n]))
-            Sdf.AttributeSpec(node, "xformOpOrder", T.TokenArray, Sdf.VariabilityUniform).default = \
-                Vt.TokenArray(["xformOp:translate"])
+            attr_default(node, "xformOp:translate", T.Double3, Gf.Vec3d(*map(float, layout.node_local[n])))
+            attr_default(node, "xformOpOrder", T.TokenArray, Vt.TokenArray(["xformOp:translate"]), uniform=True)
             node.variantSelections["gpu"] = gpu_variant(fr.topology.node_type[n])
             bind_spec(node, surface)
             for child, material in (("P2P", light), ("Blur", blur)):   # over the asset's prims
                 bind_spec(Sdf.CreatePrimInLayer(layer, f"{path}/{child}"), material)
             for name, type_name, value in (("telemetry:node_id", T.Int, n),
                                            ("telemetry:rack", T.String, layout.racks[layout.node_rack_index[n]].name)):
-                pv = Sdf.AttributeSpec(node, f"primvars:{name}", type_name)
-                pv.SetInfo("interpolation", UsdGeom.Tokens.constant)
-                pv.default = value
+                attr_default(node, f"primvars:{name}", type_name, value, interpolation=UsdGeom.Tokens.constant)
 
 
 def write_node_samples(tel: Sdf.Layer, layout: lay.Layout, fr: StageFrames, mapping: ColourMapping) -> dict:
@@ -135,10 +133,7 @@ def write_node_samples(tel: Sdf.Layer, layout: lay.Layout, fr: StageFrames, mapp
     flashes. Returns counts and the traffic peaks. The numbers are write_data_samples's."""
     T = Sdf.ValueTypeNames
     tc = fr.timecodes
-    paths = layout.node_path
-
-    def specs(suffix: str, name: str, tname, interp: str | None = None) -> list[Sdf.Path]:
-        return [attr_spec(tel, p + suffix, name, tname, interpolation=interp).path for p in paths]
+    specs = partial(node_attrs, tel, layout)
 
     # shell heat colour + glow, and the same on the front mesh
     x = mapping.normalise(quantity_values(fr, mapping.quantity.name))
@@ -185,9 +180,15 @@ def write_node_samples(tel: Sdf.Layer, layout: lay.Layout, fr: StageFrames, mapp
 def write_data_samples(layer: Sdf.Layer, layout: lay.Layout, fr: StageFrames, airflow: Airflow) -> int:
     """The data layer's per-node samples (inside an Sdf.ChangeBlock): FX/Airflow and the
     primvars:telemetry:* numbers. Returns the count."""
-    def specs(suffix: str, name: str, tname, interp: str | None = None) -> list[Sdf.Path]:
-        return [attr_spec(layer, p + suffix, name, tname, interpolation=interp).path for p in layout.node_path]
+    specs = partial(node_attrs, layer, layout)
     return _write_airflow(layer, specs, fr, airflow) + _write_telemetry(layer, specs, fr)
+
+
+def node_attrs(layer: Sdf.Layer, layout: lay.Layout, suffix: str, name: str, type_name,
+               interpolation: str | None = None) -> list[Sdf.Path]:
+    """The path of attribute `name` on every node's prim `suffix` ("" for the node itself) in
+    `layer`, its spec created where missing (scenes.animate.attr_spec), in node order."""
+    return [attr_spec(layer, p + suffix, name, type_name, interpolation=interpolation).path for p in layout.node_path]
 
 
 def _write_airflow(tel: Sdf.Layer, specs, fr: StageFrames, air: Airflow) -> int:

@@ -49,6 +49,20 @@ def bind_spec(prim: Sdf.PrimSpec, material: Sdf.Path) -> None:
     Sdf.RelationshipSpec(prim, "material:binding", False).targetPathList.explicitItems = [material]
 
 
+def attr_default(prim: Sdf.PrimSpec, name: str, type_name: Sdf.ValueTypeName, value=None, uniform: bool = False,
+                 custom: bool = False, interpolation: str | None = None) -> Sdf.AttributeSpec:
+    """A new attribute spec on `prim` with its default `value` (none: declared only) and, for a
+    primvar, its interpolation: what Create*Attr(...).Set(value) authors through the Usd API, for
+    authoring inside an Sdf.ChangeBlock."""
+    spec = Sdf.AttributeSpec(prim, name, type_name, Sdf.VariabilityUniform if uniform else Sdf.VariabilityVarying,
+                             custom)
+    if value is not None:
+        spec.default = value
+    if interpolation is not None:
+        spec.SetInfo("interpolation", interpolation)
+    return spec
+
+
 def label(prim: Usd.Prim, cls: str) -> None:
     """Semantic class label (UsdSemantics, shipped by usd-core >= 24.11)."""
     UsdSemantics.LabelsAPI.Apply(prim, "class").CreateLabelsAttr([cls])
