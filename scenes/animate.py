@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 import numpy as np
 from pxr import Sdf
 
+from scenes.prims import attr_default
+
 Value = object
 
 
@@ -42,18 +44,15 @@ def keep_mask(codes: np.ndarray) -> np.ndarray:
 
 
 def attr_spec(layer: Sdf.Layer, prim_path: str, name: str, type_name: Sdf.ValueTypeName,
-              variability=Sdf.VariabilityVarying, interpolation: str | None = None) -> Sdf.AttributeSpec:
-    """The attribute spec `name` on an (over) prim spec at `prim_path`, created if missing.
+              interpolation: str | None = None) -> Sdf.AttributeSpec:
+    """The (varying) attribute spec `name` on an (over) prim spec at `prim_path`, created if
+    missing (scenes.prims.attr_default, with no default: its values are time samples).
 
     interpolation: primvar interpolation metadata, for primvars this layer introduces (those the
     assets declare keep the asset's)."""
     prim = layer.GetPrimAtPath(prim_path) or Sdf.CreatePrimInLayer(layer, prim_path)
     spec = prim.attributes.get(name)
-    if spec is None:
-        spec = Sdf.AttributeSpec(prim, name, type_name, variability)
-        if interpolation:
-            spec.SetInfo("interpolation", interpolation)
-    return spec
+    return spec if spec is not None else attr_default(prim, name, type_name, interpolation=interpolation)
 
 
 def swing_door_keep(values: np.ndarray, tol: float | np.ndarray) -> np.ndarray:
