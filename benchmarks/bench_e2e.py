@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_scale import yardstick  # noqa: E402  (one definition of how the yardstick is run)
+from yardstick import describe, yardstick  # noqa: E402  (one definition of how the yardstick is run)
 
 
 def timed_run(scenario: Path, out: Path, stage: bool) -> dict:
@@ -48,8 +48,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs of each kind; the fastest is reported")
     args = ap.parse_args()
     ys = yardstick()
-    print(f"yardstick (plain SimPy, one process per replica): {ys:,.0f} requests/wall s" if ys else
-          "yardstick: shared/bench/yardstick.py not found")
+    print(describe(ys))
     with tempfile.TemporaryDirectory(prefix="twin-bench-e2e-") as tmp:
         for stage in (True, False):
             runs = [timed_run(args.scenario, Path(tmp) / f"run-{stage}-{i}", stage) for i in range(args.repeat)]

@@ -1,5 +1,6 @@
 """`twin report` cost on a full run: seconds per chart and table, page size, peak memory.
-Prints numbers; not a timed test.
+Prints numbers, the whole report also in yardstick-seconds (benchmarks/yardstick.py, measured in
+the same invocation); not a timed test.
 
     python benchmarks/bench_report.py [RUN_DIR]
 
@@ -12,6 +13,8 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+
+from yardstick import describe, yardstick, yardstick_seconds
 
 from twin.telemetry.read import load_run
 from twin.tools.plots import PLOTS, png_bytes
@@ -35,6 +38,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", nargs="?", type=Path)
     args = ap.parse_args()
+    ys = yardstick()
+    print(describe(ys), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         run = load_run(args.run_dir or _surge(Path(tmp)))
         print(f"run {run.name}: {run.manifest.get('tables', {}).get('gpus', 0):,} GPU rows")
@@ -51,7 +56,8 @@ def main() -> None:
         write_report(run, out)
         wall = time.perf_counter() - t0
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"report: {out.stat().st_size / 1e6:.2f} MB in {wall:.2f} s; peak RSS {rss_mb:.0f} MB")
+        print(f"report: {out.stat().st_size / 1e6:.2f} MB in {wall:.2f} s{yardstick_seconds(wall, ys)}; "
+              f"peak RSS {rss_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from yardstick import describe, yardstick  # one definition of how the yardstick is run
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {160: "surge", 1600: "hall-1600", 16000: "hall-16000"}
 
@@ -48,15 +50,6 @@ print(json.dumps({"sim_wall_s": sim_wall, "sim_cpu_s": sim_cpu, "write_wall_s": 
 """
 
 
-def yardstick() -> float | None:
-    for base in (ROOT.parent, ROOT.parent.parent):
-        y = base / "shared" / "bench" / "yardstick.py"
-        if y.exists():
-            out = subprocess.run([sys.executable, str(y)], capture_output=True, text=True, check=True)
-            return float(out.stdout.strip().splitlines()[-1])
-    return None
-
-
 def run(name: str, overrides: dict) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / "scenarios" / f"{name}.yaml"), json.dumps(overrides)],
@@ -73,8 +66,7 @@ def main() -> None:
     ap.add_argument("--day", action="store_true", help="also a 24-hour 160-node day")
     args = ap.parse_args()
     ys = yardstick()
-    print(f"yardstick (plain SimPy, one process per replica): {ys:,.0f} requests/wall s" if ys else
-          "yardstick: shared/bench/yardstick.py not found")
+    print(describe(ys))
     runs = [(f"{n:,} nodes", SCENARIOS[n], {"simulation.duration_s": args.duration_s}
              if n == 16000 and args.duration_s else {}) for n in (int(x) for x in args.scales.split(","))]
     if args.day:
