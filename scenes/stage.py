@@ -131,9 +131,12 @@ def _build(run_dir: Path, out: Path, data: DataLayerJob, t0: float, progress: Pr
     t_end = time.perf_counter()
 
     def rel(p: Path | str) -> str:
-        p = Path(p)
+        # resolved on both sides: the helper reports resolved paths, while run_dir may be relative
+        # (`twin run -o runs/x` builds in runs/.x.<pid>.tmp and renames it, so an absolute path
+        # recorded here would name a directory that no longer exists)
+        p, base = Path(p).resolve(), run_dir.resolve()
         try:
-            return str(p.relative_to(run_dir))
+            return str(p.relative_to(base))
         except ValueError:
             return str(p)
 

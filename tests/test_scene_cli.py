@@ -31,6 +31,20 @@ def test_run_writes_the_stage_and_records_it(tmp_path):
     assert st["colour"]["twin:colour_by"] == "gpu_temp" and set(st["beats"]) >= {"idle", "peak"}
 
 
+def test_stage_paths_are_relative_to_the_run_when_run_dir_is_relative(tmp_path, monkeypatch, tiny_run):
+    # the default `-o runs/<name>` is relative, and the run is built in a temporary sibling that is
+    # renamed at the end: every path the manifest records must be relative to the final directory
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["scene", "tiny", "--force"])
+    assert result.exit_code == 0, result.output
+    st = json.loads((run / "manifest.json").read_text())["stage"]
+    assert st["previews"] == ["stage/previews/colour_legend.png", "stage/previews/floor_heatmap.gif"]
+    for rel in [st["root"], st["telemetry"], st["data"], *st["previews"]]:
+        assert not Path(rel).is_absolute() and (run / rel).is_file(), rel
+
+
 def test_scene_regenerates_atomically_with_force(tmp_path, tiny_run):
     run = tmp_path / "tiny"
     shutil.copytree(tiny_run, run)
